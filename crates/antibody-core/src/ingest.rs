@@ -1,0 +1,1 @@
+//! Parsing request bodies into events (filled in by the ingest parser work).
