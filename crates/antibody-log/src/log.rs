@@ -1,0 +1,402 @@
+//! The segment log itself: open/recover, append, group-commit sync, read and retention.
+
+use std::collections::VecDeque;
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::iter;
+use std::mem;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use tracing::{debug, info};
+
+use crate::error::LogError;
+use crate::frame::{encode_into, record_len, MAX_PAYLOAD_LEN};
+use crate::reader::{LogReader, SegmentSpan};
+use crate::segment::{list_segments, newest_ts, recover, segment_path, sync_dir};
+
+/// Largest slice handed to one `write` call; bounds the memory a huge batch costs.
+const WRITE_CHUNK: usize = 4 * 1024 * 1024;
+
+/// How the log sizes and expires its segments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogOptions {
+    /// A new segment is started when the next record would take the active one past this
+    /// many bytes (a single larger record still gets a segment of its own). Default 64 MiB.
+    pub segment_bytes: u64,
+    /// Retention by size: closed segments are deleted, oldest first, while the log is larger.
+    pub max_total_bytes: Option<u64>,
+    /// Retention by age: a closed segment whose newest record's append timestamp is older
+    /// than `now_ms - max_age_ms` is deleted.
+    pub max_age_ms: Option<i64>,
+}
+
+impl Default for LogOptions {
+    fn default() -> Self {
+        Self {
+            segment_bytes: 64 * 1024 * 1024,
+            max_total_bytes: None,
+            max_age_ms: None,
+        }
+    }
+}
+
+/// What one [`SegmentLog::enforce_retention`] call removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RetentionReport {
+    /// Segment files deleted.
+    pub segments_deleted: usize,
+    /// Bytes those files held.
+    pub bytes_deleted: u64,
+    /// The oldest offset still stored afterwards.
+    pub first_offset: u64,
+}
+
+/// A segment no longer written to.
+#[derive(Debug)]
+struct ClosedSegment {
+    base: u64,
+    path: PathBuf,
+    bytes: u64,
+    /// Newest append timestamp; `None` until a retention check first needs it.
+    newest_ts: Option<i64>,
+}
+
+/// The segment appends go to.
+#[derive(Debug)]
+struct ActiveSegment {
+    base: u64,
+    path: PathBuf,
+    file: File,
+    bytes: u64,
+    /// Newest append timestamp; `None` while the segment is empty.
+    newest_ts: Option<i64>,
+}
+
+impl ActiveSegment {
+    fn create(dir: &Path, base: u64) -> Result<Self, LogError> {
+        let path = segment_path(dir, base);
+        let file = OpenOptions::new()
+            .append(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(|e| LogError::io(&path, e))?;
+        Ok(Self {
+            base,
+            path,
+            file,
+            bytes: 0,
+            newest_ts: None,
+        })
+    }
+
+    /// Reopens the last segment after validating (and if needed truncating) it.
+    fn reopen(dir: &Path, base: u64) -> Result<(Self, u64), LogError> {
+        let path = segment_path(dir, base);
+        let found = recover(&path)?;
+        let file = OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .map_err(|e| LogError::io(&path, e))?;
+        // The previous process may have died before syncing what we are about to build on.
+        file.sync_data().map_err(|e| LogError::io(&path, e))?;
+        let segment = Self {
+            base,
+            path,
+            file,
+            bytes: found.bytes,
+            newest_ts: found.newest_ts,
+        };
+        Ok((segment, found.records))
+    }
+}
+
+/// An append-only log of byte records split into segment files in one directory.
+///
+/// Single writer: the caller serialises access (e.g. behind a mutex) and must not open the
+/// same directory twice. See the crate docs for the format and the durability contract.
+#[derive(Debug)]
+pub struct SegmentLog {
+    dir: PathBuf,
+    opts: LogOptions,
+    closed: VecDeque<ClosedSegment>,
+    closed_bytes: u64,
+    active: ActiveSegment,
+    next_offset: u64,
+    /// Encoded records not yet handed to the OS; reused across appends.
+    pending: Vec<u8>,
+    pending_records: u64,
+    unsynced_data: bool,
+    unsynced_dir: bool,
+    poisoned: bool,
+}
+
+impl SegmentLog {
+    /// Opens (creating if needed) the log in `dir`, repairing a torn tail of the last segment.
+    pub fn open(dir: &Path, opts: LogOptions) -> Result<Self, LogError> {
+        fs::create_dir_all(dir).map_err(|e| LogError::io(dir, e))?;
+        let mut found = list_segments(dir)?;
+        let (active, next_offset) = match found.pop() {
+            Some((base, _)) => {
+                let (segment, records) = ActiveSegment::reopen(dir, base)?;
+                (segment, base.saturating_add(records))
+            }
+            None => (ActiveSegment::create(dir, 0)?, 0),
+        };
+        // Makes the active segment's own directory entry durable before anything is acked.
+        sync_dir(dir)?;
+        let closed: VecDeque<ClosedSegment> = found
+            .into_iter()
+            .map(|(base, bytes)| ClosedSegment {
+                base,
+                path: segment_path(dir, base),
+                bytes,
+                newest_ts: None,
+            })
+            .collect();
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            opts,
+            closed_bytes: closed.iter().map(|s| s.bytes).sum(),
+            closed,
+            active,
+            next_offset,
+            pending: Vec::new(),
+            pending_records: 0,
+            unsynced_data: false,
+            unsynced_dir: false,
+            poisoned: false,
+        })
+    }
+
+    /// The offset the next appended record will get.
+    pub fn next_offset(&self) -> u64 {
+        self.next_offset
+    }
+
+    /// The oldest offset still stored (equal to `next_offset` when the log holds nothing).
+    pub fn first_offset(&self) -> u64 {
+        self.closed.front().map_or(self.active.base, |s| s.base)
+    }
+
+    /// Bytes held by all segment files.
+    pub fn total_bytes(&self) -> u64 {
+        self.closed_bytes + self.active.bytes
+    }
+
+    /// Appends `records`, all stamped `ts_ms`, and returns their offsets.
+    ///
+    /// The records reach the OS (one `write` per batch and segment where possible) and are
+    /// visible to new readers, but are durable only after [`SegmentLog::sync`]. A payload over
+    /// [`MAX_PAYLOAD_LEN`] rejects the whole batch before anything is written. An I/O error
+    /// poisons the log: later calls fail with [`LogError::Poisoned`] until it is reopened.
+    pub fn append(&mut self, ts_ms: i64, records: &[&[u8]]) -> Result<Range<u64>, LogError> {
+        self.check_usable()?;
+        if let Some(big) = records.iter().find(|r| r.len() > MAX_PAYLOAD_LEN) {
+            return Err(LogError::TooLarge {
+                len: big.len(),
+                max: MAX_PAYLOAD_LEN,
+            });
+        }
+        let start = self.next_offset;
+        let written = self.append_all(ts_ms, records);
+        self.poison_on_err(written)?;
+        Ok(start..self.next_offset)
+    }
+
+    /// Makes every appended record durable: flushes the active segment's data to disk and, if
+    /// a segment was created since the last sync, the directory entry too. Call once per group
+    /// of appends, then acknowledge them all.
+    pub fn sync(&mut self) -> Result<(), LogError> {
+        self.check_usable()?;
+        let synced = self.sync_all();
+        self.poison_on_err(synced)
+    }
+
+    /// Reads from `offset` to the end of the log as of now.
+    pub fn read_from(&self, offset: u64) -> Result<LogReader, LogError> {
+        let oldest = self.first_offset();
+        if offset < oldest {
+            return Err(LogError::OffsetTruncated {
+                requested: offset,
+                oldest,
+            });
+        }
+        if offset > self.next_offset {
+            return Err(LogError::OffsetBeyondEnd {
+                requested: offset,
+                next: self.next_offset,
+            });
+        }
+        let starts: Vec<(u64, &Path)> = self
+            .closed
+            .iter()
+            .map(|s| (s.base, s.path.as_path()))
+            .chain(iter::once((self.active.base, self.active.path.as_path())))
+            .collect();
+        let ends = starts
+            .iter()
+            .skip(1)
+            .map(|(base, _)| *base)
+            .chain(iter::once(self.next_offset));
+        let spans = starts
+            .iter()
+            .zip(ends)
+            .filter(|(_, end)| *end > offset)
+            .map(|((base, path), end)| SegmentSpan {
+                path: path.to_path_buf(),
+                base: *base,
+                end,
+            })
+            .collect();
+        Ok(LogReader::new(spans, offset))
+    }
+
+    /// Deletes closed segments, oldest first, while the log is over `max_total_bytes` or the
+    /// oldest segment's newest record is older than `now_ms - max_age_ms`. Never deletes the
+    /// active segment nor any segment holding an offset `>= keep_from` (e.g. the offset of the
+    /// engine's last snapshot, whose tail must still be replayable).
+    pub fn enforce_retention(
+        &mut self,
+        now_ms: i64,
+        keep_from: u64,
+    ) -> Result<RetentionReport, LogError> {
+        let mut report = RetentionReport::default();
+        while self.oldest_is_expendable(now_ms, keep_from)? {
+            let Some(oldest) = self.closed.front() else {
+                break;
+            };
+            fs::remove_file(&oldest.path).map_err(|e| LogError::io(&oldest.path, e))?;
+            info!(segment = %oldest.path.display(), bytes = oldest.bytes, "deleted log segment by retention");
+            report.segments_deleted += 1;
+            report.bytes_deleted += oldest.bytes;
+            self.closed_bytes -= oldest.bytes;
+            self.closed.pop_front();
+            // Deletions must reach disk in order: a crash must never leave an older segment
+            // behind a gap where a newer one was removed.
+            sync_dir(&self.dir)?;
+        }
+        report.first_offset = self.first_offset();
+        Ok(report)
+    }
+
+    fn oldest_is_expendable(&mut self, now_ms: i64, keep_from: u64) -> Result<bool, LogError> {
+        let over_size = self
+            .opts
+            .max_total_bytes
+            .is_some_and(|max| self.total_bytes() > max);
+        let end = self.closed.get(1).map_or(self.active.base, |s| s.base);
+        let Some(oldest) = self.closed.front_mut() else {
+            return Ok(false);
+        };
+        if end > keep_from {
+            return Ok(false);
+        }
+        if over_size {
+            return Ok(true);
+        }
+        let Some(max_age) = self.opts.max_age_ms else {
+            return Ok(false);
+        };
+        let newest = match oldest.newest_ts {
+            Some(ts) => ts,
+            None => {
+                let ts = newest_ts(&oldest.path, end - oldest.base)?;
+                oldest.newest_ts = Some(ts);
+                ts
+            }
+        };
+        Ok(newest < now_ms.saturating_sub(max_age))
+    }
+
+    fn check_usable(&self) -> Result<(), LogError> {
+        if self.poisoned {
+            return Err(LogError::Poisoned);
+        }
+        Ok(())
+    }
+
+    /// After a failed write or fsync the file's tail is unknown (and Linux may have dropped
+    /// the dirty pages), so only a reopen, which re-validates the tail, can continue safely.
+    fn poison_on_err<T>(&mut self, result: Result<T, LogError>) -> Result<T, LogError> {
+        self.poisoned |= result.is_err();
+        result
+    }
+
+    fn append_all(&mut self, ts_ms: i64, records: &[&[u8]]) -> Result<(), LogError> {
+        for payload in records {
+            let size = record_len(payload.len());
+            let filled = self.active.bytes + self.pending.len() as u64;
+            if filled > 0 && filled + size > self.opts.segment_bytes {
+                self.write_pending(ts_ms)?;
+                self.roll()?;
+            } else if !self.pending.is_empty()
+                && self.pending.len() as u64 + size > WRITE_CHUNK as u64
+            {
+                self.write_pending(ts_ms)?;
+            }
+            encode_into(&mut self.pending, ts_ms, payload);
+            self.pending_records += 1;
+        }
+        self.write_pending(ts_ms)
+    }
+
+    fn write_pending(&mut self, ts_ms: i64) -> Result<(), LogError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        self.active
+            .file
+            .write_all(&self.pending)
+            .map_err(|e| LogError::io(&self.active.path, e))?;
+        self.active.bytes += self.pending.len() as u64;
+        self.active.newest_ts = self.active.newest_ts.max(Some(ts_ms));
+        self.next_offset += self.pending_records;
+        self.pending.clear();
+        self.pending_records = 0;
+        self.unsynced_data = true;
+        Ok(())
+    }
+
+    /// Closes the active segment and starts the next one at `next_offset`.
+    fn roll(&mut self) -> Result<(), LogError> {
+        // Recovery repairs only the last segment, so a closed segment and its directory entry
+        // must be durable before a later segment can exist on disk.
+        self.active
+            .file
+            .sync_data()
+            .map_err(|e| LogError::io(&self.active.path, e))?;
+        sync_dir(&self.dir)?;
+        let next = ActiveSegment::create(&self.dir, self.next_offset)?;
+        let old = mem::replace(&mut self.active, next);
+        debug!(closed = %old.path.display(), bytes = old.bytes, next_base = self.next_offset, "rolled log segment");
+        self.closed_bytes += old.bytes;
+        self.closed.push_back(ClosedSegment {
+            base: old.base,
+            path: old.path,
+            bytes: old.bytes,
+            newest_ts: old.newest_ts,
+        });
+        self.unsynced_data = false;
+        self.unsynced_dir = true;
+        Ok(())
+    }
+
+    fn sync_all(&mut self) -> Result<(), LogError> {
+        if self.unsynced_data {
+            self.active
+                .file
+                .sync_data()
+                .map_err(|e| LogError::io(&self.active.path, e))?;
+            self.unsynced_data = false;
+        }
+        if self.unsynced_dir {
+            sync_dir(&self.dir)?;
+            self.unsynced_dir = false;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,468 @@
+use std::fs;
+use std::path::Path;
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::error::CorruptReason;
+use crate::frame::HEADER_LEN;
+
+type Entry = (u64, i64, Vec<u8>);
+
+/// Payload of 20 bytes, so each record takes 36 bytes on disk.
+fn fixed(i: u64) -> Vec<u8> {
+    format!("payload-{i:012}").into_bytes()
+}
+
+fn opts(segment_bytes: u64) -> LogOptions {
+    LogOptions {
+        segment_bytes,
+        ..LogOptions::default()
+    }
+}
+
+fn append_owned(log: &mut SegmentLog, ts: i64, payloads: &[Vec<u8>]) -> Range<u64> {
+    let refs: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
+    log.append(ts, &refs).unwrap()
+}
+
+fn read_all(log: &SegmentLog, from: u64) -> Vec<Entry> {
+    log.read_from(from)
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+fn bases_on_disk(dir: &Path) -> Vec<u64> {
+    list_segments(dir)
+        .unwrap()
+        .into_iter()
+        .map(|(b, _)| b)
+        .collect()
+}
+
+fn entry(offset: u64, ts: i64, payload: &[u8]) -> Entry {
+    (offset, ts, payload.to_vec())
+}
+
+#[test]
+fn round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = SegmentLog::open(dir.path(), LogOptions::default()).unwrap();
+    assert_eq!(log.append(10, &[b"a", b"bb"]).unwrap(), 0..2);
+    assert_eq!(log.append(20, &[]).unwrap(), 2..2);
+    assert_eq!(log.append(-30, &[b""]).unwrap(), 2..3);
+    log.sync().unwrap();
+    assert_eq!(
+        read_all(&log, 0),
+        vec![entry(0, 10, b"a"), entry(1, 10, b"bb"), entry(2, -30, b"")]
+    );
+    assert_eq!(log.first_offset(), 0);
+    assert_eq!(log.next_offset(), 3);
+    assert_eq!(log.total_bytes(), 3 * HEADER_LEN as u64 + 3);
+}
+
+#[test]
+fn reopen_continues_offsets() {
+    let dir = tempfile::tempdir().unwrap();
+    let first: Vec<Vec<u8>> = (0..5).map(fixed).collect();
+    {
+        let mut log = SegmentLog::open(dir.path(), LogOptions::default()).unwrap();
+        append_owned(&mut log, 1, &first);
+        log.sync().unwrap();
+    }
+    let mut log = SegmentLog::open(dir.path(), LogOptions::default()).unwrap();
+    assert_eq!(log.next_offset(), 5);
+    assert_eq!(log.total_bytes(), 5 * 36);
+    assert_eq!(log.append(2, &[b"later"]).unwrap(), 5..6);
+    let all = read_all(&log, 0);
+    assert_eq!(all.len(), 6);
+    assert_eq!(all[4], entry(4, 1, &fixed(4)));
+    assert_eq!(all[5], entry(5, 2, b"later"));
+}
+
+#[test]
+fn reader_sees_unsynced_appends_up_to_its_creation() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = SegmentLog::open(dir.path(), LogOptions::default()).unwrap();
+    log.append(1, &[b"a", b"b"]).unwrap();
+    let early = log.read_from(0).unwrap();
+    log.append(2, &[b"c"]).unwrap();
+    assert_eq!(early.count(), 2);
+    assert_eq!(read_all(&log, 0).len(), 3);
+}
+
+#[test]
+fn oversized_payload_rejects_the_whole_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = SegmentLog::open(dir.path(), LogOptions::default()).unwrap();
+    let big = vec![0u8; MAX_PAYLOAD_LEN + 1];
+    let err = log.append(1, &[b"ok", &big]).unwrap_err();
+    assert!(
+        matches!(err, LogError::TooLarge { len, max } if len == big.len() && max == MAX_PAYLOAD_LEN)
+    );
+    assert_eq!(log.next_offset(), 0);
+    assert_eq!(log.total_bytes(), 0);
+    assert_eq!(log.append(1, &[b"ok"]).unwrap(), 0..1);
+}
+
+/// Three synced records, then a fourth; returns (byte where the fourth starts, file length).
+fn torn_tail_fixture(dir: &Path) -> (u64, u64) {
+    let mut log = SegmentLog::open(dir, LogOptions::default()).unwrap();
+    append_owned(&mut log, 1, &[fixed(0), fixed(1), fixed(2)]);
+    log.sync().unwrap();
+    let start = log.total_bytes();
+    log.append(2, &[b"the last record"]).unwrap();
+    log.sync().unwrap();
+    (start, log.total_bytes())
+}
+
+/// Reopens after damage to the fourth record and checks the first three survive intact and
+/// appends continue at offset 3.
+fn assert_recovers_three(dir: &Path, start: u64) {
+    let mut log = SegmentLog::open(dir, LogOptions::default()).unwrap();
+    assert_eq!(log.next_offset(), 3);
+    assert_eq!(log.total_bytes(), start);
+    assert_eq!(
+        fs::metadata(segment_path(dir, 0)).unwrap().len(),
+        start,
+        "tail truncated on disk"
+    );
+    assert_eq!(log.append(3, &[b"new"]).unwrap(), 3..4);
+    log.sync().unwrap();
+    drop(log);
+    let log = SegmentLog::open(dir, LogOptions::default()).unwrap();
+    let expected: Vec<Entry> = (0..3)
+        .map(|i| entry(i, 1, &fixed(i)))
+        .chain([entry(3, 3, b"new")])
+        .collect();
+    assert_eq!(read_all(&log, 0), expected);
+}
+
+#[test]
+fn torn_tail_at_every_byte_of_the_last_record_is_cut() {
+    let probe = tempfile::tempdir().unwrap();
+    let (start, len) = torn_tail_fixture(probe.path());
+    for cut in start..len {
+        let dir = tempfile::tempdir().unwrap();
+        torn_tail_fixture(dir.path());
+        let file = OpenOptions::new()
+            .write(true)
+            .open(segment_path(dir.path(), 0))
+            .unwrap();
+        file.set_len(cut).unwrap();
+        drop(file);
+        assert_recovers_three(dir.path(), start);
+    }
+}
+
+#[test]
+fn flipped_byte_anywhere_in_the_last_record_is_cut() {
+    let probe = tempfile::tempdir().unwrap();
+    let (start, len) = torn_tail_fixture(probe.path());
+    for at in start..len {
+        let dir = tempfile::tempdir().unwrap();
+        torn_tail_fixture(dir.path());
+        let path = segment_path(dir.path(), 0);
+        let mut bytes = fs::read(&path).unwrap();
+        bytes[at as usize] ^= 0x01;
+        fs::write(&path, &bytes).unwrap();
+        assert_recovers_three(dir.path(), start);
+    }
+}
+
+#[test]
+fn corruption_inside_the_last_segment_drops_everything_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (start, _) = torn_tail_fixture(dir.path());
+    let path = segment_path(dir.path(), 0);
+    let mut bytes = fs::read(&path).unwrap();
+    // Last payload byte of record 1: records 1..4 go, record 0 stays.
+    bytes[2 * 36 - 1] ^= 0xFF;
+    fs::write(&path, &bytes).unwrap();
+    let log = SegmentLog::open(dir.path(), LogOptions::default()).unwrap();
+    assert!(start > 36);
+    assert_eq!(log.next_offset(), 1);
+    assert_eq!(read_all(&log, 0), vec![entry(0, 1, &fixed(0))]);
+}
+
+#[test]
+fn segments_roll_at_the_size_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let payloads: Vec<Vec<u8>> = (0..7).map(fixed).collect();
+    {
+        // 36-byte records: two fit in 100 bytes, a third would not.
+        let mut log = SegmentLog::open(dir.path(), opts(100)).unwrap();
+        assert_eq!(append_owned(&mut log, 5, &payloads), 0..7);
+        log.sync().unwrap();
+        assert_eq!(bases_on_disk(dir.path()), vec![0, 2, 4, 6]);
+        assert_eq!(log.total_bytes(), 7 * 36);
+    }
+    let log = SegmentLog::open(dir.path(), opts(100)).unwrap();
+    assert_eq!(log.next_offset(), 7);
+    assert_eq!(log.total_bytes(), 7 * 36);
+    let expected: Vec<Entry> = (0..7).map(|i| entry(i, 5, &fixed(i))).collect();
+    assert_eq!(read_all(&log, 0), expected);
+}
+
+#[test]
+fn a_record_larger_than_a_segment_gets_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = SegmentLog::open(dir.path(), opts(10)).unwrap();
+    log.append(1, &[b"first", b"second"]).unwrap();
+    log.append(1, &[b"third"]).unwrap();
+    assert_eq!(bases_on_disk(dir.path()), vec![0, 1, 2]);
+    assert_eq!(read_all(&log, 1).len(), 2);
+}
+
+#[test]
+fn read_from_mid_segment_and_across_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = SegmentLog::open(dir.path(), opts(100)).unwrap();
+    let payloads: Vec<Vec<u8>> = (0..7).map(fixed).collect();
+    append_owned(&mut log, 5, &payloads);
+    for from in 0..=7 {
+        let expected: Vec<Entry> = (from..7).map(|i| entry(i, 5, &fixed(i))).collect();
+        assert_eq!(read_all(&log, from), expected, "from {from}");
+    }
+    assert!(matches!(
+        log.read_from(8),
+        Err(LogError::OffsetBeyondEnd {
+            requested: 8,
+            next: 7
+        })
+    ));
+}
+
+#[test]
+fn corrupt_record_in_an_earlier_segment_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut log = SegmentLog::open(dir.path(), opts(100)).unwrap();
+        append_owned(&mut log, 5, &(0..5).map(fixed).collect::<Vec<_>>());
+    }
+    let path = segment_path(dir.path(), 0);
+    let mut bytes = fs::read(&path).unwrap();
+    bytes[40] ^= 0xFF; // header of record 1
+    fs::write(&path, &bytes).unwrap();
+    let log = SegmentLog::open(dir.path(), opts(100)).unwrap();
+    let mut reader = log.read_from(0).unwrap();
+    assert_eq!(reader.next().unwrap().unwrap(), entry(0, 5, &fixed(0)));
+    let err = reader.next().unwrap().unwrap_err();
+    assert!(
+        matches!(
+            err,
+            LogError::Corrupt {
+                position: 36,
+                reason: CorruptReason::ChecksumMismatch,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(reader.next().is_none());
+    // Offsets past the damage stay readable.
+    assert_eq!(read_all(&log, 2).len(), 3);
+}
+
+/// Five segments of two records each (bases 0, 2, 4, 6, 8), segment `i` stamped `100 * (i + 1)`.
+fn five_segments(dir: &Path, opts: LogOptions) -> SegmentLog {
+    let mut log = SegmentLog::open(dir, opts).unwrap();
+    for seg in 0..5u64 {
+        let ts = 100 * (seg as i64 + 1);
+        append_owned(&mut log, ts, &[fixed(2 * seg), fixed(2 * seg + 1)]);
+    }
+    log.sync().unwrap();
+    assert_eq!(bases_on_disk(dir), vec![0, 2, 4, 6, 8]);
+    log
+}
+
+#[test]
+fn retention_by_size_deletes_oldest_closed_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = LogOptions {
+        segment_bytes: 100,
+        max_total_bytes: Some(150),
+        max_age_ms: None,
+    };
+    let mut log = five_segments(dir.path(), opts);
+    let report = log.enforce_retention(0, u64::MAX).unwrap();
+    assert_eq!(
+        report,
+        RetentionReport {
+            segments_deleted: 3,
+            bytes_deleted: 3 * 72,
+            first_offset: 6
+        }
+    );
+    assert_eq!(bases_on_disk(dir.path()), vec![6, 8]);
+    assert_eq!(log.total_bytes(), 144);
+    assert!(matches!(
+        log.read_from(5),
+        Err(LogError::OffsetTruncated {
+            requested: 5,
+            oldest: 6
+        })
+    ));
+    assert_eq!(read_all(&log, 6).len(), 4);
+    assert_eq!(
+        log.enforce_retention(0, u64::MAX).unwrap().segments_deleted,
+        0
+    );
+}
+
+#[test]
+fn retention_never_deletes_the_active_segment_and_offsets_survive() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = LogOptions {
+        segment_bytes: 100,
+        max_total_bytes: Some(0),
+        max_age_ms: None,
+    };
+    let mut log = five_segments(dir.path(), opts);
+    assert_eq!(log.enforce_retention(0, u64::MAX).unwrap().first_offset, 8);
+    assert_eq!(bases_on_disk(dir.path()), vec![8]);
+    drop(log);
+    let mut log = SegmentLog::open(dir.path(), opts).unwrap();
+    assert_eq!((log.first_offset(), log.next_offset()), (8, 10));
+    assert_eq!(log.append(1, &[b"x"]).unwrap(), 10..11);
+}
+
+#[test]
+fn retention_honours_keep_from() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = LogOptions {
+        segment_bytes: 100,
+        max_total_bytes: Some(0),
+        max_age_ms: None,
+    };
+    let mut log = five_segments(dir.path(), opts);
+    // Offset 3 lives in segment 2, so only segment 0 (offsets 0..2) may go.
+    assert_eq!(log.enforce_retention(0, 3).unwrap().first_offset, 2);
+    // Segment 2 ends exactly at the protected offset 4.
+    assert_eq!(log.enforce_retention(0, 4).unwrap().first_offset, 4);
+    assert_eq!(bases_on_disk(dir.path()), vec![4, 6, 8]);
+}
+
+#[test]
+fn retention_by_age_uses_each_segments_newest_record() {
+    let opts = LogOptions {
+        segment_bytes: 100,
+        max_total_bytes: None,
+        max_age_ms: Some(150),
+    };
+    for reopen in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = five_segments(dir.path(), opts);
+        if reopen {
+            drop(log);
+            log = SegmentLog::open(dir.path(), opts).unwrap();
+        }
+        // Cutoff 250: segments stamped 100 and 200 are older; 300 is not.
+        let report = log.enforce_retention(400, u64::MAX).unwrap();
+        assert_eq!(report.segments_deleted, 2, "reopen {reopen}");
+        assert_eq!(report.first_offset, 4);
+        // Nothing protected by keep_from may go, however old.
+        let report = log.enforce_retention(10_000, 6).unwrap();
+        assert_eq!(report.first_offset, 6, "reopen {reopen}");
+        assert_eq!(bases_on_disk(dir.path()), vec![6, 8]);
+    }
+}
+
+fn batches() -> impl Strategy<Value = Vec<(i64, Vec<Vec<u8>>)>> {
+    proptest::collection::vec(
+        (
+            any::<i64>(),
+            proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..80), 0..8),
+        ),
+        0..12,
+    )
+}
+
+/// Appends every batch and returns what the log should hold.
+fn append_batches(log: &mut SegmentLog, batches: &[(i64, Vec<Vec<u8>>)]) -> Vec<Entry> {
+    let mut expected = Vec::new();
+    for (ts, payloads) in batches {
+        let range = append_owned(log, *ts, payloads);
+        assert_eq!(range.end - range.start, payloads.len() as u64);
+        expected.extend(range.zip(payloads).map(|(o, p)| (o, *ts, p.clone())));
+    }
+    expected
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    #[test]
+    fn random_batches_round_trip(
+        batches in batches(),
+        segment_bytes in 1u64..400,
+        from_fraction in 0.0f64..=1.0,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = SegmentLog::open(dir.path(), opts(segment_bytes)).unwrap();
+        let expected = append_batches(&mut log, &batches);
+        log.sync().unwrap();
+        prop_assert_eq!(read_all(&log, 0), expected.clone());
+        drop(log);
+        let log = SegmentLog::open(dir.path(), opts(segment_bytes)).unwrap();
+        prop_assert_eq!(log.next_offset(), expected.len() as u64);
+        let from = (expected.len() as f64 * from_fraction) as usize;
+        prop_assert_eq!(read_all(&log, from as u64), expected[from..].to_vec());
+    }
+
+    #[test]
+    fn garbage_after_the_last_segment_never_loses_complete_records(
+        batches in batches(),
+        segment_bytes in 1u64..400,
+        garbage in proptest::collection::vec(any::<u8>(), 1..200),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = SegmentLog::open(dir.path(), opts(segment_bytes)).unwrap();
+        let expected = append_batches(&mut log, &batches);
+        log.sync().unwrap();
+        let last = segment_path(dir.path(), log.active.base);
+        drop(log);
+        let mut file = OpenOptions::new().append(true).open(&last).unwrap();
+        file.write_all(&garbage).unwrap();
+        drop(file);
+
+        let mut log = SegmentLog::open(dir.path(), opts(segment_bytes)).unwrap();
+        let recovered = read_all(&log, 0);
+        // Garbage that happens to frame a valid record (a 2^-32 chance) is kept, never less.
+        prop_assert!(recovered.len() >= expected.len());
+        prop_assert_eq!(&recovered[..expected.len()], &expected[..]);
+        let next = log.next_offset();
+        prop_assert_eq!(log.append(0, &[b"after"]).unwrap(), next..next + 1);
+    }
+
+    #[test]
+    fn crash_after_sync_keeps_every_synced_record(
+        synced in batches(),
+        unsynced in batches(),
+        segment_bytes in prop_oneof![Just(LogOptions::default().segment_bytes), 1u64..400],
+        cut_fraction in 0.0f64..=1.0,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = SegmentLog::open(dir.path(), opts(segment_bytes)).unwrap();
+        let expected = append_batches(&mut log, &synced);
+        log.sync().unwrap();
+        let synced_segment = log.active.path.clone();
+        let synced_len = log.active.bytes;
+        append_batches(&mut log, &unsynced);
+        let last = log.active.path.clone();
+        drop(log); // the crash: no sync
+
+        // The OS may have kept any prefix of the unsynced tail of the last segment.
+        let len = fs::metadata(&last).unwrap().len();
+        let floor = if last == synced_segment { synced_len } else { 0 };
+        let keep = floor + ((len - floor) as f64 * cut_fraction) as u64;
+        OpenOptions::new().write(true).open(&last).unwrap().set_len(keep).unwrap();
+
+        let log = SegmentLog::open(dir.path(), opts(segment_bytes)).unwrap();
+        let recovered = read_all(&log, 0);
+        prop_assert!(recovered.len() >= expected.len());
+        prop_assert_eq!(&recovered[..expected.len()], &expected[..]);
+        prop_assert_eq!(log.next_offset(), recovered.len() as u64);
+    }
+}
