@@ -1,1 +1,34 @@
-//! Embedded storage.
+//! Embedded storage on SQLite in WAL mode, one file `<data-dir>/antibody.db`: tenants,
+//! hashed API keys, findings, incidents and engine metadata.
+//!
+//! The store is synchronous (call it from `spawn_blocking`). Writes go through one writer
+//! connection, each call one transaction; reads use a pool of read-only connections, so in
+//! WAL mode they never wait on a write. Every query on tenant data takes the tenant and
+//! filters by it: another tenant's id reads as "not found".
+
+mod batch;
+mod error;
+mod findings;
+mod incidents;
+mod keys;
+mod schema;
+mod store;
+mod tenants;
+
+#[cfg(test)]
+mod conformance;
+
+pub use error::StoreError;
+pub use findings::{FindingCursor, FindingQuery, DEFAULT_LIMIT, MAX_LIMIT};
+pub use incidents::IncidentQuery;
+pub use keys::{KeyInfo, NewKey, Role};
+pub use schema::SCHEMA_VERSION;
+pub use store::{Store, DB_FILE};
+pub use tenants::{Tenant, DEFAULT_TENANT};
+
+/// `bytes` random bytes from the OS, hex-encoded (ids and secrets).
+fn random_hex(bytes: usize) -> Result<String, StoreError> {
+    let mut buf = vec![0u8; bytes];
+    getrandom::fill(&mut buf).map_err(StoreError::Random)?;
+    Ok(hex::encode(buf))
+}

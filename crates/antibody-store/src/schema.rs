@@ -1,0 +1,95 @@
+//! The schema as an ordered list of migrations. `PRAGMA user_version` records how many
+//! have been applied; `migrate` applies the rest, each in its own transaction, at open.
+//! Never edit a released migration: append a new one.
+
+use crate::StoreError;
+use rusqlite::Connection;
+
+/// Migration `i` moves the schema from version `i` to `i + 1`.
+const MIGRATIONS: &[&str] = &[
+    // 1: tenants, keys, findings, incidents, meta.
+    //
+    // Findings and incidents carry no foreign key to `tenants`: the engine sink must never
+    // fail a whole batch over a tenant row, and isolation comes from the tenant column
+    // leading every key and index.
+    "
+    CREATE TABLE tenants (
+        id         TEXT PRIMARY KEY,
+        name       TEXT NOT NULL UNIQUE,
+        created_ms INTEGER NOT NULL
+    ) STRICT;
+
+    CREATE TABLE api_keys (
+        id            TEXT PRIMARY KEY,
+        tenant        TEXT NOT NULL REFERENCES tenants(id),
+        role          TEXT NOT NULL,
+        bootstrap     INTEGER NOT NULL,
+        secret_sha256 BLOB NOT NULL UNIQUE,
+        created_ms    INTEGER NOT NULL
+    ) STRICT;
+    CREATE INDEX api_keys_tenant ON api_keys (tenant);
+
+    CREATE TABLE findings (
+        tenant TEXT NOT NULL,
+        id     TEXT NOT NULL,
+        ts     INTEGER NOT NULL,
+        entity TEXT NOT NULL,
+        kind   TEXT NOT NULL,
+        body   TEXT NOT NULL,
+        UNIQUE (tenant, id)
+    ) STRICT;
+    CREATE INDEX findings_ts     ON findings (tenant, ts DESC, id DESC);
+    CREATE INDEX findings_entity ON findings (tenant, entity, ts DESC, id DESC);
+    CREATE INDEX findings_kind   ON findings (tenant, kind, ts DESC, id DESC);
+
+    CREATE TABLE incidents (
+        tenant     TEXT NOT NULL,
+        id         TEXT NOT NULL,
+        entity     TEXT NOT NULL,
+        status     TEXT NOT NULL,
+        updated_ms INTEGER NOT NULL,
+        body       TEXT NOT NULL,
+        UNIQUE (tenant, id)
+    ) STRICT;
+    CREATE INDEX incidents_updated ON incidents (tenant, updated_ms DESC, id DESC);
+    CREATE INDEX incidents_status  ON incidents (tenant, status, updated_ms DESC, id DESC);
+    CREATE INDEX incidents_entity  ON incidents (tenant, entity, updated_ms DESC, id DESC);
+
+    CREATE TABLE meta (
+        key   TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    ) STRICT;
+    ",
+];
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Brings the database up to `SCHEMA_VERSION`. Refuses a database written by a newer build
+/// rather than guessing at its layout.
+pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let found = user_version(conn)?;
+    if found > SCHEMA_VERSION {
+        return Err(StoreError::SchemaTooNew {
+            found,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    for (index, sql) in MIGRATIONS
+        .iter()
+        .enumerate()
+        .skip(usize::try_from(found).unwrap_or(0))
+    {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        // `user_version` lives in the database header and is rolled back with the transaction.
+        tx.pragma_update(None, "user_version", index as i64 + 1)?;
+        tx.commit()?;
+        tracing::info!(version = index + 1, "applied store migration");
+    }
+    Ok(())
+}
+
+pub(crate) fn user_version(conn: &Connection) -> Result<i64, StoreError> {
+    Ok(conn.pragma_query_value(None, "user_version", |row| row.get(0))?)
+}

@@ -1,0 +1,75 @@
+//! Tenants: the unit of isolation. Every other table is keyed by a tenant id.
+
+use crate::{random_hex, Store, StoreError};
+use antibody_core::{TenantId, TimestampMs};
+use rusqlite::{OptionalExtension, Row};
+use serde::Serialize;
+
+/// The tenant created at first start; its name is also its id.
+pub const DEFAULT_TENANT: &str = "default";
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Tenant {
+    pub id: TenantId,
+    pub name: String,
+    pub created_ms: TimestampMs,
+}
+
+impl Store {
+    /// Creates a tenant. The one named `default` gets the id `default`; others get
+    /// `t-<12 hex>`. A name already in use is a `Conflict`.
+    pub fn create_tenant(&self, name: &str, now_ms: TimestampMs) -> Result<Tenant, StoreError> {
+        let id = if name == DEFAULT_TENANT {
+            DEFAULT_TENANT.to_owned()
+        } else {
+            format!("t-{}", random_hex(6)?)
+        };
+        self.write(|tx| {
+            let taken = tx
+                .prepare_cached("SELECT 1 FROM tenants WHERE name = ?1 OR id = ?2")?
+                .exists((name, &id))?;
+            if taken {
+                return Err(StoreError::Conflict(format!(
+                    "tenant {name:?} already exists"
+                )));
+            }
+            tx.prepare_cached("INSERT INTO tenants (id, name, created_ms) VALUES (?1, ?2, ?3)")?
+                .execute((&id, name, now_ms))?;
+            Ok(())
+        })?;
+        Ok(Tenant {
+            id: TenantId::new(&id),
+            name: name.to_owned(),
+            created_ms: now_ms,
+        })
+    }
+
+    pub fn get_tenant(&self, id: &TenantId) -> Result<Option<Tenant>, StoreError> {
+        self.read(|conn| {
+            let tenant = conn
+                .prepare_cached("SELECT id, name, created_ms FROM tenants WHERE id = ?1")?
+                .query_row([id.as_str()], tenant_from_row)
+                .optional()?;
+            Ok(tenant)
+        })
+    }
+
+    /// All tenants, oldest first.
+    pub fn list_tenants(&self) -> Result<Vec<Tenant>, StoreError> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT id, name, created_ms FROM tenants ORDER BY created_ms, id",
+            )?;
+            let rows = stmt.query_map([], tenant_from_row)?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+    }
+}
+
+fn tenant_from_row(row: &Row<'_>) -> rusqlite::Result<Tenant> {
+    Ok(Tenant {
+        id: TenantId::new(&row.get::<_, String>(0)?),
+        name: row.get(1)?,
+        created_ms: row.get(2)?,
+    })
+}
