@@ -1,1 +1,19 @@
-//! The detection engine.
+//! The detection engine: per-entity baselines, the rule detector, correlation of findings
+//! into incidents, all partitioned by `(tenant, entity)`. Pure and deterministic: time comes
+//! from events and ticks, never from the wall clock, and nothing here does I/O.
+
+pub mod baseline;
+pub mod config;
+pub mod correlate;
+pub mod engine;
+pub mod partition;
+
+pub use config::EngineConfig;
+pub use engine::{partition_of, Engine};
+pub use partition::{EntityView, LifecycleState, Outputs, Partition};
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("engine snapshot is unreadable: {0}")]
+    Snapshot(String),
+}

@@ -1,1 +1,179 @@
-//! The HTTP API.
+//! The antibody service: the durable ingest pipeline and the HTTP API around the engine.
+//! [`Server::open`] recovers state from the data dir; [`Server::serve`] runs until shutdown.
+
+pub mod auth;
+pub mod error;
+pub mod metrics;
+pub mod openapi;
+pub mod pipeline;
+pub mod routes;
+pub mod state;
+
+use antibody_core::ingest::Limits;
+use antibody_core::Clock;
+use antibody_detect::EngineConfig;
+use antibody_rules::RuleSet;
+use antibody_store::{Role, Store, DEFAULT_TENANT};
+use axum::Router;
+use pipeline::{Pipeline, PipelineConfig, PipelineParts};
+use state::AppState;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("storage: {0}")]
+    Store(#[from] antibody_store::StoreError),
+    #[error("rules:\n{0}")]
+    Rules(#[from] antibody_rules::RuleErrors),
+    #[error("pipeline: {0}")]
+    Pipeline(#[from] pipeline::PipelineError),
+    #[error("{context}: {source}")]
+    Io { context: String, source: std::io::Error },
+    #[error("invalid configuration: {0}")]
+    Config(String),
+}
+
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    pub data_dir: PathBuf,
+    /// Preset bootstrap admin key (`ANTIBODY_ADMIN_KEY`).
+    pub admin_key: Option<String>,
+    pub engine: EngineConfig,
+    pub limits: Limits,
+    pub pipeline: PipelineConfig,
+    pub tick_interval: Duration,
+}
+
+impl ServerConfig {
+    pub fn new(data_dir: PathBuf) -> Self {
+        Self {
+            pipeline: PipelineConfig::new(data_dir.clone()),
+            data_dir,
+            admin_key: None,
+            engine: EngineConfig::default(),
+            limits: Limits::default(),
+            tick_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+pub struct Server {
+    state: AppState,
+    tick_interval: Duration,
+    /// The bootstrap admin key when this start created it (to print once).
+    pub new_admin_key: Option<String>,
+}
+
+impl Server {
+    /// Opens the data dir: store, bootstrap tenant and key, rules, then the pipeline
+    /// (which restores the engine snapshot and replays the log tail before returning).
+    pub fn open(cfg: ServerConfig, clock: Arc<dyn Clock>) -> Result<Server, ServerError> {
+        cfg.engine.validate().map_err(ServerError::Config)?;
+        std::fs::create_dir_all(&cfg.data_dir).map_err(|source| ServerError::Io {
+            context: format!("creating data dir {}", cfg.data_dir.display()),
+            source,
+        })?;
+        let store = Arc::new(Store::open(&cfg.data_dir.join(antibody_store::DB_FILE))?);
+        let new_admin_key = bootstrap(&store, &cfg.data_dir, cfg.admin_key.as_deref(), clock.now_ms())?;
+        let rules = RuleSet::load_dir(&cfg.data_dir.join("rules"))?;
+        tracing::info!(rules = rules.len(), "rules loaded");
+        let metrics = Arc::new(metrics::Metrics::default());
+        let parts = PipelineParts {
+            store: store.clone(),
+            metrics: metrics.clone(),
+            clock: clock.clone(),
+            engine: Arc::new(cfg.engine.clone()),
+            rules: Arc::new(rules),
+        };
+        let pipeline = Pipeline::start(cfg.pipeline.clone(), parts)?;
+        let state = AppState {
+            store,
+            pipeline,
+            metrics,
+            clock,
+            limits: Arc::new(cfg.limits.clone()),
+            keys: Arc::new(auth::KeyCache::default()),
+        };
+        Ok(Server { state, tick_interval: cfg.tick_interval, new_admin_key })
+    }
+
+    pub fn router(&self) -> Router {
+        router(self.state.clone())
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves HTTP until `shutdown` resolves, then drains the pipeline and writes a final
+    /// checkpoint.
+    pub async fn serve(self, listener: tokio::net::TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        let pipeline = self.state.pipeline.clone();
+        let clock = self.state.clock.clone();
+        let ticker = pipeline.clone();
+        let period = self.tick_interval;
+        let tick_task = tokio::spawn(async move {
+            let mut every = tokio::time::interval(period);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            loop {
+                every.tick().await;
+                ticker.tick(clock.now_ms());
+            }
+        });
+        let app = self.router();
+        let result = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
+        tick_task.abort();
+        tokio::task::spawn_blocking(move || pipeline.shutdown()).await.map_err(std::io::Error::other)?;
+        result
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    let mut r = Router::new();
+    for ep in routes::endpoints() {
+        r = r.route(ep.path, ep.route);
+    }
+    r.fallback(not_found).method_not_allowed_fallback(method_not_allowed).with_state(state)
+}
+
+async fn not_found(uri: axum::http::Uri) -> error::ApiError {
+    error::ApiError::NotFound(format!("route `{}`", uri.path()))
+}
+
+async fn method_not_allowed() -> error::ApiError {
+    error::ApiError::Invalid { code: "method_not_allowed", status: 405, message: "this route does not accept that method".into() }
+}
+
+/// First start: tenant `default` and a bootstrap admin key (the preset one when given),
+/// written to `<data-dir>/admin.key` with mode 0600. Returns a newly generated key.
+fn bootstrap(store: &Store, data_dir: &Path, preset: Option<&str>, now: i64) -> Result<Option<String>, ServerError> {
+    let tenant = antibody_core::TenantId::new(DEFAULT_TENANT);
+    if store.get_tenant(&tenant)?.is_none() {
+        store.create_tenant(DEFAULT_TENANT, now)?;
+    }
+    if let Some(secret) = preset {
+        store.insert_key_with_secret(&tenant, Role::Admin, true, secret, now)?;
+        return Ok(None);
+    }
+    let has_bootstrap = store.list_keys(&tenant)?.iter().any(|k| k.bootstrap);
+    if has_bootstrap {
+        return Ok(None);
+    }
+    let key = store.create_key(&tenant, Role::Admin, true, now)?;
+    write_secret(&data_dir.join("admin.key"), &key.secret)?;
+    Ok(Some(key.secret))
+}
+
+fn write_secret(path: &Path, secret: &str) -> Result<(), ServerError> {
+    use std::io::Write;
+    let io = |source| ServerError::Io { context: format!("writing {}", path.display()), source };
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let mut f = opts.open(path).map_err(io)?;
+    f.write_all(secret.as_bytes()).and_then(|()| f.write_all(b"\n")).and_then(|()| f.sync_all()).map_err(io)
+}

@@ -1,0 +1,322 @@
+//! Per `(tenant, entity, metric)` baselines: EWMA mean and variance with a warm-up, a
+//! deviation test in σ, and the poisoning-resistance rule.
+//!
+//! ## The rule
+//! * **Warm-up.** The first `warmup` samples (default 15) are learned with Welford's exact
+//!   running mean/variance and never judged.
+//! * **Fast baseline.** After warm-up, mean and variance follow an EWMA with weight `alpha`
+//!   (default 0.05).
+//! * **Anchor.** A second EWMA with weight `alpha / anchor_slowdown` (default 20× slower)
+//!   starts from the warm-up figures. A slow ramp drags the fast baseline along with it, but
+//!   not the anchor, so a ramp is judged against where the metric *used to be*.
+//! * **Judging.** σ = |x − mean| / max(std, `rel_std_floor`·|mean|, 1e-9), computed against
+//!   both baselines; the larger wins. σ ≥ `threshold` (default 3) is a finding.
+//! * **No poisoning.** A value judged anomalous is folded into neither baseline. A value
+//!   anomalous only against the anchor is folded into neither either, so a +2 %/event ramp from
+//!   a learned baseline is flagged once it leaves the anchor's band — long before 3× the mean.
+//! * **Re-learning.** A genuine level shift would otherwise be flagged forever: after
+//!   `relearn_after` consecutive anomalous samples (default 50) the metric restarts its
+//!   warm-up from the new level. Every one of those samples was already reported, so an
+//!   attacker cannot get a shift learned without first raising that many findings.
+//!
+//! Severity bands by σ: [3, 4) low, [4, 5) medium, [5, 7) high, ≥ 7 critical (the bands move
+//! with a custom threshold: low starts at the threshold). Score = 1 − e^(−σ/5).
+
+use antibody_core::Severity;
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BaselineConfig {
+    pub warmup: u32,
+    pub alpha: f64,
+    pub anchor_slowdown: f64,
+    pub threshold: f64,
+    pub rel_std_floor: f64,
+    pub relearn_after: u32,
+}
+
+impl Default for BaselineConfig {
+    fn default() -> Self {
+        Self { warmup: 15, alpha: 0.05, anchor_slowdown: 20.0, threshold: 3.0, rel_std_floor: 0.05, relearn_after: 50 }
+    }
+}
+
+impl BaselineConfig {
+    /// Checks ranges; returns a sentence naming the bad key.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.warmup < 2 {
+            return Err("baseline.warmup must be at least 2".into());
+        }
+        if !(self.alpha > 0.0 && self.alpha < 1.0) {
+            return Err("baseline.alpha must be in (0, 1)".into());
+        }
+        if !(self.anchor_slowdown >= 1.0 && self.anchor_slowdown.is_finite()) {
+            return Err("baseline.anchor_slowdown must be ≥ 1".into());
+        }
+        if !(self.threshold > 0.0 && self.threshold.is_finite()) {
+            return Err("baseline.threshold must be a positive number of σ".into());
+        }
+        if !(0.0..1.0).contains(&self.rel_std_floor) {
+            return Err("baseline.rel_std_floor must be in [0, 1)".into());
+        }
+        Ok(())
+    }
+
+    pub fn severity(&self, sigma: f64) -> Severity {
+        let over = sigma - self.threshold;
+        if over >= 4.0 {
+            Severity::Critical
+        } else if over >= 2.0 {
+            Severity::High
+        } else if over >= 1.0 {
+            Severity::Medium
+        } else {
+            Severity::Low
+        }
+    }
+}
+
+/// Score in [0, 1] for a deviation of `sigma`.
+pub fn score(sigma: f64) -> f64 {
+    1.0 - (-sigma / 5.0).exp()
+}
+
+/// One metric's learned state: 40 bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MetricBaseline {
+    mean: f64,
+    var: f64,
+    anchor_mean: f64,
+    anchor_var: f64,
+    n: u32,
+    anomalous_run: u32,
+}
+
+/// What judging one value found.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Deviation {
+    pub value: f64,
+    pub mean: f64,
+    pub std: f64,
+    pub sigma: f64,
+    /// Which baseline gave the larger σ: the slow anchor (a drift) or the fast one.
+    pub against_anchor: bool,
+}
+
+impl Default for MetricBaseline {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MetricBaseline {
+    pub const fn new() -> Self {
+        Self { mean: 0.0, var: 0.0, anchor_mean: 0.0, anchor_var: 0.0, n: 0, anomalous_run: 0 }
+    }
+
+    pub fn mean(&self) -> f64 {
+        self.mean
+    }
+    pub fn std(&self) -> f64 {
+        self.var.max(0.0).sqrt()
+    }
+    pub fn n(&self) -> u32 {
+        self.n
+    }
+    pub fn is_warm(&self, cfg: &BaselineConfig) -> bool {
+        self.n >= cfg.warmup
+    }
+
+    /// Observes `x`: returns the deviation when it is anomalous, and learns it otherwise.
+    pub fn observe(&mut self, x: f64, cfg: &BaselineConfig) -> Option<Deviation> {
+        if !x.is_finite() {
+            return None;
+        }
+        if self.n < cfg.warmup {
+            self.learn_warmup(x, cfg);
+            return None;
+        }
+        let fast = deviation(x, self.mean, self.var, cfg);
+        let anchor = deviation(x, self.anchor_mean, self.anchor_var, cfg);
+        let (worst, against_anchor) = if anchor.sigma > fast.sigma { (anchor, true) } else { (fast, false) };
+        if worst.sigma >= cfg.threshold {
+            self.anomalous_run += 1;
+            if self.anomalous_run >= cfg.relearn_after {
+                *self = Self::new();
+            }
+            return Some(Deviation { against_anchor, ..worst });
+        }
+        self.anomalous_run = 0;
+        self.learn(x, cfg);
+        None
+    }
+
+    fn learn_warmup(&mut self, x: f64, cfg: &BaselineConfig) {
+        // Welford: exact mean and population variance over the warm-up samples.
+        self.n += 1;
+        let d = x - self.mean;
+        self.mean += d / f64::from(self.n);
+        let m2 = self.var * f64::from(self.n - 1) + d * (x - self.mean);
+        self.var = m2 / f64::from(self.n);
+        if self.n == cfg.warmup {
+            self.anchor_mean = self.mean;
+            self.anchor_var = self.var;
+        }
+    }
+
+    fn learn(&mut self, x: f64, cfg: &BaselineConfig) {
+        self.n = self.n.saturating_add(1);
+        ewma(&mut self.mean, &mut self.var, x, cfg.alpha);
+        ewma(&mut self.anchor_mean, &mut self.anchor_var, x, cfg.alpha / cfg.anchor_slowdown);
+    }
+}
+
+fn ewma(mean: &mut f64, var: &mut f64, x: f64, alpha: f64) {
+    let d = x - *mean;
+    let incr = alpha * d;
+    *mean += incr;
+    *var = (1.0 - alpha) * (*var + d * incr);
+}
+
+fn deviation(x: f64, mean: f64, var: f64, cfg: &BaselineConfig) -> Deviation {
+    let std = var.max(0.0).sqrt();
+    let floor = std.max(cfg.rel_std_floor * mean.abs()).max(1e-9);
+    Deviation { value: x, mean, std, sigma: (x - mean).abs() / floor, against_anchor: false }
+}
+
+/// Maps a metric name to the anomaly kind of API.md.
+pub fn default_kind_for_metric(metric: &str) -> &'static str {
+    match metric {
+        "tokens" => "token_spike",
+        "latency_ms" => "latency_spike",
+        "tool_calls" => "tool_explosion",
+        "retries" => "retry_spike",
+        "cost_usd" => "cost_spike",
+        "errors" | "error_rate" => "error_spike",
+        "input_tokens" => "input_spike",
+        "output_tokens" => "output_spike",
+        _ => "metric_spike",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A deterministic wobble of ±5 % around `base` (no RNG needed).
+    fn noisy(base: f64, i: u32) -> f64 {
+        base * (1.0 + 0.05 * ((f64::from(i) * 1.7).sin()))
+    }
+
+    fn learned(cfg: &BaselineConfig, base: f64, samples: u32) -> MetricBaseline {
+        let mut b = MetricBaseline::new();
+        for i in 0..samples {
+            assert_eq!(b.observe(noisy(base, i), cfg), None, "sample {i} of normal noise flagged");
+        }
+        b
+    }
+
+    #[test]
+    fn warmup_never_flags_and_learns_exact_mean() {
+        let cfg = BaselineConfig::default();
+        let mut b = MetricBaseline::new();
+        for x in [10.0, 1000.0, 10.0, 1000.0] {
+            assert!(b.observe(x, &cfg).is_none());
+        }
+        assert_eq!(b.mean(), 505.0);
+        assert!(!b.is_warm(&cfg));
+    }
+
+    #[test]
+    fn spike_is_flagged_with_rising_severity() {
+        let cfg = BaselineConfig::default();
+        let mut b = learned(&cfg, 1000.0, 100);
+        let std = b.std();
+        let d = b.observe(b.mean() + 10.0 * std.max(50.0), &cfg).expect("10σ spike");
+        assert!(d.sigma >= 9.0, "{d:?}");
+        assert_eq!(cfg.severity(d.sigma), Severity::Critical);
+        assert_eq!(cfg.severity(3.2), Severity::Low);
+        assert_eq!(cfg.severity(4.5), Severity::Medium);
+        assert_eq!(cfg.severity(5.0), Severity::High);
+    }
+
+    #[test]
+    fn anomalies_are_not_learned() {
+        let cfg = BaselineConfig::default();
+        let mut b = learned(&cfg, 100.0, 50);
+        let before = b;
+        for _ in 0..10 {
+            assert!(b.observe(10_000.0, &cfg).is_some());
+        }
+        assert_eq!(b.mean(), before.mean());
+        assert_eq!(b.std(), before.std());
+    }
+
+    /// Poisoning resistance: a +2 % per event ramp from a learned baseline must be flagged
+    /// before the value reaches 3× the learned mean.
+    #[test]
+    fn slow_ramp_is_flagged_before_three_times_the_mean() {
+        let cfg = BaselineConfig::default();
+        let mut b = learned(&cfg, 1000.0, 200);
+        let learned_mean = b.mean();
+        let mut x = learned_mean;
+        let mut flagged_at = None;
+        while x < 3.0 * learned_mean {
+            x *= 1.02;
+            if b.observe(x, &cfg).is_some() {
+                flagged_at = Some(x);
+                break;
+            }
+        }
+        let at = flagged_at.expect("ramp never flagged");
+        assert!(at < 1.5 * learned_mean, "flagged only at {:.2}× the mean", at / learned_mean);
+    }
+
+    #[test]
+    fn sustained_shift_is_relearned_after_being_reported() {
+        let cfg = BaselineConfig::default();
+        let mut b = learned(&cfg, 100.0, 50);
+        let mut flagged = 0;
+        for i in 0..200 {
+            if b.observe(noisy(500.0, i), &cfg).is_some() {
+                flagged += 1;
+            }
+        }
+        assert_eq!(flagged, cfg.relearn_after);
+        assert!((b.mean() - 500.0).abs() < 30.0, "relearned mean {}", b.mean());
+    }
+
+    #[test]
+    fn constant_metric_uses_relative_floor() {
+        let cfg = BaselineConfig::default();
+        let mut b = MetricBaseline::new();
+        for _ in 0..20 {
+            assert!(b.observe(3.0, &cfg).is_none());
+        }
+        // 3 → 4 tool calls is 6.7σ against a 5 % floor: high, not infinite.
+        let d = b.observe(4.0, &cfg).unwrap();
+        assert!((d.sigma - 6.67).abs() < 0.01, "{d:?}");
+    }
+
+    #[test]
+    fn non_finite_values_are_ignored() {
+        let cfg = BaselineConfig::default();
+        let mut b = learned(&cfg, 10.0, 20);
+        assert!(b.observe(f64::NAN, &cfg).is_none());
+        assert!(b.mean().is_finite());
+    }
+
+    #[test]
+    fn metric_kinds_follow_the_api() {
+        assert_eq!(default_kind_for_metric("tokens"), "token_spike");
+        assert_eq!(default_kind_for_metric("error_rate"), "error_spike");
+        assert_eq!(default_kind_for_metric("output_tokens"), "output_spike");
+        assert_eq!(default_kind_for_metric("queue_depth"), "metric_spike");
+    }
+
+    #[test]
+    fn baseline_is_small() {
+        assert!(std::mem::size_of::<MetricBaseline>() <= 40);
+    }
+}

@@ -1,0 +1,446 @@
+//! One partition of the engine: the state of every `(tenant, entity)` that hashes to it, and
+//! the pure step function `(state, event | tick) → (state', findings, incident updates)`.
+//!
+//! Invariants: no I/O, no wall clock (time is the event's `ts` or the tick's `now`), and the
+//! same inputs in the same order give byte-identical outputs. Finding and incident ids derive
+//! from the event's log offset, so replaying a log tail after a crash re-emits the same ids
+//! and the store's idempotent writes count nothing twice.
+
+use crate::baseline::{score, MetricBaseline};
+use crate::config::EngineConfig;
+use crate::correlate::OpenIncident;
+use antibody_core::{Event, Explanation, Finding, Incident, Severity, TenantId, TimestampMs};
+use antibody_rules::{RuleHit, RuleSet, RuleState};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+/// Lifecycle state of an entity as far as detection knows it. The response engine adds
+/// the later states (draining, quarantined, healing, probation, exhausted).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LifecycleState {
+    Initializing,
+    Healthy,
+    Suspected,
+}
+
+/// What the engine produced for one step.
+#[derive(Debug, Default)]
+pub struct Outputs {
+    pub findings: Vec<Finding>,
+    /// Incidents opened, updated or closed during the step (latest version of each).
+    pub incidents: Vec<Incident>,
+}
+
+impl Outputs {
+    pub fn clear(&mut self) {
+        self.findings.clear();
+        self.incidents.clear();
+    }
+    pub fn is_empty(&self) -> bool {
+        self.findings.is_empty() && self.incidents.is_empty()
+    }
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+struct Tracked {
+    attr: u16,
+    value: String,
+    streak: u32,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+struct EntityState {
+    metrics: Vec<(u16, MetricBaseline)>,
+    tracked: Vec<Tracked>,
+    last_seen: TimestampMs,
+    incident: Option<Box<OpenIncident>>,
+}
+
+/// A read-only view of one entity for the API.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct EntityView {
+    pub entity: String,
+    pub state: LifecycleState,
+    pub baselines: BTreeMap<String, BaselineView>,
+    pub last_seen: TimestampMs,
+    pub open_incident: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct BaselineView {
+    pub mean: f64,
+    pub std: f64,
+    pub n: u32,
+}
+
+/// Metric names are interned per partition so each baseline carries a 2-byte id.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+struct Interner {
+    names: Vec<String>,
+    #[serde(skip)]
+    ids: HashMap<String, u16>,
+}
+
+impl Interner {
+    /// The id of `name`; `None` once 65,535 distinct names exist (further metrics are ignored).
+    fn intern(&mut self, name: &str) -> Option<u16> {
+        if let Some(&id) = self.ids.get(name) {
+            return Some(id);
+        }
+        let id = u16::try_from(self.names.len()).ok().filter(|&i| i < u16::MAX)?;
+        self.names.push(name.to_owned());
+        self.ids.insert(name.to_owned(), id);
+        Some(id)
+    }
+    fn name(&self, id: u16) -> &str {
+        self.names.get(usize::from(id)).map_or("?", String::as_str)
+    }
+    fn rebuild(&mut self) {
+        self.ids = self.names.iter().enumerate().map(|(i, n)| (n.clone(), i as u16)).collect();
+    }
+}
+
+/// One partition's whole state, in the form written to a snapshot.
+#[derive(Serialize, Deserialize)]
+struct SnapshotV1 {
+    metrics: Interner,
+    attrs: Interner,
+    tenants: Vec<(TenantId, Vec<(String, EntityState)>)>,
+    open: Vec<(TenantId, String)>,
+    rules: RuleState,
+}
+
+pub struct Partition {
+    cfg: Arc<EngineConfig>,
+    rules: Arc<RuleSet>,
+    tenants: HashMap<TenantId, HashMap<Box<str>, EntityState>>,
+    metrics: Interner,
+    metric_kinds: Vec<String>,
+    attrs: Interner,
+    tracked_attr_ids: Vec<u16>,
+    rule_state: RuleState,
+    /// Entities with an open incident, in a stable order for ticks.
+    open: BTreeSet<(TenantId, Box<str>)>,
+    hits: Vec<RuleHit>,
+}
+
+impl Partition {
+    pub fn new(cfg: Arc<EngineConfig>, rules: Arc<RuleSet>) -> Self {
+        let rule_state = rules.new_state();
+        let mut p = Self {
+            cfg,
+            rules,
+            tenants: HashMap::new(),
+            metrics: Interner::default(),
+            metric_kinds: Vec::new(),
+            attrs: Interner::default(),
+            tracked_attr_ids: Vec::new(),
+            rule_state,
+            open: BTreeSet::new(),
+            hits: Vec::new(),
+        };
+        p.index_config();
+        p
+    }
+
+    fn index_config(&mut self) {
+        let tracked: Vec<String> = self.cfg.tracked_attrs.clone();
+        self.tracked_attr_ids = tracked.iter().filter_map(|a| self.attrs.intern(a)).collect();
+        self.metric_kinds = self.metrics.names.iter().map(|m| self.cfg.kind_for_metric(m)).collect();
+    }
+
+    /// Number of tracked entities.
+    pub fn entity_count(&self) -> usize {
+        self.tenants.values().map(HashMap::len).sum()
+    }
+
+    /// Runs every detector on `ev` (the event at log `offset`) and correlates the findings.
+    pub fn on_event(&mut self, offset: u64, ev: &Event, out: &mut Outputs) {
+        let first_finding = out.findings.len();
+        self.detect_metrics(offset, ev, out);
+        self.hits.clear();
+        self.rules.evaluate(&mut self.rule_state, ev, &mut self.hits);
+        let hits = std::mem::take(&mut self.hits);
+        for hit in &hits {
+            let id = finding_id(offset, out.findings.len() - first_finding);
+            out.findings.push(rule_finding(id, ev, hit));
+        }
+        self.hits = hits;
+        if out.findings.len() > first_finding {
+            self.correlate(offset, ev, first_finding, out);
+        }
+    }
+
+    fn detect_metrics(&mut self, offset: u64, ev: &Event, out: &mut Outputs) {
+        let first = out.findings.len();
+        let cfg = &self.cfg.baseline;
+        let tracked_ids = &self.tracked_attr_ids;
+        let attrs = &mut self.attrs;
+        let metrics = &mut self.metrics;
+        let kinds = &mut self.metric_kinds;
+        let state = entity_mut(&mut self.tenants, &ev.tenant, &ev.entity);
+        state.last_seen = state.last_seen.max(ev.ts);
+        for (name, value) in &ev.metrics {
+            let Some(id) = metrics.intern(name) else { continue };
+            if usize::from(id) == kinds.len() {
+                kinds.push(self.cfg.kind_for_metric(name));
+            }
+            let baseline = match state.metrics.iter_mut().find(|(m, _)| *m == id) {
+                Some((_, b)) => b,
+                None => {
+                    state.metrics.push((id, MetricBaseline::new()));
+                    &mut state.metrics.last_mut().expect("just pushed").1
+                }
+            };
+            let n = baseline.n();
+            if let Some(dev) = baseline.observe(*value, cfg) {
+                let fid = finding_id(offset, out.findings.len() - first);
+                out.findings.push(baseline_finding(fid, ev, name, &kinds[usize::from(id)], n, dev, cfg.severity(dev.sigma)));
+            }
+        }
+        for &attr in tracked_ids {
+            let Some(value) = ev.attr(attrs.name(attr)).map(|v| v.to_text()) else { continue };
+            let warmup = cfg.warmup;
+            let slot = match state.tracked.iter_mut().find(|t| t.attr == attr) {
+                Some(t) => t,
+                None => {
+                    state.tracked.push(Tracked { attr, value: value.clone().into_owned(), streak: 0 });
+                    state.tracked.last_mut().expect("just pushed")
+                }
+            };
+            if slot.value == value {
+                slot.streak = slot.streak.saturating_add(1);
+                continue;
+            }
+            if slot.streak >= warmup {
+                let fid = finding_id(offset, out.findings.len() - first);
+                out.findings.push(change_finding(fid, ev, attrs.name(attr), &slot.value, &value, slot.streak));
+            }
+            slot.value = value.into_owned();
+            slot.streak = 1;
+        }
+    }
+
+    fn correlate(&mut self, offset: u64, ev: &Event, first: usize, out: &mut Outputs) {
+        let window = self.cfg.correlation_window_ms;
+        let state = entity_mut(&mut self.tenants, &ev.tenant, &ev.entity);
+        for i in first..out.findings.len() {
+            let f = &out.findings[i];
+            match state.incident.as_deref_mut() {
+                Some(inc) if inc.accepts(f.ts, window) => inc.add(f),
+                _ => {
+                    if let Some(old) = state.incident.take() {
+                        out.incidents.push(old.close(f.ts));
+                    }
+                    let id = format!("i-{offset:x}-{}", i - first);
+                    state.incident = Some(Box::new(OpenIncident::open(id, f)));
+                }
+            }
+            if let Some(inc) = &state.incident {
+                out.findings[i].incident = Some(inc.0.id.clone());
+            }
+        }
+        if let Some(inc) = &state.incident {
+            self.open.insert((ev.tenant.clone(), Box::from(ev.entity.as_str())));
+            push_latest(&mut out.incidents, inc.0.clone());
+        }
+    }
+
+    /// Advances time: closes incidents quiet for a whole window, expires rule windows.
+    pub fn on_tick(&mut self, now: TimestampMs, out: &mut Outputs) {
+        self.rules.expire(&mut self.rule_state, now);
+        let window = self.cfg.correlation_window_ms;
+        let mut closed = Vec::new();
+        for key in &self.open {
+            let Some(state) = self.tenants.get_mut(&key.0).and_then(|m| m.get_mut(&key.1)) else {
+                closed.push(key.clone());
+                continue;
+            };
+            if state.incident.as_ref().is_some_and(|i| !i.accepts(now, window)) {
+                if let Some(inc) = state.incident.take() {
+                    out.incidents.push(inc.close(now));
+                }
+                closed.push(key.clone());
+            }
+        }
+        for key in closed {
+            self.open.remove(&key);
+        }
+    }
+
+    pub fn entity_view(&self, tenant: &TenantId, entity: &str) -> Option<EntityView> {
+        let state = self.tenants.get(tenant)?.get(entity)?;
+        let cfg = &self.cfg.baseline;
+        let baselines = state
+            .metrics
+            .iter()
+            .map(|(id, b)| (self.metrics.name(*id).to_owned(), BaselineView { mean: b.mean(), std: b.std(), n: b.n() }))
+            .collect();
+        let lifecycle = if state.incident.is_some() {
+            LifecycleState::Suspected
+        } else if !state.metrics.is_empty() && !state.metrics.iter().any(|(_, b)| b.is_warm(cfg)) {
+            LifecycleState::Initializing
+        } else {
+            LifecycleState::Healthy
+        };
+        Some(EntityView {
+            entity: entity.to_owned(),
+            state: lifecycle,
+            baselines,
+            last_seen: state.last_seen,
+            open_incident: state.incident.as_ref().map(|i| i.0.id.clone()),
+        })
+    }
+
+    /// Serialises the whole partition (entities in sorted order, so equal states give equal bytes).
+    pub fn snapshot(&self) -> Result<Vec<u8>, crate::EngineError> {
+        let mut tenants: Vec<_> = self
+            .tenants
+            .iter()
+            .map(|(t, m)| {
+                let mut es: Vec<_> = m.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+                es.sort_by(|a, b| a.0.cmp(&b.0));
+                (t.clone(), es)
+            })
+            .collect();
+        tenants.sort_by(|a, b| a.0.cmp(&b.0));
+        let snap = SnapshotV1 {
+            metrics: self.metrics.clone(),
+            attrs: self.attrs.clone(),
+            tenants,
+            open: self.open.iter().map(|(t, e)| (t.clone(), e.to_string())).collect(),
+            rules: self.rule_state.clone(),
+        };
+        postcard::to_stdvec(&snap).map_err(|e| crate::EngineError::Snapshot(e.to_string()))
+    }
+
+    /// Rebuilds a partition from [`Partition::snapshot`] bytes.
+    pub fn restore(cfg: Arc<EngineConfig>, rules: Arc<RuleSet>, bytes: &[u8]) -> Result<Self, crate::EngineError> {
+        let snap: SnapshotV1 = postcard::from_bytes(bytes).map_err(|e| crate::EngineError::Snapshot(e.to_string()))?;
+        let mut p = Self::new(cfg, rules);
+        p.metrics = snap.metrics;
+        p.metrics.rebuild();
+        p.attrs = snap.attrs;
+        p.attrs.rebuild();
+        p.rule_state = snap.rules;
+        p.tenants = snap
+            .tenants
+            .into_iter()
+            .map(|(t, es)| (t, es.into_iter().map(|(k, v)| (Box::from(k.as_str()), v)).collect()))
+            .collect();
+        p.open = snap.open.into_iter().map(|(t, e)| (t, Box::from(e.as_str()))).collect();
+        p.index_config();
+        Ok(p)
+    }
+}
+
+fn entity_mut<'a>(
+    tenants: &'a mut HashMap<TenantId, HashMap<Box<str>, EntityState>>,
+    tenant: &TenantId,
+    entity: &str,
+) -> &'a mut EntityState {
+    // Look up before inserting so the hot path (a known entity) allocates nothing.
+    if !tenants.contains_key(tenant) {
+        tenants.insert(tenant.clone(), HashMap::new());
+    }
+    let map = tenants.get_mut(tenant).expect("inserted above");
+    if !map.contains_key(entity) {
+        map.insert(Box::from(entity), EntityState::default());
+    }
+    map.get_mut(entity).expect("inserted above")
+}
+
+fn push_latest(incidents: &mut Vec<Incident>, inc: Incident) {
+    match incidents.iter_mut().find(|i| i.id == inc.id) {
+        Some(slot) => *slot = inc,
+        None => incidents.push(inc),
+    }
+}
+
+fn finding_id(offset: u64, index: usize) -> String {
+    format!("f-{offset:x}-{index}")
+}
+
+fn finding(id: String, ev: &Event, kind: &str, detector: String, sev: Severity, score: f64) -> Finding {
+    Finding {
+        id,
+        tenant: ev.tenant.clone(),
+        ts: ev.ts,
+        entity: ev.entity.clone(),
+        kind: kind.to_owned(),
+        detector,
+        severity: sev,
+        score,
+        explanation: Explanation::default(),
+        evidence: Map::new(),
+        incident: None,
+    }
+}
+
+fn baseline_finding(
+    id: String,
+    ev: &Event,
+    metric: &str,
+    kind: &str,
+    n: u32,
+    dev: crate::baseline::Deviation,
+    sev: Severity,
+) -> Finding {
+    let mut f = finding(id, ev, kind, "baseline".into(), sev, score(dev.sigma));
+    let dir = if dev.value >= dev.mean { "above" } else { "below" };
+    let which = if dev.against_anchor { "long-term baseline" } else { "baseline" };
+    f.explanation = Explanation::text(format!(
+        "{metric} = {} is {:.1}σ {dir} this entity's {which} (mean {}, std {}, {n} samples)",
+        fmt_num(dev.value),
+        dev.sigma,
+        fmt_num(dev.mean),
+        fmt_num(dev.std)
+    ));
+    f.explanation.contributions.insert(metric.to_owned(), 1.0);
+    let e = &mut f.evidence;
+    e.insert("metric".into(), json!(metric));
+    e.insert("value".into(), json!(dev.value));
+    e.insert("mean".into(), json!(round4(dev.mean)));
+    e.insert("std".into(), json!(round4(dev.std)));
+    e.insert("sigma".into(), json!(round4(dev.sigma)));
+    e.insert("baseline".into(), json!(if dev.against_anchor { "anchor" } else { "recent" }));
+    e.insert("n".into(), json!(n));
+    f
+}
+
+fn change_finding(id: String, ev: &Event, attr: &str, old: &str, new: &str, streak: u32) -> Finding {
+    let kind = if attr == "prompt_hash" { "prompt_change".to_owned() } else { format!("{attr}_change") };
+    let mut f = finding(id, ev, &kind, "baseline".into(), Severity::Medium, 0.5);
+    f.explanation = Explanation::text(format!("{attr} changed from `{old}` to `{new}` after {streak} events with the same value"));
+    let e = &mut f.evidence;
+    e.insert("attr".into(), json!(attr));
+    e.insert("previous".into(), json!(old));
+    e.insert("value".into(), json!(new));
+    e.insert("streak".into(), json!(streak));
+    f
+}
+
+fn rule_finding(id: String, ev: &Event, hit: &RuleHit) -> Finding {
+    let mut f = finding(id, ev, &hit.kind, format!("rule:{}", hit.rule_id), hit.severity, hit.score);
+    f.explanation = Explanation::text(hit.explanation.clone());
+    f.evidence = hit.evidence.clone();
+    f.evidence.insert("rule".into(), Value::String(hit.rule_id.to_string()));
+    f
+}
+
+fn round4(x: f64) -> f64 {
+    (x * 10_000.0).round() / 10_000.0
+}
+
+fn fmt_num(x: f64) -> String {
+    if x.fract() == 0.0 && x.abs() < 1e15 {
+        format!("{}", x as i64)
+    } else if x.abs() >= 100.0 {
+        format!("{x:.0}")
+    } else {
+        format!("{x:.3}")
+    }
+}

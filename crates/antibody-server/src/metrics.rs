@@ -1,0 +1,162 @@
+//! Prometheus metrics. Hand-rolled on atomics: the set is small and fixed, the hot path
+//! only does relaxed adds, and the exporter crates pull in a second HTTP stack.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Upper bounds of the latency histogram buckets, in seconds.
+const BUCKETS: [f64; 14] = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0];
+
+#[derive(Default)]
+pub struct Histogram {
+    buckets: [AtomicU64; BUCKETS.len()],
+    count: AtomicU64,
+    sum_us: AtomicU64,
+}
+
+impl Histogram {
+    pub fn observe(&self, d: Duration) {
+        let s = d.as_secs_f64();
+        if let Some(i) = BUCKETS.iter().position(|&b| s <= b) {
+            self.buckets[i].fetch_add(1, Relaxed);
+        }
+        self.count.fetch_add(1, Relaxed);
+        self.sum_us.fetch_add(d.as_micros() as u64, Relaxed);
+    }
+
+    /// The smallest bucket bound holding quantile `q` of the observations (coarse p99).
+    pub fn quantile_bound(&self, q: f64) -> Option<f64> {
+        let total = self.count.load(Relaxed);
+        if total == 0 {
+            return None;
+        }
+        let want = (q * total as f64).ceil() as u64;
+        let mut seen = 0;
+        for (i, b) in self.buckets.iter().enumerate() {
+            seen += b.load(Relaxed);
+            if seen >= want {
+                return Some(BUCKETS[i]);
+            }
+        }
+        Some(f64::INFINITY)
+    }
+
+    fn render(&self, out: &mut String, name: &str, help: &str) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        let mut cum = 0;
+        for (i, b) in self.buckets.iter().enumerate() {
+            cum += b.load(Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{le=\"{}\"}} {cum}", BUCKETS[i]);
+        }
+        let count = self.count.load(Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(out, "{name}_sum {}", self.sum_us.load(Relaxed) as f64 / 1e6);
+        let _ = writeln!(out, "{name}_count {count}");
+    }
+}
+
+#[derive(Default)]
+pub struct Metrics {
+    pub events_accepted: AtomicU64,
+    pub events_rejected: AtomicU64,
+    pub events_duplicate: AtomicU64,
+    pub requests_overloaded: AtomicU64,
+    pub log_bytes: AtomicU64,
+    pub log_next_offset: AtomicU64,
+    pub queue_depth_events: AtomicU64,
+    pub events_processed: AtomicU64,
+    pub checkpoint_offset: AtomicU64,
+    pub store_errors: AtomicU64,
+    /// Engine time per event batch.
+    pub detect_latency: Histogram,
+    /// From the request's arrival to its findings being queryable and streamed.
+    pub finding_visible_latency: Histogram,
+    findings_by_kind: Mutex<BTreeMap<String, u64>>,
+}
+
+impl Metrics {
+    pub fn count_finding(&self, kind: &str) {
+        if let Ok(mut m) = self.findings_by_kind.lock() {
+            match m.get_mut(kind) {
+                Some(n) => *n += 1,
+                None => {
+                    m.insert(kind.to_owned(), 1);
+                }
+            }
+        }
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(4096);
+        let counters = [
+            ("antibody_events_accepted_total", "Events accepted and durably logged.", &self.events_accepted),
+            ("antibody_events_rejected_total", "Events rejected as invalid.", &self.events_rejected),
+            ("antibody_events_duplicate_total", "Events dropped as repeats of an idempotency id.", &self.events_duplicate),
+            ("antibody_requests_overloaded_total", "Ingest requests refused with 429.", &self.requests_overloaded),
+            ("antibody_events_processed_total", "Events run through the engine.", &self.events_processed),
+            ("antibody_store_errors_total", "Failed store writes (retried).", &self.store_errors),
+        ];
+        for (name, help, v) in counters {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", v.load(Relaxed));
+        }
+        let gauges = [
+            ("antibody_log_bytes", "Bytes held by the durable log.", &self.log_bytes),
+            ("antibody_log_next_offset", "Offset the next accepted event will get.", &self.log_next_offset),
+            ("antibody_queue_depth_events", "Events accepted by HTTP but not yet logged.", &self.queue_depth_events),
+            ("antibody_checkpoint_offset", "Log offset of the latest engine snapshot.", &self.checkpoint_offset),
+        ];
+        for (name, help, v) in gauges {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {}", v.load(Relaxed));
+        }
+        let _ = writeln!(out, "# HELP antibody_findings_total Findings by kind.\n# TYPE antibody_findings_total counter");
+        if let Ok(m) = self.findings_by_kind.lock() {
+            for (kind, n) in m.iter() {
+                let _ = writeln!(out, "antibody_findings_total{{kind=\"{}\"}} {n}", escape_label(kind));
+            }
+        }
+        self.detect_latency.render(&mut out, "antibody_detect_latency_seconds", "Engine time per event batch.");
+        self.finding_visible_latency.render(
+            &mut out,
+            "antibody_finding_visible_latency_seconds",
+            "From ingest request arrival to its findings being stored and streamed.",
+        );
+        out
+    }
+}
+
+fn escape_label(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_and_histograms() {
+        let m = Metrics::default();
+        m.events_accepted.fetch_add(3, Relaxed);
+        m.count_finding("sqli");
+        m.count_finding("sqli");
+        m.detect_latency.observe(Duration::from_micros(300));
+        let text = m.render();
+        assert!(text.contains("antibody_events_accepted_total 3"));
+        assert!(text.contains("antibody_findings_total{kind=\"sqli\"} 2"));
+        assert!(text.contains("antibody_detect_latency_seconds_bucket{le=\"0.0005\"} 1"));
+        assert!(text.contains("antibody_detect_latency_seconds_count 1"));
+    }
+
+    #[test]
+    fn quantile_bound_is_coarse_but_right() {
+        let h = Histogram::default();
+        for _ in 0..99 {
+            h.observe(Duration::from_micros(50));
+        }
+        h.observe(Duration::from_millis(40));
+        assert_eq!(h.quantile_bound(0.99), Some(0.0001));
+        assert_eq!(h.quantile_bound(1.0), Some(0.05));
+    }
+}

@@ -1,0 +1,255 @@
+//! The ingest → log → engine → store pipeline, on plain threads:
+//!
+//! ```text
+//! HTTP handlers ──try_send──► committer ──► partition workers ──► sink
+//!   (parse)        bounded      (dedupe, append,   (Partition:     (SQLite batch,
+//!                  → 429        one fsync, ack,     detect,         SSE fan-out,
+//!                               route by entity)    correlate)      snapshots)
+//! ```
+//!
+//! Invariants:
+//! * An event is acknowledged only after the batch holding it is fsynced (group commit).
+//! * Each partition sees its events in log order; finding and incident ids derive from log
+//!   offsets, and store writes are idempotent, so replaying a tail after a crash counts nothing
+//!   twice.
+//! * A snapshot at offset X is written only after the sink has committed every output of the
+//!   events below X; restart loads it and replays the log from X.
+
+mod committer;
+mod snapshot;
+mod sink;
+mod worker;
+
+use crate::metrics::Metrics;
+use antibody_core::{Clock, Event, TenantId};
+use antibody_detect::{partition_of, EngineConfig, EntityView, Partition};
+use antibody_log::{LogOptions, SegmentLog};
+use antibody_rules::RuleSet;
+use antibody_store::Store;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{broadcast, oneshot};
+
+pub use sink::StreamItem;
+
+#[derive(Clone, Debug)]
+pub struct PipelineConfig {
+    pub data_dir: PathBuf,
+    pub partitions: usize,
+    pub log: LogOptions,
+    /// Events parsed by HTTP but not yet logged, across all requests; beyond it → 429.
+    pub max_queued_events: u64,
+    pub checkpoint_interval: Duration,
+    pub checkpoint_every_events: u64,
+    /// How long an idempotency `id` is remembered.
+    pub dedupe_window_ms: i64,
+    pub max_dedupe_ids: usize,
+}
+
+impl PipelineConfig {
+    pub fn new(data_dir: PathBuf) -> Self {
+        Self {
+            data_dir,
+            partitions: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            log: LogOptions::default(),
+            max_queued_events: 2_000_000,
+            checkpoint_interval: Duration::from_secs(30),
+            checkpoint_every_events: 5_000_000,
+            dedupe_window_ms: 24 * 3600 * 1000,
+            max_dedupe_ids: 10_000_000,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error("the durable log failed: {0}")]
+    Log(#[from] antibody_log::LogError),
+    #[error("engine snapshot: {0}")]
+    Snapshot(String),
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("the pipeline has stopped")]
+    Stopped,
+}
+
+/// What the committer reports back for one request.
+#[derive(Debug, Clone, Default)]
+pub struct CommitOutcome {
+    pub accepted: usize,
+    pub duplicates: usize,
+}
+
+pub(crate) struct IngestRequest {
+    pub events: Vec<Event>,
+    pub received: Instant,
+    pub ack: oneshot::Sender<Result<CommitOutcome, String>>,
+}
+
+pub(crate) enum Ingest {
+    Events(IngestRequest),
+    /// Final checkpoint, then stop every thread.
+    Stop,
+}
+
+pub(crate) enum Work {
+    Events { batch: Vec<(u64, Event)>, received: Instant },
+    Tick(i64),
+    Query { tenant: TenantId, entity: String, reply: oneshot::Sender<Option<EntityView>> },
+    Checkpoint { next_offset: u64 },
+    Stop,
+}
+
+#[derive(Debug)]
+pub enum SubmitError {
+    Overloaded,
+    Stopped,
+}
+
+/// Handle to the running pipeline, shared by the HTTP handlers.
+pub struct Pipeline {
+    ingest: SyncSender<Ingest>,
+    workers: Vec<SyncSender<Work>>,
+    queued: Arc<AtomicU64>,
+    max_queued: u64,
+    ready: Arc<AtomicBool>,
+    pub stream: broadcast::Sender<StreamItem>,
+    threads: std::sync::Mutex<Vec<std::thread::JoinHandle<()>>>,
+}
+
+pub struct PipelineParts {
+    pub store: Arc<Store>,
+    pub metrics: Arc<Metrics>,
+    pub clock: Arc<dyn Clock>,
+    pub engine: Arc<EngineConfig>,
+    pub rules: Arc<RuleSet>,
+}
+
+impl Pipeline {
+    /// Opens the log, restores the engine from the newest snapshot, replays the log tail,
+    /// and starts the threads. Returns once recovery is complete.
+    pub fn start(cfg: PipelineConfig, parts: PipelineParts) -> Result<Arc<Pipeline>, PipelineError> {
+        std::fs::create_dir_all(&cfg.data_dir)?;
+        let log = SegmentLog::open(&cfg.data_dir.join("log"), cfg.log.clone())?;
+        let snapshots = snapshot::SnapshotDir::new(cfg.data_dir.join("snapshots"))?;
+        let restored = snapshots.load_latest(cfg.partitions)?;
+        let (start_offset, partitions) = match restored {
+            Some(s) => {
+                let mut ps = Vec::with_capacity(s.partitions.len());
+                for bytes in &s.partitions {
+                    let p = Partition::restore(parts.engine.clone(), parts.rules.clone(), bytes)
+                        .map_err(|e| PipelineError::Snapshot(e.to_string()))?;
+                    ps.push(p);
+                }
+                tracing::info!(offset = s.next_offset, "restored engine snapshot");
+                (s.next_offset, ps)
+            }
+            None => {
+                let n = cfg.partitions.max(1);
+                (0, (0..n).map(|_| Partition::new(parts.engine.clone(), parts.rules.clone())).collect())
+            }
+        };
+        parts.metrics.checkpoint_offset.store(start_offset, Ordering::Relaxed);
+        let (stream, _) = broadcast::channel(4096);
+        let (sink_tx, sink_rx) = mpsc::sync_channel(256);
+        let checkpoint = Arc::new(AtomicU64::new(start_offset));
+        let mut threads = Vec::new();
+        let n_workers = partitions.len();
+        let sink = sink::Sink::new(parts.store.clone(), parts.metrics.clone(), stream.clone(), snapshots, n_workers, checkpoint.clone());
+        threads.push(spawn("antibody-sink", move || sink.run(sink_rx))?);
+        let mut workers = Vec::new();
+        for (i, p) in partitions.into_iter().enumerate() {
+            let (tx, rx) = mpsc::sync_channel(64);
+            let w = worker::Worker::new(i, p, sink_tx.clone(), parts.metrics.clone());
+            threads.push(spawn(&format!("antibody-part-{i}"), move || w.run(rx))?);
+            workers.push(tx);
+        }
+        drop(sink_tx);
+        let mut committer = committer::Committer::new(log, &cfg, workers.clone(), parts.metrics.clone(), parts.clock.clone(), checkpoint);
+        committer.recover(start_offset)?;
+        let (ingest_tx, ingest_rx) = mpsc::sync_channel(1024);
+        let queued = Arc::new(AtomicU64::new(0));
+        let q = queued.clone();
+        threads.push(spawn("antibody-committer", move || committer.run(ingest_rx, q))?);
+        let ready = Arc::new(AtomicBool::new(true));
+        Ok(Arc::new(Pipeline {
+            ingest: ingest_tx,
+            workers,
+            queued,
+            max_queued: cfg.max_queued_events,
+            ready,
+            stream,
+            threads: std::sync::Mutex::new(threads),
+        }))
+    }
+
+    /// Queues parsed events for the durable log; the receiver resolves after the fsync.
+    pub fn submit(&self, events: Vec<Event>) -> Result<oneshot::Receiver<Result<CommitOutcome, String>>, SubmitError> {
+        let n = events.len() as u64;
+        let prev = self.queued.fetch_add(n, Ordering::AcqRel);
+        if prev + n > self.max_queued && prev > 0 {
+            self.queued.fetch_sub(n, Ordering::AcqRel);
+            return Err(SubmitError::Overloaded);
+        }
+        let (ack, rx) = oneshot::channel();
+        let req = IngestRequest { events, received: Instant::now(), ack };
+        match self.ingest.try_send(Ingest::Events(req)) {
+            Ok(()) => Ok(rx),
+            Err(e) => {
+                self.queued.fetch_sub(n, Ordering::AcqRel);
+                Err(match e {
+                    TrySendError::Full(_) => SubmitError::Overloaded,
+                    TrySendError::Disconnected(_) => SubmitError::Stopped,
+                })
+            }
+        }
+    }
+
+    pub fn queued_events(&self) -> u64 {
+        self.queued.load(Ordering::Relaxed)
+    }
+
+    /// Asks the entity's partition for its view (waits behind queued work of that partition).
+    pub async fn entity(&self, tenant: &TenantId, entity: &str) -> Result<Option<EntityView>, SubmitError> {
+        let p = partition_of(tenant, entity, self.workers.len());
+        let (reply, rx) = oneshot::channel();
+        let work = Work::Query { tenant: tenant.clone(), entity: entity.to_owned(), reply };
+        let tx = self.workers[p].clone();
+        tokio::task::spawn_blocking(move || tx.send(work)).await.map_err(|_| SubmitError::Stopped)?.map_err(|_| SubmitError::Stopped)?;
+        rx.await.map_err(|_| SubmitError::Stopped)
+    }
+
+    /// Sends a clock tick to every partition (closes quiet incidents, expires windows).
+    pub fn tick(&self, now: i64) {
+        for w in &self.workers {
+            let _ = w.try_send(Work::Tick(now));
+        }
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed)
+    }
+
+    /// Stops accepting events, drains every queue, writes a final snapshot and joins the threads.
+    pub fn shutdown(&self) {
+        self.ready.store(false, Ordering::Relaxed);
+        let threads = match self.threads.lock() {
+            Ok(mut t) => std::mem::take(&mut *t),
+            Err(_) => Vec::new(),
+        };
+        if threads.is_empty() {
+            return;
+        }
+        let _ = self.ingest.send(Ingest::Stop);
+        for t in threads {
+            let _ = t.join();
+        }
+    }
+}
+
+fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<std::thread::JoinHandle<()>, PipelineError> {
+    Ok(std::thread::Builder::new().name(name.to_owned()).spawn(f)?)
+}

@@ -1,0 +1,165 @@
+//! The sink: writes engine outputs to the store in batches, fans them out to `/v1/stream`,
+//! and assembles partition snapshots into checkpoints once their outputs are stored.
+
+use super::snapshot::SnapshotDir;
+use crate::metrics::Metrics;
+use antibody_core::{Finding, Incident, TenantId};
+use antibody_store::Store;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::mpsc::Receiver;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::broadcast;
+
+pub(crate) enum SinkMsg {
+    Outputs { findings: Vec<Finding>, incidents: Vec<Incident>, received: Option<Instant> },
+    SnapshotPart { partition: usize, next_offset: u64, bytes: Result<Vec<u8>, String> },
+}
+
+/// One item of the live stream, already serialised once for every subscriber.
+#[derive(Clone, Debug)]
+pub struct StreamItem {
+    pub tenant: TenantId,
+    pub event: &'static str,
+    pub data: Arc<str>,
+}
+
+pub(crate) struct Sink {
+    store: Arc<Store>,
+    metrics: Arc<Metrics>,
+    stream: broadcast::Sender<StreamItem>,
+    snapshots: SnapshotDir,
+    partitions: usize,
+    pending: BTreeMap<u64, Vec<Option<Vec<u8>>>>,
+    checkpoint: Arc<AtomicU64>,
+}
+
+/// Messages drained into one store transaction at most.
+const MAX_DRAIN: usize = 512;
+
+impl Sink {
+    pub(crate) fn new(
+        store: Arc<Store>,
+        metrics: Arc<Metrics>,
+        stream: broadcast::Sender<StreamItem>,
+        snapshots: SnapshotDir,
+        partitions: usize,
+        checkpoint: Arc<AtomicU64>,
+    ) -> Self {
+        Self { store, metrics, stream, snapshots, partitions, pending: BTreeMap::new(), checkpoint }
+    }
+
+    pub(crate) fn run(mut self, rx: Receiver<SinkMsg>) {
+        let mut findings = Vec::new();
+        let mut incidents: Vec<Incident> = Vec::new();
+        let mut parts = Vec::new();
+        while let Ok(first) = rx.recv() {
+            let mut oldest: Option<Instant> = None;
+            let mut msg = Some(first);
+            let mut drained = 0;
+            while let Some(m) = msg.take() {
+                match m {
+                    SinkMsg::Outputs { findings: f, incidents: i, received } => {
+                        findings.extend(f);
+                        for inc in i {
+                            match incidents.iter_mut().find(|x| x.id == inc.id) {
+                                Some(slot) => *slot = inc,
+                                None => incidents.push(inc),
+                            }
+                        }
+                        oldest = match (oldest, received) {
+                            (Some(a), Some(b)) => Some(a.min(b)),
+                            (a, b) => a.or(b),
+                        };
+                    }
+                    SinkMsg::SnapshotPart { partition, next_offset, bytes } => parts.push((partition, next_offset, bytes)),
+                }
+                drained += 1;
+                if drained < MAX_DRAIN {
+                    msg = rx.try_recv().ok();
+                }
+            }
+            self.write(&findings, &incidents);
+            if let Some(at) = oldest {
+                if !findings.is_empty() {
+                    self.metrics.finding_visible_latency.observe(at.elapsed());
+                }
+            }
+            self.publish(&findings, &incidents);
+            findings.clear();
+            incidents.clear();
+            for (p, off, bytes) in parts.drain(..) {
+                self.add_snapshot_part(p, off, bytes);
+            }
+        }
+    }
+
+    /// Writes one batch; on failure retries with backoff rather than dropping outputs
+    /// (the engine cannot produce them again without a restart).
+    fn write(&self, findings: &[Finding], incidents: &[Incident]) {
+        if findings.is_empty() && incidents.is_empty() {
+            return;
+        }
+        let mut delay = Duration::from_millis(10);
+        loop {
+            match self.store.write_batch(findings, incidents) {
+                Ok(()) => return,
+                Err(e) => {
+                    self.metrics.store_errors.fetch_add(1, Relaxed);
+                    tracing::error!(error = %e, retry_in_ms = delay.as_millis() as u64, "store write failed");
+                    std::thread::sleep(delay);
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
+    fn publish(&self, findings: &[Finding], incidents: &[Incident]) {
+        for f in findings {
+            self.metrics.count_finding(&f.kind);
+        }
+        if self.stream.receiver_count() == 0 {
+            return;
+        }
+        for f in findings {
+            if let Ok(data) = serde_json::to_string(f) {
+                let _ = self.stream.send(StreamItem { tenant: f.tenant.clone(), event: "finding", data: data.into() });
+            }
+        }
+        for i in incidents {
+            if let Ok(data) = serde_json::to_string(i) {
+                let _ = self.stream.send(StreamItem { tenant: i.tenant.clone(), event: "incident", data: data.into() });
+            }
+        }
+    }
+
+    fn add_snapshot_part(&mut self, partition: usize, next_offset: u64, bytes: Result<Vec<u8>, String>) {
+        let bytes = match bytes {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(partition, error = %e, "partition snapshot failed; checkpoint skipped");
+                self.pending.remove(&next_offset);
+                return;
+            }
+        };
+        let slots = self.pending.entry(next_offset).or_insert_with(|| vec![None; self.partitions]);
+        if let Some(slot) = slots.get_mut(partition) {
+            *slot = Some(bytes);
+        }
+        if !slots.iter().all(Option::is_some) {
+            return;
+        }
+        let Some(slots) = self.pending.remove(&next_offset) else { return };
+        let parts: Vec<Vec<u8>> = slots.into_iter().flatten().collect();
+        match self.snapshots.write(next_offset, &parts) {
+            Ok(()) => {
+                self.checkpoint.store(next_offset, Relaxed);
+                self.metrics.checkpoint_offset.store(next_offset, Relaxed);
+                // Older incomplete checkpoints can never complete now.
+                self.pending.retain(|&off, _| off > next_offset);
+            }
+            Err(e) => tracing::error!(error = %e, "writing the engine snapshot failed"),
+        }
+    }
+}

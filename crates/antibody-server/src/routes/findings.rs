@@ -1,0 +1,147 @@
+//! Read endpoints: findings, incidents, entities. Every query is scoped to the caller's
+//! tenant; another tenant's id is simply not found.
+
+use super::{bad_path, bad_query};
+use crate::auth::Auth;
+use crate::error::ApiError;
+use crate::pipeline::SubmitError;
+use crate::state::AppState;
+use antibody_core::clock::{format_rfc3339, parse_rfc3339};
+use antibody_core::IncidentStatus;
+use antibody_store::{FindingCursor, FindingQuery, IncidentQuery, Role, DEFAULT_LIMIT, MAX_LIMIT};
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FindingParams {
+    entity: Option<String>,
+    kind: Option<String>,
+    since: Option<String>,
+    limit: Option<String>,
+    before: Option<String>,
+}
+
+fn parse_limit(limit: Option<&str>) -> Result<usize, ApiError> {
+    match limit {
+        None => Ok(DEFAULT_LIMIT),
+        Some(s) => match s.parse::<usize>() {
+            Ok(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
+            _ => Err(ApiError::BadRequest(format!("`limit` must be an integer from 1 to {MAX_LIMIT}"))),
+        },
+    }
+}
+
+/// `since` as RFC 3339 or epoch milliseconds.
+fn parse_since(s: &str) -> Result<i64, ApiError> {
+    s.parse::<i64>()
+        .ok()
+        .or_else(|| parse_rfc3339(s))
+        .ok_or_else(|| ApiError::BadRequest("`since` must be RFC 3339 (2026-11-21T10:00:00Z) or epoch milliseconds".into()))
+}
+
+pub async fn list_findings(
+    State(st): State<AppState>,
+    auth: Auth,
+    q: Result<Query<FindingParams>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    auth.require(Role::Analyst, "read findings")?;
+    let Query(p) = q.map_err(bad_query)?;
+    let query = FindingQuery {
+        entity: p.entity,
+        kind: p.kind,
+        since_ms: p.since.as_deref().map(parse_since).transpose()?,
+        limit: parse_limit(p.limit.as_deref())?,
+        before: match p.before.as_deref() {
+            None => None,
+            Some(c) => Some(
+                FindingCursor::parse(c).ok_or_else(|| ApiError::BadRequest("`before` is not a cursor from a previous page's `next`".into()))?,
+            ),
+        },
+    };
+    let tenant = auth.0.tenant.clone();
+    let limit = query.limit;
+    let items = st.db(move |s| s.list_findings(&tenant, &query)).await?;
+    let next = (items.len() == limit).then(|| items.last().map(|f| format!("{}:{}", f.ts, f.id))).flatten();
+    Ok(Json(json!({"items": items, "next": next})))
+}
+
+pub async fn get_finding(
+    State(st): State<AppState>,
+    auth: Auth,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Json<Value>, ApiError> {
+    auth.require(Role::Analyst, "read findings")?;
+    let Path(id) = id.map_err(bad_path)?;
+    let tenant = auth.0.tenant.clone();
+    let key = id.clone();
+    let f = st.db(move |s| s.get_finding(&tenant, &key)).await?;
+    let f = f.ok_or_else(|| ApiError::NotFound(format!("finding `{id}`")))?;
+    Ok(Json(json!(f)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IncidentParams {
+    status: Option<String>,
+    entity: Option<String>,
+    limit: Option<String>,
+}
+
+pub async fn list_incidents(
+    State(st): State<AppState>,
+    auth: Auth,
+    q: Result<Query<IncidentParams>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    auth.require(Role::Analyst, "read incidents")?;
+    let Query(p) = q.map_err(bad_query)?;
+    let status = match p.status.as_deref() {
+        None => None,
+        Some("open") => Some(IncidentStatus::Open),
+        Some("closed") => Some(IncidentStatus::Closed),
+        Some(other) => return Err(ApiError::BadRequest(format!("`status` must be `open` or `closed`, not `{other}`"))),
+    };
+    let query = IncidentQuery { status, entity: p.entity, limit: parse_limit(p.limit.as_deref())? };
+    let tenant = auth.0.tenant.clone();
+    let items = st.db(move |s| s.list_incidents(&tenant, &query)).await?;
+    Ok(Json(json!({"items": items})))
+}
+
+pub async fn get_incident(
+    State(st): State<AppState>,
+    auth: Auth,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Json<Value>, ApiError> {
+    auth.require(Role::Analyst, "read incidents")?;
+    let Path(id) = id.map_err(bad_path)?;
+    let tenant = auth.0.tenant.clone();
+    let key = id.clone();
+    let inc = st.db(move |s| s.get_incident(&tenant, &key)).await?;
+    let inc = inc.ok_or_else(|| ApiError::NotFound(format!("incident `{id}`")))?;
+    Ok(Json(json!(inc)))
+}
+
+pub async fn get_entity(
+    State(st): State<AppState>,
+    auth: Auth,
+    entity: Result<Path<String>, PathRejection>,
+) -> Result<Json<Value>, ApiError> {
+    auth.require(Role::Analyst, "read entities")?;
+    let Path(entity) = entity.map_err(bad_path)?;
+    let view = st.pipeline.entity(&auth.0.tenant, &entity).await.map_err(|e| match e {
+        SubmitError::Overloaded | SubmitError::Stopped => ApiError::Unavailable("the engine is not running".into()),
+    })?;
+    let v = view.ok_or_else(|| ApiError::NotFound(format!("entity `{entity}`")))?;
+    let baselines: serde_json::Map<String, Value> =
+        v.baselines.iter().map(|(m, b)| (m.clone(), json!({"mean": b.mean, "std": b.std, "n": b.n}))).collect();
+    Ok(Json(json!({
+        "entity": v.entity,
+        "state": v.state,
+        "baselines": baselines,
+        "last_seen": format_rfc3339(v.last_seen),
+        "open_incident": v.open_incident,
+    })))
+}

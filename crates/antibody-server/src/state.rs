@@ -1,0 +1,32 @@
+//! Shared state of the HTTP handlers.
+
+use crate::auth::KeyCache;
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+use crate::pipeline::Pipeline;
+use antibody_core::ingest::Limits;
+use antibody_core::Clock;
+use antibody_store::Store;
+use std::sync::Arc;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<Store>,
+    pub pipeline: Arc<Pipeline>,
+    pub metrics: Arc<Metrics>,
+    pub clock: Arc<dyn Clock>,
+    pub limits: Arc<Limits>,
+    pub keys: Arc<KeyCache>,
+}
+
+impl AppState {
+    /// Runs a blocking store call off the async workers.
+    pub async fn db<T, F>(&self, f: F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Store) -> Result<T, antibody_store::StoreError> + Send + 'static,
+    {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || f(&store)).await.map_err(|e| ApiError::Internal(e.to_string()))?.map_err(ApiError::from)
+    }
+}

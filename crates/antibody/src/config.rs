@@ -1,0 +1,149 @@
+//! `antibody.toml`: parsed raw, then merged under env vars and flags (file < env < CLI; clap
+//! resolves env and flags) and validated into the server's configuration.
+
+use anyhow::{bail, Context, Result};
+use antibody_detect::EngineConfig;
+use antibody_server::ServerConfig;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub listen: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    /// Engine partitions (worker threads); default one per core.
+    pub workers: Option<usize>,
+    pub log_format: Option<String>,
+    #[serde(default)]
+    pub engine: EngineConfig,
+    #[serde(default)]
+    pub limits: LimitsFile,
+    #[serde(default)]
+    pub log: LogFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsFile {
+    pub max_body_bytes: Option<usize>,
+    pub max_line_bytes: Option<usize>,
+    pub max_events: Option<usize>,
+    pub max_fields: Option<usize>,
+    pub max_depth: Option<usize>,
+    pub max_queued_events: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogFile {
+    pub segment_mb: Option<u64>,
+    pub retention_mb: Option<u64>,
+    pub retention_hours: Option<u64>,
+    pub checkpoint_secs: Option<u64>,
+}
+
+impl FileConfig {
+    pub fn load(path: Option<&Path>) -> Result<FileConfig> {
+        let Some(path) = path else { return Ok(FileConfig::default()) };
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading config file {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
+    }
+}
+
+/// What the flags and env vars said (`None` = not given).
+pub struct Overrides {
+    pub listen: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub workers: Option<usize>,
+    pub admin_key: Option<String>,
+}
+
+pub struct Resolved {
+    pub listen: SocketAddr,
+    pub server: ServerConfig,
+}
+
+pub fn resolve(file: FileConfig, o: Overrides) -> Result<Resolved> {
+    let listen_text = o.listen.or(file.listen).unwrap_or_else(|| "127.0.0.1:8080".into());
+    let listen: SocketAddr = listen_text
+        .parse()
+        .with_context(|| format!("--listen `{listen_text}` is not an address such as 127.0.0.1:8080"))?;
+    let data_dir = o.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("./antibody-data"));
+    let mut cfg = ServerConfig::new(data_dir);
+    cfg.admin_key = o.admin_key.filter(|k| !k.trim().is_empty());
+    if let Some(k) = &cfg.admin_key {
+        if k.len() < 16 {
+            bail!("ANTIBODY_ADMIN_KEY must be at least 16 characters");
+        }
+    }
+    if let Some(w) = o.workers.or(file.workers) {
+        if !(1..=256).contains(&w) {
+            bail!("workers must be between 1 and 256");
+        }
+        cfg.pipeline.partitions = w;
+    }
+    cfg.engine = file.engine;
+    cfg.engine.validate().map_err(anyhow::Error::msg)?;
+    apply_limits(&mut cfg, &file.limits)?;
+    let log = &file.log;
+    if let Some(mb) = log.segment_mb {
+        cfg.pipeline.log.segment_bytes = mb.max(1) << 20;
+    }
+    cfg.pipeline.log.max_total_bytes = log.retention_mb.map(|mb| mb << 20);
+    cfg.pipeline.log.max_age_ms = log.retention_hours.map(|h| (h * 3600 * 1000) as i64);
+    if let Some(s) = log.checkpoint_secs {
+        cfg.pipeline.checkpoint_interval = Duration::from_secs(s.max(1));
+    }
+    Ok(Resolved { listen, server: cfg })
+}
+
+fn apply_limits(cfg: &mut ServerConfig, l: &LimitsFile) -> Result<()> {
+    let lim = &mut cfg.limits;
+    let set = |slot: &mut usize, v: Option<usize>, name: &str| -> Result<()> {
+        if let Some(v) = v {
+            if v == 0 {
+                bail!("limits.{name} must be positive");
+            }
+            *slot = v;
+        }
+        Ok(())
+    };
+    set(&mut lim.max_body_bytes, l.max_body_bytes, "max_body_bytes")?;
+    set(&mut lim.max_line_bytes, l.max_line_bytes, "max_line_bytes")?;
+    set(&mut lim.max_events, l.max_events, "max_events")?;
+    set(&mut lim.max_fields, l.max_fields, "max_fields")?;
+    set(&mut lim.max_depth, l.max_depth, "max_depth")?;
+    if let Some(q) = l.max_queued_events {
+        cfg.pipeline.max_queued_events = q.max(1);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn none() -> Overrides {
+        Overrides { listen: None, data_dir: None, workers: None, admin_key: None }
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let file: FileConfig = toml::from_str("listen = \"127.0.0.1:9000\"\nworkers = 3\n[engine.baseline]\nthreshold = 4.0\n").unwrap();
+        let r = resolve(file, Overrides { listen: Some("127.0.0.1:9001".into()), ..none() }).unwrap();
+        assert_eq!(r.listen.port(), 9001);
+        assert_eq!(r.server.pipeline.partitions, 3);
+        assert_eq!(r.server.engine.baseline.threshold, 4.0);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_errors() {
+        assert!(toml::from_str::<FileConfig>("listn = \"x\"").is_err());
+        assert!(resolve(FileConfig::default(), Overrides { listen: Some("nope".into()), ..none() }).is_err());
+        let file: FileConfig = toml::from_str("[engine.baseline]\nalpha = 2.0\n").unwrap();
+        assert!(resolve(file, none()).is_err());
+    }
+}

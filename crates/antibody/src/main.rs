@@ -1,0 +1,178 @@
+//! The `antibody` binary: command-line interface and the composition root.
+
+mod bench;
+mod config;
+mod replay;
+
+use anyhow::{Context, Result};
+use antibody_core::{Clock, SystemClock, TenantId};
+use antibody_store::{Role, Store};
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+#[derive(Parser)]
+#[command(name = "antibody", version, about = "Self-hosted detection and response for fleets of services and AI agents")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the service: HTTP API, durable log, engine (embedded storage, nothing else needed).
+    Serve(ServeArgs),
+    /// Run detection offline over a file; findings and incidents as NDJSON on stdout.
+    Replay(replay::ReplayArgs),
+    /// Load-generate NDJSON events against a running server and report throughput and latency.
+    Bench(bench::BenchArgs),
+    /// Manage tenants directly in a data dir.
+    #[command(subcommand)]
+    Tenants(TenantsCmd),
+    /// Manage API keys directly in a data dir.
+    #[command(subcommand)]
+    Keys(KeysCmd),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "ANTIBODY_LISTEN")]
+    listen: Option<String>,
+    /// Where the log, database and snapshots live.
+    #[arg(long, env = "ANTIBODY_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Optional TOML configuration file (flags and env vars override it).
+    #[arg(long, env = "ANTIBODY_CONFIG")]
+    config: Option<PathBuf>,
+    /// Engine worker threads (partitions); default one per core.
+    #[arg(long, env = "ANTIBODY_WORKERS")]
+    workers: Option<usize>,
+    /// Log format: `human` or `json`.
+    #[arg(long, env = "ANTIBODY_LOG_FORMAT", value_parser = ["human", "json"])]
+    log_format: Option<String>,
+}
+
+#[derive(Args)]
+struct DataDirArg {
+    /// The server's data dir.
+    #[arg(long, env = "ANTIBODY_DATA_DIR", default_value = "./antibody-data")]
+    data_dir: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum TenantsCmd {
+    /// Create a tenant and print its id and first admin key.
+    Create {
+        /// Tenant name (a–z, 0–9, `-`, `_`).
+        name: String,
+        #[command(flatten)]
+        dir: DataDirArg,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCmd {
+    /// Create a key and print it (shown once).
+    Create {
+        /// Tenant id (e.g. `default`).
+        #[arg(long, default_value = "default")]
+        tenant: String,
+        /// ingest | analyst | admin
+        #[arg(long, value_parser = ["ingest", "analyst", "admin"])]
+        role: String,
+        #[command(flatten)]
+        dir: DataDirArg,
+    },
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => serve(args),
+        Command::Replay(args) => replay::run(args),
+        Command::Bench(args) => bench::run(args),
+        Command::Tenants(TenantsCmd::Create { name, dir }) => {
+            let store = open_store(&dir.data_dir)?;
+            let now = SystemClock.now_ms();
+            let t = store.create_tenant(&name, now)?;
+            let k = store.create_key(&t.id, Role::Admin, false, now)?;
+            println!("{}", serde_json::json!({"id": t.id, "name": t.name, "admin_key": k.secret}));
+            Ok(())
+        }
+        Command::Keys(KeysCmd::Create { tenant, role, dir }) => {
+            let store = open_store(&dir.data_dir)?;
+            let tenant = TenantId::new(&tenant);
+            store.get_tenant(&tenant)?.with_context(|| format!("no tenant `{tenant}` in {}", dir.data_dir.display()))?;
+            let role = Role::parse(&role).context("role must be ingest, analyst or admin")?;
+            let k = store.create_key(&tenant, role, false, SystemClock.now_ms())?;
+            println!("{}", serde_json::json!({"id": k.info.id, "key": k.secret, "role": role.as_str(), "tenant": tenant}));
+            Ok(())
+        }
+    }
+}
+
+fn open_store(data_dir: &std::path::Path) -> Result<Store> {
+    std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+    Store::open(&data_dir.join(antibody_store::DB_FILE)).with_context(|| format!("opening the database in {}", data_dir.display()))
+}
+
+fn init_tracing(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ANTIBODY_LOG").unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn serve(args: ServeArgs) -> Result<()> {
+    let file = config::FileConfig::load(args.config.as_deref())?;
+    let log_format = args.log_format.clone().or(file.log_format.clone()).unwrap_or_else(|| "human".into());
+    init_tracing(&log_format);
+    let overrides = config::Overrides {
+        listen: args.listen,
+        data_dir: args.data_dir,
+        workers: args.workers,
+        admin_key: std::env::var("ANTIBODY_ADMIN_KEY").ok(),
+    };
+    let resolved = config::resolve(file, overrides)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        let data_dir = resolved.server.data_dir.clone();
+        let server = tokio::task::spawn_blocking(move || antibody_server::Server::open(resolved.server, Arc::new(SystemClock)))
+            .await?
+            .with_context(|| format!("starting with data dir {}", data_dir.display()))?;
+        if let Some(key) = &server.new_admin_key {
+            eprintln!("antibody: created tenant `default` and its admin key (shown once, also in {}/admin.key):\n{key}", data_dir.display());
+        }
+        let listener = tokio::net::TcpListener::bind(resolved.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}; is another server running? pick another with --listen", resolved.listen))?;
+        tracing::info!(addr = %resolved.listen, data_dir = %data_dir.display(), "antibody is serving");
+        server.serve(listener, shutdown_signal()).await?;
+        tracing::info!("stopped cleanly");
+        Ok(())
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
