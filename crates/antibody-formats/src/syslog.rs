@@ -1,0 +1,227 @@
+//! The syslog line header: timestamp, hostname and program tag, in the BSD form most
+//! `auth.log` / `secure` files use (`Dec 10 06:55:46 LabSZ sshd[24200]: …`) and the RFC 3339
+//! form of current rsyslog defaults (`2026-01-05T10:00:00.123456+00:00 web1 sshd[7]: …`).
+
+use crate::ParseError;
+use antibody_core::clock::parse_rfc3339;
+use antibody_core::TimestampMs;
+
+/// One syslog line split into its header fields and the free-text message.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct SyslogLine<'a> {
+    pub ts: TimestampMs,
+    pub host: &'a str,
+    /// The tag without pid and PAM module: `sshd` for both `sshd[1]` and `sshd(pam_unix)[1]`.
+    pub program: &'a str,
+    pub pid: Option<u32>,
+    pub message: &'a str,
+}
+
+/// BSD timestamps carry no year. The tracker starts at a year fixed by the caller (so the
+/// same file always yields the same timestamps) and moves to the next year when the month
+/// jumps back by half a year or more, as a log crossing New Year does (Dec → Jan). Smaller
+/// backward jumps are out-of-order lines and keep the year.
+#[derive(Debug, Clone)]
+pub(crate) struct YearTracker {
+    year: i64,
+    last_month: Option<u8>,
+}
+
+impl YearTracker {
+    pub fn new(year: i64) -> Self {
+        Self {
+            year,
+            last_month: None,
+        }
+    }
+
+    fn year_for(&mut self, month: u8) -> i64 {
+        if let Some(last) = self.last_month {
+            if month + 6 <= last {
+                self.year += 1;
+            }
+        }
+        self.last_month = Some(month);
+        self.year
+    }
+}
+
+const MONTHS: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
+
+/// Splits `line` into header and message; times are UTC.
+pub(crate) fn parse<'a>(
+    line: &'a str,
+    years: &mut YearTracker,
+) -> Result<SyslogLine<'a>, ParseError> {
+    let line = line.trim_end();
+    let (ts, rest) = match line.as_bytes().first() {
+        Some(b'0'..=b'9') => iso_timestamp(line)?,
+        _ => bsd_timestamp(line, years)?,
+    };
+    let rest = rest.trim_start_matches(' ');
+    let (host, rest) = rest
+        .split_once(' ')
+        .ok_or(ParseError::Syslog("missing hostname"))?;
+    let (program, pid, message) = tag(rest.trim_start_matches(' '))?;
+    Ok(SyslogLine {
+        ts,
+        host,
+        program,
+        pid,
+        message,
+    })
+}
+
+fn iso_timestamp(line: &str) -> Result<(TimestampMs, &str), ParseError> {
+    let (stamp, rest) = line
+        .split_once(' ')
+        .ok_or(ParseError::Syslog("missing hostname"))?;
+    let ts = parse_rfc3339(stamp).ok_or_else(|| ParseError::Timestamp(stamp.to_owned()))?;
+    Ok((ts, rest))
+}
+
+/// `Mmm dd HH:MM:SS` with the day space-padded (`Jul  7`).
+fn bsd_timestamp<'a>(
+    line: &'a str,
+    years: &mut YearTracker,
+) -> Result<(TimestampMs, &'a str), ParseError> {
+    let month_name = line.get(..3).ok_or(ParseError::Syslog("too short"))?;
+    let month = MONTHS
+        .iter()
+        .position(|m| m.eq_ignore_ascii_case(month_name))
+        .ok_or(ParseError::Syslog("no month name at the start"))?;
+    let rest = line[3..]
+        .strip_prefix(' ')
+        .ok_or(ParseError::Syslog("bad date"))?;
+    let rest = rest.strip_prefix(' ').unwrap_or(rest);
+    let (day, rest) = rest.split_once(' ').ok_or(ParseError::Syslog("bad date"))?;
+    let (time, rest) = rest.split_once(' ').ok_or(ParseError::Syslog("bad time"))?;
+    let day: u8 = day.parse().map_err(|_| ParseError::Syslog("bad day"))?;
+    let month = (month + 1) as u8;
+    let year = years.year_for(month);
+    let stamp = format!("{year:04}-{month:02}-{day:02}T{time}Z");
+    // `parse_rfc3339` checks the clock fields and day range; a day past the month's end
+    // (Feb 29 given the wrong year) rolls into the next month rather than losing the line.
+    let ts = parse_rfc3339(&stamp).ok_or(ParseError::Timestamp(stamp))?;
+    Ok((ts, rest))
+}
+
+/// `prog[pid]: msg`, `prog(module)[pid]: msg`, `prog: msg`; a leading `-- ` (some syslogds
+/// write it for messages without a tag of their own) is dropped.
+fn tag(rest: &str) -> Result<(&str, Option<u32>, &str), ParseError> {
+    let rest = rest.strip_prefix("-- ").unwrap_or(rest);
+    let (tag, message) = rest
+        .split_once(':')
+        .ok_or(ParseError::Syslog("missing program tag"))?;
+    if tag.is_empty() || tag.contains(' ') {
+        return Err(ParseError::Syslog("missing program tag"));
+    }
+    let (name, pid) = match tag.split_once('[') {
+        Some((name, pid)) => {
+            let pid = pid.strip_suffix(']').and_then(|p| p.parse().ok());
+            (name, Some(pid.ok_or(ParseError::Syslog("bad pid"))?))
+        }
+        None => (tag, None),
+    };
+    let program = name.split_once('(').map_or(name, |(p, _)| p);
+    Ok((program, pid, message.strip_prefix(' ').unwrap_or(message)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn ts(s: &str) -> TimestampMs {
+        parse_rfc3339(s).unwrap()
+    }
+
+    #[test]
+    fn bsd_header() {
+        let mut y = YearTracker::new(2026);
+        let l = parse(
+            "Dec 10 06:55:46 LabSZ sshd[24200]: Invalid user webmaster from 173.234.31.186",
+            &mut y,
+        )
+        .unwrap();
+        assert_eq!(l.ts, ts("2026-12-10T06:55:46Z"));
+        assert_eq!((l.host, l.program, l.pid), ("LabSZ", "sshd", Some(24200)));
+        assert_eq!(l.message, "Invalid user webmaster from 173.234.31.186");
+    }
+
+    #[test]
+    fn padded_day_module_and_dashes() {
+        let mut y = YearTracker::new(2005);
+        let l = parse(
+            "Jul  7 08:06:15 combo  -- root[2421]: ROOT LOGIN ON tty2",
+            &mut y,
+        )
+        .unwrap();
+        assert_eq!(l.ts, ts("2005-07-07T08:06:15Z"));
+        assert_eq!(
+            (l.host, l.program, l.pid, l.message),
+            ("combo", "root", Some(2421), "ROOT LOGIN ON tty2")
+        );
+        let l = parse(
+            "Jun 14 15:16:01 combo sshd(pam_unix)[19939]: check pass; user unknown ",
+            &mut y,
+        )
+        .unwrap();
+        assert_eq!((l.program, l.message), ("sshd", "check pass; user unknown"));
+        let l = parse("Jun 14 15:16:01 combo kernel: Linux version 2.6", &mut y).unwrap();
+        assert_eq!((l.program, l.pid), ("kernel", None));
+    }
+
+    #[test]
+    fn iso_header() {
+        let mut y = YearTracker::new(1999);
+        let l = parse(
+            "2026-01-05T10:00:00.123456+01:00 web1 sshd[7]: Accepted publickey",
+            &mut y,
+        )
+        .unwrap();
+        assert_eq!(l.ts, ts("2026-01-05T09:00:00.123Z"));
+        assert_eq!((l.host, l.program, l.pid), ("web1", "sshd", Some(7)));
+    }
+
+    #[test]
+    fn year_rolls_over_at_new_year_only() {
+        let mut y = YearTracker::new(2025);
+        assert_eq!(y.year_for(12), 2025);
+        assert_eq!(y.year_for(11), 2025, "out-of-order line keeps the year");
+        assert_eq!(y.year_for(12), 2025);
+        assert_eq!(y.year_for(1), 2026);
+        assert_eq!(y.year_for(2), 2026);
+    }
+
+    #[test]
+    fn rejects_non_syslog() {
+        let mut y = YearTracker::new(2026);
+        for l in [
+            "",
+            "hello world",
+            "Dec 10 06:55:46",
+            "Dec 10 06:55:46 host",
+            "Dec xx 06:55:46 h p: m",
+            "Dec 10 25:00:00 h p: m",
+            "Dec 10 06:55:46 h p[x]: m",
+            "2026-13-01T00:00:00Z h p: m",
+        ] {
+            assert!(parse(l, &mut y).is_err(), "{l:?}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn never_panics(line in "\\PC{0,80}", year in 0i64..20000) {
+            let _ = parse(&line, &mut YearTracker::new(year));
+        }
+
+        #[test]
+        fn never_panics_near_valid(prefix in "[A-Za-z]{3} [ 0-9]{1,3} [0-9:]{0,9} ", tail in "\\PC{0,40}") {
+            let _ = parse(&format!("{prefix}{tail}"), &mut YearTracker::new(2026));
+        }
+    }
+}
