@@ -213,7 +213,8 @@ impl SegmentLog {
         self.poison_on_err(synced)
     }
 
-    /// Reads from `offset` to the end of the log as of now.
+    /// Reads from `offset` to the end of the log as of now, including records appended but not
+    /// yet synced (a crash may still take those back). Records appended later are not seen.
     pub fn read_from(&self, offset: u64) -> Result<LogReader, LogError> {
         let oldest = self.first_offset();
         if offset < oldest {
@@ -353,6 +354,8 @@ impl SegmentLog {
         self.active.newest_ts = self.active.newest_ts.max(Some(ts_ms));
         self.next_offset += self.pending_records;
         self.pending.clear();
+        // One huge record must not pin its buffer for the life of the log.
+        self.pending.shrink_to(WRITE_CHUNK);
         self.pending_records = 0;
         self.unsynced_data = true;
         Ok(())

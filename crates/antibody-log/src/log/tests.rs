@@ -106,32 +106,52 @@ fn oversized_payload_rejects_the_whole_batch() {
     assert_eq!(log.append(1, &[b"ok"]).unwrap(), 0..1);
 }
 
-/// Three synced records, then a fourth; returns (byte where the fourth starts, file length).
-fn torn_tail_fixture(dir: &Path) -> (u64, u64) {
-    let mut log = SegmentLog::open(dir, LogOptions::default()).unwrap();
-    append_owned(&mut log, 1, &[fixed(0), fixed(1), fixed(2)]);
+#[test]
+fn a_failed_write_poisons_the_log_until_reopened() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = SegmentLog::open(dir.path(), LogOptions::default()).unwrap();
+    log.append(1, &[b"kept"]).unwrap();
     log.sync().unwrap();
-    let start = log.total_bytes();
-    log.append(2, &[b"the last record"]).unwrap();
-    log.sync().unwrap();
-    (start, log.total_bytes())
+    // A read-only handle makes the next write fail like a full or failing disk would.
+    log.active.file = File::open(&log.active.path).unwrap();
+    assert!(matches!(
+        log.append(2, &[b"lost"]),
+        Err(LogError::Io { .. })
+    ));
+    assert!(matches!(log.append(2, &[b"x"]), Err(LogError::Poisoned)));
+    assert!(matches!(log.sync(), Err(LogError::Poisoned)));
+    assert_eq!(log.next_offset(), 1);
+    assert_eq!(read_all(&log, 0), vec![entry(0, 1, b"kept")]);
+    drop(log);
+    let mut log = SegmentLog::open(dir.path(), LogOptions::default()).unwrap();
+    assert_eq!(log.append(3, &[b"again"]).unwrap(), 1..2);
 }
 
-/// Reopens after damage to the fourth record and checks the first three survive intact and
-/// appends continue at offset 3.
-fn assert_recovers_three(dir: &Path, start: u64) {
-    let mut log = SegmentLog::open(dir, LogOptions::default()).unwrap();
+/// A segment holding three records and then a fourth; returns its bytes and where the fourth
+/// record starts.
+fn torn_tail_fixture() -> (Vec<u8>, u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = SegmentLog::open(dir.path(), LogOptions::default()).unwrap();
+    append_owned(&mut log, 1, &[fixed(0), fixed(1), fixed(2)]);
+    let start = log.total_bytes();
+    log.append(2, &[b"the last record"]).unwrap();
+    (fs::read(segment_path(dir.path(), 0)).unwrap(), start)
+}
+
+/// Opens a log whose only segment holds `bytes` (the fixture, damaged in its fourth record)
+/// and checks the first three records survive intact and appends continue at offset 3.
+fn assert_recovers_three(bytes: &[u8], start: u64) {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(segment_path(dir.path(), 0), bytes).unwrap();
+    let mut log = SegmentLog::open(dir.path(), LogOptions::default()).unwrap();
     assert_eq!(log.next_offset(), 3);
     assert_eq!(log.total_bytes(), start);
     assert_eq!(
-        fs::metadata(segment_path(dir, 0)).unwrap().len(),
+        fs::metadata(segment_path(dir.path(), 0)).unwrap().len(),
         start,
         "tail truncated on disk"
     );
     assert_eq!(log.append(3, &[b"new"]).unwrap(), 3..4);
-    log.sync().unwrap();
-    drop(log);
-    let log = SegmentLog::open(dir, LogOptions::default()).unwrap();
     let expected: Vec<Entry> = (0..3)
         .map(|i| entry(i, 1, &fixed(i)))
         .chain([entry(3, 3, b"new")])
@@ -141,47 +161,30 @@ fn assert_recovers_three(dir: &Path, start: u64) {
 
 #[test]
 fn torn_tail_at_every_byte_of_the_last_record_is_cut() {
-    let probe = tempfile::tempdir().unwrap();
-    let (start, len) = torn_tail_fixture(probe.path());
-    for cut in start..len {
-        let dir = tempfile::tempdir().unwrap();
-        torn_tail_fixture(dir.path());
-        let file = OpenOptions::new()
-            .write(true)
-            .open(segment_path(dir.path(), 0))
-            .unwrap();
-        file.set_len(cut).unwrap();
-        drop(file);
-        assert_recovers_three(dir.path(), start);
+    let (bytes, start) = torn_tail_fixture();
+    for cut in start as usize..bytes.len() {
+        assert_recovers_three(&bytes[..cut], start);
     }
 }
 
 #[test]
 fn flipped_byte_anywhere_in_the_last_record_is_cut() {
-    let probe = tempfile::tempdir().unwrap();
-    let (start, len) = torn_tail_fixture(probe.path());
-    for at in start..len {
-        let dir = tempfile::tempdir().unwrap();
-        torn_tail_fixture(dir.path());
-        let path = segment_path(dir.path(), 0);
-        let mut bytes = fs::read(&path).unwrap();
-        bytes[at as usize] ^= 0x01;
-        fs::write(&path, &bytes).unwrap();
-        assert_recovers_three(dir.path(), start);
+    let (bytes, start) = torn_tail_fixture();
+    for at in start as usize..bytes.len() {
+        let mut damaged = bytes.clone();
+        damaged[at] ^= 0x01;
+        assert_recovers_three(&damaged, start);
     }
 }
 
 #[test]
 fn corruption_inside_the_last_segment_drops_everything_after_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let (start, _) = torn_tail_fixture(dir.path());
-    let path = segment_path(dir.path(), 0);
-    let mut bytes = fs::read(&path).unwrap();
+    let (mut bytes, _) = torn_tail_fixture();
     // Last payload byte of record 1: records 1..4 go, record 0 stays.
     bytes[2 * 36 - 1] ^= 0xFF;
-    fs::write(&path, &bytes).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(segment_path(dir.path(), 0), &bytes).unwrap();
     let log = SegmentLog::open(dir.path(), LogOptions::default()).unwrap();
-    assert!(start > 36);
     assert_eq!(log.next_offset(), 1);
     assert_eq!(read_all(&log, 0), vec![entry(0, 1, &fixed(0))]);
 }
@@ -312,6 +315,21 @@ fn retention_by_size_deletes_oldest_closed_segments() {
 }
 
 #[test]
+fn reader_reports_a_segment_deleted_before_it_got_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = LogOptions {
+        segment_bytes: 100,
+        max_total_bytes: Some(0),
+        max_age_ms: None,
+    };
+    let mut log = five_segments(dir.path(), opts);
+    let mut reader = log.read_from(0).unwrap();
+    log.enforce_retention(0, u64::MAX).unwrap();
+    assert!(matches!(reader.next(), Some(Err(LogError::Io { .. }))));
+    assert!(reader.next().is_none());
+}
+
+#[test]
 fn retention_never_deletes_the_active_segment_and_offsets_survive() {
     let dir = tempfile::tempdir().unwrap();
     let opts = LogOptions {
@@ -391,12 +409,12 @@ fn append_batches(log: &mut SegmentLog, batches: &[(i64, Vec<Vec<u8>>)]) -> Vec<
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(48))]
+    #![proptest_config(ProptestConfig::with_cases(32))]
 
     #[test]
     fn random_batches_round_trip(
         batches in batches(),
-        segment_bytes in 1u64..400,
+        segment_bytes in 64u64..1024,
         from_fraction in 0.0f64..=1.0,
     ) {
         let dir = tempfile::tempdir().unwrap();
@@ -414,7 +432,7 @@ proptest! {
     #[test]
     fn garbage_after_the_last_segment_never_loses_complete_records(
         batches in batches(),
-        segment_bytes in 1u64..400,
+        segment_bytes in 64u64..1024,
         garbage in proptest::collection::vec(any::<u8>(), 1..200),
     ) {
         let dir = tempfile::tempdir().unwrap();
@@ -440,7 +458,7 @@ proptest! {
     fn crash_after_sync_keeps_every_synced_record(
         synced in batches(),
         unsynced in batches(),
-        segment_bytes in prop_oneof![Just(LogOptions::default().segment_bytes), 1u64..400],
+        segment_bytes in prop_oneof![Just(LogOptions::default().segment_bytes), 256u64..2048],
         cut_fraction in 0.0f64..=1.0,
     ) {
         let dir = tempfile::tempdir().unwrap();
