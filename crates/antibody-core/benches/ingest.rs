@@ -38,16 +38,31 @@ fn http(i: usize) -> String {
     )
 }
 
-fn body() -> String {
-    let lines: Vec<String> = (0..EVENTS)
-        .map(|i| if i % 2 == 0 { vitals(i) } else { http(i) })
-        .collect();
-    lines.join("\n")
+/// The smallest useful event, to check the per-event floor.
+fn small(i: usize) -> String {
+    format!(
+        r#"{{"entity":"agent:a-{}","kind":"vitals","metrics":{{"tokens":{},"latency_ms":812}}}}"#,
+        i % 16,
+        1000 + i
+    )
+}
+
+fn body(event: fn(usize) -> String) -> String {
+    (0..EVENTS).map(event).collect::<Vec<_>>().join("\n")
+}
+
+fn realistic(i: usize) -> String {
+    if i % 2 == 0 {
+        vitals(i)
+    } else {
+        http(i)
+    }
 }
 
 fn bench(c: &mut Criterion) {
-    let ndjson = body();
+    let ndjson = body(realistic);
     let array = format!("[{}]", ndjson.replace('\n', ","));
+    let small = body(small);
     let tenant = TenantId::new("bench");
     let limits = Limits::default();
     let mut group = c.benchmark_group("ingest");
@@ -55,6 +70,7 @@ fn bench(c: &mut Criterion) {
     for (name, text, format) in [
         ("ndjson_1000", &ndjson, BodyFormat::Ndjson),
         ("json_array_1000", &array, BodyFormat::Json),
+        ("ndjson_1000_small", &small, BodyFormat::Ndjson),
     ] {
         let parsed = parse_events(text.as_bytes(), format, &tenant, 0, &limits);
         assert!(parsed.is_ok_and(|b| b.events.len() == EVENTS && b.rejected.is_empty()));
