@@ -52,10 +52,9 @@ fn body(event: fn(usize) -> String) -> String {
 }
 
 fn realistic(i: usize) -> String {
-    if i % 2 == 0 {
-        vitals(i)
-    } else {
-        http(i)
+    match i % 2 {
+        0 => vitals(i),
+        _ => http(i),
     }
 }
 

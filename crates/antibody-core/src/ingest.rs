@@ -11,6 +11,7 @@
 //!   [`IngestError::InvalidJson`]; in NDJSON it rejects only that line. Numbers that overflow an
 //!   `f64` (`1e400`) are syntax errors to serde_json, so they follow the same rule.
 //! - An NDJSON line longer than `max_line_bytes` rejects that line, not the body.
+//! - A leading UTF-8 byte-order mark is ignored.
 //! - `null` for `ts`, `id`, `metrics` or `attrs` means "absent". `ts` is RFC 3339 or an
 //!   integer of epoch milliseconds, within 1970-01-01 ..= 9999-12-31.
 //! - Depth counts from the event object (level 1); `metrics`/`attrs` are level 2.
@@ -89,7 +90,7 @@ impl BodyFormat {
     /// its own (starts with `{`, ends with `}`) and another non-blank line follows; JSON
     /// otherwise (arrays, single objects, pretty-printed objects).
     pub fn sniff(body: &[u8]) -> BodyFormat {
-        let mut lines = body
+        let mut lines = strip_bom(body)
             .split(|&b| b == b'\n')
             .map(trim_json_space)
             .filter(|line| !line.is_empty());
@@ -107,6 +108,11 @@ impl BodyFormat {
     pub fn detect(content_type: Option<&str>, body: &[u8]) -> BodyFormat {
         Self::from_content_type(content_type).unwrap_or_else(|| Self::sniff(body))
     }
+}
+
+/// Drops a leading UTF-8 byte-order mark, which some Windows tools write and JSON forbids.
+fn strip_bom(body: &[u8]) -> &[u8] {
+    body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body)
 }
 
 fn is_json_space(b: u8) -> bool {
@@ -220,6 +226,7 @@ pub fn parse_events(
         now_ms,
         limits,
     };
+    let body = strip_bom(body);
     let mut batch = Collector::default();
     match format {
         BodyFormat::Json => parse_json(body, ctx, &mut batch)?,

@@ -639,6 +639,20 @@ fn nothing_parseable_explains_why() {
 }
 
 #[test]
+fn a_byte_order_mark_is_ignored() {
+    let body = format!("\u{feff}{}\n{}", obj(""), obj(""));
+    assert_eq!(BodyFormat::sniff(body.as_bytes()), BodyFormat::Ndjson);
+    assert_eq!(parse(&body, BodyFormat::Ndjson).unwrap().events.len(), 2);
+    assert_eq!(
+        parse(&body[..body.find('\n').unwrap()], BodyFormat::Json)
+            .unwrap()
+            .events
+            .len(),
+        1
+    );
+}
+
+#[test]
 fn content_types_name_formats() {
     let cases = [
         (Some("application/json"), Some(BodyFormat::Json)),
