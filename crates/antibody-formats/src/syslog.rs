@@ -108,14 +108,17 @@ fn bsd_timestamp<'a>(
     Ok((ts, rest))
 }
 
-/// `prog[pid]: msg`, `prog(module)[pid]: msg`, `prog: msg`; a leading `-- ` (some syslogds
-/// write it for messages without a tag of their own) is dropped.
+/// `prog[pid]: msg`, `prog(module)[pid]: msg`, `prog: msg`, or a bare `prog msg` (as in
+/// `syslogd 1.4.1: restart.`); a leading `-- ` (some syslogds write it for messages without
+/// a tag of their own) is dropped.
 fn tag(rest: &str) -> Result<(&str, Option<u32>, &str), ParseError> {
     let rest = rest.strip_prefix("-- ").unwrap_or(rest);
-    let (tag, message) = rest
-        .split_once(':')
-        .ok_or(ParseError::Syslog("missing program tag"))?;
-    if tag.is_empty() || tag.contains(' ') {
+    let end = rest.find([':', ' ']).unwrap_or(rest.len());
+    let (tag, message) = (
+        &rest[..end],
+        rest[end..].strip_prefix(':').unwrap_or(&rest[end..]),
+    );
+    if tag.is_empty() {
         return Err(ParseError::Syslog("missing program tag"));
     }
     let (name, pid) = match tag.split_once('[') {
@@ -172,6 +175,8 @@ mod tests {
         assert_eq!((l.program, l.message), ("sshd", "check pass; user unknown"));
         let l = parse("Jun 14 15:16:01 combo kernel: Linux version 2.6", &mut y).unwrap();
         assert_eq!((l.program, l.pid), ("kernel", None));
+        let l = parse("Jun 19 04:09:11 combo syslogd 1.4.1: restart.", &mut y).unwrap();
+        assert_eq!((l.program, l.message), ("syslogd", "1.4.1: restart."));
     }
 
     #[test]

@@ -1,0 +1,165 @@
+//! `antibody replay` driven through the built binary: detection on a real SSH brute force
+//! (loghub's OpenSSH_2k.log, logpai/loghub, research use), byte-identical reruns, and a
+//! golden NDJSON case (`UPDATE_GOLDEN=1 cargo test -p antibody --test replay` rewrites it).
+
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+fn manifest_path(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
+
+fn openssh_log() -> Option<PathBuf> {
+    let path = manifest_path("../../../shared/data/loghub/OpenSSH/OpenSSH_2k.log");
+    if path.exists() {
+        Some(path)
+    } else {
+        eprintln!(
+            "SKIPPED: {} is missing (the shared data set is not mounted)",
+            path.display()
+        );
+        None
+    }
+}
+
+fn replay(args: &[&str], stdin: Option<&[u8]>) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_antibody"));
+    cmd.arg("replay")
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    });
+    let mut child = cmd.spawn().unwrap();
+    if let Some(input) = stdin {
+        child.stdin.take().unwrap().write_all(input).unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "replay {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn lines(out: &Output) -> Vec<Value> {
+    String::from_utf8(out.stdout.clone())
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Failed password attempts per source address, counted straight from the raw log.
+fn failures_per_ip(log: &Path) -> BTreeMap<String, usize> {
+    let mut counts = BTreeMap::new();
+    for line in std::fs::read_to_string(log).unwrap().lines() {
+        if let Some((_, rest)) = line.split_once("Failed password for ") {
+            if let Some((_, peer)) = rest.rsplit_once(" from ") {
+                let ip = peer.split_whitespace().next().unwrap().to_owned();
+                *counts.entry(ip).or_default() += 1;
+            }
+        }
+    }
+    counts
+}
+
+#[test]
+fn openssh_brute_force_is_found_for_the_attacking_addresses() {
+    let Some(log) = openssh_log() else { return };
+    let out = replay(&[log.to_str().unwrap()], None);
+    let findings: Vec<Value> = lines(&out)
+        .into_iter()
+        .filter(|v| v["type"] == "finding")
+        .collect();
+    let flagged: BTreeSet<String> = findings
+        .iter()
+        .filter(|f| f["kind"] == "brute_force")
+        .map(|f| f["evidence"]["group"].as_str().unwrap().to_owned())
+        .collect();
+    let failures = failures_per_ip(&log);
+    for (ip, n) in &failures {
+        if *n >= 15 {
+            assert!(
+                flagged.contains(ip),
+                "{ip} failed {n} times but was not flagged; flagged: {flagged:?}"
+            );
+        }
+    }
+    for ip in &flagged {
+        assert!(
+            failures.contains_key(ip),
+            "{ip} was flagged but never failed a password"
+        );
+    }
+    assert!(
+        !flagged.contains("119.137.62.142"),
+        "the one successful login is not an attacker"
+    );
+    assert!(findings.iter().all(|f| f["entity"] == "host:LabSZ"));
+    let summary = String::from_utf8_lossy(&out.stderr);
+    assert!(summary.contains("2000 lines read"), "{summary}");
+}
+
+/// The golden test pins the default flags' output; this covers other flags and real logs.
+#[test]
+fn replay_is_byte_identical_across_runs() {
+    let golden = manifest_path("tests/golden/events.ndjson");
+    let args = [golden.to_str().unwrap(), "--partitions", "4"];
+    assert_eq!(replay(&args, None).stdout, replay(&args, None).stdout);
+    if let Some(log) = openssh_log() {
+        let args = [
+            log.to_str().unwrap(),
+            "--format",
+            "authlog",
+            "--year",
+            "2015",
+        ];
+        let first = replay(&args, None).stdout;
+        assert!(!first.is_empty());
+        assert_eq!(first, replay(&args, None).stdout);
+    }
+}
+
+#[test]
+fn golden_ndjson() {
+    let input = manifest_path("tests/golden/events.ndjson");
+    let expected_path = manifest_path("tests/golden/expected.ndjson");
+    let out = replay(&[input.to_str().unwrap()], None);
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&expected_path, &out.stdout).unwrap();
+    }
+    let expected = std::fs::read(&expected_path).unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&expected),
+        "replay output changed; if intended, rerun with UPDATE_GOLDEN=1"
+    );
+}
+
+#[test]
+fn stdin_and_gzip_inputs_give_the_golden_output() {
+    let input = manifest_path("tests/golden/events.ndjson");
+    let plain = std::fs::read(&input).unwrap();
+    let from_file = std::fs::read(manifest_path("tests/golden/expected.ndjson")).unwrap();
+    assert_eq!(replay(&["-"], Some(&plain)).stdout, from_file);
+
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&plain).unwrap();
+    let gz = gz.finish().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let gz_path = dir.path().join("events.ndjson.gz");
+    std::fs::write(&gz_path, &gz).unwrap();
+    assert_eq!(replay(&[gz_path.to_str().unwrap()], None).stdout, from_file);
+    assert_eq!(
+        replay(&["-", "--format", "ndjson"], Some(&gz)).stdout,
+        from_file
+    );
+}
