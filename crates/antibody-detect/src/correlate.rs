@@ -6,7 +6,7 @@
 //! high 6, critical 8. So one critical finding scores 8–9, and a high-severity incident
 //! with three kinds of finding and a hundred findings reaches 9–10.
 
-use antibody_core::{Finding, Incident, IncidentStatus, Severity, TimelineEntry, TimestampMs};
+use antibody_core::{Finding, Incident, IncidentStatus, Severity, TenantId, TimelineEntry, TimestampMs};
 use serde::{Deserialize, Serialize};
 
 /// Incidents keep the ids of their first findings and the first timeline entries only; the
@@ -28,66 +28,99 @@ pub fn risk(severity: Severity, distinct_kinds: usize, max_score: f64, count: u6
     (r * 10.0).round() / 10.0
 }
 
-/// The open incident of one entity, as the engine keeps it.
+/// The open incident of one entity, as the engine keeps it. A plain struct (no serde
+/// attributes that skip fields) so it round-trips through the binary snapshot format.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct OpenIncident(pub Incident);
+pub struct OpenIncident {
+    id: String,
+    tenant: TenantId,
+    entity: String,
+    opened: TimestampMs,
+    updated: TimestampMs,
+    severity: Severity,
+    kinds: Vec<String>,
+    finding_count: u64,
+    max_score: f64,
+    findings: Vec<String>,
+    timeline: Vec<(TimestampMs, String, Option<String>)>,
+}
 
 impl OpenIncident {
     pub fn open(id: String, finding: &Finding) -> Self {
-        let mut inc = Incident {
+        let mut me = Self {
             id,
             tenant: finding.tenant.clone(),
             entity: finding.entity.clone(),
-            status: IncidentStatus::Open,
             opened: finding.ts,
             updated: finding.ts,
-            risk: 0.0,
             severity: finding.severity,
             kinds: Vec::new(),
             finding_count: 0,
             max_score: 0.0,
-            diagnosis: Vec::new(),
             findings: Vec::new(),
-            actions: Vec::new(),
-            timeline: vec![TimelineEntry { ts: finding.ts, event: "incident opened".into(), finding: None }],
+            timeline: vec![(finding.ts, "incident opened".into(), None)],
         };
-        let mut me = Self(inc);
         me.add(finding);
         me
     }
 
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
     /// True when `ts` falls within `window_ms` of the incident's last finding.
     pub fn accepts(&self, ts: TimestampMs, window_ms: i64) -> bool {
-        ts.saturating_sub(self.0.updated) <= window_ms
+        ts.saturating_sub(self.updated) <= window_ms
     }
 
     pub fn add(&mut self, f: &Finding) {
-        let inc = &mut self.0;
-        inc.updated = inc.updated.max(f.ts);
-        inc.finding_count += 1;
-        inc.severity = inc.severity.max(f.severity);
-        inc.max_score = inc.max_score.max(f.score);
-        let new_kind = !inc.kinds.iter().any(|k| *k == f.kind);
+        self.updated = self.updated.max(f.ts);
+        self.finding_count += 1;
+        self.severity = self.severity.max(f.severity);
+        self.max_score = self.max_score.max(f.score);
+        let new_kind = !self.kinds.iter().any(|k| *k == f.kind);
         if new_kind {
-            inc.kinds.push(f.kind.clone());
+            self.kinds.push(f.kind.clone());
         }
-        if inc.findings.len() < MAX_FINDING_IDS {
-            inc.findings.push(f.id.clone());
+        if self.findings.len() < MAX_FINDING_IDS {
+            self.findings.push(f.id.clone());
         }
-        if new_kind && inc.timeline.len() < MAX_TIMELINE {
+        if new_kind && self.timeline.len() < MAX_TIMELINE {
             let text = format!("{} ({}): {}", f.kind, f.severity, f.explanation.text);
-            inc.timeline.push(TimelineEntry { ts: f.ts, event: text, finding: Some(f.id.clone()) });
+            self.timeline.push((f.ts, text, Some(f.id.clone())));
         }
-        inc.risk = risk(inc.severity, inc.kinds.len(), inc.max_score, inc.finding_count);
+    }
+
+    /// The incident as the API shows it.
+    pub fn to_incident(&self) -> Incident {
+        self.build(IncidentStatus::Open, self.timeline.clone())
     }
 
     /// Closes the incident at `ts` (quiet for a whole window).
-    pub fn close(mut self, ts: TimestampMs) -> Incident {
-        self.0.status = IncidentStatus::Closed;
-        if self.0.timeline.len() < MAX_TIMELINE + 1 {
-            self.0.timeline.push(TimelineEntry { ts, event: "incident closed: quiet for a full window".into(), finding: None });
+    pub fn close(self, ts: TimestampMs) -> Incident {
+        let mut timeline = self.timeline.clone();
+        timeline.push((ts, "incident closed: quiet for a full window".into(), None));
+        self.build(IncidentStatus::Closed, timeline)
+    }
+
+    fn build(&self, status: IncidentStatus, timeline: Vec<(TimestampMs, String, Option<String>)>) -> Incident {
+        Incident {
+            id: self.id.clone(),
+            tenant: self.tenant.clone(),
+            entity: self.entity.clone(),
+            status,
+            opened: self.opened,
+            updated: self.updated,
+            risk: risk(self.severity, self.kinds.len(), self.max_score, self.finding_count),
+            severity: self.severity,
+            kinds: self.kinds.clone(),
+            finding_count: self.finding_count,
+            max_score: self.max_score,
+            diagnosis: Vec::new(),
+            findings: self.findings.clone(),
+            actions: Vec::new(),
+            timeline: timeline.into_iter().map(|(ts, event, finding)| TimelineEntry { ts, event, finding }).collect(),
         }
-        self.0
     }
 }
 
@@ -125,7 +158,7 @@ mod tests {
         let mut inc = OpenIncident::open("i-1".into(), &finding("f1", 0, "token_spike", Severity::Low, 0.4));
         inc.add(&finding("f2", 1000, "token_spike", Severity::Low, 0.5));
         inc.add(&finding("f3", 2000, "cost_spike", Severity::High, 0.7));
-        let i = &inc.0;
+        let i = inc.to_incident();
         assert_eq!(i.finding_count, 3);
         assert_eq!(i.kinds, vec!["token_spike", "cost_spike"]);
         assert_eq!(i.severity, Severity::High);

@@ -240,12 +240,12 @@ impl Partition {
                 }
             }
             if let Some(inc) = &state.incident {
-                out.findings[i].incident = Some(inc.0.id.clone());
+                out.findings[i].incident = Some(inc.id().to_owned());
             }
         }
         if let Some(inc) = &state.incident {
             self.open.insert((ev.tenant.clone(), Box::from(ev.entity.as_str())));
-            push_latest(&mut out.incidents, inc.0.clone());
+            push_latest(&mut out.incidents, inc.to_incident());
         }
     }
 
@@ -291,7 +291,7 @@ impl Partition {
             state: lifecycle,
             baselines,
             last_seen: state.last_seen,
-            open_incident: state.incident.as_ref().map(|i| i.0.id.clone()),
+            open_incident: state.incident.as_ref().map(|i| i.id().to_owned()),
         })
     }
 
@@ -442,5 +442,165 @@ fn fmt_num(x: f64) -> String {
         format!("{x:.0}")
     } else {
         format!("{x:.3}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use antibody_core::AttrValue;
+
+    fn rules() -> Arc<RuleSet> {
+        static RULES: std::sync::OnceLock<Arc<RuleSet>> = std::sync::OnceLock::new();
+        RULES.get_or_init(|| Arc::new(RuleSet::default_pack())).clone()
+    }
+
+    fn restore(bytes: &[u8]) -> Result<Partition, crate::EngineError> {
+        Partition::restore(Arc::new(EngineConfig::default()), rules(), bytes)
+    }
+
+    fn part() -> Partition {
+        Partition::new(Arc::new(EngineConfig::default()), rules())
+    }
+
+    fn vitals(entity: &str, ts: i64, tokens: f64, prompt: &str) -> Event {
+        Event {
+            tenant: TenantId::new("t1"),
+            ts,
+            entity: entity.into(),
+            kind: "vitals".into(),
+            metrics: vec![("tokens".into(), tokens), ("latency_ms".into(), 800.0)],
+            attrs: vec![("prompt_hash".into(), AttrValue::Str(prompt.into()))],
+            id: None,
+        }
+    }
+
+    fn auth_failure(ts: i64, ip: &str) -> Event {
+        Event {
+            tenant: TenantId::new("t1"),
+            ts,
+            entity: "host:ssh-1".into(),
+            kind: "auth".into(),
+            metrics: vec![],
+            attrs: vec![
+                ("src_ip".into(), AttrValue::Str(ip.into())),
+                ("outcome".into(), AttrValue::Str("failure".into())),
+                ("service".into(), AttrValue::Str("ssh".into())),
+            ],
+            id: None,
+        }
+    }
+
+    /// A small mixed history: an agent that learns, spikes and changes prompt; an SSH brute force.
+    fn history() -> Vec<Event> {
+        let mut evs = Vec::new();
+        for i in 0..30 {
+            evs.push(vitals("agent:a", i * 1000, 1000.0 + (i % 3) as f64 * 10.0, "p1"));
+        }
+        evs.push(vitals("agent:a", 30_000, 90_000.0, "p1"));
+        evs.push(vitals("agent:a", 31_000, 1010.0, "p2"));
+        for i in 0..15 {
+            evs.push(auth_failure(40_000 + i * 500, "198.51.100.7"));
+        }
+        evs
+    }
+
+    fn run(p: &mut Partition, evs: &[Event], from: u64) -> Outputs {
+        let mut out = Outputs::default();
+        for (i, ev) in evs.iter().enumerate() {
+            p.on_event(from + i as u64, ev, &mut out);
+        }
+        out
+    }
+
+    fn kinds(out: &Outputs) -> Vec<String> {
+        out.findings.iter().map(|f| f.kind.clone()).collect()
+    }
+
+    #[test]
+    fn detects_spike_prompt_change_and_brute_force_in_one_incident_per_entity() {
+        let mut p = part();
+        let out = run(&mut p, &history(), 0);
+        assert_eq!(kinds(&out), vec!["token_spike", "prompt_change", "brute_force"]);
+        let spike = &out.findings[0];
+        assert_eq!(spike.id, "f-1e-0");
+        assert_eq!(spike.evidence["metric"], "tokens");
+        assert!(spike.explanation.text.contains("tokens = 90000"), "{}", spike.explanation.text);
+        // The spike and the prompt change share the agent's incident; the brute force has its own.
+        assert_eq!(out.findings[0].incident, out.findings[1].incident);
+        assert_ne!(out.findings[0].incident, out.findings[2].incident);
+        assert_eq!(out.incidents.len(), 2);
+        let agent = p.entity_view(&TenantId::new("t1"), "agent:a").unwrap();
+        assert_eq!(agent.state, LifecycleState::Suspected);
+        assert_eq!(agent.baselines["tokens"].n, 30 + 1, "the spike itself is not learned");
+    }
+
+    #[test]
+    fn same_input_same_output() {
+        let a = run(&mut part(), &history(), 0);
+        let b = run(&mut part(), &history(), 0);
+        let json = |o: &Outputs| serde_json::to_string(&(&o.findings, &o.incidents)).unwrap();
+        assert_eq!(json(&a), json(&b));
+    }
+
+    #[test]
+    fn snapshot_restore_then_tail_equals_uninterrupted_run() {
+        let evs = history();
+        let (head, tail) = evs.split_at(20);
+        let mut whole = part();
+        let mut expected = run(&mut whole, head, 0);
+        expected.clear();
+        let expected = run(&mut whole, tail, 20);
+
+        let mut first = part();
+        run(&mut first, head, 0);
+        let bytes = first.snapshot().unwrap();
+        let mut restored = restore(&bytes).unwrap();
+        assert_eq!(restored.snapshot().unwrap(), bytes, "restore is lossless");
+        let got = run(&mut restored, tail, 20);
+        let json = |o: &Outputs| serde_json::to_string(&(&o.findings, &o.incidents)).unwrap();
+        assert_eq!(json(&got), json(&expected));
+    }
+
+    #[test]
+    fn snapshot_mid_window_keeps_threshold_state() {
+        let evs: Vec<Event> = (0..12).map(|i| auth_failure(i * 100, "203.0.113.1")).collect();
+        let mut p = part();
+        run(&mut p, &evs[..6], 0);
+        let mut r = restore(&p.snapshot().unwrap()).unwrap();
+        let out = run(&mut r, &evs[6..], 6);
+        assert_eq!(kinds(&out), vec!["brute_force"], "the window survived the snapshot");
+    }
+
+    #[test]
+    fn quiet_incidents_close_on_tick_and_entity_turns_healthy() {
+        let mut p = part();
+        run(&mut p, &history()[..32], 0);
+        let t = TenantId::new("t1");
+        let mut out = Outputs::default();
+        p.on_tick(31_000 + 299_000, &mut out);
+        assert!(out.incidents.is_empty(), "still within the window");
+        p.on_tick(31_000 + 300_001, &mut out);
+        assert_eq!(out.incidents.len(), 1);
+        assert_eq!(out.incidents[0].status, antibody_core::IncidentStatus::Closed);
+        assert_eq!(p.entity_view(&t, "agent:a").unwrap().state, LifecycleState::Healthy);
+    }
+
+    #[test]
+    fn new_entity_is_initializing_until_warm() {
+        let mut p = part();
+        run(&mut p, &[vitals("agent:new", 0, 5.0, "p")], 0);
+        let v = p.entity_view(&TenantId::new("t1"), "agent:new").unwrap();
+        assert_eq!(v.state, LifecycleState::Initializing);
+        assert!(p.entity_view(&TenantId::new("other"), "agent:new").is_none(), "tenants are isolated");
+    }
+
+    #[test]
+    fn corrupt_snapshot_is_an_error_not_a_panic() {
+        let bytes = part().snapshot().unwrap();
+        for cut in 0..bytes.len() {
+            let _ = restore(&bytes[..cut]);
+        }
+        assert!(restore(&[0xff; 7]).is_err());
     }
 }

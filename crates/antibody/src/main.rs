@@ -150,7 +150,10 @@ fn serve(args: ServeArgs) -> Result<()> {
         let listener = tokio::net::TcpListener::bind(resolved.listen)
             .await
             .with_context(|| format!("cannot listen on {}; is another server running? pick another with --listen", resolved.listen))?;
-        tracing::info!(addr = %resolved.listen, data_dir = %data_dir.display(), "antibody is serving");
+        let addr = listener.local_addr()?;
+        // A stable line scripts and tests wait for (the port may have been chosen by the OS).
+        eprintln!("antibody: listening on {addr}");
+        tracing::info!(%addr, data_dir = %data_dir.display(), "antibody is serving");
         server.serve(listener, shutdown_signal()).await?;
         tracing::info!("stopped cleanly");
         Ok(())

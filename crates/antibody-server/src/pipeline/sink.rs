@@ -4,7 +4,7 @@
 use super::snapshot::SnapshotDir;
 use crate::metrics::Metrics;
 use antibody_core::{Finding, Incident, TenantId};
-use antibody_store::Store;
+use antibody_store::{Store, StoreError};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::mpsc::Receiver;
@@ -95,8 +95,9 @@ impl Sink {
         }
     }
 
-    /// Writes one batch; on failure retries with backoff rather than dropping outputs
-    /// (the engine cannot produce them again without a restart).
+    /// Writes one batch. A transient failure (disk, lock) is retried with backoff rather than
+    /// dropping outputs the engine cannot produce again; a batch the store refuses as invalid
+    /// is written item by item so one bad record cannot hold back the rest.
     fn write(&self, findings: &[Finding], incidents: &[Incident]) {
         if findings.is_empty() && incidents.is_empty() {
             return;
@@ -105,12 +106,32 @@ impl Sink {
         loop {
             match self.store.write_batch(findings, incidents) {
                 Ok(()) => return,
-                Err(e) => {
+                Err(StoreError::Sqlite(e)) => {
                     self.metrics.store_errors.fetch_add(1, Relaxed);
                     tracing::error!(error = %e, retry_in_ms = delay.as_millis() as u64, "store write failed");
                     std::thread::sleep(delay);
                     delay = (delay * 2).min(Duration::from_secs(5));
                 }
+                Err(e) => {
+                    tracing::error!(error = %e, "store refused a batch; writing it item by item");
+                    self.write_each(findings, incidents);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn write_each(&self, findings: &[Finding], incidents: &[Incident]) {
+        for f in findings {
+            if let Err(e) = self.store.write_batch(std::slice::from_ref(f), &[]) {
+                self.metrics.store_errors.fetch_add(1, Relaxed);
+                tracing::error!(finding = %f.id, error = %e, "dropping a finding the store refuses");
+            }
+        }
+        for i in incidents {
+            if let Err(e) = self.store.write_batch(&[], std::slice::from_ref(i)) {
+                self.metrics.store_errors.fetch_add(1, Relaxed);
+                tracing::error!(incident = %i.id, error = %e, "dropping an incident the store refuses");
             }
         }
     }
