@@ -59,11 +59,31 @@ impl Normalizer {
     }
 }
 
+/// Lowercases, folds look-alike characters to ASCII, turns vertical tab and form feed into
+/// spaces (HTML treats them as whitespace) and drops other control characters except tab
+/// and line breaks (`%00` and friends are used to split keywords and truncate paths).
 fn lowercase_into(s: &str, out: &mut String) {
-    if s.is_ascii() {
-        out.extend(s.bytes().map(|b| char::from(b.to_ascii_lowercase())));
-    } else {
-        out.extend(s.chars().flat_map(char::to_lowercase));
+    for c in s.chars() {
+        match c {
+            'A'..='Z' => out.push(c.to_ascii_lowercase()),
+            '\t' | '\n' | '\r' => out.push(c),
+            '\u{b}' | '\u{c}' => out.push(' '),
+            c if c.is_ascii_control() => {}
+            c if c.is_ascii() => out.push(c),
+            c => out.extend(fold(c).to_lowercase()),
+        }
+    }
+}
+
+/// Fullwidth forms and the slash look-alikes that Windows "best fit" mapping turns into
+/// path separators.
+fn fold(c: char) -> char {
+    match c {
+        '\u{FF01}'..='\u{FF5E}' => char::from_u32(c as u32 - 0xFEE0).unwrap_or(c),
+        '\u{2215}' | '\u{2044}' | '\u{29F8}' => '/',
+        '\u{2216}' | '\u{29F5}' | '\u{FE68}' => '\\',
+        '\u{3000}' => ' ',
+        _ => c,
     }
 }
 
@@ -220,31 +240,52 @@ fn numeric_entity(s: &[u8], dst: &mut Vec<u8>) -> Option<usize> {
     Some(used)
 }
 
-/// Rewrites overlong UTF-8 forms of ASCII (`%c0%ae` is `.`, `%e0%80%af` is `/`) to the ASCII
-/// byte, in place: lenient decoders accept them, so traversal payloads use them.
+/// Rewrites overlong UTF-8 forms of ASCII (`%c0%ae` and `%e0%80%ae` are `.`, `%f0%80%80%af`
+/// is `/`) to the ASCII byte, in place: lenient decoders accept them, so traversal payloads
+/// use them. A stray `0xC0`/`0xC1` lead (never valid UTF-8) is decoded the way such lenient
+/// decoders do, or dropped.
 fn collapse_overlong(buf: &mut Vec<u8>) {
     if !buf.iter().any(|&b| b >= 0xC0) {
         return;
     }
-    let is_cont = |b: u8| (0x80..=0xBF).contains(&b);
     let (mut r, mut w) = (0, 0);
     while r < buf.len() {
-        let b = buf[r];
-        let next = buf.get(r + 1).copied().unwrap_or(0);
-        let third = buf.get(r + 2).copied().unwrap_or(0);
-        if (b == 0xC0 || b == 0xC1) && is_cont(next) {
-            buf[w] = (b & 0x1F) << 6 | (next & 0x3F);
-            r += 2;
-        } else if b == 0xE0 && (next == 0x80 || next == 0x81) && is_cont(third) {
-            buf[w] = (next & 0x3F) << 6 | (third & 0x3F);
-            r += 3;
-        } else {
+        let (byte, used): (Option<u8>, usize) = match buf[r] {
+            b @ (0xC0 | 0xC1) => overlong_ascii(&buf[r..]).unwrap_or_else(|| stray_lead(b, buf.get(r + 1).copied())),
+            b @ 0xE0..=0xFD => overlong_ascii(&buf[r..]).unwrap_or((Some(b), 1)),
+            b => (Some(b), 1),
+        };
+        if let Some(b) = byte {
             buf[w] = b;
-            r += 1;
+            w += 1;
         }
-        w += 1;
+        r += used;
     }
     buf.truncate(w);
+}
+
+/// Decodes a 2- to 6-byte sequence at the start of `s` if it encodes an ASCII value.
+fn overlong_ascii(s: &[u8]) -> Option<(Option<u8>, usize)> {
+    let n = s[0].leading_ones() as usize;
+    if !(2..=6).contains(&n) || s.len() < n {
+        return None;
+    }
+    let mut v = u32::from(s[0] & (0x7F >> n));
+    for &c in &s[1..n] {
+        if c & 0xC0 != 0x80 {
+            return None;
+        }
+        v = v << 6 | u32::from(c & 0x3F);
+    }
+    (v < 0x80).then_some((Some(v as u8), n))
+}
+
+fn stray_lead(lead: u8, next: Option<u8>) -> (Option<u8>, usize) {
+    match next {
+        Some(b @ 0x20..=0x7E) => (Some(b), 2),
+        Some(b) if b < 0x80 => (Some((lead & 1) << 6 | (b & 0x3F)), 2),
+        _ => (None, 1),
+    }
 }
 
 #[cfg(test)]
@@ -296,8 +337,19 @@ mod tests {
     fn collapses_overlong_and_iis_encodings() {
         assert_eq!(norm("%c0%ae%c0%ae%c0%afetc").0, "../etc");
         assert_eq!(norm("%e0%80%ae%e0%80%ae/").0, "../");
-        assert_eq!(norm("%u002e%u002e%u2215").0, "..∕");
+        assert_eq!(norm("%f0%80%80%ae%f8%80%80%80%ae%fc%80%80%80%80%af").0, "../");
+        assert_eq!(norm("%c0.%c0.%c1%1cwin").0, "..\\win");
+        assert_eq!(norm("%u002e%u002e%u2215%uff0e%uFF0E%u2216").0, "../..\\");
         assert_eq!(norm("%ff%fe").0, "\u{fffd}\u{fffd}");
+        assert_eq!(norm("caf%C3%A9").0, "café");
+    }
+
+    #[test]
+    fn drops_control_characters_but_keeps_line_breaks() {
+        assert_eq!(norm("un%00ion%01sel\u{7}ect").0, "unionselect");
+        assert_eq!(norm("<x%0Conload=1%0B").0, "<x onload=1 ");
+        assert_eq!(norm("a%0d%0a%09b").0, "a\r\n\tb");
+        assert_eq!(norm("ＳＥＬＥＣＴ").0, "select");
     }
 
     #[test]

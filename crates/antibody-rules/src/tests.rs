@@ -214,3 +214,55 @@ fn load_dir_adds_user_rules_in_name_order() {
     let err = RuleSet::load_dir(dir.path()).unwrap_err();
     assert!(err.0[0].file.ends_with("c.yml"), "{err}");
 }
+
+/// Everyday traffic that shares words or characters with attacks must stay quiet.
+#[test]
+fn benign_requests_and_prompts_do_not_fire() {
+    let queries = [
+        "q=how+to+cook+rice&page=2",
+        "search=O%27Reilly+books&sort=price_asc",
+        "redirect=%2Faccount%2Fsettings&lang=en-US&tz=Europe%2FParis",
+        "utm_source=newsletter&utm_medium=email&utm_campaign=spring_sale",
+        "name=John+O'Connor&city=Saint-Denis&id=7&type=2",
+        "filter=price>10&sort=-created_at&ids=1,2,3&fields=id,name",
+        "q=rock+%27n%27+roll+or+jazz&q2=cats+%26+dogs",
+        "email=jane.doe%2Bnews%40example.com&date=2024-01-01&time=10:30",
+        "callback=jQuery1234_5678&_=1699999999&token=eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.abc",
+        "q=what+is+sleep+apnea&q=alert+levels+for+storms&q=c%2B%2B+templates",
+        "next=%2Fcheckout%3Fstep%3D2&path=docs/guide/intro.md",
+        "q=select+a+size+from+the+list&note=drop+me+a+line",
+        "q=tom+%26+jerry+ping+pong&q=1+%3D+1+is+true",
+    ];
+    let paths = ["/api/v1/users/42/orders", "/static/js/app.3f2a1b.js", "/.well-known/acme-challenge/x1", "/wp-content/uploads/2023/01/photo.jpg"];
+    let bodies = [
+        r#"{"user":"alice","password":"hunter2","remember":true}"#,
+        r#"{"id": 5, "type": "order", "items": [{"sku": "A-1", "qty": 2}]}"#,
+        "comment=Great+post!+I+think+it's+right%2C+and+1+or+2+people+agree.",
+        r#"<p>Hello <b>world</b>, see <a href="../about.html">about</a> and <img src="/logo.png"></p>"#,
+        "Use the `ls -la` command to list files; run `id` to see your uid.",
+        "I have a dog; cat is sleeping. Price: 5 < 10 and 7 > 3.",
+        r#"<?xml version="1.0"?><order><id>1</id><note>select one</note></order>"#,
+        "| column | net | type |\n| --- | --- | --- |",
+    ];
+    let prompts = [
+        "Summarize the previous chapter in three sentences.",
+        "Please ignore typos in my message and fix the grammar.",
+        "Ignore the previous error, it was my fault. Can you try again?",
+        "Translate the following text into French: Hello, how are you?",
+        "Write a good system prompt for a customer support bot.",
+        "Forget about the meeting, let's discuss the budget.",
+        "You are now a helpful assistant that speaks like a pirate.",
+        "Act as a travel agent and plan a trip to Lisbon.",
+        "Disregard the last paragraph of my essay and rate the rest.",
+    ];
+    let set = RuleSet::default_pack();
+    let mut state = set.new_state();
+    let mut check = |kind: &str, field: &str, value: &str| {
+        let hits = eval(&set, &mut state, &event("t", 0, kind, &[(field, value)]));
+        assert!(hits.is_empty(), "{field}={value:?} fired: {:?}", hits[0]);
+    };
+    queries.iter().for_each(|v| check("http", "query", v));
+    paths.iter().for_each(|v| check("http", "path", v));
+    bodies.iter().for_each(|v| check("http", "body", v));
+    prompts.iter().for_each(|v| check("llm", "prompt", v));
+}
