@@ -39,8 +39,14 @@ fn http_events() -> Vec<Event> {
                 ("src_ip", format!("10.0.{}.{}", i % 7, i)),
                 ("method", "GET".to_owned()),
                 ("path", format!("/shop/customers/{i}/edit")),
-                ("query", format!("name={}&page={}&lang=es", v.replace(' ', "+"), i % 5)),
-                ("user_agent", "Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0".to_owned()),
+                (
+                    "query",
+                    format!("name={}&page={}&lang=es", v.replace(' ', "+"), i % 5),
+                ),
+                (
+                    "user_agent",
+                    "Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0".to_owned(),
+                ),
                 ("status", "200".to_owned()),
             ];
             event("http", i as i64 * 1_000, &attrs)
@@ -51,8 +57,18 @@ fn http_events() -> Vec<Event> {
 fn vitals_events() -> Vec<Event> {
     (0..20)
         .map(|i| {
-            let mut ev = event("vitals", i * 1_000, &[("model", "gpt-4.1".into()), ("tools", "search,browse".into())]);
-            ev.metrics = vec![("latency_ms".into(), 800.0 + i as f64), ("tokens".into(), 1500.0)];
+            let mut ev = event(
+                "vitals",
+                i * 1_000,
+                &[
+                    ("model", "gpt-4.1".into()),
+                    ("tools", "search,browse".into()),
+                ],
+            );
+            ev.metrics = vec![
+                ("latency_ms".into(), 800.0 + i as f64),
+                ("tokens".into(), 1500.0),
+            ];
             ev
         })
         .collect()
@@ -65,7 +81,10 @@ fn event(kind: &str, ts: i64, attrs: &[(&str, String)]) -> Event {
         entity: "service:shop".into(),
         kind: kind.into(),
         metrics: vec![],
-        attrs: attrs.iter().map(|(k, v)| ((*k).to_owned(), AttrValue::Str(v.clone()))).collect(),
+        attrs: attrs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), AttrValue::Str(v.clone())))
+            .collect(),
         id: None,
     }
 }

@@ -6,7 +6,9 @@ pub(crate) const MAX_WINDOW_MS: i64 = 7 * 24 * 3_600_000;
 /// Parses a duration into milliseconds; the error says what was expected.
 pub(crate) fn parse_ms(text: &str) -> Result<i64, String> {
     let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
     let (digits, unit) = text.split_at(split);
     let unit_ms: i64 = match unit {
         "ms" => 1,
@@ -14,7 +16,11 @@ pub(crate) fn parse_ms(text: &str) -> Result<i64, String> {
         "m" => 60_000,
         "h" => 3_600_000,
         "d" => 86_400_000,
-        _ => return Err(format!("bad duration `{text}` (expected e.g. 500ms, 10s, 5m, 1h, 1d)")),
+        _ => {
+            return Err(format!(
+                "bad duration `{text}` (expected e.g. 500ms, 10s, 5m, 1h, 1d)"
+            ))
+        }
     };
     let value: i64 = digits
         .parse()
@@ -58,7 +64,17 @@ mod tests {
 
     #[test]
     fn rejects_bad_durations() {
-        for bad in ["", "60", "s", "1.5s", "-1s", "0s", "10 parsecs", "8d", "99999999999999999999h"] {
+        for bad in [
+            "",
+            "60",
+            "s",
+            "1.5s",
+            "-1s",
+            "0s",
+            "10 parsecs",
+            "8d",
+            "99999999999999999999h",
+        ] {
             assert!(parse_ms(bad).is_err(), "{bad} should be rejected");
         }
     }

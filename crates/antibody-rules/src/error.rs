@@ -49,8 +49,16 @@ mod tests {
     #[test]
     fn displays_one_error_per_line() {
         let errs = RuleErrors(vec![
-            RuleError { file: "a.yml".into(), line: Some(3), reason: "bad regex".into() },
-            RuleError { file: "b.yml".into(), line: None, reason: "unreadable".into() },
+            RuleError {
+                file: "a.yml".into(),
+                line: Some(3),
+                reason: "bad regex".into(),
+            },
+            RuleError {
+                file: "b.yml".into(),
+                line: None,
+                reason: "unreadable".into(),
+            },
         ]);
         assert_eq!(errs.to_string(), "a.yml:3: bad regex\nb.yml: unreadable");
     }

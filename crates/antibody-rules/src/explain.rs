@@ -82,7 +82,13 @@ mod tests {
         assert_eq!(field("referer"), "attribute `referer`");
         assert_eq!(kind("sqli"), "SQL injection");
         assert_eq!(kind("crypto_mining"), "crypto mining");
-        assert_eq!(decoded(Decoded { url: true, html: false }), " after URL-decoding");
+        assert_eq!(
+            decoded(Decoded {
+                url: true,
+                html: false
+            }),
+            " after URL-decoding"
+        );
         assert_eq!(clip("abcdef", 3), "abc…");
         assert_eq!(clip("abc", 3), "abc");
     }

@@ -134,7 +134,10 @@ fn url_decode(src: &[u8], dst: &mut Vec<u8>) -> bool {
 /// Decodes one escape at the start of `s` (which begins with `%`) into `dst`, returning how
 /// many input bytes it used.
 fn percent_escape(s: &[u8], dst: &mut Vec<u8>) -> Option<usize> {
-    if let (Some(h), Some(l)) = (s.get(1).and_then(|&b| hex_val(b)), s.get(2).and_then(|&b| hex_val(b))) {
+    if let (Some(h), Some(l)) = (
+        s.get(1).and_then(|&b| hex_val(b)),
+        s.get(2).and_then(|&b| hex_val(b)),
+    ) {
         dst.push(h << 4 | l);
         return Some(3);
     }
@@ -143,7 +146,10 @@ fn percent_escape(s: &[u8], dst: &mut Vec<u8>) -> Option<usize> {
         for &b in &s[2..6] {
             code = code << 4 | u32::from(hex_val(b)?);
         }
-        push_char(dst, char::from_u32(code).unwrap_or(char::REPLACEMENT_CHARACTER));
+        push_char(
+            dst,
+            char::from_u32(code).unwrap_or(char::REPLACEMENT_CHARACTER),
+        );
         return Some(6);
     }
     None
@@ -208,12 +214,18 @@ fn entity(s: &[u8], dst: &mut Vec<u8>) -> Option<usize> {
     if s.get(1) == Some(&b'#') {
         return numeric_entity(s, dst);
     }
-    let name_len = s[1..].iter().take(8).take_while(|b| b.is_ascii_alphabetic()).count();
+    let name_len = s[1..]
+        .iter()
+        .take(8)
+        .take_while(|b| b.is_ascii_alphabetic())
+        .count();
     if s.get(1 + name_len) != Some(&b';') {
         return None;
     }
     let name = &s[1..1 + name_len];
-    let (_, c) = NAMED.iter().find(|(n, _)| n.as_bytes().eq_ignore_ascii_case(name))?;
+    let (_, c) = NAMED
+        .iter()
+        .find(|(n, _)| n.as_bytes().eq_ignore_ascii_case(name))?;
     push_char(dst, *c);
     Some(name_len + 2)
 }
@@ -224,7 +236,13 @@ fn numeric_entity(s: &[u8], dst: &mut Vec<u8>) -> Option<usize> {
     let digits = s[start..]
         .iter()
         .take(8)
-        .take_while(|b| if hex { b.is_ascii_hexdigit() } else { b.is_ascii_digit() })
+        .take_while(|b| {
+            if hex {
+                b.is_ascii_hexdigit()
+            } else {
+                b.is_ascii_digit()
+            }
+        })
         .count();
     if digits == 0 {
         return None;
@@ -251,7 +269,9 @@ fn collapse_overlong(buf: &mut Vec<u8>) {
     let (mut r, mut w) = (0, 0);
     while r < buf.len() {
         let (byte, used): (Option<u8>, usize) = match buf[r] {
-            b @ (0xC0 | 0xC1) => overlong_ascii(&buf[r..]).unwrap_or_else(|| stray_lead(b, buf.get(r + 1).copied())),
+            b @ (0xC0 | 0xC1) => {
+                overlong_ascii(&buf[r..]).unwrap_or_else(|| stray_lead(b, buf.get(r + 1).copied()))
+            }
             b @ 0xE0..=0xFD => overlong_ascii(&buf[r..]).unwrap_or((Some(b), 1)),
             b => (Some(b), 1),
         };
@@ -301,7 +321,10 @@ mod tests {
 
     #[test]
     fn lowercases_plain_values_without_decoding() {
-        assert_eq!(norm("UNION Select"), ("union select".into(), Decoded::default()));
+        assert_eq!(
+            norm("UNION Select"),
+            ("union select".into(), Decoded::default())
+        );
     }
 
     #[test]
@@ -324,7 +347,10 @@ mod tests {
         assert!(d.html && !d.url);
         assert_eq!(norm("javascript&colon;x").0, "javascript:x");
         assert_eq!(norm("&#106&#97").0, "ja");
-        assert_eq!(norm("fish &chips; &unknown; &#;").0, "fish &chips; &unknown; &#;");
+        assert_eq!(
+            norm("fish &chips; &unknown; &#;").0,
+            "fish &chips; &unknown; &#;"
+        );
     }
 
     #[test]
@@ -337,7 +363,10 @@ mod tests {
     fn collapses_overlong_and_iis_encodings() {
         assert_eq!(norm("%c0%ae%c0%ae%c0%afetc").0, "../etc");
         assert_eq!(norm("%e0%80%ae%e0%80%ae/").0, "../");
-        assert_eq!(norm("%f0%80%80%ae%f8%80%80%80%ae%fc%80%80%80%80%af").0, "../");
+        assert_eq!(
+            norm("%f0%80%80%ae%f8%80%80%80%ae%fc%80%80%80%80%af").0,
+            "../"
+        );
         assert_eq!(norm("%c0.%c0.%c1%1cwin").0, "..\\win");
         assert_eq!(norm("%u002e%u002e%u2215%uff0e%uFF0E%u2216").0, "../..\\");
         assert_eq!(norm("%ff%fe").0, "\u{fffd}\u{fffd}");

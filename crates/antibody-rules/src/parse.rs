@@ -20,11 +20,21 @@ pub(crate) const MAX_DISTINCT_COUNT: u64 = 1_000;
 pub(crate) const DEFAULT_MAX_KEYS: u64 = 100_000;
 pub(crate) const MAX_KEYS_LIMIT: u64 = 1_000_000;
 
-const RULE_KEYS: &[&str] =
-    &["id", "kind", "severity", "description", "score", "events", "signature", "threshold"];
+const RULE_KEYS: &[&str] = &[
+    "id",
+    "kind",
+    "severity",
+    "description",
+    "score",
+    "events",
+    "signature",
+    "threshold",
+];
 const EVENTS_KEYS: &[&str] = &["kinds", "where"];
 const SIGNATURE_KEYS: &[&str] = &["fields", "literals", "regexes"];
-const THRESHOLD_KEYS: &[&str] = &["group_by", "count", "window", "distinct", "max_keys", "label"];
+const THRESHOLD_KEYS: &[&str] = &[
+    "group_by", "count", "window", "distinct", "max_keys", "label",
+];
 
 /// One rule file (or any named text) to compile.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -35,7 +45,10 @@ pub struct RuleSource {
 
 impl RuleSource {
     pub fn new(name: impl Into<String>, text: impl Into<String>) -> Self {
-        Self { name: name.into(), text: text.into() }
+        Self {
+            name: name.into(),
+            text: text.into(),
+        }
     }
 }
 
@@ -108,7 +121,8 @@ pub(crate) fn parse_source(src: &RuleSource, errors: &mut Vec<RuleError>) -> Vec
         let range = if starts.len() == items.len() {
             Some((starts[i], starts.get(i + 1).copied().unwrap_or(lines.len())))
         } else {
-            id.and_then(|id| find_id_line(&lines, id)).map(|l| (l, l + 1))
+            id.and_then(|id| find_id_line(&lines, id))
+                .map(|l| (l, l + 1))
         };
         let mut ctx = Ctx {
             file: &src.name,
@@ -137,7 +151,11 @@ fn rule_items<'v>(
     errors: &mut Vec<RuleError>,
 ) -> Option<(&'v [Value], usize)> {
     let mut err = |line: Option<usize>, reason: String| {
-        errors.push(RuleError { file: file.to_owned(), line, reason });
+        errors.push(RuleError {
+            file: file.to_owned(),
+            line,
+            reason,
+        });
     };
     match value {
         Value::Null => Some((&[], 0)),
@@ -147,7 +165,10 @@ fn rule_items<'v>(
                 let name = key.as_str().unwrap_or("?");
                 if name != "rules" {
                     let line = find_line(lines, 0, lines.len(), &format!("{name}:"));
-                    err(line, format!("unknown top-level field `{name}` (expected `rules`)"));
+                    err(
+                        line,
+                        format!("unknown top-level field `{name}` (expected `rules`)"),
+                    );
                 }
             }
             let rules_line = find_line(lines, 0, lines.len(), "rules:");
@@ -165,7 +186,10 @@ fn rule_items<'v>(
             }
         }
         _ => {
-            err(Some(1), "expected a list of rules or a mapping with `rules: [...]`".into());
+            err(
+                Some(1),
+                "expected a list of rules or a mapping with `rules: [...]`".into(),
+            );
             None
         }
     }
@@ -178,12 +202,17 @@ fn item_starts(lines: &[&str], from: usize) -> Vec<usize> {
         let t = l.trim_start();
         (t == "-" || t.starts_with("- ")).then(|| l.len() - t.len())
     };
-    let indents: Vec<(usize, usize)> =
-        (from..lines.len()).filter_map(|i| dash(lines[i]).map(|ind| (i, ind))).collect();
+    let indents: Vec<(usize, usize)> = (from..lines.len())
+        .filter_map(|i| dash(lines[i]).map(|ind| (i, ind)))
+        .collect();
     let Some(min) = indents.iter().map(|&(_, ind)| ind).min() else {
         return Vec::new();
     };
-    indents.into_iter().filter(|&(_, ind)| ind == min).map(|(i, _)| i).collect()
+    indents
+        .into_iter()
+        .filter(|&(_, ind)| ind == min)
+        .map(|(i, _)| i)
+        .collect()
 }
 
 /// 0-based index of the line declaring `id: <id>`.
@@ -204,7 +233,9 @@ fn id_value(line: &str) -> Option<&str> {
 
 /// 1-based line of the first line in `[start, end)` containing `needle`.
 fn find_line(lines: &[&str], start: usize, end: usize, needle: &str) -> Option<usize> {
-    (start..end.min(lines.len())).find(|&i| lines[i].contains(needle)).map(|i| i + 1)
+    (start..end.min(lines.len()))
+        .find(|&i| lines[i].contains(needle))
+        .map(|i| i + 1)
 }
 
 fn is_id_char(c: char) -> bool {
@@ -224,7 +255,11 @@ struct Ctx<'a> {
 impl Ctx<'_> {
     fn line_of(&self, needle: &str) -> Option<usize> {
         let (start, end) = self.range?;
-        let found = if needle.is_empty() { None } else { find_line(self.lines, start, end, needle) };
+        let found = if needle.is_empty() {
+            None
+        } else {
+            find_line(self.lines, start, end, needle)
+        };
         Some(found.unwrap_or(start + 1))
     }
 
@@ -244,7 +279,10 @@ impl Ctx<'_> {
                 Some(k) if allowed.contains(&k) => {}
                 Some(k) => self.error(
                     &format!("{k}:"),
-                    format!("unknown field `{section}{k}` (expected one of: {})", allowed.join(", ")),
+                    format!(
+                        "unknown field `{section}{k}` (expected one of: {})",
+                        allowed.join(", ")
+                    ),
                 ),
                 None => self.error("", format!("field names in `{section}` must be strings")),
             }
@@ -277,7 +315,10 @@ impl Ctx<'_> {
                 for item in items {
                     match scalar_text(item) {
                         Some(t) => out.push(t),
-                        None => self.error(&format!("{key}:"), format!("`{path}` must list strings (quote values that contain `: `)")),
+                        None => self.error(
+                            &format!("{key}:"),
+                            format!("`{path}` must list strings (quote values that contain `: `)"),
+                        ),
                     }
                 }
                 out
@@ -285,7 +326,10 @@ impl Ctx<'_> {
             Some(v) => match scalar_text(v) {
                 Some(t) => vec![t],
                 None => {
-                    self.error(&format!("{key}:"), format!("`{path}` must be a string or a list"));
+                    self.error(
+                        &format!("{key}:"),
+                        format!("`{path}` must be a string or a list"),
+                    );
                     Vec::new()
                 }
             },
@@ -297,7 +341,10 @@ impl Ctx<'_> {
         match v.as_u64() {
             Some(n) if (1..=max).contains(&n) => Some(n),
             _ => {
-                self.error(&format!("{key}:"), format!("`{path}` must be an integer from 1 to {max}"));
+                self.error(
+                    &format!("{key}:"),
+                    format!("`{path}` must be an integer from 1 to {max}"),
+                );
                 None
             }
         }
@@ -315,7 +362,10 @@ fn scalar_text(v: &Value) -> Option<String> {
 
 fn parse_rule(ctx: &mut Ctx<'_>, item: &Value) -> Option<RuleSpec> {
     let Value::Mapping(map) = item else {
-        ctx.error("", "each rule must be a mapping (with `id`, `kind`, `severity`, `events`, ...)");
+        ctx.error(
+            "",
+            "each rule must be a mapping (with `id`, `kind`, `severity`, `events`, ...)",
+        );
         return None;
     };
     ctx.check_keys(map, RULE_KEYS, "");
@@ -331,16 +381,18 @@ fn parse_rule(ctx: &mut Ctx<'_>, item: &Value) -> Option<RuleSpec> {
             ctx.error("kind:", format!("bad kind `{kind}` (use a-z 0-9 _ . - :)"));
         }
     }
-    let severity = ctx.required_text(map, "severity", "severity").and_then(|s| {
-        let parsed = Severity::parse(&s);
-        if parsed.is_none() {
-            ctx.error(
-                "severity:",
-                format!("bad severity `{s}` (expected info, low, medium, high or critical)"),
-            );
-        }
-        parsed
-    });
+    let severity = ctx
+        .required_text(map, "severity", "severity")
+        .and_then(|s| {
+            let parsed = Severity::parse(&s);
+            if parsed.is_none() {
+                ctx.error(
+                    "severity:",
+                    format!("bad severity `{s}` (expected info, low, medium, high or critical)"),
+                );
+            }
+            parsed
+        });
     let description = ctx.text(map, "description", "description");
     let score = parse_score(ctx, map);
     let selector = parse_events(ctx, map.get("events"));
@@ -348,11 +400,17 @@ fn parse_rule(ctx: &mut Ctx<'_>, item: &Value) -> Option<RuleSpec> {
         (Some(s), None) => parse_signature(ctx, s).map(DetectionSpec::Signature),
         (None, Some(t)) => parse_threshold(ctx, t).map(DetectionSpec::Threshold),
         (None, None) => {
-            ctx.error("", "missing `signature` or `threshold` (a rule needs exactly one)");
+            ctx.error(
+                "",
+                "missing `signature` or `threshold` (a rule needs exactly one)",
+            );
             None
         }
         (Some(_), Some(_)) => {
-            ctx.error("threshold:", "has both `signature` and `threshold` (a rule needs exactly one)");
+            ctx.error(
+                "threshold:",
+                "has both `signature` and `threshold` (a rule needs exactly one)",
+            );
             None
         }
     };
@@ -389,13 +447,19 @@ fn parse_events(ctx: &mut Ctx<'_>, v: Option<&Value>) -> Option<SelectorSpec> {
         return None;
     };
     let Value::Mapping(map) = v else {
-        ctx.error("events:", "`events` must be a mapping with `kinds` and optional `where`");
+        ctx.error(
+            "events:",
+            "`events` must be a mapping with `kinds` and optional `where`",
+        );
         return None;
     };
     ctx.check_keys(map, EVENTS_KEYS, "events.");
     let kinds = ctx.text_list(map, "kinds", "events.kinds");
     if kinds.is_empty() || kinds.iter().any(String::is_empty) {
-        ctx.error("events:", "`events.kinds` must list at least one event kind");
+        ctx.error(
+            "events:",
+            "`events.kinds` must list at least one event kind",
+        );
     }
     let mut conditions = Vec::new();
     match map.get("where") {
@@ -411,54 +475,92 @@ fn parse_events(ctx: &mut Ctx<'_>, v: Option<&Value>) -> Option<SelectorSpec> {
                     other => scalar_text(other).into_iter().collect::<Vec<_>>(),
                 };
                 if values.is_empty() {
-                    ctx.error(&format!("{attr}:"), format!("`events.where.{attr}` needs a value"));
+                    ctx.error(
+                        &format!("{attr}:"),
+                        format!("`events.where.{attr}` needs a value"),
+                    );
                 }
                 conditions.push((attr.to_owned(), values));
             }
         }
-        Some(_) => ctx.error("where:", "`events.where` must map attribute names to values"),
+        Some(_) => ctx.error(
+            "where:",
+            "`events.where` must map attribute names to values",
+        ),
     }
     Some(SelectorSpec { kinds, conditions })
 }
 
 fn parse_signature(ctx: &mut Ctx<'_>, v: &Value) -> Option<SignatureSpec> {
     let Value::Mapping(map) = v else {
-        ctx.error("signature:", "`signature` must be a mapping with `fields` and `literals`/`regexes`");
+        ctx.error(
+            "signature:",
+            "`signature` must be a mapping with `fields` and `literals`/`regexes`",
+        );
         return None;
     };
     ctx.check_keys(map, SIGNATURE_KEYS, "signature.");
     let fields = ctx.text_list(map, "fields", "signature.fields");
     if fields.is_empty() || fields.iter().any(String::is_empty) {
-        ctx.error("fields:", "`signature.fields` must list at least one attribute name");
+        ctx.error(
+            "fields:",
+            "`signature.fields` must list at least one attribute name",
+        );
     }
     let literals = ctx.text_list(map, "literals", "signature.literals");
     let sources = ctx.text_list(map, "regexes", "signature.regexes");
     if literals.is_empty() && sources.is_empty() {
-        ctx.error("signature:", "a signature needs at least one of `literals` or `regexes`");
+        ctx.error(
+            "signature:",
+            "a signature needs at least one of `literals` or `regexes`",
+        );
     }
     for lit in &literals {
         if lit.is_empty() || lit.len() > MAX_PATTERN_LEN {
-            ctx.error("literals:", format!("literals must be 1 to {MAX_PATTERN_LEN} bytes long"));
+            ctx.error(
+                "literals:",
+                format!("literals must be 1 to {MAX_PATTERN_LEN} bytes long"),
+            );
         }
     }
     let literals = literals.iter().map(|l| l.to_lowercase()).collect();
-    let regexes = sources.iter().filter_map(|src| compile_regex(ctx, src)).collect();
-    Some(SignatureSpec { fields, literals, regexes })
+    let regexes = sources
+        .iter()
+        .filter_map(|src| compile_regex(ctx, src))
+        .collect();
+    Some(SignatureSpec {
+        fields,
+        literals,
+        regexes,
+    })
 }
 
 fn compile_regex(ctx: &mut Ctx<'_>, src: &str) -> Option<Regex> {
     if src.len() > MAX_PATTERN_LEN {
-        ctx.error("regexes:", format!("regex longer than {MAX_PATTERN_LEN} bytes"));
+        ctx.error(
+            "regexes:",
+            format!("regex longer than {MAX_PATTERN_LEN} bytes"),
+        );
         return None;
     }
-    match RegexBuilder::new(src).case_insensitive(true).size_limit(REGEX_SIZE_LIMIT).build() {
+    match RegexBuilder::new(src)
+        .case_insensitive(true)
+        .size_limit(REGEX_SIZE_LIMIT)
+        .build()
+    {
         Ok(re) if re.is_match("") => {
-            ctx.error(needle_for(src), format!("regex `{src}` matches the empty string"));
+            ctx.error(
+                needle_for(src),
+                format!("regex `{src}` matches the empty string"),
+            );
             None
         }
         Ok(re) => Some(re),
         Err(e) => {
-            ctx.error(needle_for(src), format!("bad regex `{src}`: {}", regex_reason(&e)));
+            ctx.error(
+                needle_for(src),
+                format!("bad regex `{src}`: {}", regex_reason(&e)),
+            );
             None
         }
     }
@@ -486,20 +588,31 @@ fn regex_reason(e: &regex::Error) -> String {
 
 fn parse_threshold(ctx: &mut Ctx<'_>, v: &Value) -> Option<ThresholdSpec> {
     let Value::Mapping(map) = v else {
-        ctx.error("threshold:", "`threshold` must be a mapping with `group_by`, `count` and `window`");
+        ctx.error(
+            "threshold:",
+            "`threshold` must be a mapping with `group_by`, `count` and `window`",
+        );
         return None;
     };
     ctx.check_keys(map, THRESHOLD_KEYS, "threshold.");
     let group_by = ctx.required_text(map, "group_by", "threshold.group_by");
     let distinct = ctx.text(map, "distinct", "threshold.distinct");
-    let max = if distinct.is_some() { MAX_DISTINCT_COUNT } else { MAX_COUNT };
+    let max = if distinct.is_some() {
+        MAX_DISTINCT_COUNT
+    } else {
+        MAX_COUNT
+    };
     if map.get("count").is_none() {
         ctx.error("", "missing `threshold.count`");
     }
     let count = ctx.uint(map, "count", "threshold.count", max);
-    let window = ctx.required_text(map, "window", "threshold.window").and_then(|w| {
-        duration::parse_ms(&w).map_err(|e| ctx.error("window:", e)).ok()
-    });
+    let window = ctx
+        .required_text(map, "window", "threshold.window")
+        .and_then(|w| {
+            duration::parse_ms(&w)
+                .map_err(|e| ctx.error("window:", e))
+                .ok()
+        });
     let max_keys = match map.get("max_keys") {
         None => Some(DEFAULT_MAX_KEYS),
         Some(_) => ctx.uint(map, "max_keys", "threshold.max_keys", MAX_KEYS_LIMIT),
@@ -547,24 +660,34 @@ mod tests {
         let (specs, errors) = parse(GOOD);
         assert!(errors.is_empty(), "{errors:?}");
         assert_eq!(specs.len(), 2);
-        let DetectionSpec::Signature(sig) = &specs[0].detection else { panic!("not a signature") };
+        let DetectionSpec::Signature(sig) = &specs[0].detection else {
+            panic!("not a signature")
+        };
         assert_eq!(sig.literals, vec!["union select"]);
         assert_eq!(specs[0].line, Some(1));
         assert_eq!(specs[1].line, Some(10));
-        let DetectionSpec::Threshold(t) = &specs[1].detection else { panic!("not a threshold") };
+        let DetectionSpec::Threshold(t) = &specs[1].detection else {
+            panic!("not a threshold")
+        };
         assert_eq!((t.count, t.window_ms, t.max_keys), (10, 60_000, 100_000));
         assert_eq!(
             specs[1].selector.conditions,
             vec![
                 ("outcome".to_owned(), vec!["failure".to_owned()]),
-                ("service".to_owned(), vec!["ssh".to_owned(), "web".to_owned()])
+                (
+                    "service".to_owned(),
+                    vec!["ssh".to_owned(), "web".to_owned()]
+                )
             ]
         );
     }
 
     #[test]
     fn accepts_the_rules_mapping_form_and_empty_files() {
-        let (specs, errors) = parse(&format!("rules:\n  {}", GOOD.trim_end().replace('\n', "\n  ")));
+        let (specs, errors) = parse(&format!(
+            "rules:\n  {}",
+            GOOD.trim_end().replace('\n', "\n  ")
+        ));
         assert!(errors.is_empty(), "{errors:?}");
         assert_eq!(specs.len(), 2);
         assert_eq!(specs[1].line, Some(11));
@@ -618,13 +741,20 @@ mod tests {
         let (_, errors) = parse("- id: a\n  kind: [unclosed\n  severity: high\n");
         assert_eq!(errors.len(), 1);
         assert!(errors[0].line.is_some());
-        assert!(errors[0].reason.starts_with("invalid YAML"), "{}", errors[0].reason);
+        assert!(
+            errors[0].reason.starts_with("invalid YAML"),
+            "{}",
+            errors[0].reason
+        );
     }
 
     #[test]
     fn rejects_wrong_shapes() {
         let (_, errors) = parse("42");
-        assert_eq!(errors[0].reason, "expected a list of rules or a mapping with `rules: [...]`");
+        assert_eq!(
+            errors[0].reason,
+            "expected a list of rules or a mapping with `rules: [...]`"
+        );
         let (_, errors) = parse("rules: 3\nextra: 1\n");
         assert_eq!(errors.len(), 2);
         let (_, errors) = parse("- just a string\n");
@@ -632,7 +762,10 @@ mod tests {
         let (_, errors) = parse(
             "- {id: a, kind: x, severity: low, events: {kinds: [http]}, signature: {fields: [q], regexes: ['x*']}}",
         );
-        assert!(errors[0].reason.contains("matches the empty string"), "{errors:?}");
+        assert!(
+            errors[0].reason.contains("matches the empty string"),
+            "{errors:?}"
+        );
         assert_eq!(errors[0].line, Some(1));
     }
 

