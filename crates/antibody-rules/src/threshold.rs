@@ -43,9 +43,8 @@ struct KeyWindow {
     /// Newest event time seen for the key: the window's right edge.
     last_seen: i64,
     cooldown_until: i64,
-    #[serde(default, skip_serializing_if = "VecDeque::is_empty")]
+    // No `skip_serializing_if`: engine snapshots use a non-self-describing binary format.
     times: VecDeque<i64>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     values: Vec<(Box<str>, i64)>,
 }
 
