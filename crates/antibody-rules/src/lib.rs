@@ -9,6 +9,7 @@ mod error;
 mod explain;
 mod normalize;
 mod parse;
+mod pattern;
 mod ruleset;
 mod selector;
 mod signature;

@@ -5,9 +5,10 @@
 use crate::duration;
 use crate::error::RuleError;
 use antibody_core::Severity;
-use regex::{Regex, RegexBuilder};
+use regex::Regex;
 use serde_yaml_ng::{Mapping, Value};
 use std::fmt::Display;
+use std::sync::Arc;
 
 /// Compiled size limit of one regex; the per-field sets get a proportionally larger budget.
 pub(crate) const REGEX_SIZE_LIMIT: usize = 1 << 20;
@@ -84,7 +85,8 @@ pub(crate) struct SignatureSpec {
     pub fields: Vec<String>,
     /// Lowercased, because values are lowercased before matching.
     pub literals: Vec<String>,
-    pub regexes: Vec<Regex>,
+    /// Each regex with its source as written (the compiled form may differ, see pattern.rs).
+    pub regexes: Vec<(Arc<str>, Regex)>,
 }
 
 #[derive(Debug)]
@@ -535,7 +537,7 @@ fn parse_signature(ctx: &mut Ctx<'_>, v: &Value) -> Option<SignatureSpec> {
     })
 }
 
-fn compile_regex(ctx: &mut Ctx<'_>, src: &str) -> Option<Regex> {
+fn compile_regex(ctx: &mut Ctx<'_>, src: &str) -> Option<(Arc<str>, Regex)> {
     if src.len() > MAX_PATTERN_LEN {
         ctx.error(
             "regexes:",
@@ -543,11 +545,7 @@ fn compile_regex(ctx: &mut Ctx<'_>, src: &str) -> Option<Regex> {
         );
         return None;
     }
-    match RegexBuilder::new(src)
-        .case_insensitive(true)
-        .size_limit(REGEX_SIZE_LIMIT)
-        .build()
-    {
+    match crate::pattern::compile(src, REGEX_SIZE_LIMIT) {
         Ok(re) if re.is_match("") => {
             ctx.error(
                 needle_for(src),
@@ -555,7 +553,7 @@ fn compile_regex(ctx: &mut Ctx<'_>, src: &str) -> Option<Regex> {
             );
             None
         }
-        Ok(re) => Some(re),
+        Ok(re) => Some((Arc::from(src), re)),
         Err(e) => {
             ctx.error(
                 needle_for(src),

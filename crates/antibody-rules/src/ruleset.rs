@@ -502,8 +502,11 @@ fn build(specs: Vec<RuleSpec>) -> Result<RuleSet, Vec<RuleError>> {
                     b.rules.push(idx);
                     b.literals
                         .extend(sig.literals.iter().map(|l| (idx, l.clone())));
-                    b.regexes
-                        .extend(sig.regexes.iter().map(|r| (idx, r.clone())));
+                    b.regexes.extend(
+                        sig.regexes
+                            .iter()
+                            .map(|(src, r)| (idx, src.clone(), r.clone())),
+                    );
                     for kind in &plans {
                         push_unique(
                             &mut by_kind.entry((*kind).into()).or_default().fields,

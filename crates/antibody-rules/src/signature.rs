@@ -43,7 +43,8 @@ pub(crate) struct SigMatch<'a> {
 pub(crate) struct FieldBuilder {
     pub rules: Vec<u32>,
     pub literals: Vec<(u32, String)>,
-    pub regexes: Vec<(u32, Regex)>,
+    /// Rule, source as written, compiled regex.
+    pub regexes: Vec<(u32, Arc<str>, Regex)>,
 }
 
 #[derive(Debug)]
@@ -54,7 +55,7 @@ pub(crate) struct FieldMatcher {
     literals: Option<AhoCorasick>,
     literal_owner: Vec<(u32, Arc<str>)>,
     regexes: Option<RegexSet>,
-    regex_owner: Vec<(u32, Regex)>,
+    regex_owner: Vec<(u32, Arc<str>, Regex)>,
 }
 
 impl FieldBuilder {
@@ -74,7 +75,7 @@ impl FieldBuilder {
             let limit = REGEX_SIZE_LIMIT
                 .saturating_mul(self.regexes.len())
                 .min(64 << 20);
-            let set = RegexSetBuilder::new(self.regexes.iter().map(|(_, r)| r.as_str()))
+            let set = RegexSetBuilder::new(self.regexes.iter().map(|(_, _, r)| r.as_str()))
                 .case_insensitive(true)
                 .size_limit(limit)
                 .build()
@@ -126,11 +127,11 @@ impl FieldMatcher {
             }
         }
         let Some(set) = &self.regexes else { return };
-        if !self.regex_owner.iter().any(|(r, _)| marks.open(*r)) || !set.is_match(text) {
+        if !self.regex_owner.iter().any(|(r, _, _)| marks.open(*r)) || !set.is_match(text) {
             return;
         }
         for i in set.matches(text).iter() {
-            let (rule, re) = &self.regex_owner[i];
+            let (rule, source, re) = &self.regex_owner[i];
             if !marks.open(*rule) {
                 continue;
             }
@@ -138,7 +139,7 @@ impl FieldMatcher {
                 marks.close(*rule);
                 emit(SigMatch {
                     rule: *rule,
-                    pattern: re.as_str(),
+                    pattern: source,
                     literal: false,
                     start: m.start(),
                     end: m.end(),
@@ -153,11 +154,12 @@ mod tests {
     use super::*;
 
     fn matcher() -> FieldMatcher {
-        let re = |s: &str| Regex::new(&format!("(?i){s}")).unwrap();
+        let re =
+            |rule: u32, s: &str| (rule, Arc::from(s), Regex::new(&format!("(?i){s}")).unwrap());
         FieldBuilder {
             rules: vec![0, 1],
             literals: vec![(0, "union select".into()), (1, "<script".into())],
-            regexes: vec![(0, re(r"or\s+1=1")), (1, re(r"on(load|error)\s*="))],
+            regexes: vec![re(0, r"or\s+1=1"), re(1, r"on(load|error)\s*=")],
         }
         .build("query".into())
         .unwrap()
