@@ -236,6 +236,25 @@ fn state_survives_a_snapshot_and_a_reload() {
 }
 
 #[test]
+fn state_round_trips_through_postcard() {
+    // The engine snapshots with postcard (not self-describing): every field must be there.
+    let set = pack();
+    let mut state = set.new_state();
+    let mut hits = Vec::new();
+    for i in 0..30 {
+        let port = (i % 25).to_string();
+        let net = event("t", i, "net", &[("src_ip", "6.6.6.6"), ("dst_port", &port)]);
+        let http = event("t", i, "http", &[("src_ip", "1.2.3.4"), ("path", "/")]);
+        set.evaluate(&mut state, &net, &mut hits);
+        set.evaluate(&mut state, &http, &mut hits);
+    }
+    let bytes = postcard::to_stdvec(&state).unwrap();
+    let restored: crate::RuleState = postcard::from_bytes(&bytes).unwrap();
+    assert_eq!(restored.tracked_keys(), state.tracked_keys());
+    assert_eq!(postcard::to_stdvec(&restored).unwrap().len(), bytes.len());
+}
+
+#[test]
 fn expire_forgets_finished_windows() {
     let set = compile(THRESHOLD).unwrap();
     let mut state = set.new_state();

@@ -38,6 +38,8 @@ pub(crate) struct RuleWindows {
     keys: HashMap<Box<str>, KeyWindow>,
 }
 
+/// Every field is always serialised: the engine snapshots with postcard, which is not
+/// self-describing and cannot skip fields.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct KeyWindow {
     /// Newest event time seen for the key: the window's right edge.
