@@ -13,7 +13,11 @@ use antibody_core::{Event, Explanation, Finding, Incident, Severity, TenantId, T
 use antibody_rules::{RuleHit, RuleSet, RuleState};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Entity maps hash with foldhash: several times faster than SipHash on short keys and still
+/// seeded per process, so senders cannot precompute colliding entity names.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 use std::sync::Arc;
 
 /// Lifecycle state of an entity as far as detection knows it. The response engine adds
@@ -133,7 +137,7 @@ impl Partition {
         let mut p = Self {
             cfg,
             rules,
-            tenants: HashMap::new(),
+            tenants: HashMap::default(),
             metrics: Interner::default(),
             metric_kinds: Vec::new(),
             attrs: Interner::default(),
@@ -344,7 +348,7 @@ fn entity_mut<'a>(
 ) -> &'a mut EntityState {
     // Look up before inserting so the hot path (a known entity) allocates nothing.
     if !tenants.contains_key(tenant) {
-        tenants.insert(tenant.clone(), HashMap::new());
+        tenants.insert(tenant.clone(), HashMap::default());
     }
     let map = tenants.get_mut(tenant).expect("inserted above");
     if !map.contains_key(entity) {

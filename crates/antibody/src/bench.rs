@@ -77,6 +77,11 @@ pub struct BenchArgs {
     /// Print the summary as one JSON object on stdout instead of text.
     #[arg(long)]
     pub json: bool,
+
+    /// Target rate in events per second (open loop: batch i is sent at i × batch / rate);
+    /// 0 sends as fast as the server accepts. Use it to measure latency at a given load.
+    #[arg(long, default_value_t = 0)]
+    pub rate: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -94,14 +99,21 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    let addr = target.addr.clone();
+    let before = ServerStats::scrape(&addr);
+    let pace = (args.rate > 0).then(|| Duration::from_secs_f64(f64::from(args.batch) / args.rate as f64));
     let report = runtime.block_on(drive(
         Arc::new(target),
         Arc::new(bodies),
         args.concurrency,
+        pace,
         &progress,
     ));
     progress.finish_and_clear();
-    let summary = Summary::new(&args, &report);
+    let mut summary = Summary::new(&args, &report);
+    if let Some(before) = before {
+        summary.server = ServerSide::measure(&addr, &before, summary.events_accepted, report.elapsed);
+    }
     if args.json {
         println!("{}", serde_json::to_string(&summary)?);
     } else {
@@ -504,10 +516,12 @@ async fn drive(
     target: Arc<Target>,
     bodies: Arc<Bodies>,
     concurrency: u16,
+    pace: Option<Duration>,
     progress: &ProgressBar,
 ) -> Report {
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
+    let pace = pace.map(|every| (tokio::time::Instant::from_std(started), every));
     let mut workers = tokio::task::JoinSet::new();
     for _ in 0..concurrency {
         let (target, bodies, next, progress) = (
@@ -516,7 +530,7 @@ async fn drive(
             next.clone(),
             progress.clone(),
         );
-        workers.spawn(async move { worker(&target, &bodies, &next, &progress).await });
+        workers.spawn(async move { worker(&target, &bodies, &next, pace, &progress).await });
     }
     let mut report = Report::default();
     while let Some(done) = workers.join_next().await {
@@ -534,11 +548,17 @@ async fn worker(
     target: &Target,
     bodies: &Bodies,
     next: &AtomicUsize,
+    pace: Option<(tokio::time::Instant, Duration)>,
     progress: &ProgressBar,
 ) -> Report {
     let mut report = Report::default();
     let mut conn: Option<Conn> = None;
-    while let Some((body, n)) = bodies.get(next.fetch_add(1, Ordering::Relaxed)) {
+    loop {
+        let i = next.fetch_add(1, Ordering::Relaxed);
+        let Some((body, n)) = bodies.get(i) else { break };
+        if let Some((start, every)) = pace {
+            tokio::time::sleep_until(start + every * i as u32).await;
+        }
         loop {
             let c = match conn.take() {
                 Some(c) => c,
@@ -721,6 +741,79 @@ struct Summary {
     latency_ms: Latency,
     #[serde(skip_serializing_if = "Option::is_none")]
     first_error: Option<String>,
+    /// What the server's `/metrics` say about the run (absent when unreachable).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    server: Option<ServerSide>,
+}
+
+/// Counters scraped from the server's Prometheus endpoint.
+#[derive(Debug, Default)]
+struct ServerStats {
+    processed: f64,
+    /// `le` bound (seconds) → cumulative count of the finding-visible latency histogram.
+    visible: Vec<(f64, f64)>,
+}
+
+impl ServerStats {
+    fn scrape(addr: &str) -> Option<ServerStats> {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(addr).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        write!(s, "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").ok()?;
+        let mut text = String::new();
+        s.read_to_string(&mut text).ok()?;
+        let mut stats = ServerStats::default();
+        for line in text.lines() {
+            let Some((name, value)) = line.rsplit_once(' ') else { continue };
+            let Ok(value) = value.parse::<f64>() else { continue };
+            if name == "antibody_events_processed_total" {
+                stats.processed = value;
+            } else if let Some(le) = name.strip_prefix("antibody_finding_visible_latency_seconds_bucket{le=\"") {
+                let le = le.trim_end_matches("\"}");
+                let bound = if le == "+Inf" { f64::INFINITY } else { le.parse().ok()? };
+                stats.visible.push((bound, value));
+            }
+        }
+        Some(stats)
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct ServerSide {
+    /// Accepted events divided by the time until the engine had processed them all.
+    processed_per_s: f64,
+    /// Upper bucket bound holding the 99th percentile of "request arrived → its findings
+    /// stored and streamed" during the run (histogram resolution), in milliseconds.
+    finding_visible_p99_ms: Option<f64>,
+    findings_batches: f64,
+}
+
+impl ServerSide {
+    fn measure(addr: &str, before: &ServerStats, accepted: u64, sent_in: Duration) -> Option<ServerSide> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut after = ServerStats::scrape(addr)?;
+        let mut done = sent_in;
+        let start = Instant::now();
+        while after.processed - before.processed < accepted as f64 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+            after = ServerStats::scrape(addr)?;
+            done = sent_in + start.elapsed();
+        }
+        let deltas: Vec<(f64, f64)> = after
+            .visible
+            .iter()
+            .map(|&(le, n)| (le, n - before.visible.iter().find(|b| b.0 == le).map_or(0.0, |b| b.1)))
+            .collect();
+        let total = deltas.last().map_or(0.0, |d| d.1);
+        let p99 = (total > 0.0)
+            .then(|| deltas.iter().find(|d| d.1 >= 0.99 * total).map(|d| d.0 * 1000.0))
+            .flatten();
+        Some(ServerSide {
+            processed_per_s: accepted as f64 / done.as_secs_f64().max(1e-9),
+            finding_visible_p99_ms: p99,
+            findings_batches: total,
+        })
+    }
 }
 
 impl Summary {
@@ -751,6 +844,7 @@ impl Summary {
                 max: round(lat.last().copied().unwrap_or(0.0)),
             },
             first_error: r.first_error.clone(),
+            server: None,
         }
     }
 
@@ -781,6 +875,12 @@ impl Summary {
             "errors: {}, throttled (429): {}",
             self.errors, self.throttled
         );
+        if let Some(sv) = &self.server {
+            println!("server: processed {:.0} events/s (accepted and through the engine)", sv.processed_per_s);
+            if let Some(p99) = sv.finding_visible_p99_ms {
+                println!("server: finding visible p99 ≤ {p99} ms over {} finding batches", sv.findings_batches);
+            }
+        }
         if let Some(e) = &self.first_error {
             println!("first error: {e}");
         }
