@@ -157,7 +157,13 @@ mod tests {
 
     #[test]
     fn rfc3339_rejects_garbage() {
-        for s in ["", "2026-13-01T00:00:00Z", "2026-11-21T10:00:00", "2026-11-21T10:00:00.Z", "x026-11-21T10:00:00Z"] {
+        for s in [
+            "",
+            "2026-13-01T00:00:00Z",
+            "2026-11-21T10:00:00",
+            "2026-11-21T10:00:00.Z",
+            "x026-11-21T10:00:00Z",
+        ] {
             assert_eq!(parse_rfc3339(s), None, "{s}");
         }
     }
@@ -190,7 +196,9 @@ pub mod rfc3339 {
         }
         match Raw::deserialize(d)? {
             Raw::Ms(ms) => Ok(ms),
-            Raw::Text(t) => parse_rfc3339(&t).ok_or_else(|| de::Error::custom("invalid RFC 3339 timestamp")),
+            Raw::Text(t) => {
+                parse_rfc3339(&t).ok_or_else(|| de::Error::custom("invalid RFC 3339 timestamp"))
+            }
         }
     }
 }

@@ -64,10 +64,12 @@ pub struct Event {
     pub id: Option<String>,
 }
 
-
 impl Event {
     pub fn metric(&self, name: &str) -> Option<f64> {
-        self.metrics.iter().find(|(k, _)| k == name).map(|(_, v)| *v)
+        self.metrics
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| *v)
     }
 
     pub fn attr(&self, name: &str) -> Option<&AttrValue> {
@@ -147,7 +149,15 @@ impl Event {
         if !r.is_empty() {
             return Err(codec::DecodeError);
         }
-        Ok(Event { tenant, ts, entity, kind, metrics, attrs, id })
+        Ok(Event {
+            tenant,
+            ts,
+            entity,
+            kind,
+            metrics,
+            attrs,
+            id,
+        })
     }
 }
 

@@ -15,7 +15,13 @@ pub enum Severity {
 }
 
 impl Severity {
-    pub const ALL: [Severity; 5] = [Self::Info, Self::Low, Self::Medium, Self::High, Self::Critical];
+    pub const ALL: [Severity; 5] = [
+        Self::Info,
+        Self::Low,
+        Self::Medium,
+        Self::High,
+        Self::Critical,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -28,7 +34,9 @@ impl Severity {
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|v| v.as_str().eq_ignore_ascii_case(s))
+        Self::ALL
+            .into_iter()
+            .find(|v| v.as_str().eq_ignore_ascii_case(s))
     }
 
     /// Weight used by the incident risk formula (info 0 … critical 4).
@@ -59,7 +67,10 @@ pub struct Explanation {
 
 impl Explanation {
     pub fn text(text: impl Into<String>) -> Self {
-        Self { text: text.into(), contributions: BTreeMap::new() }
+        Self {
+            text: text.into(),
+            contributions: BTreeMap::new(),
+        }
     }
 }
 

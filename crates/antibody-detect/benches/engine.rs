@@ -25,7 +25,14 @@ impl Rng {
     }
 }
 
-const QUERIES: [&str; 6] = ["q=shoes&page=2", "id=40184", "name=nuda+drudes", "sort=price&dir=asc", "c/ del ferrocarril, 152,", "lang=en-US"];
+const QUERIES: [&str; 6] = [
+    "q=shoes&page=2",
+    "id=40184",
+    "name=nuda+drudes",
+    "sort=price&dir=asc",
+    "c/ del ferrocarril, 152,",
+    "lang=en-US",
+];
 
 /// 70 % agent vitals (4 metrics, 10,000 agents), 20 % benign HTTP, 10 % SSH auth.
 fn events() -> Vec<Event> {
@@ -43,26 +50,60 @@ fn events() -> Vec<Event> {
                     ("tool_calls".to_string(), 3.0),
                     ("cost_usd".to_string(), 0.02 + 0.001 * rng.unit()),
                 ];
-                (format!("agent:{e}"), "vitals", m, vec![("prompt_hash".to_string(), AttrValue::Str("p1".into()))])
+                (
+                    format!("agent:{e}"),
+                    "vitals",
+                    m,
+                    vec![("prompt_hash".to_string(), AttrValue::Str("p1".into()))],
+                )
             } else if r < 9 {
                 let q = QUERIES[(rng.next() % QUERIES.len() as u64) as usize];
                 let a = vec![
-                    ("src_ip".to_string(), AttrValue::Str(format!("10.0.{}.{}", e % 200, e % 250))),
+                    (
+                        "src_ip".to_string(),
+                        AttrValue::Str(format!("10.0.{}.{}", e % 200, e % 250)),
+                    ),
                     ("method".to_string(), AttrValue::Str("GET".into())),
                     ("path".to_string(), AttrValue::Str("/search".into())),
                     ("query".to_string(), AttrValue::Str(q.into())),
                 ];
-                (format!("host:web-{}", e % 20), "http", vec![("latency_ms".to_string(), 20.0 + rng.unit())], a)
+                (
+                    format!("host:web-{}", e % 20),
+                    "http",
+                    vec![("latency_ms".to_string(), 20.0 + rng.unit())],
+                    a,
+                )
             } else {
                 let a = vec![
-                    ("src_ip".to_string(), AttrValue::Str(format!("10.1.{}.{}", e % 200, e % 250))),
+                    (
+                        "src_ip".to_string(),
+                        AttrValue::Str(format!("10.1.{}.{}", e % 200, e % 250)),
+                    ),
                     ("user".to_string(), AttrValue::Str("deploy".into())),
                     ("service".to_string(), AttrValue::Str("ssh".into())),
-                    ("outcome".to_string(), AttrValue::Str(if rng.next() % 4 == 0 { "failure" } else { "success" }.into())),
+                    (
+                        "outcome".to_string(),
+                        AttrValue::Str(
+                            if rng.next() % 4 == 0 {
+                                "failure"
+                            } else {
+                                "success"
+                            }
+                            .into(),
+                        ),
+                    ),
                 ];
                 (format!("host:ssh-{}", e % 10), "auth", vec![], a)
             };
-            Event { tenant: tenant.clone(), ts, entity, kind: kind.into(), metrics, attrs, id: None }
+            Event {
+                tenant: tenant.clone(),
+                ts,
+                entity,
+                kind: kind.into(),
+                metrics,
+                attrs,
+                id: None,
+            }
         })
         .collect()
 }

@@ -17,8 +17,14 @@ fn rss_bytes() -> u64 {
 }
 
 fn main() {
-    let n: u64 = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(1_000_000);
-    let mut p = Partition::new(Arc::new(EngineConfig::default()), Arc::new(RuleSet::default_pack()));
+    let n: u64 = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(1_000_000);
+    let mut p = Partition::new(
+        Arc::new(EngineConfig::default()),
+        Arc::new(RuleSet::default_pack()),
+    );
     let tenant = TenantId::new("mem");
     let before = rss_bytes();
     let mut out = Outputs::default();

@@ -38,7 +38,14 @@ pub struct BaselineConfig {
 
 impl Default for BaselineConfig {
     fn default() -> Self {
-        Self { warmup: 15, alpha: 0.05, anchor_slowdown: 20.0, threshold: 3.0, rel_std_floor: 0.05, relearn_after: 50 }
+        Self {
+            warmup: 15,
+            alpha: 0.05,
+            anchor_slowdown: 20.0,
+            threshold: 3.0,
+            rel_std_floor: 0.05,
+            relearn_after: 50,
+        }
     }
 }
 
@@ -112,7 +119,14 @@ impl Default for MetricBaseline {
 
 impl MetricBaseline {
     pub const fn new() -> Self {
-        Self { mean: 0.0, var: 0.0, anchor_mean: 0.0, anchor_var: 0.0, n: 0, anomalous_run: 0 }
+        Self {
+            mean: 0.0,
+            var: 0.0,
+            anchor_mean: 0.0,
+            anchor_var: 0.0,
+            n: 0,
+            anomalous_run: 0,
+        }
     }
 
     pub fn mean(&self) -> f64 {
@@ -139,13 +153,20 @@ impl MetricBaseline {
         }
         let fast = deviation(x, self.mean, self.var, cfg);
         let anchor = deviation(x, self.anchor_mean, self.anchor_var, cfg);
-        let (worst, against_anchor) = if anchor.sigma > fast.sigma { (anchor, true) } else { (fast, false) };
+        let (worst, against_anchor) = if anchor.sigma > fast.sigma {
+            (anchor, true)
+        } else {
+            (fast, false)
+        };
         if worst.sigma >= cfg.threshold {
             self.anomalous_run += 1;
             if self.anomalous_run >= cfg.relearn_after {
                 *self = Self::new();
             }
-            return Some(Deviation { against_anchor, ..worst });
+            return Some(Deviation {
+                against_anchor,
+                ..worst
+            });
         }
         self.anomalous_run = 0;
         self.learn(x, cfg);
@@ -168,7 +189,12 @@ impl MetricBaseline {
     fn learn(&mut self, x: f64, cfg: &BaselineConfig) {
         self.n = self.n.saturating_add(1);
         ewma(&mut self.mean, &mut self.var, x, cfg.alpha);
-        ewma(&mut self.anchor_mean, &mut self.anchor_var, x, cfg.alpha / cfg.anchor_slowdown);
+        ewma(
+            &mut self.anchor_mean,
+            &mut self.anchor_var,
+            x,
+            cfg.alpha / cfg.anchor_slowdown,
+        );
     }
 }
 
@@ -182,7 +208,13 @@ fn ewma(mean: &mut f64, var: &mut f64, x: f64, alpha: f64) {
 fn deviation(x: f64, mean: f64, var: f64, cfg: &BaselineConfig) -> Deviation {
     let std = var.max(0.0).sqrt();
     let floor = std.max(cfg.rel_std_floor * mean.abs()).max(1e-9);
-    Deviation { value: x, mean, std, sigma: (x - mean).abs() / floor, against_anchor: false }
+    Deviation {
+        value: x,
+        mean,
+        std,
+        sigma: (x - mean).abs() / floor,
+        against_anchor: false,
+    }
 }
 
 /// Maps a metric name to the anomaly kind of API.md.
@@ -212,7 +244,11 @@ mod tests {
     fn learned(cfg: &BaselineConfig, base: f64, samples: u32) -> MetricBaseline {
         let mut b = MetricBaseline::new();
         for i in 0..samples {
-            assert_eq!(b.observe(noisy(base, i), cfg), None, "sample {i} of normal noise flagged");
+            assert_eq!(
+                b.observe(noisy(base, i), cfg),
+                None,
+                "sample {i} of normal noise flagged"
+            );
         }
         b
     }
@@ -233,7 +269,9 @@ mod tests {
         let cfg = BaselineConfig::default();
         let mut b = learned(&cfg, 1000.0, 100);
         let std = b.std();
-        let d = b.observe(b.mean() + 10.0 * std.max(50.0), &cfg).expect("10σ spike");
+        let d = b
+            .observe(b.mean() + 10.0 * std.max(50.0), &cfg)
+            .expect("10σ spike");
         assert!(d.sigma >= 9.0, "{d:?}");
         assert_eq!(cfg.severity(d.sigma), Severity::Critical);
         assert_eq!(cfg.severity(3.2), Severity::Low);
@@ -270,7 +308,11 @@ mod tests {
             }
         }
         let at = flagged_at.expect("ramp never flagged");
-        assert!(at < 1.5 * learned_mean, "flagged only at {:.2}× the mean", at / learned_mean);
+        assert!(
+            at < 1.5 * learned_mean,
+            "flagged only at {:.2}× the mean",
+            at / learned_mean
+        );
     }
 
     #[test]
@@ -284,7 +326,11 @@ mod tests {
             }
         }
         assert_eq!(flagged, cfg.relearn_after);
-        assert!((b.mean() - 500.0).abs() < 30.0, "relearned mean {}", b.mean());
+        assert!(
+            (b.mean() - 500.0).abs() < 30.0,
+            "relearned mean {}",
+            b.mean()
+        );
     }
 
     #[test]

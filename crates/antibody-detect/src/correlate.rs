@@ -6,7 +6,9 @@
 //! high 6, critical 8. So one critical finding scores 8–9, and a high-severity incident
 //! with three kinds of finding and a hundred findings reaches 9–10.
 
-use antibody_core::{Finding, Incident, IncidentStatus, Severity, TenantId, TimelineEntry, TimestampMs};
+use antibody_core::{
+    Finding, Incident, IncidentStatus, Severity, TenantId, TimelineEntry, TimestampMs,
+};
 use serde::{Deserialize, Serialize};
 
 /// Incidents keep the ids of their first findings and the first timeline entries only; the
@@ -103,7 +105,11 @@ impl OpenIncident {
         self.build(IncidentStatus::Closed, timeline)
     }
 
-    fn build(&self, status: IncidentStatus, timeline: Vec<(TimestampMs, String, Option<String>)>) -> Incident {
+    fn build(
+        &self,
+        status: IncidentStatus,
+        timeline: Vec<(TimestampMs, String, Option<String>)>,
+    ) -> Incident {
         Incident {
             id: self.id.clone(),
             tenant: self.tenant.clone(),
@@ -111,7 +117,12 @@ impl OpenIncident {
             status,
             opened: self.opened,
             updated: self.updated,
-            risk: risk(self.severity, self.kinds.len(), self.max_score, self.finding_count),
+            risk: risk(
+                self.severity,
+                self.kinds.len(),
+                self.max_score,
+                self.finding_count,
+            ),
             severity: self.severity,
             kinds: self.kinds.clone(),
             finding_count: self.finding_count,
@@ -119,7 +130,10 @@ impl OpenIncident {
             diagnosis: Vec::new(),
             findings: self.findings.clone(),
             actions: Vec::new(),
-            timeline: timeline.into_iter().map(|(ts, event, finding)| TimelineEntry { ts, event, finding }).collect(),
+            timeline: timeline
+                .into_iter()
+                .map(|(ts, event, finding)| TimelineEntry { ts, event, finding })
+                .collect(),
         }
     }
 }
@@ -155,7 +169,10 @@ mod tests {
 
     #[test]
     fn incident_accumulates_kinds_and_counts() {
-        let mut inc = OpenIncident::open("i-1".into(), &finding("f1", 0, "token_spike", Severity::Low, 0.4));
+        let mut inc = OpenIncident::open(
+            "i-1".into(),
+            &finding("f1", 0, "token_spike", Severity::Low, 0.4),
+        );
         inc.add(&finding("f2", 1000, "token_spike", Severity::Low, 0.5));
         inc.add(&finding("f3", 2000, "cost_spike", Severity::High, 0.7));
         let i = inc.to_incident();

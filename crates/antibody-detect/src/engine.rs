@@ -11,7 +11,13 @@ use std::sync::Arc;
 /// (std's hasher promises neither), so snapshots stay valid after an upgrade.
 pub fn partition_of(tenant: &TenantId, entity: &str, partitions: usize) -> usize {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in tenant.as_str().as_bytes().iter().chain(&[0xff]).chain(entity.as_bytes()) {
+    for &b in tenant
+        .as_str()
+        .as_bytes()
+        .iter()
+        .chain(&[0xff])
+        .chain(entity.as_bytes())
+    {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
@@ -25,7 +31,9 @@ pub struct Engine {
 impl Engine {
     pub fn new(cfg: EngineConfig, rules: RuleSet, partitions: usize) -> Self {
         let (cfg, rules) = (Arc::new(cfg), Arc::new(rules));
-        let partitions = (0..partitions.max(1)).map(|_| Partition::new(cfg.clone(), rules.clone())).collect();
+        let partitions = (0..partitions.max(1))
+            .map(|_| Partition::new(cfg.clone(), rules.clone()))
+            .collect();
         Self { partitions }
     }
 

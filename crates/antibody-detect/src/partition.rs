@@ -94,7 +94,9 @@ impl Interner {
         if let Some(&id) = self.ids.get(name) {
             return Some(id);
         }
-        let id = u16::try_from(self.names.len()).ok().filter(|&i| i < u16::MAX)?;
+        let id = u16::try_from(self.names.len())
+            .ok()
+            .filter(|&i| i < u16::MAX)?;
         self.names.push(name.to_owned());
         self.ids.insert(name.to_owned(), id);
         Some(id)
@@ -103,7 +105,12 @@ impl Interner {
         self.names.get(usize::from(id)).map_or("?", String::as_str)
     }
     fn rebuild(&mut self) {
-        self.ids = self.names.iter().enumerate().map(|(i, n)| (n.clone(), i as u16)).collect();
+        self.ids = self
+            .names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.clone(), i as u16))
+            .collect();
     }
 }
 
@@ -152,8 +159,16 @@ impl Partition {
 
     fn index_config(&mut self) {
         let tracked: Vec<String> = self.cfg.tracked_attrs.clone();
-        self.tracked_attr_ids = tracked.iter().filter_map(|a| self.attrs.intern(a)).collect();
-        self.metric_kinds = self.metrics.names.iter().map(|m| self.cfg.kind_for_metric(m)).collect();
+        self.tracked_attr_ids = tracked
+            .iter()
+            .filter_map(|a| self.attrs.intern(a))
+            .collect();
+        self.metric_kinds = self
+            .metrics
+            .names
+            .iter()
+            .map(|m| self.cfg.kind_for_metric(m))
+            .collect();
     }
 
     /// Number of tracked entities.
@@ -166,7 +181,8 @@ impl Partition {
         let first_finding = out.findings.len();
         self.detect_metrics(offset, ev, out);
         self.hits.clear();
-        self.rules.evaluate(&mut self.rule_state, ev, &mut self.hits);
+        self.rules
+            .evaluate(&mut self.rule_state, ev, &mut self.hits);
         let hits = std::mem::take(&mut self.hits);
         for hit in &hits {
             let id = finding_id(offset, out.findings.len() - first_finding);
@@ -188,7 +204,9 @@ impl Partition {
         let state = entity_mut(&mut self.tenants, &ev.tenant, &ev.entity);
         state.last_seen = state.last_seen.max(ev.ts);
         for (name, value) in &ev.metrics {
-            let Some(id) = metrics.intern(name) else { continue };
+            let Some(id) = metrics.intern(name) else {
+                continue;
+            };
             if usize::from(id) == kinds.len() {
                 kinds.push(self.cfg.kind_for_metric(name));
             }
@@ -202,16 +220,30 @@ impl Partition {
             let n = baseline.n();
             if let Some(dev) = baseline.observe(*value, cfg) {
                 let fid = finding_id(offset, out.findings.len() - first);
-                out.findings.push(baseline_finding(fid, ev, name, &kinds[usize::from(id)], n, dev, cfg.severity(dev.sigma)));
+                out.findings.push(baseline_finding(
+                    fid,
+                    ev,
+                    name,
+                    &kinds[usize::from(id)],
+                    n,
+                    dev,
+                    cfg.severity(dev.sigma),
+                ));
             }
         }
         for &attr in tracked_ids {
-            let Some(value) = ev.attr(attrs.name(attr)).map(|v| v.to_text()) else { continue };
+            let Some(value) = ev.attr(attrs.name(attr)).map(|v| v.to_text()) else {
+                continue;
+            };
             let warmup = cfg.warmup;
             let slot = match state.tracked.iter_mut().find(|t| t.attr == attr) {
                 Some(t) => t,
                 None => {
-                    state.tracked.push(Tracked { attr, value: value.clone().into_owned(), streak: 0 });
+                    state.tracked.push(Tracked {
+                        attr,
+                        value: value.clone().into_owned(),
+                        streak: 0,
+                    });
                     state.tracked.last_mut().expect("just pushed")
                 }
             };
@@ -221,7 +253,14 @@ impl Partition {
             }
             if slot.streak >= warmup {
                 let fid = finding_id(offset, out.findings.len() - first);
-                out.findings.push(change_finding(fid, ev, attrs.name(attr), &slot.value, &value, slot.streak));
+                out.findings.push(change_finding(
+                    fid,
+                    ev,
+                    attrs.name(attr),
+                    &slot.value,
+                    &value,
+                    slot.streak,
+                ));
             }
             slot.value = value.into_owned();
             slot.streak = 1;
@@ -248,7 +287,8 @@ impl Partition {
             }
         }
         if let Some(inc) = &state.incident {
-            self.open.insert((ev.tenant.clone(), Box::from(ev.entity.as_str())));
+            self.open
+                .insert((ev.tenant.clone(), Box::from(ev.entity.as_str())));
             push_latest(&mut out.incidents, inc.to_incident());
         }
     }
@@ -263,7 +303,11 @@ impl Partition {
                 closed.push(key.clone());
                 continue;
             };
-            if state.incident.as_ref().is_some_and(|i| !i.accepts(now, window)) {
+            if state
+                .incident
+                .as_ref()
+                .is_some_and(|i| !i.accepts(now, window))
+            {
                 if let Some(inc) = state.incident.take() {
                     out.incidents.push(inc.close(now));
                 }
@@ -281,7 +325,16 @@ impl Partition {
         let baselines = state
             .metrics
             .iter()
-            .map(|(id, b)| (self.metrics.name(*id).to_owned(), BaselineView { mean: b.mean(), std: b.std(), n: b.n() }))
+            .map(|(id, b)| {
+                (
+                    self.metrics.name(*id).to_owned(),
+                    BaselineView {
+                        mean: b.mean(),
+                        std: b.std(),
+                        n: b.n(),
+                    },
+                )
+            })
             .collect();
         let lifecycle = if state.incident.is_some() {
             LifecycleState::Suspected
@@ -315,15 +368,24 @@ impl Partition {
             metrics: self.metrics.clone(),
             attrs: self.attrs.clone(),
             tenants,
-            open: self.open.iter().map(|(t, e)| (t.clone(), e.to_string())).collect(),
+            open: self
+                .open
+                .iter()
+                .map(|(t, e)| (t.clone(), e.to_string()))
+                .collect(),
             rules: self.rule_state.clone(),
         };
         postcard::to_stdvec(&snap).map_err(|e| crate::EngineError::Snapshot(e.to_string()))
     }
 
     /// Rebuilds a partition from [`Partition::snapshot`] bytes.
-    pub fn restore(cfg: Arc<EngineConfig>, rules: Arc<RuleSet>, bytes: &[u8]) -> Result<Self, crate::EngineError> {
-        let snap: SnapshotV1 = postcard::from_bytes(bytes).map_err(|e| crate::EngineError::Snapshot(e.to_string()))?;
+    pub fn restore(
+        cfg: Arc<EngineConfig>,
+        rules: Arc<RuleSet>,
+        bytes: &[u8],
+    ) -> Result<Self, crate::EngineError> {
+        let snap: SnapshotV1 =
+            postcard::from_bytes(bytes).map_err(|e| crate::EngineError::Snapshot(e.to_string()))?;
         let mut p = Self::new(cfg, rules);
         p.metrics = snap.metrics;
         p.metrics.rebuild();
@@ -333,9 +395,20 @@ impl Partition {
         p.tenants = snap
             .tenants
             .into_iter()
-            .map(|(t, es)| (t, es.into_iter().map(|(k, v)| (Box::from(k.as_str()), v)).collect()))
+            .map(|(t, es)| {
+                (
+                    t,
+                    es.into_iter()
+                        .map(|(k, v)| (Box::from(k.as_str()), v))
+                        .collect(),
+                )
+            })
             .collect();
-        p.open = snap.open.into_iter().map(|(t, e)| (t, Box::from(e.as_str()))).collect();
+        p.open = snap
+            .open
+            .into_iter()
+            .map(|(t, e)| (t, Box::from(e.as_str())))
+            .collect();
         p.index_config();
         Ok(p)
     }
@@ -368,7 +441,14 @@ fn finding_id(offset: u64, index: usize) -> String {
     format!("f-{offset:x}-{index}")
 }
 
-fn finding(id: String, ev: &Event, kind: &str, detector: String, sev: Severity, score: f64) -> Finding {
+fn finding(
+    id: String,
+    ev: &Event,
+    kind: &str,
+    detector: String,
+    sev: Severity,
+    score: f64,
+) -> Finding {
     Finding {
         id,
         tenant: ev.tenant.clone(),
@@ -394,8 +474,16 @@ fn baseline_finding(
     sev: Severity,
 ) -> Finding {
     let mut f = finding(id, ev, kind, "baseline".into(), sev, score(dev.sigma));
-    let dir = if dev.value >= dev.mean { "above" } else { "below" };
-    let which = if dev.against_anchor { "long-term baseline" } else { "baseline" };
+    let dir = if dev.value >= dev.mean {
+        "above"
+    } else {
+        "below"
+    };
+    let which = if dev.against_anchor {
+        "long-term baseline"
+    } else {
+        "baseline"
+    };
     f.explanation = Explanation::text(format!(
         "{metric} = {} is {:.1}σ {dir} this entity's {which} (mean {}, std {}, {n} samples)",
         fmt_num(dev.value),
@@ -410,15 +498,35 @@ fn baseline_finding(
     e.insert("mean".into(), json!(round4(dev.mean)));
     e.insert("std".into(), json!(round4(dev.std)));
     e.insert("sigma".into(), json!(round4(dev.sigma)));
-    e.insert("baseline".into(), json!(if dev.against_anchor { "anchor" } else { "recent" }));
+    e.insert(
+        "baseline".into(),
+        json!(if dev.against_anchor {
+            "anchor"
+        } else {
+            "recent"
+        }),
+    );
     e.insert("n".into(), json!(n));
     f
 }
 
-fn change_finding(id: String, ev: &Event, attr: &str, old: &str, new: &str, streak: u32) -> Finding {
-    let kind = if attr == "prompt_hash" { "prompt_change".to_owned() } else { format!("{attr}_change") };
+fn change_finding(
+    id: String,
+    ev: &Event,
+    attr: &str,
+    old: &str,
+    new: &str,
+    streak: u32,
+) -> Finding {
+    let kind = if attr == "prompt_hash" {
+        "prompt_change".to_owned()
+    } else {
+        format!("{attr}_change")
+    };
     let mut f = finding(id, ev, &kind, "baseline".into(), Severity::Medium, 0.5);
-    f.explanation = Explanation::text(format!("{attr} changed from `{old}` to `{new}` after {streak} events with the same value"));
+    f.explanation = Explanation::text(format!(
+        "{attr} changed from `{old}` to `{new}` after {streak} events with the same value"
+    ));
     let e = &mut f.evidence;
     e.insert("attr".into(), json!(attr));
     e.insert("previous".into(), json!(old));
@@ -428,10 +536,18 @@ fn change_finding(id: String, ev: &Event, attr: &str, old: &str, new: &str, stre
 }
 
 fn rule_finding(id: String, ev: &Event, hit: &RuleHit) -> Finding {
-    let mut f = finding(id, ev, &hit.kind, format!("rule:{}", hit.rule_id), hit.severity, hit.score);
+    let mut f = finding(
+        id,
+        ev,
+        &hit.kind,
+        format!("rule:{}", hit.rule_id),
+        hit.severity,
+        hit.score,
+    );
     f.explanation = Explanation::text(hit.explanation.clone());
     f.evidence = hit.evidence.clone();
-    f.evidence.insert("rule".into(), Value::String(hit.rule_id.to_string()));
+    f.evidence
+        .insert("rule".into(), Value::String(hit.rule_id.to_string()));
     f
 }
 
@@ -456,7 +572,9 @@ mod tests {
 
     fn rules() -> Arc<RuleSet> {
         static RULES: std::sync::OnceLock<Arc<RuleSet>> = std::sync::OnceLock::new();
-        RULES.get_or_init(|| Arc::new(RuleSet::default_pack())).clone()
+        RULES
+            .get_or_init(|| Arc::new(RuleSet::default_pack()))
+            .clone()
     }
 
     fn restore(bytes: &[u8]) -> Result<Partition, crate::EngineError> {
@@ -499,7 +617,12 @@ mod tests {
     fn history() -> Vec<Event> {
         let mut evs = Vec::new();
         for i in 0..30 {
-            evs.push(vitals("agent:a", i * 1000, 1000.0 + (i % 3) as f64 * 10.0, "p1"));
+            evs.push(vitals(
+                "agent:a",
+                i * 1000,
+                1000.0 + (i % 3) as f64 * 10.0,
+                "p1",
+            ));
         }
         evs.push(vitals("agent:a", 30_000, 90_000.0, "p1"));
         evs.push(vitals("agent:a", 31_000, 1010.0, "p2"));
@@ -525,18 +648,29 @@ mod tests {
     fn detects_spike_prompt_change_and_brute_force_in_one_incident_per_entity() {
         let mut p = part();
         let out = run(&mut p, &history(), 0);
-        assert_eq!(kinds(&out), vec!["token_spike", "prompt_change", "brute_force"]);
+        assert_eq!(
+            kinds(&out),
+            vec!["token_spike", "prompt_change", "brute_force"]
+        );
         let spike = &out.findings[0];
         assert_eq!(spike.id, "f-1e-0");
         assert_eq!(spike.evidence["metric"], "tokens");
-        assert!(spike.explanation.text.contains("tokens = 90000"), "{}", spike.explanation.text);
+        assert!(
+            spike.explanation.text.contains("tokens = 90000"),
+            "{}",
+            spike.explanation.text
+        );
         // The spike and the prompt change share the agent's incident; the brute force has its own.
         assert_eq!(out.findings[0].incident, out.findings[1].incident);
         assert_ne!(out.findings[0].incident, out.findings[2].incident);
         assert_eq!(out.incidents.len(), 2);
         let agent = p.entity_view(&TenantId::new("t1"), "agent:a").unwrap();
         assert_eq!(agent.state, LifecycleState::Suspected);
-        assert_eq!(agent.baselines["tokens"].n, 30 + 1, "the spike itself is not learned");
+        assert_eq!(
+            agent.baselines["tokens"].n,
+            30 + 1,
+            "the spike itself is not learned"
+        );
     }
 
     #[test]
@@ -568,12 +702,18 @@ mod tests {
 
     #[test]
     fn snapshot_mid_window_keeps_threshold_state() {
-        let evs: Vec<Event> = (0..12).map(|i| auth_failure(i * 100, "203.0.113.1")).collect();
+        let evs: Vec<Event> = (0..12)
+            .map(|i| auth_failure(i * 100, "203.0.113.1"))
+            .collect();
         let mut p = part();
         run(&mut p, &evs[..6], 0);
         let mut r = restore(&p.snapshot().unwrap()).unwrap();
         let out = run(&mut r, &evs[6..], 6);
-        assert_eq!(kinds(&out), vec!["brute_force"], "the window survived the snapshot");
+        assert_eq!(
+            kinds(&out),
+            vec!["brute_force"],
+            "the window survived the snapshot"
+        );
     }
 
     #[test]
@@ -586,8 +726,14 @@ mod tests {
         assert!(out.incidents.is_empty(), "still within the window");
         p.on_tick(31_000 + 300_001, &mut out);
         assert_eq!(out.incidents.len(), 1);
-        assert_eq!(out.incidents[0].status, antibody_core::IncidentStatus::Closed);
-        assert_eq!(p.entity_view(&t, "agent:a").unwrap().state, LifecycleState::Healthy);
+        assert_eq!(
+            out.incidents[0].status,
+            antibody_core::IncidentStatus::Closed
+        );
+        assert_eq!(
+            p.entity_view(&t, "agent:a").unwrap().state,
+            LifecycleState::Healthy
+        );
     }
 
     #[test]
@@ -596,7 +742,11 @@ mod tests {
         run(&mut p, &[vitals("agent:new", 0, 5.0, "p")], 0);
         let v = p.entity_view(&TenantId::new("t1"), "agent:new").unwrap();
         assert_eq!(v.state, LifecycleState::Initializing);
-        assert!(p.entity_view(&TenantId::new("other"), "agent:new").is_none(), "tenants are isolated");
+        assert!(
+            p.entity_view(&TenantId::new("other"), "agent:new")
+                .is_none(),
+            "tenants are isolated"
+        );
     }
 
     #[test]

@@ -52,7 +52,11 @@ impl Auth {
         if self.0.role.allows(need) {
             Ok(())
         } else {
-            Err(ApiError::Forbidden { have: self.0.role.as_str(), need: need.as_str(), action })
+            Err(ApiError::Forbidden {
+                have: self.0.role.as_str(),
+                need: need.as_str(),
+                action,
+            })
         }
     }
 }
@@ -60,8 +64,14 @@ impl Auth {
 impl FromRequestParts<AppState> for Auth {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let header = parts.headers.get(axum::http::header::AUTHORIZATION).ok_or(ApiError::Unauthorized)?;
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let header = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .ok_or(ApiError::Unauthorized)?;
         let value = header.to_str().map_err(|_| ApiError::Unauthorized)?;
         let secret = value
             .strip_prefix("Bearer ")

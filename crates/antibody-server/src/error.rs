@@ -10,11 +10,19 @@ pub enum ApiError {
     #[error("{0}")]
     BadRequest(String),
     #[error("{message}")]
-    Invalid { code: &'static str, status: u16, message: String },
+    Invalid {
+        code: &'static str,
+        status: u16,
+        message: String,
+    },
     #[error("missing or unknown API key: send `Authorization: Bearer <key>`")]
     Unauthorized,
     #[error("this key's role ({have}) cannot {action}; use a key with the `{need}` role")]
-    Forbidden { have: &'static str, need: &'static str, action: &'static str },
+    Forbidden {
+        have: &'static str,
+        need: &'static str,
+        action: &'static str,
+    },
     #[error("{0} not found")]
     NotFound(String),
     #[error("{0}")]
@@ -31,9 +39,10 @@ impl ApiError {
     fn status_code(&self) -> (StatusCode, &'static str) {
         match self {
             Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
-            Self::Invalid { code, status, .. } => {
-                (StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_REQUEST), code)
-            }
+            Self::Invalid { code, status, .. } => (
+                StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_REQUEST),
+                code,
+            ),
             Self::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             Self::Forbidden { .. } => (StatusCode::FORBIDDEN, "forbidden"),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
@@ -59,7 +68,11 @@ impl From<antibody_store::StoreError> for ApiError {
 
 impl From<antibody_core::ingest::IngestError> for ApiError {
     fn from(e: antibody_core::ingest::IngestError) -> Self {
-        Self::Invalid { code: e.code(), status: e.status(), message: e.to_string() }
+        Self::Invalid {
+            code: e.code(),
+            status: e.status(),
+            message: e.to_string(),
+        }
     }
 }
 

@@ -31,7 +31,10 @@ pub enum ServerError {
     #[error("pipeline: {0}")]
     Pipeline(#[from] pipeline::PipelineError),
     #[error("{context}: {source}")]
-    Io { context: String, source: std::io::Error },
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
     #[error("invalid configuration: {0}")]
     Config(String),
 }
@@ -77,7 +80,12 @@ impl Server {
             source,
         })?;
         let store = Arc::new(Store::open(&cfg.data_dir.join(antibody_store::DB_FILE))?);
-        let new_admin_key = bootstrap(&store, &cfg.data_dir, cfg.admin_key.as_deref(), clock.now_ms())?;
+        let new_admin_key = bootstrap(
+            &store,
+            &cfg.data_dir,
+            cfg.admin_key.as_deref(),
+            clock.now_ms(),
+        )?;
         let rules = RuleSet::load_dir(&cfg.data_dir.join("rules"))?;
         tracing::info!(rules = rules.len(), "rules loaded");
         let metrics = Arc::new(metrics::Metrics::default());
@@ -97,7 +105,11 @@ impl Server {
             limits: Arc::new(cfg.limits.clone()),
             keys: Arc::new(auth::KeyCache::default()),
         };
-        Ok(Server { state, tick_interval: cfg.tick_interval, new_admin_key })
+        Ok(Server {
+            state,
+            tick_interval: cfg.tick_interval,
+            new_admin_key,
+        })
     }
 
     pub fn router(&self) -> Router {
@@ -110,7 +122,11 @@ impl Server {
 
     /// Serves HTTP until `shutdown` resolves, then drains the pipeline and writes a final
     /// checkpoint.
-    pub async fn serve(self, listener: tokio::net::TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
         let pipeline = self.state.pipeline.clone();
         let clock = self.state.clock.clone();
         let ticker = pipeline.clone();
@@ -124,9 +140,13 @@ impl Server {
             }
         });
         let app = self.router();
-        let result = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
+        let result = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await;
         tick_task.abort();
-        tokio::task::spawn_blocking(move || pipeline.shutdown()).await.map_err(std::io::Error::other)?;
+        tokio::task::spawn_blocking(move || pipeline.shutdown())
+            .await
+            .map_err(std::io::Error::other)?;
         result
     }
 }
@@ -136,7 +156,9 @@ pub fn router(state: AppState) -> Router {
     for ep in routes::endpoints() {
         r = r.route(ep.path, ep.route);
     }
-    r.fallback(not_found).method_not_allowed_fallback(method_not_allowed).with_state(state)
+    r.fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
 }
 
 async fn not_found(uri: axum::http::Uri) -> error::ApiError {
@@ -144,12 +166,21 @@ async fn not_found(uri: axum::http::Uri) -> error::ApiError {
 }
 
 async fn method_not_allowed() -> error::ApiError {
-    error::ApiError::Invalid { code: "method_not_allowed", status: 405, message: "this route does not accept that method".into() }
+    error::ApiError::Invalid {
+        code: "method_not_allowed",
+        status: 405,
+        message: "this route does not accept that method".into(),
+    }
 }
 
 /// First start: tenant `default` and a bootstrap admin key (the preset one when given),
 /// written to `<data-dir>/admin.key` with mode 0600. Returns a newly generated key.
-fn bootstrap(store: &Store, data_dir: &Path, preset: Option<&str>, now: i64) -> Result<Option<String>, ServerError> {
+fn bootstrap(
+    store: &Store,
+    data_dir: &Path,
+    preset: Option<&str>,
+    now: i64,
+) -> Result<Option<String>, ServerError> {
     let tenant = antibody_core::TenantId::new(DEFAULT_TENANT);
     if store.get_tenant(&tenant)?.is_none() {
         store.create_tenant(DEFAULT_TENANT, now)?;
@@ -169,11 +200,17 @@ fn bootstrap(store: &Store, data_dir: &Path, preset: Option<&str>, now: i64) -> 
 
 fn write_secret(path: &Path, secret: &str) -> Result<(), ServerError> {
     use std::io::Write;
-    let io = |source| ServerError::Io { context: format!("writing {}", path.display()), source };
+    let io = |source| ServerError::Io {
+        context: format!("writing {}", path.display()),
+        source,
+    };
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create(true).truncate(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
     let mut f = opts.open(path).map_err(io)?;
-    f.write_all(secret.as_bytes()).and_then(|()| f.write_all(b"\n")).and_then(|()| f.sync_all()).map_err(io)
+    f.write_all(secret.as_bytes())
+        .and_then(|()| f.write_all(b"\n"))
+        .and_then(|()| f.sync_all())
+        .map_err(io)
 }

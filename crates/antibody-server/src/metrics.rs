@@ -8,7 +8,10 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 /// Upper bounds of the latency histogram buckets, in seconds.
-const BUCKETS: [f64; 14] = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0];
+const BUCKETS: [f64; 18] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.003, 0.004, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1,
+    0.25, 0.5, 1.0, 2.5, 5.0,
+];
 
 #[derive(Default)]
 pub struct Histogram {
@@ -74,6 +77,8 @@ pub struct Metrics {
     pub detect_latency: Histogram,
     /// From the request's arrival to its findings being queryable and streamed.
     pub finding_visible_latency: Histogram,
+    /// One store transaction of engine outputs.
+    pub store_write_latency: Histogram,
     findings_by_kind: Mutex<BTreeMap<String, u64>>,
 }
 
@@ -92,32 +97,93 @@ impl Metrics {
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(4096);
         let counters = [
-            ("antibody_events_accepted_total", "Events accepted and durably logged.", &self.events_accepted),
-            ("antibody_events_rejected_total", "Events rejected as invalid.", &self.events_rejected),
-            ("antibody_events_duplicate_total", "Events dropped as repeats of an idempotency id.", &self.events_duplicate),
-            ("antibody_requests_overloaded_total", "Ingest requests refused with 429.", &self.requests_overloaded),
-            ("antibody_events_processed_total", "Events run through the engine.", &self.events_processed),
-            ("antibody_store_errors_total", "Failed store writes (retried).", &self.store_errors),
+            (
+                "antibody_events_accepted_total",
+                "Events accepted and durably logged.",
+                &self.events_accepted,
+            ),
+            (
+                "antibody_events_rejected_total",
+                "Events rejected as invalid.",
+                &self.events_rejected,
+            ),
+            (
+                "antibody_events_duplicate_total",
+                "Events dropped as repeats of an idempotency id.",
+                &self.events_duplicate,
+            ),
+            (
+                "antibody_requests_overloaded_total",
+                "Ingest requests refused with 429.",
+                &self.requests_overloaded,
+            ),
+            (
+                "antibody_events_processed_total",
+                "Events run through the engine.",
+                &self.events_processed,
+            ),
+            (
+                "antibody_store_errors_total",
+                "Failed store writes (retried).",
+                &self.store_errors,
+            ),
         ];
         for (name, help, v) in counters {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", v.load(Relaxed));
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                v.load(Relaxed)
+            );
         }
         let gauges = [
-            ("antibody_log_bytes", "Bytes held by the durable log.", &self.log_bytes),
-            ("antibody_log_next_offset", "Offset the next accepted event will get.", &self.log_next_offset),
-            ("antibody_queue_depth_events", "Events accepted by HTTP but not yet logged.", &self.queue_depth_events),
-            ("antibody_checkpoint_offset", "Log offset of the latest engine snapshot.", &self.checkpoint_offset),
+            (
+                "antibody_log_bytes",
+                "Bytes held by the durable log.",
+                &self.log_bytes,
+            ),
+            (
+                "antibody_log_next_offset",
+                "Offset the next accepted event will get.",
+                &self.log_next_offset,
+            ),
+            (
+                "antibody_queue_depth_events",
+                "Events accepted by HTTP but not yet logged.",
+                &self.queue_depth_events,
+            ),
+            (
+                "antibody_checkpoint_offset",
+                "Log offset of the latest engine snapshot.",
+                &self.checkpoint_offset,
+            ),
         ];
         for (name, help, v) in gauges {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {}", v.load(Relaxed));
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {}",
+                v.load(Relaxed)
+            );
         }
         let _ = writeln!(out, "# HELP antibody_findings_total Findings by kind.\n# TYPE antibody_findings_total counter");
         if let Ok(m) = self.findings_by_kind.lock() {
             for (kind, n) in m.iter() {
-                let _ = writeln!(out, "antibody_findings_total{{kind=\"{}\"}} {n}", escape_label(kind));
+                let _ = writeln!(
+                    out,
+                    "antibody_findings_total{{kind=\"{}\"}} {n}",
+                    escape_label(kind)
+                );
             }
         }
-        self.detect_latency.render(&mut out, "antibody_detect_latency_seconds", "Engine time per event batch.");
+        self.detect_latency.render(
+            &mut out,
+            "antibody_detect_latency_seconds",
+            "Engine time per event batch.",
+        );
+        self.store_write_latency.render(
+            &mut out,
+            "antibody_store_write_latency_seconds",
+            "One store transaction of engine outputs.",
+        );
         self.finding_visible_latency.render(
             &mut out,
             "antibody_finding_visible_latency_seconds",
@@ -128,7 +194,9 @@ impl Metrics {
 }
 
 fn escape_label(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 #[cfg(test)]

@@ -42,13 +42,17 @@ fn operation_id(method: &str, path: &str) -> String {
     let mut id = method.to_owned();
     for part in path.split('/').filter(|p| !p.is_empty() && *p != "v1") {
         id.push('_');
-        id.extend(part.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_'));
+        id.extend(
+            part.chars()
+                .filter(|c| c.is_ascii_alphanumeric() || *c == '_'),
+        );
     }
     id
 }
 
 fn path_params(path: &str) -> impl Iterator<Item = &str> {
-    path.split('/').filter_map(|p| p.strip_prefix('{').and_then(|p| p.strip_suffix('}')))
+    path.split('/')
+        .filter_map(|p| p.strip_prefix('{').and_then(|p| p.strip_suffix('}')))
 }
 
 fn responses(method: &str, authed: bool) -> Value {

@@ -27,6 +27,9 @@ impl AppState {
         F: FnOnce(&Store) -> Result<T, antibody_store::StoreError> + Send + 'static,
     {
         let store = self.store.clone();
-        tokio::task::spawn_blocking(move || f(&store)).await.map_err(|e| ApiError::Internal(e.to_string()))?.map_err(ApiError::from)
+        tokio::task::spawn_blocking(move || f(&store))
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))?
+            .map_err(ApiError::from)
     }
 }

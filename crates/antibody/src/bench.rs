@@ -101,7 +101,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
         .build()?;
     let addr = target.addr.clone();
     let before = ServerStats::scrape(&addr);
-    let pace = (args.rate > 0).then(|| Duration::from_secs_f64(f64::from(args.batch) / args.rate as f64));
+    let pace =
+        (args.rate > 0).then(|| Duration::from_secs_f64(f64::from(args.batch) / args.rate as f64));
     let report = runtime.block_on(drive(
         Arc::new(target),
         Arc::new(bodies),
@@ -112,7 +113,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
     progress.finish_and_clear();
     let mut summary = Summary::new(&args, &report);
     if let Some(before) = before {
-        summary.server = ServerSide::measure(&addr, &before, summary.events_accepted, report.elapsed);
+        summary.server =
+            ServerSide::measure(&addr, &before, summary.events_accepted, report.elapsed);
     }
     if args.json {
         println!("{}", serde_json::to_string(&summary)?);
@@ -555,7 +557,9 @@ async fn worker(
     let mut conn: Option<Conn> = None;
     loop {
         let i = next.fetch_add(1, Ordering::Relaxed);
-        let Some((body, n)) = bodies.get(i) else { break };
+        let Some((body, n)) = bodies.get(i) else {
+            break;
+        };
         if let Some((start, every)) = pace {
             tokio::time::sleep_until(start + every * i as u32).await;
         }
@@ -759,18 +763,32 @@ impl ServerStats {
         use std::io::{Read, Write};
         let mut s = std::net::TcpStream::connect(addr).ok()?;
         s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-        write!(s, "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").ok()?;
+        write!(
+            s,
+            "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        )
+        .ok()?;
         let mut text = String::new();
         s.read_to_string(&mut text).ok()?;
         let mut stats = ServerStats::default();
         for line in text.lines() {
-            let Some((name, value)) = line.rsplit_once(' ') else { continue };
-            let Ok(value) = value.parse::<f64>() else { continue };
+            let Some((name, value)) = line.rsplit_once(' ') else {
+                continue;
+            };
+            let Ok(value) = value.parse::<f64>() else {
+                continue;
+            };
             if name == "antibody_events_processed_total" {
                 stats.processed = value;
-            } else if let Some(le) = name.strip_prefix("antibody_finding_visible_latency_seconds_bucket{le=\"") {
+            } else if let Some(le) =
+                name.strip_prefix("antibody_finding_visible_latency_seconds_bucket{le=\"")
+            {
                 let le = le.trim_end_matches("\"}");
-                let bound = if le == "+Inf" { f64::INFINITY } else { le.parse().ok()? };
+                let bound = if le == "+Inf" {
+                    f64::INFINITY
+                } else {
+                    le.parse().ok()?
+                };
                 stats.visible.push((bound, value));
             }
         }
@@ -789,7 +807,12 @@ struct ServerSide {
 }
 
 impl ServerSide {
-    fn measure(addr: &str, before: &ServerStats, accepted: u64, sent_in: Duration) -> Option<ServerSide> {
+    fn measure(
+        addr: &str,
+        before: &ServerStats,
+        accepted: u64,
+        sent_in: Duration,
+    ) -> Option<ServerSide> {
         let deadline = Instant::now() + Duration::from_secs(60);
         let mut after = ServerStats::scrape(addr)?;
         let mut done = sent_in;
@@ -802,11 +825,25 @@ impl ServerSide {
         let deltas: Vec<(f64, f64)> = after
             .visible
             .iter()
-            .map(|&(le, n)| (le, n - before.visible.iter().find(|b| b.0 == le).map_or(0.0, |b| b.1)))
+            .map(|&(le, n)| {
+                (
+                    le,
+                    n - before
+                        .visible
+                        .iter()
+                        .find(|b| b.0 == le)
+                        .map_or(0.0, |b| b.1),
+                )
+            })
             .collect();
         let total = deltas.last().map_or(0.0, |d| d.1);
         let p99 = (total > 0.0)
-            .then(|| deltas.iter().find(|d| d.1 >= 0.99 * total).map(|d| d.0 * 1000.0))
+            .then(|| {
+                deltas
+                    .iter()
+                    .find(|d| d.1 >= 0.99 * total)
+                    .map(|d| d.0 * 1000.0)
+            })
             .flatten();
         Some(ServerSide {
             processed_per_s: accepted as f64 / done.as_secs_f64().max(1e-9),
@@ -876,9 +913,15 @@ impl Summary {
             self.errors, self.throttled
         );
         if let Some(sv) = &self.server {
-            println!("server: processed {:.0} events/s (accepted and through the engine)", sv.processed_per_s);
+            println!(
+                "server: processed {:.0} events/s (accepted and through the engine)",
+                sv.processed_per_s
+            );
             if let Some(p99) = sv.finding_visible_p99_ms {
-                println!("server: finding visible p99 ≤ {p99} ms over {} finding batches", sv.findings_batches);
+                println!(
+                    "server: finding visible p99 ≤ {p99} ms over {} finding batches",
+                    sv.findings_batches
+                );
             }
         }
         if let Some(e) = &self.first_error {

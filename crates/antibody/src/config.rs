@@ -1,9 +1,9 @@
 //! `antibody.toml`: parsed raw, then merged under env vars and flags (file < env < CLI; clap
 //! resolves env and flags) and validated into the server's configuration.
 
-use anyhow::{bail, Context, Result};
 use antibody_detect::EngineConfig;
 use antibody_server::ServerConfig;
+use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -47,8 +47,11 @@ pub struct LogFile {
 
 impl FileConfig {
     pub fn load(path: Option<&Path>) -> Result<FileConfig> {
-        let Some(path) = path else { return Ok(FileConfig::default()) };
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading config file {}", path.display()))?;
+        let Some(path) = path else {
+            return Ok(FileConfig::default());
+        };
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading config file {}", path.display()))?;
         toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
     }
 }
@@ -67,11 +70,17 @@ pub struct Resolved {
 }
 
 pub fn resolve(file: FileConfig, o: Overrides) -> Result<Resolved> {
-    let listen_text = o.listen.or(file.listen).unwrap_or_else(|| "127.0.0.1:8080".into());
-    let listen: SocketAddr = listen_text
-        .parse()
-        .with_context(|| format!("--listen `{listen_text}` is not an address such as 127.0.0.1:8080"))?;
-    let data_dir = o.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("./antibody-data"));
+    let listen_text = o
+        .listen
+        .or(file.listen)
+        .unwrap_or_else(|| "127.0.0.1:8080".into());
+    let listen: SocketAddr = listen_text.parse().with_context(|| {
+        format!("--listen `{listen_text}` is not an address such as 127.0.0.1:8080")
+    })?;
+    let data_dir = o
+        .data_dir
+        .or(file.data_dir)
+        .unwrap_or_else(|| PathBuf::from("./antibody-data"));
     let mut cfg = ServerConfig::new(data_dir);
     cfg.admin_key = o.admin_key.filter(|k| !k.trim().is_empty());
     if let Some(k) = &cfg.admin_key {
@@ -97,7 +106,10 @@ pub fn resolve(file: FileConfig, o: Overrides) -> Result<Resolved> {
     if let Some(s) = log.checkpoint_secs {
         cfg.pipeline.checkpoint_interval = Duration::from_secs(s.max(1));
     }
-    Ok(Resolved { listen, server: cfg })
+    Ok(Resolved {
+        listen,
+        server: cfg,
+    })
 }
 
 fn apply_limits(cfg: &mut ServerConfig, l: &LimitsFile) -> Result<()> {
@@ -127,13 +139,28 @@ mod tests {
     use super::*;
 
     fn none() -> Overrides {
-        Overrides { listen: None, data_dir: None, workers: None, admin_key: None }
+        Overrides {
+            listen: None,
+            data_dir: None,
+            workers: None,
+            admin_key: None,
+        }
     }
 
     #[test]
     fn flags_override_the_file() {
-        let file: FileConfig = toml::from_str("listen = \"127.0.0.1:9000\"\nworkers = 3\n[engine.baseline]\nthreshold = 4.0\n").unwrap();
-        let r = resolve(file, Overrides { listen: Some("127.0.0.1:9001".into()), ..none() }).unwrap();
+        let file: FileConfig = toml::from_str(
+            "listen = \"127.0.0.1:9000\"\nworkers = 3\n[engine.baseline]\nthreshold = 4.0\n",
+        )
+        .unwrap();
+        let r = resolve(
+            file,
+            Overrides {
+                listen: Some("127.0.0.1:9001".into()),
+                ..none()
+            },
+        )
+        .unwrap();
         assert_eq!(r.listen.port(), 9001);
         assert_eq!(r.server.pipeline.partitions, 3);
         assert_eq!(r.server.engine.baseline.threshold, 4.0);
@@ -142,7 +169,14 @@ mod tests {
     #[test]
     fn unknown_keys_and_bad_values_are_errors() {
         assert!(toml::from_str::<FileConfig>("listn = \"x\"").is_err());
-        assert!(resolve(FileConfig::default(), Overrides { listen: Some("nope".into()), ..none() }).is_err());
+        assert!(resolve(
+            FileConfig::default(),
+            Overrides {
+                listen: Some("nope".into()),
+                ..none()
+            }
+        )
+        .is_err());
         let file: FileConfig = toml::from_str("[engine.baseline]\nalpha = 2.0\n").unwrap();
         assert!(resolve(file, none()).is_err());
     }

@@ -4,9 +4,9 @@ mod bench;
 mod config;
 mod replay;
 
-use anyhow::{Context, Result};
 use antibody_core::{Clock, SystemClock, TenantId};
 use antibody_store::{Role, Store};
+use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -17,7 +17,11 @@ use std::sync::Arc;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
-#[command(name = "antibody", version, about = "Self-hosted detection and response for fleets of services and AI agents")]
+#[command(
+    name = "antibody",
+    version,
+    about = "Self-hosted detection and response for fleets of services and AI agents"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -102,29 +106,42 @@ fn main() -> Result<()> {
             let now = SystemClock.now_ms();
             let t = store.create_tenant(&name, now)?;
             let k = store.create_key(&t.id, Role::Admin, false, now)?;
-            println!("{}", serde_json::json!({"id": t.id, "name": t.name, "admin_key": k.secret}));
+            println!(
+                "{}",
+                serde_json::json!({"id": t.id, "name": t.name, "admin_key": k.secret})
+            );
             Ok(())
         }
         Command::Keys(KeysCmd::Create { tenant, role, dir }) => {
             let store = open_store(&dir.data_dir)?;
             let tenant = TenantId::new(&tenant);
-            store.get_tenant(&tenant)?.with_context(|| format!("no tenant `{tenant}` in {}", dir.data_dir.display()))?;
+            store
+                .get_tenant(&tenant)?
+                .with_context(|| format!("no tenant `{tenant}` in {}", dir.data_dir.display()))?;
             let role = Role::parse(&role).context("role must be ingest, analyst or admin")?;
             let k = store.create_key(&tenant, role, false, SystemClock.now_ms())?;
-            println!("{}", serde_json::json!({"id": k.info.id, "key": k.secret, "role": role.as_str(), "tenant": tenant}));
+            println!(
+                "{}",
+                serde_json::json!({"id": k.info.id, "key": k.secret, "role": role.as_str(), "tenant": tenant})
+            );
             Ok(())
         }
     }
 }
 
 fn open_store(data_dir: &std::path::Path) -> Result<Store> {
-    std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
-    Store::open(&data_dir.join(antibody_store::DB_FILE)).with_context(|| format!("opening the database in {}", data_dir.display()))
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating {}", data_dir.display()))?;
+    Store::open(&data_dir.join(antibody_store::DB_FILE))
+        .with_context(|| format!("opening the database in {}", data_dir.display()))
 }
 
 fn init_tracing(format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("ANTIBODY_LOG").unwrap_or_else(|_| "info".into());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ANTIBODY_LOG")
+        .unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if format == "json" {
         builder.json().init();
     } else {
@@ -134,7 +151,11 @@ fn init_tracing(format: &str) {
 
 fn serve(args: ServeArgs) -> Result<()> {
     let file = config::FileConfig::load(args.config.as_deref())?;
-    let log_format = args.log_format.clone().or(file.log_format.clone()).unwrap_or_else(|| "human".into());
+    let log_format = args
+        .log_format
+        .clone()
+        .or(file.log_format.clone())
+        .unwrap_or_else(|| "human".into());
     init_tracing(&log_format);
     let overrides = config::Overrides {
         listen: args.listen,
@@ -143,7 +164,9 @@ fn serve(args: ServeArgs) -> Result<()> {
         admin_key: std::env::var("ANTIBODY_ADMIN_KEY").ok(),
     };
     let resolved = config::resolve(file, overrides)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async move {
         let data_dir = resolved.server.data_dir.clone();
         let server = tokio::task::spawn_blocking(move || antibody_server::Server::open(resolved.server, Arc::new(SystemClock)))
@@ -169,13 +192,14 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {},
             _ = term.recv() => {},

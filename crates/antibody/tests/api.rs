@@ -16,7 +16,9 @@ fn spike_events(entity: &str) -> String {
             1000 + (i % 5) * 10
         ));
     }
-    body.push_str(&format!("{{\"entity\":\"{entity}\",\"kind\":\"vitals\",\"metrics\":{{\"tokens\":250000}}}}\n"));
+    body.push_str(&format!(
+        "{{\"entity\":\"{entity}\",\"kind\":\"vitals\",\"metrics\":{{\"tokens\":250000}}}}\n"
+    ));
     body
 }
 
@@ -24,7 +26,9 @@ fn first_finding(s: &TestServer, key: &str, entity: &str) -> Value {
     eventually(Duration::from_secs(10), || {
         let r = s.get(&format!("/v1/findings?entity={entity}"), key);
         assert_eq!(r.status, 200, "{}", r.text());
-        r.json()["items"].as_array().and_then(|a| a.first().cloned())
+        r.json()["items"]
+            .as_array()
+            .and_then(|a| a.first().cloned())
     })
 }
 
@@ -32,7 +36,10 @@ fn create_key(s: &TestServer, admin: &str, role: &str) -> (String, String) {
     let r = s.post_json("/v1/keys", admin, &format!("{{\"role\":\"{role}\"}}"));
     assert_eq!(r.status, 201, "{}", r.text());
     let v = r.json();
-    (v["key"].as_str().unwrap().to_owned(), v["id"].as_str().unwrap().to_owned())
+    (
+        v["key"].as_str().unwrap().to_owned(),
+        v["id"].as_str().unwrap().to_owned(),
+    )
 }
 
 #[test]
@@ -44,8 +51,16 @@ fn detection_isolation_roles_and_errors() {
     assert_eq!(r.status, 201, "{}", r.text());
     let b_admin = r.json()["admin_key"].as_str().unwrap().to_owned();
     let b_tenant = r.json()["id"].as_str().unwrap().to_owned();
-    assert_eq!(s.post_json("/v1/tenants", &b_admin, r#"{"name":"gamma"}"#).status, 403);
-    assert_eq!(s.post_json("/v1/tenants", ADMIN_KEY, r#"{"name":"beta"}"#).status, 409);
+    assert_eq!(
+        s.post_json("/v1/tenants", &b_admin, r#"{"name":"gamma"}"#)
+            .status,
+        403
+    );
+    assert_eq!(
+        s.post_json("/v1/tenants", ADMIN_KEY, r#"{"name":"beta"}"#)
+            .status,
+        409
+    );
 
     // Tenant A (default) detects a token spike.
     let (a_ingest, a_ingest_id) = create_key(&s, ADMIN_KEY, "ingest");
@@ -57,11 +72,17 @@ fn detection_isolation_roles_and_errors() {
     assert_eq!(f["kind"], "token_spike");
     assert_eq!(f["detector"], "baseline");
     assert!(f["evidence"]["sigma"].as_f64().unwrap() >= 3.0);
-    assert!(f["explanation"]["text"].as_str().unwrap().contains("tokens"));
+    assert!(f["explanation"]["text"]
+        .as_str()
+        .unwrap()
+        .contains("tokens"));
     let fid = f["id"].as_str().unwrap().to_owned();
     let iid = f["incident"].as_str().unwrap().to_owned();
 
-    assert_eq!(s.get(&format!("/v1/findings/{fid}"), &a_analyst).status, 200);
+    assert_eq!(
+        s.get(&format!("/v1/findings/{fid}"), &a_analyst).status,
+        200
+    );
     let inc = s.get(&format!("/v1/incidents/{iid}"), &a_analyst);
     assert_eq!(inc.status, 200);
     let risk = inc.json()["risk"].as_f64().unwrap();
@@ -75,32 +96,78 @@ fn detection_isolation_roles_and_errors() {
     assert_eq!(s.get(&format!("/v1/findings/{fid}"), b).status, 404);
     assert_eq!(s.get(&format!("/v1/incidents/{iid}"), b).status, 404);
     assert_eq!(s.get("/v1/entities/agent:a1", b).status, 404);
-    assert_eq!(s.request("DELETE", &format!("/v1/keys/{a_ingest_id}"), Some(b), &[], b"").status, 404);
-    assert_eq!(s.get("/v1/findings", b).json()["items"].as_array().unwrap().len(), 0);
-    assert_eq!(s.get("/v1/incidents", b).json()["items"].as_array().unwrap().len(), 0);
+    assert_eq!(
+        s.request(
+            "DELETE",
+            &format!("/v1/keys/{a_ingest_id}"),
+            Some(b),
+            &[],
+            b""
+        )
+        .status,
+        404
+    );
+    assert_eq!(
+        s.get("/v1/findings", b).json()["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+    assert_eq!(
+        s.get("/v1/incidents", b).json()["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
     let b_keys = s.get("/v1/keys", b).json();
     let b_keys = b_keys["items"].as_array().unwrap();
     assert_eq!(b_keys.len(), 1);
     assert_eq!(b_keys[0]["tenant"], b_tenant.as_str());
     assert_eq!(s.get("/v1/tenants", b).status, 403);
     // B's events land in B only.
-    let r = s.post_ndjson(b, "{\"entity\":\"agent:a1\",\"kind\":\"vitals\",\"metrics\":{\"tokens\":5}}\n");
+    let r = s.post_ndjson(
+        b,
+        "{\"entity\":\"agent:a1\",\"kind\":\"vitals\",\"metrics\":{\"tokens\":5}}\n",
+    );
     assert_eq!(r.status, 202);
     let b_ent = eventually(Duration::from_secs(10), || {
         let r = s.get("/v1/entities/agent:a1", b);
         (r.status == 200).then(|| r.json())
     });
-    assert_eq!(b_ent["baselines"]["tokens"]["n"], 1, "B's entity must not see A's baseline");
+    assert_eq!(
+        b_ent["baselines"]["tokens"]["n"], 1,
+        "B's entity must not see A's baseline"
+    );
 
     // Roles: ingest cannot read, analyst cannot ingest or manage keys, nobody without a key.
     assert_eq!(s.get("/v1/findings", &a_ingest).error_code(), "forbidden");
     assert_eq!(s.post_ndjson(&a_analyst, &spike_events("x")).status, 403);
-    assert_eq!(s.post_json("/v1/keys", &a_analyst, r#"{"role":"admin"}"#).status, 403);
-    assert_eq!(s.request("GET", "/v1/findings", None, &[], b"").error_code(), "unauthorized");
+    assert_eq!(
+        s.post_json("/v1/keys", &a_analyst, r#"{"role":"admin"}"#)
+            .status,
+        403
+    );
+    assert_eq!(
+        s.request("GET", "/v1/findings", None, &[], b"")
+            .error_code(),
+        "unauthorized"
+    );
     assert_eq!(s.get("/v1/findings", "ab_nope").status, 401);
 
     // A deleted key stops working.
-    assert_eq!(s.request("DELETE", &format!("/v1/keys/{a_ingest_id}"), Some(ADMIN_KEY), &[], b"").status, 204);
+    assert_eq!(
+        s.request(
+            "DELETE",
+            &format!("/v1/keys/{a_ingest_id}"),
+            Some(ADMIN_KEY),
+            &[],
+            b""
+        )
+        .status,
+        204
+    );
     assert_eq!(s.post_ndjson(&a_ingest, &spike_events("x")).status, 401);
 }
 
@@ -108,40 +175,83 @@ fn detection_isolation_roles_and_errors() {
 fn bad_input_gets_clear_4xx() {
     let s = TestServer::start();
     let k = ADMIN_KEY;
-    let post = |ct: &str, body: &[u8]| s.request("POST", "/v1/events", Some(k), &[("Content-Type", ct)], body);
+    let post = |ct: &str, body: &[u8]| {
+        s.request("POST", "/v1/events", Some(k), &[("Content-Type", ct)], body)
+    };
 
     let cases: Vec<(&str, Vec<u8>)> = vec![
         ("malformed json", b"{\"entity\": ".to_vec()),
         ("wrong type", br#"{"entity": 5, "kind": "vitals"}"#.to_vec()),
         ("missing entity", br#"{"kind": "vitals"}"#.to_vec()),
-        ("metric not a number", br#"{"entity":"a","kind":"vitals","metrics":{"tokens":"many"}}"#.to_vec()),
-        ("NaN literal", br#"{"entity":"a","kind":"vitals","metrics":{"tokens":NaN}}"#.to_vec()),
-        ("overflow to inf", br#"{"entity":"a","kind":"vitals","metrics":{"tokens":1e400}}"#.to_vec()),
-        ("invalid utf-8", b"{\"entity\":\"\xff\xfe\",\"kind\":\"vitals\"}".to_vec()),
-        ("deep nesting", format!("{}{}", "[".repeat(5000), "]".repeat(5000)).into_bytes()),
+        (
+            "metric not a number",
+            br#"{"entity":"a","kind":"vitals","metrics":{"tokens":"many"}}"#.to_vec(),
+        ),
+        (
+            "NaN literal",
+            br#"{"entity":"a","kind":"vitals","metrics":{"tokens":NaN}}"#.to_vec(),
+        ),
+        (
+            "overflow to inf",
+            br#"{"entity":"a","kind":"vitals","metrics":{"tokens":1e400}}"#.to_vec(),
+        ),
+        (
+            "invalid utf-8",
+            b"{\"entity\":\"\xff\xfe\",\"kind\":\"vitals\"}".to_vec(),
+        ),
+        (
+            "deep nesting",
+            format!("{}{}", "[".repeat(5000), "]".repeat(5000)).into_bytes(),
+        ),
         ("empty", Vec::new()),
     ];
     for (name, body) in cases {
         let r = post("application/json", &body);
-        assert!((400..500).contains(&r.status), "{name}: status {} {}", r.status, r.text());
+        assert!(
+            (400..500).contains(&r.status),
+            "{name}: status {} {}",
+            r.status,
+            r.text()
+        );
         r.error_code();
     }
-    let huge = format!(r#"{{"entity":"a","kind":"log","attrs":{{"msg":"{}"}}}}"#, "x".repeat(2 << 20));
+    let huge = format!(
+        r#"{{"entity":"a","kind":"log","attrs":{{"msg":"{}"}}}}"#,
+        "x".repeat(2 << 20)
+    );
     let r = post("application/json", huge.as_bytes());
     assert!((400..500).contains(&r.status), "huge string: {}", r.status);
 
     // NDJSON: a bad line rejects that line only.
-    let r = post("application/x-ndjson", b"{\"entity\":\"a\",\"kind\":\"vitals\"}\n{oops\n{\"kind\":\"vitals\"}\n");
+    let r = post(
+        "application/x-ndjson",
+        b"{\"entity\":\"a\",\"kind\":\"vitals\"}\n{oops\n{\"kind\":\"vitals\"}\n",
+    );
     assert_eq!(r.status, 202, "{}", r.text());
     let v = r.json();
     assert_eq!(v["accepted"], 1);
-    let rejected: Vec<u64> = v["rejected"].as_array().unwrap().iter().map(|x| x["index"].as_u64().unwrap()).collect();
+    let rejected: Vec<u64> = v["rejected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["index"].as_u64().unwrap())
+        .collect();
     assert_eq!(rejected, vec![1, 2]);
 
     // Gzip bodies.
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    std::io::Write::write_all(&mut gz, b"[{\"entity\":\"a\",\"kind\":\"vitals\"},{\"entity\":\"b\",\"kind\":\"vitals\"}]").unwrap();
-    let r = s.request("POST", "/v1/events", Some(k), &[("Content-Encoding", "gzip")], &gz.finish().unwrap());
+    std::io::Write::write_all(
+        &mut gz,
+        b"[{\"entity\":\"a\",\"kind\":\"vitals\"},{\"entity\":\"b\",\"kind\":\"vitals\"}]",
+    )
+    .unwrap();
+    let r = s.request(
+        "POST",
+        "/v1/events",
+        Some(k),
+        &[("Content-Encoding", "gzip")],
+        &gz.finish().unwrap(),
+    );
     assert_eq!(r.status, 202, "{}", r.text());
     assert_eq!(r.json()["accepted"], 2);
 
@@ -151,13 +261,33 @@ fn bad_input_gets_clear_4xx() {
 
     // Query and path errors, unknown routes and methods keep the error shape.
     assert_eq!(s.get("/v1/findings?limit=0", k).error_code(), "bad_request");
-    assert_eq!(s.get("/v1/findings?since=yesterday", k).error_code(), "bad_request");
-    assert_eq!(s.get("/v1/findings?colour=red", k).error_code(), "bad_request");
-    assert_eq!(s.get("/v1/incidents?status=maybe", k).error_code(), "bad_request");
+    assert_eq!(
+        s.get("/v1/findings?since=yesterday", k).error_code(),
+        "bad_request"
+    );
+    assert_eq!(
+        s.get("/v1/findings?colour=red", k).error_code(),
+        "bad_request"
+    );
+    assert_eq!(
+        s.get("/v1/incidents?status=maybe", k).error_code(),
+        "bad_request"
+    );
     assert_eq!(s.get("/v1/nope", k).error_code(), "not_found");
-    assert_eq!(s.request("PUT", "/v1/findings", Some(k), &[], b"").status, 405);
-    assert_eq!(s.post_json("/v1/keys", k, "{\"role\":\"root\"}").error_code(), "bad_request");
-    assert_eq!(s.post_json("/v1/tenants", k, "{\"name\":\"Bad Name!\"}").error_code(), "bad_request");
+    assert_eq!(
+        s.request("PUT", "/v1/findings", Some(k), &[], b"").status,
+        405
+    );
+    assert_eq!(
+        s.post_json("/v1/keys", k, "{\"role\":\"root\"}")
+            .error_code(),
+        "bad_request"
+    );
+    assert_eq!(
+        s.post_json("/v1/tenants", k, "{\"name\":\"Bad Name!\"}")
+            .error_code(),
+        "bad_request"
+    );
 }
 
 #[test]
@@ -195,7 +325,14 @@ fn operational_endpoints() {
     }
     let api = s.request("GET", "/openapi.json", None, &[], b"").json();
     assert_eq!(api["openapi"], "3.1.0");
-    for path in ["/v1/events", "/v1/findings", "/v1/incidents/{id}", "/v1/entities/{entity}", "/v1/stream", "/v1/keys/{id}"] {
+    for path in [
+        "/v1/events",
+        "/v1/findings",
+        "/v1/incidents/{id}",
+        "/v1/entities/{entity}",
+        "/v1/stream",
+        "/v1/keys/{id}",
+    ] {
         assert!(api["paths"][path].is_object(), "openapi lacks {path}");
     }
 }
@@ -205,8 +342,13 @@ fn stream_delivers_the_tenants_findings() {
     use std::io::{BufRead, BufReader, Write};
     let s = TestServer::start();
     let mut conn = std::net::TcpStream::connect(s.addr).unwrap();
-    conn.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    write!(conn, "GET /v1/stream HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {ADMIN_KEY}\r\n\r\n").unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    write!(
+        conn,
+        "GET /v1/stream HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {ADMIN_KEY}\r\n\r\n"
+    )
+    .unwrap();
     let mut reader = BufReader::new(conn);
     let mut line = String::new();
     reader.read_line(&mut line).unwrap();
@@ -219,7 +361,10 @@ fn stream_delivers_the_tenants_findings() {
             break;
         }
     }
-    assert_eq!(s.post_ndjson(ADMIN_KEY, &spike_events("agent:s")).status, 202);
+    assert_eq!(
+        s.post_ndjson(ADMIN_KEY, &spike_events("agent:s")).status,
+        202
+    );
     let mut saw_finding = false;
     for _ in 0..200 {
         line.clear();

@@ -16,7 +16,11 @@ fn batch(b: usize) -> String {
     let mut s = String::new();
     for i in 0..BATCH {
         let id = b * BATCH + i;
-        let x = if b % 10 == 9 && i == BATCH - 1 { 1000.0 } else { 1.0 };
+        let x = if b % 10 == 9 && i == BATCH - 1 {
+            1000.0
+        } else {
+            1.0
+        };
         s.push_str(&format!("{{\"id\":\"ev-{id}\",\"entity\":\"agent:d\",\"kind\":\"vitals\",\"metrics\":{{\"x\":{x}}}}}\n"));
     }
     s
@@ -44,7 +48,9 @@ fn finding_count(s: &TestServer) -> usize {
 }
 
 fn wait_for_n(s: &TestServer, want: u64) {
-    eventually(Duration::from_secs(30), || (baseline_n(s) == Some(want)).then_some(()));
+    eventually(Duration::from_secs(30), || {
+        (baseline_n(s) == Some(want)).then_some(())
+    });
 }
 
 #[test]
@@ -57,7 +63,11 @@ fn kill_9_loses_no_acknowledged_event_and_counts_none_twice() {
     wait_for_n(&s, normal(20));
     s.stop();
     s.restart();
-    assert_eq!(baseline_n(&s), Some(normal(20)), "snapshot restored the baseline");
+    assert_eq!(
+        baseline_n(&s),
+        Some(normal(20)),
+        "snapshot restored the baseline"
+    );
 
     // Phase 2: kill -9 while a client is sending; remember what was acknowledged.
     let acked = Arc::new(AtomicUsize::new(0));
@@ -72,7 +82,14 @@ fn kill_9_loses_no_acknowledged_event_and_counts_none_twice() {
                 }
                 let body = batch(b);
                 let r = std::panic::catch_unwind(|| {
-                    common::request(addr, "POST", "/v1/events", Some(ADMIN_KEY), &[("Content-Type", "application/x-ndjson")], body.as_bytes())
+                    common::request(
+                        addr,
+                        "POST",
+                        "/v1/events",
+                        Some(ADMIN_KEY),
+                        &[("Content-Type", "application/x-ndjson")],
+                        body.as_bytes(),
+                    )
                 });
                 match r {
                     Ok(r) if r.status == 202 => acked.store(b + 1, Ordering::SeqCst),
@@ -81,7 +98,9 @@ fn kill_9_loses_no_acknowledged_event_and_counts_none_twice() {
             }
         })
     };
-    eventually(Duration::from_secs(30), || (acked.load(Ordering::SeqCst) >= 60).then_some(()));
+    eventually(Duration::from_secs(30), || {
+        (acked.load(Ordering::SeqCst) >= 60).then_some(())
+    });
     s.kill9();
     stop.store(true, Ordering::SeqCst);
     let _ = sender.join();
@@ -90,10 +109,17 @@ fn kill_9_loses_no_acknowledged_event_and_counts_none_twice() {
     // Restart: at least everything acknowledged is there.
     s.restart();
     let n_after = eventually(Duration::from_secs(30), || baseline_n(&s));
-    assert!(n_after >= normal(acked_batches), "lost acknowledged events: n={n_after}, acked batches={acked_batches}");
+    assert!(
+        n_after >= normal(acked_batches),
+        "lost acknowledged events: n={n_after}, acked batches={acked_batches}"
+    );
 
     // Resend everything with the same ids: exactly-once in the end.
     send_all(&s, 0..200);
     wait_for_n(&s, normal(200));
-    assert_eq!(finding_count(&s), spikes(200), "each spike is one finding, none repeated");
+    assert_eq!(
+        finding_count(&s),
+        spikes(200),
+        "each spike is one finding, none repeated"
+    );
 }

@@ -28,7 +28,12 @@ struct Dedupe {
 
 impl Dedupe {
     fn new(window_ms: i64, max: usize) -> Self {
-        Self { seen: HashMap::new(), order: VecDeque::new(), window_ms, max }
+        Self {
+            seen: HashMap::new(),
+            order: VecDeque::new(),
+            window_ms,
+            max,
+        }
     }
 
     /// Records `(tenant, id)` at `ts`; false when it was already seen within the window.
@@ -140,7 +145,11 @@ impl Committer {
         self.dispatch(batch, Instant::now());
         self.publish_log_metrics();
         if replayed > 0 {
-            tracing::info!(replayed, from = start, "replayed the log tail through the engine");
+            tracing::info!(
+                replayed,
+                from = start,
+                "replayed the log tail through the engine"
+            );
         }
         Ok(())
     }
@@ -173,7 +182,9 @@ impl Committer {
                 }
             }
             queued.fetch_sub(n as u64, Relaxed);
-            self.metrics.queue_depth_events.store(queued.load(Relaxed), Relaxed);
+            self.metrics
+                .queue_depth_events
+                .store(queued.load(Relaxed), Relaxed);
             self.commit(&mut group);
             self.housekeeping();
             if stop {
@@ -212,8 +223,15 @@ impl Committer {
             outcome.accepted = req.events.len() + outcome.duplicates;
             outcomes.push(outcome);
         }
-        let records: Vec<&[u8]> = self.bounds.iter().map(|&(a, b)| &self.encoded[a..b]).collect();
-        let result = self.log.append(now, &records).and_then(|r| self.log.sync().map(|()| r));
+        let records: Vec<&[u8]> = self
+            .bounds
+            .iter()
+            .map(|&(a, b)| &self.encoded[a..b])
+            .collect();
+        let result = self
+            .log
+            .append(now, &records)
+            .and_then(|r| self.log.sync().map(|()| r));
         let range = match result {
             Ok(r) => r,
             Err(e) => {
@@ -222,7 +240,9 @@ impl Committer {
                     self.dedupe.forget(&t, &id);
                 }
                 for req in group.drain(..) {
-                    let _ = req.ack.send(Err(format!("the durable log could not be written: {e}")));
+                    let _ = req
+                        .ack
+                        .send(Err(format!("the durable log could not be written: {e}")));
                 }
                 return;
             }
@@ -255,13 +275,18 @@ impl Committer {
             return;
         }
         let n = self.workers.len();
-        let mut parts: Vec<Vec<(u64, Event)>> = (0..n).map(|_| Vec::with_capacity(batch.len() / n + 1)).collect();
+        let mut parts: Vec<Vec<(u64, Event)>> = (0..n)
+            .map(|_| Vec::with_capacity(batch.len() / n + 1))
+            .collect();
         for (off, ev) in batch {
             parts[partition_of(&ev.tenant, &ev.entity, n)].push((off, ev));
         }
         for (w, part) in self.workers.iter().zip(parts) {
             if !part.is_empty() {
-                let _ = w.send(Work::Events { batch: part, received });
+                let _ = w.send(Work::Events {
+                    batch: part,
+                    received,
+                });
             }
         }
     }
@@ -269,7 +294,9 @@ impl Committer {
     fn housekeeping(&mut self) {
         let (at, off) = self.last_checkpoint;
         let next = self.log.next_offset();
-        if next > off && (at.elapsed() >= self.checkpoint_interval || next - off >= self.checkpoint_every) {
+        if next > off
+            && (at.elapsed() >= self.checkpoint_interval || next - off >= self.checkpoint_every)
+        {
             self.request_checkpoint();
         }
         if self.last_retention.elapsed() >= RETENTION_EVERY {
@@ -291,8 +318,12 @@ impl Committer {
     }
 
     fn publish_log_metrics(&self) {
-        self.metrics.log_bytes.store(self.log.total_bytes(), Relaxed);
-        self.metrics.log_next_offset.store(self.log.next_offset(), Relaxed);
+        self.metrics
+            .log_bytes
+            .store(self.log.total_bytes(), Relaxed);
+        self.metrics
+            .log_next_offset
+            .store(self.log.next_offset(), Relaxed);
     }
 }
 
@@ -306,7 +337,10 @@ mod tests {
         let mut d = Dedupe::new(1000, 2);
         assert!(d.insert(&t, "x", 0));
         assert!(!d.insert(&t, "x", 500));
-        assert!(d.insert(&TenantId::new("b"), "x", 500), "ids are per tenant");
+        assert!(
+            d.insert(&TenantId::new("b"), "x", 500),
+            "ids are per tenant"
+        );
         assert!(d.insert(&t, "y", 600));
         // Bounded at two ids: the oldest ("x" of tenant a) is forgotten.
         assert!(d.insert(&t, "x", 700));

@@ -16,8 +16,8 @@
 //!   events below X; restart loads it and replays the log from X.
 
 mod committer;
-mod snapshot;
 mod sink;
+mod snapshot;
 mod worker;
 
 use crate::metrics::Metrics;
@@ -96,10 +96,19 @@ pub(crate) enum Ingest {
 }
 
 pub(crate) enum Work {
-    Events { batch: Vec<(u64, Event)>, received: Instant },
+    Events {
+        batch: Vec<(u64, Event)>,
+        received: Instant,
+    },
     Tick(i64),
-    Query { tenant: TenantId, entity: String, reply: oneshot::Sender<Option<EntityView>> },
-    Checkpoint { next_offset: u64 },
+    Query {
+        tenant: TenantId,
+        entity: String,
+        reply: oneshot::Sender<Option<EntityView>>,
+    },
+    Checkpoint {
+        next_offset: u64,
+    },
     Stop,
 }
 
@@ -131,7 +140,10 @@ pub struct PipelineParts {
 impl Pipeline {
     /// Opens the log, restores the engine from the newest snapshot, replays the log tail,
     /// and starts the threads. Returns once recovery is complete.
-    pub fn start(cfg: PipelineConfig, parts: PipelineParts) -> Result<Arc<Pipeline>, PipelineError> {
+    pub fn start(
+        cfg: PipelineConfig,
+        parts: PipelineParts,
+    ) -> Result<Arc<Pipeline>, PipelineError> {
         std::fs::create_dir_all(&cfg.data_dir)?;
         let log = SegmentLog::open(&cfg.data_dir.join("log"), cfg.log.clone())?;
         let snapshots = snapshot::SnapshotDir::new(cfg.data_dir.join("snapshots"))?;
@@ -149,16 +161,31 @@ impl Pipeline {
             }
             None => {
                 let n = cfg.partitions.max(1);
-                (0, (0..n).map(|_| Partition::new(parts.engine.clone(), parts.rules.clone())).collect())
+                (
+                    0,
+                    (0..n)
+                        .map(|_| Partition::new(parts.engine.clone(), parts.rules.clone()))
+                        .collect(),
+                )
             }
         };
-        parts.metrics.checkpoint_offset.store(start_offset, Ordering::Relaxed);
+        parts
+            .metrics
+            .checkpoint_offset
+            .store(start_offset, Ordering::Relaxed);
         let (stream, _) = broadcast::channel(4096);
         let (sink_tx, sink_rx) = mpsc::sync_channel(256);
         let checkpoint = Arc::new(AtomicU64::new(start_offset));
         let mut threads = Vec::new();
         let n_workers = partitions.len();
-        let sink = sink::Sink::new(parts.store.clone(), parts.metrics.clone(), stream.clone(), snapshots, n_workers, checkpoint.clone());
+        let sink = sink::Sink::new(
+            parts.store.clone(),
+            parts.metrics.clone(),
+            stream.clone(),
+            snapshots,
+            n_workers,
+            checkpoint.clone(),
+        );
         threads.push(spawn("antibody-sink", move || sink.run(sink_rx))?);
         let mut workers = Vec::new();
         for (i, p) in partitions.into_iter().enumerate() {
@@ -168,12 +195,21 @@ impl Pipeline {
             workers.push(tx);
         }
         drop(sink_tx);
-        let mut committer = committer::Committer::new(log, &cfg, workers.clone(), parts.metrics.clone(), parts.clock.clone(), checkpoint);
+        let mut committer = committer::Committer::new(
+            log,
+            &cfg,
+            workers.clone(),
+            parts.metrics.clone(),
+            parts.clock.clone(),
+            checkpoint,
+        );
         committer.recover(start_offset)?;
         let (ingest_tx, ingest_rx) = mpsc::sync_channel(1024);
         let queued = Arc::new(AtomicU64::new(0));
         let q = queued.clone();
-        threads.push(spawn("antibody-committer", move || committer.run(ingest_rx, q))?);
+        threads.push(spawn("antibody-committer", move || {
+            committer.run(ingest_rx, q)
+        })?);
         let ready = Arc::new(AtomicBool::new(true));
         Ok(Arc::new(Pipeline {
             ingest: ingest_tx,
@@ -187,7 +223,10 @@ impl Pipeline {
     }
 
     /// Queues parsed events for the durable log; the receiver resolves after the fsync.
-    pub fn submit(&self, events: Vec<Event>) -> Result<oneshot::Receiver<Result<CommitOutcome, String>>, SubmitError> {
+    pub fn submit(
+        &self,
+        events: Vec<Event>,
+    ) -> Result<oneshot::Receiver<Result<CommitOutcome, String>>, SubmitError> {
         let n = events.len() as u64;
         let prev = self.queued.fetch_add(n, Ordering::AcqRel);
         if prev + n > self.max_queued && prev > 0 {
@@ -195,7 +234,11 @@ impl Pipeline {
             return Err(SubmitError::Overloaded);
         }
         let (ack, rx) = oneshot::channel();
-        let req = IngestRequest { events, received: Instant::now(), ack };
+        let req = IngestRequest {
+            events,
+            received: Instant::now(),
+            ack,
+        };
         match self.ingest.try_send(Ingest::Events(req)) {
             Ok(()) => Ok(rx),
             Err(e) => {
@@ -213,12 +256,23 @@ impl Pipeline {
     }
 
     /// Asks the entity's partition for its view (waits behind queued work of that partition).
-    pub async fn entity(&self, tenant: &TenantId, entity: &str) -> Result<Option<EntityView>, SubmitError> {
+    pub async fn entity(
+        &self,
+        tenant: &TenantId,
+        entity: &str,
+    ) -> Result<Option<EntityView>, SubmitError> {
         let p = partition_of(tenant, entity, self.workers.len());
         let (reply, rx) = oneshot::channel();
-        let work = Work::Query { tenant: tenant.clone(), entity: entity.to_owned(), reply };
+        let work = Work::Query {
+            tenant: tenant.clone(),
+            entity: entity.to_owned(),
+            reply,
+        };
         let tx = self.workers[p].clone();
-        tokio::task::spawn_blocking(move || tx.send(work)).await.map_err(|_| SubmitError::Stopped)?.map_err(|_| SubmitError::Stopped)?;
+        tokio::task::spawn_blocking(move || tx.send(work))
+            .await
+            .map_err(|_| SubmitError::Stopped)?
+            .map_err(|_| SubmitError::Stopped)?;
         rx.await.map_err(|_| SubmitError::Stopped)
     }
 
@@ -250,6 +304,9 @@ impl Pipeline {
     }
 }
 
-fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<std::thread::JoinHandle<()>, PipelineError> {
+fn spawn(
+    name: &str,
+    f: impl FnOnce() + Send + 'static,
+) -> Result<std::thread::JoinHandle<()>, PipelineError> {
     Ok(std::thread::Builder::new().name(name.to_owned()).spawn(f)?)
 }

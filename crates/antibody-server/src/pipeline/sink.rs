@@ -13,8 +13,16 @@ use std::time::{Duration, Instant};
 use tokio::sync::broadcast;
 
 pub(crate) enum SinkMsg {
-    Outputs { findings: Vec<Finding>, incidents: Vec<Incident>, received: Option<Instant> },
-    SnapshotPart { partition: usize, next_offset: u64, bytes: Result<Vec<u8>, String> },
+    Outputs {
+        findings: Vec<Finding>,
+        incidents: Vec<Incident>,
+        received: Option<Instant>,
+    },
+    SnapshotPart {
+        partition: usize,
+        next_offset: u64,
+        bytes: Result<Vec<u8>, String>,
+    },
 }
 
 /// One item of the live stream, already serialised once for every subscriber.
@@ -47,7 +55,15 @@ impl Sink {
         partitions: usize,
         checkpoint: Arc<AtomicU64>,
     ) -> Self {
-        Self { store, metrics, stream, snapshots, partitions, pending: BTreeMap::new(), checkpoint }
+        Self {
+            store,
+            metrics,
+            stream,
+            snapshots,
+            partitions,
+            pending: BTreeMap::new(),
+            checkpoint,
+        }
     }
 
     pub(crate) fn run(mut self, rx: Receiver<SinkMsg>) {
@@ -60,7 +76,11 @@ impl Sink {
             let mut drained = 0;
             while let Some(m) = msg.take() {
                 match m {
-                    SinkMsg::Outputs { findings: f, incidents: i, received } => {
+                    SinkMsg::Outputs {
+                        findings: f,
+                        incidents: i,
+                        received,
+                    } => {
                         findings.extend(f);
                         for inc in i {
                             match incidents.iter_mut().find(|x| x.id == inc.id) {
@@ -73,14 +93,22 @@ impl Sink {
                             (a, b) => a.or(b),
                         };
                     }
-                    SinkMsg::SnapshotPart { partition, next_offset, bytes } => parts.push((partition, next_offset, bytes)),
+                    SinkMsg::SnapshotPart {
+                        partition,
+                        next_offset,
+                        bytes,
+                    } => parts.push((partition, next_offset, bytes)),
                 }
                 drained += 1;
                 if drained < MAX_DRAIN {
                     msg = rx.try_recv().ok();
                 }
             }
+            let started = Instant::now();
             self.write(&findings, &incidents);
+            if !findings.is_empty() || !incidents.is_empty() {
+                self.metrics.store_write_latency.observe(started.elapsed());
+            }
             if let Some(at) = oldest {
                 if !findings.is_empty() {
                     self.metrics.finding_visible_latency.observe(at.elapsed());
@@ -145,17 +173,30 @@ impl Sink {
         }
         for f in findings {
             if let Ok(data) = serde_json::to_string(f) {
-                let _ = self.stream.send(StreamItem { tenant: f.tenant.clone(), event: "finding", data: data.into() });
+                let _ = self.stream.send(StreamItem {
+                    tenant: f.tenant.clone(),
+                    event: "finding",
+                    data: data.into(),
+                });
             }
         }
         for i in incidents {
             if let Ok(data) = serde_json::to_string(i) {
-                let _ = self.stream.send(StreamItem { tenant: i.tenant.clone(), event: "incident", data: data.into() });
+                let _ = self.stream.send(StreamItem {
+                    tenant: i.tenant.clone(),
+                    event: "incident",
+                    data: data.into(),
+                });
             }
         }
     }
 
-    fn add_snapshot_part(&mut self, partition: usize, next_offset: u64, bytes: Result<Vec<u8>, String>) {
+    fn add_snapshot_part(
+        &mut self,
+        partition: usize,
+        next_offset: u64,
+        bytes: Result<Vec<u8>, String>,
+    ) {
         let bytes = match bytes {
             Ok(b) => b,
             Err(e) => {
@@ -164,14 +205,19 @@ impl Sink {
                 return;
             }
         };
-        let slots = self.pending.entry(next_offset).or_insert_with(|| vec![None; self.partitions]);
+        let slots = self
+            .pending
+            .entry(next_offset)
+            .or_insert_with(|| vec![None; self.partitions]);
         if let Some(slot) = slots.get_mut(partition) {
             *slot = Some(bytes);
         }
         if !slots.iter().all(Option::is_some) {
             return;
         }
-        let Some(slots) = self.pending.remove(&next_offset) else { return };
+        let Some(slots) = self.pending.remove(&next_offset) else {
+            return;
+        };
         let parts: Vec<Vec<u8>> = slots.into_iter().flatten().collect();
         match self.snapshots.write(next_offset, &parts) {
             Ok(()) => {

@@ -32,7 +32,10 @@ impl SnapshotDir {
         for entry in fs::read_dir(&self.dir)? {
             let path = entry?.path();
             let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            if let Some(off) = name.strip_prefix("engine-").and_then(|n| n.strip_suffix(".snap")) {
+            if let Some(off) = name
+                .strip_prefix("engine-")
+                .and_then(|n| n.strip_suffix(".snap"))
+            {
                 if let Ok(off) = off.parse::<u64>() {
                     out.push((off, path));
                 }
@@ -107,7 +110,10 @@ fn decode(bytes: &[u8]) -> Option<Snapshot> {
         partitions.push(body.get(pos..pos.checked_add(len)?)?.to_vec());
         pos += len;
     }
-    (pos == body.len()).then_some(Snapshot { next_offset, partitions })
+    (pos == body.len()).then_some(Snapshot {
+        next_offset,
+        partitions,
+    })
 }
 
 #[cfg(test)]
@@ -125,7 +131,10 @@ mod tests {
         assert_eq!(got.next_offset, 30);
         assert_eq!(got.partitions, vec![vec![1, 2, 3], vec![30]]);
         assert_eq!(s.files().unwrap().len(), 2);
-        assert!(s.load_latest(3).unwrap().is_none(), "partition count must match");
+        assert!(
+            s.load_latest(3).unwrap().is_none(),
+            "partition count must match"
+        );
     }
 
     #[test]

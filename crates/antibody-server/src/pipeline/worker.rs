@@ -17,8 +17,18 @@ pub(crate) struct Worker {
 }
 
 impl Worker {
-    pub(crate) fn new(index: usize, partition: Partition, sink: SyncSender<SinkMsg>, metrics: Arc<Metrics>) -> Self {
-        Self { index, partition, sink, metrics }
+    pub(crate) fn new(
+        index: usize,
+        partition: Partition,
+        sink: SyncSender<SinkMsg>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            index,
+            partition,
+            sink,
+            metrics,
+        }
     }
 
     pub(crate) fn run(mut self, rx: Receiver<Work>) {
@@ -31,19 +41,29 @@ impl Worker {
                         self.partition.on_event(*offset, ev, &mut out);
                     }
                     self.metrics.detect_latency.observe(started.elapsed());
-                    self.metrics.events_processed.fetch_add(batch.len() as u64, Relaxed);
+                    self.metrics
+                        .events_processed
+                        .fetch_add(batch.len() as u64, Relaxed);
                     self.flush(&mut out, Some(received));
                 }
                 Work::Tick(now) => {
                     self.partition.on_tick(now, &mut out);
                     self.flush(&mut out, None);
                 }
-                Work::Query { tenant, entity, reply } => {
+                Work::Query {
+                    tenant,
+                    entity,
+                    reply,
+                } => {
                     let _ = reply.send(self.partition.entity_view(&tenant, &entity));
                 }
                 Work::Checkpoint { next_offset } => {
                     let bytes = self.partition.snapshot().map_err(|e| e.to_string());
-                    let _ = self.sink.send(SinkMsg::SnapshotPart { partition: self.index, next_offset, bytes });
+                    let _ = self.sink.send(SinkMsg::SnapshotPart {
+                        partition: self.index,
+                        next_offset,
+                        bytes,
+                    });
                 }
                 Work::Stop => break,
             }
@@ -56,6 +76,10 @@ impl Worker {
         }
         let findings = std::mem::take(&mut out.findings);
         let incidents = std::mem::take(&mut out.incidents);
-        let _ = self.sink.send(SinkMsg::Outputs { findings, incidents, received });
+        let _ = self.sink.send(SinkMsg::Outputs {
+            findings,
+            incidents,
+            received,
+        });
     }
 }

@@ -19,19 +19,26 @@ const MAX_ADMIN_BODY: usize = 64 * 1024;
 
 /// Reads and parses a JSON body into `T`, reporting errors in the API's error shape.
 async fn json_body<T: DeserializeOwned>(body: Body) -> Result<T, ApiError> {
-    let bytes = axum::body::to_bytes(body, MAX_ADMIN_BODY).await.map_err(|_| ApiError::Invalid {
-        code: "payload_too_large",
-        status: 413,
-        message: format!("request body exceeds {MAX_ADMIN_BODY} bytes"),
-    })?;
-    serde_json::from_slice(&bytes).map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))
+    let bytes = axum::body::to_bytes(body, MAX_ADMIN_BODY)
+        .await
+        .map_err(|_| ApiError::Invalid {
+            code: "payload_too_large",
+            status: 413,
+            message: format!("request body exceeds {MAX_ADMIN_BODY} bytes"),
+        })?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))
 }
 
 fn require_bootstrap(auth: &Auth) -> Result<(), ApiError> {
     if auth.0.role == Role::Admin && auth.0.bootstrap {
         Ok(())
     } else {
-        Err(ApiError::Forbidden { have: auth.0.role.as_str(), need: "bootstrap admin", action: "manage tenants" })
+        Err(ApiError::Forbidden {
+            have: auth.0.role.as_str(),
+            need: "bootstrap admin",
+            action: "manage tenants",
+        })
     }
 }
 
@@ -42,14 +49,23 @@ struct NewTenant {
 }
 
 fn valid_tenant_name(name: &str) -> bool {
-    (1..=64).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
 }
 
-pub async fn create_tenant(State(st): State<AppState>, auth: Auth, body: Body) -> Result<(StatusCode, Json<Value>), ApiError> {
+pub async fn create_tenant(
+    State(st): State<AppState>,
+    auth: Auth,
+    body: Body,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
     require_bootstrap(&auth)?;
     let req: NewTenant = json_body(body).await?;
     if !valid_tenant_name(&req.name) {
-        return Err(ApiError::BadRequest("`name` must be 1–64 characters of a–z, 0–9, `-` and `_`".into()));
+        return Err(ApiError::BadRequest(
+            "`name` must be 1–64 characters of a–z, 0–9, `-` and `_`".into(),
+        ));
     }
     let now = st.clock.now_ms();
     let (tenant, key) = st
@@ -59,7 +75,12 @@ pub async fn create_tenant(State(st): State<AppState>, auth: Auth, body: Body) -
             Ok((t, k))
         })
         .await?;
-    Ok((StatusCode::CREATED, Json(json!({"id": tenant.id, "name": tenant.name, "admin_key": key.secret, "admin_key_id": key.info.id}))))
+    Ok((
+        StatusCode::CREATED,
+        Json(
+            json!({"id": tenant.id, "name": tenant.name, "admin_key": key.secret, "admin_key_id": key.info.id}),
+        ),
+    ))
 }
 
 pub async fn list_tenants(State(st): State<AppState>, auth: Auth) -> Result<Json<Value>, ApiError> {
@@ -74,15 +95,30 @@ struct NewKeyReq {
     role: String,
 }
 
-pub async fn create_key(State(st): State<AppState>, auth: Auth, body: Body) -> Result<(StatusCode, Json<Value>), ApiError> {
+pub async fn create_key(
+    State(st): State<AppState>,
+    auth: Auth,
+    body: Body,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
     auth.require(Role::Admin, "create keys")?;
     let req: NewKeyReq = json_body(body).await?;
-    let role = Role::parse(&req.role)
-        .ok_or_else(|| ApiError::BadRequest(format!("`role` must be one of ingest, analyst, admin; got `{}`", req.role)))?;
+    let role = Role::parse(&req.role).ok_or_else(|| {
+        ApiError::BadRequest(format!(
+            "`role` must be one of ingest, analyst, admin; got `{}`",
+            req.role
+        ))
+    })?;
     let tenant = auth.0.tenant.clone();
     let now = st.clock.now_ms();
-    let key = st.db(move |s| s.create_key(&tenant, role, false, now)).await?;
-    Ok((StatusCode::CREATED, Json(json!({"id": key.info.id, "key": key.secret, "role": role.as_str(), "tenant": key.info.tenant}))))
+    let key = st
+        .db(move |s| s.create_key(&tenant, role, false, now))
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(
+            json!({"id": key.info.id, "key": key.secret, "role": role.as_str(), "tenant": key.info.tenant}),
+        ),
+    ))
 }
 
 pub async fn list_keys(State(st): State<AppState>, auth: Auth) -> Result<Json<Value>, ApiError> {

@@ -24,13 +24,19 @@ pub async fn post_events(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     auth.require(Role::Ingest, "send events")?;
     let limits = st.limits.clone();
-    let raw = axum::body::to_bytes(body, limits.max_body_bytes).await.map_err(|_| ApiError::Invalid {
-        code: "payload_too_large",
-        status: 413,
-        message: format!("request body exceeds {} bytes; split it into smaller batches", limits.max_body_bytes),
-    })?;
+    let raw = axum::body::to_bytes(body, limits.max_body_bytes)
+        .await
+        .map_err(|_| ApiError::Invalid {
+            code: "payload_too_large",
+            status: 413,
+            message: format!(
+                "request body exceeds {} bytes; split it into smaller batches",
+                limits.max_body_bytes
+            ),
+        })?;
     let encoding = header_str(&headers, header::CONTENT_ENCODING);
-    let format = BodyFormat::from_content_type(header_str(&headers, header::CONTENT_TYPE).as_deref());
+    let format =
+        BodyFormat::from_content_type(header_str(&headers, header::CONTENT_TYPE).as_deref());
     let tenant = auth.0.tenant.clone();
     let now = st.clock.now_ms();
     let work = move || {
@@ -39,12 +45,20 @@ pub async fn post_events(
         parse_events(&body, format, &tenant, now, &limits)
     };
     let parsed = if raw_len_hint(&headers) > INLINE_PARSE_BYTES {
-        tokio::task::spawn_blocking(work).await.map_err(|e| ApiError::Internal(e.to_string()))??
+        tokio::task::spawn_blocking(work)
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))??
     } else {
         work()?
     };
-    st.metrics.events_rejected.fetch_add(parsed.rejected.len() as u64, Relaxed);
-    let rejected: Vec<Value> = parsed.rejected.iter().map(|r| json!({"index": r.index, "error": r.error})).collect();
+    st.metrics
+        .events_rejected
+        .fetch_add(parsed.rejected.len() as u64, Relaxed);
+    let rejected: Vec<Value> = parsed
+        .rejected
+        .iter()
+        .map(|r| json!({"index": r.index, "error": r.error}))
+        .collect();
     let rx = st.pipeline.submit(parsed.events).map_err(|e| match e {
         SubmitError::Overloaded => {
             st.metrics.requests_overloaded.fetch_add(1, Relaxed);
@@ -61,9 +75,16 @@ pub async fn post_events(
 }
 
 fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<String> {
-    headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
 }
 
 fn raw_len_hint(headers: &HeaderMap) -> usize {
-    headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok()).unwrap_or(usize::MAX)
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(usize::MAX)
 }

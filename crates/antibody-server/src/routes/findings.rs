@@ -30,7 +30,9 @@ fn parse_limit(limit: Option<&str>) -> Result<usize, ApiError> {
         None => Ok(DEFAULT_LIMIT),
         Some(s) => match s.parse::<usize>() {
             Ok(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
-            _ => Err(ApiError::BadRequest(format!("`limit` must be an integer from 1 to {MAX_LIMIT}"))),
+            _ => Err(ApiError::BadRequest(format!(
+                "`limit` must be an integer from 1 to {MAX_LIMIT}"
+            ))),
         },
     }
 }
@@ -40,7 +42,11 @@ fn parse_since(s: &str) -> Result<i64, ApiError> {
     s.parse::<i64>()
         .ok()
         .or_else(|| parse_rfc3339(s))
-        .ok_or_else(|| ApiError::BadRequest("`since` must be RFC 3339 (2026-11-21T10:00:00Z) or epoch milliseconds".into()))
+        .ok_or_else(|| {
+            ApiError::BadRequest(
+                "`since` must be RFC 3339 (2026-11-21T10:00:00Z) or epoch milliseconds".into(),
+            )
+        })
 }
 
 pub async fn list_findings(
@@ -57,15 +63,19 @@ pub async fn list_findings(
         limit: parse_limit(p.limit.as_deref())?,
         before: match p.before.as_deref() {
             None => None,
-            Some(c) => Some(
-                FindingCursor::parse(c).ok_or_else(|| ApiError::BadRequest("`before` is not a cursor from a previous page's `next`".into()))?,
-            ),
+            Some(c) => Some(FindingCursor::parse(c).ok_or_else(|| {
+                ApiError::BadRequest(
+                    "`before` is not a cursor from a previous page's `next`".into(),
+                )
+            })?),
         },
     };
     let tenant = auth.0.tenant.clone();
     let limit = query.limit;
     let items = st.db(move |s| s.list_findings(&tenant, &query)).await?;
-    let next = (items.len() == limit).then(|| items.last().map(|f| format!("{}:{}", f.ts, f.id))).flatten();
+    let next = (items.len() == limit)
+        .then(|| items.last().map(|f| format!("{}:{}", f.ts, f.id)))
+        .flatten();
     Ok(Json(json!({"items": items, "next": next})))
 }
 
@@ -102,9 +112,17 @@ pub async fn list_incidents(
         None => None,
         Some("open") => Some(IncidentStatus::Open),
         Some("closed") => Some(IncidentStatus::Closed),
-        Some(other) => return Err(ApiError::BadRequest(format!("`status` must be `open` or `closed`, not `{other}`"))),
+        Some(other) => {
+            return Err(ApiError::BadRequest(format!(
+                "`status` must be `open` or `closed`, not `{other}`"
+            )))
+        }
     };
-    let query = IncidentQuery { status, entity: p.entity, limit: parse_limit(p.limit.as_deref())? };
+    let query = IncidentQuery {
+        status,
+        entity: p.entity,
+        limit: parse_limit(p.limit.as_deref())?,
+    };
     let tenant = auth.0.tenant.clone();
     let items = st.db(move |s| s.list_incidents(&tenant, &query)).await?;
     Ok(Json(json!({"items": items})))
@@ -131,12 +149,21 @@ pub async fn get_entity(
 ) -> Result<Json<Value>, ApiError> {
     auth.require(Role::Analyst, "read entities")?;
     let Path(entity) = entity.map_err(bad_path)?;
-    let view = st.pipeline.entity(&auth.0.tenant, &entity).await.map_err(|e| match e {
-        SubmitError::Overloaded | SubmitError::Stopped => ApiError::Unavailable("the engine is not running".into()),
-    })?;
+    let view = st
+        .pipeline
+        .entity(&auth.0.tenant, &entity)
+        .await
+        .map_err(|e| match e {
+            SubmitError::Overloaded | SubmitError::Stopped => {
+                ApiError::Unavailable("the engine is not running".into())
+            }
+        })?;
     let v = view.ok_or_else(|| ApiError::NotFound(format!("entity `{entity}`")))?;
-    let baselines: serde_json::Map<String, Value> =
-        v.baselines.iter().map(|(m, b)| (m.clone(), json!({"mean": b.mean, "std": b.std, "n": b.n}))).collect();
+    let baselines: serde_json::Map<String, Value> = v
+        .baselines
+        .iter()
+        .map(|(m, b)| (m.clone(), json!({"mean": b.mean, "std": b.std, "n": b.n})))
+        .collect();
     Ok(Json(json!({
         "entity": v.entity,
         "state": v.state,

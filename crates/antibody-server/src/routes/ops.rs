@@ -15,14 +15,23 @@ pub async fn healthz() -> Json<Value> {
 
 pub async fn readyz(State(st): State<AppState>) -> Result<Json<Value>, ApiError> {
     if !st.pipeline.is_ready() {
-        return Err(ApiError::Unavailable("not ready: recovering or shutting down".into()));
+        return Err(ApiError::Unavailable(
+            "not ready: recovering or shutting down".into(),
+        ));
     }
-    Ok(Json(json!({"status": "ready", "queued_events": st.pipeline.queued_events()})))
+    Ok(Json(
+        json!({"status": "ready", "queued_events": st.pipeline.queued_events()}),
+    ))
 }
 
 pub async fn metrics(State(st): State<AppState>) -> impl IntoResponse {
-    st.metrics.queue_depth_events.store(st.pipeline.queued_events(), Relaxed);
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], st.metrics.render())
+    st.metrics
+        .queue_depth_events
+        .store(st.pipeline.queued_events(), Relaxed);
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        st.metrics.render(),
+    )
 }
 
 pub async fn openapi() -> Json<Value> {

@@ -10,7 +10,10 @@ use futures_util::stream::{self, Stream};
 use std::convert::Infallible;
 use tokio::sync::broadcast::error::RecvError;
 
-pub async fn stream(State(st): State<AppState>, auth: Auth) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+pub async fn stream(
+    State(st): State<AppState>,
+    auth: Auth,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     auth.require(Role::Analyst, "read the live stream")?;
     let rx = st.pipeline.stream.subscribe();
     let tenant = auth.0.tenant;
@@ -24,7 +27,9 @@ pub async fn stream(State(st): State<AppState>, auth: Auth) -> Result<Sse<impl S
                 Ok(_) => continue,
                 // A slow client missed items: say so rather than silently skipping.
                 Err(RecvError::Lagged(n)) => {
-                    let ev = Event::default().event("lagged").data(format!("{{\"missed\":{n}}}"));
+                    let ev = Event::default()
+                        .event("lagged")
+                        .data(format!("{{\"missed\":{n}}}"));
                     return Some((Ok(ev), (rx, tenant)));
                 }
                 Err(RecvError::Closed) => return None,
