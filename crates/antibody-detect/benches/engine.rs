@@ -84,7 +84,7 @@ fn events() -> Vec<Event> {
                     (
                         "outcome".to_string(),
                         AttrValue::Str(
-                            if rng.next() % 4 == 0 {
+                            if rng.next().is_multiple_of(4) {
                                 "failure"
                             } else {
                                 "success"

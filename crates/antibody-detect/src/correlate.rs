@@ -80,7 +80,7 @@ impl OpenIncident {
         self.finding_count += 1;
         self.severity = self.severity.max(f.severity);
         self.max_score = self.max_score.max(f.score);
-        let new_kind = !self.kinds.iter().any(|k| *k == f.kind);
+        let new_kind = !self.kinds.contains(&f.kind);
         if new_kind {
             self.kinds.push(f.kind.clone());
         }

@@ -1038,6 +1038,7 @@ mod tests {
             mix: Mix::Http,
             seed: 1,
             json: false,
+            rate: 0,
         }
     }
 
@@ -1164,6 +1165,7 @@ mod tests {
             Arc::new(target),
             Arc::new(bodies),
             1,
+            None,
             &ProgressBar::hidden(),
         )
         .await;

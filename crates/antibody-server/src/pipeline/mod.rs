@@ -145,7 +145,7 @@ impl Pipeline {
         parts: PipelineParts,
     ) -> Result<Arc<Pipeline>, PipelineError> {
         std::fs::create_dir_all(&cfg.data_dir)?;
-        let log = SegmentLog::open(&cfg.data_dir.join("log"), cfg.log.clone())?;
+        let log = SegmentLog::open(&cfg.data_dir.join("log"), cfg.log)?;
         let snapshots = snapshot::SnapshotDir::new(cfg.data_dir.join("snapshots"))?;
         let restored = snapshots.load_latest(cfg.partitions)?;
         let (start_offset, partitions) = match restored {
