@@ -101,8 +101,12 @@ pub fn resolve(file: FileConfig, o: Overrides) -> Result<Resolved> {
     if let Some(mb) = log.segment_mb {
         cfg.pipeline.log.segment_bytes = mb.max(1) << 20;
     }
-    cfg.pipeline.log.max_total_bytes = log.retention_mb.map(|mb| mb << 20);
-    cfg.pipeline.log.max_age_ms = log.retention_hours.map(|h| (h * 3600 * 1000) as i64);
+    if let Some(mb) = log.retention_mb {
+        cfg.pipeline.log.max_total_bytes = Some(mb.max(1) << 20);
+    }
+    if let Some(h) = log.retention_hours {
+        cfg.pipeline.log.max_age_ms = Some((h.max(1) * 3600 * 1000) as i64);
+    }
     if let Some(s) = log.checkpoint_secs {
         cfg.pipeline.checkpoint_interval = Duration::from_secs(s.max(1));
     }

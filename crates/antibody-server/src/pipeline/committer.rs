@@ -7,6 +7,7 @@ use antibody_core::{Clock, Event, TenantId};
 use antibody_detect::partition_of;
 use antibody_log::SegmentLog;
 use std::collections::{HashMap, VecDeque};
+use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
 use std::sync::Arc;
@@ -19,9 +20,16 @@ const RETENTION_EVERY: Duration = Duration::from_secs(10);
 const REPLAY_BATCH: usize = 4096;
 
 /// Remembers idempotency ids for a window, bounded in count (oldest forgotten first).
+/// Ids are kept as 128-bit keyed hashes of `(tenant, id)`: ~55 bytes each instead of two
+/// heap strings. The keys are random per process (the set is rebuilt from the log at start),
+/// so senders cannot aim for collisions.
 struct Dedupe {
-    seen: HashMap<(TenantId, String), i64>,
-    order: VecDeque<(i64, TenantId, String)>,
+    seen: HashMap<u128, i64>,
+    order: VecDeque<(i64, u128)>,
+    hashers: (
+        foldhash::quality::RandomState,
+        foldhash::quality::RandomState,
+    ),
     window_ms: i64,
     max: usize,
 }
@@ -31,39 +39,45 @@ impl Dedupe {
         Self {
             seen: HashMap::new(),
             order: VecDeque::new(),
+            hashers: Default::default(),
             window_ms,
             max,
         }
     }
 
+    fn key(&self, tenant: &TenantId, id: &str) -> u128 {
+        let a = self.hashers.0.hash_one((tenant.as_str(), id));
+        let b = self.hashers.1.hash_one((tenant.as_str(), id));
+        (u128::from(a) << 64) | u128::from(b)
+    }
+
     /// Records `(tenant, id)` at `ts`; false when it was already seen within the window.
     fn insert(&mut self, tenant: &TenantId, id: &str, ts: i64) -> bool {
-        let key = (tenant.clone(), id.to_owned());
+        let key = self.key(tenant, id);
         if let Some(&at) = self.seen.get(&key) {
             if ts - at <= self.window_ms {
                 return false;
             }
         }
-        self.seen.insert(key.clone(), ts);
-        self.order.push_back((ts, key.0, key.1));
+        self.seen.insert(key, ts);
+        self.order.push_back((ts, key));
         self.evict(ts);
         true
     }
 
     fn forget(&mut self, tenant: &TenantId, id: &str) {
-        self.seen.remove(&(tenant.clone(), id.to_owned()));
+        let key = self.key(tenant, id);
+        self.seen.remove(&key);
     }
 
     fn evict(&mut self, now: i64) {
-        while let Some((at, _, _)) = self.order.front() {
+        while let Some(&(at, key)) = self.order.front() {
             if self.order.len() <= self.max && now - at <= self.window_ms {
                 break;
             }
-            if let Some((at, t, id)) = self.order.pop_front() {
-                let key = (t, id);
-                if self.seen.get(&key) == Some(&at) {
-                    self.seen.remove(&key);
-                }
+            self.order.pop_front();
+            if self.seen.get(&key) == Some(&at) {
+                self.seen.remove(&key);
             }
         }
     }

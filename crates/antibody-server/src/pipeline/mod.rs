@@ -54,12 +54,18 @@ impl PipelineConfig {
         Self {
             data_dir,
             partitions: std::thread::available_parallelism().map_or(2, |n| n.get()),
-            log: LogOptions::default(),
+            // A week or 8 GiB of history by default, whichever is reached first; never past
+            // the engine's last checkpoint.
+            log: LogOptions {
+                max_total_bytes: Some(8 << 30),
+                max_age_ms: Some(7 * 24 * 3600 * 1000),
+                ..LogOptions::default()
+            },
             max_queued_events: 2_000_000,
             checkpoint_interval: Duration::from_secs(30),
             checkpoint_every_events: 5_000_000,
             dedupe_window_ms: 24 * 3600 * 1000,
-            max_dedupe_ids: 10_000_000,
+            max_dedupe_ids: 2_000_000,
         }
     }
 }
