@@ -10,7 +10,8 @@
 //!   starts from the warm-up figures. A slow ramp drags the fast baseline along with it, but
 //!   not the anchor, so a ramp is judged against where the metric *used to be*.
 //! * **Judging.** σ = |x − mean| / max(std, `rel_std_floor`·|mean|, 1e-9), computed against
-//!   both baselines; the larger wins. σ ≥ `threshold` (default 3) is a finding.
+//!   both baselines. σ ≥ `threshold` (default 3) against either is a finding; it is reported
+//!   against the recent baseline when that one alone flags it, else against the anchor.
 //! * **No poisoning.** A value judged anomalous is folded into neither baseline. A value
 //!   anomalous only against the anchor is folded into neither either, so a +2 %/event ramp from
 //!   a learned baseline is flagged once it leaves the anchor's band — long before 3× the mean.
@@ -153,7 +154,9 @@ impl MetricBaseline {
         }
         let fast = deviation(x, self.mean, self.var, cfg);
         let anchor = deviation(x, self.anchor_mean, self.anchor_var, cfg);
-        let (worst, against_anchor) = if anchor.sigma > fast.sigma {
+        // Report against the recent baseline when it alone is enough; the anchor speaks only
+        // when the recent baseline has drifted along with a slow ramp.
+        let (worst, against_anchor) = if fast.sigma < cfg.threshold && anchor.sigma > fast.sigma {
             (anchor, true)
         } else {
             (fast, false)

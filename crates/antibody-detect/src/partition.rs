@@ -561,7 +561,7 @@ fn fmt_num(x: f64) -> String {
     } else if x.abs() >= 100.0 {
         format!("{x:.0}")
     } else {
-        format!("{x:.3}")
+        format!("{x:.2}")
     }
 }
 
