@@ -1,0 +1,21 @@
+//! Learned detection for antibody: feature sets, a synthetic agent-behaviour generator, and
+//! CPU-fast models that score rows deterministically and explain every score.
+//!
+//! - [`features`]: declarative feature sets (`agent-behavior`, `tabular`) with schema hashes.
+//! - [`gen`]: the seeded generator of the seven agent-behaviour scenarios.
+//! - [`data`]: CSV → [`data::Dataset`] (feature matrix, binary labels, threat types), splits.
+//! - [`iforest`], [`gbt`], [`shap`], [`fusion`]: the models and their explanations.
+//! - [`model`]: the trained ensemble, its `score_batch` API and its model-file directory.
+//! - [`train`], [`metrics`]: the training pipeline and evaluation.
+//!
+//! Nothing here reads the clock or the environment; all randomness comes from [`rng`] with an
+//! explicit seed.
+
+pub mod csv;
+pub mod data;
+pub mod error;
+pub mod features;
+pub mod gen;
+pub mod rng;
+
+pub use error::{MlError, Result};
