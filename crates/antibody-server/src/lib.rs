@@ -2,6 +2,7 @@
 //! [`Server::open`] recovers state from the data dir; [`Server::serve`] runs until shutdown.
 
 pub mod auth;
+pub mod demo;
 pub mod error;
 pub mod metrics;
 pub mod openapi;
@@ -48,6 +49,8 @@ pub struct ServerConfig {
     pub limits: Limits,
     pub pipeline: PipelineConfig,
     pub tick_interval: Duration,
+    /// Run the built-in fleet simulator (`--demo`).
+    pub demo: bool,
 }
 
 impl ServerConfig {
@@ -59,6 +62,7 @@ impl ServerConfig {
             engine: EngineConfig::default(),
             limits: Limits::default(),
             tick_interval: Duration::from_secs(1),
+            demo: false,
         }
     }
 }
@@ -66,6 +70,7 @@ impl ServerConfig {
 pub struct Server {
     state: AppState,
     tick_interval: Duration,
+    demo: bool,
     /// The bootstrap admin key when this start created it (to print once).
     pub new_admin_key: Option<String>,
 }
@@ -108,6 +113,7 @@ impl Server {
         Ok(Server {
             state,
             tick_interval: cfg.tick_interval,
+            demo: cfg.demo,
             new_admin_key,
         })
     }
@@ -139,11 +145,21 @@ impl Server {
                 ticker.tick(clock.now_ms());
             }
         });
+        let demo_task = self.demo.then(|| {
+            tracing::info!("demo: simulating a fleet with an attack every 10 s (tenant `default`)");
+            tokio::spawn(demo::run(
+                self.state.pipeline.clone(),
+                self.state.clock.clone(),
+            ))
+        });
         let app = self.router();
         let result = axum::serve(listener, app)
             .with_graceful_shutdown(shutdown)
             .await;
         tick_task.abort();
+        if let Some(t) = demo_task {
+            t.abort();
+        }
         tokio::task::spawn_blocking(move || pipeline.shutdown())
             .await
             .map_err(std::io::Error::other)?;

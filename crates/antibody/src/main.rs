@@ -57,6 +57,11 @@ struct ServeArgs {
     /// Engine worker threads (partitions); default one per core.
     #[arg(long, env = "ANTIBODY_WORKERS")]
     workers: Option<usize>,
+    /// Also run the built-in fleet simulator: agents, a web server and an SSH host under tenant
+    /// `default`, with an attack every 10 seconds (token explosion, SQL injection, SSH brute
+    /// force, prompt injection).
+    #[arg(long, env = "ANTIBODY_DEMO")]
+    demo: bool,
     /// Log format: `human` or `json`.
     #[arg(long, env = "ANTIBODY_LOG_FORMAT", value_parser = ["human", "json"])]
     log_format: Option<String>,
@@ -163,7 +168,8 @@ fn serve(args: ServeArgs) -> Result<()> {
         workers: args.workers,
         admin_key: std::env::var("ANTIBODY_ADMIN_KEY").ok(),
     };
-    let resolved = config::resolve(file, overrides)?;
+    let mut resolved = config::resolve(file, overrides)?;
+    resolved.server.demo = args.demo;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

@@ -87,3 +87,14 @@ fn every_subcommand_has_help() {
         );
     }
 }
+
+#[test]
+fn demo_mode_feeds_the_simulated_fleet() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = TestServer::start_in(tmp.path(), &["--demo"]);
+    let n = common::eventually(std::time::Duration::from_secs(10), || {
+        let r = s.get("/v1/entities/agent:demo-0", common::ADMIN_KEY);
+        (r.status == 200).then(|| r.json()["baselines"]["tokens"]["n"].as_u64().unwrap_or(0))
+    });
+    assert!(n >= 1);
+}
