@@ -67,7 +67,7 @@ impl Simulator {
         let mut evs: Vec<Event> = (0..AGENTS).map(|a| self.vitals(now, a, 1.0)).collect();
         evs.push(self.http(now, "198.51.100.20", "q=running+shoes&page=2"));
         evs.push(self.auth(now, "198.51.100.21", "success"));
-        if self.tick % ATTACK_EVERY == 0 {
+        if self.tick.is_multiple_of(ATTACK_EVERY) {
             let attack = ATTACKS[((self.tick / ATTACK_EVERY - 1) % ATTACKS.len() as u64) as usize];
             self.attack(now, attack, &mut evs);
         }
