@@ -1,7 +1,7 @@
 //! The committer owns the durable log: it deduplicates idempotency ids, appends every queued
 //! request in one batch, fsyncs once, acknowledges, and routes the events to the partitions.
 
-use super::{CommitOutcome, Ingest, IngestRequest, PipelineConfig, PipelineError, Work};
+use super::{CommitOutcome, Health, Ingest, IngestRequest, PipelineConfig, PipelineError, Work};
 use crate::metrics::Metrics;
 use antibody_core::{Clock, Event, TenantId};
 use antibody_detect::partition_of;
@@ -96,6 +96,7 @@ pub(crate) struct Committer {
     last_retention: Instant,
     encoded: Vec<u8>,
     bounds: Vec<(usize, usize)>,
+    health: Arc<Health>,
 }
 
 impl Committer {
@@ -106,6 +107,7 @@ impl Committer {
         metrics: Arc<Metrics>,
         clock: Arc<dyn Clock>,
         checkpoint: Arc<AtomicU64>,
+        health: Arc<Health>,
     ) -> Self {
         let start = checkpoint.load(Relaxed);
         Self {
@@ -121,6 +123,7 @@ impl Committer {
             last_retention: Instant::now(),
             encoded: Vec::with_capacity(1 << 20),
             bounds: Vec::new(),
+            health,
         }
     }
 
@@ -250,6 +253,7 @@ impl Committer {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!(error = %e, "durable log write failed; refusing the batch");
+                self.health.fail("the durable log cannot be written");
                 for (t, id) in dup_ids {
                     self.dedupe.forget(&t, &id);
                 }
@@ -296,11 +300,14 @@ impl Committer {
             parts[partition_of(&ev.tenant, &ev.entity, n)].push((off, ev));
         }
         for (w, part) in self.workers.iter().zip(parts) {
-            if !part.is_empty() {
-                let _ = w.send(Work::Events {
+            if !part.is_empty()
+                && w.send(Work::Events {
                     batch: part,
                     received,
-                });
+                })
+                .is_err()
+            {
+                self.health.fail("a partition worker is gone");
             }
         }
     }

@@ -118,6 +118,23 @@ pub(crate) enum Work {
     Stop,
 }
 
+/// Readiness shared by the pipeline threads: a stage that finds another stage gone (a bug
+/// killed its thread) or the log unwritable marks the service not ready, so `/readyz` fails
+/// and orchestration can restart it; the log replay then recovers every acknowledged event.
+#[derive(Debug)]
+pub(crate) struct Health(AtomicBool);
+
+impl Health {
+    pub(crate) fn fail(&self, why: &str) {
+        if self.0.swap(false, Ordering::Relaxed) {
+            tracing::error!(
+                why,
+                "pipeline degraded: /readyz now fails; restart the service"
+            );
+        }
+    }
+}
+
 #[derive(Debug)]
 pub enum SubmitError {
     Overloaded,
@@ -130,7 +147,7 @@ pub struct Pipeline {
     workers: Vec<SyncSender<Work>>,
     queued: Arc<AtomicU64>,
     max_queued: u64,
-    ready: Arc<AtomicBool>,
+    ready: Arc<Health>,
     pub stream: broadcast::Sender<StreamItem>,
     threads: std::sync::Mutex<Vec<std::thread::JoinHandle<()>>>,
 }
@@ -179,6 +196,7 @@ impl Pipeline {
             .metrics
             .checkpoint_offset
             .store(start_offset, Ordering::Relaxed);
+        let ready = Arc::new(Health(AtomicBool::new(true)));
         let (stream, _) = broadcast::channel(4096);
         let (sink_tx, sink_rx) = mpsc::sync_channel(256);
         let checkpoint = Arc::new(AtomicU64::new(start_offset));
@@ -196,7 +214,8 @@ impl Pipeline {
         let mut workers = Vec::new();
         for (i, p) in partitions.into_iter().enumerate() {
             let (tx, rx) = mpsc::sync_channel(64);
-            let w = worker::Worker::new(i, p, sink_tx.clone(), parts.metrics.clone());
+            let w =
+                worker::Worker::new(i, p, sink_tx.clone(), parts.metrics.clone(), ready.clone());
             threads.push(spawn(&format!("antibody-part-{i}"), move || w.run(rx))?);
             workers.push(tx);
         }
@@ -208,6 +227,7 @@ impl Pipeline {
             parts.metrics.clone(),
             parts.clock.clone(),
             checkpoint,
+            ready.clone(),
         );
         committer.recover(start_offset)?;
         let (ingest_tx, ingest_rx) = mpsc::sync_channel(1024);
@@ -216,7 +236,6 @@ impl Pipeline {
         threads.push(spawn("antibody-committer", move || {
             committer.run(ingest_rx, q)
         })?);
-        let ready = Arc::new(AtomicBool::new(true));
         Ok(Arc::new(Pipeline {
             ingest: ingest_tx,
             workers,
@@ -290,12 +309,12 @@ impl Pipeline {
     }
 
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Relaxed)
+        self.ready.0.load(Ordering::Relaxed)
     }
 
     /// Stops accepting events, drains every queue, writes a final snapshot and joins the threads.
     pub fn shutdown(&self) {
-        self.ready.store(false, Ordering::Relaxed);
+        self.ready.0.store(false, Ordering::Relaxed);
         let threads = match self.threads.lock() {
             Ok(mut t) => std::mem::take(&mut *t),
             Err(_) => Vec::new(),

@@ -1,7 +1,7 @@
 //! A partition worker: owns one engine partition and feeds its outputs to the sink.
 
 use super::sink::SinkMsg;
-use super::Work;
+use super::{Health, Work};
 use crate::metrics::Metrics;
 use antibody_detect::{Outputs, Partition};
 use std::sync::atomic::Ordering::Relaxed;
@@ -14,6 +14,7 @@ pub(crate) struct Worker {
     partition: Partition,
     sink: SyncSender<SinkMsg>,
     metrics: Arc<Metrics>,
+    health: Arc<Health>,
 }
 
 impl Worker {
@@ -22,12 +23,20 @@ impl Worker {
         partition: Partition,
         sink: SyncSender<SinkMsg>,
         metrics: Arc<Metrics>,
+        health: Arc<Health>,
     ) -> Self {
         Self {
             index,
             partition,
             sink,
             metrics,
+            health,
+        }
+    }
+
+    fn to_sink(&self, msg: SinkMsg) {
+        if self.sink.send(msg).is_err() {
+            self.health.fail("the sink thread is gone");
         }
     }
 
@@ -59,7 +68,7 @@ impl Worker {
                 }
                 Work::Checkpoint { next_offset } => {
                     let bytes = self.partition.snapshot().map_err(|e| e.to_string());
-                    let _ = self.sink.send(SinkMsg::SnapshotPart {
+                    self.to_sink(SinkMsg::SnapshotPart {
                         partition: self.index,
                         next_offset,
                         bytes,
@@ -76,7 +85,7 @@ impl Worker {
         }
         let findings = std::mem::take(&mut out.findings);
         let incidents = std::mem::take(&mut out.incidents);
-        let _ = self.sink.send(SinkMsg::Outputs {
+        self.to_sink(SinkMsg::Outputs {
             findings,
             incidents,
             received,
