@@ -106,7 +106,7 @@ impl Store {
         }
     }
 
-    fn lock_writer(&self) -> MutexGuard<'_, Connection> {
+    pub(crate) fn lock_writer(&self) -> MutexGuard<'_, Connection> {
         lock(&self.writer)
     }
 }
