@@ -15,7 +15,15 @@ pub mod csv;
 pub mod data;
 pub mod error;
 pub mod features;
+pub mod fusion;
+pub mod gbt;
 pub mod gen;
+pub mod iforest;
+pub mod metrics;
+pub mod model;
 pub mod rng;
+pub mod shap;
+pub mod train;
+pub mod tree;
 
 pub use error::{MlError, Result};

@@ -1,0 +1,603 @@
+//! The training pipeline and evaluation.
+//!
+//! Rows are split, stratified by type and seeded, into train / validation / test (70/10/20
+//! by default). On the train rows: the isolation forest (benign rows only, so it learns what
+//! normal looks like), the boosted trees, the type classifier, and the bagged members
+//! (bootstrap samples, fewer trees, column subsampling). On the validation rows: the fusion of
+//! each pipeline, from scores the detectors never trained on. The test rows are scored once,
+//! at the end, for the metrics the manifest records. Every random choice derives from
+//! `TrainConfig::seed`.
+
+use crate::data::Dataset;
+use crate::error::{MlError, Result};
+use crate::fusion::Logistic;
+use crate::gbt::{train_binary, train_multiclass, GbtParams};
+use crate::iforest::{IsoParams, IsolationForest};
+use crate::metrics::{BinaryMetrics, TypeMetrics};
+use crate::model::{Ensemble, Member, Score, TypeClassifier, MAX_TYPES, NO_TYPE};
+use crate::rng::Rng;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The class rarer types are merged into.
+pub const OTHER_TYPE: &str = "other";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    pub seed: u64,
+    pub test_fraction: f64,
+    pub validation_fraction: f64,
+    pub iforest: IsoParams,
+    pub gbt: GbtParams,
+    /// Bagged members for the uncertainty estimate (0–16).
+    pub members: usize,
+    pub member_gbt: GbtParams,
+    /// The threat-type classifier; `None` skips it.
+    pub types: Option<GbtParams>,
+    /// Types with fewer training rows are merged into `other`.
+    pub min_type_rows: usize,
+    /// L2 penalty of the fusion (on standardised inputs).
+    pub fusion_l2: f64,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            seed: 42,
+            test_fraction: 0.2,
+            validation_fraction: 0.1,
+            iforest: IsoParams::default(),
+            gbt: GbtParams::default(),
+            members: 5,
+            member_gbt: GbtParams {
+                rounds: 50,
+                learning_rate: 0.2,
+                col_subsample: 0.8,
+                ..GbtParams::default()
+            },
+            types: Some(GbtParams {
+                rounds: 100,
+                max_depth: 4,
+                ..GbtParams::default()
+            }),
+            min_type_rows: 20,
+            fusion_l2: 1.0,
+        }
+    }
+}
+
+impl TrainConfig {
+    pub fn validate(&self) -> Result<()> {
+        let ok = self.test_fraction > 0.0
+            && self.validation_fraction > 0.0
+            && self.test_fraction + self.validation_fraction < 0.9;
+        if !ok {
+            return Err(MlError::Config(
+                "test and validation fractions must be positive and leave at least 10 % to train"
+                    .into(),
+            ));
+        }
+        if self.members > 16 {
+            return Err(MlError::Config("at most 16 bagged members".into()));
+        }
+        if self.gbt.rounds == 0 || self.gbt.max_depth == 0 || self.gbt.max_depth > 12 {
+            return Err(MlError::Config(
+                "boosting needs at least one round and a depth of 1–12".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Training progress, reported by stage.
+pub trait Progress {
+    /// A stage starts with `steps` units of work.
+    fn stage(&mut self, name: &str, steps: u64);
+    /// One unit of the current stage is done.
+    fn step(&mut self);
+}
+
+/// Reports nothing.
+pub struct NoProgress;
+
+impl Progress for NoProgress {
+    fn stage(&mut self, _: &str, _: u64) {}
+    fn step(&mut self) {}
+}
+
+/// Detection rate of one labelled type.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TypeDetection {
+    #[serde(rename = "type")]
+    pub type_name: String,
+    pub rows: u64,
+    pub flagged: u64,
+    pub rate: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvalReport {
+    pub binary: BinaryMetrics,
+    /// Threat-type classification on the threat rows (true type known to the model).
+    pub types: Option<TypeMetrics>,
+    /// Per labelled type: the share of rows flagged as threats.
+    pub detection_by_type: Vec<TypeDetection>,
+    /// Mean uncertainty on correct and on wrong verdicts.
+    pub uncertainty_correct: f64,
+    pub uncertainty_wrong: f64,
+}
+
+/// A trained ensemble with its split sizes and held-out report.
+pub struct Trained {
+    pub ensemble: Ensemble,
+    pub train_rows: usize,
+    pub validation_rows: usize,
+    pub test_rows: usize,
+    pub report: EvalReport,
+}
+
+/// Splits, fits and evaluates on the held-out test rows.
+pub fn train(ds: &Dataset, cfg: &TrainConfig, progress: &mut dyn Progress) -> Result<Trained> {
+    cfg.validate()?;
+    if !ds.has_labels() {
+        return Err(MlError::Data("training needs labels".into()));
+    }
+    let train_fraction = 1.0 - cfg.test_fraction - cfg.validation_fraction;
+    let parts = ds.stratified_split(
+        &[train_fraction, cfg.validation_fraction, cfg.test_fraction],
+        cfg.seed,
+    );
+    let (tr, va, te) = (
+        ds.subset(&parts[0]),
+        ds.subset(&parts[1]),
+        ds.subset(&parts[2]),
+    );
+    let ensemble = fit(&tr, &va, cfg, progress)?;
+    progress.stage("evaluating", 1);
+    let report = evaluate(&ensemble, &te);
+    progress.step();
+    Ok(Trained {
+        ensemble,
+        train_rows: tr.n_rows(),
+        validation_rows: va.n_rows(),
+        test_rows: te.n_rows(),
+        report,
+    })
+}
+
+/// Fits every part on `tr` and the fusions on `va`.
+pub fn fit(
+    tr: &Dataset,
+    va: &Dataset,
+    cfg: &TrainConfig,
+    progress: &mut dyn Progress,
+) -> Result<Ensemble> {
+    let nf = tr.n_features;
+    let fail = |what: &str, e: String| MlError::Data(format!("{what}: {e}"));
+    if tr.y.iter().all(|&v| v == tr.y[0]) || va.y.iter().all(|&v| v == va.y[0]) {
+        return Err(MlError::Data(
+            "both benign and threat rows are needed in the training and validation splits".into(),
+        ));
+    }
+
+    progress.stage("isolation forest", 1);
+    let benign: Vec<usize> = (0..tr.n_rows()).filter(|&i| tr.y[i] == 0).collect();
+    let iso_rows = if benign.len() >= 2 {
+        tr.subset(&benign).x
+    } else {
+        tr.x.clone()
+    };
+    let iso_params = IsoParams {
+        seed: Rng::derive(cfg.seed, 1).next_u64(),
+        ..cfg.iforest.clone()
+    };
+    let iforest = IsolationForest::train(&iso_rows, nf, &iso_params)
+        .map_err(|e| fail("isolation forest", e))?;
+    progress.step();
+
+    let gbt_params = GbtParams {
+        seed: Rng::derive(cfg.seed, 2).next_u64(),
+        ..cfg.gbt.clone()
+    };
+    progress.stage("boosted trees", gbt_params.rounds as u64);
+    let gbt = train_binary(&tr.x, nf, &tr.y, &gbt_params, &mut |_| progress.step())
+        .map_err(|e| fail("boosted trees", e))?;
+
+    let va_anomaly = {
+        let mut a = vec![0f32; va.n_rows()];
+        iforest.score_batch(&va.x, &mut a);
+        a
+    };
+    let fuse = |g: &crate::gbt::Gbt| -> Result<Logistic> {
+        let mut m = vec![0f32; va.n_rows()];
+        g.margins_batch(&va.x, &mut m);
+        let inputs: Vec<f64> = m
+            .iter()
+            .zip(&va_anomaly)
+            .flat_map(|(&m, &a)| [m as f64, a as f64])
+            .collect();
+        Logistic::fit(&inputs, 2, &va.y, cfg.fusion_l2).map_err(|e| fail("fusion", e))
+    };
+    let fusion = fuse(&gbt)?;
+
+    let members = fit_members(tr, cfg, &fuse, progress)?;
+    let types = match &cfg.types {
+        Some(p) => fit_types(tr, cfg, p, progress)?,
+        None => None,
+    };
+    Ok(Ensemble {
+        n_features: nf,
+        iforest,
+        gbt,
+        fusion,
+        members,
+        types,
+        threshold: 0.5,
+    })
+}
+
+fn fit_members(
+    tr: &Dataset,
+    cfg: &TrainConfig,
+    fuse: &dyn Fn(&crate::gbt::Gbt) -> Result<Logistic>,
+    progress: &mut dyn Progress,
+) -> Result<Vec<Member>> {
+    let rounds = cfg.member_gbt.rounds as u64;
+    progress.stage("bagged members", rounds * cfg.members as u64);
+    let mut members = Vec::with_capacity(cfg.members);
+    for m in 0..cfg.members {
+        let mut rng = Rng::derive(cfg.seed, 100 + m as u64);
+        let sample: Vec<usize> = (0..tr.n_rows()).map(|_| rng.index(tr.n_rows())).collect();
+        let boot = tr.subset(&sample);
+        let params = GbtParams {
+            seed: rng.next_u64(),
+            ..cfg.member_gbt.clone()
+        };
+        let gbt = train_binary(&boot.x, tr.n_features, &boot.y, &params, &mut |_| {
+            progress.step()
+        })
+        .map_err(|e| MlError::Data(format!("bagged member {m}: {e}")))?;
+        members.push(Member {
+            fusion: fuse(&gbt)?,
+            gbt,
+        });
+    }
+    Ok(members)
+}
+
+/// Type classes of the training rows: frequent types kept, rare ones merged into `other`.
+fn type_classes(tr: &Dataset, min_rows: usize) -> (Vec<String>, Vec<u16>) {
+    let mut counts = vec![0usize; tr.type_names.len()];
+    for &t in &tr.types {
+        counts[t as usize] += 1;
+    }
+    let mut ranked: Vec<usize> = (0..counts.len()).filter(|&t| counts[t] > 0).collect();
+    ranked.sort_by(|&a, &b| counts[b].cmp(&counts[a]).then(a.cmp(&b)));
+    let keep: Vec<usize> = ranked
+        .iter()
+        .copied()
+        .filter(|&t| counts[t] >= min_rows)
+        .take(MAX_TYPES - 1)
+        .collect();
+    let mut classes: Vec<String> = keep.iter().map(|&t| tr.type_names[t].clone()).collect();
+    classes.sort();
+    let merged = keep.len() < ranked.len();
+    if merged && !classes.iter().any(|c| c == OTHER_TYPE) {
+        classes.push(OTHER_TYPE.into());
+    }
+    let class_of: Vec<u16> = (0..tr.type_names.len())
+        .map(|t| {
+            let name = &tr.type_names[t];
+            let target = if keep.contains(&t) {
+                name.as_str()
+            } else {
+                OTHER_TYPE
+            };
+            classes.iter().position(|c| c == target).unwrap_or(0) as u16
+        })
+        .collect();
+    (classes, class_of)
+}
+
+fn fit_types(
+    tr: &Dataset,
+    cfg: &TrainConfig,
+    params: &GbtParams,
+    progress: &mut dyn Progress,
+) -> Result<Option<TypeClassifier>> {
+    let (classes, class_of) = type_classes(tr, cfg.min_type_rows);
+    let targets: Vec<u16> = tr.types.iter().map(|&t| class_of[t as usize]).collect();
+    // The benign class: the commonest class among benign rows.
+    let mut benign = BTreeMap::new();
+    for (&c, &y) in targets.iter().zip(&tr.y) {
+        if y == 0 {
+            *benign.entry(c).or_insert(0usize) += 1;
+        }
+    }
+    let negative = benign
+        .iter()
+        .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))
+        .map(|(&c, _)| c);
+    let threat_classes = classes.len() - usize::from(negative.is_some());
+    if threat_classes < 2 {
+        return Ok(None);
+    }
+    let params = GbtParams {
+        seed: Rng::derive(cfg.seed, 3).next_u64(),
+        ..params.clone()
+    };
+    progress.stage("threat types", params.rounds as u64);
+    let gbt = train_multiclass(
+        &tr.x,
+        tr.n_features,
+        &targets,
+        classes.len(),
+        &params,
+        &mut |_| progress.step(),
+    )
+    .map_err(|e| MlError::Data(format!("type classifier: {e}")))?;
+    Ok(Some(TypeClassifier {
+        gbt,
+        classes,
+        negative,
+    }))
+}
+
+/// Scores every row of a labelled dataset.
+pub fn evaluate(ensemble: &Ensemble, ds: &Dataset) -> EvalReport {
+    let mut scores = vec![Score::default(); ds.n_rows()];
+    ensemble.score_batch(&ds.x, &mut scores);
+    let probs: Vec<f64> = scores.iter().map(|s| s.probability as f64).collect();
+    let binary = BinaryMetrics::compute(&probs, &ds.y, ensemble.threshold);
+    let flagged: Vec<bool> = probs.iter().map(|&p| p >= ensemble.threshold).collect();
+
+    let (mut right, mut wrong) = ((0.0, 0u64), (0.0, 0u64));
+    for ((s, &f), &y) in scores.iter().zip(&flagged).zip(&ds.y) {
+        let acc = if f == (y == 1) {
+            &mut right
+        } else {
+            &mut wrong
+        };
+        acc.0 += s.uncertainty as f64;
+        acc.1 += 1;
+    }
+    let mean = |(sum, n): (f64, u64)| if n == 0 { 0.0 } else { sum / n as f64 };
+
+    let detection_by_type = ds
+        .type_names
+        .iter()
+        .enumerate()
+        .filter_map(|(t, name)| {
+            let rows: Vec<usize> = (0..ds.n_rows())
+                .filter(|&i| ds.types[i] as usize == t)
+                .collect();
+            let hits = rows.iter().filter(|&&i| flagged[i]).count() as u64;
+            (!rows.is_empty()).then(|| TypeDetection {
+                type_name: name.clone(),
+                rows: rows.len() as u64,
+                flagged: hits,
+                rate: hits as f64 / rows.len() as f64,
+            })
+        })
+        .collect();
+
+    EvalReport {
+        binary,
+        types: type_metrics(ensemble, ds, &scores),
+        detection_by_type,
+        uncertainty_correct: mean(right),
+        uncertainty_wrong: mean(wrong),
+    }
+}
+
+/// Type accuracy over threat rows whose labelled type the model knows (or maps to `other`):
+/// the predicted type is the likeliest non-benign class.
+fn type_metrics(ensemble: &Ensemble, ds: &Dataset, scores: &[Score]) -> Option<TypeMetrics> {
+    let t = ensemble.types.as_ref()?;
+    let neg = t.negative.map(usize::from);
+    let threat_classes: Vec<usize> = (0..t.classes.len()).filter(|&k| Some(k) != neg).collect();
+    let names: Vec<String> = threat_classes
+        .iter()
+        .map(|&k| t.classes[k].clone())
+        .collect();
+    let position = |class: usize| threat_classes.iter().position(|&k| k == class);
+    let other = t.classes.iter().position(|c| c == OTHER_TYPE);
+    let (mut truth, mut predicted) = (Vec::new(), Vec::new());
+    for (i, s) in scores.iter().enumerate() {
+        if ds.y[i] != 1 || s.threat_type == NO_TYPE {
+            continue;
+        }
+        let name = &ds.type_names[ds.types[i] as usize];
+        let class = t.classes.iter().position(|c| c == name).or(other);
+        if let (Some(a), Some(b)) = (class.and_then(position), position(s.threat_type as usize)) {
+            truth.push(a as u16);
+            predicted.push(b as u16);
+        }
+    }
+    Some(TypeMetrics::compute(&truth, &predicted, &names))
+}
+
+/// Mean and standard deviation of a metric across folds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MeanSd {
+    pub mean: f64,
+    pub sd: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CvReport {
+    pub folds: usize,
+    pub accuracy: MeanSd,
+    pub precision: MeanSd,
+    pub recall: MeanSd,
+    pub f1: MeanSd,
+    pub fpr: MeanSd,
+    pub roc_auc: MeanSd,
+    pub per_fold: Vec<BinaryMetrics>,
+}
+
+/// Stratified k-fold cross-validation of the binary detector (the type classifier is
+/// skipped: folds report binary metrics only). Within each fold's training part a
+/// validation share is held out for the fusion, as in [`train`].
+pub fn cross_validate(
+    ds: &Dataset,
+    cfg: &TrainConfig,
+    k: usize,
+    progress: &mut dyn Progress,
+) -> Result<CvReport> {
+    cfg.validate()?;
+    if k < 2 || k > ds.n_rows() {
+        return Err(MlError::Config(format!(
+            "cross-validation needs 2 to {} folds",
+            ds.n_rows()
+        )));
+    }
+    let cfg = TrainConfig {
+        types: None,
+        ..cfg.clone()
+    };
+    let val_share = cfg.validation_fraction / (1.0 - cfg.test_fraction);
+    let mut per_fold = Vec::with_capacity(k);
+    for (f, (train_idx, test_idx)) in ds.kfold(k, cfg.seed).into_iter().enumerate() {
+        let part = ds.subset(&train_idx);
+        let split = part.stratified_split(&[1.0 - val_share, val_share], cfg.seed + f as u64);
+        let fold_cfg = TrainConfig {
+            seed: Rng::derive(cfg.seed, 1000 + f as u64).next_u64(),
+            ..cfg.clone()
+        };
+        let ensemble = fit(
+            &part.subset(&split[0]),
+            &part.subset(&split[1]),
+            &fold_cfg,
+            progress,
+        )?;
+        per_fold.push(evaluate(&ensemble, &ds.subset(&test_idx)).binary);
+    }
+    let stat = |get: fn(&BinaryMetrics) -> f64| {
+        let v: Vec<f64> = per_fold.iter().map(get).collect();
+        let mean = v.iter().sum::<f64>() / v.len() as f64;
+        let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (v.len() - 1).max(1) as f64;
+        MeanSd {
+            mean,
+            sd: var.sqrt(),
+        }
+    };
+    Ok(CvReport {
+        folds: k,
+        accuracy: stat(|m| m.accuracy),
+        precision: stat(|m| m.precision),
+        recall: stat(|m| m.recall),
+        f1: stat(|m| m.f1),
+        fpr: stat(|m| m.fpr),
+        roc_auc: stat(|m| m.roc_auc),
+        per_fold,
+    })
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::data::{LabelSpec, RawTable, DEFAULT_NEGATIVES};
+    use crate::features::{AgentBehavior, FeatureSet};
+    use crate::gen::{generate, write_csv, GenConfig};
+
+    pub(crate) fn generated(rows: usize, seed: u64) -> Dataset {
+        let mut csv = Vec::new();
+        let cfg = GenConfig {
+            rows,
+            seed,
+            ..GenConfig::default()
+        };
+        write_csv(&generate(&cfg), &mut csv).unwrap();
+        let table = RawTable::from_reader(csv.as_slice(), true).unwrap();
+        let labels = LabelSpec {
+            label: "is_threat".into(),
+            negatives: DEFAULT_NEGATIVES.iter().map(|s| s.to_string()).collect(),
+            type_column: Some("threat_type".into()),
+        };
+        let set = FeatureSet::AgentBehavior(AgentBehavior::default());
+        Dataset::from_table(&table, &set, Some(&labels)).unwrap()
+    }
+
+    pub(crate) fn quick() -> TrainConfig {
+        let small = GbtParams {
+            rounds: 30,
+            max_depth: 4,
+            ..GbtParams::default()
+        };
+        TrainConfig {
+            iforest: IsoParams {
+                trees: 30,
+                ..IsoParams::default()
+            },
+            gbt: small.clone(),
+            members: 3,
+            member_gbt: GbtParams {
+                rounds: 10,
+                ..small.clone()
+            },
+            types: Some(small),
+            ..TrainConfig::default()
+        }
+    }
+
+    #[test]
+    fn trains_evaluates_and_is_deterministic() {
+        let ds = generated(1600, 11);
+        let a = train(&ds, &quick(), &mut NoProgress).unwrap();
+        assert_eq!(a.train_rows + a.validation_rows + a.test_rows, 1600);
+        let m = &a.report.binary;
+        assert!(m.accuracy > 0.97 && m.roc_auc > 0.98, "{m:?}");
+        let types = a.report.types.as_ref().unwrap();
+        assert!(types.accuracy > 0.9, "{types:?}");
+        assert_eq!(types.classes.len(), 6, "benign class excluded");
+        let b = train(&ds, &quick(), &mut NoProgress).unwrap();
+        assert_eq!(a.report, b.report);
+        // Generalises to another seed of the generator.
+        let other = evaluate(&a.ensemble, &generated(800, 99));
+        assert!(other.binary.accuracy > 0.97, "{:?}", other.binary);
+    }
+
+    #[test]
+    fn batch_and_row_scores_agree() {
+        let ds = generated(800, 5);
+        let t = train(&ds, &quick(), &mut NoProgress).unwrap();
+        let mut batch = vec![Score::default(); ds.n_rows()];
+        t.ensemble.score_batch(&ds.x, &mut batch);
+        for (i, b) in batch.iter().enumerate().step_by(37) {
+            let r = t.ensemble.score_row(ds.row(i));
+            assert!((r.probability - b.probability).abs() < 1e-5);
+            assert!((r.uncertainty - b.uncertainty).abs() < 1e-5);
+            assert_eq!(r.threat_type, b.threat_type);
+        }
+    }
+
+    #[test]
+    fn cross_validation_reports_every_fold() {
+        let ds = generated(800, 6);
+        let cfg = TrainConfig {
+            members: 0,
+            ..quick()
+        };
+        let cv = cross_validate(&ds, &cfg, 3, &mut NoProgress).unwrap();
+        assert_eq!(cv.per_fold.len(), 3);
+        assert!(cv.accuracy.mean > 0.95, "{cv:?}");
+        let rows: u64 = cv.per_fold.iter().map(|m| m.rows).sum();
+        assert_eq!(rows, 800);
+    }
+
+    #[test]
+    fn rare_types_merge_into_other() {
+        let ds = Dataset {
+            n_features: 1,
+            x: vec![0.0; 50],
+            y: vec![0; 50],
+            types: (0..50).map(|i| u16::from(i >= 45)).collect(),
+            type_names: vec!["common".into(), "rare".into()],
+            lines: (0..50).collect(),
+        };
+        let (classes, class_of) = type_classes(&ds, 10);
+        assert_eq!(classes, ["common", "other"]);
+        assert_eq!(class_of, [0, 1]);
+    }
+}

@@ -1,0 +1,307 @@
+//! Binary decision trees shared by the isolation forest and the boosted trees, and their
+//! compiled form for fast inference.
+//!
+//! A [`Tree`] is the explicit node list that training builds, model files store and
+//! TreeSHAP walks. A [`FlatForest`] is the same trees padded to complete binary trees of one
+//! depth, stored as flat arrays: every tree is then evaluated with the same fixed number of
+//! branch-free steps (`i = 2i + 1 + (x[f] > t)`), and a batch interleaves several rows per
+//! tree so their independent steps overlap in the CPU. Padding nodes test feature 0 against
+//! +∞ (always left) and the leaf value is copied to every bottom slot below it.
+//!
+//! Split convention everywhere: a row goes right iff `x[feature] > threshold`; NaN goes left.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Node {
+    pub feature: u32,
+    pub threshold: f32,
+    /// Children; 0 marks a leaf (the root is never a child).
+    pub left: u32,
+    pub right: u32,
+    /// The leaf's output (for internal nodes: unused by prediction).
+    pub value: f64,
+    /// Training rows that reached the node (TreeSHAP weights paths by it).
+    pub cover: f64,
+}
+
+impl Node {
+    pub fn leaf(value: f64, cover: f64) -> Self {
+        Node {
+            feature: 0,
+            threshold: 0.0,
+            left: 0,
+            right: 0,
+            value,
+            cover,
+        }
+    }
+
+    pub fn is_leaf(&self) -> bool {
+        self.left == 0
+    }
+
+    /// The child a row goes to.
+    pub fn next(&self, x: &[f32]) -> usize {
+        let v = x.get(self.feature as usize).copied().unwrap_or(f32::NAN);
+        if v > self.threshold {
+            self.right as usize
+        } else {
+            self.left as usize
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Tree {
+    /// Node 0 is the root.
+    pub nodes: Vec<Node>,
+}
+
+impl Tree {
+    /// The leaf node a row reaches.
+    pub fn leaf_of(&self, x: &[f32]) -> usize {
+        let mut i = 0;
+        while let Some(n) = self.nodes.get(i) {
+            if n.is_leaf() {
+                return i;
+            }
+            i = n.next(x);
+        }
+        0
+    }
+
+    pub fn predict(&self, x: &[f32]) -> f64 {
+        self.nodes.get(self.leaf_of(x)).map_or(0.0, |n| n.value)
+    }
+
+    /// Edges on the longest root-to-leaf path.
+    pub fn depth(&self) -> usize {
+        fn walk(t: &Tree, i: usize) -> usize {
+            match t.nodes.get(i) {
+                Some(n) if !n.is_leaf() => {
+                    1 + walk(t, n.left as usize).max(walk(t, n.right as usize))
+                }
+                _ => 0,
+            }
+        }
+        walk(self, 0)
+    }
+
+    /// Checks the structure a model file could have broken: children in range and after
+    /// their parent (so walks terminate), features within `n_features`.
+    pub fn validate(&self, n_features: usize) -> Result<(), String> {
+        if self.nodes.is_empty() {
+            return Err("empty tree".into());
+        }
+        for (i, n) in self.nodes.iter().enumerate() {
+            if n.is_leaf() {
+                continue;
+            }
+            let ok = |c: u32| (c as usize) > i && (c as usize) < self.nodes.len();
+            if !ok(n.left) || !ok(n.right) {
+                return Err(format!("node {i} has a child out of order or range"));
+            }
+            if n.feature as usize >= n_features {
+                return Err(format!(
+                    "node {i} splits on feature {} of {n_features}",
+                    n.feature
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Trees compiled to complete binary trees of a common depth, in flat arrays.
+#[derive(Debug, Clone, Default)]
+pub struct FlatForest {
+    depth: u32,
+    n_trees: usize,
+    feature: Vec<u32>,
+    threshold: Vec<f32>,
+    leaf: Vec<f32>,
+}
+
+/// Rows evaluated together per tree in a batch: enough independent dependency chains to
+/// hide the latency of each step's loads.
+const LANES: usize = 8;
+
+impl FlatForest {
+    /// `trees` must have been validated against the row width.
+    pub fn compile(trees: &[Tree]) -> Self {
+        let depth = trees.iter().map(Tree::depth).max().unwrap_or(0) as u32;
+        let internal = (1usize << depth) - 1;
+        let leaves = 1usize << depth;
+        let mut f = FlatForest {
+            depth,
+            n_trees: trees.len(),
+            feature: vec![0; internal * trees.len()],
+            threshold: vec![f32::INFINITY; internal * trees.len()],
+            leaf: vec![0.0; leaves * trees.len()],
+        };
+        for (t, tree) in trees.iter().enumerate() {
+            f.fill(tree, t, 0, 0, 0);
+        }
+        f
+    }
+
+    /// Copies `tree`'s node `node` to complete-tree slot `slot` at `level`.
+    fn fill(&mut self, tree: &Tree, t: usize, node: usize, slot: usize, level: u32) {
+        let Some(n) = tree.nodes.get(node) else {
+            return;
+        };
+        if level == self.depth {
+            self.leaf[(t << self.depth) + slot - ((1 << self.depth) - 1)] = n.value as f32;
+            return;
+        }
+        let base = t * ((1 << self.depth) - 1);
+        if n.is_leaf() {
+            // Pass-through: threshold +∞ sends every row left, down to the leftmost slot.
+            self.fill(tree, t, node, 2 * slot + 1, level + 1);
+            return;
+        }
+        self.feature[base + slot] = n.feature;
+        self.threshold[base + slot] = n.threshold;
+        self.fill(tree, t, n.left as usize, 2 * slot + 1, level + 1);
+        self.fill(tree, t, n.right as usize, 2 * slot + 2, level + 1);
+    }
+
+    pub fn n_trees(&self) -> usize {
+        self.n_trees
+    }
+
+    /// The leaf value of tree `t` for row `x`.
+    #[inline]
+    fn eval(&self, t: usize, x: &[f32]) -> f32 {
+        let internal = (1usize << self.depth) - 1;
+        let feature = &self.feature[t * internal..(t + 1) * internal];
+        let threshold = &self.threshold[t * internal..(t + 1) * internal];
+        let mut i = 0usize;
+        for _ in 0..self.depth {
+            let v = x.get(feature[i] as usize).copied().unwrap_or(f32::NAN);
+            i = 2 * i + 1 + usize::from(v > threshold[i]);
+        }
+        self.leaf[(t << self.depth) + i - internal]
+    }
+
+    /// Sum of the trees' leaf values for one row.
+    pub fn sum(&self, x: &[f32]) -> f32 {
+        (0..self.n_trees).map(|t| self.eval(t, x)).sum()
+    }
+
+    /// Adds each row's sum of leaf values into `out` (`rows` row-major, `width` per row).
+    pub fn add_sums(&self, rows: &[f32], width: usize, out: &mut [f32]) {
+        if width == 0 {
+            return;
+        }
+        let internal = (1usize << self.depth) - 1;
+        let mut chunks = rows.chunks_exact(width * LANES);
+        let mut outs = out.chunks_exact_mut(LANES);
+        for (block, acc) in (&mut chunks).zip(&mut outs) {
+            for t in 0..self.n_trees {
+                let feature = &self.feature[t * internal..(t + 1) * internal];
+                let threshold = &self.threshold[t * internal..(t + 1) * internal];
+                let mut idx = [0usize; LANES];
+                for _ in 0..self.depth {
+                    for (lane, i) in idx.iter_mut().enumerate() {
+                        let f = feature[*i] as usize;
+                        let v = block.get(lane * width + f).copied().unwrap_or(f32::NAN);
+                        *i = 2 * *i + 1 + usize::from(v > threshold[*i]);
+                    }
+                }
+                let leaves = &self.leaf[t << self.depth..(t + 1) << self.depth];
+                for (a, i) in acc.iter_mut().zip(idx) {
+                    *a += leaves[i - internal];
+                }
+            }
+        }
+        for (x, o) in chunks
+            .remainder()
+            .chunks_exact(width)
+            .zip(outs.into_remainder())
+        {
+            *o += self.sum(x);
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::rng::Rng;
+
+    /// A random tree over `n_features` with consistent covers; features may repeat on a path.
+    pub(crate) fn random_tree(rng: &mut Rng, n_features: usize, max_depth: usize) -> Tree {
+        fn grow(rng: &mut Rng, t: &mut Tree, i: usize, nf: usize, depth: usize, cover: f64) {
+            if depth == 0 || cover < 2.0 || rng.bernoulli(0.2) {
+                t.nodes[i] = Node::leaf(rng.normal(0.0, 1.0), cover);
+                return;
+            }
+            let left_cover = (cover * rng.uniform(0.1, 0.9))
+                .round()
+                .clamp(1.0, cover - 1.0);
+            let l = t.nodes.len();
+            t.nodes.push(Node::leaf(0.0, 0.0));
+            t.nodes.push(Node::leaf(0.0, 0.0));
+            t.nodes[i] = Node {
+                feature: rng.index(nf) as u32,
+                threshold: rng.normal(0.0, 1.0) as f32,
+                left: l as u32,
+                right: l as u32 + 1,
+                value: 0.0,
+                cover,
+            };
+            grow(rng, t, l, nf, depth - 1, left_cover);
+            grow(rng, t, l + 1, nf, depth - 1, cover - left_cover);
+        }
+        let mut t = Tree {
+            nodes: vec![Node::leaf(0.0, 0.0)],
+        };
+        grow(rng, &mut t, 0, n_features, max_depth, 1000.0);
+        t
+    }
+
+    #[test]
+    fn flat_forest_matches_node_walks() {
+        let mut rng = Rng::new(11);
+        let trees: Vec<Tree> = (0..20).map(|_| random_tree(&mut rng, 4, 6)).collect();
+        for t in &trees {
+            t.validate(4).unwrap();
+        }
+        let flat = FlatForest::compile(&trees);
+        let rows: Vec<f32> = (0..4 * 37)
+            .map(|i| {
+                if i % 23 == 0 {
+                    f32::NAN
+                } else {
+                    rng.normal(0.0, 1.0) as f32
+                }
+            })
+            .collect();
+        let mut batch = vec![0f32; 37];
+        flat.add_sums(&rows, 4, &mut batch);
+        for (r, x) in rows.chunks_exact(4).enumerate() {
+            let want: f64 = trees.iter().map(|t| t.predict(x)).sum();
+            assert!((flat.sum(x) as f64 - want).abs() < 1e-4, "row {r}");
+            assert!((batch[r] as f64 - want).abs() < 1e-4, "batch row {r}");
+        }
+    }
+
+    #[test]
+    fn validate_rejects_broken_trees() {
+        let mut t = Tree {
+            nodes: vec![Node {
+                left: 1,
+                right: 2,
+                ..Node::leaf(0.0, 1.0)
+            }],
+        };
+        assert!(t.validate(1).is_err());
+        t.nodes.push(Node::leaf(1.0, 1.0));
+        t.nodes.push(Node::leaf(2.0, 1.0));
+        assert!(t.validate(1).is_ok());
+        t.nodes[0].feature = 3;
+        assert!(t.validate(1).is_err());
+    }
+}
