@@ -10,12 +10,14 @@ pub enum RespondError {
     ActionNotFound(String),
     #[error("entity `{0}` not found")]
     EntityNotFound(String),
-    #[error("action `{id}` is {status}, not waiting for approval")]
-    NotPending { id: String, status: String },
+    #[error("action `{id}` is {status}; {expected}")]
+    WrongStatus {
+        id: String,
+        status: String,
+        expected: &'static str,
+    },
     #[error("action `{id}` was already approved by key `{actor}`")]
     DuplicateApprover { id: String, actor: String },
-    #[error("action `{id}` is {status}; only a succeeded action can be undone")]
-    NotUndoable { id: String, status: String },
     #[error("entity `{entity}` is {state}; heal-now applies to a contained or exhausted entity")]
     NotHealable { entity: String, state: String },
     #[error("unknown root cause `{0}`")]
@@ -31,9 +33,7 @@ impl RespondError {
     pub fn code(&self) -> &'static str {
         match self {
             Self::ActionNotFound(_) | Self::EntityNotFound(_) => "not_found",
-            Self::NotPending { .. } | Self::NotUndoable { .. } | Self::NotHealable { .. } => {
-                "conflict"
-            }
+            Self::WrongStatus { .. } | Self::NotHealable { .. } => "conflict",
             Self::DuplicateApprover { .. } => "duplicate_approver",
             Self::InvalidAsset(_) => "invalid_asset",
             Self::UnknownCause(_) => "unknown_cause",

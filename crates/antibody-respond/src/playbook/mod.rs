@@ -35,7 +35,8 @@ impl PlaybookSource {
 }
 
 /// What happens when a step fails (the executor reports failure, or probation fails).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum OnFailure {
     /// Try the next rung of the ladder (escalate when there is none).
     Next,

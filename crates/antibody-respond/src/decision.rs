@@ -1,0 +1,191 @@
+//! What the responder tells the server to do or record. Each [`Decision`] is published
+//! (`/v1/stream`), stored, carried out (actions, undos) and appended to the audit chain via
+//! [`Decision::audit_record`].
+
+use crate::action::{Action, ActionKind};
+use crate::assess::Assessment;
+use crate::audit::AuditRecord;
+use crate::fleet::FleetIncident;
+use crate::lifecycle::Transition;
+use antibody_core::{Hypothesis, TenantId, TimestampMs};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// The actor of automatic decisions in audit records.
+pub const ENGINE: &str = "engine";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UndoReason {
+    /// The TTL ran out.
+    Expired,
+    /// A person asked (`POST /v1/actions/{id}/undo`).
+    Manual,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Decision {
+    /// An incident's risk, confidence, blast radius or diagnosis changed.
+    Assessment {
+        tenant: TenantId,
+        incident: String,
+        entity: String,
+        assessment: Assessment,
+        diagnosis: Vec<Hypothesis>,
+    },
+    /// An entity changed lifecycle state.
+    Transition(Transition),
+    /// An action was created or changed status; the server runs it when `approved`.
+    Action {
+        tenant: TenantId,
+        entity: String,
+        actor: String,
+        action: Action,
+    },
+    /// An applied action must be undone.
+    Undo {
+        tenant: TenantId,
+        entity: String,
+        actor: String,
+        reason: UndoReason,
+        action: Action,
+    },
+    /// A human must look.
+    Escalation {
+        tenant: TenantId,
+        entity: String,
+        incident: String,
+        reason: String,
+    },
+    /// A step was not turned into an action (allow-listed target, missing variable, …).
+    Skipped {
+        tenant: TenantId,
+        entity: String,
+        incident: String,
+        playbook: String,
+        kind: ActionKind,
+        target: String,
+        reason: String,
+    },
+    /// A fleet incident opened, grew or closed.
+    Fleet(FleetIncident),
+}
+
+impl Decision {
+    pub fn tenant(&self) -> &TenantId {
+        match self {
+            Self::Assessment { tenant, .. }
+            | Self::Action { tenant, .. }
+            | Self::Undo { tenant, .. }
+            | Self::Escalation { tenant, .. }
+            | Self::Skipped { tenant, .. } => tenant,
+            Self::Transition(t) => &t.tenant,
+            Self::Fleet(f) => &f.tenant,
+        }
+    }
+
+    /// The audit record of this decision, stamped `now`.
+    pub fn audit_record(&self, now: TimestampMs) -> AuditRecord {
+        let mut data = BTreeMap::new();
+        let (actor, kind, subject, detail) = match self {
+            Self::Assessment {
+                incident,
+                assessment: a,
+                diagnosis,
+                ..
+            } => {
+                data.insert("risk".into(), a.risk.to_string());
+                data.insert("confidence".into(), a.confidence.to_string());
+                data.insert("blast_radius".into(), a.blast_radius.to_string());
+                let top = diagnosis.first().map_or("unknown", |h| h.cause.as_str());
+                let detail = format!("risk {} ({} likely)", a.risk, top);
+                (ENGINE, "assessment", incident.clone(), detail)
+            }
+            Self::Transition(t) => {
+                data.insert("from".into(), t.from.to_string());
+                data.insert("to".into(), t.to.to_string());
+                let detail = format!("{} → {}: {}", t.from, t.to, t.reason);
+                (t.actor.as_str(), "state", t.entity.clone(), detail)
+            }
+            Self::Action {
+                actor,
+                action,
+                entity,
+                ..
+            } => {
+                data.insert("status".into(), action.status.to_string());
+                data.insert("kind".into(), action.kind.to_string());
+                data.insert("target".into(), action.target.clone());
+                data.insert("incident".into(), action.incident.clone());
+                data.insert("entity".into(), entity.clone());
+                let kind = if actor == ENGINE {
+                    "action"
+                } else {
+                    "approval"
+                };
+                let detail = format!(
+                    "{} {} {}: {}",
+                    action.kind, action.target, action.status, action.why.text
+                );
+                (actor.as_str(), kind, action.id.clone(), detail)
+            }
+            Self::Undo {
+                actor,
+                reason,
+                action,
+                ..
+            } => {
+                data.insert("kind".into(), action.kind.to_string());
+                data.insert("target".into(), action.target.clone());
+                let detail = format!("undo {} {} ({reason:?})", action.kind, action.target);
+                (actor.as_str(), "undo", action.id.clone(), detail)
+            }
+            Self::Escalation {
+                entity,
+                incident,
+                reason,
+                ..
+            } => {
+                data.insert("incident".into(), incident.clone());
+                (ENGINE, "escalation", entity.clone(), reason.clone())
+            }
+            Self::Skipped {
+                entity,
+                incident,
+                playbook,
+                kind,
+                target,
+                reason,
+                ..
+            } => {
+                data.insert("incident".into(), incident.clone());
+                data.insert("playbook".into(), playbook.clone());
+                let detail = format!("{kind} {target} skipped: {reason}");
+                (ENGINE, "skip", entity.clone(), detail)
+            }
+            Self::Fleet(f) => {
+                data.insert("entities".into(), f.entities.len().to_string());
+                data.insert("group_size".into(), f.group_size.to_string());
+                let detail = format!(
+                    "{} on {}/{} of group `{}`{}",
+                    f.kind,
+                    f.entities.len(),
+                    f.group_size,
+                    f.group,
+                    if f.closed { " (closed)" } else { "" }
+                );
+                (ENGINE, "fleet", f.id.clone(), detail)
+            }
+        };
+        AuditRecord {
+            ts: now,
+            tenant: self.tenant().to_string(),
+            actor: actor.to_owned(),
+            kind: kind.to_owned(),
+            subject,
+            detail,
+            data,
+        }
+    }
+}

@@ -1,0 +1,406 @@
+//! Time and feedback from the world: ticks (suspect windows, drains, approval timeouts,
+//! TTL expiry, pruning), executor results, and samples during probation.
+
+use super::human::finish;
+use super::{Key, PlanState, Responder};
+use crate::action::ActionStatus;
+use crate::config::OnTimeout;
+use crate::decision::{Decision, UndoReason, ENGINE};
+use crate::lifecycle::LifecycleState;
+use crate::playbook::OnFailure;
+use crate::RespondError;
+use antibody_core::{TenantId, TimestampMs};
+
+/// Housekeeping (retention, offence memory) runs at most this often.
+const PRUNE_EVERY_MS: i64 = 60_000;
+/// Repeat-offender counts are forgotten after this long without an offence.
+const OFFENCE_MEMORY_MS: i64 = 30 * 86_400_000;
+
+impl Responder {
+    /// Advances time to `now`.
+    pub fn on_tick(&mut self, now: TimestampMs) -> Vec<Decision> {
+        let mut out = Vec::new();
+        self.tick_entities(now, &mut out);
+        self.tick_actions(now, &mut out);
+        for fi in self.st.fleet.expire(&self.cfg.fleet, now) {
+            out.push(Decision::Fleet(fi));
+        }
+        if now.saturating_sub(self.st.last_prune) >= PRUNE_EVERY_MS {
+            self.prune(now);
+        }
+        out
+    }
+
+    fn tick_entities(&mut self, now: TimestampMs, out: &mut Vec<Decision>) {
+        let keys: Vec<Key> = self.st.entities.keys().cloned().collect();
+        for ekey in keys {
+            let policy = self.cfg.policy(ekey.0.as_str());
+            let (suspect_ticks, state) =
+                (policy.suspect_ticks, self.entity_state(&ekey.0, &ekey.1));
+            let Some(e) = self.st.entities.get_mut(&ekey) else {
+                continue;
+            };
+            match state {
+                LifecycleState::Suspected => {
+                    if e.dirty {
+                        e.anomalous_ticks = e.anomalous_ticks.saturating_add(1);
+                        e.dirty = false;
+                    }
+                    if e.anomalous_ticks >= suspect_ticks {
+                        if let Some(case) = self.driving_case(&ekey) {
+                            self.start_plan(&case, now, out);
+                        }
+                    }
+                }
+                LifecycleState::Draining if now >= e.drain_until => {
+                    let reason = "drain timeout elapsed".to_owned();
+                    self.transition(&ekey, LifecycleState::Quarantined, reason, ENGINE, now, out);
+                }
+                _ => e.dirty = false,
+            }
+        }
+    }
+
+    fn tick_actions(&mut self, now: TimestampMs, out: &mut Vec<Decision>) {
+        let due: Vec<String> = self
+            .st
+            .actions
+            .values()
+            .filter(|r| {
+                let timed_out = r.action.status == ActionStatus::PendingApproval
+                    && r.approval
+                        .as_ref()
+                        .is_some_and(|a| !a.escalated && now >= a.expires);
+                let expired = r.action.status == ActionStatus::Succeeded
+                    && r.expires.is_some_and(|t| now >= t);
+                timed_out || expired
+            })
+            .map(|r| r.action.id.clone())
+            .collect();
+        for id in due {
+            let Some(r) = self.st.actions.get_mut(&id) else {
+                continue;
+            };
+            if r.action.status == ActionStatus::Succeeded {
+                let (ekey, contain) = (
+                    (r.tenant.clone(), r.entity.clone()),
+                    r.action.kind.is_containment(),
+                );
+                self.undo_one(ENGINE, &id, UndoReason::Expired, now, out);
+                if contain {
+                    self.release(&ekey, format!("{id} expired"), ENGINE, now, out);
+                }
+                continue;
+            }
+            let policy = self.cfg.policy(r.tenant.as_str());
+            match policy.on_approval_timeout {
+                OnTimeout::Escalate => {
+                    if let Some(a) = r.approval.as_mut() {
+                        a.escalated = true;
+                    }
+                    out.push(Decision::Escalation {
+                        tenant: r.tenant.clone(),
+                        entity: r.entity.clone(),
+                        incident: r.action.incident.clone(),
+                        reason: format!("approval of {} {} timed out", r.action.kind, r.action.id),
+                    });
+                }
+                OnTimeout::Reject => {
+                    finish(
+                        r,
+                        ActionStatus::Rejected,
+                        false,
+                        "approval timed out".into(),
+                        now,
+                    );
+                    out.extend(self.action_decision(&id, ENGINE));
+                }
+            }
+        }
+    }
+
+    /// Forgets finished actions past retention, stale offences, idle guard windows and
+    /// cases with nothing left to do.
+    fn prune(&mut self, now: TimestampMs) {
+        self.st.last_prune = now;
+        let retention = self.cfg.retention_ms;
+        let old: Vec<String> = self
+            .st
+            .actions
+            .values()
+            .filter(|r| {
+                r.finished
+                    .is_some_and(|f| now.saturating_sub(f) > retention)
+            })
+            .map(|r| r.action.id.clone())
+            .collect();
+        for id in old {
+            if let Some(r) = self.st.actions.remove(&id) {
+                let key = (r.tenant, r.action.target);
+                if let Some(ids) = self.st.by_target.get_mut(&key) {
+                    ids.retain(|i| i != &id);
+                    if ids.is_empty() {
+                        self.st.by_target.remove(&key);
+                    }
+                }
+            }
+        }
+        self.st
+            .offences
+            .retain(|_, (_, last)| now.saturating_sub(*last) <= OFFENCE_MEMORY_MS);
+        self.st.guard.prune(now);
+        self.st.cases.retain(|_, c| !c.closed || c.running());
+    }
+
+    /// The executor started an approved action.
+    pub fn on_action_started(
+        &mut self,
+        tenant: &TenantId,
+        id: &str,
+        _now: TimestampMs,
+    ) -> Result<Vec<Decision>, RespondError> {
+        let r = self
+            .st
+            .actions
+            .get_mut(id)
+            .filter(|r| &r.tenant == tenant)
+            .ok_or_else(|| RespondError::ActionNotFound(id.to_owned()))?;
+        if r.action.status != ActionStatus::Approved {
+            return Err(RespondError::WrongStatus {
+                id: id.to_owned(),
+                status: r.action.status.to_string(),
+                expected: "only an approved action can start",
+            });
+        }
+        r.action.status = ActionStatus::Executing;
+        Ok(self.action_decision(id, ENGINE).into_iter().collect())
+    }
+
+    /// The executor's outcome. Success starts the TTL; failure escalates per the step's
+    /// `on_failure`. A repeated report of a finished action is ignored.
+    pub fn on_action_result(
+        &mut self,
+        tenant: &TenantId,
+        id: &str,
+        ok: bool,
+        message: &str,
+        now: TimestampMs,
+    ) -> Result<Vec<Decision>, RespondError> {
+        let r = self
+            .st
+            .actions
+            .get_mut(id)
+            .filter(|r| &r.tenant == tenant)
+            .ok_or_else(|| RespondError::ActionNotFound(id.to_owned()))?;
+        match r.action.status {
+            ActionStatus::Approved | ActionStatus::Executing => {}
+            s if r.action.result.is_some() && s != ActionStatus::Rejected => return Ok(Vec::new()),
+            s => {
+                return Err(RespondError::WrongStatus {
+                    id: id.to_owned(),
+                    status: s.to_string(),
+                    expected: "only an approved or executing action has a result",
+                })
+            }
+        }
+        let mut out = Vec::new();
+        let case = (r.tenant.clone(), r.action.incident.clone());
+        let ekey = (r.tenant.clone(), r.entity.clone());
+        if ok {
+            r.action.status = ActionStatus::Succeeded;
+            r.action.result = Some(crate::action::ActionResult {
+                ok,
+                message: message.to_owned(),
+                ts: now,
+            });
+            let ttl_ms = i64::try_from(r.action.ttl).unwrap_or(i64::MAX / 2000) * 1000;
+            r.expires = Some(now.saturating_add(ttl_ms));
+            out.extend(self.action_decision(id, ENGINE));
+            self.rung_progress(&case, now, &mut out);
+        } else {
+            let (kind, on_failure) = (r.action.kind, r.on_failure);
+            finish(r, ActionStatus::Failed, false, message.to_owned(), now);
+            out.extend(self.action_decision(id, ENGINE));
+            let in_rung = self
+                .st
+                .cases
+                .get(&case)
+                .and_then(|c| c.plan.as_ref())
+                .is_some_and(|p| {
+                    p.state == PlanState::Running && p.actions.iter().any(|a| a == id)
+                });
+            let reason = format!("{kind} {id} failed: {message}");
+            if in_rung {
+                self.rung_failed(Some(&case), &ekey, Some(on_failure), reason, now, &mut out);
+            } else {
+                out.push(Decision::Escalation {
+                    tenant: ekey.0.clone(),
+                    entity: ekey.1.clone(),
+                    incident: case.1.clone(),
+                    reason,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// All of the running rung's actions succeeded: entity-directed rungs go on probation
+    /// (containment holds until its TTL or heal-now); others wait for the incident to close.
+    fn rung_progress(&mut self, case: &Key, now: TimestampMs, out: &mut Vec<Decision>) {
+        let Some(rec) = self.st.cases.get(case) else {
+            return;
+        };
+        let Some(plan) = rec.plan.as_ref().filter(|p| p.state == PlanState::Running) else {
+            return;
+        };
+        let mut contain = false;
+        for id in &plan.actions {
+            match self.st.actions.get(id) {
+                Some(r) if r.action.status == ActionStatus::Succeeded => {
+                    contain |= r.action.kind.is_containment();
+                }
+                _ => return,
+            }
+        }
+        let ekey = (case.0.clone(), rec.case.entity.clone());
+        if plan.directed {
+            if !contain {
+                let n = self.cfg.policy(case.0.as_str()).probation_samples;
+                let reason = format!(
+                    "{} succeeded; watching {n} samples",
+                    plan.order[plan.pos].kind
+                );
+                self.transition(&ekey, LifecycleState::Probation, reason, ENGINE, now, out);
+            }
+        } else if rec.closed {
+            let (cause, kind) = (rec.cause, plan.order[plan.pos].kind);
+            self.st
+                .memory
+                .record(&case.0, &ekey.1, cause, kind, true, now);
+            self.st.cases.remove(case);
+        }
+    }
+
+    /// A sample of an entity on probation: within baseline counts toward healthy, outside
+    /// fails the running rung.
+    pub fn on_sample(
+        &mut self,
+        tenant: &TenantId,
+        entity: &str,
+        within_baseline: bool,
+        now: TimestampMs,
+    ) -> Vec<Decision> {
+        let mut out = Vec::new();
+        let ekey = (tenant.clone(), entity.to_owned());
+        let needed = self.cfg.policy(tenant.as_str()).probation_samples;
+        let case = self.driving_case(&ekey);
+        let Some(e) = self
+            .st
+            .entities
+            .get_mut(&ekey)
+            .filter(|e| e.state == LifecycleState::Probation)
+        else {
+            return out;
+        };
+        if !within_baseline {
+            let reason = "sample outside baseline during probation".to_owned();
+            self.rung_failed(case.as_ref(), &ekey, None, reason, now, &mut out);
+            return out;
+        }
+        e.good_samples = e.good_samples.saturating_add(1);
+        if e.good_samples < needed {
+            return out;
+        }
+        if let Some(case) = &case {
+            self.judge_success(case, now);
+        }
+        let reason = format!("{needed} samples within baseline");
+        self.transition(
+            &ekey,
+            LifecycleState::Healthy,
+            reason,
+            ENGINE,
+            now,
+            &mut out,
+        );
+        out
+    }
+
+    /// Probation passed: the running rung's arm gets a success and the ladder is done.
+    fn judge_success(&mut self, case: &Key, now: TimestampMs) {
+        let Some(rec) = self.st.cases.get_mut(case) else {
+            return;
+        };
+        let Some(plan) = rec.plan.as_mut().filter(|p| p.state == PlanState::Running) else {
+            return;
+        };
+        plan.state = PlanState::Done;
+        let kind = plan.order[plan.pos].kind;
+        self.st
+            .memory
+            .record(&case.0, &rec.case.entity, rec.cause, kind, true, now);
+        if rec.closed {
+            self.st.cases.remove(case);
+        }
+    }
+
+    /// The running rung did not work. Records the failure, then follows `on_failure` (the
+    /// rung's first step's, unless the failing step's own is given).
+    pub(super) fn rung_failed(
+        &mut self,
+        case: Option<&Key>,
+        ekey: &Key,
+        on_failure: Option<OnFailure>,
+        reason: String,
+        now: TimestampMs,
+        out: &mut Vec<Decision>,
+    ) {
+        let incident = case.map_or_else(String::new, |c| c.1.clone());
+        let rec = case.and_then(|c| self.st.cases.remove(c).map(|r| (c.clone(), r)));
+        let (key, mut rec) = match rec {
+            Some((key, rec)) if rec.running() => (key, rec),
+            other => {
+                if let Some((key, rec)) = other {
+                    self.st.cases.insert(key, rec);
+                }
+                self.exhaust(ekey, &incident, Some(reason), now, out);
+                return;
+            }
+        };
+        let Some(plan) = rec.plan.as_mut() else {
+            self.st.cases.insert(key, rec);
+            return;
+        };
+        let current = plan.order[plan.pos].clone();
+        self.st
+            .memory
+            .record(&ekey.0, &ekey.1, rec.cause, current.kind, false, now);
+        let playbook_rule = self
+            .playbooks
+            .get(&plan.playbook)
+            .and_then(|pb| {
+                pb.rungs
+                    .get(current.rung)
+                    .and_then(|r| pb.steps.get(r.start))
+            })
+            .map(|s| s.on_failure);
+        let rule = on_failure.or(playbook_rule).unwrap_or(OnFailure::Escalate);
+        let next = rule == OnFailure::Next && plan.pos + 1 < plan.order.len();
+        if next {
+            plan.pos += 1;
+            plan.actions.clear();
+            plan.directed = false;
+            self.st.cases.insert(key.clone(), rec);
+            self.run_rung(&key, now, out);
+            return;
+        }
+        plan.state = PlanState::Stopped;
+        self.st.cases.insert(key, rec);
+        let escalation = match rule {
+            OnFailure::Stop => None,
+            OnFailure::Escalate => Some(reason),
+            OnFailure::Next => Some(format!("{reason}; the ladder is spent")),
+        };
+        self.exhaust(ekey, &incident, escalation, now, out);
+    }
+}

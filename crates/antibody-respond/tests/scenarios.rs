@@ -1,0 +1,836 @@
+//! End-to-end scenarios of the responder with explicit timestamps (a fake clock).
+
+use antibody_core::{
+    Explanation, Finding, Incident, IncidentStatus, Severity, TenantId, TimestampMs,
+};
+use antibody_respond::{
+    verify, Action, ActionKind, ActionStatus, Asset, AuditChain, Decision, LifecycleState,
+    PlaybookSet, PlaybookSource, RespondError, Responder, ResponderConfig, UndoReason, VerdictKind,
+};
+use serde_json::json;
+use std::sync::Arc;
+
+const T0: TimestampMs = 1_800_000_000_000;
+const HOUR: i64 = 3_600_000;
+
+fn t() -> TenantId {
+    TenantId::new("acme")
+}
+
+struct Sim {
+    r: Responder,
+    log: Vec<Decision>,
+    n: u64,
+}
+
+impl Sim {
+    fn new() -> Self {
+        Self::with(
+            ResponderConfig::default(),
+            PlaybookSet::default_pack().unwrap(),
+        )
+    }
+
+    /// Decisive spikes (σ ≥ 7) run without approval (threshold 8σ).
+    fn lenient() -> Self {
+        let mut cfg = ResponderConfig::default();
+        cfg.policy.approval_sigma = 8.0;
+        Self::with(cfg, PlaybookSet::default_pack().unwrap())
+    }
+
+    fn with(cfg: ResponderConfig, pbs: PlaybookSet) -> Self {
+        Self {
+            r: Responder::new(Arc::new(cfg), Arc::new(pbs)),
+            log: Vec::new(),
+            n: 0,
+        }
+    }
+
+    fn keep(&mut self, ds: Vec<Decision>) -> Vec<Decision> {
+        self.log.extend(ds.iter().cloned());
+        ds
+    }
+
+    /// One incident update carrying one finding.
+    fn hit(&mut self, inc: &str, entity: &str, f: F, ts: TimestampMs) -> Vec<Decision> {
+        self.n += 1;
+        let finding = Finding {
+            id: format!("f-{}", self.n),
+            tenant: t(),
+            ts,
+            entity: entity.into(),
+            kind: f.kind.into(),
+            detector: f.detector.into(),
+            severity: f.severity,
+            score: f.score,
+            explanation: Explanation::text("test"),
+            evidence: f.evidence.as_object().cloned().unwrap_or_default(),
+            incident: Some(inc.into()),
+        };
+        let incident = incident(inc, entity, &[f.kind], f.severity, ts, IncidentStatus::Open);
+        let ds = self.r.on_incident(&incident, &[finding], ts);
+        self.keep(ds)
+    }
+
+    fn close(&mut self, inc: &str, entity: &str, kind: &str, ts: TimestampMs) -> Vec<Decision> {
+        let incident = incident(
+            inc,
+            entity,
+            &[kind],
+            Severity::Low,
+            ts,
+            IncidentStatus::Closed,
+        );
+        let ds = self.r.on_incident(&incident, &[], ts);
+        self.keep(ds)
+    }
+
+    fn tick(&mut self, now: TimestampMs) -> Vec<Decision> {
+        let ds = self.r.on_tick(now);
+        self.keep(ds)
+    }
+
+    fn result(&mut self, id: &str, ok: bool, now: TimestampMs) -> Vec<Decision> {
+        let ds = self.r.on_action_result(&t(), id, ok, "done", now).unwrap();
+        self.keep(ds)
+    }
+
+    fn samples(&mut self, entity: &str, n: u32, ok: bool, now: TimestampMs) -> Vec<Decision> {
+        let mut all = Vec::new();
+        for i in 0..n {
+            all.extend(self.r.on_sample(&t(), entity, ok, now + i64::from(i)));
+        }
+        self.keep(all)
+    }
+
+    fn state(&self, entity: &str) -> LifecycleState {
+        self.r.entity_state(&t(), entity)
+    }
+}
+
+struct F {
+    kind: &'static str,
+    detector: &'static str,
+    severity: Severity,
+    score: f64,
+    evidence: serde_json::Value,
+}
+
+fn brute_force(ip: &str) -> F {
+    F {
+        kind: "brute_force",
+        detector: "rule:auth-brute-force",
+        severity: Severity::High,
+        score: 0.8,
+        evidence: json!({"group_by": "src_ip", "group": ip, "count": 10}),
+    }
+}
+
+fn spike(kind: &'static str, sigma: f64) -> F {
+    F {
+        kind,
+        detector: "baseline",
+        severity: if sigma >= 5.0 {
+            Severity::High
+        } else {
+            Severity::Medium
+        },
+        score: 1.0 - (-sigma / 5.0).exp(),
+        evidence: json!({"metric": "tokens", "sigma": sigma}),
+    }
+}
+
+fn incident(
+    id: &str,
+    entity: &str,
+    kinds: &[&str],
+    severity: Severity,
+    ts: TimestampMs,
+    status: IncidentStatus,
+) -> Incident {
+    Incident {
+        id: id.into(),
+        tenant: t(),
+        entity: entity.into(),
+        status,
+        opened: ts,
+        updated: ts,
+        risk: 0.0,
+        severity,
+        kinds: kinds.iter().map(|k| k.to_string()).collect(),
+        finding_count: 1,
+        max_score: 0.5,
+        diagnosis: Vec::new(),
+        findings: Vec::new(),
+        actions: Vec::new(),
+        timeline: Vec::new(),
+    }
+}
+
+fn actions(ds: &[Decision]) -> Vec<&Action> {
+    ds.iter()
+        .filter_map(|d| match d {
+            Decision::Action { action, .. } => Some(action),
+            _ => None,
+        })
+        .collect()
+}
+
+fn states(ds: &[Decision], entity: &str) -> Vec<LifecycleState> {
+    ds.iter()
+        .filter_map(|d| match d {
+            Decision::Transition(tr) if tr.entity == entity => Some(tr.to),
+            _ => None,
+        })
+        .collect()
+}
+
+fn escalations(ds: &[Decision]) -> Vec<&str> {
+    ds.iter()
+        .filter_map(|d| match d {
+            Decision::Escalation { reason, .. } => Some(reason.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn ssh_brute_force_blocks_the_source_until_the_ttl_then_undoes() {
+    let mut s = Sim::new();
+    let ds = s.hit("i-1", "host:bastion", brute_force("203.0.113.9"), T0);
+    let acts = actions(&ds);
+    assert_eq!(acts.len(), 1, "{ds:#?}");
+    let a = acts[0].clone();
+    assert_eq!(a.kind, ActionKind::BlockIp);
+    assert_eq!(a.target, "203.0.113.9");
+    assert_eq!(a.status, ActionStatus::Approved);
+    assert_eq!(a.ttl, 3600);
+    assert_eq!(a.why.playbook, "brute-force");
+    assert!(a.why.rule.contains("brute_force"), "{}", a.why.rule);
+    assert_eq!(a.why.numbers["offence"], 1.0);
+    assert!(ds.iter().any(|d| matches!(d, Decision::Assessment { .. })));
+    assert_eq!(s.state("host:bastion"), LifecycleState::Suspected);
+
+    s.result(&a.id, true, T0 + 1_000);
+    let v = s.r.verdict(&t(), "ip:203.0.113.9", T0 + 2_000);
+    assert_eq!(v.verdict, VerdictKind::Block);
+    assert_eq!(v.until, Some(T0 + 1_000 + HOUR));
+    assert_eq!(s.r.blocklist(&t(), T0 + 2_000)[0].target, "203.0.113.9");
+
+    assert!(s.tick(T0 + 1_000 + HOUR - 1).is_empty());
+    let ds = s.tick(T0 + 1_000 + HOUR);
+    let undo = ds.iter().find_map(|d| match d {
+        Decision::Undo { reason, action, .. } => Some((*reason, action.clone())),
+        _ => None,
+    });
+    let (reason, undone) = undo.expect("an undo decision");
+    assert_eq!(reason, UndoReason::Expired);
+    assert_eq!(undone.id, a.id);
+    assert_eq!(
+        s.r.action(&t(), &a.id).unwrap().status,
+        ActionStatus::Expired
+    );
+    assert_eq!(
+        s.r.verdict(&t(), "ip:203.0.113.9", T0 + 2 * HOUR).verdict,
+        VerdictKind::Allow
+    );
+    assert!(s.r.blocklist(&t(), T0 + 2 * HOUR).is_empty());
+
+    s.close("i-1", "host:bastion", "brute_force", T0 + 2 * HOUR);
+    assert_eq!(s.state("host:bastion"), LifecycleState::Healthy);
+}
+
+#[test]
+fn repeated_updates_never_duplicate_an_action() {
+    let mut s = Sim::new();
+    s.hit("i-1", "host:bastion", brute_force("203.0.113.9"), T0);
+    let again = s.hit("i-1", "host:bastion", brute_force("203.0.113.9"), T0 + 10);
+    assert!(actions(&again).is_empty(), "{again:#?}");
+    let more = s.hit("i-1", "host:bastion", brute_force("198.51.100.4"), T0 + 20);
+    let acts = actions(&more);
+    assert_eq!(acts.len(), 1);
+    assert_eq!(acts[0].target, "198.51.100.4");
+    assert_eq!(s.r.actions(&t(), None).count(), 2);
+}
+
+#[test]
+fn token_explosion_rate_limits_then_probation_then_healthy() {
+    let mut s = Sim::new();
+    let e = "agent:writer";
+    let ds = s.hit("i-1", e, spike("token_spike", 4.0), T0);
+    assert!(actions(&ds).is_empty(), "waits in the suspect window");
+    assert_eq!(s.state(e), LifecycleState::Suspected);
+    let mut acts = Vec::new();
+    for i in 0..3 {
+        if i > 0 {
+            s.hit("i-1", e, spike("token_spike", 4.0), T0 + i * 1_000);
+        }
+        let ds = s.tick(T0 + i * 1_000 + 500);
+        acts.extend(actions(&ds).into_iter().cloned());
+    }
+    assert_eq!(acts.len(), 1, "acts after the third anomalous tick");
+    let a = &acts[0];
+    assert_eq!(a.kind, ActionKind::RateLimit);
+    assert_eq!(a.target, e);
+    assert_eq!(a.status, ActionStatus::Approved);
+    assert_eq!(a.why.numbers["rung"], 1.0);
+    assert_eq!(s.state(e), LifecycleState::Healing);
+
+    s.result(&a.id, true, T0 + 5_000);
+    assert_eq!(s.state(e), LifecycleState::Probation);
+    assert!(s.r.wants_samples(&t(), e));
+    s.samples(e, 4, true, T0 + 6_000);
+    assert_eq!(s.state(e), LifecycleState::Probation);
+    let ds = s.samples(e, 1, true, T0 + 7_000);
+    assert_eq!(states(&ds, e), [LifecycleState::Healthy]);
+    assert_eq!(
+        states(&s.log, e),
+        [
+            LifecycleState::Suspected,
+            LifecycleState::Healing,
+            LifecycleState::Probation,
+            LifecycleState::Healthy
+        ]
+    );
+
+    // The success is remembered: the next incident's why shows it.
+    s.hit("i-2", "agent:other", spike("token_spike", 7.5), T0 + 60_000);
+    let log = s.log.clone();
+    let next = actions(&log)
+        .into_iter()
+        .find(|a| a.incident == "i-2")
+        .unwrap()
+        .clone();
+    assert_eq!(next.why.numbers["successes"], 1.0);
+    assert!(next.why.numbers.contains_key("thompson_sample"));
+}
+
+#[test]
+fn probation_failure_climbs_the_ladder() {
+    let mut s = Sim::lenient();
+    let e = "agent:looper";
+    s.hit("i-1", e, spike("token_spike", 7.5), T0);
+    let first = actions(&s.log)[0].clone();
+    assert_eq!(first.kind, ActionKind::RateLimit);
+    s.result(&first.id, true, T0 + 1);
+    assert_eq!(s.state(e), LifecycleState::Probation);
+    let ds = s.samples(e, 1, false, T0 + 2);
+    let next = actions(&ds);
+    assert_eq!(next.len(), 1);
+    assert_eq!(next[0].kind, ActionKind::Reset);
+    assert_eq!(next[0].why.numbers["rung"], 2.0);
+    assert_eq!(s.state(e), LifecycleState::Healing);
+    // The failed arm is skipped for this entity next time.
+    let id = next[0].id.clone();
+    s.result(&id, true, T0 + 3);
+    s.samples(e, 5, true, T0 + 4);
+    assert_eq!(s.state(e), LifecycleState::Healthy);
+    s.close("i-1", e, "token_spike", T0 + 10);
+    let ds = s.hit("i-2", e, spike("token_spike", 7.5), T0 + 20);
+    let skipped = ds.iter().any(|d| {
+        matches!(d, Decision::Skipped { kind: ActionKind::RateLimit, reason, .. } if reason.contains("already failed"))
+    });
+    assert!(skipped, "{ds:#?}");
+    assert_eq!(actions(&ds)[0].kind, ActionKind::Reset);
+}
+
+fn infect(s: &mut Sim, e: &str) -> Action {
+    for i in 0..3 {
+        s.hit("i-9", e, spike("token_spike", 6.0), T0 + i * 1_000);
+        s.tick(T0 + i * 1_000 + 500);
+    }
+    let acts = actions(&s.log);
+    assert_eq!(acts.len(), 1, "{:#?}", s.log);
+    acts[0].clone()
+}
+
+#[test]
+fn five_sigma_infection_waits_for_approval_then_heals() {
+    let mut s = Sim::new();
+    let e = "agent:infected";
+    let a = infect(&mut s, e);
+    assert_eq!(a.status, ActionStatus::PendingApproval);
+    assert!(a.why.text.contains("6.0σ ≥ the 5σ"), "{}", a.why.text);
+    assert_eq!(s.state(e), LifecycleState::Draining);
+    assert_eq!(s.r.verdict(&t(), e, T0 + 3_000).verdict, VerdictKind::Block);
+    s.tick(T0 + 40_000);
+    assert_eq!(s.state(e), LifecycleState::Quarantined);
+
+    let ds = s.r.approve("k-alice", &t(), &a.id, T0 + 50_000).unwrap();
+    let approved = actions(&ds)[0];
+    assert_eq!(approved.status, ActionStatus::Approved);
+    let Decision::Action { actor, .. } = &ds[0] else {
+        panic!()
+    };
+    assert_eq!(actor, "k-alice");
+    assert_eq!(ds[0].audit_record(T0).kind, "approval");
+    s.keep(ds);
+    assert_eq!(s.state(e), LifecycleState::Healing);
+    s.result(&a.id, true, T0 + 51_000);
+    s.samples(e, 5, true, T0 + 52_000);
+    assert_eq!(s.state(e), LifecycleState::Healthy);
+    assert_eq!(
+        states(&s.log, e),
+        [
+            LifecycleState::Suspected,
+            LifecycleState::Draining,
+            LifecycleState::Quarantined,
+            LifecycleState::Healing,
+            LifecycleState::Probation,
+            LifecycleState::Healthy
+        ]
+    );
+}
+
+#[test]
+fn rejected_infection_stays_quarantined_until_heal_now() {
+    let mut s = Sim::new();
+    let e = "agent:infected";
+    let a = infect(&mut s, e);
+    s.tick(T0 + 40_000);
+    let ds = s.r.reject("k-alice", &t(), &a.id, T0 + 50_000).unwrap();
+    assert_eq!(actions(&ds)[0].status, ActionStatus::Rejected);
+    for i in 1..5 {
+        s.tick(T0 + 50_000 + i * HOUR);
+    }
+    s.close("i-9", e, "token_spike", T0 + 5 * HOUR);
+    assert_eq!(s.state(e), LifecycleState::Quarantined);
+    assert!(matches!(
+        s.r.heal_now("k-bob", &t(), "agent:fine", T0),
+        Err(RespondError::NotHealable { .. })
+    ));
+    let ds = s.r.heal_now("k-bob", &t(), e, T0 + 6 * HOUR).unwrap();
+    let tr = ds.iter().find_map(|d| match d {
+        Decision::Transition(tr) => Some(tr.clone()),
+        _ => None,
+    });
+    let tr = tr.unwrap();
+    assert_eq!(
+        (tr.from, tr.to, tr.actor.as_str()),
+        (
+            LifecycleState::Quarantined,
+            LifecycleState::Probation,
+            "k-bob"
+        )
+    );
+    s.samples(e, 5, true, T0 + 7 * HOUR);
+    assert_eq!(s.state(e), LifecycleState::Healthy);
+}
+
+#[test]
+fn approvals_need_distinct_approvers_and_time_out() {
+    let mut cfg = ResponderConfig::default();
+    cfg.policy.approvers = 2;
+    let mut s = Sim::with(cfg, PlaybookSet::default_pack().unwrap());
+    let a = infect(&mut s, "agent:x");
+    let ds = s.r.approve("k-alice", &t(), &a.id, T0 + 5_000).unwrap();
+    assert_eq!(actions(&ds)[0].status, ActionStatus::PendingApproval);
+    assert_eq!(
+        s.r.approve("k-alice", &t(), &a.id, T0 + 5_001)
+            .unwrap_err()
+            .code(),
+        "duplicate_approver"
+    );
+    assert!(matches!(
+        s.r.approve("k-eve", &TenantId::new("other"), &a.id, T0),
+        Err(RespondError::ActionNotFound(_))
+    ));
+    // Nobody else answers: the timeout escalates once.
+    let ds = s.tick(T0 + HOUR + 10_000);
+    assert_eq!(escalations(&ds).len(), 1, "{ds:#?}");
+    assert!(escalations(&s.tick(T0 + 2 * HOUR)).is_empty());
+    let ds = s.r.approve("k-bob", &t(), &a.id, T0 + 2 * HOUR).unwrap();
+    assert_eq!(actions(&ds)[0].status, ActionStatus::Approved);
+    assert_eq!(
+        s.r.approval(&t(), &a.id).unwrap().approvers,
+        ["k-alice", "k-bob"]
+    );
+}
+
+#[test]
+fn approval_timeout_can_reject() {
+    let mut cfg = ResponderConfig::default();
+    cfg.policy.on_approval_timeout = antibody_respond::OnTimeout::Reject;
+    let mut s = Sim::with(cfg, PlaybookSet::default_pack().unwrap());
+    let a = infect(&mut s, "agent:x");
+    let ds = s.tick(T0 + HOUR + 10_000);
+    assert_eq!(actions(&ds)[0].status, ActionStatus::Rejected);
+    assert_eq!(
+        s.r.action(&t(), &a.id).unwrap().status,
+        ActionStatus::Rejected
+    );
+}
+
+#[test]
+fn approve_all_and_reject_all() {
+    let mut s = Sim::new();
+    for (i, e) in ["agent:a", "agent:b"].iter().enumerate() {
+        s.hit(&format!("i-{i}"), e, spike("token_spike", 7.5), T0);
+    }
+    let pending =
+        s.r.actions(&t(), Some(ActionStatus::PendingApproval))
+            .count();
+    assert_eq!(pending, 2);
+    let ds = s.r.approve_all("k-alice", &t(), T0 + 1);
+    assert_eq!(actions(&ds).len(), 2);
+    assert_eq!(s.r.actions(&t(), Some(ActionStatus::Approved)).count(), 2);
+    s.hit("i-3", "agent:c", spike("token_spike", 7.5), T0 + 2);
+    let ds = s.r.reject_all("k-alice", &t(), T0 + 3);
+    assert_eq!(actions(&ds)[0].status, ActionStatus::Rejected);
+}
+
+fn fleet_config() -> (ResponderConfig, PlaybookSet) {
+    let pb = PlaybookSource::new(
+        "latency.yml",
+        "- id: slow-agent\n  trigger: {kinds: [latency_spike]}\n  steps:\n    - action: quarantine\n",
+    );
+    let mut sources = PlaybookSet::default_sources();
+    sources.push(pb);
+    (
+        ResponderConfig::default(),
+        PlaybookSet::load(&sources).unwrap(),
+    )
+}
+
+#[test]
+fn latency_spike_across_a_group_is_one_external_cause_and_no_quarantine() {
+    let (cfg, pbs) = fleet_config();
+    let mut s = Sim::with(cfg, pbs);
+    for i in 0..20 {
+        let mut a = Asset::new(format!("agent:r{i}"));
+        a.group = Some("research".into());
+        s.r.upsert_asset(&t(), a).unwrap();
+    }
+    for round in 0..4 {
+        for i in 0..10 {
+            let ts = T0 + round * 1_000;
+            s.hit(
+                &format!("i-{i}"),
+                &format!("agent:r{i}"),
+                spike("latency_spike", 4.0),
+                ts,
+            );
+        }
+        s.tick(T0 + round * 1_000 + 500);
+    }
+    let quarantines = actions(&s.log)
+        .iter()
+        .filter(|a| a.kind == ActionKind::Quarantine)
+        .count();
+    assert_eq!(quarantines, 0, "{:#?}", s.log);
+    let fleet: Vec<_> = s
+        .log
+        .iter()
+        .filter_map(|d| match d {
+            Decision::Fleet(f) => Some(f.clone()),
+            _ => None,
+        })
+        .collect();
+    let ids: std::collections::BTreeSet<_> = fleet.iter().map(|f| f.id.clone()).collect();
+    assert_eq!(ids.len(), 1, "one fleet incident");
+    let last = fleet.last().unwrap();
+    assert_eq!(last.entities.len(), 10);
+    assert_eq!(last.to_incident().diagnosis[0].cause, "external_cause");
+    for i in 0..20 {
+        assert_eq!(
+            s.state(&format!("agent:r{i}")),
+            LifecycleState::Healthy,
+            "agent:r{i}"
+        );
+    }
+
+    // The same anomaly on a lone agent is its own problem.
+    for round in 0..3 {
+        s.hit(
+            "i-lone",
+            "agent:lone",
+            spike("latency_spike", 4.0),
+            T0 + 10_000 + round * 1_000,
+        );
+        s.tick(T0 + 10_500 + round * 1_000);
+    }
+    let lone = actions(&s.log)
+        .iter()
+        .filter(|a| a.kind == ActionKind::Quarantine)
+        .count();
+    assert_eq!(lone, 1);
+}
+
+#[test]
+fn a_failing_block_escalates() {
+    let mut s = Sim::new();
+    let ds = s.hit("i-1", "host:web", brute_force("192.0.2.77"), T0);
+    let id = actions(&ds)[0].id.clone();
+    let ds = s.result(&id, false, T0 + 1);
+    assert_eq!(actions(&ds)[0].status, ActionStatus::Failed);
+    let esc = escalations(&ds);
+    assert_eq!(esc.len(), 1);
+    assert!(esc[0].contains("failed"), "{esc:?}");
+    assert_eq!(s.state("host:web"), LifecycleState::Exhausted);
+    // A second report of the same outcome changes nothing.
+    assert!(s
+        .r
+        .on_action_result(&t(), &id, false, "again", T0 + 2)
+        .unwrap()
+        .is_empty());
+}
+
+#[test]
+fn a_failing_rung_moves_to_the_next() {
+    let mut s = Sim::new();
+    s.hit("i-1", "agent:a", spike("token_spike", 7.5), T0);
+    let rate = actions(&s.log)[0].clone();
+    s.r.approve("k-1", &t(), &rate.id, T0).unwrap();
+    let ds = s.result(&rate.id, false, T0 + 1);
+    let next = actions(&ds);
+    assert_eq!(next.last().unwrap().kind, ActionKind::Reset);
+    assert!(escalations(&ds).is_empty());
+}
+
+#[test]
+fn allow_listed_addresses_are_never_blocked() {
+    let mut s = Sim::new();
+    let ds = s.hit("i-1", "host:bastion", brute_force("127.0.0.1"), T0);
+    assert!(actions(&ds).is_empty());
+    let skipped = ds.iter().find_map(|d| match d {
+        Decision::Skipped { target, reason, .. } => Some((target.clone(), reason.clone())),
+        _ => None,
+    });
+    let (target, reason) = skipped.expect("a skip decision");
+    assert_eq!(target, "127.0.0.1");
+    assert!(reason.contains("allow-listed by `127.0.0.0/8`"), "{reason}");
+    let again = s.hit("i-1", "host:bastion", brute_force("127.0.0.1"), T0 + 1);
+    assert!(
+        again.iter().all(|d| !matches!(d, Decision::Skipped { .. })),
+        "reported once"
+    );
+    assert!(s.r.blocklist(&t(), T0 + 2).is_empty());
+}
+
+#[test]
+fn repeat_offenders_are_blocked_longer() {
+    let mut s = Sim::new();
+    let mut ttls = Vec::new();
+    for n in 0..4 {
+        let at = T0 + n * 2 * HOUR;
+        let ds = s.hit(
+            &format!("i-{n}"),
+            "host:bastion",
+            brute_force("198.51.100.66"),
+            at,
+        );
+        let a = actions(&ds)[0].clone();
+        ttls.push(a.ttl);
+        s.result(&a.id, true, at + 1);
+        s.close(
+            &format!("i-{n}"),
+            "host:bastion",
+            "brute_force",
+            at + 600_000,
+        );
+    }
+    assert_eq!(ttls, [3_600, 14_400, 86_400, 86_400]);
+}
+
+#[test]
+fn blast_radius_guard_sends_the_overflow_to_approval() {
+    let mut s = Sim::new();
+    let mut statuses = Vec::new();
+    for i in 0..12 {
+        let ds = s.hit(
+            &format!("i-{i}"),
+            &format!("host:h{i}"),
+            brute_force(&format!("203.0.113.{i}")),
+            T0 + i,
+        );
+        statuses.push(actions(&ds)[0].status);
+    }
+    assert!(statuses[..10].iter().all(|s| *s == ActionStatus::Approved));
+    assert_eq!(statuses[10], ActionStatus::PendingApproval);
+    let tenant = t();
+    let a =
+        s.r.actions(&tenant, Some(ActionStatus::PendingApproval))
+            .next()
+            .unwrap();
+    assert!(a.why.text.contains("blast-radius guard"), "{}", a.why.text);
+}
+
+#[test]
+fn dry_run_and_notify_modes_never_execute() {
+    let pb = PlaybookSource::new(
+        "modes.yml",
+        "- id: scan-dry\n  trigger: {kinds: [port_scan]}\n  mode: dry_run\n  steps: [{action: block_ip}]\n\
+         - id: flood-notify\n  trigger: {kinds: [request_flood]}\n  mode: notify\n  steps: [{action: block_ip}]\n",
+    );
+    let mut sources = PlaybookSet::default_sources();
+    sources.push(pb);
+    let mut s = Sim::with(
+        ResponderConfig::default(),
+        PlaybookSet::load(&sources).unwrap(),
+    );
+    let scan = F {
+        kind: "port_scan",
+        detector: "rule:port-scan",
+        severity: Severity::Medium,
+        score: 0.6,
+        evidence: json!({"group_by": "src_ip", "group": "192.0.2.5"}),
+    };
+    let ds = s.hit("i-1", "host:a", scan, T0);
+    assert_eq!(actions(&ds)[0].status, ActionStatus::DryRun);
+    let flood = F {
+        kind: "request_flood",
+        detector: "rule:request-flood",
+        severity: Severity::Medium,
+        score: 0.6,
+        evidence: json!({"group_by": "src_ip", "group": "192.0.2.6"}),
+    };
+    let ds = s.hit("i-2", "host:b", flood, T0);
+    let a = actions(&ds)[0].clone();
+    assert_eq!(a.status, ActionStatus::Proposed);
+    assert!(s.r.blocklist(&t(), T0).is_empty());
+    let ds = s.r.approve("k-1", &t(), &a.id, T0 + 1).unwrap();
+    assert_eq!(actions(&ds)[0].status, ActionStatus::Approved);
+}
+
+#[test]
+fn manual_undo_of_a_quarantine_releases_the_entity() {
+    let mut s = Sim::new();
+    let f = F {
+        kind: "prompt_injection",
+        detector: "rule:prompt-injection",
+        severity: Severity::High,
+        score: 0.9,
+        evidence: json!({}),
+    };
+    let ds = s.hit("i-1", "agent:p", f, T0);
+    let q = actions(&ds)[0].clone();
+    assert_eq!(
+        (q.kind, q.status),
+        (ActionKind::Quarantine, ActionStatus::PendingApproval)
+    );
+    assert_eq!(s.state("agent:p"), LifecycleState::Suspected);
+    let ds = s.r.approve("k-1", &t(), &q.id, T0 + 1).unwrap();
+    s.keep(ds);
+    assert_eq!(s.state("agent:p"), LifecycleState::Draining);
+    s.result(&q.id, true, T0 + 2);
+    s.tick(T0 + 60_000);
+    assert_eq!(s.state("agent:p"), LifecycleState::Quarantined);
+    let ds = s.r.undo("k-1", &t(), &q.id, T0 + 70_000).unwrap();
+    assert!(ds.iter().any(|d| matches!(
+        d,
+        Decision::Undo {
+            reason: UndoReason::Manual,
+            ..
+        }
+    )));
+    assert_eq!(s.state("agent:p"), LifecycleState::Probation);
+    assert_eq!(
+        s.r.undo("k-1", &t(), &q.id, T0 + 70_001)
+            .unwrap_err()
+            .code(),
+        "conflict"
+    );
+}
+
+/// Runs a fixed mixed workload and returns every decision.
+fn workload(seed: u64, snapshot_at: Option<usize>) -> Vec<Decision> {
+    let mut cfg = ResponderConfig {
+        seed,
+        ..ResponderConfig::default()
+    };
+    cfg.policy.approval_sigma = 8.0;
+    let pbs = PlaybookSet::default_pack().unwrap();
+    let mut s = Sim::with(cfg.clone(), pbs.clone());
+    for step in 0..12usize {
+        if snapshot_at == Some(step) {
+            let bytes = s.r.snapshot().unwrap();
+            s.r = Responder::restore(Arc::new(cfg.clone()), Arc::new(pbs.clone()), &bytes).unwrap();
+        }
+        let at = T0 + step as i64 * 10 * 60_000;
+        let e = format!("agent:w{}", step % 4);
+        let inc = format!("i-{step}");
+        let ds = s.hit(&inc, &e, spike("token_spike", 7.5), at);
+        for a in actions(&ds) {
+            let ok = step % 3 != 0;
+            s.r.on_action_result(&t(), &a.id, ok, "x", at + 1).ok();
+        }
+        s.samples(&e, 5, step % 2 == 0, at + 2);
+        s.close(&inc, &e, "token_spike", at + 400_000);
+        s.tick(at + 500_000);
+    }
+    s.log
+}
+
+#[test]
+fn same_seed_same_decisions_and_snapshots_do_not_change_them() {
+    let a = workload(7, None);
+    assert_eq!(a, workload(7, None));
+    assert_eq!(a, workload(7, Some(6)));
+    let samples = |log: &[Decision]| -> Vec<f64> {
+        actions(log)
+            .iter()
+            .filter_map(|a| a.why.numbers.get("thompson_sample").copied())
+            .collect()
+    };
+    assert!(!samples(&a).is_empty());
+    assert_ne!(samples(&a), samples(&workload(8, None)));
+}
+
+#[test]
+fn every_decision_chains_into_a_verifiable_audit_log() {
+    let log = workload(1, None);
+    let mut chain = AuditChain::new();
+    let mut entries: Vec<_> = log
+        .iter()
+        .enumerate()
+        .map(|(i, d)| chain.append(d.audit_record(T0 + i as i64)))
+        .collect();
+    assert!(entries.len() > 20);
+    assert_eq!(verify(&entries), Ok(()));
+    entries[17].record.detail.push_str(" (edited)");
+    let brk = verify(&entries).unwrap_err();
+    assert_eq!(brk.index, 17);
+}
+
+#[test]
+fn feedback_changes_the_diagnosis_for_the_tenant() {
+    let mut s = Sim::new();
+    s.r.feedback(&t(), &["token_spike".into()], "cost_overrun")
+        .unwrap();
+    s.r.feedback(&t(), &["token_spike".into()], "cost_overrun")
+        .unwrap();
+    let ds = s.hit("i-1", "agent:a", spike("token_spike", 4.0), T0);
+    let diag = ds.iter().find_map(|d| match d {
+        Decision::Assessment { diagnosis, .. } => Some(diagnosis.clone()),
+        _ => None,
+    });
+    assert_eq!(diag.unwrap()[0].cause, "cost_overrun");
+    assert!(s.r.feedback(&t(), &[], "gremlins").is_err());
+}
+
+#[test]
+fn assets_feed_risk_and_validation() {
+    let mut s = Sim::new();
+    let mut crown = Asset::new("host:db");
+    crown.criticality = 5;
+    s.r.upsert_asset(&t(), crown).unwrap();
+    let mut bad = Asset::new("host:x");
+    bad.criticality = 7;
+    assert_eq!(
+        s.r.upsert_asset(&t(), bad).unwrap_err().code(),
+        "invalid_asset"
+    );
+    let risk_of = |ds: &[Decision]| {
+        ds.iter()
+            .find_map(|d| match d {
+                Decision::Assessment { assessment, .. } => Some(assessment.risk),
+                _ => None,
+            })
+            .unwrap()
+    };
+    let db = s.hit("i-1", "host:db", spike("error_spike", 4.0), T0);
+    let other = s.hit("i-2", "host:web", spike("error_spike", 4.0), T0);
+    assert!(risk_of(&db) > risk_of(&other));
+    assert_eq!(s.r.assets(&t()).count(), 1);
+    assert!(s.r.remove_asset(&t(), "host:db").is_some());
+}
