@@ -60,6 +60,40 @@ const MIGRATIONS: &[&str] = &[
         value TEXT NOT NULL
     ) STRICT;
     ",
+    // 2: the response engine's records: assets, actions, the audit chain (one per tenant).
+    "
+    CREATE TABLE assets (
+        tenant     TEXT NOT NULL,
+        entity     TEXT NOT NULL,
+        updated_ms INTEGER NOT NULL,
+        body       TEXT NOT NULL,
+        PRIMARY KEY (tenant, entity)
+    ) STRICT;
+
+    CREATE TABLE actions (
+        tenant     TEXT NOT NULL,
+        id         TEXT NOT NULL,
+        incident   TEXT NOT NULL,
+        status     TEXT NOT NULL,
+        updated_ms INTEGER NOT NULL,
+        body       TEXT NOT NULL,
+        PRIMARY KEY (tenant, id)
+    ) STRICT;
+    CREATE INDEX actions_updated ON actions (tenant, updated_ms DESC, id DESC);
+    CREATE INDEX actions_status  ON actions (tenant, status, updated_ms DESC, id DESC);
+
+    CREATE TABLE audit (
+        tenant  TEXT NOT NULL,
+        idx     INTEGER NOT NULL,
+        ts      INTEGER NOT NULL,
+        actor   TEXT NOT NULL,
+        kind    TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        body    TEXT NOT NULL,
+        PRIMARY KEY (tenant, idx)
+    ) STRICT;
+    CREATE INDEX audit_subject ON audit (tenant, subject, idx);
+    ",
 ];
 
 /// The schema version this build writes.
