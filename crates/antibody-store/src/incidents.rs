@@ -38,24 +38,32 @@ impl Store {
         tenant: &TenantId,
         query: &IncidentQuery,
     ) -> Result<Vec<Incident>, StoreError> {
-        let mut sql = String::from("SELECT body FROM incidents WHERE tenant = ?");
+        let mut sql = String::from(
+            "SELECT i.body, r.body FROM incidents i LEFT JOIN incident_response r
+             ON r.tenant = i.tenant AND r.incident = i.id WHERE i.tenant = ?",
+        );
         let mut params = vec![Value::Text(tenant.as_str().to_owned())];
         if let Some(status) = query.status {
-            sql.push_str(" AND status = ?");
+            sql.push_str(" AND i.status = ?");
             params.push(Value::Text(status.as_str().to_owned()));
         }
         if let Some(entity) = &query.entity {
-            sql.push_str(" AND entity = ?");
+            sql.push_str(" AND i.entity = ?");
             params.push(Value::Text(entity.clone()));
         }
-        sql.push_str(" ORDER BY updated_ms DESC, id DESC LIMIT ?");
+        sql.push_str(" ORDER BY i.updated_ms DESC, i.id DESC LIMIT ?");
         params.push(Value::Integer(query.limit.min(MAX_LIMIT) as i64));
         self.read(|conn| {
             let mut stmt = conn.prepare_cached(&sql)?;
             let mut rows = stmt.query(params_from_iter(params))?;
             let mut out = Vec::new();
             while let Some(row) = rows.next()? {
-                out.push(decode(tenant, crate::findings::body_text(row, 0)?)?);
+                let response: Option<String> = row.get(1)?;
+                out.push(decode(
+                    tenant,
+                    crate::findings::body_text(row, 0)?,
+                    response.as_deref(),
+                )?);
             }
             Ok(out)
         })
@@ -67,11 +75,14 @@ impl Store {
         id: &str,
     ) -> Result<Option<Incident>, StoreError> {
         self.read(|conn| {
-            let body: Option<String> = conn
-                .prepare_cached("SELECT body FROM incidents WHERE tenant = ?1 AND id = ?2")?
-                .query_row((tenant.as_str(), id), |r| r.get(0))
+            let row: Option<(String, Option<String>)> = conn
+                .prepare_cached(
+                    "SELECT i.body, r.body FROM incidents i LEFT JOIN incident_response r
+                     ON r.tenant = i.tenant AND r.incident = i.id WHERE i.tenant = ?1 AND i.id = ?2",
+                )?
+                .query_row((tenant.as_str(), id), |r| Ok((r.get(0)?, r.get(1)?)))
                 .optional()?;
-            body.map(|b| decode(tenant, &b)).transpose()
+            row.map(|(b, r)| decode(tenant, &b, r.as_deref())).transpose()
         })
     }
 }
@@ -118,12 +129,63 @@ fn check_finite(i: &Incident) -> Result<(), StoreError> {
     }
 }
 
-/// The body omits the tenant (the core type skips it); the column is authoritative.
-fn decode(tenant: &TenantId, body: &str) -> Result<Incident, StoreError> {
+/// The body omits the tenant (the core type skips it); the column is authoritative. The
+/// responder's view, when there is one, supplies risk, confidence, blast radius, diagnosis
+/// and actions.
+fn decode(tenant: &TenantId, body: &str, response: Option<&str>) -> Result<Incident, StoreError> {
     let mut i: Incident = serde_json::from_str(body).map_err(|source| StoreError::Corrupt {
         what: "incident".to_owned(),
         source,
     })?;
     i.tenant = tenant.clone();
+    if let Some(r) = response {
+        let r: IncidentResponse =
+            serde_json::from_str(r).map_err(|source| StoreError::Corrupt {
+                what: "incident response".to_owned(),
+                source,
+            })?;
+        i.risk = r.risk;
+        i.diagnosis = r.diagnosis;
+        i.actions = r.actions;
+    }
     Ok(i)
+}
+
+/// What the responder adds to an incident.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct IncidentResponse {
+    pub risk: f64,
+    pub confidence: f64,
+    pub blast_radius: u32,
+    pub diagnosis: Vec<antibody_core::Hypothesis>,
+    /// Short views of the incident's actions: `{id, kind, target, status}`.
+    pub actions: Vec<serde_json::Value>,
+}
+
+impl Store {
+    /// Writes the responder's view of incidents (replacing earlier versions).
+    pub fn put_incident_responses(
+        &self,
+        items: &[(TenantId, String, IncidentResponse)],
+    ) -> Result<(), StoreError> {
+        self.write(|tx| {
+            let mut stmt = tx.prepare_cached(
+                "INSERT INTO incident_response (tenant, incident, body) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (tenant, incident) DO UPDATE SET body = excluded.body",
+            )?;
+            for (tenant, incident, r) in items {
+                if !(r.risk.is_finite() && r.confidence.is_finite()) {
+                    return Err(StoreError::Invalid(format!(
+                        "incident {incident}: risk and confidence must be finite"
+                    )));
+                }
+                let body = serde_json::to_string(r).map_err(|source| StoreError::Encode {
+                    what: format!("incident response {incident}"),
+                    source,
+                })?;
+                stmt.execute((tenant.as_str(), incident, &body))?;
+            }
+            Ok(())
+        })
+    }
 }

@@ -21,7 +21,7 @@ mod conformance;
 
 pub use error::StoreError;
 pub use findings::{FindingCursor, FindingQuery, DEFAULT_LIMIT, MAX_LIMIT};
-pub use incidents::IncidentQuery;
+pub use incidents::{IncidentQuery, IncidentResponse};
 pub use keys::{KeyInfo, NewKey, Role};
 pub use response::{ActionQuery, AuditQuery};
 pub use schema::SCHEMA_VERSION;

@@ -352,4 +352,55 @@ mod tests {
             .is_empty());
         assert_eq!(s.audit_heads().unwrap(), vec![entries[4].clone()]);
     }
+
+    #[test]
+    fn incident_reads_merge_the_responders_view() {
+        use antibody_core::{Hypothesis, Incident, IncidentStatus, Severity};
+        let (_d, s) = store();
+        let t = TenantId::new("a");
+        let inc = Incident {
+            id: "i-1".into(),
+            tenant: t.clone(),
+            entity: "agent:x".into(),
+            status: IncidentStatus::Open,
+            opened: 1,
+            updated: 2,
+            risk: 3.0,
+            severity: Severity::High,
+            kinds: vec!["token_spike".into()],
+            finding_count: 1,
+            max_score: 0.5,
+            diagnosis: vec![],
+            findings: vec!["f-1".into()],
+            actions: vec![],
+            timeline: vec![],
+        };
+        s.upsert_incidents(std::slice::from_ref(&inc)).unwrap();
+        let view = crate::IncidentResponse {
+            risk: 7.5,
+            confidence: 0.8,
+            blast_radius: 1,
+            diagnosis: vec![Hypothesis {
+                cause: "cost_overrun".into(),
+                confidence: 0.8,
+            }],
+            actions: vec![serde_json::json!({"id": "a-1", "kind": "rate_limit"})],
+        };
+        s.put_incident_responses(&[(t.clone(), "i-1".into(), view)])
+            .unwrap();
+        // A later engine update keeps the responder's view.
+        s.upsert_incidents(&[Incident {
+            finding_count: 2,
+            ..inc
+        }])
+        .unwrap();
+        let got = s.get_incident(&t, "i-1").unwrap().unwrap();
+        assert_eq!((got.risk, got.finding_count), (7.5, 2));
+        assert_eq!(got.diagnosis[0].cause, "cost_overrun");
+        assert_eq!(got.actions.len(), 1);
+        let listed = s
+            .list_incidents(&t, &crate::IncidentQuery::default())
+            .unwrap();
+        assert_eq!(listed[0].risk, 7.5);
+    }
 }

@@ -94,6 +94,16 @@ const MIGRATIONS: &[&str] = &[
     ) STRICT;
     CREATE INDEX audit_subject ON audit (tenant, subject, idx);
     ",
+    // 3: the responder's view of each incident (assessment, diagnosis, actions), kept apart
+    // from the engine's incident rows so neither writer clobbers the other.
+    "
+    CREATE TABLE incident_response (
+        tenant   TEXT NOT NULL,
+        incident TEXT NOT NULL,
+        body     TEXT NOT NULL,
+        PRIMARY KEY (tenant, incident)
+    ) STRICT;
+    ",
 ];
 
 /// The schema version this build writes.
