@@ -10,7 +10,7 @@ pub mod partition;
 
 pub use config::EngineConfig;
 pub use engine::{partition_of, Engine};
-pub use partition::{EntityView, LifecycleState, Outputs, Partition};
+pub use partition::{EntityView, LifecycleState, Outputs, Partition, Sample};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {

@@ -36,15 +36,28 @@ pub struct Outputs {
     pub findings: Vec<Finding>,
     /// Incidents opened, updated or closed during the step (latest version of each).
     pub incidents: Vec<Incident>,
+    /// One per event of a watched entity (see [`Partition::watch`]).
+    pub samples: Vec<Sample>,
+}
+
+/// A fresh observation of a watched entity: did its event stay within the baselines?
+/// The response engine's probation counts these.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sample {
+    pub tenant: TenantId,
+    pub entity: String,
+    pub ts: TimestampMs,
+    pub within_baseline: bool,
 }
 
 impl Outputs {
     pub fn clear(&mut self) {
         self.findings.clear();
         self.incidents.clear();
+        self.samples.clear();
     }
     pub fn is_empty(&self) -> bool {
-        self.findings.is_empty() && self.incidents.is_empty()
+        self.findings.is_empty() && self.incidents.is_empty() && self.samples.is_empty()
     }
 }
 
@@ -61,6 +74,8 @@ struct EntityState {
     tracked: Vec<Tracked>,
     last_seen: TimestampMs,
     incident: Option<Box<OpenIncident>>,
+    /// The response engine wants a [`Sample`] per event (probation).
+    watched: bool,
 }
 
 /// A read-only view of one entity for the API.
@@ -179,7 +194,18 @@ impl Partition {
     /// Runs every detector on `ev` (the event at log `offset`) and correlates the findings.
     pub fn on_event(&mut self, offset: u64, ev: &Event, out: &mut Outputs) {
         let first_finding = out.findings.len();
-        self.detect_metrics(offset, ev, out);
+        let watched = self.detect_metrics(offset, ev, out);
+        if watched {
+            let within_baseline = out.findings[first_finding..]
+                .iter()
+                .all(|f| f.detector != "baseline");
+            out.samples.push(Sample {
+                tenant: ev.tenant.clone(),
+                entity: ev.entity.clone(),
+                ts: ev.ts,
+                within_baseline,
+            });
+        }
         self.hits.clear();
         self.rules
             .evaluate(&mut self.rule_state, ev, &mut self.hits);
@@ -194,7 +220,14 @@ impl Partition {
         }
     }
 
-    fn detect_metrics(&mut self, offset: u64, ev: &Event, out: &mut Outputs) {
+    /// Starts or stops sampling an entity for the response engine. Watching an entity the
+    /// partition has not seen yet creates it, so its first event is sampled too.
+    pub fn watch(&mut self, tenant: &TenantId, entity: &str, on: bool) {
+        entity_mut(&mut self.tenants, tenant, entity).watched = on;
+    }
+
+    /// Baselines and tracked attributes; returns whether the entity is watched.
+    fn detect_metrics(&mut self, offset: u64, ev: &Event, out: &mut Outputs) -> bool {
         let first = out.findings.len();
         let cfg = &self.cfg.baseline;
         let tracked_ids = &self.tracked_attr_ids;
@@ -265,6 +298,7 @@ impl Partition {
             slot.value = value.into_owned();
             slot.streak = 1;
         }
+        state.watched
     }
 
     fn correlate(&mut self, offset: u64, ev: &Event, first: usize, out: &mut Outputs) {
@@ -756,5 +790,29 @@ mod tests {
             let _ = restore(&bytes[..cut]);
         }
         assert!(restore(&[0xff; 7]).is_err());
+    }
+
+    #[test]
+    fn watched_entities_yield_samples() {
+        let mut p = part();
+        let t = TenantId::new("t1");
+        run(&mut p, &history()[..30], 0);
+        let out = run(&mut p, &[vitals("agent:a", 30_000, 1000.0, "p1")], 30);
+        assert!(out.samples.is_empty(), "not watched yet");
+        p.watch(&t, "agent:a", true);
+        let out = run(
+            &mut p,
+            &[
+                vitals("agent:a", 31_000, 1010.0, "p1"),
+                vitals("agent:a", 32_000, 90_000.0, "p1"),
+            ],
+            31,
+        );
+        let within: Vec<bool> = out.samples.iter().map(|s| s.within_baseline).collect();
+        assert_eq!(within, vec![true, false]);
+        p.watch(&t, "agent:a", false);
+        assert!(run(&mut p, &[vitals("agent:a", 33_000, 1000.0, "p1")], 33)
+            .samples
+            .is_empty());
     }
 }
