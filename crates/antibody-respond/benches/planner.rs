@@ -13,7 +13,12 @@ use std::sync::Arc;
 const BATCH: usize = 1_000;
 const T0: i64 = 1_800_000_000_000;
 
-fn case(i: usize, kind: &str, detector: &str, evidence: serde_json::Value) -> (Incident, Vec<Finding>) {
+fn case(
+    i: usize,
+    kind: &str,
+    detector: &str,
+    evidence: serde_json::Value,
+) -> (Incident, Vec<Finding>) {
     let entity = format!("agent:bench-{i}");
     let finding = Finding {
         id: format!("f-{i:x}-0"),
@@ -70,11 +75,23 @@ fn bench(c: &mut Criterion) {
     let brute: Vec<_> = (0..BATCH)
         .map(|i| {
             let ip = format!("198.51.{}.{}", i / 256, i % 256);
-            case(i, "brute_force", "rule:auth-brute-force", json!({"group_by": "src_ip", "group": ip}))
+            case(
+                i,
+                "brute_force",
+                "rule:auth-brute-force",
+                json!({"group_by": "src_ip", "group": ip}),
+            )
         })
         .collect();
     let tokens: Vec<_> = (0..BATCH)
-        .map(|i| case(i, "token_spike", "baseline", json!({"metric": "tokens", "sigma": 7.5})))
+        .map(|i| {
+            case(
+                i,
+                "token_spike",
+                "baseline",
+                json!({"metric": "tokens", "sigma": 7.5}),
+            )
+        })
         .collect();
 
     // A responder whose immune memory has seen outcomes, so every plan draws from Beta arms.
@@ -83,7 +100,8 @@ fn bench(c: &mut Criterion) {
         for d in seasoned.on_incident(inc, fs, inc.updated) {
             if let Decision::Action { action, .. } = d {
                 let ok = inc.id.len() % 2 == 0;
-                let _ = seasoned.on_action_result(&inc.tenant, &action.id, ok, "seed", inc.updated + 1);
+                let _ =
+                    seasoned.on_action_result(&inc.tenant, &action.id, ok, "seed", inc.updated + 1);
             }
         }
     }
@@ -102,13 +120,26 @@ fn bench(c: &mut Criterion) {
         });
     }
     let fresh: Vec<_> = (BATCH..2 * BATCH)
-        .map(|i| case(i, "token_spike", "baseline", json!({"metric": "tokens", "sigma": 7.5})))
+        .map(|i| {
+            case(
+                i,
+                "token_spike",
+                "baseline",
+                json!({"metric": "tokens", "sigma": 7.5}),
+            )
+        })
         .collect();
-    let restore = || Responder::restore(Arc::clone(&cfg), Arc::clone(&pbs), &seasoned_bytes).expect("restore");
+    let restore = || {
+        Responder::restore(Arc::clone(&cfg), Arc::clone(&pbs), &seasoned_bytes).expect("restore")
+    };
     let decisions = run(&mut restore(), &fresh);
     g.throughput(Throughput::Elements(decisions as u64));
     g.bench_function(format!("thompson_ladder_{BATCH}_incidents"), |b| {
-        b.iter_batched(restore, |mut r| black_box(run(&mut r, &fresh)), BatchSize::LargeInput)
+        b.iter_batched(
+            restore,
+            |mut r| black_box(run(&mut r, &fresh)),
+            BatchSize::LargeInput,
+        )
     });
     g.finish();
 }

@@ -597,7 +597,8 @@ mod tests {
             },
         };
         let v = serde_json::to_value(&a).unwrap();
-        let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        let mut keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        keys.sort_unstable();
         let mut want = vec![
             "id", "incident", "kind", "target", "params", "mode", "status", "ttl", "executor",
             "result", "why",

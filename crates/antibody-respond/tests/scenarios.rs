@@ -834,3 +834,64 @@ fn assets_feed_risk_and_validation() {
     assert_eq!(s.r.assets(&t()).count(), 1);
     assert!(s.r.remove_asset(&t(), "host:db").is_some());
 }
+
+#[test]
+fn hits_delay_the_first_action() {
+    let pb = PlaybookSource::new(
+        "patient.yml",
+        "- id: patient\n  trigger: {kinds: [brute_force]}\n  hits: 3\n  steps: [{action: block_ip, ttl: 10m}]\n",
+    );
+    let mut sources = PlaybookSet::default_sources();
+    sources.push(pb);
+    let mut s = Sim::with(
+        ResponderConfig::default(),
+        PlaybookSet::load(&sources).unwrap(),
+    );
+    for n in 0..2 {
+        let ds = s.hit("i-1", "host:a", brute_force("192.0.2.9"), T0 + n);
+        assert!(actions(&ds).is_empty(), "hit {n}");
+    }
+    let ds = s.hit("i-1", "host:a", brute_force("192.0.2.9"), T0 + 2);
+    let a = actions(&ds)[0].clone();
+    assert_eq!((a.why.playbook.as_str(), a.ttl), ("patient", 600));
+}
+
+#[test]
+fn throttle_verdict_for_a_rate_limited_agent() {
+    let mut s = Sim::lenient();
+    s.hit("i-1", "agent:t", spike("token_spike", 7.5), T0);
+    let a = actions(&s.log)[0].clone();
+    s.result(&a.id, true, T0 + 1);
+    let v = s.r.verdict(&t(), "agent:t", T0 + 2);
+    assert_eq!(
+        (v.verdict, v.until),
+        (VerdictKind::Throttle, Some(T0 + 1 + HOUR))
+    );
+}
+
+#[test]
+fn playbook_errors_name_every_file_and_line() {
+    let sources = [
+        PlaybookSource::new(
+            "a.yml",
+            "- id: a\n  trigger: {kinds: [x]}\n  steps:\n    - action: explode\n",
+        ),
+        PlaybookSource::new(
+            "b.yml",
+            "- id: b\n  trigger: {kinds: [x]}\n  mode: sometimes\n  steps: [{action: notify}]\n",
+        ),
+        PlaybookSource::new("c.yml", "not: [valid"),
+    ];
+    let errs = PlaybookSet::load(&sources).unwrap_err();
+    let lines: Vec<String> = errs.to_string().lines().map(str::to_owned).collect();
+    assert_eq!(lines.len(), 3, "{lines:#?}");
+    assert!(lines
+        .iter()
+        .any(|l| l.starts_with("a.yml:4: ") && l.contains("unknown action `explode`")));
+    assert!(lines
+        .iter()
+        .any(|l| l.starts_with("b.yml:3: ") && l.contains("`mode` must be")));
+    assert!(lines
+        .iter()
+        .any(|l| l.starts_with("c.yml:") && l.contains("invalid YAML")));
+}

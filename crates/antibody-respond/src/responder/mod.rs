@@ -508,13 +508,8 @@ impl Responder {
                     .map(|f| f.id.clone())
             })
             .collect::<Option<Vec<String>>>();
-        match covering.and_then(|ids| ids.into_iter().next()) {
-            Some(id) if !rec.running() => {
-                rec.fleet = Some(id);
-                true
-            }
-            _ => false,
-        }
+        rec.fleet = covering.and_then(|ids| ids.into_iter().next());
+        rec.fleet.is_some() && !rec.running()
     }
 
     /// A fleet incident explains this entity's anomaly: stand down if nothing runs yet.
@@ -689,4 +684,74 @@ fn in_force(r: &ActionRecord, now: TimestampMs) -> bool {
         r.action.status,
         ActionStatus::Approved | ActionStatus::Executing | ActionStatus::Succeeded
     ) && r.expires.is_none_or(|t| now < t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::plan::action_id;
+    use super::*;
+
+    fn responder() -> Responder {
+        let pbs = PlaybookSet::default_pack().unwrap();
+        Responder::new(Arc::new(ResponderConfig::default()), Arc::new(pbs))
+    }
+
+    #[test]
+    fn action_ids_are_stable_and_distinct() {
+        let t = TenantId::new("t");
+        let a = action_id(&t, "i-1", "brute-force", 0, "1.2.3.4");
+        assert_eq!(a, action_id(&t, "i-1", "brute-force", 0, "1.2.3.4"));
+        assert_ne!(a, action_id(&t, "i-1", "brute-force", 0, "1.2.3.5"));
+        assert_ne!(
+            a,
+            action_id(&TenantId::new("u"), "i-1", "brute-force", 0, "1.2.3.4")
+        );
+        // Field boundaries are part of the hash.
+        assert_ne!(
+            action_id(&t, "i-1", "ab", 0, "c"),
+            action_id(&t, "i-1", "a", 0, "bc")
+        );
+        assert!(a.starts_with("a-") && a.len() == 18);
+    }
+
+    #[test]
+    fn snapshot_round_trips_and_garbage_is_an_error() {
+        let mut r = responder();
+        let mut asset = Asset::new("agent:a");
+        asset.group = Some("g".into());
+        r.upsert_asset(&TenantId::new("t"), asset).unwrap();
+        let bytes = r.snapshot().unwrap();
+        let back =
+            Responder::restore(Arc::clone(&r.cfg), Arc::clone(&r.playbooks), &bytes).unwrap();
+        assert_eq!(back.st, r.st);
+        let err = Responder::restore(Arc::clone(&r.cfg), Arc::clone(&r.playbooks), &bytes[..3]);
+        assert!(matches!(err, Err(RespondError::Snapshot(_))));
+    }
+
+    #[test]
+    fn group_sizes_follow_assets() {
+        let mut r = responder();
+        let t = TenantId::new("t");
+        for e in ["a", "b"] {
+            let mut asset = Asset::new(e);
+            asset.group = Some("g".into());
+            r.upsert_asset(&t, asset).unwrap();
+        }
+        let key = (t.clone(), "g".to_owned());
+        assert_eq!(r.st.groups[&key], 2);
+        r.upsert_asset(&t, Asset::new("a")).unwrap();
+        assert_eq!(r.st.groups[&key], 1);
+        r.remove_asset(&t, "b");
+        assert!(!r.st.groups.contains_key(&key));
+    }
+
+    #[test]
+    fn unknown_entities_are_healthy_and_allowed() {
+        let r = responder();
+        let t = TenantId::new("t");
+        assert_eq!(r.entity_state(&t, "agent:x"), LifecycleState::Healthy);
+        assert_eq!(r.verdict(&t, "agent:x", 0).verdict, VerdictKind::Allow);
+        assert!(!r.wants_samples(&t, "agent:x"));
+        assert!(r.blocklist(&t, 0).is_empty());
+    }
 }

@@ -29,6 +29,10 @@ impl Responder {
             return;
         }
         let ekey = (key.0.clone(), rec.case.entity.clone());
+        if self.entity_state(&ekey.0, &ekey.1) == LifecycleState::Exhausted {
+            // A spent ladder waits for a human (heal-now), not for another ladder.
+            return;
+        }
         if let Some(d) = self.driving_case(&ekey) {
             if &d != key && self.st.cases.get(&d).is_some_and(CaseRecord::running) {
                 return;
