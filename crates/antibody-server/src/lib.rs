@@ -7,6 +7,7 @@ pub mod error;
 pub mod metrics;
 pub mod openapi;
 pub mod pipeline;
+pub mod respond;
 pub mod routes;
 pub mod state;
 
@@ -38,6 +39,43 @@ pub enum ServerError {
     },
     #[error("invalid configuration: {0}")]
     Config(String),
+    #[error("playbooks:\n{0}")]
+    Playbooks(#[from] antibody_respond::PlaybookErrors),
+}
+
+/// The default playbook pack plus `<dir>/*.yml` and `*.yaml`, in name order; a missing dir
+/// is just the default pack. Every error of every file is reported at once.
+fn load_playbooks(dir: &Path) -> Result<antibody_respond::PlaybookSet, ServerError> {
+    let mut sources = antibody_respond::PlaybookSet::default_sources();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(antibody_respond::PlaybookSet::load(&sources)?)
+        }
+        Err(source) => {
+            return Err(ServerError::Io {
+                context: format!("reading {}", dir.display()),
+                source,
+            })
+        }
+    };
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yml" || x == "yaml"))
+        .collect();
+    paths.sort();
+    for path in paths {
+        let text = std::fs::read_to_string(&path).map_err(|source| ServerError::Io {
+            context: format!("reading {}", path.display()),
+            source,
+        })?;
+        sources.push(antibody_respond::PlaybookSource::new(
+            path.display().to_string(),
+            text,
+        ));
+    }
+    Ok(antibody_respond::PlaybookSet::load(&sources)?)
 }
 
 #[derive(Clone, Debug)]
@@ -49,6 +87,7 @@ pub struct ServerConfig {
     pub limits: Limits,
     pub pipeline: PipelineConfig,
     pub tick_interval: Duration,
+    pub responder: antibody_respond::ResponderConfig,
     /// Run the built-in fleet simulator (`--demo`).
     pub demo: bool,
 }
@@ -62,6 +101,7 @@ impl ServerConfig {
             engine: EngineConfig::default(),
             limits: Limits::default(),
             tick_interval: Duration::from_secs(1),
+            responder: antibody_respond::ResponderConfig::default(),
             demo: false,
         }
     }
@@ -93,6 +133,21 @@ impl Server {
         )?;
         let rules = RuleSet::load_dir(&cfg.data_dir.join("rules"))?;
         tracing::info!(rules = rules.len(), "rules loaded");
+        let playbooks = Arc::new(load_playbooks(&cfg.data_dir.join("playbooks"))?);
+        tracing::info!(playbooks = playbooks.playbooks().len(), "playbooks loaded");
+        cfg.responder.validate().map_err(ServerError::Config)?;
+        std::fs::create_dir_all(cfg.data_dir.join("snapshots")).map_err(|source| {
+            ServerError::Io {
+                context: "creating the snapshots dir".into(),
+                source,
+            }
+        })?;
+        let responder = respond::load_responder(
+            &cfg.data_dir.join("snapshots").join("responder.snap"),
+            Arc::new(cfg.responder.clone()),
+            playbooks,
+            &store,
+        )?;
         let metrics = Arc::new(metrics::Metrics::default());
         let parts = PipelineParts {
             store: store.clone(),
@@ -100,6 +155,8 @@ impl Server {
             clock: clock.clone(),
             engine: Arc::new(cfg.engine.clone()),
             rules: Arc::new(rules),
+            responder,
+            executors: respond::Executors::default(),
         };
         let pipeline = Pipeline::start(cfg.pipeline.clone(), parts)?;
         let state = AppState {

@@ -115,6 +115,12 @@ pub(crate) enum Work {
     Checkpoint {
         next_offset: u64,
     },
+    /// Start or stop sampling an entity for the response engine's probation.
+    Watch {
+        tenant: TenantId,
+        entity: String,
+        on: bool,
+    },
     Stop,
 }
 
@@ -150,6 +156,8 @@ pub struct Pipeline {
     ready: Arc<Health>,
     pub stream: broadcast::Sender<StreamItem>,
     threads: std::sync::Mutex<Vec<std::thread::JoinHandle<()>>>,
+    respond: mpsc::Sender<crate::respond::RespondMsg>,
+    respond_thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 pub struct PipelineParts {
@@ -158,6 +166,8 @@ pub struct PipelineParts {
     pub clock: Arc<dyn Clock>,
     pub engine: Arc<EngineConfig>,
     pub rules: Arc<RuleSet>,
+    pub responder: antibody_respond::Responder,
+    pub executors: crate::respond::Executors,
 }
 
 impl Pipeline {
@@ -173,14 +183,37 @@ impl Pipeline {
         let restored = snapshots.load_latest(cfg.partitions)?;
         let (start_offset, partitions) = match restored {
             Some(s) => {
-                let mut ps = Vec::with_capacity(s.partitions.len());
-                for bytes in &s.partitions {
-                    let p = Partition::restore(parts.engine.clone(), parts.rules.clone(), bytes)
-                        .map_err(|e| PipelineError::Snapshot(e.to_string()))?;
-                    ps.push(p);
+                if s.next_offset > log.next_offset() {
+                    return Err(PipelineError::Snapshot(format!(
+                        "the engine snapshot covers the log up to offset {} but the log ends at {}; \
+                         the log lost acknowledged records — restore it from a backup, or move \
+                         {}/snapshots away to rebuild state from what the log holds",
+                        s.next_offset,
+                        log.next_offset(),
+                        cfg.data_dir.display()
+                    )));
                 }
-                tracing::info!(offset = s.next_offset, "restored engine snapshot");
-                (s.next_offset, ps)
+                let restored: Result<Vec<Partition>, _> = s
+                    .partitions
+                    .iter()
+                    .map(|b| Partition::restore(parts.engine.clone(), parts.rules.clone(), b))
+                    .collect();
+                match restored {
+                    Ok(ps) => {
+                        tracing::info!(offset = s.next_offset, "restored engine snapshot");
+                        (s.next_offset, ps)
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "engine snapshot unreadable (older format?); rebuilding state from the log");
+                        let n = cfg.partitions.max(1);
+                        (
+                            0,
+                            (0..n)
+                                .map(|_| Partition::new(parts.engine.clone(), parts.rules.clone()))
+                                .collect(),
+                        )
+                    }
+                }
             }
             None => {
                 let n = cfg.partitions.max(1);
@@ -202,6 +235,9 @@ impl Pipeline {
         let checkpoint = Arc::new(AtomicU64::new(start_offset));
         let mut threads = Vec::new();
         let n_workers = partitions.len();
+        // Unbounded: the stage also sends itself executor results, and decisions are rare
+        // next to events (a bounded channel here could deadlock the stage on itself).
+        let (respond_tx, respond_rx) = mpsc::channel();
         let sink = sink::Sink::new(
             parts.store.clone(),
             parts.metrics.clone(),
@@ -209,6 +245,7 @@ impl Pipeline {
             snapshots,
             n_workers,
             checkpoint.clone(),
+            Some(respond_tx.clone()),
         );
         threads.push(spawn("antibody-sink", move || sink.run(sink_rx))?);
         let mut workers = Vec::new();
@@ -220,6 +257,29 @@ impl Pipeline {
             workers.push(tx);
         }
         drop(sink_tx);
+        let watchers = workers.clone();
+        let watch: crate::respond::Watch = Box::new(move |tenant, entity, on| {
+            let p = partition_of(tenant, entity, watchers.len());
+            let work = Work::Watch {
+                tenant: tenant.clone(),
+                entity: entity.to_owned(),
+                on,
+            };
+            let _ = watchers[p].send(work);
+        });
+        let stage = crate::respond::RespondStage::new(crate::respond::StageParts {
+            responder: parts.responder,
+            store: parts.store.clone(),
+            metrics: parts.metrics.clone(),
+            clock: parts.clock.clone(),
+            stream: stream.clone(),
+            snapshot_path: cfg.data_dir.join("snapshots").join("responder.snap"),
+            executors: parts.executors,
+            watch,
+            own: respond_tx.clone(),
+        })
+        .map_err(|e| PipelineError::Snapshot(format!("response stage: {e}")))?;
+        let respond_thread = spawn("antibody-respond", move || stage.run(respond_rx))?;
         let mut committer = committer::Committer::new(
             log,
             &cfg,
@@ -244,6 +304,8 @@ impl Pipeline {
             ready,
             stream,
             threads: std::sync::Mutex::new(threads),
+            respond: respond_tx,
+            respond_thread: std::sync::Mutex::new(Some(respond_thread)),
         }))
     }
 
@@ -306,6 +368,32 @@ impl Pipeline {
         for w in &self.workers {
             let _ = w.try_send(Work::Tick(now));
         }
+        let _ = self.respond.send(crate::respond::RespondMsg::Tick(now));
+    }
+
+    /// A person's command to the response engine; resolves with the actions it changed.
+    pub async fn human(
+        &self,
+        h: crate::respond::Human,
+    ) -> Result<Result<Vec<antibody_respond::Action>, antibody_respond::RespondError>, SubmitError>
+    {
+        let (reply, rx) = oneshot::channel();
+        self.respond
+            .send(crate::respond::RespondMsg::Human(h, reply))
+            .map_err(|_| SubmitError::Stopped)?;
+        rx.await.map_err(|_| SubmitError::Stopped)
+    }
+
+    /// A read of the response engine's live state (verdicts, blocklist, lifecycle).
+    pub async fn read(
+        &self,
+        q: crate::respond::ReadQuery,
+    ) -> Result<crate::respond::ReadReply, SubmitError> {
+        let (reply, rx) = oneshot::channel();
+        self.respond
+            .send(crate::respond::RespondMsg::Read(q, reply))
+            .map_err(|_| SubmitError::Stopped)?;
+        rx.await.map_err(|_| SubmitError::Stopped)
     }
 
     pub fn is_ready(&self) -> bool {
@@ -322,8 +410,18 @@ impl Pipeline {
         if threads.is_empty() {
             return;
         }
-        let _ = self.ingest.send(Ingest::Stop);
+        if self.ingest.send(Ingest::Stop).is_err() {
+            // The committer is gone: stop the workers ourselves or joining them would hang.
+            for w in &self.workers {
+                let _ = w.send(Work::Stop);
+            }
+        }
         for t in threads {
+            let _ = t.join();
+        }
+        let _ = self.respond.send(crate::respond::RespondMsg::Stop);
+        let respond = self.respond_thread.lock().ok().and_then(|mut t| t.take());
+        if let Some(t) = respond {
             let _ = t.join();
         }
     }

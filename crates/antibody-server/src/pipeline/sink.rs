@@ -3,7 +3,9 @@
 
 use super::snapshot::SnapshotDir;
 use crate::metrics::Metrics;
+use crate::respond::RespondMsg;
 use antibody_core::{Finding, Incident, TenantId};
+use antibody_detect::Sample;
 use antibody_store::{Store, StoreError};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -16,6 +18,7 @@ pub(crate) enum SinkMsg {
     Outputs {
         findings: Vec<Finding>,
         incidents: Vec<Incident>,
+        samples: Vec<Sample>,
         received: Option<Instant>,
     },
     SnapshotPart {
@@ -41,6 +44,7 @@ pub(crate) struct Sink {
     partitions: usize,
     pending: BTreeMap<u64, Vec<Option<Vec<u8>>>>,
     checkpoint: Arc<AtomicU64>,
+    respond: Option<std::sync::mpsc::Sender<RespondMsg>>,
 }
 
 /// Messages drained into one store transaction at most.
@@ -54,6 +58,7 @@ impl Sink {
         snapshots: SnapshotDir,
         partitions: usize,
         checkpoint: Arc<AtomicU64>,
+        respond: Option<std::sync::mpsc::Sender<RespondMsg>>,
     ) -> Self {
         Self {
             store,
@@ -63,12 +68,14 @@ impl Sink {
             partitions,
             pending: BTreeMap::new(),
             checkpoint,
+            respond,
         }
     }
 
     pub(crate) fn run(mut self, rx: Receiver<SinkMsg>) {
         let mut findings = Vec::new();
         let mut incidents: Vec<Incident> = Vec::new();
+        let mut samples: Vec<Sample> = Vec::new();
         let mut parts = Vec::new();
         while let Ok(first) = rx.recv() {
             let mut oldest: Option<Instant> = None;
@@ -79,9 +86,11 @@ impl Sink {
                     SinkMsg::Outputs {
                         findings: f,
                         incidents: i,
+                        samples: smp,
                         received,
                     } => {
                         findings.extend(f);
+                        samples.extend(smp);
                         for inc in i {
                             match incidents.iter_mut().find(|x| x.id == inc.id) {
                                 Some(slot) => *slot = inc,
@@ -115,6 +124,7 @@ impl Sink {
                 }
             }
             self.publish(&findings, &incidents);
+            self.to_responder(&mut findings, &mut incidents, &mut samples);
             findings.clear();
             incidents.clear();
             for (p, off, bytes) in parts.drain(..) {
@@ -162,6 +172,29 @@ impl Sink {
                 tracing::error!(incident = %i.id, error = %e, "dropping an incident the store refuses");
             }
         }
+    }
+
+    /// Hands stored incidents (with their findings) and probation samples to the response
+    /// stage. Findings of no incident are not needed there.
+    fn to_responder(
+        &self,
+        findings: &mut Vec<Finding>,
+        incidents: &mut Vec<Incident>,
+        samples: &mut Vec<Sample>,
+    ) {
+        let Some(tx) = &self.respond else {
+            samples.clear();
+            return;
+        };
+        if incidents.is_empty() && samples.is_empty() {
+            return;
+        }
+        let msg = RespondMsg::Outputs {
+            findings: std::mem::take(findings),
+            incidents: std::mem::take(incidents),
+            samples: std::mem::take(samples),
+        };
+        let _ = tx.send(msg);
     }
 
     fn publish(&self, findings: &[Finding], incidents: &[Incident]) {
@@ -237,6 +270,9 @@ impl Sink {
         match self.snapshots.write(next_offset, &parts) {
             Ok(()) => {
                 self.checkpoint.store(next_offset, Relaxed);
+                if let Some(tx) = &self.respond {
+                    let _ = tx.send(RespondMsg::Checkpoint);
+                }
                 self.metrics.checkpoint_offset.store(next_offset, Relaxed);
                 // Older incomplete checkpoints can never complete now.
                 self.pending.retain(|&off, _| off > next_offset);

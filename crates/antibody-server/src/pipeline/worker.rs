@@ -74,6 +74,7 @@ impl Worker {
                         bytes,
                     });
                 }
+                Work::Watch { tenant, entity, on } => self.partition.watch(&tenant, &entity, on),
                 Work::Stop => break,
             }
         }
@@ -85,9 +86,11 @@ impl Worker {
         }
         let findings = std::mem::take(&mut out.findings);
         let incidents = std::mem::take(&mut out.incidents);
+        let samples = std::mem::take(&mut out.samples);
         self.to_sink(SinkMsg::Outputs {
             findings,
             incidents,
+            samples,
             received,
         });
     }

@@ -1,0 +1,132 @@
+//! Carrying out approved actions. Kinds enforced by antibody itself — `block_ip` (served at
+//! `/v1/blocklist`), `rate_limit`, `quarantine`, `isolate` (served at
+//! `/v1/entities/{entity}/verdict`), and `reset`, `revoke_tools`, `budget_cap` (recorded
+//! actions that SDKs and the gateway read) — take effect the moment the responder records
+//! them. Kinds that reach outside (`notify`, `webhook`, `command`, `signal`) go to a
+//! configured [`Executor`]; their results come back to the stage as messages.
+
+use super::RespondMsg;
+use antibody_core::{TenantId, TimestampMs};
+use antibody_respond::{
+    Action, ActionKind, Asset, Decision, ExecOp, ExecRequest, Executor, Responder,
+};
+use std::sync::mpsc::Sender;
+use std::sync::Arc;
+
+#[derive(Default, Clone)]
+pub struct Executors {
+    external: Vec<Arc<dyn Executor>>,
+}
+
+fn is_internal(kind: ActionKind) -> bool {
+    !matches!(
+        kind,
+        ActionKind::Notify | ActionKind::Webhook | ActionKind::Command | ActionKind::Signal
+    )
+}
+
+impl Executors {
+    pub fn new(external: Vec<Arc<dyn Executor>>) -> Self {
+        Self { external }
+    }
+
+    fn find(&self, kind: ActionKind) -> Option<&Arc<dyn Executor>> {
+        self.external.iter().find(|e| e.supports(kind))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn run(
+        &self,
+        responder: &mut Responder,
+        tenant: &TenantId,
+        entity: &str,
+        action: &Action,
+        asset: Option<Asset>,
+        own: &Sender<RespondMsg>,
+        now: TimestampMs,
+    ) -> Vec<Decision> {
+        let mut out = match responder.on_action_started(tenant, &action.id, now) {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(action = %action.id, error = %e, "cannot start action");
+                return Vec::new();
+            }
+        };
+        if is_internal(action.kind) {
+            let msg = format!("{} {} enforced by antibody", action.kind, action.target);
+            out.extend(
+                responder
+                    .on_action_result(tenant, &action.id, true, &msg, now)
+                    .unwrap_or_default(),
+            );
+            return out;
+        }
+        let Some(exec) = self.find(action.kind) else {
+            let msg = format!(
+                "no `{}` executor is configured; add it under [executors] in antibody.toml",
+                action.kind
+            );
+            out.extend(
+                responder
+                    .on_action_result(tenant, &action.id, false, &msg, now)
+                    .unwrap_or_default(),
+            );
+            return out;
+        };
+        let request = ExecRequest {
+            tenant: tenant.clone(),
+            entity: entity.to_owned(),
+            op: ExecOp::Apply,
+            action: action.clone(),
+            asset,
+        };
+        let (own, tenant, id) = (own.clone(), tenant.clone(), action.id.clone());
+        exec.execute(
+            request,
+            Box::new(move |r| {
+                let _ = own.send(RespondMsg::Executed {
+                    tenant,
+                    id,
+                    ok: r.ok,
+                    message: r.message,
+                });
+            }),
+        );
+        out
+    }
+
+    /// Undoes an external action that left state behind; internal ones lapse with the
+    /// responder's record.
+    pub(crate) fn undo(
+        &self,
+        tenant: &TenantId,
+        entity: &str,
+        action: &Action,
+        asset: Option<Asset>,
+    ) {
+        if is_internal(action.kind) || !action.kind.is_reversible(&action.params) {
+            return;
+        }
+        let Some(exec) = self.find(action.kind) else {
+            return;
+        };
+        let id = action.id.clone();
+        let request = ExecRequest {
+            tenant: tenant.clone(),
+            entity: entity.to_owned(),
+            op: ExecOp::Undo,
+            action: action.clone(),
+            asset,
+        };
+        exec.execute(
+            request,
+            Box::new(move |r| {
+                if r.ok {
+                    tracing::info!(action = %id, "undone: {}", r.message);
+                } else {
+                    tracing::error!(action = %id, "undo failed: {}", r.message);
+                }
+            }),
+        );
+    }
+}
