@@ -189,3 +189,50 @@ impl Decision {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lifecycle::LifecycleState;
+
+    fn transition(actor: &str) -> Decision {
+        Decision::Transition(Transition {
+            tenant: TenantId::new("t"),
+            entity: "agent:a".into(),
+            from: LifecycleState::Quarantined,
+            to: LifecycleState::Probation,
+            reason: "heal-now".into(),
+            ts: 5,
+            actor: actor.into(),
+        })
+    }
+
+    #[test]
+    fn audit_records_carry_actor_kind_and_subject() {
+        let r = transition("k-9").audit_record(42);
+        assert_eq!(
+            (r.ts, r.actor.as_str(), r.kind.as_str()),
+            (42, "k-9", "state")
+        );
+        assert_eq!(r.subject, "agent:a");
+        assert_eq!(r.tenant, "t");
+        assert_eq!(r.data["to"], "probation");
+        assert!(r.detail.contains("quarantined → probation"), "{}", r.detail);
+        let esc = Decision::Escalation {
+            tenant: TenantId::new("t"),
+            entity: "host:h".into(),
+            incident: "i-1".into(),
+            reason: "ladder spent".into(),
+        };
+        let r = esc.audit_record(1);
+        assert_eq!((r.actor.as_str(), r.kind.as_str()), (ENGINE, "escalation"));
+    }
+
+    #[test]
+    fn json_is_tagged_by_type() {
+        let v = serde_json::to_value(transition("engine")).unwrap();
+        assert_eq!(v["type"], "transition");
+        assert_eq!(v["to"], "probation");
+        assert_eq!(v["tenant"], "t");
+    }
+}

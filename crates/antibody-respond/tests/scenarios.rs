@@ -895,3 +895,33 @@ fn playbook_errors_name_every_file_and_line() {
         .iter()
         .any(|l| l.starts_with("c.yml:") && l.contains("invalid YAML")));
 }
+
+#[test]
+fn a_non_fleet_kind_on_a_fleet_covered_incident_is_still_handled() {
+    let (cfg, pbs) = fleet_config();
+    let mut s = Sim::with(cfg, pbs);
+    for i in 0..3 {
+        let mut a = Asset::new(format!("agent:g{i}"));
+        a.group = Some("g".into());
+        s.r.upsert_asset(&t(), a).unwrap();
+    }
+    for i in 0..3 {
+        s.hit(
+            &format!("i-{i}"),
+            &format!("agent:g{i}"),
+            spike("latency_spike", 4.0),
+            T0,
+        );
+    }
+    assert_eq!(s.state("agent:g0"), LifecycleState::Healthy);
+    let f = F {
+        kind: "prompt_injection",
+        detector: "rule:prompt-injection",
+        severity: Severity::High,
+        score: 0.9,
+        evidence: json!({}),
+    };
+    let ds = s.hit("i-0", "agent:g0", f, T0 + 1);
+    assert_eq!(actions(&ds)[0].kind, ActionKind::Quarantine);
+    assert_eq!(s.state("agent:g0"), LifecycleState::Suspected);
+}

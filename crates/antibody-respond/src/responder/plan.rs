@@ -40,7 +40,15 @@ impl Responder {
         }
         let pbs = Arc::clone(&self.playbooks);
         let asset = self.st.assets.get(&ekey);
-        let kinds = rec.case.kinds.keys().map(String::as_str);
+        // Kinds a fleet incident explains are not this entity's problem.
+        let group = asset.and_then(|a| a.group.as_deref());
+        let fleet = &self.st.fleet;
+        let kinds = rec
+            .case
+            .kinds
+            .keys()
+            .map(String::as_str)
+            .filter(|k| group.is_none_or(|g| fleet.covering(&key.0, g, k).is_none()));
         let Some((pb, rule)) = pbs.playbooks().iter().find_map(|pb| {
             pb.matches(
                 kinds.clone(),
