@@ -4,6 +4,25 @@
 //! milliseconds), no threads; randomness comes from a seeded generator the responder owns,
 //! so the same inputs give the same decisions. The server feeds it incidents, ticks, action
 //! results and human answers, and carries out the [`Decision`]s it returns.
+//!
+//! ## Wiring (what the server does)
+//! * Load playbooks with [`PlaybookSet::load`] (`PlaybookSet::default_sources()` first,
+//!   then `<data-dir>/playbooks/*.yml`); errors come back all at once as `file:line: reason`.
+//! * Keep one [`Responder`] per tenant (fleet correlation needs a whole group in one place);
+//!   [`Responder::upsert_asset`] on `PUT /v1/assets/{entity}`.
+//! * Call [`Responder::on_incident`] with every incident update and the findings that joined
+//!   it, [`Responder::on_tick`] every second, [`Responder::on_sample`] for events of
+//!   entities that [`Responder::wants_samples`], and the human calls (`approve`, `reject`,
+//!   `approve_all`, `reject_all`, `heal_now`, `undo`, `feedback`) from the routes.
+//! * For each decision: publish it (`/v1/stream`), append
+//!   [`Decision::audit_record`] to an [`AuditChain`], run `approved` actions and undos with an
+//!   [`Executor`], and report back with [`Responder::on_action_started`] /
+//!   [`Responder::on_action_result`].
+//! * Snapshot with [`Responder::snapshot`] / [`Responder::restore`] (postcard).
+//!
+//! Formulas live in the module docs: risk in [`assess`], diagnosis in [`diagnose`], ladder
+//! order in [`memory`], fleet correlation in [`fleet`], the lifecycle in [`lifecycle`]; the
+//! playbook format in `PLAYBOOKS.md`.
 
 pub mod action;
 pub mod assess;

@@ -1,7 +1,7 @@
 //! Playbooks: what to do about an incident. A playbook has a trigger (finding kinds or
 //! diagnoses, a minimum risk, an entity selector), a mode, an ordered ladder of steps,
 //! allow-lists, a hit count before acting and escalating TTLs for repeat offenders. The
-//! format is documented in `PLAYBOOKS.md`; parsing and validation live in [`parse`].
+//! format is documented in `PLAYBOOKS.md`; parsing and validation live in `parse.rs`.
 //!
 //! Selection: playbooks are tried in priority order — later sources first (so a data-dir
 //! file overrides the default pack, and a playbook with the same id replaces the earlier
