@@ -134,6 +134,7 @@ fn bench(c: &mut Criterion) {
                     p.on_event(i as u64, ev, &mut out);
                     out.clear();
                 }
+                p.flush_incidents(&mut out);
             },
             BatchSize::LargeInput,
         )

@@ -145,7 +145,9 @@ impl MetricBaseline {
 
     /// Observes `x`: returns the deviation when it is anomalous, and learns it otherwise.
     pub fn observe(&mut self, x: f64, cfg: &BaselineConfig) -> Option<Deviation> {
-        if !x.is_finite() {
+        // Beyond ±1e150 squares overflow to ∞ and a single value would blind the baseline
+        // for good; such a value is not a measurement.
+        if !x.is_finite() || x.abs() > 1e150 {
             return None;
         }
         if self.n < cfg.warmup {
@@ -187,6 +189,7 @@ impl MetricBaseline {
             self.anchor_mean = self.mean;
             self.anchor_var = self.var;
         }
+        self.reset_if_overflowed();
     }
 
     fn learn(&mut self, x: f64, cfg: &BaselineConfig) {
@@ -198,6 +201,14 @@ impl MetricBaseline {
             x,
             cfg.alpha / cfg.anchor_slowdown,
         );
+        self.reset_if_overflowed();
+    }
+
+    /// A variance that overflowed would make every σ zero: start over instead.
+    fn reset_if_overflowed(&mut self) {
+        if !(self.var.is_finite() && self.anchor_var.is_finite() && self.mean.is_finite()) {
+            *self = Self::new();
+        }
     }
 }
 
@@ -367,5 +378,19 @@ mod tests {
     #[test]
     fn baseline_is_small() {
         assert!(std::mem::size_of::<MetricBaseline>() <= 40);
+    }
+
+    #[test]
+    fn huge_values_cannot_blind_a_baseline() {
+        let cfg = BaselineConfig::default();
+        let mut b = MetricBaseline::new();
+        assert!(b.observe(1e300, &cfg).is_none());
+        for x in [1e149, -1e149, 1e149] {
+            b.observe(x, &cfg);
+        }
+        let mut b = learned(&cfg, 100.0, 30);
+        assert!(b.observe(1e300, &cfg).is_none(), "ignored, not learned");
+        assert!(b.observe(10_000.0, &cfg).is_some(), "still sees spikes");
+        assert!(b.std().is_finite());
     }
 }

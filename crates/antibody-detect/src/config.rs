@@ -14,6 +14,14 @@ pub struct EngineConfig {
     pub metric_kinds: BTreeMap<String, String>,
     /// Categorical attrs whose change after a stable streak is a `prompt_change`-style finding.
     pub tracked_attrs: Vec<String>,
+    /// Entities one tenant may have tracked in one partition; events of further new
+    /// entities still go through the rules but get no baselines or incidents until room
+    /// frees up. Bounds memory against a sender that invents entity names.
+    pub max_entities_per_tenant: usize,
+    /// Entities silent this long (and with no open incident) are forgotten (default 7 days).
+    pub entity_idle_ms: i64,
+    /// Distinct metric names one tenant may use in one partition; further names are ignored.
+    pub max_metric_names_per_tenant: usize,
 }
 
 impl Default for EngineConfig {
@@ -23,6 +31,9 @@ impl Default for EngineConfig {
             correlation_window_ms: 300_000,
             metric_kinds: BTreeMap::new(),
             tracked_attrs: vec!["prompt_hash".into()],
+            max_entities_per_tenant: 2_000_000,
+            entity_idle_ms: 7 * 24 * 3600 * 1000,
+            max_metric_names_per_tenant: 1000,
         }
     }
 }
@@ -32,6 +43,12 @@ impl EngineConfig {
         self.baseline.validate()?;
         if self.correlation_window_ms <= 0 {
             return Err("engine.correlation_window_ms must be positive".into());
+        }
+        if self.max_entities_per_tenant == 0 || self.max_metric_names_per_tenant == 0 {
+            return Err("engine.max_entities_per_tenant and engine.max_metric_names_per_tenant must be positive".into());
+        }
+        if self.entity_idle_ms <= 0 {
+            return Err("engine.entity_idle_ms must be positive".into());
         }
         if self.tracked_attrs.len() > 16 {
             return Err("engine.tracked_attrs holds at most 16 names".into());

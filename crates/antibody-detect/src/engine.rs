@@ -40,6 +40,7 @@ impl Engine {
     pub fn on_event(&mut self, offset: u64, ev: &Event, out: &mut Outputs) {
         let p = partition_of(&ev.tenant, &ev.entity, self.partitions.len());
         self.partitions[p].on_event(offset, ev, out);
+        self.partitions[p].flush_incidents(out);
     }
 
     pub fn on_tick(&mut self, now: TimestampMs, out: &mut Outputs) {

@@ -20,6 +20,9 @@ use std::collections::{BTreeMap, BTreeSet};
 type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 use std::sync::Arc;
 
+/// Engine time between two sweeps for idle entities.
+const SWEEP_EVERY_MS: i64 = 60_000;
+
 /// Lifecycle state of an entity as far as detection knows it. The response engine adds
 /// the later states (draining, quarantined, healing, probation, exhausted).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -150,6 +153,12 @@ pub struct Partition {
     rule_state: RuleState,
     /// Entities with an open incident, in a stable order for ticks.
     open: BTreeSet<(TenantId, Box<str>)>,
+    /// Entities whose incident changed since the last [`Partition::flush_incidents`].
+    dirty: BTreeSet<(TenantId, Box<str>)>,
+    entities_refused: u64,
+    last_sweep: TimestampMs,
+    /// Metric names each tenant has used here (bounded by `max_metric_names_per_tenant`).
+    tenant_metrics: HashMap<TenantId, std::collections::HashSet<u16>>,
     hits: Vec<RuleHit>,
 }
 
@@ -166,6 +175,10 @@ impl Partition {
             tracked_attr_ids: Vec::new(),
             rule_state,
             open: BTreeSet::new(),
+            dirty: BTreeSet::new(),
+            entities_refused: 0,
+            last_sweep: 0,
+            tenant_metrics: HashMap::default(),
             hits: Vec::new(),
         };
         p.index_config();
@@ -194,6 +207,11 @@ impl Partition {
     /// Runs every detector on `ev` (the event at log `offset`) and correlates the findings.
     pub fn on_event(&mut self, offset: u64, ev: &Event, out: &mut Outputs) {
         let first_finding = out.findings.len();
+        if !self.admits(&ev.tenant, &ev.entity) {
+            self.entities_refused += 1;
+            self.evaluate_rules(offset, ev, first_finding, out);
+            return;
+        }
         let watched = self.detect_metrics(offset, ev, out);
         if watched {
             let within_baseline = out.findings[first_finding..]
@@ -206,6 +224,13 @@ impl Partition {
                 within_baseline,
             });
         }
+        self.evaluate_rules(offset, ev, first_finding, out);
+        if out.findings.len() > first_finding {
+            self.correlate(offset, ev, first_finding, out);
+        }
+    }
+
+    fn evaluate_rules(&mut self, offset: u64, ev: &Event, first_finding: usize, out: &mut Outputs) {
         self.hits.clear();
         self.rules
             .evaluate(&mut self.rule_state, ev, &mut self.hits);
@@ -215,9 +240,28 @@ impl Partition {
             out.findings.push(rule_finding(id, ev, hit));
         }
         self.hits = hits;
-        if out.findings.len() > first_finding {
-            self.correlate(offset, ev, first_finding, out);
+    }
+
+    /// Whether the entity is tracked or there is room to track it.
+    fn admits(&self, tenant: &TenantId, entity: &str) -> bool {
+        match self.tenants.get(tenant) {
+            Some(m) => m.len() < self.cfg.max_entities_per_tenant || m.contains_key(entity),
+            None => true,
         }
+    }
+
+    /// Events whose entity could not be tracked (tenant at `max_entities_per_tenant`).
+    pub fn entities_refused(&self) -> u64 {
+        self.entities_refused
+    }
+
+    /// Forgets entities idle for `entity_idle_ms` with no open incident and no watch.
+    fn forget_idle(&mut self, now: TimestampMs) {
+        let horizon = now.saturating_sub(self.cfg.entity_idle_ms);
+        for map in self.tenants.values_mut() {
+            map.retain(|_, s| s.last_seen >= horizon || s.incident.is_some() || s.watched);
+        }
+        self.tenants.retain(|_, m| !m.is_empty());
     }
 
     /// Starts or stops sampling an entity for the response engine. Watching an entity the
@@ -234,12 +278,22 @@ impl Partition {
         let attrs = &mut self.attrs;
         let metrics = &mut self.metrics;
         let kinds = &mut self.metric_kinds;
+        let tenant_metrics = &mut self.tenant_metrics;
+        let max_names = self.cfg.max_metric_names_per_tenant;
         let state = entity_mut(&mut self.tenants, &ev.tenant, &ev.entity);
         state.last_seen = state.last_seen.max(ev.ts);
         for (name, value) in &ev.metrics {
             let Some(id) = metrics.intern(name) else {
                 continue;
             };
+            // One tenant cannot exhaust the partition's shared name table for the others.
+            let used = tenant_metrics.entry(ev.tenant.clone()).or_default();
+            if !used.contains(&id) {
+                if used.len() >= max_names {
+                    continue;
+                }
+                used.insert(id);
+            }
             if usize::from(id) == kinds.len() {
                 kinds.push(self.cfg.kind_for_metric(name));
             }
@@ -323,12 +377,35 @@ impl Partition {
         if let Some(inc) = &state.incident {
             self.open
                 .insert((ev.tenant.clone(), Box::from(ev.entity.as_str())));
-            push_latest(&mut out.incidents, inc.to_incident());
+            self.dirty
+                .insert((ev.tenant.clone(), Box::from(ev.entity.as_str())));
+        }
+    }
+
+    /// Emits the latest version of every incident updated since the last flush. Updates are
+    /// materialised once per batch, not once per finding: an incident carries up to 1,000
+    /// finding ids, and a hot entity can add a finding with every event.
+    pub fn flush_incidents(&mut self, out: &mut Outputs) {
+        for (tenant, entity) in std::mem::take(&mut self.dirty) {
+            let inc = self
+                .tenants
+                .get(&tenant)
+                .and_then(|m| m.get(&entity))
+                .and_then(|s| s.incident.as_ref());
+            if let Some(inc) = inc {
+                out.incidents.push(inc.to_incident());
+            }
         }
     }
 
     /// Advances time: closes incidents quiet for a whole window, expires rule windows.
     pub fn on_tick(&mut self, now: TimestampMs, out: &mut Outputs) {
+        // Pending updates go out before any closing, or a stale "open" would follow it.
+        self.flush_incidents(out);
+        if now.saturating_sub(self.last_sweep) >= SWEEP_EVERY_MS {
+            self.last_sweep = now;
+            self.forget_idle(now);
+        }
         self.rules.expire(&mut self.rule_state, now);
         let window = self.cfg.correlation_window_ms;
         let mut closed = Vec::new();
@@ -462,13 +539,6 @@ fn entity_mut<'a>(
         map.insert(Box::from(entity), EntityState::default());
     }
     map.get_mut(entity).expect("inserted above")
-}
-
-fn push_latest(incidents: &mut Vec<Incident>, inc: Incident) {
-    match incidents.iter_mut().find(|i| i.id == inc.id) {
-        Some(slot) => *slot = inc,
-        None => incidents.push(inc),
-    }
 }
 
 fn finding_id(offset: u64, index: usize) -> String {
@@ -671,6 +741,7 @@ mod tests {
         for (i, ev) in evs.iter().enumerate() {
             p.on_event(from + i as u64, ev, &mut out);
         }
+        p.flush_incidents(&mut out);
         out
     }
 
@@ -814,5 +885,39 @@ mod tests {
         assert!(run(&mut p, &[vitals("agent:a", 33_000, 1000.0, "p1")], 33)
             .samples
             .is_empty());
+    }
+
+    #[test]
+    fn entities_are_capped_per_tenant_and_idle_ones_forgotten() {
+        let cfg = EngineConfig {
+            max_entities_per_tenant: 2,
+            entity_idle_ms: 1_000,
+            ..EngineConfig::default()
+        };
+        let mut p = Partition::new(Arc::new(cfg), rules());
+        let t = TenantId::new("t1");
+        run(
+            &mut p,
+            &[
+                vitals("agent:1", 0, 1.0, "p"),
+                vitals("agent:2", 0, 1.0, "p"),
+                vitals("agent:3", 0, 1.0, "p"),
+            ],
+            0,
+        );
+        assert_eq!(p.entity_count(), 2);
+        assert_eq!(p.entities_refused(), 1);
+        assert!(p.entity_view(&t, "agent:3").is_none());
+        let mut other = vitals("agent:3", 0, 1.0, "p");
+        other.tenant = TenantId::new("t2");
+        run(&mut p, &[other], 3);
+        assert_eq!(p.entity_count(), 3, "the cap is per tenant");
+        run(&mut p, &[vitals("agent:1", 120_000, 1.0, "p")], 4);
+        p.on_tick(120_500, &mut Outputs::default());
+        assert!(
+            p.entity_view(&t, "agent:2").is_none(),
+            "idle entity forgotten"
+        );
+        assert!(p.entity_view(&t, "agent:1").is_some());
     }
 }

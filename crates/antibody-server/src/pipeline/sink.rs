@@ -77,7 +77,11 @@ impl Sink {
         let mut incidents: Vec<Incident> = Vec::new();
         let mut samples: Vec<Sample> = Vec::new();
         let mut parts = Vec::new();
+        // Incident id → its slot in `incidents`: one drain can carry many versions of many
+        // incidents, and only the latest of each is written.
+        let mut index: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
         while let Ok(first) = rx.recv() {
+            index.clear();
             let mut oldest: Option<Instant> = None;
             let mut msg = Some(first);
             let mut drained = 0;
@@ -92,9 +96,12 @@ impl Sink {
                         findings.extend(f);
                         samples.extend(smp);
                         for inc in i {
-                            match incidents.iter_mut().find(|x| x.id == inc.id) {
-                                Some(slot) => *slot = inc,
-                                None => incidents.push(inc),
+                            match index.get(&inc.id) {
+                                Some(&slot) => incidents[slot] = inc,
+                                None => {
+                                    index.insert(inc.id.clone(), incidents.len());
+                                    incidents.push(inc);
+                                }
                             }
                         }
                         oldest = match (oldest, received) {

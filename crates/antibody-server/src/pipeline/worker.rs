@@ -49,6 +49,7 @@ impl Worker {
                     for (offset, ev) in &batch {
                         self.partition.on_event(*offset, ev, &mut out);
                     }
+                    self.partition.flush_incidents(&mut out);
                     self.metrics.detect_latency.observe(started.elapsed());
                     self.metrics
                         .events_processed
