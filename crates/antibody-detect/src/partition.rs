@@ -374,7 +374,7 @@ impl Partition {
                 out.findings[i].incident = Some(inc.id().to_owned());
             }
         }
-        if let Some(inc) = &state.incident {
+        if state.incident.is_some() {
             self.open
                 .insert((ev.tenant.clone(), Box::from(ev.entity.as_str())));
             self.dirty
