@@ -1,0 +1,377 @@
+//! The HTTP sender behind `webhook` and `notify`: one JSON POST over a fresh HTTP/1.1
+//! connection (hyper over tokio), optionally signed with HMAC-SHA256 in
+//! `X-Antibody-Signature: sha256=<hex>`, bounded by a per-attempt timeout and retried with
+//! deterministic exponential backoff. 2xx is success; 408, 429, 5xx, connection errors and
+//! timeouts are retried; any other status fails at once. Plain `http://` only: this build
+//! carries no TLS stack, so `https://` targets go through a local TLS-terminating relay.
+
+use bytes::Bytes;
+use hmac::{Hmac, Mac};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::header::{HeaderName, HeaderValue, CONTENT_TYPE, HOST, USER_AGENT};
+use hyper::{Request, Uri};
+use hyper_util::rt::TokioIo;
+use sha2::Sha256;
+use std::time::Duration;
+use tokio::net::TcpStream;
+
+/// The header carrying the body's signature.
+pub const SIGNATURE_HEADER: &str = "x-antibody-signature";
+/// No single backoff delay exceeds this.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// Response bytes kept for the result message.
+const RESPONSE_SNIPPET: usize = 256;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UrlError {
+    #[error("`{0}` is not a valid URL")]
+    Invalid(String),
+    #[error("https:// is not supported by this build (no TLS stack); send through a local TLS-terminating relay")]
+    TlsUnsupported,
+    #[error("only http:// URLs are supported, got `{0}`")]
+    Scheme(String),
+    #[error("credentials in the URL are not accepted; use a signing secret")]
+    Credentials,
+}
+
+/// A parsed `http://host[:port]/path` target.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    host: String,
+    port: u16,
+    authority: String,
+    path: String,
+}
+
+impl Endpoint {
+    pub fn parse(url: &str) -> Result<Self, UrlError> {
+        let invalid = || UrlError::Invalid(url.to_owned());
+        let uri: Uri = url.parse().map_err(|_| invalid())?;
+        match uri.scheme_str() {
+            Some("http") => {}
+            Some("https") => return Err(UrlError::TlsUnsupported),
+            Some(other) => return Err(UrlError::Scheme(other.to_owned())),
+            None => return Err(invalid()),
+        }
+        let authority = uri.authority().ok_or_else(invalid)?;
+        if authority.as_str().contains('@') {
+            return Err(UrlError::Credentials);
+        }
+        let host = authority
+            .host()
+            .trim_start_matches('[')
+            .trim_end_matches(']');
+        if host.is_empty() {
+            return Err(invalid());
+        }
+        Ok(Self {
+            host: host.to_owned(),
+            port: authority.port_u16().unwrap_or(80),
+            authority: authority.as_str().to_owned(),
+            path: uri
+                .path_and_query()
+                .map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned()),
+        })
+    }
+
+    /// The full URL.
+    pub fn url(&self) -> String {
+        format!("http://{}{}", self.authority, self.path)
+    }
+
+    /// Scheme, host and port only: for URLs whose path is itself a credential (chat
+    /// webhooks), so results and logs never carry it.
+    pub fn origin(&self) -> String {
+        format!("http://{}", self.authority)
+    }
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Endpoint({})", self.origin())
+    }
+}
+
+/// Timeout and retry policy of one delivery.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Per attempt: connect, send and read the response.
+    pub timeout: Duration,
+    /// Attempts after the first.
+    pub retries: u32,
+    /// Delay before the first retry; doubles for each later one.
+    pub backoff: Duration,
+}
+
+/// The delay before retry number `retry` (0-based): `base · 2^retry`, capped at
+/// [`MAX_BACKOFF`]. Deterministic, so a test or an operator can predict the schedule.
+pub fn backoff_delay(base: Duration, retry: u32) -> Duration {
+    base.checked_mul(2u32.saturating_pow(retry))
+        .map_or(MAX_BACKOFF, |d| d.min(MAX_BACKOFF))
+}
+
+/// `sha256=<hex of HMAC-SHA256(key, body)>`.
+pub fn sign(key: &[u8], body: &[u8]) -> String {
+    // HMAC accepts keys of any length; the error branch cannot happen.
+    let tag = match Hmac::<Sha256>::new_from_slice(key) {
+        Ok(mut mac) => {
+            mac.update(body);
+            hex::encode(mac.finalize().into_bytes())
+        }
+        Err(_) => String::new(),
+    };
+    format!("sha256={tag}")
+}
+
+/// How a delivery ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Delivered {
+    pub ok: bool,
+    pub attempts: u32,
+    /// The last HTTP status, if any response arrived.
+    pub status: Option<u16>,
+    /// One phrase: `HTTP 200`, `HTTP 404 (not retried)`, `timed out after 50 ms`, …
+    pub last: String,
+    /// The start of the last response body.
+    pub response: String,
+}
+
+enum Attempt {
+    Status(u16, String),
+    Error(String),
+}
+
+/// POSTs `body` to `endpoint` under `policy`. `headers` are added as given.
+pub async fn post_json(
+    endpoint: &Endpoint,
+    body: Bytes,
+    headers: &[(HeaderName, HeaderValue)],
+    policy: RetryPolicy,
+) -> Delivered {
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let attempt = tokio::time::timeout(policy.timeout, once(endpoint, body.clone(), headers))
+            .await
+            .unwrap_or_else(|_| {
+                Attempt::Error(format!("timed out after {} ms", policy.timeout.as_millis()))
+            });
+        let (retryable, delivered) = judge(attempt, attempts);
+        if !retryable || attempts > policy.retries {
+            return delivered;
+        }
+        tokio::time::sleep(backoff_delay(policy.backoff, attempts - 1)).await;
+    }
+}
+
+/// Whether to retry, and the outcome if this was the last attempt.
+fn judge(attempt: Attempt, attempts: u32) -> (bool, Delivered) {
+    match attempt {
+        Attempt::Status(status, response) => {
+            let ok = (200..300).contains(&status);
+            let retryable = status >= 500 || status == 408 || status == 429;
+            let last = if ok || retryable {
+                format!("HTTP {status}")
+            } else {
+                format!("HTTP {status} (not retried)")
+            };
+            let delivered = Delivered {
+                ok,
+                attempts,
+                status: Some(status),
+                last,
+                response,
+            };
+            (retryable, delivered)
+        }
+        Attempt::Error(why) => {
+            let delivered = Delivered {
+                ok: false,
+                attempts,
+                status: None,
+                last: why,
+                response: String::new(),
+            };
+            (true, delivered)
+        }
+    }
+}
+
+async fn once(endpoint: &Endpoint, body: Bytes, headers: &[(HeaderName, HeaderValue)]) -> Attempt {
+    match exchange(endpoint, body, headers).await {
+        Ok((status, response)) => Attempt::Status(status, response),
+        Err(why) => Attempt::Error(why),
+    }
+}
+
+async fn exchange(
+    endpoint: &Endpoint,
+    body: Bytes,
+    headers: &[(HeaderName, HeaderValue)],
+) -> Result<(u16, String), String> {
+    let stream = TcpStream::connect((endpoint.host.as_str(), endpoint.port))
+        .await
+        .map_err(|e| format!("cannot connect to {}: {e}", endpoint.origin()))?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| format!("HTTP handshake failed: {e}"))?;
+    // The connection task ends when the response is read and the sender dropped.
+    tokio::spawn(conn);
+    let mut builder = Request::post(endpoint.path.as_str())
+        .header(HOST, endpoint.authority.as_str())
+        .header(CONTENT_TYPE, "application/json")
+        .header(USER_AGENT, concat!("antibody/", env!("CARGO_PKG_VERSION")));
+    for (name, value) in headers {
+        builder = builder.header(name, value);
+    }
+    let request = builder
+        .body(Full::new(body))
+        .map_err(|e| format!("cannot build the request: {e}"))?;
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| format!("request failed: {e}"))?;
+    let status = response.status().as_u16();
+    let text = match Limited::new(response.into_body(), 64 * 1024)
+        .collect()
+        .await
+    {
+        Ok(collected) => snippet(&collected.to_bytes()),
+        Err(_) => String::new(),
+    };
+    Ok((status, text))
+}
+
+fn snippet(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(RESPONSE_SNIPPET)]);
+    text.trim().to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testkit::FakeServer;
+
+    fn policy(retries: u32) -> RetryPolicy {
+        RetryPolicy {
+            timeout: Duration::from_millis(500),
+            retries,
+            backoff: Duration::from_millis(1),
+        }
+    }
+
+    #[test]
+    fn parses_http_urls_only() {
+        let e = Endpoint::parse("http://127.0.0.1:9000/hook?x=1").unwrap();
+        assert_eq!(
+            (e.host.as_str(), e.port, e.path.as_str()),
+            ("127.0.0.1", 9000, "/hook?x=1")
+        );
+        assert_eq!(e.url(), "http://127.0.0.1:9000/hook?x=1");
+        assert_eq!(e.origin(), "http://127.0.0.1:9000");
+        assert_eq!(format!("{e:?}"), "Endpoint(http://127.0.0.1:9000)");
+        let v6 = Endpoint::parse("http://[::1]/").unwrap();
+        assert_eq!((v6.host.as_str(), v6.port), ("::1", 80));
+        assert_eq!(Endpoint::parse("http://example.com").unwrap().path, "/");
+        assert_eq!(Endpoint::parse("https://x/"), Err(UrlError::TlsUnsupported));
+        assert_eq!(
+            Endpoint::parse("ftp://x/"),
+            Err(UrlError::Scheme("ftp".into()))
+        );
+        assert_eq!(Endpoint::parse("http://u:p@x/"), Err(UrlError::Credentials));
+        for bad in ["", "x", "/path", "http://", "http:// x"] {
+            assert!(Endpoint::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        let base = Duration::from_millis(100);
+        let delays: Vec<u128> = (0..4).map(|i| backoff_delay(base, i).as_millis()).collect();
+        assert_eq!(delays, [100, 200, 400, 800]);
+        assert_eq!(backoff_delay(base, 40), MAX_BACKOFF);
+        assert_eq!(backoff_delay(Duration::from_secs(u64::MAX), 3), MAX_BACKOFF);
+    }
+
+    #[test]
+    fn signature_is_rfc_4231_hmac_sha256() {
+        // RFC 4231 test case 2.
+        assert_eq!(
+            sign(b"Jefe", b"what do ya want for nothing?"),
+            "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+
+    #[test]
+    fn retries_5xx_then_succeeds_and_sends_headers() {
+        let rt = crate::testkit::runtime();
+        let server = FakeServer::start(&rt);
+        server.fail_next(2, 503);
+        let endpoint = Endpoint::parse(&server.url("/hook")).unwrap();
+        let header = (
+            HeaderName::from_static(SIGNATURE_HEADER),
+            HeaderValue::from_static("sha256=ab"),
+        );
+        let got = rt.block_on(post_json(
+            &endpoint,
+            Bytes::from_static(b"{}"),
+            &[header],
+            policy(3),
+        ));
+        assert!(got.ok, "{got:?}");
+        assert_eq!((got.attempts, got.status), (3, Some(200)));
+        let reqs = server.requests();
+        assert_eq!(reqs.len(), 3);
+        assert_eq!(reqs[2].path, "/hook");
+        assert_eq!(reqs[2].header(SIGNATURE_HEADER), Some("sha256=ab"));
+        assert_eq!(reqs[2].header("content-type"), Some("application/json"));
+        assert_eq!(reqs[2].body, b"{}");
+    }
+
+    #[test]
+    fn fails_fast_on_4xx_but_retries_408_and_429() {
+        let rt = crate::testkit::runtime();
+        let server = FakeServer::start(&rt);
+        let endpoint = Endpoint::parse(&server.url("/")).unwrap();
+        server.fail_next(5, 404);
+        let got = rt.block_on(post_json(&endpoint, Bytes::new(), &[], policy(3)));
+        assert_eq!((got.ok, got.attempts), (false, 1));
+        assert_eq!(got.last, "HTTP 404 (not retried)");
+        assert_eq!(got.response, "fake failure");
+        server.fail_next(0, 200);
+        for status in [408, 429] {
+            server.fail_next(1, status);
+            let got = rt.block_on(post_json(&endpoint, Bytes::new(), &[], policy(3)));
+            assert_eq!((got.ok, got.attempts), (true, 2), "{status}");
+        }
+    }
+
+    #[test]
+    fn gives_up_after_the_retries() {
+        let rt = crate::testkit::runtime();
+        let server = FakeServer::start(&rt);
+        server.fail_next(10, 500);
+        let endpoint = Endpoint::parse(&server.url("/")).unwrap();
+        let got = rt.block_on(post_json(&endpoint, Bytes::new(), &[], policy(2)));
+        assert_eq!((got.ok, got.attempts, got.status), (false, 3, Some(500)));
+        assert_eq!(server.requests().len(), 3);
+    }
+
+    #[test]
+    fn timeouts_and_refused_connections_are_retried() {
+        let rt = crate::testkit::runtime();
+        let server = FakeServer::start(&rt);
+        server.hang_next(1);
+        let endpoint = Endpoint::parse(&server.url("/")).unwrap();
+        let quick = RetryPolicy {
+            timeout: Duration::from_millis(50),
+            ..policy(1)
+        };
+        let got = rt.block_on(post_json(&endpoint, Bytes::new(), &[], quick));
+        assert_eq!((got.ok, got.attempts), (true, 2), "{got:?}");
+        let closed = Endpoint::parse(&crate::testkit::closed_port_url()).unwrap();
+        let got = rt.block_on(post_json(&closed, Bytes::new(), &[], policy(1)));
+        assert_eq!((got.ok, got.attempts, got.status), (false, 2, None));
+        assert!(got.last.starts_with("cannot connect"), "{}", got.last);
+    }
+}

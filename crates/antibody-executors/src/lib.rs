@@ -1,0 +1,49 @@
+//! Executors: the code that carries out response actions in the world, behind the
+//! [`antibody_respond::executor::Executor`] trait.
+//!
+//! * `block_ip`, `rate_limit`, `quarantine` write the [`Enforcement`] state that the server
+//!   serves to firewalls and bouncers (`GET /v1/blocklist`) and to SDKs and proxies
+//!   (`GET /v1/entities/{entity}/verdict`); `block_ip` may also run a firewall command.
+//! * `webhook` and `notify` POST JSON (HMAC-signed, with timeout and retries).
+//! * `command` runs an argv template, never a shell; `signal` signals the asset's pid.
+//!
+//! Every executor honours dry runs (reports what it would do, changes nothing), remembers
+//! the action ids it applied so a repeated apply never runs twice, answers through the
+//! completion exactly once and never panics on bad input. Executors that can tell whether
+//! their effect still holds implement [`DriftCheck`]. [`Registry`] maps action kinds to the
+//! executors the [`ExecutorsConfig`] enables.
+
+pub mod block_ip;
+pub mod command;
+mod common;
+pub mod config;
+pub mod drift;
+pub mod enforcement;
+pub mod http;
+pub mod ledger;
+pub mod notify;
+pub mod registry;
+mod reply;
+pub mod runner;
+pub mod secret;
+pub mod signal;
+pub mod template;
+pub mod verdict;
+pub mod webhook;
+
+#[cfg(test)]
+mod conformance;
+#[cfg(test)]
+mod testkit;
+
+pub use block_ip::{BlockIpExecutor, FirewallCommand};
+pub use command::{CommandConfig, CommandExecutor};
+pub use config::{ConfigError, ExecutorsConfig, RawExecutorsConfig};
+pub use drift::{Drift, DriftCheck};
+pub use enforcement::{BlockEntry, Enforcement, EnforcementState, Verdict, VerdictKind};
+pub use notify::{NotifyConfig, NotifyExecutor, NotifyFormat, UrlSource};
+pub use registry::{Context, Registry, RegistryError};
+pub use secret::{Secret, SecretError, SecretRef, SecretSource};
+pub use signal::SignalExecutor;
+pub use verdict::{VerdictAction, VerdictExecutor};
+pub use webhook::{WebhookConfig, WebhookExecutor};
