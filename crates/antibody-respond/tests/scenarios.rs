@@ -925,3 +925,33 @@ fn a_non_fleet_kind_on_a_fleet_covered_incident_is_still_handled() {
     assert_eq!(actions(&ds)[0].kind, ActionKind::Quarantine);
     assert_eq!(s.state("agent:g0"), LifecycleState::Suspected);
 }
+
+fn sqli(ip: &str) -> F {
+    F {
+        kind: "sqli",
+        detector: "rule:sqli-union",
+        severity: Severity::High,
+        score: 0.9,
+        evidence: json!({"field": "query", "src_ip": ip}),
+    }
+}
+
+#[test]
+fn web_attack_blocks_and_notifies_and_a_quiet_close_counts_as_success() {
+    let mut s = Sim::new();
+    let ds = s.hit("i-1", "service:shop", sqli("203.0.113.50"), T0);
+    let acts: Vec<Action> = actions(&ds).into_iter().cloned().collect();
+    let kinds: Vec<ActionKind> = acts.iter().map(|a| a.kind).collect();
+    assert_eq!(kinds, [ActionKind::BlockIp, ActionKind::Notify]);
+    assert_eq!(acts[1].target, "service:shop");
+    s.result(&acts[0].id, true, T0 + 1);
+    // The notification is started and delivered like any other action.
+    let notify = &acts[1].id;
+    s.r.on_action_started(&t(), notify, T0 + 1).unwrap();
+    s.result(notify, true, T0 + 2);
+    s.close("i-1", "service:shop", "sqli", T0 + 400_000);
+    assert_eq!(s.state("service:shop"), LifecycleState::Healthy);
+    let ds = s.hit("i-2", "service:shop", sqli("203.0.113.51"), T0 + HOUR);
+    let block = actions(&ds)[0].clone();
+    assert_eq!(block.why.numbers["successes"], 1.0, "{:#?}", block.why);
+}

@@ -579,23 +579,24 @@ impl Responder {
         // A ladder aimed elsewhere (an attacker's address) worked if the incident went quiet.
         let mut judged = false;
         let mut directed = false;
+        let outcome = rec
+            .plan
+            .as_ref()
+            .filter(|p| p.state == PlanState::Running)
+            .and_then(|p| self.rung_outcome(p));
         if let Some(plan) = rec.plan.as_mut().filter(|p| p.state == PlanState::Running) {
             directed = plan.directed;
-            let worked = plan.actions.iter().all(|id| {
-                self.st.actions.get(id).is_some_and(|r| {
-                    matches!(
-                        r.action.status,
-                        ActionStatus::Succeeded | ActionStatus::Expired
-                    )
-                })
-            });
-            if !directed && worked {
-                let kind = plan.order[plan.pos].kind;
-                self.st
-                    .memory
-                    .record(&key.0, &ekey.1, rec.cause, kind, true, now);
-                plan.state = PlanState::Done;
-                judged = true;
+            match outcome {
+                Some(RungOutcome::Worked { .. }) if !directed => {
+                    let kind = plan.order[plan.pos].kind;
+                    self.st
+                        .memory
+                        .record(&key.0, &ekey.1, rec.cause, kind, true, now);
+                    plan.state = PlanState::Done;
+                    judged = true;
+                }
+                Some(RungOutcome::Nothing) => plan.state = PlanState::Stopped,
+                _ => {}
             }
         }
         let running = rec.running();
@@ -674,6 +675,37 @@ impl Responder {
             entity: r.entity.clone(),
             actor: actor.to_owned(),
             action: r.action.clone(),
+        })
+    }
+}
+
+/// Where the running rung stands, once none of its actions is waiting or running.
+enum RungOutcome {
+    /// At least one action applied (the rest were rejected or undone).
+    Worked { contain: bool },
+    /// Nothing was applied: every action was rejected or undone.
+    Nothing,
+}
+
+impl Responder {
+    /// `None` while an action of the rung is still proposed, pending, approved or running.
+    fn rung_outcome(&self, plan: &Plan) -> Option<RungOutcome> {
+        let (mut worked, mut contain) = (false, false);
+        for id in &plan.actions {
+            let r = self.st.actions.get(id)?;
+            match r.action.status {
+                ActionStatus::Succeeded | ActionStatus::Expired => {
+                    worked = true;
+                    contain |= r.action.kind.is_containment();
+                }
+                ActionStatus::Rejected | ActionStatus::Undone => {}
+                _ => return None,
+            }
+        }
+        Some(if worked {
+            RungOutcome::Worked { contain }
+        } else {
+            RungOutcome::Nothing
         })
     }
 }

@@ -2,7 +2,7 @@
 //! TTL expiry, pruning), executor results, and samples during probation.
 
 use super::human::finish;
-use super::{Key, PlanState, Responder};
+use super::{Key, PlanState, Responder, RungOutcome};
 use crate::action::ActionStatus;
 use crate::config::OnTimeout;
 use crate::decision::{Decision, UndoReason, ENGINE};
@@ -213,7 +213,9 @@ impl Responder {
                 message: message.to_owned(),
                 ts: now,
             });
-            let ttl_ms = i64::try_from(r.action.ttl).unwrap_or(i64::MAX / 2000) * 1000;
+            let ttl_ms = i64::try_from(r.action.ttl)
+                .unwrap_or(i64::MAX)
+                .saturating_mul(1000);
             r.expires = Some(now.saturating_add(ttl_ms));
             out.extend(self.action_decision(id, ENGINE));
             self.rung_progress(&case, now, &mut out);
@@ -253,15 +255,9 @@ impl Responder {
         let Some(plan) = rec.plan.as_ref().filter(|p| p.state == PlanState::Running) else {
             return;
         };
-        let mut contain = false;
-        for id in &plan.actions {
-            match self.st.actions.get(id) {
-                Some(r) if r.action.status == ActionStatus::Succeeded => {
-                    contain |= r.action.kind.is_containment();
-                }
-                _ => return,
-            }
-        }
+        let Some(RungOutcome::Worked { contain }) = self.rung_outcome(plan) else {
+            return;
+        };
         let ekey = (case.0.clone(), rec.case.entity.clone());
         if plan.directed {
             if !contain {
