@@ -95,6 +95,8 @@ pub struct ResponderConfig {
     pub retention_ms: i64,
     /// Actions one step may fan out into (one per attacking address, …).
     pub max_targets_per_step: usize,
+    /// An approved action without a result after this long has failed.
+    pub execution_timeout_ms: i64,
 }
 
 impl Default for ResponderConfig {
@@ -107,6 +109,7 @@ impl Default for ResponderConfig {
             guard: GuardConfig::default(),
             retention_ms: 86_400_000,
             max_targets_per_step: 16,
+            execution_timeout_ms: 600_000,
         }
     }
 }
@@ -124,8 +127,14 @@ impl ResponderConfig {
         if f.window_ms <= 0 || !(0.0..=1.0).contains(&f.min_share) || f.min_entities == 0 {
             return Err("respond.fleet: window_ms > 0, min_share 0–1, min_entities ≥ 1".into());
         }
-        if self.retention_ms <= 0 || self.max_targets_per_step == 0 {
-            return Err("respond: retention_ms and max_targets_per_step must be positive".into());
+        if self.retention_ms <= 0
+            || self.max_targets_per_step == 0
+            || self.execution_timeout_ms <= 0
+        {
+            return Err(
+                "respond: retention_ms, max_targets_per_step and execution_timeout_ms must be positive"
+                    .into(),
+            );
         }
         Ok(())
     }

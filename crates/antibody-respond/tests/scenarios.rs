@@ -955,3 +955,15 @@ fn web_attack_blocks_and_notifies_and_a_quiet_close_counts_as_success() {
     let block = actions(&ds)[0].clone();
     assert_eq!(block.why.numbers["successes"], 1.0, "{:#?}", block.why);
 }
+
+#[test]
+fn an_executor_that_never_answers_fails_the_step() {
+    let mut s = Sim::new();
+    let ds = s.hit("i-1", "host:web", brute_force("192.0.2.78"), T0);
+    let id = actions(&ds)[0].id.clone();
+    assert!(escalations(&s.tick(T0 + 599_999)).is_empty());
+    let ds = s.tick(T0 + 600_000);
+    assert_eq!(actions(&ds)[0].status, ActionStatus::Failed);
+    assert!(escalations(&ds)[0].contains("no result from the executor"));
+    assert_eq!(s.r.action(&t(), &id).unwrap().status, ActionStatus::Failed);
+}

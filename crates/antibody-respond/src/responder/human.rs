@@ -59,6 +59,7 @@ impl Responder {
         let done = approval.approvers.len() >= usize::from(approval.required);
         if done {
             r.action.status = ActionStatus::Approved;
+            r.approved_at = Some(now);
         }
         let mut out: Vec<Decision> = self.action_decision(id, actor).into_iter().collect();
         if done {

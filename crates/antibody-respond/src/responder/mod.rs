@@ -125,6 +125,8 @@ struct ActionRecord {
     expires: Option<TimestampMs>,
     /// When it reached a terminal status (for retention).
     finished: Option<TimestampMs>,
+    /// When it became `approved` (the executor's clock starts).
+    approved_at: Option<TimestampMs>,
     approval: Option<Approval>,
     reversible: bool,
 }

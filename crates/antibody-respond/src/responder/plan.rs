@@ -295,6 +295,7 @@ impl Responder {
             created: now,
             expires: None,
             finished: (status == ActionStatus::DryRun).then_some(now),
+            approved_at: (status == ActionStatus::Approved).then_some(now),
             approval,
         };
         self.st

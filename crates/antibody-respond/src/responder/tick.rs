@@ -62,6 +62,7 @@ impl Responder {
     }
 
     fn tick_actions(&mut self, now: TimestampMs, out: &mut Vec<Decision>) {
+        let exec_timeout = self.cfg.execution_timeout_ms;
         let due: Vec<String> = self
             .st
             .actions
@@ -73,7 +74,13 @@ impl Responder {
                         .is_some_and(|a| !a.escalated && now >= a.expires);
                 let expired = r.action.status == ActionStatus::Succeeded
                     && r.expires.is_some_and(|t| now >= t);
-                timed_out || expired
+                let hung = matches!(
+                    r.action.status,
+                    ActionStatus::Approved | ActionStatus::Executing
+                ) && r
+                    .approved_at
+                    .is_some_and(|t| now.saturating_sub(t) >= exec_timeout);
+                timed_out || expired || hung
             })
             .map(|r| r.action.id.clone())
             .collect();
@@ -81,6 +88,14 @@ impl Responder {
             let Some(r) = self.st.actions.get_mut(&id) else {
                 continue;
             };
+            if matches!(
+                r.action.status,
+                ActionStatus::Approved | ActionStatus::Executing
+            ) {
+                let message = format!("no result from the executor within {exec_timeout} ms");
+                self.fail_action(&id, &message, now, out);
+                continue;
+            }
             if r.action.status == ActionStatus::Succeeded {
                 let (ekey, contain) = (
                     (r.tenant.clone(), r.entity.clone()),
@@ -205,7 +220,6 @@ impl Responder {
         }
         let mut out = Vec::new();
         let case = (r.tenant.clone(), r.action.incident.clone());
-        let ekey = (r.tenant.clone(), r.entity.clone());
         if ok {
             r.action.status = ActionStatus::Succeeded;
             r.action.result = Some(crate::action::ActionResult {
@@ -220,30 +234,39 @@ impl Responder {
             out.extend(self.action_decision(id, ENGINE));
             self.rung_progress(&case, now, &mut out);
         } else {
-            let (kind, on_failure) = (r.action.kind, r.on_failure);
-            finish(r, ActionStatus::Failed, false, message.to_owned(), now);
-            out.extend(self.action_decision(id, ENGINE));
-            let in_rung = self
-                .st
-                .cases
-                .get(&case)
-                .and_then(|c| c.plan.as_ref())
-                .is_some_and(|p| {
-                    p.state == PlanState::Running && p.actions.iter().any(|a| a == id)
-                });
-            let reason = format!("{kind} {id} failed: {message}");
-            if in_rung {
-                self.rung_failed(Some(&case), &ekey, Some(on_failure), reason, now, &mut out);
-            } else {
-                out.push(Decision::Escalation {
-                    tenant: ekey.0.clone(),
-                    entity: ekey.1.clone(),
-                    incident: case.1.clone(),
-                    reason,
-                });
-            }
+            self.fail_action(id, message, now, &mut out);
         }
         Ok(out)
+    }
+
+    /// Marks an action failed and follows its step's `on_failure` (or escalates when it is
+    /// no longer part of a running ladder).
+    fn fail_action(&mut self, id: &str, message: &str, now: TimestampMs, out: &mut Vec<Decision>) {
+        let Some(r) = self.st.actions.get_mut(id) else {
+            return;
+        };
+        let case = (r.tenant.clone(), r.action.incident.clone());
+        let ekey = (r.tenant.clone(), r.entity.clone());
+        let (kind, on_failure) = (r.action.kind, r.on_failure);
+        finish(r, ActionStatus::Failed, false, message.to_owned(), now);
+        out.extend(self.action_decision(id, ENGINE));
+        let in_rung = self
+            .st
+            .cases
+            .get(&case)
+            .and_then(|c| c.plan.as_ref())
+            .is_some_and(|p| p.state == PlanState::Running && p.actions.iter().any(|a| a == id));
+        let reason = format!("{kind} {id} failed: {message}");
+        if in_rung {
+            self.rung_failed(Some(&case), &ekey, Some(on_failure), reason, now, out);
+        } else {
+            out.push(Decision::Escalation {
+                tenant: ekey.0,
+                entity: ekey.1,
+                incident: case.1,
+                reason,
+            });
+        }
     }
 
     /// All of the running rung's actions succeeded: entity-directed rungs go on probation
