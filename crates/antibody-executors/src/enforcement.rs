@@ -89,7 +89,6 @@ struct BlockRule {
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 struct VerdictRule {
-    entity: String,
     verdict: VerdictKind,
     until: TimestampMs,
     limit: Option<RateLimit>,
@@ -108,7 +107,34 @@ pub struct VerdictEntry {
 struct TenantTables {
     /// action id → rule
     blocks: BTreeMap<String, BlockRule>,
-    verdicts: BTreeMap<String, VerdictRule>,
+    /// entity → action id → rule: a verdict query reads only its entity's rules.
+    verdicts: BTreeMap<String, BTreeMap<String, VerdictRule>>,
+    /// action id → the entity its verdict is on.
+    verdict_owners: BTreeMap<String, String>,
+}
+
+impl TenantTables {
+    fn is_empty(&self) -> bool {
+        self.blocks.is_empty() && self.verdict_owners.is_empty()
+    }
+
+    fn verdict_rule(&self, action: &str) -> Option<&VerdictRule> {
+        let entity = self.verdict_owners.get(action)?;
+        self.verdicts.get(entity)?.get(action)
+    }
+
+    fn remove_verdict(&mut self, action: &str) -> bool {
+        let Some(entity) = self.verdict_owners.remove(action) else {
+            return false;
+        };
+        if let Some(rules) = self.verdicts.get_mut(&entity) {
+            rules.remove(action);
+            if rules.is_empty() {
+                self.verdicts.remove(&entity);
+            }
+        }
+        true
+    }
 }
 
 /// Everything in force, per tenant. Pure data: every query takes `now`.
@@ -162,19 +188,23 @@ impl EnforcementState {
         entry: VerdictEntry,
     ) -> Result<(), EnforcementError> {
         let tables = self.tenants.entry(tenant.clone()).or_default();
-        if tables.verdicts.len() >= MAX_ENTRIES_PER_TENANT && !tables.verdicts.contains_key(action)
-        {
+        let replacing = tables.remove_verdict(action);
+        if !replacing && tables.verdict_owners.len() >= MAX_ENTRIES_PER_TENANT {
             return Err(full(tenant, "verdict"));
         }
-        tables.verdicts.insert(
-            action.to_owned(),
-            VerdictRule {
-                entity: entry.entity,
-                verdict: entry.verdict,
-                until: entry.until,
-                limit: entry.limit,
-            },
-        );
+        let rule = VerdictRule {
+            verdict: entry.verdict,
+            until: entry.until,
+            limit: entry.limit,
+        };
+        tables
+            .verdicts
+            .entry(entry.entity.clone())
+            .or_default()
+            .insert(action.to_owned(), rule);
+        tables
+            .verdict_owners
+            .insert(action.to_owned(), entry.entity);
         Ok(())
     }
 
@@ -183,9 +213,8 @@ impl EnforcementState {
         let Some(tables) = self.tenants.get_mut(tenant) else {
             return false;
         };
-        let removed =
-            tables.blocks.remove(action).is_some() | tables.verdicts.remove(action).is_some();
-        if tables.blocks.is_empty() && tables.verdicts.is_empty() {
+        let removed = tables.blocks.remove(action).is_some() | tables.remove_verdict(action);
+        if tables.is_empty() {
             self.tenants.remove(tenant);
         }
         removed
@@ -195,7 +224,7 @@ impl EnforcementState {
     pub fn holds(&self, tenant: &TenantId, action: &str, now: TimestampMs) -> bool {
         self.tenants.get(tenant).is_some_and(|t| {
             t.blocks.get(action).is_some_and(|b| b.expires_at > now)
-                || t.verdicts.get(action).is_some_and(|v| v.until > now)
+                || t.verdict_rule(action).is_some_and(|v| v.until > now)
         })
     }
 
@@ -239,13 +268,16 @@ impl EnforcementState {
 
     /// The strongest unexpired verdict on `entity`; among equals, the latest `until`.
     pub fn verdict(&self, tenant: &TenantId, entity: &str, now: TimestampMs) -> Verdict {
-        let Some(tables) = self.tenants.get(tenant) else {
+        let Some(rules) = self
+            .tenants
+            .get(tenant)
+            .and_then(|t| t.verdicts.get(entity))
+        else {
             return Verdict::allow();
         };
-        tables
-            .verdicts
+        rules
             .values()
-            .filter(|v| v.entity == entity && v.until > now)
+            .filter(|v| v.until > now)
             .max_by_key(|v| (v.verdict, v.until))
             .map_or_else(Verdict::allow, |v| Verdict {
                 verdict: v.verdict,
@@ -259,10 +291,17 @@ impl EnforcementState {
     pub fn prune(&mut self, now: TimestampMs) {
         for tables in self.tenants.values_mut() {
             tables.blocks.retain(|_, b| b.expires_at > now);
-            tables.verdicts.retain(|_, v| v.until > now);
+            let expired: Vec<String> = tables
+                .verdicts
+                .values()
+                .flat_map(|rules| rules.iter().filter(|(_, v)| v.until <= now))
+                .map(|(action, _)| action.clone())
+                .collect();
+            for action in expired {
+                tables.remove_verdict(&action);
+            }
         }
-        self.tenants
-            .retain(|_, t| !t.blocks.is_empty() || !t.verdicts.is_empty());
+        self.tenants.retain(|_, t| !t.is_empty());
     }
 
     /// Rebuilds the state from stored actions at start: every succeeded, non-dry-run
@@ -532,6 +571,7 @@ mod tests {
             })
         );
         assert_eq!(s.verdict(&t("a"), "agent:x", 10_000), Verdict::allow());
+        assert_eq!(s.verdict(&t("a"), "agent:other", 1_000), Verdict::allow());
         assert!(s.holds(&t("a"), "a-1", 9_999));
         assert!(!s.holds(&t("a"), "a-1", 10_000));
         assert_eq!(
@@ -568,7 +608,17 @@ mod tests {
     fn prune_and_caps_bound_memory() {
         let mut s = EnforcementState::default();
         s.block(&t("a"), "a-1", "1.2.3.4", 5_000, "").unwrap();
-        s.prune(5_000);
+        let q = action("a-2", ActionKind::Quarantine, "agent:x");
+        s.apply_action(&t("a"), &q, 6_000).unwrap();
+        s.apply_action(
+            &t("a"),
+            &action("a-3", ActionKind::Quarantine, "agent:y"),
+            9_000,
+        )
+        .unwrap();
+        s.prune(6_000);
+        assert!(s.holds(&t("a"), "a-3", 6_000));
+        s.prune(9_000);
         assert_eq!(s, EnforcementState::default());
         for i in 0..MAX_ENTRIES_PER_TENANT {
             s.block(&t("a"), &format!("a-{i}"), "1.2.3.4", 5_000, "")
@@ -582,9 +632,36 @@ mod tests {
     }
 
     #[test]
+    fn reapplying_an_action_moves_its_verdict() {
+        let mut s = EnforcementState::default();
+        s.apply_action(
+            &t("a"),
+            &action("a-1", ActionKind::Quarantine, "agent:x"),
+            5_000,
+        )
+        .unwrap();
+        s.apply_action(
+            &t("a"),
+            &action("a-1", ActionKind::Quarantine, "agent:y"),
+            5_000,
+        )
+        .unwrap();
+        assert_eq!(s.verdict(&t("a"), "agent:x", 0), Verdict::allow());
+        assert_eq!(s.verdict(&t("a"), "agent:y", 0).verdict, VerdictKind::Block);
+        assert!(s.remove(&t("a"), "a-1"));
+        assert_eq!(s, EnforcementState::default());
+    }
+
+    #[test]
     fn serde_round_trip() {
         let mut s = EnforcementState::default();
         s.block(&t("a"), "a-1", "::1", 5_000, "x").unwrap();
+        s.apply_action(
+            &t("a"),
+            &action("a-2", ActionKind::Quarantine, "agent:x"),
+            5_000,
+        )
+        .unwrap();
         let json = serde_json::to_string(&s).unwrap();
         assert_eq!(serde_json::from_str::<EnforcementState>(&json).unwrap(), s);
     }

@@ -251,6 +251,7 @@ fn snippet(bytes: &[u8]) -> String {
 mod tests {
     use super::*;
     use crate::testkit::FakeServer;
+    use proptest::prelude::*;
 
     fn policy(retries: u32) -> RetryPolicy {
         RetryPolicy {
@@ -373,5 +374,24 @@ mod tests {
         let got = rt.block_on(post_json(&closed, Bytes::new(), &[], policy(1)));
         assert_eq!((got.ok, got.attempts, got.status), (false, 2, None));
         assert!(got.last.starts_with("cannot connect"), "{}", got.last);
+    }
+
+    proptest! {
+        #[test]
+        fn url_parser_never_panics(s in ".{0,64}") {
+            let _ = Endpoint::parse(&s);
+        }
+
+        #[test]
+        fn valid_urls_round_trip(
+            host in "[a-z][a-z0-9-]{0,12}",
+            port in 1u16..,
+            path in "(/[a-zA-Z0-9_.~-]{1,8}){0,3}",
+        ) {
+            let e = Endpoint::parse(&format!("http://{host}:{port}{path}")).unwrap();
+            prop_assert_eq!((e.host.as_str(), e.port), (host.as_str(), port));
+            let path = if path.is_empty() { "/".to_owned() } else { path };
+            prop_assert_eq!(e.url(), format!("http://{host}:{port}{path}"));
+        }
     }
 }

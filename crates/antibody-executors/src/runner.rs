@@ -1,19 +1,22 @@
 //! Runs one child process from an argv (never a shell) with a timeout, capturing its exit
 //! code and the first 4 KiB of stdout and stderr. The child gets its own process group so a
 //! timeout kills it and anything it started; the pipes are drained to the end so a chatty
-//! child cannot block on a full pipe.
+//! child cannot block on a full pipe, and output still held open by a daemon the child left
+//! behind is waited for only briefly.
 
-use nix::sys::signal::{killpg, Signal};
+use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
 use std::io::Read;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Command, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, Mutex, PoisonError};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Output kept per stream.
 pub const CAPTURE_BYTES: usize = 4096;
+/// How long output is still collected after the child exited.
+const OUTPUT_GRACE: Duration = Duration::from_millis(200);
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Exit {
@@ -76,9 +79,9 @@ pub fn run(argv: &[String], timeout: Duration) -> Result<RunOutput, RunError> {
         })?;
     let stdout = child.stdout.take().map(drain);
     let stderr = child.stderr.take().map(drain);
-    // The pid stays ours until `wait` reaps it, so signalling its group after a timeout
-    // cannot hit a recycled pid.
-    let group = i32::try_from(child.id()).map(Pid::from_raw).ok();
+    // The pid stays ours until `wait` reaps it, so signalling it after a timeout cannot hit
+    // a recycled pid.
+    let pid = i32::try_from(child.id()).map(Pid::from_raw).ok();
     let (tx, rx) = mpsc::channel();
     let waiter = thread::spawn(move || {
         let status = child.wait();
@@ -86,10 +89,11 @@ pub fn run(argv: &[String], timeout: Duration) -> Result<RunOutput, RunError> {
         status
     });
     let timed_out = rx.recv_timeout(timeout).is_err();
-    if timed_out {
-        if let Some(group) = group {
-            let _ = killpg(group, Signal::SIGKILL);
-        }
+    if let (true, Some(pid)) = (timed_out, pid) {
+        // The group takes what the child started; the pid itself, in case the child left
+        // the group.
+        let _ = killpg(pid, Signal::SIGKILL);
+        let _ = kill(pid, Signal::SIGKILL);
     }
     let status = waiter
         .join()
@@ -98,14 +102,15 @@ pub fn run(argv: &[String], timeout: Duration) -> Result<RunOutput, RunError> {
             program: program.clone(),
             source,
         })?;
+    let deadline = Instant::now() + OUTPUT_GRACE;
     Ok(RunOutput {
         exit: if timed_out {
             Exit::TimedOut
         } else {
             exit_of(status)
         },
-        stdout: collect(stdout),
-        stderr: collect(stderr),
+        stdout: collect(stdout, deadline),
+        stderr: collect(stderr, deadline),
     })
 }
 
@@ -117,27 +122,44 @@ fn exit_of(status: ExitStatus) -> Exit {
     }
 }
 
+/// A pipe being read on its own thread: what it kept so far, and a signal at its end.
+struct Drain {
+    kept: Arc<Mutex<Vec<u8>>>,
+    ended: mpsc::Receiver<()>,
+}
+
 /// Reads a pipe to its end on a thread, keeping the first [`CAPTURE_BYTES`].
-fn drain(mut pipe: impl Read + Send + 'static) -> thread::JoinHandle<Vec<u8>> {
+fn drain(mut pipe: impl Read + Send + 'static) -> Drain {
+    let kept = Arc::new(Mutex::new(Vec::new()));
+    let (tx, ended) = mpsc::channel();
+    let sink = kept.clone();
     thread::spawn(move || {
-        let mut kept = Vec::new();
         let mut buf = [0u8; 4096];
         loop {
             match pipe.read(&mut buf) {
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
+                    let mut kept = sink.lock().unwrap_or_else(PoisonError::into_inner);
                     let room = CAPTURE_BYTES.saturating_sub(kept.len());
                     kept.extend_from_slice(&buf[..n.min(room)]);
                 }
             }
         }
-        kept
-    })
+        let _ = tx.send(());
+    });
+    Drain { kept, ended }
 }
 
-fn collect(reader: Option<thread::JoinHandle<Vec<u8>>>) -> String {
-    let bytes = reader.and_then(|r| r.join().ok()).unwrap_or_default();
-    String::from_utf8_lossy(&bytes).into_owned()
+/// What the pipe delivered by its end or by `deadline`, whichever comes first.
+fn collect(drain: Option<Drain>, deadline: Instant) -> String {
+    let Some(drain) = drain else {
+        return String::new();
+    };
+    let _ = drain
+        .ended
+        .recv_timeout(deadline.saturating_duration_since(Instant::now()));
+    let kept = drain.kept.lock().unwrap_or_else(PoisonError::into_inner);
+    String::from_utf8_lossy(&kept).into_owned()
 }
 
 #[cfg(test)]
@@ -191,6 +213,20 @@ mod tests {
             "timed out after 50 ms"
         );
         assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn output_held_open_by_a_leftover_process_does_not_hang() {
+        // `setsid --fork` exits at once, leaving a `sleep` in its own session that keeps
+        // stdout open for 3 s.
+        let started = Instant::now();
+        let out = run(
+            &argv(&["/usr/bin/setsid", "--fork", "/bin/sleep", "3"]),
+            LONG,
+        )
+        .unwrap();
+        assert!(out.success(), "{out:?}");
+        assert!(started.elapsed() < Duration::from_secs(2));
     }
 
     #[test]
