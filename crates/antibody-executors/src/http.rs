@@ -103,6 +103,17 @@ pub struct RetryPolicy {
     pub backoff: Duration,
 }
 
+impl RetryPolicy {
+    /// The longest a delivery can take: every attempt timing out, plus every backoff. The
+    /// server keeps this below the responder's execution timeout.
+    pub fn worst_case(&self) -> Duration {
+        let attempts = self.timeout.saturating_mul(self.retries.saturating_add(1));
+        (0..self.retries).fold(attempts, |total, i| {
+            total.saturating_add(backoff_delay(self.backoff, i))
+        })
+    }
+}
+
 /// The delay before retry number `retry` (0-based): `base · 2^retry`, capped at
 /// [`MAX_BACKOFF`]. Deterministic, so a test or an operator can predict the schedule.
 pub fn backoff_delay(base: Duration, retry: u32) -> Duration {
@@ -292,6 +303,15 @@ mod tests {
         assert_eq!(delays, [100, 200, 400, 800]);
         assert_eq!(backoff_delay(base, 40), MAX_BACKOFF);
         assert_eq!(backoff_delay(Duration::from_secs(u64::MAX), 3), MAX_BACKOFF);
+        let p = RetryPolicy {
+            timeout: Duration::from_secs(5),
+            retries: 3,
+            backoff: Duration::from_millis(500),
+        };
+        assert_eq!(
+            p.worst_case(),
+            Duration::from_millis(20_000 + 500 + 1_000 + 2_000)
+        );
     }
 
     #[test]

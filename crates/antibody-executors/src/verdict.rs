@@ -61,13 +61,12 @@ impl VerdictExecutor {
     }
 }
 
+/// `throttle agent:x to 10 per minute` or `quarantine agent:x` (a throttle always carries
+/// its allowance, checked in `entry`).
 fn describe(entry: &VerdictEntry) -> String {
-    match (&entry.verdict, &entry.limit) {
-        (VerdictKind::Throttle, Some(l)) => {
-            format!("throttle {} to {} per {}", entry.entity, l.rate, l.per)
-        }
-        (VerdictKind::Block, _) => format!("quarantine {}", entry.entity),
-        _ => format!("{:?} {}", entry.verdict, entry.entity),
+    match &entry.limit {
+        Some(l) => format!("throttle {} to {} per {}", entry.entity, l.rate, l.per),
+        None => format!("quarantine {}", entry.entity),
     }
 }
 
