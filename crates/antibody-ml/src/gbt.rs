@@ -12,6 +12,7 @@
 //! row and column subsampling. Deterministic: fixed iteration orders, no threads.
 
 use crate::rng::Rng;
+use crate::shap::{expected_value, tree_shap, LeafTables, ShapScratch};
 use crate::tree::{FlatForest, Node, Tree};
 use serde::{Deserialize, Serialize};
 
@@ -36,7 +37,7 @@ impl Default for GbtParams {
         GbtParams {
             rounds: 200,
             learning_rate: 0.1,
-            max_depth: 5,
+            max_depth: 4,
             min_samples_leaf: 5,
             lambda: 1.0,
             min_gain: 1e-6,
@@ -57,6 +58,10 @@ pub struct Gbt {
     /// Per output: its trees, one per round.
     pub trees: Vec<Vec<Tree>>,
     flat: Vec<FlatForest>,
+    /// Per output, per tree: TreeSHAP leaf tables (`None`: too deep, walk instead).
+    tables: Vec<Vec<Option<LeafTables>>>,
+    /// Per output: the expected margin over the training cover (the SHAP base value).
+    expected: Vec<f64>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -97,12 +102,41 @@ impl Gbt {
             t.validate(n_features)?;
         }
         let flat = trees.iter().map(|ts| FlatForest::compile(ts)).collect();
+        let tables = trees
+            .iter()
+            .map(|ts| ts.iter().map(LeafTables::build).collect())
+            .collect();
+        let expected = base
+            .iter()
+            .zip(&trees)
+            .map(|(b, ts)| b + ts.iter().map(expected_value).sum::<f64>())
+            .collect();
         Ok(Gbt {
             n_features,
             base,
             trees,
             flat,
+            tables,
+            expected,
         })
+    }
+
+    /// The SHAP base value of output `k`: its expected margin over the training data.
+    pub fn expected_margin(&self, k: usize) -> f64 {
+        self.expected.get(k).copied().unwrap_or(0.0)
+    }
+
+    /// Adds the TreeSHAP values of output `k`'s margin for row `x` into `phi`.
+    pub fn shap(&self, k: usize, x: &[f32], phi: &mut [f64], scratch: &mut ShapScratch) {
+        let (Some(trees), Some(tables)) = (self.trees.get(k), self.tables.get(k)) else {
+            return;
+        };
+        for (tree, table) in trees.iter().zip(tables) {
+            match table {
+                Some(t) => t.add(x, phi),
+                None => tree_shap(tree, x, phi, scratch),
+            }
+        }
     }
 
     /// Outputs: 1 for binary, else the number of classes.

@@ -122,7 +122,15 @@ fn independent(n: usize, rng: &mut Rng) -> Vec<GenRow> {
         for i in 0..count {
             let hour = BASE_HOUR + i as i64;
             let progress = i as f64 / count as f64;
-            rows.push(sample(s, progress, hour, rng));
+            let row = sample(s, progress, hour, rng);
+            // Agent pools as in the shared file: drift on 19 agents, escalation on 49.
+            let pool = match s {
+                Scenario::BehavioralDrift => 19,
+                Scenario::PrivilegeEscalation => 49,
+                _ => 99,
+            };
+            let agent = 1 + rng.index(pool) as u32;
+            rows.push(GenRow { agent, ..row });
         }
     }
     rng.shuffle(&mut rows);

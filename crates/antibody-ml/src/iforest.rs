@@ -44,6 +44,8 @@ pub struct IsolationForest {
     pub sample_size: usize,
     pub trees: Vec<Tree>,
     flat: FlatForest,
+    /// Per tree, per node: the isolation bits of reaching it from its parent.
+    bits: Vec<Vec<f64>>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -91,11 +93,13 @@ impl IsolationForest {
             t.validate(n_features)?;
         }
         let flat = FlatForest::compile(&trees);
+        let bits = trees.iter().map(isolation_bits).collect();
         Ok(IsolationForest {
             n_features,
             sample_size,
             trees,
             flat,
+            bits,
         })
     }
 
@@ -158,22 +162,25 @@ impl IsolationForest {
         out.fill(0.0);
         let norm = self.normaliser();
         let mut total = 0.0;
-        for tree in &self.trees {
+        let mut path_len = 0.0;
+        for (tree, bits) in self.trees.iter().zip(&self.bits) {
             let leaf = tree.leaf_of(x);
-            let weight = 2f64.powf(-tree.nodes[leaf].value / norm);
+            let h = tree.nodes[leaf].value;
+            path_len += h;
+            let weight = 2f64.powf(-h / norm);
             let mut i = 0;
             while !tree.nodes[i].is_leaf() {
                 let node = &tree.nodes[i];
                 let next = node.next(x);
-                let bits = (node.cover / tree.nodes[next].cover.max(1.0)).log2();
+                let credit = weight * bits[next];
                 if let Some(o) = out.get_mut(node.feature as usize) {
-                    *o += weight * bits;
+                    *o += credit;
                 }
-                total += weight * bits;
+                total += credit;
                 i = next;
             }
         }
-        let score = self.score(x);
+        let score = 2f64.powf(-path_len / self.trees.len() as f64 / norm) as f32;
         if total > 0.0 {
             for o in out.iter_mut() {
                 *o *= score as f64 / total;
@@ -181,6 +188,17 @@ impl IsolationForest {
         }
         score
     }
+}
+
+/// `log₂(parent cover / node cover)` for every node (0 at the root).
+fn isolation_bits(tree: &Tree) -> Vec<f64> {
+    let mut bits = vec![0.0; tree.nodes.len()];
+    for n in tree.nodes.iter().filter(|n| !n.is_leaf()) {
+        for c in [n.left as usize, n.right as usize] {
+            bits[c] = (n.cover / tree.nodes[c].cover.max(1.0)).log2();
+        }
+    }
+    bits
 }
 
 struct Builder<'a> {

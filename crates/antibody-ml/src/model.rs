@@ -16,8 +16,8 @@ use crate::features::FeatureSet;
 use crate::fusion::Logistic;
 use crate::gbt::{softmax_in_place, Gbt};
 use crate::iforest::IsolationForest;
-use crate::shap::{expected_value, tree_shap, ShapScratch};
-use crate::train::{EvalReport, TrainConfig};
+use crate::shap::ShapScratch;
+use crate::train::{CvReport, EvalReport, TrainConfig};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::path::Path;
@@ -196,11 +196,8 @@ impl Ensemble {
     pub fn explain(&self, x: &[f32], scratch: &mut ShapScratch) -> Explanation {
         let score = self.score_row(x);
         let mut margin_shap = vec![0.0; self.n_features];
-        for tree in &self.gbt.trees[0] {
-            tree_shap(tree, x, &mut margin_shap, scratch);
-        }
-        let margin_base =
-            self.gbt.base[0] + self.gbt.trees[0].iter().map(expected_value).sum::<f64>();
+        self.gbt.shap(0, x, &mut margin_shap, scratch);
+        let margin_base = self.gbt.expected_margin(0);
         let mut anomaly_contrib = vec![0.0; self.n_features];
         self.iforest.attribute(x, &mut anomaly_contrib);
         let mut type_probabilities = Vec::new();
@@ -208,11 +205,9 @@ impl Ensemble {
         if let Some(t) = &self.types {
             type_probabilities = vec![0f32; t.classes.len()];
             t.gbt.probabilities(x, &mut type_probabilities);
-            if let Some(trees) = t.gbt.trees.get(score.threat_type as usize) {
+            if (score.threat_type as usize) < t.classes.len() {
                 let mut phi = vec![0.0; self.n_features];
-                for tree in trees {
-                    tree_shap(tree, x, &mut phi, scratch);
-                }
+                t.gbt.shap(score.threat_type as usize, x, &mut phi, scratch);
                 type_shap = Some(phi);
             }
         }
@@ -287,6 +282,9 @@ pub struct Manifest {
     pub training: TrainingInfo,
     /// Held-out test metrics.
     pub metrics: EvalReport,
+    /// k-fold cross-validation of the same configuration, when it was run.
+    #[serde(default)]
+    pub cross_validation: Option<CvReport>,
     pub weights_file: String,
     pub weights_sha256: String,
 }
@@ -326,6 +324,7 @@ impl Model {
                 has_header,
                 training,
                 metrics,
+                cross_validation: None,
                 weights_file: WEIGHTS_FILE.into(),
                 weights_sha256: String::new(),
             },

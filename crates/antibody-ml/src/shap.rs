@@ -7,6 +7,13 @@
 //! fraction" (1 if the row follows it when known), plus the permutation weights of every
 //! subset size; `extend` adds a feature, `unwind` removes one (a feature met again deeper).
 //! Computed in f64. The tests check it against brute-force Shapley values.
+//!
+//! [`LeafTables`] is the fast path for explaining many rows (the idea of Yang 2021, "Fast
+//! TreeSHAP", v2): TreeSHAP is a sum over leaves, and a leaf's share of feature `i`'s value
+//! depends on the row only through which of the leaf's k path features the row satisfies.
+//! So each leaf keeps a table of its contributions for all 2^k such masks, computed once from
+//! the Shapley formula; explaining a row is then a mask and k additions per leaf. Trees whose
+//! paths hold more than [`MAX_TABLE_FEATURES`] distinct features fall back to the walk.
 
 use crate::tree::Tree;
 
@@ -189,6 +196,148 @@ fn unwound_sum(path: &[PathElem], len: usize, i: usize) -> f64 {
     total
 }
 
+/// Paths with more distinct features than this use the walk (tables grow as 2^k · k).
+pub const MAX_TABLE_FEATURES: usize = 6;
+
+/// Per-leaf Shapley tables of one tree, or `None` when it is too deep for them.
+#[derive(Debug, Clone, Default)]
+pub struct LeafTables {
+    leaves: Vec<LeafTable>,
+}
+
+#[derive(Debug, Clone)]
+struct LeafTable {
+    /// The distinct features on the path, in first-seen order (bit j of a mask = features[j]).
+    features: Vec<u32>,
+    /// Every split on the path: (bit, feature, threshold, whether the path goes right).
+    splits: Vec<(u8, u32, f32, bool)>,
+    /// `table[mask * k + j]`: the leaf's contribution to `features[j]` for that mask.
+    table: Vec<f64>,
+}
+
+impl LeafTables {
+    /// Builds the tables, or `None` if some path has too many distinct features.
+    pub fn build(tree: &Tree) -> Option<Self> {
+        let mut leaves = Vec::new();
+        let mut path = Vec::new();
+        collect(tree, 0, &mut path, &mut leaves)?;
+        Some(LeafTables { leaves })
+    }
+
+    /// Adds the tree's SHAP values for row `x` into `phi`.
+    pub fn add(&self, x: &[f32], phi: &mut [f64]) {
+        for leaf in &self.leaves {
+            let k = leaf.features.len();
+            let mut mask = (1usize << k) - 1;
+            for &(bit, f, threshold, right) in &leaf.splits {
+                let v = x.get(f as usize).copied().unwrap_or(f32::NAN);
+                if (v > threshold) != right {
+                    mask &= !(1 << bit);
+                }
+            }
+            let row = &leaf.table[mask * k..(mask + 1) * k];
+            for (&f, c) in leaf.features.iter().zip(row) {
+                if let Some(p) = phi.get_mut(f as usize) {
+                    *p += c;
+                }
+            }
+        }
+    }
+}
+
+/// One split on the current path: node, feature, threshold, went right.
+type Step = (usize, u32, f32, bool);
+
+fn collect(tree: &Tree, node: usize, path: &mut Vec<Step>, out: &mut Vec<LeafTable>) -> Option<()> {
+    let n = tree.nodes.get(node)?;
+    if n.is_leaf() {
+        out.push(leaf_table(tree, path, n.value)?);
+        return Some(());
+    }
+    for (child, right) in [(n.left as usize, false), (n.right as usize, true)] {
+        path.push((node, n.feature, n.threshold, right));
+        collect(tree, child, path, out)?;
+        path.pop();
+    }
+    Some(())
+}
+
+fn leaf_table(tree: &Tree, path: &[Step], value: f64) -> Option<LeafTable> {
+    let mut features: Vec<u32> = Vec::new();
+    let mut zero: Vec<f64> = Vec::new();
+    let mut splits = Vec::with_capacity(path.len());
+    for &(node, f, threshold, right) in path {
+        let n = &tree.nodes[node];
+        let child = if right { n.right } else { n.left } as usize;
+        let ratio = if n.cover > 0.0 {
+            tree.nodes[child].cover / n.cover
+        } else {
+            0.0
+        };
+        let bit = match features.iter().position(|&g| g == f) {
+            Some(b) => {
+                zero[b] *= ratio;
+                b
+            }
+            None => {
+                features.push(f);
+                zero.push(ratio);
+                features.len() - 1
+            }
+        };
+        splits.push((bit as u8, f, threshold, right));
+    }
+    let k = features.len();
+    if k > MAX_TABLE_FEATURES {
+        return None;
+    }
+    Some(LeafTable {
+        table: shapley_table(&zero, value),
+        features,
+        splits,
+    })
+}
+
+/// For every mask of satisfied features, each feature's Shapley value in the leaf's game
+/// `g(S) = v · Π_{j∈S} o_j · Π_{j∉S} z_j` (o_j = 1 iff bit j of the mask is set):
+/// `φ_i = Σ_{S ⊆ mask∖{i}} |S|!(k−|S|−1)!/k! · v (o_i − z_i) Π_{j∉S∪{i}} z_j`.
+fn shapley_table(zero: &[f64], value: f64) -> Vec<f64> {
+    let k = zero.len();
+    let full = (1usize << k) - 1;
+    let fact = |n: usize| (1..=n).map(|i| i as f64).product::<f64>();
+    let weight: Vec<f64> = (0..k)
+        .map(|s| fact(s) * fact(k - s - 1) / fact(k))
+        .collect();
+    // Product of the zero fractions over each subset.
+    let zprod: Vec<f64> = (0..=full)
+        .map(|t| {
+            (0..k)
+                .filter(|j| t & (1 << j) != 0)
+                .map(|j| zero[j])
+                .product()
+        })
+        .collect();
+    let mut table = vec![0.0; (full + 1) * k];
+    for mask in 0..=full {
+        for i in 0..k {
+            let one = if mask & (1 << i) != 0 { 1.0 } else { 0.0 };
+            let others = mask & !(1 << i);
+            let mut sum = 0.0;
+            let mut s = others;
+            // Every subset of `others`, including the empty one.
+            loop {
+                sum += weight[s.count_ones() as usize] * zprod[full & !s & !(1 << i)];
+                if s == 0 {
+                    break;
+                }
+                s = (s - 1) & others;
+            }
+            table[mask * k + i] = value * (one - zero[i]) * sum;
+        }
+    }
+    table
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -246,10 +395,52 @@ mod tests {
             for (a, b) in phi.iter().zip(&want) {
                 assert!((a - b).abs() < 1e-9, "case {case}: {phi:?} vs {want:?}");
             }
+            if let Some(tables) = LeafTables::build(&tree) {
+                let mut fast = vec![0.0; m];
+                tables.add(&x, &mut fast);
+                for (a, b) in fast.iter().zip(&want) {
+                    assert!(
+                        (a - b).abs() < 1e-9,
+                        "tables, case {case}: {fast:?} vs {want:?}"
+                    );
+                }
+            }
             // Local accuracy: base value + contributions = the prediction.
             let total = expected_value(&tree) + phi.iter().sum::<f64>();
             assert!((total - tree.predict(&x)).abs() < 1e-9, "case {case}");
         }
+    }
+
+    #[test]
+    fn tables_refuse_paths_with_too_many_features() {
+        use crate::tree::Node;
+        // A left chain splitting on features 0, 1, …, depth−1.
+        let chain = |depth: usize| {
+            let mut nodes = Vec::new();
+            for d in 0..depth {
+                nodes.push(Node {
+                    feature: d as u32,
+                    threshold: 0.0,
+                    left: (2 * d + 2) as u32,
+                    right: (2 * d + 1) as u32,
+                    value: 0.0,
+                    cover: (depth + 1 - d) as f64,
+                });
+                nodes.push(Node::leaf(d as f64, 1.0));
+            }
+            nodes.push(Node::leaf(-1.0, 1.0));
+            // Children must follow their parent: node 2d+1 is a leaf, 2d+2 the next split.
+            Tree { nodes }
+        };
+        assert!(chain(MAX_TABLE_FEATURES + 1).validate(12).is_ok());
+        assert!(LeafTables::build(&chain(MAX_TABLE_FEATURES + 1)).is_none());
+        let t = chain(MAX_TABLE_FEATURES);
+        let tables = LeafTables::build(&t).unwrap();
+        let x = [-1.0f32; 12];
+        let (mut fast, mut walk) = (vec![0.0; 12], vec![0.0; 12]);
+        tables.add(&x, &mut fast);
+        tree_shap(&t, &x, &mut walk, &mut ShapScratch::default());
+        assert!(fast.iter().zip(&walk).all(|(a, b)| (a - b).abs() < 1e-12));
     }
 
     #[test]

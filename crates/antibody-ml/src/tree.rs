@@ -118,10 +118,22 @@ impl Tree {
 pub struct FlatForest {
     depth: u32,
     n_trees: usize,
-    feature: Vec<u32>,
-    threshold: Vec<f32>,
+    /// Internal nodes, tree after tree, each tree's in heap order.
+    splits: Vec<Split>,
     leaf: Vec<f32>,
 }
+
+/// Feature and threshold side by side: one load per step.
+#[derive(Debug, Clone, Copy)]
+struct Split {
+    threshold: f32,
+    feature: u32,
+}
+
+const PASS: Split = Split {
+    threshold: f32::INFINITY,
+    feature: 0,
+};
 
 /// Rows evaluated together per tree in a batch: enough independent dependency chains to
 /// hide the latency of each step's loads.
@@ -136,8 +148,7 @@ impl FlatForest {
         let mut f = FlatForest {
             depth,
             n_trees: trees.len(),
-            feature: vec![0; internal * trees.len()],
-            threshold: vec![f32::INFINITY; internal * trees.len()],
+            splits: vec![PASS; internal * trees.len()],
             leaf: vec![0.0; leaves * trees.len()],
         };
         for (t, tree) in trees.iter().enumerate() {
@@ -161,8 +172,10 @@ impl FlatForest {
             self.fill(tree, t, node, 2 * slot + 1, level + 1);
             return;
         }
-        self.feature[base + slot] = n.feature;
-        self.threshold[base + slot] = n.threshold;
+        self.splits[base + slot] = Split {
+            threshold: n.threshold,
+            feature: n.feature,
+        };
         self.fill(tree, t, n.left as usize, 2 * slot + 1, level + 1);
         self.fill(tree, t, n.right as usize, 2 * slot + 2, level + 1);
     }
@@ -175,12 +188,12 @@ impl FlatForest {
     #[inline]
     fn eval(&self, t: usize, x: &[f32]) -> f32 {
         let internal = (1usize << self.depth) - 1;
-        let feature = &self.feature[t * internal..(t + 1) * internal];
-        let threshold = &self.threshold[t * internal..(t + 1) * internal];
+        let splits = &self.splits[t * internal..(t + 1) * internal];
         let mut i = 0usize;
         for _ in 0..self.depth {
-            let v = x.get(feature[i] as usize).copied().unwrap_or(f32::NAN);
-            i = 2 * i + 1 + usize::from(v > threshold[i]);
+            let s = splits[i];
+            let v = x.get(s.feature as usize).copied().unwrap_or(f32::NAN);
+            i = 2 * i + 1 + usize::from(v > s.threshold);
         }
         self.leaf[(t << self.depth) + i - internal]
     }
@@ -199,15 +212,16 @@ impl FlatForest {
         let mut chunks = rows.chunks_exact(width * LANES);
         let mut outs = out.chunks_exact_mut(LANES);
         for (block, acc) in (&mut chunks).zip(&mut outs) {
+            let lanes: [&[f32]; LANES] =
+                std::array::from_fn(|lane| &block[lane * width..(lane + 1) * width]);
             for t in 0..self.n_trees {
-                let feature = &self.feature[t * internal..(t + 1) * internal];
-                let threshold = &self.threshold[t * internal..(t + 1) * internal];
+                let splits = &self.splits[t * internal..(t + 1) * internal];
                 let mut idx = [0usize; LANES];
                 for _ in 0..self.depth {
-                    for (lane, i) in idx.iter_mut().enumerate() {
-                        let f = feature[*i] as usize;
-                        let v = block.get(lane * width + f).copied().unwrap_or(f32::NAN);
-                        *i = 2 * *i + 1 + usize::from(v > threshold[*i]);
+                    for (row, i) in lanes.iter().zip(idx.iter_mut()) {
+                        let s = splits[*i];
+                        let v = row.get(s.feature as usize).copied().unwrap_or(f32::NAN);
+                        *i = 2 * *i + 1 + usize::from(v > s.threshold);
                     }
                 }
                 let leaves = &self.leaf[t << self.depth..(t + 1) << self.depth];

@@ -2,6 +2,7 @@
 
 mod bench;
 mod config;
+mod ml;
 mod replay;
 
 use antibody_core::{Clock, SystemClock, TenantId};
@@ -41,6 +42,14 @@ enum Command {
     /// Manage API keys directly in a data dir.
     #[command(subcommand)]
     Keys(KeysCmd),
+    /// Train a learned detector (isolation forest, boosted trees, fusion) on a labelled CSV.
+    Train(ml::TrainArgs),
+    /// Score a labelled CSV with a trained model and print its metrics.
+    Eval(ml::EvalArgs),
+    /// Explain a trained model's verdict on one CSV row, feature by feature.
+    Explain(ml::ExplainArgs),
+    /// Generate synthetic data (the seven agent-behaviour scenarios) as CSV.
+    Gen(ml::GenArgs),
 }
 
 #[derive(Args)]
@@ -106,6 +115,10 @@ fn main() -> Result<()> {
         Command::Serve(args) => serve(args),
         Command::Replay(args) => replay::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Train(args) => ml::train(args),
+        Command::Eval(args) => ml::eval(args),
+        Command::Explain(args) => ml::explain(args),
+        Command::Gen(args) => ml::gen(args),
         Command::Tenants(TenantsCmd::Create { name, dir }) => {
             let store = open_store(&dir.data_dir)?;
             let now = SystemClock.now_ms();

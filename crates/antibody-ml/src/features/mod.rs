@@ -14,6 +14,8 @@ pub use agent::{AgentBehavior, AgentRaw, AGENT_INPUT_COLUMNS};
 pub use tabular::{CategoricalEncoding, ColumnKind, TabularColumn, TabularSpec};
 
 use crate::csv::Record;
+use crate::data::RawTable;
+use crate::error::{MlError, Result};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -61,6 +63,30 @@ pub struct FieldError {
 }
 
 impl FeatureSet {
+    /// The named set for `table`: `agent-behavior` as defined, `tabular` fitted on every
+    /// column not in `exclude` (labels, ids).
+    pub fn for_table(name: &str, table: &RawTable, exclude: &[String]) -> Result<Self> {
+        match name {
+            "agent-behavior" => Ok(FeatureSet::AgentBehavior(AgentBehavior::default())),
+            "tabular" => {
+                let cols: Vec<usize> = (0..table.header.len())
+                    .filter(|&i| !exclude.contains(&table.header[i]))
+                    .collect();
+                if cols.is_empty() {
+                    return Err(MlError::Config("no feature columns left".into()));
+                }
+                let names: Vec<String> = cols.iter().map(|&i| table.header[i].clone()).collect();
+                Ok(FeatureSet::Tabular(TabularSpec::fit(&names, |i| {
+                    table.column_values(cols[i])
+                })))
+            }
+            other => Err(MlError::Config(format!(
+                "unknown feature set `{other}` (known: {})",
+                FEATURE_SET_NAMES.join(", ")
+            ))),
+        }
+    }
+
     pub fn name(&self) -> &'static str {
         match self {
             FeatureSet::AgentBehavior(_) => "agent-behavior",
@@ -95,7 +121,11 @@ impl FeatureSet {
     }
 
     /// Writes the row's features into `out` (`out.len() == n_features()`).
-    pub fn extract<R: RawRow + ?Sized>(&self, row: &R, out: &mut [f32]) -> Result<(), FieldError> {
+    pub fn extract<R: RawRow + ?Sized>(
+        &self,
+        row: &R,
+        out: &mut [f32],
+    ) -> std::result::Result<(), FieldError> {
         match self {
             FeatureSet::AgentBehavior(a) => a.extract(row, out),
             FeatureSet::Tabular(t) => t.extract(row, out),
@@ -125,7 +155,7 @@ impl FeatureSet {
 }
 
 /// Parses a finite number, with the message errors carry.
-pub(crate) fn parse_number(s: &str) -> Result<f64, String> {
+pub(crate) fn parse_number(s: &str) -> std::result::Result<f64, String> {
     let t = s.trim();
     match t.parse::<f64>() {
         Ok(v) if v.is_finite() => Ok(v),
@@ -155,6 +185,15 @@ mod tests {
         });
         assert_ne!(a.schema_hash(), b.schema_hash());
         assert_eq!(a.schema_hash().len(), 64);
+    }
+
+    #[test]
+    fn for_table_fits_tabular_and_rejects_unknown_sets() {
+        let t = RawTable::from_reader("a,b,label\n1,x,0\n2,y,1\n".as_bytes(), true).unwrap();
+        let set = FeatureSet::for_table("tabular", &t, &["label".to_string()]).unwrap();
+        assert_eq!(set.feature_names(), ["a", "b=x", "b=y"]);
+        let err = FeatureSet::for_table("nope", &t, &[]).unwrap_err();
+        assert!(err.to_string().contains("agent-behavior, tabular"), "{err}");
     }
 
     #[test]

@@ -1,0 +1,545 @@
+//! `antibody train | eval | explain | gen`: the learned detectors from the command line.
+//!
+//! `train` reads a CSV, builds the feature set, splits off validation and test rows, fits the
+//! ensemble (progress bars on stderr), prints the held-out metrics and writes the model
+//! directory. `eval` scores a labelled CSV with a saved model; `explain` shows one row's
+//! verdict and per-feature attributions; `gen` writes synthetic agent-behaviour data.
+
+use antibody_ml::data::{Dataset, LabelSpec, RawTable, DEFAULT_NEGATIVES};
+use antibody_ml::features::{FeatureSet, FEATURE_SET_NAMES};
+use antibody_ml::gen::{generate, write_csv, GenConfig};
+use antibody_ml::metrics::ClassReport;
+use antibody_ml::model::{Model, TrainingInfo, NO_TYPE};
+use antibody_ml::shap::ShapScratch;
+use antibody_ml::train::{self, CvReport, EvalReport, Progress, TrainConfig};
+use anyhow::{bail, Context, Result};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::io::{self, BufWriter, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+#[derive(clap::Args)]
+pub struct TrainArgs {
+    /// Training data: a CSV file (header row unless --no-header).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Feature set: `agent-behavior` (18 features from the 11 Optikal columns) or `tabular`
+    /// (every column but the labels and --ignore'd ones; numbers as is, text one-hot/ordinal).
+    #[arg(long, value_parser = FEATURE_SET_NAMES)]
+    pub features: String,
+    /// Label column: a row is benign when its value is one of --negative, a threat otherwise.
+    /// Headerless files name their columns c1, c2, ….
+    #[arg(long)]
+    pub label: String,
+    /// Column holding the threat type, for the type classifier. Default: `threat_type` with
+    /// agent-behavior when the data has it, else the label column.
+    #[arg(long)]
+    pub type_label: Option<String>,
+    /// A label value meaning benign (repeatable). Default: 0, normal, benign, false.
+    #[arg(long = "negative", value_name = "VALUE")]
+    pub negatives: Vec<String>,
+    /// A column to leave out of `tabular` features (repeatable), e.g. an id or a score that
+    /// is not a feature.
+    #[arg(long = "ignore", value_name = "COLUMN")]
+    pub ignore: Vec<String>,
+    /// The CSV has no header row.
+    #[arg(long)]
+    pub no_header: bool,
+    /// Model directory to write (created; model.json and model.bin are replaced).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Seed of the split, the subsamples and every tree: same data + seed = same model.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Boosting rounds of the detector (trees).
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub trees: u32,
+    /// Maximum depth of the boosted trees.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=12))]
+    pub depth: u32,
+    /// Share of rows held out for the test metrics.
+    #[arg(long, default_value_t = 0.2)]
+    pub test_fraction: f64,
+    /// Share of rows held out to fit the fusion.
+    #[arg(long, default_value_t = 0.1)]
+    pub validation_fraction: f64,
+    /// Also run stratified k-fold cross-validation (binary metrics) and record it.
+    #[arg(long, value_name = "K", value_parser = clap::value_parser!(u32).range(2..=50))]
+    pub cv: Option<u32>,
+    /// Print the metrics as JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(clap::Args)]
+pub struct EvalArgs {
+    /// Model directory written by `antibody train`.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Labelled CSV to score, with the model's input and label columns.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// The CSV has no header row (default: as the training data).
+    #[arg(long)]
+    pub no_header: bool,
+    /// Print the metrics as JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(clap::Args)]
+pub struct ExplainArgs {
+    /// Model directory written by `antibody train`.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// CSV holding the row.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Which data row, counting from 1 (a header line is not a row).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub row: u64,
+    /// The CSV has no header row (default: as the training data).
+    #[arg(long)]
+    pub no_header: bool,
+    /// Features to list, by attribution size.
+    #[arg(long, default_value_t = 10)]
+    pub top: usize,
+    /// Print the explanation as JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(clap::Args)]
+pub struct GenArgs {
+    /// Which data: the seven agent-behaviour scenarios (Optikal schema).
+    #[arg(value_parser = ["agent-behavior"])]
+    pub kind: String,
+    /// Rows to write.
+    #[arg(long, default_value_t = 8000)]
+    pub rows: usize,
+    /// Seed: the same seed writes the same file.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Add measurement jitter, benign bursts and low-and-slow attacks.
+    #[arg(long)]
+    pub noise: bool,
+    /// Per-agent sessions in time order, about half turning from normal to an attack.
+    #[arg(long)]
+    pub mixed: bool,
+    /// Output file (default: stdout).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+pub fn train(args: TrainArgs) -> Result<()> {
+    let started = Instant::now();
+    let (table, data_sha256) = RawTable::read(&args.data, !args.no_header)
+        .with_context(|| format!("reading {}", args.data.display()))?;
+    let labels = label_spec(&args, &table);
+    let mut exclude = args.ignore.clone();
+    exclude.push(labels.label.clone());
+    exclude.extend(labels.type_column.clone());
+    let set = FeatureSet::for_table(&args.features, &table, &exclude)?;
+    let ds = Dataset::from_table(&table, &set, Some(&labels))
+        .with_context(|| format!("extracting features from {}", args.data.display()))?;
+    let cfg = train_config(&args);
+    let mut bars = Bars::new();
+
+    let cv = match args.cv {
+        Some(k) => Some(train::cross_validate(&ds, &cfg, k as usize, &mut bars)?),
+        None => None,
+    };
+    let trained = train::train(&ds, &cfg, &mut bars)?;
+    bars.done();
+
+    let info = TrainingInfo {
+        data_file: args.data.display().to_string(),
+        data_sha256,
+        rows: ds.n_rows() as u64,
+        train_rows: trained.train_rows as u64,
+        validation_rows: trained.validation_rows as u64,
+        test_rows: trained.test_rows as u64,
+        config: cfg,
+    };
+    let mut model = Model::new(
+        set,
+        labels,
+        !args.no_header,
+        info,
+        trained.report,
+        trained.ensemble,
+    );
+    model.manifest.cross_validation = cv;
+    model
+        .save(&args.out)
+        .with_context(|| format!("writing the model to {}", args.out.display()))?;
+
+    let out = &mut io::stdout().lock();
+    if args.json {
+        let m = &model.manifest;
+        let v = serde_json::json!({
+            "model": args.out,
+            "test": m.metrics,
+            "cross_validation": m.cross_validation,
+        });
+        writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
+    } else {
+        let m = &model.manifest;
+        writeln!(
+            out,
+            "trained on {} rows of {} ({} train / {} validation / {} test), {} features, in {:.1} s",
+            m.training.rows,
+            args.data.display(),
+            m.training.train_rows,
+            m.training.validation_rows,
+            m.training.test_rows,
+            m.feature_names.len(),
+            started.elapsed().as_secs_f64()
+        )?;
+        writeln!(out, "\nheld-out test split:")?;
+        print_report(out, &m.metrics)?;
+        if let Some(cv) = &m.cross_validation {
+            print_cv(out, cv)?;
+        }
+        writeln!(out, "\nmodel written to {}", args.out.display())?;
+    }
+    Ok(())
+}
+
+fn label_spec(args: &TrainArgs, table: &RawTable) -> LabelSpec {
+    let negatives = if args.negatives.is_empty() {
+        DEFAULT_NEGATIVES.iter().map(|s| s.to_string()).collect()
+    } else {
+        args.negatives.clone()
+    };
+    let type_column = args.type_label.clone().or_else(|| {
+        let optikal =
+            args.features == "agent-behavior" && table.column_index("threat_type").is_ok();
+        optikal.then(|| "threat_type".to_string())
+    });
+    LabelSpec {
+        label: args.label.clone(),
+        negatives,
+        type_column,
+    }
+}
+
+fn train_config(args: &TrainArgs) -> TrainConfig {
+    let mut cfg = TrainConfig {
+        seed: args.seed,
+        test_fraction: args.test_fraction,
+        validation_fraction: args.validation_fraction,
+        ..TrainConfig::default()
+    };
+    cfg.gbt.rounds = args.trees as usize;
+    cfg.gbt.max_depth = args.depth as usize;
+    cfg
+}
+
+pub fn eval(args: EvalArgs) -> Result<()> {
+    let model = load_model(&args.model)?;
+    let table = load_table(&model, &args.data, args.no_header)?;
+    let ds = dataset(&model, &table, &args.data, true)?;
+    let started = Instant::now();
+    let report = train::evaluate(&model.ensemble, &ds);
+    let secs = started.elapsed().as_secs_f64();
+    let out = &mut io::stdout().lock();
+    if args.json {
+        writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "{} rows of {} scored in {:.1} ms ({:.0} rows/s)",
+        ds.n_rows(),
+        args.data.display(),
+        secs * 1e3,
+        ds.n_rows() as f64 / secs.max(1e-9)
+    )?;
+    print_report(out, &report)?;
+    Ok(())
+}
+
+pub fn explain(args: ExplainArgs) -> Result<()> {
+    let model = load_model(&args.model)?;
+    let table = load_table(&model, &args.data, args.no_header)?;
+    // Labels are shown when the data has them, not required.
+    let has_labels = table.column_index(&model.manifest.labels.label).is_ok();
+    let ds = dataset(&model, &table, &args.data, has_labels)?;
+    let Some(i) = usize::try_from(args.row - 1)
+        .ok()
+        .filter(|&i| i < ds.n_rows())
+    else {
+        bail!("--row {} is past the {} data rows", args.row, ds.n_rows());
+    };
+    let e = model
+        .ensemble
+        .explain(ds.row(i), &mut ShapScratch::default());
+    let names = &model.manifest.feature_names;
+    let classes = model.type_classes();
+    let type_name = classes.get(e.score.threat_type as usize).cloned();
+    let truth = ds
+        .has_labels()
+        .then(|| (ds.y[i] == 1, ds.type_names[ds.types[i] as usize].clone()));
+    let mut order: Vec<usize> = (0..names.len()).collect();
+    order.sort_by(|&a, &b| {
+        let weight = |k: usize| e.margin_shap[k].abs();
+        weight(b).total_cmp(&weight(a)).then(a.cmp(&b))
+    });
+    order.truncate(args.top);
+    let out = &mut io::stdout().lock();
+    if args.json {
+        let features: Vec<_> = order
+            .iter()
+            .map(|&k| {
+                serde_json::json!({
+                    "feature": names[k],
+                    "value": ds.row(i)[k],
+                    "shap": e.margin_shap[k],
+                    "anomaly": e.anomaly_contrib[k],
+                    "type_shap": e.type_shap.as_ref().map(|t| t[k]),
+                })
+            })
+            .collect();
+        let v = serde_json::json!({
+            "row": args.row,
+            "line": ds.lines[i],
+            "threat": e.score.probability as f64 >= model.ensemble.threshold,
+            "score": e.score,
+            "threat_type": type_name,
+            "margin_base": e.margin_base,
+            "type_probabilities": classes.iter().zip(&e.type_probabilities).collect::<Vec<_>>(),
+            "features": features,
+            "label": truth.as_ref().map(|(t, name)| serde_json::json!({"threat": t, "type": name})),
+        });
+        writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
+        return Ok(());
+    }
+    let s = &e.score;
+    let verdict = if s.probability as f64 >= model.ensemble.threshold {
+        "THREAT"
+    } else {
+        "benign"
+    };
+    writeln!(
+        out,
+        "row {} (line {}): {verdict}  p = {:.4} ± {:.4}  anomaly {:.3}  margin {:+.3}",
+        args.row, ds.lines[i], s.probability, s.uncertainty, s.anomaly, s.margin
+    )?;
+    if let Some(t) = &type_name {
+        if s.threat_type != NO_TYPE {
+            writeln!(
+                out,
+                "likeliest threat type: {t} ({:.1} % of the threat mass)",
+                s.type_confidence * 100.0
+            )?;
+        }
+    }
+    if let Some((threat, name)) = truth {
+        writeln!(
+            out,
+            "label in the data: {} ({name})",
+            if threat { "threat" } else { "benign" }
+        )?;
+    }
+    writeln!(
+        out,
+        "\nboosted-tree margin = base {:+.3} + contributions (TreeSHAP); anomaly = Σ path attributions",
+        e.margin_base
+    )?;
+    writeln!(
+        out,
+        "  {:<28} {:>12} {:>10} {:>9}",
+        "feature", "value", "shap", "anomaly"
+    )?;
+    for &k in &order {
+        writeln!(
+            out,
+            "  {:<28} {:>12.4} {:>+10.4} {:>9.4}",
+            names[k],
+            ds.row(i)[k],
+            e.margin_shap[k],
+            e.anomaly_contrib[k]
+        )?;
+    }
+    Ok(())
+}
+
+pub fn gen(args: GenArgs) -> Result<()> {
+    let rows = generate(&GenConfig {
+        rows: args.rows,
+        seed: args.seed,
+        noise: args.noise,
+        mixed: args.mixed,
+    });
+    match &args.out {
+        Some(path) => {
+            let file = std::fs::File::create(path)
+                .with_context(|| format!("creating {}", path.display()))?;
+            let mut w = BufWriter::new(file);
+            write_csv(&rows, &mut w)?;
+            w.flush()?;
+        }
+        None => {
+            let mut w = BufWriter::new(io::stdout().lock());
+            write_csv(&rows, &mut w)?;
+            w.flush()?;
+        }
+    }
+    Ok(())
+}
+
+fn load_model(dir: &Path) -> Result<Model> {
+    Model::load(dir).with_context(|| format!("loading the model in {}", dir.display()))
+}
+
+fn load_table(model: &Model, path: &Path, no_header: bool) -> Result<RawTable> {
+    let has_header = model.manifest.has_header && !no_header;
+    Ok(RawTable::read(path, has_header)
+        .with_context(|| format!("reading {}", path.display()))?
+        .0)
+}
+
+fn dataset(model: &Model, table: &RawTable, path: &Path, labels: bool) -> Result<Dataset> {
+    let labels = labels.then_some(&model.manifest.labels);
+    Dataset::from_table(table, &model.manifest.feature_set, labels).with_context(|| {
+        format!(
+            "{} does not fit the model's schema ({} feature set)",
+            path.display(),
+            model.manifest.feature_set.name()
+        )
+    })
+}
+
+fn pct(v: f64) -> String {
+    format!("{:.2} %", v * 100.0)
+}
+
+fn print_report(out: &mut impl Write, r: &EvalReport) -> io::Result<()> {
+    let b = &r.binary;
+    writeln!(
+        out,
+        "  rows {}  accuracy {}  precision {}  recall {}  F1 {}  FPR {}",
+        b.rows,
+        pct(b.accuracy),
+        pct(b.precision),
+        pct(b.recall),
+        pct(b.f1),
+        pct(b.fpr)
+    )?;
+    writeln!(
+        out,
+        "  ROC-AUC {:.5}  PR-AUC {:.5}  Brier {:.5}  ECE {:.5}  (threshold {})",
+        b.roc_auc, b.pr_auc, b.brier, b.ece, b.threshold
+    )?;
+    let [[tn, fp], [fn_, tp]] = b.confusion;
+    writeln!(out, "  confusion      predicted benign  predicted threat")?;
+    writeln!(out, "    benign       {tn:>16}  {fp:>16}")?;
+    writeln!(out, "    threat       {fn_:>16}  {tp:>16}")?;
+    print_classes(out, &b.per_class)?;
+    writeln!(out, "  flagged by labelled type:")?;
+    for d in &r.detection_by_type {
+        writeln!(
+            out,
+            "    {:<24} {:>6} of {:>6}  {}",
+            d.type_name,
+            d.flagged,
+            d.rows,
+            pct(d.rate)
+        )?;
+    }
+    if let Some(t) = &r.types {
+        writeln!(
+            out,
+            "  threat type on threat rows: accuracy {} over {} rows",
+            pct(t.accuracy),
+            t.rows
+        )?;
+        print_classes(out, &t.per_class)?;
+    }
+    writeln!(
+        out,
+        "  uncertainty (sd of bagged members): {:.4} on right verdicts, {:.4} on wrong ones",
+        r.uncertainty_correct, r.uncertainty_wrong
+    )
+}
+
+fn print_classes(out: &mut impl Write, classes: &[ClassReport]) -> io::Result<()> {
+    writeln!(
+        out,
+        "    {:<24} {:>9} {:>9} {:>9} {:>8}",
+        "class", "precision", "recall", "F1", "support"
+    )?;
+    for c in classes {
+        writeln!(
+            out,
+            "    {:<24} {:>9.4} {:>9.4} {:>9.4} {:>8}",
+            c.class, c.precision, c.recall, c.f1, c.support
+        )?;
+    }
+    Ok(())
+}
+
+fn print_cv(out: &mut impl Write, cv: &CvReport) -> io::Result<()> {
+    writeln!(out, "\n{}-fold cross-validation (mean ± sd):", cv.folds)?;
+    let line = |name: &str, m: &train::MeanSd| format!("{name} {} ± {}", pct(m.mean), pct(m.sd));
+    writeln!(
+        out,
+        "  {}  {}  {}",
+        line("accuracy", &cv.accuracy),
+        line("F1", &cv.f1),
+        line("FPR", &cv.fpr)
+    )?;
+    writeln!(
+        out,
+        "  {}  {}  ROC-AUC {:.5} ± {:.5}",
+        line("precision", &cv.precision),
+        line("recall", &cv.recall),
+        cv.roc_auc.mean,
+        cv.roc_auc.sd
+    )
+}
+
+/// One progress bar per training stage on stderr (hidden when stderr is not a terminal).
+struct Bars {
+    visible: bool,
+    bar: Option<ProgressBar>,
+}
+
+impl Bars {
+    fn new() -> Self {
+        Bars {
+            visible: io::stderr().is_terminal(),
+            bar: None,
+        }
+    }
+
+    fn done(&mut self) {
+        if let Some(b) = self.bar.take() {
+            b.finish();
+        }
+    }
+}
+
+impl Progress for Bars {
+    fn stage(&mut self, name: &str, steps: u64) {
+        self.done();
+        if !self.visible {
+            return;
+        }
+        let bar = ProgressBar::with_draw_target(Some(steps), ProgressDrawTarget::stderr());
+        if let Ok(style) =
+            ProgressStyle::with_template("{prefix:>18} {bar:40} {pos}/{len} {elapsed_precise}")
+        {
+            bar.set_style(style);
+        }
+        bar.set_prefix(name.to_string());
+        self.bar = Some(bar);
+    }
+
+    fn step(&mut self) {
+        if let Some(b) = &self.bar {
+            b.inc(1);
+        }
+    }
+}
