@@ -46,6 +46,9 @@ pub struct Limits {
     pub max_string_bytes: usize,
     /// Longest `entity`.
     pub max_entity_bytes: usize,
+    /// How far past "now" an event's `ts` may be. A clock gone wrong would otherwise pin
+    /// windows and incidents open for years.
+    pub max_future_ms: i64,
 }
 
 impl Default for Limits {
@@ -58,6 +61,7 @@ impl Default for Limits {
             max_depth: 8,
             max_string_bytes: 64 << 10,
             max_entity_bytes: 512,
+            max_future_ms: 24 * 3600 * 1000,
         }
     }
 }

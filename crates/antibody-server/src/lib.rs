@@ -78,6 +78,9 @@ fn load_playbooks(dir: &Path) -> Result<antibody_respond::PlaybookSet, ServerErr
     Ok(antibody_respond::PlaybookSet::load(&sources)?)
 }
 
+/// How long open requests may run on after a shutdown signal.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
     pub data_dir: PathBuf,
@@ -88,6 +91,10 @@ pub struct ServerConfig {
     pub pipeline: PipelineConfig,
     pub tick_interval: Duration,
     pub responder: antibody_respond::ResponderConfig,
+    /// Ingest requests read and parsed at once; more get 429 before their body is read.
+    pub max_concurrent_ingest: usize,
+    /// Time allowed to receive one request body.
+    pub body_timeout: Duration,
     /// Run the built-in fleet simulator (`--demo`).
     pub demo: bool,
 }
@@ -102,6 +109,8 @@ impl ServerConfig {
             limits: Limits::default(),
             tick_interval: Duration::from_secs(1),
             responder: antibody_respond::ResponderConfig::default(),
+            max_concurrent_ingest: 32,
+            body_timeout: Duration::from_secs(30),
             demo: false,
         }
     }
@@ -109,6 +118,7 @@ impl ServerConfig {
 
 pub struct Server {
     state: AppState,
+    stop: tokio::sync::watch::Sender<bool>,
     tick_interval: Duration,
     demo: bool,
     /// The bootstrap admin key when this start created it (to print once).
@@ -159,6 +169,7 @@ impl Server {
             executors: respond::Executors::default(),
         };
         let pipeline = Pipeline::start(cfg.pipeline.clone(), parts)?;
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let state = AppState {
             store,
             pipeline,
@@ -166,8 +177,14 @@ impl Server {
             clock,
             limits: Arc::new(cfg.limits.clone()),
             keys: Arc::new(auth::KeyCache::default()),
+            shutdown: stop_rx,
+            ingest_permits: Arc::new(tokio::sync::Semaphore::new(
+                cfg.max_concurrent_ingest.max(1),
+            )),
+            body_timeout: cfg.body_timeout,
         };
         Ok(Server {
+            stop: stop_tx,
             state,
             tick_interval: cfg.tick_interval,
             demo: cfg.demo,
@@ -210,9 +227,25 @@ impl Server {
             ))
         });
         let app = self.router();
-        let result = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await;
+        let stop = self.stop;
+        let mut stopping = stop.subscribe();
+        let signal = async move {
+            shutdown.await;
+            // Ends the live streams, so graceful shutdown does not wait on them forever.
+            let _ = stop.send(true);
+        };
+        let server = axum::serve(listener, app).with_graceful_shutdown(signal);
+        // Requests in flight get a grace period; a client that never finishes does not
+        // keep the pipeline from draining.
+        let deadline = async move {
+            let _ = stopping.wait_for(|s| *s).await;
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+            tracing::warn!("shutdown grace period over; closing remaining connections");
+        };
+        let result = tokio::select! {
+            r = server => r,
+            () = deadline => Ok(()),
+        };
         tick_task.abort();
         if let Some(t) = demo_task {
             t.abort();
@@ -258,11 +291,21 @@ fn bootstrap(
     if store.get_tenant(&tenant)?.is_none() {
         store.create_tenant(DEFAULT_TENANT, now)?;
     }
+    let has_bootstrap = store.list_keys(&tenant)?.iter().any(|k| k.bootstrap);
+    // A preset key is registered only while no bootstrap key exists: deleting a bootstrap
+    // key must not be undone by the next restart, and rotating the variable must not leave
+    // the old key valid. To rotate, delete the old key, then restart with the new value.
     if let Some(secret) = preset {
-        store.insert_key_with_secret(&tenant, Role::Admin, true, secret, now)?;
+        if !has_bootstrap {
+            store.insert_key_with_secret(&tenant, Role::Admin, true, secret, now)?;
+        } else if store.authenticate(secret)?.is_none() {
+            tracing::warn!(
+                "ANTIBODY_ADMIN_KEY ignored: a bootstrap admin key already exists; delete it \
+                 (DELETE /v1/keys/{{id}}) and restart to use the new one"
+            );
+        }
         return Ok(None);
     }
-    let has_bootstrap = store.list_keys(&tenant)?.iter().any(|k| k.bootstrap);
     if has_bootstrap {
         return Ok(None);
     }

@@ -17,6 +17,11 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     pub limits: Arc<Limits>,
     pub keys: Arc<KeyCache>,
+    /// Flips to true when the server starts shutting down: long-lived responses (SSE) end.
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
+    /// Ingest bodies being read or parsed at once; more → 429 before any byte is read.
+    pub ingest_permits: Arc<tokio::sync::Semaphore>,
+    pub body_timeout: std::time::Duration,
 }
 
 impl AppState {

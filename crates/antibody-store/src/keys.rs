@@ -100,15 +100,7 @@ impl Store {
         bootstrap: bool,
         now_ms: TimestampMs,
     ) -> Result<NewKey, StoreError> {
-        let id_part = random_hex(6)?;
-        let secret = format!("ab_{id_part}_{}", random_hex(24)?);
-        let info = KeyInfo {
-            id: format!("k-{id_part}"),
-            tenant: tenant.clone(),
-            role,
-            bootstrap,
-            created_ms: now_ms,
-        };
+        let (info, secret) = new_key(tenant, role, bootstrap, now_ms)?;
         self.write(|tx| insert_key(tx, &info, &hash_secret(&secret)))?;
         Ok(NewKey { info, secret })
     }
@@ -186,11 +178,15 @@ impl Store {
     }
 }
 
-fn hash_secret(secret: &str) -> [u8; 32] {
+pub(crate) fn hash_secret(secret: &str) -> [u8; 32] {
     Sha256::digest(secret.as_bytes()).into()
 }
 
-fn insert_key(tx: &Transaction<'_>, info: &KeyInfo, hash: &[u8; 32]) -> Result<(), StoreError> {
+pub(crate) fn insert_key(
+    tx: &Transaction<'_>,
+    info: &KeyInfo,
+    hash: &[u8; 32],
+) -> Result<(), StoreError> {
     let tenant_exists = tx
         .prepare_cached("SELECT 1 FROM tenants WHERE id = ?1")?
         .exists([info.tenant.as_str()])?;
@@ -233,6 +229,25 @@ fn key_from_row(row: &Row<'_>) -> rusqlite::Result<KeyInfo> {
         bootstrap: row.get(3)?,
         created_ms: row.get(4)?,
     })
+}
+
+/// A fresh key id and secret `ab_<id part>_<48 hex>`.
+pub(crate) fn new_key(
+    tenant: &TenantId,
+    role: Role,
+    bootstrap: bool,
+    now_ms: TimestampMs,
+) -> Result<(KeyInfo, String), StoreError> {
+    let id_part = random_hex(6)?;
+    let secret = format!("ab_{id_part}_{}", random_hex(24)?);
+    let info = KeyInfo {
+        id: format!("k-{id_part}"),
+        tenant: tenant.clone(),
+        role,
+        bootstrap,
+        created_ms: now_ms,
+    };
+    Ok((info, secret))
 }
 
 #[cfg(test)]

@@ -19,29 +19,35 @@ impl Store {
     /// Creates a tenant. The one named `default` gets the id `default`; others get
     /// `t-<12 hex>`. A name already in use is a `Conflict`.
     pub fn create_tenant(&self, name: &str, now_ms: TimestampMs) -> Result<Tenant, StoreError> {
-        let id = if name == DEFAULT_TENANT {
-            DEFAULT_TENANT.to_owned()
-        } else {
-            format!("t-{}", random_hex(6)?)
-        };
-        self.write(|tx| {
-            let taken = tx
-                .prepare_cached("SELECT 1 FROM tenants WHERE name = ?1 OR id = ?2")?
-                .exists((name, &id))?;
-            if taken {
-                return Err(StoreError::Conflict(format!(
-                    "tenant {name:?} already exists"
-                )));
-            }
-            tx.prepare_cached("INSERT INTO tenants (id, name, created_ms) VALUES (?1, ?2, ?3)")?
-                .execute((&id, name, now_ms))?;
-            Ok(())
-        })?;
+        let id = tenant_id_for(name)?;
+        self.write(|tx| insert_tenant(tx, name, &id, now_ms))?;
         Ok(Tenant {
             id: TenantId::new(&id),
             name: name.to_owned(),
             created_ms: now_ms,
         })
+    }
+
+    /// Creates a tenant and its first admin key in one transaction, so a crash cannot leave
+    /// a tenant nobody can administer.
+    pub fn create_tenant_with_admin(
+        &self,
+        name: &str,
+        now_ms: TimestampMs,
+    ) -> Result<(Tenant, crate::NewKey), StoreError> {
+        let id = tenant_id_for(name)?;
+        let tenant = TenantId::new(&id);
+        let (info, secret) = crate::keys::new_key(&tenant, crate::Role::Admin, false, now_ms)?;
+        self.write(|tx| {
+            insert_tenant(tx, name, &id, now_ms)?;
+            crate::keys::insert_key(tx, &info, &crate::keys::hash_secret(&secret))
+        })?;
+        let t = Tenant {
+            id: tenant,
+            name: name.to_owned(),
+            created_ms: now_ms,
+        };
+        Ok((t, crate::NewKey { info, secret }))
     }
 
     pub fn get_tenant(&self, id: &TenantId) -> Result<Option<Tenant>, StoreError> {
@@ -72,4 +78,31 @@ fn tenant_from_row(row: &Row<'_>) -> rusqlite::Result<Tenant> {
         name: row.get(1)?,
         created_ms: row.get(2)?,
     })
+}
+
+fn tenant_id_for(name: &str) -> Result<String, StoreError> {
+    Ok(if name == DEFAULT_TENANT {
+        DEFAULT_TENANT.to_owned()
+    } else {
+        format!("t-{}", random_hex(6)?)
+    })
+}
+
+fn insert_tenant(
+    tx: &rusqlite::Transaction<'_>,
+    name: &str,
+    id: &str,
+    now_ms: TimestampMs,
+) -> Result<(), StoreError> {
+    let taken = tx
+        .prepare_cached("SELECT 1 FROM tenants WHERE name = ?1 OR id = ?2")?
+        .exists((name, id))?;
+    if taken {
+        return Err(StoreError::Conflict(format!(
+            "tenant {name:?} already exists"
+        )));
+    }
+    tx.prepare_cached("INSERT INTO tenants (id, name, created_ms) VALUES (?1, ?2, ?3)")?
+        .execute((id, name, now_ms))?;
+    Ok(())
 }

@@ -17,6 +17,8 @@ pub struct FileConfig {
     /// Engine partitions (worker threads); default one per core.
     pub workers: Option<usize>,
     pub log_format: Option<String>,
+    /// Run the fleet simulator (`--demo`).
+    pub demo: Option<bool>,
     #[serde(default)]
     pub engine: EngineConfig,
     #[serde(default)]

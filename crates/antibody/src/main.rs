@@ -69,8 +69,14 @@ struct ServeArgs {
     /// Also run the built-in fleet simulator: agents, a web server and an SSH host under tenant
     /// `default`, with an attack every 10 seconds (token explosion, SQL injection, SSH brute
     /// force, prompt injection).
-    #[arg(long, env = "ANTIBODY_DEMO")]
-    demo: bool,
+    #[arg(
+        long,
+        env = "ANTIBODY_DEMO",
+        num_args = 0..=1,
+        default_missing_value = "true",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    demo: Option<bool>,
     /// Log format: `human` or `json`.
     #[arg(long, env = "ANTIBODY_LOG_FORMAT", value_parser = ["human", "json"])]
     log_format: Option<String>,
@@ -122,8 +128,14 @@ fn main() -> Result<()> {
         Command::Tenants(TenantsCmd::Create { name, dir }) => {
             let store = open_store(&dir.data_dir)?;
             let now = SystemClock.now_ms();
-            let t = store.create_tenant(&name, now)?;
-            let k = store.create_key(&t.id, Role::Admin, false, now)?;
+            let valid = (1..=64).contains(&name.len())
+                && name.bytes().all(|b| {
+                    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_'
+                });
+            if !valid {
+                anyhow::bail!("tenant name must be 1–64 characters of a–z, 0–9, `-` and `_`");
+            }
+            let (t, k) = store.create_tenant_with_admin(&name, now)?;
             println!(
                 "{}",
                 serde_json::json!({"id": t.id, "name": t.name, "admin_key": k.secret})
@@ -169,6 +181,7 @@ fn init_tracing(format: &str) {
 
 fn serve(args: ServeArgs) -> Result<()> {
     let file = config::FileConfig::load(args.config.as_deref())?;
+    let demo_in_file = file.demo;
     let log_format = args
         .log_format
         .clone()
@@ -182,7 +195,7 @@ fn serve(args: ServeArgs) -> Result<()> {
         admin_key: std::env::var("ANTIBODY_ADMIN_KEY").ok(),
     };
     let mut resolved = config::resolve(file, overrides)?;
-    resolved.server.demo = args.demo;
+    resolved.server.demo = args.demo.or(demo_in_file).unwrap_or(false);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

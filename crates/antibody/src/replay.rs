@@ -23,6 +23,15 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashSet};
 use std::io::{self, BufRead, BufReader, IsTerminal, Read, Write};
+
+/// The ingest limits, except that history has no "now": any timestamp a file holds is fine.
+fn replay_limits() -> &'static Limits {
+    static LIMITS: std::sync::OnceLock<Limits> = std::sync::OnceLock::new();
+    LIMITS.get_or_init(|| Limits {
+        max_future_ms: i64::MAX,
+        ..Limits::default()
+    })
+}
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -190,7 +199,7 @@ impl Decoder {
         match self {
             Decoder::Ndjson(tenant) => {
                 let now = TimestampMs::try_from(offset).unwrap_or(TimestampMs::MAX);
-                let batch = parse_events(line, BodyFormat::Ndjson, tenant, now, &Limits::default())
+                let batch = parse_events(line, BodyFormat::Ndjson, tenant, now, replay_limits())
                     .map_err(|e| match e {
                         // One line is one item: say why it failed, not that "the body" did.
                         IngestError::NothingParseable { first_error } => first_error

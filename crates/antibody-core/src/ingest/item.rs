@@ -449,6 +449,14 @@ impl Draft {
     fn finish(self, ctx: Ctx<'_>) -> Result<Event, String> {
         let entity = self.entity.ok_or("missing required field `entity`")?;
         let kind = self.kind.ok_or("missing required field `kind`")?;
+        if let Some(ts) = self.ts {
+            if ts.saturating_sub(ctx.now_ms) > ctx.limits.max_future_ms {
+                return Err(format!(
+                    "`ts` is more than {} h in the future; check the sender's clock",
+                    ctx.limits.max_future_ms / 3_600_000
+                ));
+            }
+        }
         Ok(Event {
             tenant: ctx.tenant.clone(),
             ts: self.ts.unwrap_or(ctx.now_ms),

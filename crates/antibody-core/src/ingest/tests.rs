@@ -13,8 +13,16 @@ fn parse_with(body: &str, format: BodyFormat, limits: &Limits) -> Result<ParsedB
     parse_events(body.as_bytes(), format, &tenant(), NOW, limits)
 }
 
+/// Default limits but any `ts`: most tests use fixed timestamps far from `NOW`.
 fn parse(body: &str, format: BodyFormat) -> Result<ParsedBatch, IngestError> {
-    parse_with(body, format, &Limits::default())
+    parse_with(
+        body,
+        format,
+        &Limits {
+            max_future_ms: i64::MAX,
+            ..Limits::default()
+        },
+    )
 }
 
 /// The one event a single-object body yields.
@@ -913,4 +921,31 @@ proptest! {
         let single = parse(&lines[0], BodyFormat::Json).unwrap();
         prop_assert_eq!(&single.events[0], &events[0]);
     }
+}
+
+#[test]
+fn timestamps_far_in_the_future_are_rejected() {
+    let t = TenantId::new("t");
+    let now = 1_700_000_000_000;
+    let day = 24 * 3600 * 1000;
+    let body = format!(
+        "{{\"entity\":\"a\",\"kind\":\"k\",\"ts\":{}}}\n{{\"entity\":\"a\",\"kind\":\"k\",\"ts\":{}}}\n",
+        now + day - 1,
+        now + day + 1
+    );
+    let got = parse_events(
+        body.as_bytes(),
+        BodyFormat::Ndjson,
+        &t,
+        now,
+        &Limits::default(),
+    )
+    .unwrap();
+    assert_eq!(got.events.len(), 1);
+    assert_eq!(got.rejected.len(), 1);
+    assert!(
+        got.rejected[0].error.contains("in the future"),
+        "{}",
+        got.rejected[0].error
+    );
 }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Requests drained into one group commit at most (bounds commit latency under load).
-const MAX_GROUP_EVENTS: usize = 256 * 1024;
+const MAX_GROUP_EVENTS: usize = 64 * 1024;
 const RETENTION_EVERY: Duration = Duration::from_secs(10);
 /// Replay reads the log in batches of this many events.
 const REPLAY_BATCH: usize = 4096;
@@ -97,6 +97,9 @@ pub(crate) struct Committer {
     encoded: Vec<u8>,
     bounds: Vec<(usize, usize)>,
     health: Arc<Health>,
+    /// One past the last offset handed to the partitions. Checkpoints use this, never the
+    /// log's own end: records a failed write left behind were never processed.
+    dispatched: u64,
 }
 
 impl Committer {
@@ -124,6 +127,7 @@ impl Committer {
             encoded: Vec::with_capacity(1 << 20),
             bounds: Vec::new(),
             health,
+            dispatched: start,
         }
     }
 
@@ -292,6 +296,9 @@ impl Committer {
         if batch.is_empty() {
             return;
         }
+        if let Some((last, _)) = batch.last() {
+            self.dispatched = self.dispatched.max(last + 1);
+        }
         let n = self.workers.len();
         let mut parts: Vec<Vec<(u64, Event)>> = (0..n)
             .map(|_| Vec::with_capacity(batch.len() / n + 1))
@@ -314,7 +321,7 @@ impl Committer {
 
     fn housekeeping(&mut self) {
         let (at, off) = self.last_checkpoint;
-        let next = self.log.next_offset();
+        let next = self.dispatched;
         if next > off
             && (at.elapsed() >= self.checkpoint_interval || next - off >= self.checkpoint_every)
         {
@@ -331,7 +338,10 @@ impl Committer {
     }
 
     fn request_checkpoint(&mut self) {
-        let next = self.log.next_offset();
+        if !self.health.is_ok() {
+            return;
+        }
+        let next = self.dispatched;
         for w in &self.workers {
             let _ = w.send(Work::Checkpoint { next_offset: next });
         }

@@ -131,6 +131,10 @@ pub(crate) enum Work {
 pub(crate) struct Health(AtomicBool);
 
 impl Health {
+    pub(crate) fn is_ok(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+
     pub(crate) fn fail(&self, why: &str) {
         if self.0.swap(false, Ordering::Relaxed) {
             tracing::error!(
@@ -238,19 +242,21 @@ impl Pipeline {
         // Unbounded: the stage also sends itself executor results, and decisions are rare
         // next to events (a bounded channel here could deadlock the stage on itself).
         let (respond_tx, respond_rx) = mpsc::channel();
-        let sink = sink::Sink::new(
-            parts.store.clone(),
-            parts.metrics.clone(),
-            stream.clone(),
+        let sink = sink::Sink::new(sink::SinkParts {
+            store: parts.store.clone(),
+            metrics: parts.metrics.clone(),
+            stream: stream.clone(),
             snapshots,
-            n_workers,
-            checkpoint.clone(),
-            Some(respond_tx.clone()),
-        );
+            partitions: n_workers,
+            checkpoint: checkpoint.clone(),
+            respond: Some(respond_tx.clone()),
+            health: ready.clone(),
+        });
         threads.push(spawn("antibody-sink", move || sink.run(sink_rx))?);
         let mut workers = Vec::new();
         for (i, p) in partitions.into_iter().enumerate() {
-            let (tx, rx) = mpsc::sync_channel(64);
+            // Few, large messages: at most 8 groups of ≤ 64k events wait per partition.
+            let (tx, rx) = mpsc::sync_channel(8);
             let w =
                 worker::Worker::new(i, p, sink_tx.clone(), parts.metrics.clone(), ready.clone());
             threads.push(spawn(&format!("antibody-part-{i}"), move || w.run(rx))?);
@@ -336,6 +342,11 @@ impl Pipeline {
                 })
             }
         }
+    }
+
+    /// True when the ingest queue is at its limit (new requests get 429 unread).
+    pub fn is_full(&self) -> bool {
+        self.queued.load(Ordering::Relaxed) >= self.max_queued
     }
 
     pub fn queued_events(&self) -> u64 {

@@ -14,6 +14,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::broadcast;
 
+pub(crate) struct SinkParts {
+    pub store: Arc<Store>,
+    pub metrics: Arc<Metrics>,
+    pub stream: broadcast::Sender<StreamItem>,
+    pub snapshots: SnapshotDir,
+    pub partitions: usize,
+    pub checkpoint: Arc<AtomicU64>,
+    pub respond: Option<std::sync::mpsc::Sender<RespondMsg>>,
+    pub health: Arc<super::Health>,
+}
+
 pub(crate) enum SinkMsg {
     Outputs {
         findings: Vec<Finding>,
@@ -45,30 +56,34 @@ pub(crate) struct Sink {
     pending: BTreeMap<u64, Vec<Option<Vec<u8>>>>,
     checkpoint: Arc<AtomicU64>,
     respond: Option<std::sync::mpsc::Sender<RespondMsg>>,
+    health: Arc<super::Health>,
+    /// Set once outputs had to be dropped: no checkpoint may claim them after that, so a
+    /// restart replays their events and produces them again.
+    lost_outputs: bool,
 }
+
+/// Checkpoints being assembled at once.
+const MAX_PENDING_CHECKPOINTS: usize = 2;
+
+/// Attempts at one store write before the sink gives up on it (~20 s with backoff).
+const STORE_RETRIES: usize = 25;
 
 /// Messages drained into one store transaction at most.
 const MAX_DRAIN: usize = 512;
 
 impl Sink {
-    pub(crate) fn new(
-        store: Arc<Store>,
-        metrics: Arc<Metrics>,
-        stream: broadcast::Sender<StreamItem>,
-        snapshots: SnapshotDir,
-        partitions: usize,
-        checkpoint: Arc<AtomicU64>,
-        respond: Option<std::sync::mpsc::Sender<RespondMsg>>,
-    ) -> Self {
+    pub(crate) fn new(p: SinkParts) -> Self {
         Self {
-            store,
-            metrics,
-            stream,
-            snapshots,
-            partitions,
+            store: p.store,
+            metrics: p.metrics,
+            stream: p.stream,
+            snapshots: p.snapshots,
+            partitions: p.partitions,
             pending: BTreeMap::new(),
-            checkpoint,
-            respond,
+            checkpoint: p.checkpoint,
+            respond: p.respond,
+            health: p.health,
+            lost_outputs: false,
         }
     }
 
@@ -143,19 +158,19 @@ impl Sink {
     /// Writes one batch. A transient failure (disk, lock) is retried with backoff rather than
     /// dropping outputs the engine cannot produce again; a batch the store refuses as invalid
     /// is written item by item so one bad record cannot hold back the rest.
-    fn write(&self, findings: &[Finding], incidents: &[Incident]) {
+    fn write(&mut self, findings: &[Finding], incidents: &[Incident]) {
         if findings.is_empty() && incidents.is_empty() {
             return;
         }
         let mut delay = Duration::from_millis(10);
-        loop {
+        for _ in 0..STORE_RETRIES {
             match self.store.write_batch(findings, incidents) {
                 Ok(()) => return,
                 Err(StoreError::Sqlite(e)) => {
                     self.metrics.store_errors.fetch_add(1, Relaxed);
                     tracing::error!(error = %e, retry_in_ms = delay.as_millis() as u64, "store write failed");
                     std::thread::sleep(delay);
-                    delay = (delay * 2).min(Duration::from_secs(5));
+                    delay = (delay * 2).min(Duration::from_secs(1));
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "store refused a batch; writing it item by item");
@@ -164,6 +179,11 @@ impl Sink {
                 }
             }
         }
+        // The store has been failing for ~20 s: stop claiming health, and keep every later
+        // checkpoint from covering the dropped outputs (a restart regenerates them).
+        self.lost_outputs = true;
+        self.health
+            .fail("the store keeps failing; outputs were dropped");
     }
 
     fn write_each(&self, findings: &[Finding], incidents: &[Incident]) {
@@ -245,6 +265,15 @@ impl Sink {
                 return;
             }
         };
+        if self.lost_outputs {
+            return;
+        }
+        // A dead partition would leave checkpoints incomplete forever; keep only the newest few.
+        while self.pending.len() >= MAX_PENDING_CHECKPOINTS
+            && !self.pending.contains_key(&next_offset)
+        {
+            self.pending.pop_first();
+        }
         let slots = self
             .pending
             .entry(next_offset)

@@ -70,9 +70,9 @@ pub async fn create_tenant(
     let now = st.clock.now_ms();
     let (tenant, key) = st
         .db(move |s| {
-            let t = s.create_tenant(&req.name, now)?;
-            let k = s.create_key(&t.id, Role::Admin, false, now)?;
-            Ok((t, k))
+            let created = s.create_tenant_with_admin(&req.name, now)?;
+            s.make_durable()?;
+            Ok(created)
         })
         .await?;
     Ok((
@@ -111,7 +111,11 @@ pub async fn create_key(
     let tenant = auth.0.tenant.clone();
     let now = st.clock.now_ms();
     let key = st
-        .db(move |s| s.create_key(&tenant, role, false, now))
+        .db(move |s| {
+            let key = s.create_key(&tenant, role, false, now)?;
+            s.make_durable()?;
+            Ok(key)
+        })
         .await?;
     Ok((
         StatusCode::CREATED,
@@ -137,7 +141,13 @@ pub async fn delete_key(
     let Path(id) = id.map_err(bad_path)?;
     let tenant = auth.0.tenant.clone();
     let key = id.clone();
-    let deleted = st.db(move |s| s.delete_key(&tenant, &key)).await?;
+    let deleted = st
+        .db(move |s| {
+            let deleted = s.delete_key(&tenant, &key)?;
+            s.make_durable()?;
+            Ok(deleted)
+        })
+        .await?;
     if !deleted {
         return Err(ApiError::NotFound(format!("key `{id}`")));
     }

@@ -23,33 +23,41 @@ pub async fn post_events(
     body: Body,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     auth.require(Role::Ingest, "send events")?;
+    // Refuse before reading a byte when the queue is full or too many bodies are in flight:
+    // the limits bound memory only if nothing is spent before they are checked.
+    let overloaded = || {
+        st.metrics.requests_overloaded.fetch_add(1, Relaxed);
+        ApiError::Overloaded { retry_after_s: 1 }
+    };
+    if st.pipeline.is_full() {
+        return Err(overloaded());
+    }
+    let _permit = st
+        .ingest_permits
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| overloaded())?;
     let limits = st.limits.clone();
-    let raw = axum::body::to_bytes(body, limits.max_body_bytes)
-        .await
-        .map_err(|_| ApiError::Invalid {
-            code: "payload_too_large",
-            status: 413,
-            message: format!(
-                "request body exceeds {} bytes; split it into smaller batches",
-                limits.max_body_bytes
-            ),
-        })?;
+    let raw = read_body(body, limits.max_body_bytes, st.body_timeout).await?;
     let encoding = header_str(&headers, header::CONTENT_ENCODING);
     let format =
         BodyFormat::from_content_type(header_str(&headers, header::CONTENT_TYPE).as_deref());
     let tenant = auth.0.tenant.clone();
     let now = st.clock.now_ms();
+    // A compressed body's size says nothing about the parse cost: decode those off the
+    // async workers too.
+    let inline = encoding.is_none() && raw.len() <= INLINE_PARSE_BYTES;
     let work = move || {
         let body = decode_body(&raw, encoding.as_deref(), &limits)?;
         let format = format.unwrap_or_else(|| BodyFormat::sniff(&body));
         parse_events(&body, format, &tenant, now, &limits)
     };
-    let parsed = if raw_len_hint(&headers) > INLINE_PARSE_BYTES {
+    let parsed = if inline {
+        work()?
+    } else {
         tokio::task::spawn_blocking(work)
             .await
             .map_err(|e| ApiError::Internal(e.to_string()))??
-    } else {
-        work()?
     };
     st.metrics
         .events_rejected
@@ -81,10 +89,37 @@ fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<String> {
         .map(str::to_owned)
 }
 
-fn raw_len_hint(headers: &HeaderMap) -> usize {
-    headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(usize::MAX)
+/// Reads the body under a size limit and a deadline: 413 only for size, 408 for a client
+/// too slow to send, 400 for a broken body.
+async fn read_body(
+    body: Body,
+    limit: usize,
+    timeout: std::time::Duration,
+) -> Result<axum::body::Bytes, ApiError> {
+    match tokio::time::timeout(timeout, axum::body::to_bytes(body, limit)).await {
+        Err(_) => Err(ApiError::Invalid {
+            code: "request_timeout",
+            status: 408,
+            message: format!(
+                "the request body did not arrive within {} s",
+                timeout.as_secs()
+            ),
+        }),
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(e)) => {
+            let too_large = std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+            Err(if too_large {
+                ApiError::Invalid {
+                    code: "payload_too_large",
+                    status: 413,
+                    message: format!(
+                        "request body exceeds {limit} bytes; split it into smaller batches"
+                    ),
+                }
+            } else {
+                ApiError::BadRequest(format!("the request body could not be read: {e}"))
+            })
+        }
+    }
 }

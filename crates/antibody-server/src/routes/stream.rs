@@ -17,24 +17,31 @@ pub async fn stream(
     auth.require(Role::Analyst, "read the live stream")?;
     let rx = st.pipeline.stream.subscribe();
     let tenant = auth.0.tenant;
-    let events = stream::unfold((rx, tenant), |(mut rx, tenant)| async move {
-        loop {
-            match rx.recv().await {
-                Ok(item) if item.tenant == tenant => {
-                    let ev = Event::default().event(item.event).data(&*item.data);
-                    return Some((Ok(ev), (rx, tenant)));
+    let stop = st.shutdown.clone();
+    let events = stream::unfold(
+        (rx, tenant, stop),
+        |(mut rx, tenant, mut stop)| async move {
+            loop {
+                let next = tokio::select! {
+                    r = rx.recv() => r,
+                    _ = stop.wait_for(|s| *s) => return None,
+                };
+                match next {
+                    Ok(item) if item.tenant == tenant => {
+                        let ev = Event::default().event(item.event).data(&*item.data);
+                        return Some((Ok(ev), (rx, tenant, stop)));
+                    }
+                    Ok(_) => continue,
+                    // A slow client missed items: say so rather than silently skipping (no count:
+                    // the channel is shared, and its count would leak other tenants' volume).
+                    Err(RecvError::Lagged(_)) => {
+                        let ev = Event::default().event("lagged").data("{}");
+                        return Some((Ok(ev), (rx, tenant, stop)));
+                    }
+                    Err(RecvError::Closed) => return None,
                 }
-                Ok(_) => continue,
-                // A slow client missed items: say so rather than silently skipping.
-                Err(RecvError::Lagged(n)) => {
-                    let ev = Event::default()
-                        .event("lagged")
-                        .data(format!("{{\"missed\":{n}}}"));
-                    return Some((Ok(ev), (rx, tenant)));
-                }
-                Err(RecvError::Closed) => return None,
             }
-        }
-    });
+        },
+    );
     Ok(Sse::new(events).keep_alive(KeepAlive::default()))
 }
