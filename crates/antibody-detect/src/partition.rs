@@ -652,8 +652,19 @@ fn rule_finding(id: String, ev: &Event, hit: &RuleHit) -> Finding {
     f.evidence = hit.evidence.clone();
     f.evidence
         .insert("rule".into(), Value::String(hit.rule_id.to_string()));
+    // Who did it: response playbooks act on these (block the source address, …).
+    for attr in CONTEXT_ATTRS {
+        if let Some(v) = ev.attr(attr) {
+            f.evidence
+                .entry(attr.to_string())
+                .or_insert_with(|| json!(v.to_text()));
+        }
+    }
     f
 }
+
+/// Event attributes copied into every rule finding's evidence.
+const CONTEXT_ATTRS: [&str; 3] = ["src_ip", "user", "dst_ip"];
 
 fn round4(x: f64) -> f64 {
     (x * 10_000.0).round() / 10_000.0
