@@ -543,3 +543,99 @@ impl Progress for Bars {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn train_args(data: &Path, out: &Path) -> TrainArgs {
+        TrainArgs {
+            data: data.to_path_buf(),
+            features: "agent-behavior".into(),
+            label: "is_threat".into(),
+            type_label: None,
+            negatives: vec![],
+            ignore: vec![],
+            no_header: false,
+            out: out.to_path_buf(),
+            seed: 1,
+            trees: 20,
+            depth: 3,
+            test_fraction: 0.2,
+            validation_fraction: 0.1,
+            cv: None,
+            json: true,
+        }
+    }
+
+    #[test]
+    fn gen_train_eval_explain_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("gen.csv");
+        let model_dir = dir.path().join("model");
+        gen(GenArgs {
+            kind: "agent-behavior".into(),
+            rows: 1200,
+            seed: 3,
+            noise: false,
+            mixed: true,
+            out: Some(data.clone()),
+        })
+        .unwrap();
+        train(train_args(&data, &model_dir)).unwrap();
+        let model = Model::load(&model_dir).unwrap();
+        // The type column was picked up without --type-label.
+        assert_eq!(
+            model.manifest.labels.type_column.as_deref(),
+            Some("threat_type")
+        );
+        assert!(model.manifest.metrics.binary.accuracy > 0.95);
+        eval(EvalArgs {
+            model: model_dir.clone(),
+            data: data.clone(),
+            no_header: false,
+            json: false,
+        })
+        .unwrap();
+        let explain_args = |row| ExplainArgs {
+            model: model_dir.clone(),
+            data: data.clone(),
+            row,
+            no_header: false,
+            top: 5,
+            json: false,
+        };
+        explain(explain_args(1)).unwrap();
+        let err = explain(explain_args(5000)).unwrap_err();
+        assert!(err.to_string().contains("past the 1200 data rows"), "{err}");
+    }
+
+    #[test]
+    fn data_of_another_schema_is_refused_with_the_missing_column() {
+        let dir = tempfile::tempdir().unwrap();
+        let tabular = dir.path().join("t.csv");
+        let mut rows = String::from("size,proto,label\n");
+        for i in 0..400 {
+            let proto = ["tcp", "udp"][i % 2];
+            rows.push_str(&format!("{},{proto},{}\n", i % 50, u8::from(i % 50 > 40)));
+        }
+        std::fs::write(&tabular, rows).unwrap();
+        let model_dir = dir.path().join("m");
+        let args = TrainArgs {
+            features: "tabular".into(),
+            label: "label".into(),
+            ..train_args(&tabular, &model_dir)
+        };
+        train(args).unwrap();
+        let other = dir.path().join("o.csv");
+        std::fs::write(&other, "size,label\n1,0\n").unwrap();
+        let err = eval(EvalArgs {
+            model: model_dir,
+            data: other,
+            no_header: false,
+            json: true,
+        })
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("no column `proto`"), "{err:#}");
+    }
+}
