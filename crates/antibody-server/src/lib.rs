@@ -91,6 +91,8 @@ pub struct ServerConfig {
     pub pipeline: PipelineConfig,
     pub tick_interval: Duration,
     pub responder: antibody_respond::ResponderConfig,
+    /// `[executors]`: webhook, notify, command, signal (internal kinds need nothing).
+    pub executors: antibody_executors::RawExecutorsConfig,
     /// Ingest requests read and parsed at once; more get 429 before their body is read.
     pub max_concurrent_ingest: usize,
     /// Time allowed to receive one request body.
@@ -109,6 +111,7 @@ impl ServerConfig {
             limits: Limits::default(),
             tick_interval: Duration::from_secs(1),
             responder: antibody_respond::ResponderConfig::default(),
+            executors: antibody_executors::RawExecutorsConfig::default(),
             max_concurrent_ingest: 32,
             body_timeout: Duration::from_secs(30),
             demo: false,
@@ -152,6 +155,12 @@ impl Server {
                 source,
             }
         })?;
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
+            ServerError::Config("the server must be opened inside a tokio runtime".into())
+        })?;
+        let executors =
+            respond::Executors::from_config(cfg.executors.clone(), runtime, clock.clone())
+                .map_err(|e| ServerError::Config(e.to_string()))?;
         let responder = respond::load_responder(
             &cfg.data_dir.join("snapshots").join("responder.snap"),
             Arc::new(cfg.responder.clone()),
@@ -166,7 +175,7 @@ impl Server {
             engine: Arc::new(cfg.engine.clone()),
             rules: Arc::new(rules),
             responder,
-            executors: respond::Executors::default(),
+            executors,
         };
         let pipeline = Pipeline::start(cfg.pipeline.clone(), parts)?;
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

@@ -21,6 +21,12 @@ pub struct FileConfig {
     pub demo: Option<bool>,
     #[serde(default)]
     pub engine: EngineConfig,
+    /// The response engine: policies, approvals, fleet correlation, blast-radius guard.
+    #[serde(default)]
+    pub respond: antibody_respond::ResponderConfig,
+    /// Executors that reach outside: webhook, notify, command, signal.
+    #[serde(default)]
+    pub executors: antibody_executors::RawExecutorsConfig,
     #[serde(default)]
     pub limits: LimitsFile,
     #[serde(default)]
@@ -98,6 +104,11 @@ pub fn resolve(file: FileConfig, o: Overrides) -> Result<Resolved> {
     }
     cfg.engine = file.engine;
     cfg.engine.validate().map_err(anyhow::Error::msg)?;
+    file.respond
+        .validate()
+        .map_err(|e| anyhow::anyhow!("[respond]: {e}"))?;
+    cfg.responder = file.respond;
+    cfg.executors = file.executors;
     apply_limits(&mut cfg, &file.limits)?;
     let log = &file.log;
     if let Some(mb) = log.segment_mb {

@@ -30,6 +30,33 @@ impl Executors {
         Self { external }
     }
 
+    /// The outward-facing executors configured under `[executors]`.
+    pub fn from_config(
+        raw: antibody_executors::RawExecutorsConfig,
+        runtime: tokio::runtime::Handle,
+        clock: Arc<dyn antibody_core::Clock>,
+    ) -> Result<Self, antibody_executors::ConfigError> {
+        let config = antibody_executors::ExecutorsConfig::try_from(raw)?;
+        let ctx = antibody_executors::Context {
+            runtime,
+            clock,
+            secrets: Arc::new(EnvOrFile),
+            // Internal kinds are enforced from the responder's own state; this one stays empty.
+            enforcement: antibody_executors::Enforcement::new(Default::default()),
+        };
+        let registry = antibody_executors::Registry::build(config, &ctx);
+        let external = [
+            ActionKind::Notify,
+            ActionKind::Webhook,
+            ActionKind::Command,
+            ActionKind::Signal,
+        ]
+        .into_iter()
+        .filter_map(|k| registry.executor(k).ok())
+        .collect();
+        Ok(Self { external })
+    }
+
     fn find(&self, kind: ActionKind) -> Option<&Arc<dyn Executor>> {
         self.external.iter().find(|e| e.supports(kind))
     }
@@ -128,5 +155,34 @@ impl Executors {
                 }
             }),
         );
+    }
+}
+
+/// Resolves `env:VAR` and `file:PATH` secret references.
+struct EnvOrFile;
+
+impl antibody_executors::SecretSource for EnvOrFile {
+    fn resolve(
+        &self,
+        r: &antibody_executors::SecretRef,
+    ) -> Result<antibody_executors::Secret, antibody_executors::SecretError> {
+        use antibody_executors::{Secret, SecretError, SecretRef};
+        let unresolved = |why: String| SecretError::Unresolved {
+            reference: r.to_string(),
+            why,
+        };
+        match r {
+            SecretRef::Env(var) => std::env::var(var)
+                .map(Secret::new)
+                .map_err(|e| unresolved(e.to_string())),
+            SecretRef::File(path) => std::fs::read(path)
+                .map(|mut b| {
+                    while b.last().is_some_and(|c| c.is_ascii_whitespace()) {
+                        b.pop();
+                    }
+                    Secret::new(b)
+                })
+                .map_err(|e| unresolved(e.to_string())),
+        }
     }
 }

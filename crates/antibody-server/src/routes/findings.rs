@@ -8,6 +8,7 @@ use crate::pipeline::SubmitError;
 use crate::state::AppState;
 use antibody_core::clock::{format_rfc3339, parse_rfc3339};
 use antibody_core::IncidentStatus;
+use antibody_respond::LifecycleState;
 use antibody_store::{FindingCursor, FindingQuery, IncidentQuery, Role, DEFAULT_LIMIT, MAX_LIMIT};
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
@@ -159,6 +160,18 @@ pub async fn get_entity(
             }
         })?;
     let v = view.ok_or_else(|| ApiError::NotFound(format!("entity `{entity}`")))?;
+    // The response engine owns the lifecycle beyond detection's own view (draining,
+    // quarantined, healing, probation, exhausted).
+    let q = crate::respond::ReadQuery::State {
+        tenant: auth.0.tenant.clone(),
+        entity: entity.clone(),
+    };
+    let state = match st.pipeline.read(q).await {
+        Ok(crate::respond::ReadReply::State(s)) if !matches!(s, LifecycleState::Healthy) => {
+            json!(s)
+        }
+        _ => json!(v.state),
+    };
     let baselines: serde_json::Map<String, Value> = v
         .baselines
         .iter()
@@ -166,7 +179,7 @@ pub async fn get_entity(
         .collect();
     Ok(Json(json!({
         "entity": v.entity,
-        "state": v.state,
+        "state": state,
         "baselines": baselines,
         "last_seen": format_rfc3339(v.last_seen),
         "open_incident": v.open_incident,

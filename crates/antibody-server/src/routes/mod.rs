@@ -6,6 +6,7 @@ mod admin;
 mod events;
 mod findings;
 mod ops;
+mod respond;
 mod stream;
 
 use crate::error::ApiError;
@@ -74,10 +75,26 @@ pub fn endpoints() -> Vec<Endpoint> {
             Some("analyst"),
             get(findings::get_entity),
         ),
+        ep("put", "/v1/assets/{entity}", "Describe an entity: criticality 1–5, owner, tags, group, pid / container / host", Some("admin"), axum::routing::put(respond::put_asset)),
+        ep("post", "/v1/assets", "Bulk import of assets (a JSON array; all validated before any is stored)", Some("admin"), post(respond::post_assets)),
+        ep("get", "/v1/assets", "The tenant's assets", Some("analyst"), get(respond::list_assets)),
+        ep("get", "/v1/actions", "Actions, most recently changed first (filter: status, limit)", Some("analyst"), get(respond::list_actions)),
+        ep("get", "/v1/actions/{id}", "One action", Some("analyst"), get(respond::get_action)),
+        ep("post", "/v1/actions/{id}/approve", "Approve a pending action (counts toward its required approvers)", Some("analyst"), post(respond::approve)),
+        ep("post", "/v1/actions/{id}/reject", "Reject a pending action", Some("analyst"), post(respond::reject)),
+        ep("post", "/v1/actions/{id}/undo", "Undo an applied action now", Some("analyst"), post(respond::undo)),
+        ep("post", "/v1/actions/approve-all", "Approve every pending action of the tenant", Some("analyst"), post(respond::approve_all)),
+        ep("post", "/v1/actions/reject-all", "Reject every pending action of the tenant", Some("analyst"), post(respond::reject_all)),
+        ep("post", "/v1/entities/{entity}/heal", "Heal a contained entity now (ends quarantine; probation follows)", Some("analyst"), post(respond::heal)),
+        ep("get", "/v1/entities/{entity}/verdict", "Pull-based enforcement: allow, throttle or block, and until when", Some("any"), get(respond::verdict)),
+        ep("get", "/v1/blocklist", "Blocked IPs and CIDRs: plain text, one per line; ?format=json with TTLs", Some("any"), get(respond::blocklist)),
+        ep("post", "/v1/feedback", "Label a finding or incident; a root_cause re-ranks diagnoses for the tenant", Some("analyst"), post(respond::feedback)),
+        ep("get", "/v1/audit", "The tenant's audit chain, oldest first (filters: after, subject, actor, kind, limit; format=ndjson)", Some("analyst"), get(respond::audit)),
+        ep("get", "/v1/audit/verify", "Re-hash the audit chain and report where it breaks", Some("analyst"), get(respond::audit_verify)),
         ep(
             "get",
             "/v1/stream",
-            "Server-sent events: finding, incident",
+            "Server-sent events: finding, incident, action, state, escalation",
             Some("analyst"),
             get(stream::stream),
         ),

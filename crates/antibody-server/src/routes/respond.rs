@@ -1,0 +1,486 @@
+//! The response API (API.md "Response"): assets, actions and approvals, healing, the
+//! blocklist and verdicts for enforcement points, feedback, and the audit chain.
+
+use super::{bad_path, bad_query};
+use crate::auth::Auth;
+use crate::error::ApiError;
+use crate::pipeline::SubmitError;
+use crate::respond::{Human, HumanCmd, ReadQuery, ReadReply};
+use crate::state::AppState;
+use antibody_core::clock::format_rfc3339;
+use antibody_respond::{Action, Asset, RespondError};
+use antibody_store::{ActionQuery, AuditQuery, Role, DEFAULT_LIMIT, MAX_LIMIT};
+use axum::body::Body;
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+const MAX_BODY: usize = 4 << 20;
+
+async fn json_body<T: serde::de::DeserializeOwned>(body: Body) -> Result<T, ApiError> {
+    let bytes = axum::body::to_bytes(body, MAX_BODY)
+        .await
+        .map_err(|_| ApiError::Invalid {
+            code: "payload_too_large",
+            status: 413,
+            message: format!("request body exceeds {MAX_BODY} bytes"),
+        })?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))
+}
+
+fn stopped(_: SubmitError) -> ApiError {
+    ApiError::Unavailable("the response engine is not running".into())
+}
+
+impl From<RespondError> for ApiError {
+    fn from(e: RespondError) -> Self {
+        let code = e.code();
+        let status = match code {
+            "not_found" => 404,
+            "conflict" | "duplicate_approver" => 409,
+            "snapshot" => 503,
+            _ => 400,
+        };
+        ApiError::Invalid {
+            code,
+            status,
+            message: e.to_string(),
+        }
+    }
+}
+
+async fn human(st: &AppState, auth: &Auth, cmd: HumanCmd) -> Result<Vec<Action>, ApiError> {
+    let h = Human {
+        tenant: auth.0.tenant.clone(),
+        actor: auth.0.id.clone(),
+        cmd,
+    };
+    Ok(st.pipeline.human(h).await.map_err(stopped)??)
+}
+
+// ---- assets
+
+pub async fn put_asset(
+    State(st): State<AppState>,
+    auth: Auth,
+    entity: Result<Path<String>, PathRejection>,
+    body: Body,
+) -> Result<Json<Value>, ApiError> {
+    auth.require(Role::Admin, "describe assets")?;
+    let Path(entity) = entity.map_err(bad_path)?;
+    let mut asset: Asset = json_body(body).await?;
+    if !asset.entity.is_empty() && asset.entity != entity {
+        return Err(ApiError::BadRequest(
+            "`entity` in the body differs from the path".into(),
+        ));
+    }
+    asset.entity = entity;
+    store_assets(&st, &auth, vec![asset.clone()]).await?;
+    Ok(Json(json!(asset)))
+}
+
+/// Bulk import: a JSON array of assets, all validated before any is stored.
+pub async fn post_assets(
+    State(st): State<AppState>,
+    auth: Auth,
+    body: Body,
+) -> Result<Json<Value>, ApiError> {
+    auth.require(Role::Admin, "describe assets")?;
+    let assets: Vec<Asset> = json_body(body).await?;
+    if let Err(errors) = antibody_respond::asset::validate_bulk(&assets) {
+        let msg: Vec<String> = errors
+            .iter()
+            .map(|(i, e)| format!("item {i}: {e}"))
+            .collect();
+        return Err(ApiError::Invalid {
+            code: "invalid_asset",
+            status: 400,
+            message: msg.join("; "),
+        });
+    }
+    let n = assets.len();
+    store_assets(&st, &auth, assets).await?;
+    Ok(Json(json!({"stored": n})))
+}
+
+async fn store_assets(st: &AppState, auth: &Auth, assets: Vec<Asset>) -> Result<(), ApiError> {
+    for a in &assets {
+        a.validate()?;
+    }
+    let tenant = auth.0.tenant.clone();
+    let now = st.clock.now_ms();
+    let copy = assets.clone();
+    st.db(move |s| s.put_assets(&tenant, &copy, now)).await?;
+    human(st, auth, HumanCmd::PutAssets(assets)).await?;
+    Ok(())
+}
+
+pub async fn list_assets(State(st): State<AppState>, auth: Auth) -> Result<Json<Value>, ApiError> {
+    auth.require(Role::Analyst, "read assets")?;
+    let tenant = auth.0.tenant.clone();
+    let items = st.db(move |s| s.list_assets(&tenant)).await?;
+    Ok(Json(json!({"items": items})))
+}
+
+// ---- actions
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActionParams {
+    status: Option<String>,
+    limit: Option<usize>,
+}
+
+const STATUSES: [&str; 10] = [
+    "proposed",
+    "pending_approval",
+    "approved",
+    "rejected",
+    "executing",
+    "succeeded",
+    "failed",
+    "undone",
+    "expired",
+    "dry_run",
+];
+
+pub async fn list_actions(
+    State(st): State<AppState>,
+    auth: Auth,
+    q: Result<Query<ActionParams>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    auth.require(Role::Analyst, "read actions")?;
+    let Query(p) = q.map_err(bad_query)?;
+    if let Some(s) = &p.status {
+        if !STATUSES.contains(&s.as_str()) {
+            return Err(ApiError::BadRequest(format!(
+                "`status` must be one of {}",
+                STATUSES.join(", ")
+            )));
+        }
+    }
+    let limit = p.limit.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::BadRequest(format!(
+            "`limit` must be from 1 to {MAX_LIMIT}"
+        )));
+    }
+    let tenant = auth.0.tenant.clone();
+    let query = ActionQuery {
+        status: p.status,
+        limit,
+    };
+    let items = st.db(move |s| s.list_actions(&tenant, &query)).await?;
+    Ok(Json(json!({"items": items})))
+}
+
+pub async fn get_action(
+    State(st): State<AppState>,
+    auth: Auth,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Json<Value>, ApiError> {
+    auth.require(Role::Analyst, "read actions")?;
+    let Path(id) = id.map_err(bad_path)?;
+    let tenant = auth.0.tenant.clone();
+    let key = id.clone();
+    let a = st.db(move |s| s.get_action(&tenant, &key)).await?;
+    Ok(Json(json!(a.ok_or_else(|| ApiError::NotFound(
+        format!("action `{id}`")
+    ))?)))
+}
+
+async fn on_action(
+    st: AppState,
+    auth: Auth,
+    id: Result<Path<String>, PathRejection>,
+    verb: &str,
+) -> Result<Json<Value>, ApiError> {
+    auth.require(Role::Analyst, "answer actions")?;
+    let Path(id) = id.map_err(bad_path)?;
+    let cmd = match verb {
+        "approve" => HumanCmd::Approve { id },
+        "reject" => HumanCmd::Reject { id },
+        _ => HumanCmd::Undo { id },
+    };
+    let changed = human(&st, &auth, cmd).await?;
+    Ok(Json(json!({"items": changed})))
+}
+
+pub async fn approve(
+    State(st): State<AppState>,
+    auth: Auth,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Json<Value>, ApiError> {
+    on_action(st, auth, id, "approve").await
+}
+
+pub async fn reject(
+    State(st): State<AppState>,
+    auth: Auth,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Json<Value>, ApiError> {
+    on_action(st, auth, id, "reject").await
+}
+
+pub async fn undo(
+    State(st): State<AppState>,
+    auth: Auth,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Json<Value>, ApiError> {
+    on_action(st, auth, id, "undo").await
+}
+
+pub async fn approve_all(State(st): State<AppState>, auth: Auth) -> Result<Json<Value>, ApiError> {
+    auth.require(Role::Analyst, "answer actions")?;
+    Ok(Json(
+        json!({"items": human(&st, &auth, HumanCmd::ApproveAll).await?}),
+    ))
+}
+
+pub async fn reject_all(State(st): State<AppState>, auth: Auth) -> Result<Json<Value>, ApiError> {
+    auth.require(Role::Analyst, "answer actions")?;
+    Ok(Json(
+        json!({"items": human(&st, &auth, HumanCmd::RejectAll).await?}),
+    ))
+}
+
+pub async fn heal(
+    State(st): State<AppState>,
+    auth: Auth,
+    entity: Result<Path<String>, PathRejection>,
+) -> Result<Json<Value>, ApiError> {
+    auth.require(Role::Analyst, "heal entities")?;
+    let Path(entity) = entity.map_err(bad_path)?;
+    Ok(Json(
+        json!({"items": human(&st, &auth, HumanCmd::Heal { entity }).await?}),
+    ))
+}
+
+// ---- enforcement points: any key of the tenant (bouncers and SDKs use ingest keys)
+
+pub async fn verdict(
+    State(st): State<AppState>,
+    auth: Auth,
+    entity: Result<Path<String>, PathRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Path(entity) = entity.map_err(bad_path)?;
+    let q = ReadQuery::Verdict {
+        tenant: auth.0.tenant.clone(),
+        entity,
+    };
+    match st.pipeline.read(q).await.map_err(stopped)? {
+        ReadReply::Verdict(v) => Ok(Json(
+            json!({"verdict": v.verdict, "until": v.until.map(format_rfc3339)}),
+        )),
+        _ => Err(ApiError::Internal("unexpected reply".into())),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlocklistParams {
+    format: Option<String>,
+}
+
+pub async fn blocklist(
+    State(st): State<AppState>,
+    auth: Auth,
+    q: Result<Query<BlocklistParams>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(p) = q.map_err(bad_query)?;
+    let json_wanted = match p.format.as_deref() {
+        None | Some("text") => false,
+        Some("json") => true,
+        Some(other) => {
+            return Err(ApiError::BadRequest(format!(
+                "`format` must be `text` or `json`, not `{other}`"
+            )))
+        }
+    };
+    let now = st.clock.now_ms();
+    let entries = match st
+        .pipeline
+        .read(ReadQuery::Blocklist {
+            tenant: auth.0.tenant.clone(),
+        })
+        .await
+        .map_err(stopped)?
+    {
+        ReadReply::Blocklist(b) => b,
+        _ => return Err(ApiError::Internal("unexpected reply".into())),
+    };
+    if json_wanted {
+        let items: Vec<Value> = entries
+            .iter()
+            .map(|e| {
+                json!({
+                    "target": e.target,
+                    "until": e.until.map(format_rfc3339),
+                    "ttl": e.until.map(|u| ((u - now).max(0) + 999) / 1000),
+                    "action": e.action,
+                })
+            })
+            .collect();
+        return Ok(Json(json!({"items": items})).into_response());
+    }
+    let mut text = String::new();
+    for e in &entries {
+        text.push_str(&e.target);
+        text.push('\n');
+    }
+    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response())
+}
+
+// ---- feedback
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeedbackReq {
+    finding: Option<String>,
+    incident: Option<String>,
+    label: String,
+    root_cause: Option<String>,
+}
+
+pub async fn feedback(
+    State(st): State<AppState>,
+    auth: Auth,
+    body: Body,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    auth.require(Role::Analyst, "give feedback")?;
+    let req: FeedbackReq = json_body(body).await?;
+    if !matches!(req.label.as_str(), "true_positive" | "false_positive") {
+        return Err(ApiError::BadRequest(
+            "`label` must be `true_positive` or `false_positive`".into(),
+        ));
+    }
+    let tenant = auth.0.tenant.clone();
+    let (finding, incident) = (req.finding.clone(), req.incident.clone());
+    let kinds = st
+        .db(move |s| {
+            if let Some(id) = incident {
+                return Ok(s.get_incident(&tenant, &id)?.map(|i| i.kinds));
+            }
+            match finding {
+                Some(id) => Ok(s.get_finding(&tenant, &id)?.map(|f| vec![f.kind])),
+                None => Ok(None),
+            }
+        })
+        .await?;
+    if req.finding.is_none() && req.incident.is_none() {
+        return Err(ApiError::BadRequest(
+            "name a `finding` or an `incident`".into(),
+        ));
+    }
+    let kinds = kinds.ok_or_else(|| ApiError::NotFound("the finding or incident".into()))?;
+    if let Some(root_cause) = req.root_cause.clone() {
+        human(
+            &st,
+            &auth,
+            HumanCmd::Feedback {
+                kinds: kinds.clone(),
+                root_cause,
+            },
+        )
+        .await?;
+    }
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"label": req.label, "kinds": kinds, "root_cause": req.root_cause})),
+    ))
+}
+
+// ---- audit
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditParams {
+    after: Option<u64>,
+    subject: Option<String>,
+    actor: Option<String>,
+    kind: Option<String>,
+    limit: Option<usize>,
+    format: Option<String>,
+}
+
+pub async fn audit(
+    State(st): State<AppState>,
+    auth: Auth,
+    q: Result<Query<AuditParams>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    auth.require(Role::Analyst, "read the audit log")?;
+    let Query(p) = q.map_err(bad_query)?;
+    let ndjson = match p.format.as_deref() {
+        None | Some("json") => false,
+        Some("ndjson") => true,
+        Some(other) => {
+            return Err(ApiError::BadRequest(format!(
+                "`format` must be `json` or `ndjson`, not `{other}`"
+            )))
+        }
+    };
+    let limit = p
+        .limit
+        .unwrap_or(if ndjson { 100_000 } else { DEFAULT_LIMIT });
+    if limit == 0 || limit > 100_000 {
+        return Err(ApiError::BadRequest(
+            "`limit` must be from 1 to 100000".into(),
+        ));
+    }
+    let tenant = auth.0.tenant.clone();
+    let query = AuditQuery {
+        after: p.after,
+        subject: p.subject,
+        actor: p.actor,
+        kind: p.kind,
+        limit,
+    };
+    let entries = st.db(move |s| s.list_audit(&tenant, &query)).await?;
+    if ndjson {
+        let mut out = String::new();
+        for e in &entries {
+            out.push_str(&serde_json::to_string(e).map_err(|e| ApiError::Internal(e.to_string()))?);
+            out.push('\n');
+        }
+        return Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], out).into_response());
+    }
+    let next = entries.last().map(|e| e.index);
+    Ok(Json(json!({"items": entries, "next_after": next})).into_response())
+}
+
+/// Re-hashes the tenant's whole chain and reports the first entry that does not fit.
+pub async fn audit_verify(State(st): State<AppState>, auth: Auth) -> Result<Json<Value>, ApiError> {
+    auth.require(Role::Analyst, "verify the audit log")?;
+    let tenant = auth.0.tenant.clone();
+    let result = st
+        .db(move |s| {
+            let mut after = None;
+            let mut checked = 0u64;
+            let mut chain: Vec<antibody_respond::AuditEntry> = Vec::new();
+            loop {
+                let q = AuditQuery {
+                    after,
+                    limit: 50_000,
+                    ..Default::default()
+                };
+                let page = s.list_audit(&tenant, &q)?;
+                if page.is_empty() {
+                    break;
+                }
+                after = page.last().map(|e| e.index);
+                checked += page.len() as u64;
+                chain.extend(page);
+            }
+            Ok((checked, antibody_respond::verify(&chain)))
+        })
+        .await?;
+    Ok(Json(match result {
+        (n, Ok(())) => json!({"ok": true, "entries": n}),
+        (n, Err(b)) => json!({"ok": false, "entries": n, "broken_at": b.index, "reason": b.reason}),
+    }))
+}

@@ -1,0 +1,277 @@
+//! The response engine over the real binary: an SSH brute force gets its source blocked
+//! (served at /v1/blocklist, surviving a restart, undoable), a ≥ 5σ token explosion waits
+//! for approval, every decision lands in a tamper-evident audit chain, and another tenant
+//! sees none of it.
+
+mod common;
+
+use common::{eventually, TestServer, ADMIN_KEY};
+use serde_json::Value;
+use std::time::Duration;
+
+const ATTACKER: &str = "203.0.113.77";
+
+fn brute_force(ip: &str, n: usize) -> String {
+    (0..n)
+        .map(|_| {
+            format!(
+                "{{\"entity\":\"host:ssh-1\",\"kind\":\"auth\",\"attrs\":{{\"src_ip\":\"{ip}\",\"user\":\"root\",\"service\":\"ssh\",\"outcome\":\"failure\"}}}}\n"
+            )
+        })
+        .collect()
+}
+
+fn actions(s: &TestServer, query: &str) -> Vec<Value> {
+    let r = s.get(&format!("/v1/actions{query}"), ADMIN_KEY);
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json()["items"].as_array().cloned().unwrap_or_default()
+}
+
+fn blocklist(s: &TestServer) -> String {
+    let r = s.get("/v1/blocklist", ADMIN_KEY);
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.text()
+}
+
+#[test]
+fn brute_force_is_blocked_survives_restart_and_can_be_undone() {
+    let mut s = TestServer::start();
+    assert_eq!(
+        s.post_ndjson(ADMIN_KEY, &brute_force(ATTACKER, 15)).status,
+        202
+    );
+    let block = eventually(Duration::from_secs(15), || {
+        actions(&s, "?status=succeeded")
+            .into_iter()
+            .find(|a| a["kind"] == "block_ip")
+    });
+    assert_eq!(block["target"], ATTACKER);
+    assert_eq!(block["ttl"], 3600);
+    assert!(
+        block["why"]["playbook"]
+            .as_str()
+            .is_some_and(|p| !p.is_empty()),
+        "{block}"
+    );
+    assert!(blocklist(&s).lines().any(|l| l == ATTACKER));
+    let json = s.get("/v1/blocklist?format=json", ADMIN_KEY).json();
+    let entry = &json["items"][0];
+    assert_eq!(entry["target"], ATTACKER);
+    let ttl = entry["ttl"].as_i64().unwrap();
+    assert!((3500..=3600).contains(&ttl), "ttl {ttl}");
+
+    // Enforcement points with the least key: an ingest key reads the blocklist.
+    let ingest = s
+        .post_json("/v1/keys", ADMIN_KEY, r#"{"role":"ingest"}"#)
+        .json()["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(s.get("/v1/blocklist", &ingest).text().contains(ATTACKER));
+
+    // Restart: still blocked, with (about) the same remaining TTL.
+    s.stop();
+    s.restart();
+    let json = s.get("/v1/blocklist?format=json", ADMIN_KEY).json();
+    assert_eq!(
+        json["items"][0]["target"], ATTACKER,
+        "block lost over a restart: {json}"
+    );
+    let ttl_after = json["items"][0]["ttl"].as_i64().unwrap();
+    assert!(
+        ttl_after <= ttl && ttl_after >= ttl - 60,
+        "ttl {ttl} → {ttl_after}"
+    );
+
+    // Undo by hand: gone from the blocklist, audited with the actor's key id.
+    let id = block["id"].as_str().unwrap();
+    let r = s.post_json(&format!("/v1/actions/{id}/undo"), ADMIN_KEY, "");
+    assert_eq!(r.status, 200, "{}", r.text());
+    eventually(Duration::from_secs(10), || {
+        (!blocklist(&s).contains(ATTACKER)).then_some(())
+    });
+    let audit = s.get(&format!("/v1/audit?subject={id}"), ADMIN_KEY).json();
+    let actors: Vec<&str> = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["record"]["actor"].as_str())
+        .collect();
+    assert!(actors.contains(&"engine"), "{actors:?}");
+    assert!(
+        actors.iter().any(|a| a.starts_with("k-")),
+        "the undo names its key: {actors:?}"
+    );
+
+    // Another tenant sees no block, no action, no audit.
+    let other = s
+        .post_json("/v1/tenants", ADMIN_KEY, r#"{"name":"other"}"#)
+        .json()["admin_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(s.get("/v1/blocklist", &other).text(), "");
+    assert_eq!(s.get(&format!("/v1/actions/{id}"), &other).status, 404);
+    assert_eq!(
+        s.post_json(&format!("/v1/actions/{id}/approve"), &other, "")
+            .status,
+        404
+    );
+    assert!(s.get("/v1/audit", &other).json()["items"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+}
+
+#[test]
+fn a_five_sigma_infection_waits_for_approval() {
+    let s = TestServer::start();
+    let mut body = String::new();
+    for i in 0..20 {
+        body.push_str(&format!(
+            "{{\"entity\":\"agent:x\",\"kind\":\"vitals\",\"metrics\":{{\"tokens\":{}}}}}\n",
+            1000 + i % 3 * 10
+        ));
+    }
+    body.push_str("{\"entity\":\"agent:x\",\"kind\":\"vitals\",\"metrics\":{\"tokens\":500000}}\n");
+    assert_eq!(s.post_ndjson(ADMIN_KEY, &body).status, 202);
+    let pending = eventually(Duration::from_secs(15), || {
+        actions(&s, "?status=pending_approval").into_iter().next()
+    });
+    let id = pending["id"].as_str().unwrap().to_owned();
+    // The incident shows the responder's view: diagnosis and the action.
+    let inc = s
+        .get(
+            &format!("/v1/incidents/{}", pending["incident"].as_str().unwrap()),
+            ADMIN_KEY,
+        )
+        .json();
+    assert!(!inc["diagnosis"].as_array().unwrap().is_empty(), "{inc}");
+    assert!(
+        inc["actions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["id"] == id.as_str()),
+        "{inc}"
+    );
+    // Approving needs the analyst role and changes the action.
+    let ingest = s
+        .post_json("/v1/keys", ADMIN_KEY, r#"{"role":"ingest"}"#)
+        .json()["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        s.post_json(&format!("/v1/actions/{id}/approve"), &ingest, "")
+            .status,
+        403
+    );
+    let r = s.post_json(&format!("/v1/actions/{id}/approve"), ADMIN_KEY, "");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let status = eventually(Duration::from_secs(10), || {
+        let a = s.get(&format!("/v1/actions/{id}"), ADMIN_KEY).json();
+        let st = a["status"].as_str().unwrap_or("").to_owned();
+        (st != "pending_approval").then_some(st)
+    });
+    assert!(
+        ["approved", "executing", "succeeded"].contains(&status.as_str()),
+        "{status}"
+    );
+    assert_eq!(
+        s.post_json("/v1/actions/nope/approve", ADMIN_KEY, "")
+            .error_code(),
+        "not_found"
+    );
+}
+
+#[test]
+fn the_audit_chain_detects_an_edited_record() {
+    let mut s = TestServer::start();
+    assert_eq!(
+        s.post_ndjson(ADMIN_KEY, &brute_force("198.51.100.9", 15))
+            .status,
+        202
+    );
+    eventually(Duration::from_secs(15), || {
+        actions(&s, "?status=succeeded").into_iter().next()
+    });
+    let v = s.get("/v1/audit/verify", ADMIN_KEY).json();
+    assert_eq!(v["ok"], true, "{v}");
+    let n = v["entries"].as_u64().unwrap();
+    assert!(n >= 2, "{v}");
+    let ndjson = s.get("/v1/audit?format=ndjson", ADMIN_KEY).text();
+    assert_eq!(ndjson.lines().count() as u64, n);
+
+    // Tamper with the second record in the database while the server is down.
+    s.stop();
+    let db = rusqlite::Connection::open(s.dir.join("antibody.db")).unwrap();
+    let body: String = db
+        .query_row("SELECT body FROM audit WHERE idx = 1", [], |r| r.get(0))
+        .unwrap();
+    let mut entry: Value = serde_json::from_str(&body).unwrap();
+    entry["record"]["detail"] = Value::String("nothing to see here".into());
+    db.execute(
+        "UPDATE audit SET body = ?1 WHERE idx = 1",
+        [entry.to_string()],
+    )
+    .unwrap();
+    drop(db);
+    s.restart();
+    let v = s.get("/v1/audit/verify", ADMIN_KEY).json();
+    assert_eq!(v["ok"], false, "{v}");
+    assert_eq!(v["broken_at"], 1, "{v}");
+}
+
+#[test]
+fn assets_are_validated_and_isolated() {
+    let s = TestServer::start();
+    let r = s.request(
+        "PUT",
+        "/v1/assets/host:web-1",
+        Some(ADMIN_KEY),
+        &[("Content-Type", "application/json")],
+        br#"{"criticality":5,"owner":"web-team","tags":["prod"],"group":"web"}"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let bad = s.request(
+        "PUT",
+        "/v1/assets/host:web-2",
+        Some(ADMIN_KEY),
+        &[],
+        br#"{"criticality":9}"#,
+    );
+    assert_eq!(bad.status, 400, "{}", bad.text());
+    bad.error_code();
+    let bulk = s.post_json(
+        "/v1/assets",
+        ADMIN_KEY,
+        r#"[{"entity":"agent:1","criticality":2},{"entity":"agent:2","criticality":0}]"#,
+    );
+    assert_eq!(
+        bulk.status,
+        400,
+        "one bad item rejects the import: {}",
+        bulk.text()
+    );
+    let items = s.get("/v1/assets", ADMIN_KEY).json()["items"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0]["criticality"], 5);
+    let other = s
+        .post_json("/v1/tenants", ADMIN_KEY, r#"{"name":"other"}"#)
+        .json()["admin_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(s.get("/v1/assets", &other).json()["items"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        s.get("/v1/entities/host:web-1/verdict", &other).json()["verdict"],
+        "allow"
+    );
+}
