@@ -88,7 +88,12 @@ fn detection_isolation_roles_and_errors() {
     let risk = inc.json()["risk"].as_f64().unwrap();
     assert!((0.0..=10.0).contains(&risk) && risk > 0.0);
     let ent = s.get("/v1/entities/agent:a1", &a_analyst).json();
-    assert_eq!(ent["state"], "suspected");
+    // Detection marks it suspected; the response engine may already be containing it.
+    let state = ent["state"].as_str().unwrap();
+    assert!(
+        ["suspected", "draining", "quarantined"].contains(&state),
+        "{state}"
+    );
     assert!(ent["baselines"]["tokens"]["n"].as_u64().unwrap() >= 15);
 
     // Every endpoint with tenant B's key: A's objects do not exist for B.
