@@ -54,6 +54,12 @@ impl Engine {
         self.partitions[p].entity_view(tenant, entity)
     }
 
+    /// Starts or stops sampling an entity for the response engine (see [`Partition::watch`]).
+    pub fn watch(&mut self, tenant: &TenantId, entity: &str, on: bool) {
+        let p = partition_of(tenant, entity, self.partitions.len());
+        self.partitions[p].watch(tenant, entity, on);
+    }
+
     pub fn entity_count(&self) -> usize {
         self.partitions.iter().map(Partition::entity_count).sum()
     }

@@ -45,7 +45,7 @@ pub enum ServerError {
 
 /// The default playbook pack plus `<dir>/*.yml` and `*.yaml`, in name order; a missing dir
 /// is just the default pack. Every error of every file is reported at once.
-fn load_playbooks(dir: &Path) -> Result<antibody_respond::PlaybookSet, ServerError> {
+pub fn load_playbooks(dir: &Path) -> Result<antibody_respond::PlaybookSet, ServerError> {
     let mut sources = antibody_respond::PlaybookSet::default_sources();
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,

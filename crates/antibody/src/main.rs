@@ -4,6 +4,7 @@ mod bench;
 mod config;
 mod ml;
 mod replay;
+mod respond_replay;
 
 use antibody_core::{Clock, SystemClock, TenantId};
 use antibody_store::{Role, Store};

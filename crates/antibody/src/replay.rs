@@ -71,6 +71,18 @@ pub struct ReplayArgs {
     /// the log crosses New Year. Times are taken as UTC.
     #[arg(long, default_value_t = 2026, value_parser = clap::value_parser!(i32).range(1970..=9999))]
     pub year: i32,
+
+    /// Also run the response engine: every decision (assessment, action, lifecycle change,
+    /// escalation…) is printed as a `{"type":"decision"}` line. Actions run through a dry-run
+    /// executor: they succeed on paper and touch nothing.
+    #[arg(long)]
+    pub respond: bool,
+
+    /// What-if before a rollout: replay the decisions under the default playbooks plus the
+    /// ones in DIR as well as under the default playbooks alone, and print every action that
+    /// would appear or disappear (`{"type":"what_if"}` lines) and a summary. Implies --respond.
+    #[arg(long, value_name = "DIR")]
+    pub playbooks: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -94,6 +106,20 @@ pub fn run(args: ReplayArgs) -> Result<()> {
         format: args.format,
     };
     let engine = Engine::new(cfg.clone(), rules, usize::from(args.partitions));
+    let respond = if args.respond || args.playbooks.is_some() {
+        let current = antibody_respond::PlaybookSet::default_pack()
+            .map_err(|e| anyhow::anyhow!("the default playbook pack: {e}"))?;
+        let candidate = match &args.playbooks {
+            Some(dir) => Some(
+                antibody_server::load_playbooks(dir)
+                    .with_context(|| format!("invalid playbooks in {}", dir.display()))?,
+            ),
+            None => None,
+        };
+        Some(crate::respond_replay::Responders::new(current, candidate))
+    } else {
+        None
+    };
     let progress = progress_bar(&args.file)?;
     let input = open_input(&args.file, &progress)?;
     let started = Instant::now();
@@ -102,6 +128,7 @@ pub fn run(args: ReplayArgs) -> Result<()> {
         cfg.correlation_window_ms,
         io::BufWriter::new(io::stdout().lock()),
     );
+    sink.respond = respond;
     let result = replay(input, &opts, &mut sink);
     progress.finish_and_clear();
     let stats = match result {
@@ -302,6 +329,9 @@ pub struct Sink<W: Write> {
     next_tick: Option<TimestampMs>,
     last_ts: Option<TimestampMs>,
     seen_incidents: HashSet<String>,
+    /// The response engine(s), with `--respond` / `--playbooks`.
+    pub respond: Option<crate::respond_replay::Responders>,
+    now: TimestampMs,
 }
 
 impl<W: Write> Sink<W> {
@@ -314,14 +344,20 @@ impl<W: Write> Sink<W> {
             next_tick: None,
             last_ts: None,
             seen_incidents: HashSet::new(),
+            respond: None,
+            now: 0,
         }
     }
 
     fn event(&mut self, offset: u64, ev: &Event, stats: &mut Stats) -> Result<()> {
         if let Some(next) = self.next_tick {
             if ev.ts >= next {
+                self.now = ev.ts;
                 self.engine.on_tick(ev.ts, &mut self.outputs);
                 self.flush(stats)?;
+                if let Some(r) = &mut self.respond {
+                    r.tick(ev.ts, &mut self.engine, &mut self.out)?;
+                }
             }
         }
         if self.next_tick.is_none_or(|next| ev.ts >= next) {
@@ -333,6 +369,7 @@ impl<W: Write> Sink<W> {
             );
         }
         self.last_ts = Some(self.last_ts.map_or(ev.ts, |t| t.max(ev.ts)));
+        self.now = self.now.max(ev.ts);
         self.engine.on_event(offset, ev, &mut self.outputs);
         self.flush(stats)
     }
@@ -341,8 +378,15 @@ impl<W: Write> Sink<W> {
     fn finish(&mut self, stats: &mut Stats) -> Result<()> {
         if let Some(last) = self.last_ts {
             let end = last.saturating_add(self.window_ms).saturating_add(1);
+            self.now = end;
             self.engine.on_tick(end, &mut self.outputs);
             self.flush(stats)?;
+            if let Some(r) = &mut self.respond {
+                r.tick(end, &mut self.engine, &mut self.out)?;
+            }
+        }
+        if let Some(r) = &mut self.respond {
+            r.finish(&mut self.out)?;
         }
         self.out.flush()?;
         Ok(())
@@ -358,6 +402,9 @@ impl<W: Write> Sink<W> {
                 stats.incidents += 1;
             }
             write_line(&mut self.out, "incident", inc)?;
+        }
+        if let Some(r) = &mut self.respond {
+            r.outputs(&self.outputs, self.now, &mut self.engine, &mut self.out)?;
         }
         self.outputs.clear();
         Ok(())

@@ -163,3 +163,102 @@ fn stdin_and_gzip_inputs_give_the_golden_output() {
         from_file
     );
 }
+
+/// `--respond` on the real brute force: every attacking address is blocked with a TTL, the
+/// TTL runs out within the log's own time and the block is undone, the repeat offender's
+/// second block lasts longer, and the decisions are byte-identical on a rerun.
+#[test]
+fn respond_blocks_expires_and_escalates_repeat_offenders() {
+    let Some(log) = openssh_log() else { return };
+    let log = log.to_str().unwrap();
+    let first = replay(&[log, "--respond"], None);
+    assert_eq!(
+        first.stdout,
+        replay(&[log, "--respond"], None).stdout,
+        "not deterministic"
+    );
+    let mut blocks: BTreeMap<String, BTreeSet<(String, u64)>> = BTreeMap::new();
+    let mut undone = BTreeSet::new();
+    for v in lines(&first)
+        .into_iter()
+        .filter(|v| v["type"] == "decision")
+    {
+        let d = &v["decision"];
+        let a = &d["action"];
+        if a["kind"] != "block_ip" {
+            continue;
+        }
+        let target = a["target"].as_str().unwrap().to_owned();
+        if d["type"] == "undo" {
+            undone.insert(target.clone());
+        }
+        blocks.entry(target).or_default().insert((
+            a["status"].as_str().unwrap().to_owned(),
+            a["ttl"].as_u64().unwrap(),
+        ));
+    }
+    let flagged: BTreeSet<String> = failures_per_ip(Path::new(log))
+        .into_iter()
+        .filter(|(_, n)| *n >= 15)
+        .map(|(ip, _)| ip)
+        .collect();
+    for ip in &flagged {
+        let b = blocks
+            .get(ip)
+            .unwrap_or_else(|| panic!("{ip} was never blocked"));
+        assert!(b.contains(&("succeeded".into(), 3600)), "{ip}: {b:?}");
+    }
+    assert!(!undone.is_empty(), "no block expired within the log's time");
+    let longer = blocks
+        .values()
+        .any(|b| b.iter().any(|(s, ttl)| s == "succeeded" && *ttl > 3600));
+    assert!(longer, "no repeat offender got a longer block: {blocks:?}");
+}
+
+#[test]
+fn playbooks_what_if_prints_what_would_change() {
+    let Some(log) = openssh_log() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("strict.yml"),
+        "- id: ssh-strict\n  description: Day-long blocks, with approval\n  trigger:\n    kinds: [brute_force]\n  mode: approve\n  steps:\n    - action: block_ip\n      target: \"{{src_ip}}\"\n      ttl: 24h\n",
+    )
+    .unwrap();
+    let out = replay(
+        &[
+            log.to_str().unwrap(),
+            "--playbooks",
+            dir.path().to_str().unwrap(),
+        ],
+        None,
+    );
+    let changes: Vec<Value> = lines(&out)
+        .into_iter()
+        .filter(|v| v["type"] == "what_if")
+        .collect();
+    assert!(!changes.is_empty());
+    assert!(
+        changes
+            .iter()
+            .all(|c| c["action"]["mode"] == "approve" && c["action"]["ttl"] == 86_400),
+        "{changes:?}"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("what-if:"));
+    let bad = tempfile::tempdir().unwrap();
+    std::fs::write(bad.path().join("bad.yml"), "- id: x\n  mode: sometimes\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_antibody"))
+        .args([
+            "replay",
+            log.to_str().unwrap(),
+            "--playbooks",
+            bad.path().to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("bad.yml"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
