@@ -16,6 +16,7 @@ fuzz_target!(|data: &[u8]| {
         max_depth: 4,
         max_string_bytes: 256,
         max_entity_bytes: 32,
+        max_future_ms: 24 * 3600 * 1000,
     };
     let tenant = TenantId::new("fuzz");
     for encoding in [None, Some("gzip")] {

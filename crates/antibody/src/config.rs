@@ -197,4 +197,25 @@ mod tests {
         let file: FileConfig = toml::from_str("[engine.baseline]\nalpha = 2.0\n").unwrap();
         assert!(resolve(file, none()).is_err());
     }
+
+    /// Every TOML example in the README parses and validates: the docs cannot drift from
+    /// the configuration they describe.
+    #[test]
+    fn readme_config_examples_are_valid() {
+        let readme = include_str!("../../../README.md");
+        let toml_text: String = readme
+            .split("```toml")
+            .skip(1)
+            .filter_map(|block| block.split("```").next())
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert!(
+            toml_text.contains("[engine.baseline]"),
+            "README lost its config example"
+        );
+        let file: FileConfig =
+            toml::from_str(&toml_text).unwrap_or_else(|e| panic!("README TOML: {e}"));
+        let r = resolve(file, none()).unwrap();
+        antibody_executors::ExecutorsConfig::try_from(r.server.executors).unwrap();
+    }
 }
