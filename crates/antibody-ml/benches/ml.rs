@@ -105,14 +105,7 @@ fn bench(c: &mut Criterion) {
         b.iter(|| set.extract_raw(black_box(&raw), &mut f))
     });
 
-    let parts = train.stratified_split(&[0.875, 0.125], 1);
-    let ensemble = fit(
-        &train.subset(&parts[0]),
-        &train.subset(&parts[1]),
-        &TrainConfig::default(),
-        &mut NoProgress,
-    )
-    .unwrap();
+    let ensemble = fit(&train, &TrainConfig::default(), &mut NoProgress).unwrap();
     g.bench_function("ensemble_score", |b| {
         b.iter(|| ensemble.score_row(black_box(next_row())))
     });

@@ -1,11 +1,12 @@
 //! The learned fusion: an L2-regularised logistic regression over the detectors' held-out
 //! scores (boosted-tree margin, isolation-forest score), fitted by Newton's method.
 //!
-//! Fitted on validation rows the detectors never trained on, it is Platt scaling with more
+//! Fitted on out-of-fold scores (rows the scoring detectors never trained on), it is Platt
+//! scaling with more
 //! than one input: its output is a calibrated probability (the metrics report Brier score and
 //! expected calibration error to show it). Inputs are standardised first, so the fixed L2
-//! penalty means the same for every input and keeps the weights finite when the validation
-//! rows are separable, which they often are.
+//! penalty means the same for every input and keeps the weights finite when the rows are
+//! separable, which they often are.
 
 use serde::{Deserialize, Serialize};
 

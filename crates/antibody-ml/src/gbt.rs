@@ -38,11 +38,13 @@ impl Default for GbtParams {
             rounds: 200,
             learning_rate: 0.1,
             max_depth: 4,
-            min_samples_leaf: 5,
-            lambda: 1.0,
+            min_samples_leaf: 10,
+            lambda: 5.0,
             min_gain: 1e-6,
-            row_subsample: 1.0,
-            col_subsample: 1.0,
+            // Stochastic boosting: on the agent-behaviour data it cut held-out errors by a
+            // sixth against full rows and columns (the drift boundary gets smoother).
+            row_subsample: 0.7,
+            col_subsample: 0.5,
             seed: 1,
         }
     }

@@ -28,15 +28,10 @@ pub const MANIFEST_FILE: &str = "model.json";
 pub const WEIGHTS_FILE: &str = "model.bin";
 /// Threat-type classes a model may have (rarer types are merged into `other` in training).
 pub const MAX_TYPES: usize = 64;
+/// Fold members an ensemble may have.
+pub const MAX_MEMBERS: usize = 16;
 /// `Score::threat_type` when there is no type classifier.
 pub const NO_TYPE: u16 = u16::MAX;
-
-/// One bagged pipeline: a smaller booster on a bootstrap sample and its own fusion.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Member {
-    pub gbt: Gbt,
-    pub fusion: Logistic,
-}
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TypeClassifier {
@@ -53,7 +48,9 @@ pub struct Ensemble {
     pub gbt: Gbt,
     /// Over `[gbt margin, isolation-forest score]`.
     pub fusion: Logistic,
-    pub members: Vec<Member>,
+    /// The cross-fitting fold boosters, each trained without one fold: their spread through
+    /// the same fusion is the uncertainty.
+    pub members: Vec<Gbt>,
     pub types: Option<TypeClassifier>,
     /// Fused probability at or above which a row is a threat.
     pub threshold: f64,
@@ -64,7 +61,7 @@ pub struct Ensemble {
 pub struct Score {
     /// Calibrated probability that the row is a threat (the fusion's output).
     pub probability: f32,
-    /// Standard deviation of the bagged members' probabilities.
+    /// Standard deviation of the fold members' fused probabilities.
     pub uncertainty: f32,
     /// Isolation-forest anomaly score (0–1, above ~0.6 is unusual).
     pub anomaly: f32,
@@ -97,11 +94,11 @@ impl Ensemble {
     pub fn validate(&self) -> Result<(), String> {
         let n = self.n_features;
         let widths = [self.iforest.n_features, self.gbt.n_features];
-        if widths.iter().any(|&w| w != n) || self.members.iter().any(|m| m.gbt.n_features != n) {
+        if widths.iter().any(|&w| w != n) || self.members.iter().any(|m| m.n_features != n) {
             return Err("parts of the ensemble disagree on the feature count".into());
         }
-        if self.fusion.dim() != 2 || self.members.iter().any(|m| m.fusion.dim() != 2) {
-            return Err("the fusion expects two inputs".into());
+        if self.fusion.dim() != 2 || self.members.len() > MAX_MEMBERS {
+            return Err("the fusion expects two inputs and at most 16 members".into());
         }
         if let Some(t) = &self.types {
             if t.gbt.n_features != n
@@ -119,12 +116,12 @@ impl Ensemble {
         let anomaly = self.iforest.score(x);
         let margin = self.gbt.margin(0, x);
         let probability = self.fusion.predict(&[margin as f64, anomaly as f64]) as f32;
-        let mut member_p = [0f64; 16];
+        let mut member_p = [0f64; MAX_MEMBERS];
         let k = self.members.len().min(member_p.len());
         for (p, m) in member_p.iter_mut().zip(&self.members) {
-            *p = m
+            *p = self
                 .fusion
-                .predict(&[m.gbt.margin(0, x) as f64, anomaly as f64]);
+                .predict(&[m.margin(0, x) as f64, anomaly as f64]);
         }
         let (threat_type, type_confidence) = match &self.types {
             Some(t) => {
@@ -158,19 +155,19 @@ impl Ensemble {
             .iter()
             .zip(member_margins.chunks_exact_mut(n.max(1)))
         {
-            m.gbt.margins_batch(rows, chunk);
+            m.margins_batch(rows, chunk);
         }
         let mut type_probs = Vec::new();
         if let Some(t) = &self.types {
             type_probs = vec![0f32; n * t.classes.len()];
             t.gbt.margins_batch(rows, &mut type_probs);
         }
-        let mut member_p = [0f64; 16];
+        let mut member_p = [0f64; MAX_MEMBERS];
         for (i, s) in out.iter_mut().take(n).enumerate() {
             let a = anomaly[i] as f64;
             let k = self.members.len().min(member_p.len());
-            for (j, m) in self.members.iter().take(k).enumerate() {
-                member_p[j] = m.fusion.predict(&[member_margins[j * n + i] as f64, a]);
+            for (j, p) in member_p.iter_mut().enumerate().take(k) {
+                *p = self.fusion.predict(&[member_margins[j * n + i] as f64, a]);
             }
             let (threat_type, type_confidence) = match &self.types {
                 Some(t) => {
@@ -263,7 +260,6 @@ pub struct TrainingInfo {
     pub data_sha256: String,
     pub rows: u64,
     pub train_rows: u64,
-    pub validation_rows: u64,
     pub test_rows: u64,
     pub config: TrainConfig,
 }
@@ -450,7 +446,6 @@ mod tests {
             data_sha256: "00".repeat(32),
             rows: 600,
             train_rows: t.train_rows as u64,
-            validation_rows: t.validation_rows as u64,
             test_rows: t.test_rows as u64,
             config: quick(),
         };

@@ -1,12 +1,14 @@
 //! The training pipeline and evaluation.
 //!
-//! Rows are split, stratified by type and seeded, into train / validation / test (70/10/20
-//! by default). On the train rows: the isolation forest (benign rows only, so it learns what
-//! normal looks like), the boosted trees, the type classifier, and the bagged members
-//! (bootstrap samples, fewer trees, column subsampling). On the validation rows: the fusion of
-//! each pipeline, from scores the detectors never trained on. The test rows are scored once,
-//! at the end, for the metrics the manifest records. Every random choice derives from
-//! `TrainConfig::seed`.
+//! Rows are split, stratified by type and seeded, into train and test (80/20 by default).
+//! The train rows are cross-fitted: in each of k folds an isolation forest (benign rows only,
+//! so it learns what normal looks like) and a booster are trained on the other folds and score
+//! the held-out one, so every train row gets scores from detectors that never saw it. The
+//! fusion is fitted on those out-of-fold scores (all train rows, not a small validation
+//! share), the fold boosters stay as the ensemble members whose spread is the uncertainty,
+//! and the final isolation forest, booster and type classifier are trained on all train rows.
+//! The test rows are scored once, at the end, for the metrics the manifest records. Every
+//! random choice derives from `TrainConfig::seed`.
 
 use crate::data::Dataset;
 use crate::error::{MlError, Result};
@@ -14,7 +16,7 @@ use crate::fusion::Logistic;
 use crate::gbt::{train_binary, train_multiclass, GbtParams};
 use crate::iforest::{IsoParams, IsolationForest};
 use crate::metrics::{BinaryMetrics, TypeMetrics};
-use crate::model::{Ensemble, Member, Score, TypeClassifier, MAX_TYPES, NO_TYPE};
+use crate::model::{Ensemble, Score, TypeClassifier, MAX_MEMBERS, MAX_TYPES, NO_TYPE};
 use crate::rng::Rng;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -26,12 +28,10 @@ pub const OTHER_TYPE: &str = "other";
 pub struct TrainConfig {
     pub seed: u64,
     pub test_fraction: f64,
-    pub validation_fraction: f64,
+    /// Cross-fitting folds (2–16): also the number of ensemble members.
+    pub folds: usize,
     pub iforest: IsoParams,
     pub gbt: GbtParams,
-    /// Bagged members for the uncertainty estimate (0–16).
-    pub members: usize,
-    pub member_gbt: GbtParams,
     /// The threat-type classifier; `None` skips it.
     pub types: Option<GbtParams>,
     /// Types with fewer training rows are merged into `other`.
@@ -45,16 +45,9 @@ impl Default for TrainConfig {
         TrainConfig {
             seed: 42,
             test_fraction: 0.2,
-            validation_fraction: 0.1,
+            folds: 5,
             iforest: IsoParams::default(),
             gbt: GbtParams::default(),
-            members: 5,
-            member_gbt: GbtParams {
-                rounds: 50,
-                learning_rate: 0.2,
-                col_subsample: 0.8,
-                ..GbtParams::default()
-            },
             types: Some(GbtParams {
                 rounds: 100,
                 max_depth: 4,
@@ -68,17 +61,15 @@ impl Default for TrainConfig {
 
 impl TrainConfig {
     pub fn validate(&self) -> Result<()> {
-        let ok = self.test_fraction > 0.0
-            && self.validation_fraction > 0.0
-            && self.test_fraction + self.validation_fraction < 0.9;
-        if !ok {
+        if !(self.test_fraction > 0.0 && self.test_fraction < 0.9) {
             return Err(MlError::Config(
-                "test and validation fractions must be positive and leave at least 10 % to train"
-                    .into(),
+                "the test fraction must be above 0 and leave at least 10 % to train".into(),
             ));
         }
-        if self.members > 16 {
-            return Err(MlError::Config("at most 16 bagged members".into()));
+        if !(2..=MAX_MEMBERS).contains(&self.folds) {
+            return Err(MlError::Config(format!(
+                "cross-fitting needs 2 to {MAX_MEMBERS} folds"
+            )));
         }
         if self.gbt.rounds == 0 || self.gbt.max_depth == 0 || self.gbt.max_depth > 12 {
             return Err(MlError::Config(
@@ -122,7 +113,7 @@ pub struct EvalReport {
     pub types: Option<TypeMetrics>,
     /// Per labelled type: the share of rows flagged as threats.
     pub detection_by_type: Vec<TypeDetection>,
-    /// Mean uncertainty on correct and on wrong verdicts.
+    /// Mean uncertainty on right and on wrong verdicts.
     pub uncertainty_correct: f64,
     pub uncertainty_wrong: f64,
 }
@@ -131,7 +122,6 @@ pub struct EvalReport {
 pub struct Trained {
     pub ensemble: Ensemble,
     pub train_rows: usize,
-    pub validation_rows: usize,
     pub test_rows: usize,
     pub report: EvalReport,
 }
@@ -142,85 +132,70 @@ pub fn train(ds: &Dataset, cfg: &TrainConfig, progress: &mut dyn Progress) -> Re
     if !ds.has_labels() {
         return Err(MlError::Data("training needs labels".into()));
     }
-    let train_fraction = 1.0 - cfg.test_fraction - cfg.validation_fraction;
-    let parts = ds.stratified_split(
-        &[train_fraction, cfg.validation_fraction, cfg.test_fraction],
-        cfg.seed,
-    );
-    let (tr, va, te) = (
-        ds.subset(&parts[0]),
-        ds.subset(&parts[1]),
-        ds.subset(&parts[2]),
-    );
-    let ensemble = fit(&tr, &va, cfg, progress)?;
+    let parts = ds.stratified_split(&[1.0 - cfg.test_fraction, cfg.test_fraction], cfg.seed);
+    let (tr, te) = (ds.subset(&parts[0]), ds.subset(&parts[1]));
+    let ensemble = fit(&tr, cfg, progress)?;
     progress.stage("evaluating", 1);
     let report = evaluate(&ensemble, &te);
     progress.step();
     Ok(Trained {
         ensemble,
         train_rows: tr.n_rows(),
-        validation_rows: va.n_rows(),
         test_rows: te.n_rows(),
         report,
     })
 }
 
-/// Fits every part on `tr` and the fusions on `va`.
-pub fn fit(
-    tr: &Dataset,
-    va: &Dataset,
-    cfg: &TrainConfig,
-    progress: &mut dyn Progress,
-) -> Result<Ensemble> {
+/// Fits every part on `tr`: cross-fitted fusion and members, then the final detectors.
+pub fn fit(tr: &Dataset, cfg: &TrainConfig, progress: &mut dyn Progress) -> Result<Ensemble> {
     let nf = tr.n_features;
-    let fail = |what: &str, e: String| MlError::Data(format!("{what}: {e}"));
-    if tr.y.iter().all(|&v| v == tr.y[0]) || va.y.iter().all(|&v| v == va.y[0]) {
+    let both = tr.y.contains(&0) && tr.y.contains(&1);
+    if !both || tr.n_rows() < 2 * cfg.folds {
         return Err(MlError::Data(
-            "both benign and threat rows are needed in the training and validation splits".into(),
+            "training needs benign and threat rows, at least two per fold".into(),
         ));
     }
-
-    progress.stage("isolation forest", 1);
-    let benign: Vec<usize> = (0..tr.n_rows()).filter(|&i| tr.y[i] == 0).collect();
-    let iso_rows = if benign.len() >= 2 {
-        tr.subset(&benign).x
-    } else {
-        tr.x.clone()
-    };
-    let iso_params = IsoParams {
-        seed: Rng::derive(cfg.seed, 1).next_u64(),
-        ..cfg.iforest.clone()
-    };
-    let iforest = IsolationForest::train(&iso_rows, nf, &iso_params)
-        .map_err(|e| fail("isolation forest", e))?;
-    progress.step();
-
-    let gbt_params = GbtParams {
-        seed: Rng::derive(cfg.seed, 2).next_u64(),
+    let gbt_params = |stream: u64| GbtParams {
+        seed: Rng::derive(cfg.seed, stream).next_u64(),
         ..cfg.gbt.clone()
     };
-    progress.stage("boosted trees", gbt_params.rounds as u64);
-    let gbt = train_binary(&tr.x, nf, &tr.y, &gbt_params, &mut |_| progress.step())
-        .map_err(|e| fail("boosted trees", e))?;
-
-    let va_anomaly = {
-        let mut a = vec![0f32; va.n_rows()];
-        iforest.score_batch(&va.x, &mut a);
-        a
+    let iso_params = |stream: u64| IsoParams {
+        seed: Rng::derive(cfg.seed, stream).next_u64(),
+        ..cfg.iforest.clone()
     };
-    let fuse = |g: &crate::gbt::Gbt| -> Result<Logistic> {
-        let mut m = vec![0f32; va.n_rows()];
-        g.margins_batch(&va.x, &mut m);
-        let inputs: Vec<f64> = m
-            .iter()
-            .zip(&va_anomaly)
-            .flat_map(|(&m, &a)| [m as f64, a as f64])
-            .collect();
-        Logistic::fit(&inputs, 2, &va.y, cfg.fusion_l2).map_err(|e| fail("fusion", e))
-    };
-    let fusion = fuse(&gbt)?;
 
-    let members = fit_members(tr, cfg, &fuse, progress)?;
+    progress.stage("cross-fitting", (cfg.folds * cfg.gbt.rounds) as u64);
+    let mut oof = vec![0f64; tr.n_rows() * 2];
+    let mut members = Vec::with_capacity(cfg.folds);
+    let fold_seed = Rng::derive(cfg.seed, 3).next_u64();
+    for (f, (inner, held)) in tr.kfold(cfg.folds, fold_seed).into_iter().enumerate() {
+        let part = tr.subset(&inner);
+        let iforest = isolation_forest(&part, &iso_params(100 + f as u64))?;
+        let gbt = train_binary(
+            &part.x,
+            nf,
+            &part.y,
+            &gbt_params(200 + f as u64),
+            &mut |_| progress.step(),
+        )
+        .map_err(|e| MlError::Data(format!("boosted trees, fold {f}: {e}")))?;
+        for &i in &held {
+            let x = tr.row(i);
+            oof[2 * i] = gbt.margin(0, x) as f64;
+            oof[2 * i + 1] = iforest.score(x) as f64;
+        }
+        members.push(gbt);
+    }
+    let fusion = Logistic::fit(&oof, 2, &tr.y, cfg.fusion_l2)
+        .map_err(|e| MlError::Data(format!("fusion: {e}")))?;
+
+    progress.stage("isolation forest", 1);
+    let iforest = isolation_forest(tr, &iso_params(1))?;
+    progress.step();
+    let params = gbt_params(2);
+    progress.stage("boosted trees", params.rounds as u64);
+    let gbt = train_binary(&tr.x, nf, &tr.y, &params, &mut |_| progress.step())
+        .map_err(|e| MlError::Data(format!("boosted trees: {e}")))?;
     let types = match &cfg.types {
         Some(p) => fit_types(tr, cfg, p, progress)?,
         None => None,
@@ -236,33 +211,16 @@ pub fn fit(
     })
 }
 
-fn fit_members(
-    tr: &Dataset,
-    cfg: &TrainConfig,
-    fuse: &dyn Fn(&crate::gbt::Gbt) -> Result<Logistic>,
-    progress: &mut dyn Progress,
-) -> Result<Vec<Member>> {
-    let rounds = cfg.member_gbt.rounds as u64;
-    progress.stage("bagged members", rounds * cfg.members as u64);
-    let mut members = Vec::with_capacity(cfg.members);
-    for m in 0..cfg.members {
-        let mut rng = Rng::derive(cfg.seed, 100 + m as u64);
-        let sample: Vec<usize> = (0..tr.n_rows()).map(|_| rng.index(tr.n_rows())).collect();
-        let boot = tr.subset(&sample);
-        let params = GbtParams {
-            seed: rng.next_u64(),
-            ..cfg.member_gbt.clone()
-        };
-        let gbt = train_binary(&boot.x, tr.n_features, &boot.y, &params, &mut |_| {
-            progress.step()
-        })
-        .map_err(|e| MlError::Data(format!("bagged member {m}: {e}")))?;
-        members.push(Member {
-            fusion: fuse(&gbt)?,
-            gbt,
-        });
-    }
-    Ok(members)
+/// An isolation forest on the benign rows (all rows when fewer than two are benign).
+fn isolation_forest(ds: &Dataset, params: &IsoParams) -> Result<IsolationForest> {
+    let benign: Vec<usize> = (0..ds.n_rows()).filter(|&i| ds.y[i] == 0).collect();
+    let rows = if benign.len() >= 2 {
+        ds.subset(&benign).x
+    } else {
+        ds.x.clone()
+    };
+    IsolationForest::train(&rows, ds.n_features, params)
+        .map_err(|e| MlError::Data(format!("isolation forest: {e}")))
 }
 
 /// Type classes of the training rows: frequent types kept, rare ones merged into `other`.
@@ -323,7 +281,7 @@ fn fit_types(
         return Ok(None);
     }
     let params = GbtParams {
-        seed: Rng::derive(cfg.seed, 3).next_u64(),
+        seed: Rng::derive(cfg.seed, 4).next_u64(),
         ..params.clone()
     };
     progress.stage("threat types", params.rounds as u64);
@@ -437,8 +395,8 @@ pub struct CvReport {
 }
 
 /// Stratified k-fold cross-validation of the binary detector (the type classifier is
-/// skipped: folds report binary metrics only). Within each fold's training part a
-/// validation share is held out for the fusion, as in [`train`].
+/// skipped: folds report binary metrics only); each fold's training part is fitted as in
+/// [`train`], cross-fitting included.
 pub fn cross_validate(
     ds: &Dataset,
     cfg: &TrainConfig,
@@ -456,21 +414,13 @@ pub fn cross_validate(
         types: None,
         ..cfg.clone()
     };
-    let val_share = cfg.validation_fraction / (1.0 - cfg.test_fraction);
     let mut per_fold = Vec::with_capacity(k);
     for (f, (train_idx, test_idx)) in ds.kfold(k, cfg.seed).into_iter().enumerate() {
-        let part = ds.subset(&train_idx);
-        let split = part.stratified_split(&[1.0 - val_share, val_share], cfg.seed + f as u64);
         let fold_cfg = TrainConfig {
             seed: Rng::derive(cfg.seed, 1000 + f as u64).next_u64(),
             ..cfg.clone()
         };
-        let ensemble = fit(
-            &part.subset(&split[0]),
-            &part.subset(&split[1]),
-            &fold_cfg,
-            progress,
-        )?;
+        let ensemble = fit(&ds.subset(&train_idx), &fold_cfg, progress)?;
         per_fold.push(evaluate(&ensemble, &ds.subset(&test_idx)).binary);
     }
     let stat = |get: fn(&BinaryMetrics) -> f64| {
@@ -521,21 +471,18 @@ pub(crate) mod tests {
 
     pub(crate) fn quick() -> TrainConfig {
         let small = GbtParams {
-            rounds: 30,
-            max_depth: 4,
+            rounds: 20,
+            learning_rate: 0.2,
+            max_depth: 3,
             ..GbtParams::default()
         };
         TrainConfig {
             iforest: IsoParams {
-                trees: 30,
+                trees: 20,
                 ..IsoParams::default()
             },
             gbt: small.clone(),
-            members: 3,
-            member_gbt: GbtParams {
-                rounds: 10,
-                ..small.clone()
-            },
+            folds: 2,
             types: Some(small),
             ..TrainConfig::default()
         }
@@ -545,7 +492,7 @@ pub(crate) mod tests {
     fn trains_evaluates_and_is_deterministic() {
         let ds = generated(1600, 11);
         let a = train(&ds, &quick(), &mut NoProgress).unwrap();
-        assert_eq!(a.train_rows + a.validation_rows + a.test_rows, 1600);
+        assert_eq!(a.train_rows + a.test_rows, 1600);
         let m = &a.report.binary;
         assert!(m.accuracy > 0.97 && m.roc_auc > 0.98, "{m:?}");
         let types = a.report.types.as_ref().unwrap();
@@ -575,11 +522,7 @@ pub(crate) mod tests {
     #[test]
     fn cross_validation_reports_every_fold() {
         let ds = generated(800, 6);
-        let cfg = TrainConfig {
-            members: 0,
-            ..quick()
-        };
-        let cv = cross_validate(&ds, &cfg, 3, &mut NoProgress).unwrap();
+        let cv = cross_validate(&ds, &quick(), 3, &mut NoProgress).unwrap();
         assert_eq!(cv.per_fold.len(), 3);
         assert!(cv.accuracy.mean > 0.95, "{cv:?}");
         let rows: u64 = cv.per_fold.iter().map(|m| m.rows).sum();

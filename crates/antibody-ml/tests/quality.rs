@@ -31,22 +31,18 @@ fn negatives() -> Vec<String> {
 
 fn quick() -> TrainConfig {
     let gbt = GbtParams {
-        rounds: 60,
-        learning_rate: 0.2,
+        rounds: 40,
+        learning_rate: 0.25,
         ..GbtParams::default()
     };
     TrainConfig {
         iforest: IsoParams {
-            trees: 50,
+            trees: 30,
             ..IsoParams::default()
         },
-        members: 2,
-        member_gbt: GbtParams {
-            rounds: 15,
-            ..gbt.clone()
-        },
+        folds: 2,
         types: Some(GbtParams {
-            rounds: 30,
+            rounds: 20,
             ..gbt.clone()
         }),
         gbt,

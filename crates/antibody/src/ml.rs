@@ -1,8 +1,8 @@
 //! `antibody train | eval | explain | gen`: the learned detectors from the command line.
 //!
-//! `train` reads a CSV, builds the feature set, splits off validation and test rows, fits the
-//! ensemble (progress bars on stderr), prints the held-out metrics and writes the model
-//! directory. `eval` scores a labelled CSV with a saved model; `explain` shows one row's
+//! `train` reads a CSV, builds the feature set, holds out test rows, fits the ensemble with a
+//! cross-fitted fusion (progress bars on stderr), prints the held-out metrics and writes the
+//! model directory. `eval` scores a labelled CSV with a saved model; `explain` shows one row's
 //! verdict and per-feature attributions; `gen` writes synthetic agent-behaviour data.
 
 use antibody_ml::data::{Dataset, LabelSpec, RawTable, DEFAULT_NEGATIVES};
@@ -60,9 +60,10 @@ pub struct TrainArgs {
     /// Share of rows held out for the test metrics.
     #[arg(long, default_value_t = 0.2)]
     pub test_fraction: f64,
-    /// Share of rows held out to fit the fusion.
-    #[arg(long, default_value_t = 0.1)]
-    pub validation_fraction: f64,
+    /// Cross-fitting folds: the fusion is fitted on out-of-fold scores, and the fold
+    /// boosters are the members whose spread is the uncertainty.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(2..=16))]
+    pub folds: u32,
     /// Also run stratified k-fold cross-validation (binary metrics) and record it.
     #[arg(long, value_name = "K", value_parser = clap::value_parser!(u32).range(2..=50))]
     pub cv: Option<u32>,
@@ -157,7 +158,6 @@ pub fn train(args: TrainArgs) -> Result<()> {
         data_sha256,
         rows: ds.n_rows() as u64,
         train_rows: trained.train_rows as u64,
-        validation_rows: trained.validation_rows as u64,
         test_rows: trained.test_rows as u64,
         config: cfg,
     };
@@ -187,11 +187,11 @@ pub fn train(args: TrainArgs) -> Result<()> {
         let m = &model.manifest;
         writeln!(
             out,
-            "trained on {} rows of {} ({} train / {} validation / {} test), {} features, in {:.1} s",
+            "trained on {} rows of {} ({} train, {}-fold cross-fitted / {} test), {} features, in {:.1} s",
             m.training.rows,
             args.data.display(),
             m.training.train_rows,
-            m.training.validation_rows,
+            m.training.config.folds,
             m.training.test_rows,
             m.feature_names.len(),
             started.elapsed().as_secs_f64()
@@ -228,7 +228,7 @@ fn train_config(args: &TrainArgs) -> TrainConfig {
     let mut cfg = TrainConfig {
         seed: args.seed,
         test_fraction: args.test_fraction,
-        validation_fraction: args.validation_fraction,
+        folds: args.folds as usize,
         ..TrainConfig::default()
     };
     cfg.gbt.rounds = args.trees as usize;
@@ -459,7 +459,7 @@ fn print_report(out: &mut impl Write, r: &EvalReport) -> io::Result<()> {
     }
     writeln!(
         out,
-        "  uncertainty (sd of bagged members): {:.4} on right verdicts, {:.4} on wrong ones",
+        "  uncertainty (sd of the fold members): {:.4} on right verdicts, {:.4} on wrong ones",
         r.uncertainty_correct, r.uncertainty_wrong
     )
 }
@@ -562,7 +562,7 @@ mod tests {
             trees: 20,
             depth: 3,
             test_fraction: 0.2,
-            validation_fraction: 0.1,
+            folds: 3,
             cv: None,
             json: true,
         }
