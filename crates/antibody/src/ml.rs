@@ -9,7 +9,7 @@ use antibody_ml::data::{Dataset, LabelSpec, RawTable, DEFAULT_NEGATIVES};
 use antibody_ml::features::{FeatureSet, FEATURE_SET_NAMES};
 use antibody_ml::gen::{generate, write_csv, GenConfig};
 use antibody_ml::metrics::ClassReport;
-use antibody_ml::model::{Model, TrainingInfo, NO_TYPE};
+use antibody_ml::model::{Model, TrainingInfo};
 use antibody_ml::shap::ShapScratch;
 use antibody_ml::train::{self, CvReport, EvalReport, Progress, TrainConfig};
 use anyhow::{bail, Context, Result};
@@ -326,14 +326,13 @@ pub fn explain(args: ExplainArgs) -> Result<()> {
         "row {} (line {}): {verdict}  p = {:.4} ± {:.4}  anomaly {:.3}  margin {:+.3}",
         args.row, ds.lines[i], s.probability, s.uncertainty, s.anomaly, s.margin
     )?;
-    if let Some(t) = &type_name {
-        if s.threat_type != NO_TYPE {
-            writeln!(
-                out,
-                "likeliest threat type: {t} ({:.1} % of the threat mass)",
-                s.type_confidence * 100.0
-            )?;
-        }
+    // A type is only a finding's detail: benign verdicts do not get one.
+    if let Some(t) = type_name.as_ref().filter(|_| verdict == "THREAT") {
+        writeln!(
+            out,
+            "likeliest threat type: {t} ({:.1} % of the threat mass)",
+            s.type_confidence * 100.0
+        )?;
     }
     if let Some((threat, name)) = truth {
         writeln!(
