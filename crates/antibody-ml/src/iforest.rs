@@ -109,7 +109,11 @@ impl IsolationForest {
         if n < 2 {
             return Err("an isolation forest needs at least two rows".into());
         }
-        let psi = params.sample_size.clamp(2, n);
+        // Height limit ⌈log₂ ψ⌉ stays within the deepest tree a model may hold.
+        let psi = params
+            .sample_size
+            .clamp(2, n)
+            .min(1 << crate::tree::MAX_TREE_DEPTH);
         let limit = (psi as f64).log2().ceil() as usize;
         let trees = (0..params.trees.max(1))
             .map(|t| {

@@ -515,6 +515,15 @@ mod tests {
         assert!(err.contains("SHA-256"), "{err}");
     }
 
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_manifests_are_refused_without_panicking(text in "\\PC{0,300}") {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::write(dir.path().join(MANIFEST_FILE), &text).unwrap();
+            proptest::prop_assert!(Model::load(dir.path()).is_err());
+        }
+    }
+
     #[test]
     fn explanations_add_up() {
         let m = trained();

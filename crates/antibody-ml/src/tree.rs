@@ -75,21 +75,29 @@ impl Tree {
         self.nodes.get(self.leaf_of(x)).map_or(0.0, |n| n.value)
     }
 
-    /// Edges on the longest root-to-leaf path.
+    /// Edges on the longest root-to-leaf path (children come after their parent, which
+    /// `validate` checks, so one forward pass sees every parent first).
     pub fn depth(&self) -> usize {
-        fn walk(t: &Tree, i: usize) -> usize {
-            match t.nodes.get(i) {
-                Some(n) if !n.is_leaf() => {
-                    1 + walk(t, n.left as usize).max(walk(t, n.right as usize))
+        let mut depth = vec![0usize; self.nodes.len()];
+        let mut max = 0;
+        for (i, n) in self.nodes.iter().enumerate() {
+            if n.is_leaf() {
+                continue;
+            }
+            let child_depth = depth[i] + 1;
+            for c in [n.left as usize, n.right as usize] {
+                if let Some(d) = depth.get_mut(c) {
+                    *d = child_depth;
+                    max = max.max(child_depth);
                 }
-                _ => 0,
             }
         }
-        walk(self, 0)
+        max
     }
 
     /// Checks the structure a model file could have broken: children in range and after
-    /// their parent (so walks terminate), features within `n_features`.
+    /// their parent (so walks terminate), features within `n_features`, depth at most
+    /// [`MAX_TREE_DEPTH`] (compiled trees take `2^depth` slots).
     pub fn validate(&self, n_features: usize) -> Result<(), String> {
         if self.nodes.is_empty() {
             return Err("empty tree".into());
@@ -109,9 +117,15 @@ impl Tree {
                 ));
             }
         }
+        if self.depth() > MAX_TREE_DEPTH {
+            return Err(format!("a tree is deeper than {MAX_TREE_DEPTH} levels"));
+        }
         Ok(())
     }
 }
+
+/// The deepest tree a model may hold.
+pub const MAX_TREE_DEPTH: usize = 16;
 
 /// Trees compiled to complete binary trees of a common depth, in flat arrays.
 #[derive(Debug, Clone, Default)]
@@ -317,5 +331,19 @@ pub(crate) mod tests {
         assert!(t.validate(1).is_ok());
         t.nodes[0].feature = 3;
         assert!(t.validate(1).is_err());
+        // A chain deeper than the limit.
+        let mut chain = Vec::new();
+        for d in 0..=MAX_TREE_DEPTH {
+            chain.push(Node {
+                left: (2 * d + 1) as u32,
+                right: (2 * d + 2) as u32,
+                ..Node::leaf(0.0, 1.0)
+            });
+            chain.push(Node::leaf(0.0, 1.0));
+        }
+        chain.push(Node::leaf(0.0, 1.0));
+        let chain = Tree { nodes: chain };
+        assert_eq!(chain.depth(), MAX_TREE_DEPTH + 1);
+        assert!(chain.validate(1).unwrap_err().contains("deeper"));
     }
 }

@@ -1,7 +1,8 @@
 //! The built-in `agent-behavior` feature set: 18 features from the 11 raw columns of an AI
 //! agent's activity window (the Optikal schema).
 //!
-//! Raw counts are per observation window of `window_minutes` (1 in the Optikal data).
+//! Raw counts are per observation window of `window_minutes` (1 in the Optikal data). Text
+//! rows must hold finite numbers, and counts, memory and response time must not be negative.
 //! Formulas (`c` = counts, `r` = per-minute rates, `h` = hour 0–23, `d` = weekday, Monday 0):
 //!
 //! | # | feature | formula |
@@ -44,6 +45,9 @@ pub const AGENT_INPUT_COLUMNS: [&str; 11] = [
     "response_time_ms",
     "success_rate",
 ];
+
+/// Counts, memory and response time (input positions): negative values are refused.
+const NON_NEGATIVE: [usize; 6] = [1, 2, 3, 4, 5, 9];
 
 pub const FEATURE_NAMES: [&str; 18] = [
     "api_calls_per_min",
@@ -137,6 +141,12 @@ impl AgentBehavior {
         for (i, slot) in v.iter_mut().enumerate() {
             *slot =
                 parse_number(row.field(i)).map_err(|message| FieldError { input: i, message })?;
+            if NON_NEGATIVE.contains(&i) && *slot < 0.0 {
+                return Err(FieldError {
+                    input: i,
+                    message: format!("{} cannot be negative", AGENT_INPUT_COLUMNS[i]),
+                });
+            }
         }
         self.extract_raw(&AgentRaw::from_array(v), out);
         Ok(())
@@ -195,6 +205,23 @@ impl AgentBehavior {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn any_text_parses_or_errors_and_numbers_give_finite_features(
+            fields in prop::collection::vec("\\PC{0,10}", 11),
+            values in prop::collection::vec(0f64..1e6, 11),
+        ) {
+            let refs: Vec<&str> = fields.iter().map(String::as_str).collect();
+            let mut out = [0f32; 18];
+            let _ = AgentBehavior::default().extract(refs.as_slice(), &mut out);
+            let text: Vec<String> = values.iter().map(|v| v.to_string()).collect();
+            let refs: Vec<&str> = text.iter().map(String::as_str).collect();
+            AgentBehavior::default().extract(refs.as_slice(), &mut out).unwrap();
+            prop_assert!(out.iter().all(|v| v.is_finite()));
+        }
+    }
 
     fn sample() -> AgentRaw {
         AgentRaw::from_array([
@@ -239,6 +266,12 @@ mod tests {
         AgentBehavior::default()
             .extract(refs.as_slice(), &mut out)
             .unwrap();
+        refs[5] = "-1";
+        let err = AgentBehavior::default()
+            .extract(refs.as_slice(), &mut out)
+            .unwrap_err();
+        assert!(err.message.contains("error_count cannot be negative"));
+        refs[5] = "2";
         refs[4] = "lots";
         let err = AgentBehavior::default()
             .extract(refs.as_slice(), &mut out)
