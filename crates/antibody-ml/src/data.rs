@@ -137,9 +137,25 @@ pub struct Dataset {
     pub type_names: Vec<String>,
     /// Source line of each row.
     pub lines: Vec<u64>,
+    /// Per row, the entity it belongs to (for sequence windows); empty when not given.
+    pub entities: Vec<u32>,
 }
 
 impl Dataset {
+    /// Reads each row's entity from `column`, numbering entities in order of appearance.
+    pub fn set_entities(&mut self, table: &RawTable, column: &str) -> Result<()> {
+        let col = table.column_index(column)?;
+        let mut ids: std::collections::HashMap<&str, u32> = std::collections::HashMap::new();
+        self.entities = table
+            .column_values(col)
+            .map(|v| {
+                let next = ids.len() as u32;
+                *ids.entry(v.trim()).or_insert(next)
+            })
+            .collect();
+        Ok(())
+    }
+
     /// Extracts every row of `table`; `labels` adds `y` and `types`.
     pub fn from_table(
         table: &RawTable,
@@ -232,6 +248,9 @@ impl Dataset {
         for &i in idx {
             out.x.extend_from_slice(self.row(i));
             out.lines.push(self.lines[i]);
+            if let Some(&e) = self.entities.get(i) {
+                out.entities.push(e);
+            }
             if self.has_labels() {
                 out.y.push(self.y[i]);
                 out.types.push(self.types[i]);
@@ -375,6 +394,7 @@ mod tests {
             types: (0..100).map(|i| u16::from(i % 4 == 0)).collect(),
             type_names: vec!["a".into(), "b".into()],
             lines: (0..100).collect(),
+            entities: vec![],
         };
         let parts = ds.stratified_split(&[0.8, 0.2], 7);
         assert_eq!(parts[0].len() + parts[1].len(), 100);

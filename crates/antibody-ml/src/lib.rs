@@ -22,6 +22,7 @@ pub mod iforest;
 pub mod metrics;
 pub mod model;
 pub mod rng;
+pub mod seq;
 pub mod shap;
 pub mod train;
 pub mod tree;

@@ -16,6 +16,7 @@ use crate::features::FeatureSet;
 use crate::fusion::Logistic;
 use crate::gbt::{softmax_in_place, Gbt};
 use crate::iforest::IsolationForest;
+use crate::seq::SequenceModel;
 use crate::shap::ShapScratch;
 use crate::train::{CvReport, EvalReport, TrainConfig};
 use serde::{Deserialize, Serialize};
@@ -23,7 +24,7 @@ use sha2::{Digest, Sha256};
 use std::path::Path;
 
 pub const FORMAT: &str = "antibody-ml-model";
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 pub const MANIFEST_FILE: &str = "model.json";
 pub const WEIGHTS_FILE: &str = "model.bin";
 /// Threat-type classes a model may have (rarer types are merged into `other` in training).
@@ -52,6 +53,8 @@ pub struct Ensemble {
     /// the same fusion is the uncertainty.
     pub members: Vec<Gbt>,
     pub types: Option<TypeClassifier>,
+    /// Over each entity's last events, when the training data named an entity column.
+    pub sequence: Option<SequenceModel>,
     /// Fused probability at or above which a row is a threat.
     pub threshold: f64,
 }
@@ -99,6 +102,12 @@ impl Ensemble {
         }
         if self.fusion.dim() != 2 || self.members.len() > MAX_MEMBERS {
             return Err("the fusion expects two inputs and at most 16 members".into());
+        }
+        if let Some(s) = &self.sequence {
+            s.validate()?;
+            if s.n_features != n {
+                return Err("the sequence model reads another feature count".into());
+            }
         }
         if let Some(t) = &self.types {
             if t.gbt.n_features != n
@@ -189,6 +198,13 @@ impl Ensemble {
         }
     }
 
+    /// The sequence model's probability that the newest of `steps` (an entity's last
+    /// feature rows, oldest first) is a threat, with each step's attention weight written to
+    /// `attention`; `None` without a sequence model.
+    pub fn score_window(&self, steps: &[&[f32]], attention: &mut [f64]) -> Option<f64> {
+        Some(self.sequence.as_ref()?.predict(steps, attention))
+    }
+
     /// The score plus TreeSHAP and isolation-path attributions for one row.
     pub fn explain(&self, x: &[f32], scratch: &mut ShapScratch) -> Explanation {
         let score = self.score_row(x);
@@ -275,6 +291,9 @@ pub struct Manifest {
     pub labels: LabelSpec,
     /// Whether the training CSV had a header row (headerless columns are `c1`, `c2`, …).
     pub has_header: bool,
+    /// The column naming each row's entity, for the sequence model.
+    #[serde(default)]
+    pub entity_column: Option<String>,
     pub training: TrainingInfo,
     /// Held-out test metrics.
     pub metrics: EvalReport,
@@ -318,6 +337,7 @@ impl Model {
                 feature_set,
                 labels,
                 has_header,
+                entity_column: None,
                 training,
                 metrics,
                 cross_validation: None,

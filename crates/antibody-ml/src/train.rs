@@ -18,6 +18,7 @@ use crate::iforest::{IsoParams, IsolationForest};
 use crate::metrics::{BinaryMetrics, TypeMetrics};
 use crate::model::{Ensemble, Score, TypeClassifier, MAX_MEMBERS, MAX_TYPES, NO_TYPE};
 use crate::rng::Rng;
+use crate::seq::{windows, SeqParams, SequenceModel};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -38,6 +39,8 @@ pub struct TrainConfig {
     pub min_type_rows: usize,
     /// L2 penalty of the fusion (on standardised inputs).
     pub fusion_l2: f64,
+    /// The sequence model, trained when the data names each row's entity.
+    pub sequence: Option<SeqParams>,
 }
 
 impl Default for TrainConfig {
@@ -55,6 +58,7 @@ impl Default for TrainConfig {
             }),
             min_type_rows: 20,
             fusion_l2: 1.0,
+            sequence: Some(SeqParams::default()),
         }
     }
 }
@@ -116,6 +120,9 @@ pub struct EvalReport {
     /// Mean uncertainty on right and on wrong verdicts.
     pub uncertainty_correct: f64,
     pub uncertainty_wrong: f64,
+    /// The sequence model on each row's window, when there is one and the data has entities.
+    #[serde(default)]
+    pub sequence: Option<BinaryMetrics>,
 }
 
 /// A trained ensemble with its split sizes and held-out report.
@@ -134,9 +141,17 @@ pub fn train(ds: &Dataset, cfg: &TrainConfig, progress: &mut dyn Progress) -> Re
     }
     let parts = ds.stratified_split(&[1.0 - cfg.test_fraction, cfg.test_fraction], cfg.seed);
     let (tr, te) = (ds.subset(&parts[0]), ds.subset(&parts[1]));
-    let ensemble = fit(&tr, cfg, progress)?;
+    let mut ensemble = fit(&tr, cfg, progress)?;
+    let seq_params = cfg.sequence.as_ref().filter(|_| !ds.entities.is_empty());
+    if let Some(p) = seq_params {
+        ensemble.sequence = Some(fit_sequence(ds, &parts[0], cfg.seed, p, progress)?);
+    }
     progress.stage("evaluating", 1);
-    let report = evaluate(&ensemble, &te);
+    let mut report = evaluate(&ensemble, &te);
+    if let Some(s) = &ensemble.sequence {
+        // Windows from the whole file: a test row's history includes training rows.
+        report.sequence = Some(evaluate_sequence(s, ds, &parts[1]));
+    }
     progress.step();
     Ok(Trained {
         ensemble,
@@ -207,8 +222,46 @@ pub fn fit(tr: &Dataset, cfg: &TrainConfig, progress: &mut dyn Progress) -> Resu
         fusion,
         members,
         types,
+        sequence: None,
         threshold: 0.5,
     })
+}
+
+/// The sequence model on the windows (from all of `ds`) that end at the `rows`.
+fn fit_sequence(
+    ds: &Dataset,
+    rows: &[usize],
+    seed: u64,
+    params: &SeqParams,
+    progress: &mut dyn Progress,
+) -> Result<SequenceModel> {
+    let all = windows(&ds.entities, params.window);
+    let wins: Vec<Vec<usize>> = rows.iter().map(|&i| all[i].clone()).collect();
+    let y: Vec<u8> = rows.iter().map(|&i| ds.y[i]).collect();
+    let params = SeqParams {
+        seed: Rng::derive(seed, 5).next_u64(),
+        ..params.clone()
+    };
+    progress.stage("sequence model", params.epochs as u64);
+    SequenceModel::train(&ds.x, ds.n_features, &wins, &y, &params, &mut |_| {
+        progress.step()
+    })
+    .map_err(|e| MlError::Data(format!("sequence model: {e}")))
+}
+
+/// Binary metrics of the sequence model on the windows (from all of `ds`) ending at `rows`.
+pub fn evaluate_sequence(model: &SequenceModel, ds: &Dataset, rows: &[usize]) -> BinaryMetrics {
+    let all = windows(&ds.entities, model.window);
+    let mut attention = vec![0.0; model.window];
+    let probs: Vec<f64> = rows
+        .iter()
+        .map(|&i| {
+            let steps: Vec<&[f32]> = all[i].iter().map(|&r| ds.row(r)).collect();
+            model.predict(&steps, &mut attention)
+        })
+        .collect();
+    let y: Vec<u8> = rows.iter().map(|&i| ds.y[i]).collect();
+    BinaryMetrics::compute(&probs, &y, 0.5)
 }
 
 /// An isolation forest on the benign rows (all rows when fewer than two are benign).
@@ -339,12 +392,18 @@ pub fn evaluate(ensemble: &Ensemble, ds: &Dataset) -> EvalReport {
         })
         .collect();
 
+    let sequence = ensemble
+        .sequence
+        .as_ref()
+        .filter(|_| ds.entities.len() == ds.n_rows())
+        .map(|s| evaluate_sequence(s, ds, &(0..ds.n_rows()).collect::<Vec<_>>()));
     EvalReport {
         binary,
         types: type_metrics(ensemble, ds, &scores),
         detection_by_type,
         uncertainty_correct: mean(right),
         uncertainty_wrong: mean(wrong),
+        sequence,
     }
 }
 
@@ -412,6 +471,7 @@ pub fn cross_validate(
     }
     let cfg = TrainConfig {
         types: None,
+        sequence: None,
         ..cfg.clone()
     };
     let mut per_fold = Vec::with_capacity(k);
@@ -452,10 +512,15 @@ pub(crate) mod tests {
     use crate::gen::{generate, write_csv, GenConfig};
 
     pub(crate) fn generated(rows: usize, seed: u64) -> Dataset {
+        generated_with(rows, seed, false)
+    }
+
+    fn generated_with(rows: usize, seed: u64, mixed: bool) -> Dataset {
         let mut csv = Vec::new();
         let cfg = GenConfig {
             rows,
             seed,
+            mixed,
             ..GenConfig::default()
         };
         write_csv(&generate(&cfg), &mut csv).unwrap();
@@ -466,7 +531,11 @@ pub(crate) mod tests {
             type_column: Some("threat_type".into()),
         };
         let set = FeatureSet::AgentBehavior(AgentBehavior::default());
-        Dataset::from_table(&table, &set, Some(&labels)).unwrap()
+        let mut ds = Dataset::from_table(&table, &set, Some(&labels)).unwrap();
+        if mixed {
+            ds.set_entities(&table, "agent_id").unwrap();
+        }
+        ds
     }
 
     pub(crate) fn quick() -> TrainConfig {
@@ -484,8 +553,39 @@ pub(crate) mod tests {
             gbt: small.clone(),
             folds: 2,
             types: Some(small),
+            sequence: Some(SeqParams {
+                window: 6,
+                hidden: 8,
+                attention: 8,
+                epochs: 3,
+                ..SeqParams::default()
+            }),
             ..TrainConfig::default()
         }
+    }
+
+    #[test]
+    fn sequence_model_trains_on_sessions_and_survives_encoding() {
+        let ds = generated_with(1200, 4, true);
+        let t = train(&ds, &quick(), &mut NoProgress).unwrap();
+        let s = t.report.sequence.as_ref().unwrap();
+        assert!(s.accuracy > 0.95 && s.roc_auc > 0.97, "{s:?}");
+        // Without entities there is no sequence model.
+        assert!(train(&generated(600, 4), &quick(), &mut NoProgress)
+            .unwrap()
+            .ensemble
+            .sequence
+            .is_none());
+        let bytes = postcard::to_stdvec(&t.ensemble).unwrap();
+        let back: Ensemble = postcard::from_bytes(&bytes).unwrap();
+        back.validate().unwrap();
+        let steps: Vec<&[f32]> = (0..6).map(|i| ds.row(i)).collect();
+        let (mut a, mut b) = ([0.0; 6], [0.0; 6]);
+        assert_eq!(
+            back.score_window(&steps, &mut a),
+            t.ensemble.score_window(&steps, &mut b)
+        );
+        assert!((a.iter().sum::<f64>() - 1.0).abs() < 1e-9);
     }
 
     #[test]
@@ -538,6 +638,7 @@ pub(crate) mod tests {
             types: (0..50).map(|i| u16::from(i >= 45)).collect(),
             type_names: vec!["common".into(), "rare".into()],
             lines: (0..50).collect(),
+            entities: vec![],
         };
         let (classes, class_of) = type_classes(&ds, 10);
         assert_eq!(classes, ["common", "other"]);

@@ -9,7 +9,8 @@ use antibody_ml::data::{Dataset, LabelSpec, RawTable, DEFAULT_NEGATIVES};
 use antibody_ml::features::{FeatureSet, FEATURE_SET_NAMES};
 use antibody_ml::gen::{generate, write_csv, GenConfig};
 use antibody_ml::metrics::ClassReport;
-use antibody_ml::model::{Model, TrainingInfo};
+use antibody_ml::model::{Explanation, Model, TrainingInfo};
+use antibody_ml::seq::windows;
 use antibody_ml::shap::ShapScratch;
 use antibody_ml::train::{self, CvReport, EvalReport, Progress, TrainConfig};
 use anyhow::{bail, Context, Result};
@@ -45,6 +46,13 @@ pub struct TrainArgs {
     /// The CSV has no header row.
     #[arg(long)]
     pub no_header: bool,
+    /// Column naming each row's entity (e.g. `agent_id`): also trains the sequence model
+    /// (GRU with attention) over each entity's last 10 rows, in file order.
+    #[arg(long, value_name = "COLUMN")]
+    pub entity: Option<String>,
+    /// Training epochs of the sequence model (with --entity).
+    #[arg(long, default_value_t = 12, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub sequence_epochs: u32,
     /// Model directory to write (created; model.json and model.bin are replaced).
     #[arg(long)]
     pub out: PathBuf,
@@ -140,9 +148,13 @@ pub fn train(args: TrainArgs) -> Result<()> {
     let mut exclude = args.ignore.clone();
     exclude.push(labels.label.clone());
     exclude.extend(labels.type_column.clone());
+    exclude.extend(args.entity.clone());
     let set = FeatureSet::for_table(&args.features, &table, &exclude)?;
-    let ds = Dataset::from_table(&table, &set, Some(&labels))
+    let mut ds = Dataset::from_table(&table, &set, Some(&labels))
         .with_context(|| format!("extracting features from {}", args.data.display()))?;
+    if let Some(col) = &args.entity {
+        ds.set_entities(&table, col)?;
+    }
     let cfg = train_config(&args);
     let mut bars = Bars::new();
 
@@ -170,6 +182,7 @@ pub fn train(args: TrainArgs) -> Result<()> {
         trained.ensemble,
     );
     model.manifest.cross_validation = cv;
+    model.manifest.entity_column = args.entity.clone();
     model
         .save(&args.out)
         .with_context(|| format!("writing the model to {}", args.out.display()))?;
@@ -233,6 +246,9 @@ fn train_config(args: &TrainArgs) -> TrainConfig {
     };
     cfg.gbt.rounds = args.trees as usize;
     cfg.gbt.max_depth = args.depth as usize;
+    if let Some(seq) = &mut cfg.sequence {
+        seq.epochs = args.sequence_epochs as usize;
+    }
     cfg
 }
 
@@ -275,93 +291,166 @@ pub fn explain(args: ExplainArgs) -> Result<()> {
     let e = model
         .ensemble
         .explain(ds.row(i), &mut ShapScratch::default());
-    let names = &model.manifest.feature_names;
-    let classes = model.type_classes();
-    let type_name = classes.get(e.score.threat_type as usize).cloned();
-    let truth = ds
-        .has_labels()
-        .then(|| (ds.y[i] == 1, ds.type_names[ds.types[i] as usize].clone()));
-    let mut order: Vec<usize> = (0..names.len()).collect();
+    let mut order: Vec<usize> = (0..e.margin_shap.len()).collect();
     order.sort_by(|&a, &b| {
         let weight = |k: usize| e.margin_shap[k].abs();
         weight(b).total_cmp(&weight(a)).then(a.cmp(&b))
     });
     order.truncate(args.top);
+    let view = RowView {
+        model: &model,
+        ds: &ds,
+        row: i,
+        e: &e,
+        order: &order,
+        window: sequence_window(&model, &ds, i),
+    };
     let out = &mut io::stdout().lock();
     if args.json {
-        let features: Vec<_> = order
+        writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&view.json(args.row))?
+        )?;
+        Ok(())
+    } else {
+        view.text(out, args.row)
+    }
+}
+
+/// The sequence model's verdict on the window ending at row `i`: probability and, per step
+/// (oldest first), source line and attention weight.
+fn sequence_window(model: &Model, ds: &Dataset, i: usize) -> Option<(f64, Vec<(u64, f64)>)> {
+    let seq = model.ensemble.sequence.as_ref()?;
+    if ds.entities.len() != ds.n_rows() {
+        return None;
+    }
+    let window = windows(&ds.entities[..=i], seq.window).pop()?;
+    let steps: Vec<&[f32]> = window.iter().map(|&r| ds.row(r)).collect();
+    let mut attention = vec![0.0; steps.len()];
+    let p = model.ensemble.score_window(&steps, &mut attention)?;
+    let lines = window.iter().map(|&r| ds.lines[r]);
+    Some((p, lines.zip(attention).collect()))
+}
+
+/// One explained row, ready to print.
+struct RowView<'a> {
+    model: &'a Model,
+    ds: &'a Dataset,
+    row: usize,
+    e: &'a Explanation,
+    /// Features to list, largest attribution first.
+    order: &'a [usize],
+    window: Option<(f64, Vec<(u64, f64)>)>,
+}
+
+impl RowView<'_> {
+    fn is_threat(&self) -> bool {
+        self.e.score.probability as f64 >= self.model.ensemble.threshold
+    }
+
+    fn type_name(&self) -> Option<&String> {
+        self.model
+            .type_classes()
+            .get(self.e.score.threat_type as usize)
+    }
+
+    fn truth(&self) -> Option<(bool, &str)> {
+        let ds = self.ds;
+        ds.has_labels().then(|| {
+            let t = ds.types[self.row] as usize;
+            (ds.y[self.row] == 1, ds.type_names[t].as_str())
+        })
+    }
+
+    fn json(&self, row_number: u64) -> serde_json::Value {
+        let (names, e, x) = (
+            &self.model.manifest.feature_names,
+            self.e,
+            self.ds.row(self.row),
+        );
+        let features: Vec<_> = self
+            .order
             .iter()
             .map(|&k| {
                 serde_json::json!({
                     "feature": names[k],
-                    "value": ds.row(i)[k],
+                    "value": x[k],
                     "shap": e.margin_shap[k],
                     "anomaly": e.anomaly_contrib[k],
                     "type_shap": e.type_shap.as_ref().map(|t| t[k]),
                 })
             })
             .collect();
-        let v = serde_json::json!({
-            "row": args.row,
-            "line": ds.lines[i],
-            "threat": e.score.probability as f64 >= model.ensemble.threshold,
+        let classes = self.model.type_classes();
+        serde_json::json!({
+            "row": row_number,
+            "line": self.ds.lines[self.row],
+            "threat": self.is_threat(),
             "score": e.score,
-            "threat_type": type_name,
+            "threat_type": self.type_name(),
             "margin_base": e.margin_base,
             "type_probabilities": classes.iter().zip(&e.type_probabilities).collect::<Vec<_>>(),
             "features": features,
-            "label": truth.as_ref().map(|(t, name)| serde_json::json!({"threat": t, "type": name})),
-        });
-        writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
-        return Ok(());
+            "sequence": self.window.as_ref().map(|(p, steps)| serde_json::json!({
+                "probability": p,
+                "steps": steps.iter().map(|(line, a)| serde_json::json!({"line": line, "attention": a})).collect::<Vec<_>>(),
+            })),
+            "label": self.truth().map(|(t, name)| serde_json::json!({"threat": t, "type": name})),
+        })
     }
-    let s = &e.score;
-    let verdict = if s.probability as f64 >= model.ensemble.threshold {
-        "THREAT"
-    } else {
-        "benign"
-    };
-    writeln!(
-        out,
-        "row {} (line {}): {verdict}  p = {:.4} ± {:.4}  anomaly {:.3}  margin {:+.3}",
-        args.row, ds.lines[i], s.probability, s.uncertainty, s.anomaly, s.margin
-    )?;
-    // A type is only a finding's detail: benign verdicts do not get one.
-    if let Some(t) = type_name.as_ref().filter(|_| verdict == "THREAT") {
+
+    fn text(&self, out: &mut impl Write, row_number: u64) -> Result<()> {
+        let (e, s) = (self.e, &self.e.score);
+        let verdict = if self.is_threat() { "THREAT" } else { "benign" };
         writeln!(
             out,
-            "likeliest threat type: {t} ({:.1} % of the threat mass)",
-            s.type_confidence * 100.0
+            "row {row_number} (line {}): {verdict}  p = {:.4} ± {:.4}  anomaly {:.3}  margin {:+.3}",
+            self.ds.lines[self.row], s.probability, s.uncertainty, s.anomaly, s.margin
         )?;
-    }
-    if let Some((threat, name)) = truth {
+        // A type is only a finding's detail: benign verdicts do not get one.
+        if let Some(t) = self.type_name().filter(|_| self.is_threat()) {
+            writeln!(
+                out,
+                "likeliest threat type: {t} ({:.1} % of the threat mass)",
+                s.type_confidence * 100.0
+            )?;
+        }
+        if let Some((threat, name)) = self.truth() {
+            let label = if threat { "threat" } else { "benign" };
+            writeln!(out, "label in the data: {label} ({name})")?;
+        }
         writeln!(
             out,
-            "label in the data: {} ({name})",
-            if threat { "threat" } else { "benign" }
+            "\nboosted-tree margin = base {:+.3} + contributions (TreeSHAP); anomaly = Σ path attributions",
+            e.margin_base
         )?;
-    }
-    writeln!(
-        out,
-        "\nboosted-tree margin = base {:+.3} + contributions (TreeSHAP); anomaly = Σ path attributions",
-        e.margin_base
-    )?;
-    writeln!(
-        out,
-        "  {:<28} {:>12} {:>10} {:>9}",
-        "feature", "value", "shap", "anomaly"
-    )?;
-    for &k in &order {
         writeln!(
             out,
-            "  {:<28} {:>12.4} {:>+10.4} {:>9.4}",
-            names[k],
-            ds.row(i)[k],
-            e.margin_shap[k],
-            e.anomaly_contrib[k]
+            "  {:<28} {:>12} {:>10} {:>9}",
+            "feature", "value", "shap", "anomaly"
         )?;
+        let (names, x) = (&self.model.manifest.feature_names, self.ds.row(self.row));
+        for &k in self.order {
+            writeln!(
+                out,
+                "  {:<28} {:>12.4} {:>+10.4} {:>9.4}",
+                names[k], x[k], e.margin_shap[k], e.anomaly_contrib[k]
+            )?;
+        }
+        if let Some((p, steps)) = &self.window {
+            writeln!(
+                out,
+                "\nsequence model over the entity's last {} rows: p = {p:.4}; attention (which steps mattered):",
+                steps.len()
+            )?;
+            for (line, a) in steps {
+                let bar = "#".repeat((a * 40.0).round() as usize);
+                writeln!(out, "  line {line:>8}  {a:>6.3}  {bar}")?;
+            }
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 pub fn gen(args: GenArgs) -> Result<()> {
@@ -399,15 +488,24 @@ fn load_table(model: &Model, path: &Path, no_header: bool) -> Result<RawTable> {
         .0)
 }
 
+/// The table's rows through the model's feature set, with labels if asked and entities
+/// when the model has a sequence model and the table its entity column.
 fn dataset(model: &Model, table: &RawTable, path: &Path, labels: bool) -> Result<Dataset> {
     let labels = labels.then_some(&model.manifest.labels);
-    Dataset::from_table(table, &model.manifest.feature_set, labels).with_context(|| {
-        format!(
-            "{} does not fit the model's schema ({} feature set)",
-            path.display(),
-            model.manifest.feature_set.name()
-        )
-    })
+    let mut ds =
+        Dataset::from_table(table, &model.manifest.feature_set, labels).with_context(|| {
+            format!(
+                "{} does not fit the model's schema ({} feature set)",
+                path.display(),
+                model.manifest.feature_set.name()
+            )
+        })?;
+    if let Some(col) = &model.manifest.entity_column {
+        if table.column_index(col).is_ok() {
+            ds.set_entities(table, col)?;
+        }
+    }
+    Ok(ds)
 }
 
 fn pct(v: f64) -> String {
@@ -455,6 +553,17 @@ fn print_report(out: &mut impl Write, r: &EvalReport) -> io::Result<()> {
             t.rows
         )?;
         print_classes(out, &t.per_class)?;
+    }
+    if let Some(q) = &r.sequence {
+        writeln!(
+            out,
+            "  sequence model (each row's window): accuracy {}  precision {}  recall {}  FPR {}  ROC-AUC {:.5}",
+            pct(q.accuracy),
+            pct(q.precision),
+            pct(q.recall),
+            pct(q.fpr),
+            q.roc_auc
+        )?;
     }
     writeln!(
         out,
@@ -556,6 +665,8 @@ mod tests {
             negatives: vec![],
             ignore: vec![],
             no_header: false,
+            entity: Some("agent_id".into()),
+            sequence_epochs: 1,
             out: out.to_path_buf(),
             seed: 1,
             trees: 20,
@@ -588,6 +699,8 @@ mod tests {
             model.manifest.labels.type_column.as_deref(),
             Some("threat_type")
         );
+        assert!(model.ensemble.sequence.is_some());
+        assert!(model.manifest.metrics.sequence.is_some());
         assert!(model.manifest.metrics.binary.accuracy > 0.95);
         eval(EvalArgs {
             model: model_dir.clone(),
@@ -623,6 +736,7 @@ mod tests {
         let args = TrainArgs {
             features: "tabular".into(),
             label: "label".into(),
+            entity: None,
             ..train_args(&tabular, &model_dir)
         };
         train(args).unwrap();
