@@ -9,6 +9,7 @@ use antibody_ml::features::AgentBehavior;
 use antibody_ml::gen::{generate, GenConfig, Scenario};
 use antibody_ml::iforest::{IsoParams, IsolationForest};
 use antibody_ml::model::Score;
+use antibody_ml::seq::{windows, SeqParams, SequenceModel, MAX_WINDOW};
 use antibody_ml::shap::ShapScratch;
 use antibody_ml::train::{fit, NoProgress, TrainConfig};
 use std::hint::black_box;
@@ -129,4 +130,40 @@ fn main() {
         BATCH as f64 / t
     );
     println!("training the ensemble on 8,000 rows:  {train_s:>10.2} s");
+
+    // The sequence model on per-agent sessions.
+    let sessions = generate(&GenConfig {
+        rows: 8000,
+        seed: 3,
+        mixed: true,
+        ..GenConfig::default()
+    });
+    let set = AgentBehavior::default();
+    let mut x = vec![0f32; sessions.len() * NF];
+    for (r, out) in sessions.iter().zip(x.chunks_exact_mut(NF)) {
+        set.extract_raw(&r.raw, out);
+    }
+    let entities: Vec<u32> = sessions.iter().map(|r| r.agent).collect();
+    let y: Vec<u8> = sessions.iter().map(|r| u8::from(r.is_threat())).collect();
+    let wins = windows(&entities, 10);
+    let started = Instant::now();
+    let Ok(seq) = SequenceModel::train(&x, NF, &wins, &y, &SeqParams::default(), &mut |_| {})
+    else {
+        eprintln!("sequence training failed");
+        return;
+    };
+    let seq_train_s = started.elapsed().as_secs_f64();
+    let mut attention = [0.0; MAX_WINDOW];
+    let full: Vec<&Vec<usize>> = wins.iter().filter(|w| w.len() == 10).take(BATCH).collect();
+    let t = best(30, || {
+        for w in &full {
+            let steps: Vec<&[f32]> = w.iter().map(|&r| &x[r * NF..(r + 1) * NF]).collect();
+            black_box(seq.predict(&steps, &mut attention));
+        }
+    });
+    println!(
+        "sequence model, 10-step window + attention: {:>6.2} µs",
+        t / full.len() as f64 * 1e6
+    );
+    println!("training the sequence model, 8,000 windows: {seq_train_s:>5.2} s");
 }
