@@ -5,6 +5,8 @@
 //! - [`gen`]: the seeded generator of the seven agent-behaviour scenarios.
 //! - [`data`]: CSV → [`data::Dataset`] (feature matrix, binary labels, threat types), splits.
 //! - [`iforest`], [`gbt`], [`shap`], [`fusion`]: the models and their explanations.
+//! - [`seq`]: the GRU-with-attention sequence model over an entity's last rows.
+//! - [`tree`]: the trees both forests share, and their compiled branch-free form.
 //! - [`model`]: the trained ensemble, its `score_batch` API and its model-file directory.
 //! - [`train`], [`metrics`]: the training pipeline and evaluation.
 //!
