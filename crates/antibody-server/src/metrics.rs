@@ -79,6 +79,8 @@ pub struct Metrics {
     pub finding_visible_latency: Histogram,
     /// One store transaction of engine outputs.
     pub store_write_latency: Histogram,
+    /// From an incident update being stored to the action it caused being applied.
+    pub action_latency: Histogram,
     findings_by_kind: Mutex<BTreeMap<String, u64>>,
 }
 
@@ -178,6 +180,11 @@ impl Metrics {
             &mut out,
             "antibody_detect_latency_seconds",
             "Engine time per event batch.",
+        );
+        self.action_latency.render(
+            &mut out,
+            "antibody_action_latency_seconds",
+            "From an incident update being stored to the action it caused being applied.",
         );
         self.store_write_latency.render(
             &mut out,

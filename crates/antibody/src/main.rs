@@ -1,6 +1,7 @@
 //! The `antibody` binary: command-line interface and the composition root.
 
 mod bench;
+mod bench_respond;
 mod config;
 mod ml;
 mod replay;

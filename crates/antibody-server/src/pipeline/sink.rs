@@ -220,6 +220,7 @@ impl Sink {
             findings: std::mem::take(findings),
             incidents: std::mem::take(incidents),
             samples: std::mem::take(samples),
+            stored: Instant::now(),
         };
         let _ = tx.send(msg);
     }

@@ -82,6 +82,8 @@ pub(crate) enum RespondMsg {
         findings: Vec<Finding>,
         incidents: Vec<Incident>,
         samples: Vec<Sample>,
+        /// When the sink had stored them (for the incident → action latency).
+        stored: std::time::Instant,
     },
     Tick(TimestampMs),
     Human(Human, oneshot::Sender<Result<Vec<Action>, RespondError>>),
@@ -112,6 +114,8 @@ pub(crate) struct RespondStage {
     watch: Watch,
     /// Messages the stage sends itself (executor completions).
     own: std::sync::mpsc::Sender<RespondMsg>,
+    /// When the incident updates being handled were stored, for the action latency metric.
+    since: Option<std::time::Instant>,
 }
 
 pub(crate) struct StageParts {
@@ -178,6 +182,7 @@ impl RespondStage {
             executors: p.executors,
             watch: p.watch,
             own: p.own,
+            since: None,
         })
     }
 
@@ -194,7 +199,12 @@ impl RespondStage {
                     findings,
                     incidents,
                     samples,
-                } => self.on_outputs(&findings, &incidents, &samples, now),
+                    stored,
+                } => {
+                    self.since = Some(stored);
+                    self.on_outputs(&findings, &incidents, &samples, now);
+                    self.since = None;
+                }
                 RespondMsg::Tick(t) => {
                     let d = self.responder.on_tick(t);
                     self.apply(d, t);
@@ -330,7 +340,17 @@ impl RespondStage {
             self.persist(&batch, now);
             for d in &batch {
                 self.publish(d);
+                self.observe_applied(d);
                 queue.extend(self.carry_out(d, now));
+            }
+        }
+    }
+
+    /// Incident update stored → action applied, for actions antibody enforces itself.
+    fn observe_applied(&self, d: &Decision) {
+        if let (Some(at), Decision::Action { action, .. }) = (self.since, d) {
+            if action.status == ActionStatus::Succeeded {
+                self.metrics.action_latency.observe(at.elapsed());
             }
         }
     }
