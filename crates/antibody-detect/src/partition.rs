@@ -286,20 +286,21 @@ impl Partition {
             let Some(id) = metrics.intern(name) else {
                 continue;
             };
-            // One tenant cannot exhaust the partition's shared name table for the others.
-            let used = tenant_metrics.entry(ev.tenant.clone()).or_default();
-            if !used.contains(&id) {
-                if used.len() >= max_names {
-                    continue;
-                }
-                used.insert(id);
-            }
             if usize::from(id) == kinds.len() {
                 kinds.push(self.cfg.kind_for_metric(name));
             }
             let baseline = match state.metrics.iter_mut().find(|(m, _)| *m == id) {
                 Some((_, b)) => b,
                 None => {
+                    // Checked only when a baseline is created, off the steady-state path: one
+                    // tenant cannot exhaust the partition's shared name table for the others.
+                    let used = tenant_metrics.entry(ev.tenant.clone()).or_default();
+                    if !used.contains(&id) {
+                        if used.len() >= max_names {
+                            continue;
+                        }
+                        used.insert(id);
+                    }
                     state.metrics.push((id, MetricBaseline::new()));
                     &mut state.metrics.last_mut().expect("just pushed").1
                 }
