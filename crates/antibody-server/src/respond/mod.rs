@@ -241,6 +241,8 @@ impl RespondStage {
         self.snapshot();
     }
 
+    /// All decisions of one sink batch are stored in one transaction: incident updates come
+    /// in bursts, and a transaction per incident would make SQLite the bottleneck.
     fn on_outputs(
         &mut self,
         findings: &[Finding],
@@ -248,6 +250,7 @@ impl RespondStage {
         samples: &[Sample],
         now: TimestampMs,
     ) {
+        let mut decisions = Vec::new();
         for inc in incidents {
             let joined: Vec<Finding> = findings
                 .iter()
@@ -256,15 +259,17 @@ impl RespondStage {
                 })
                 .cloned()
                 .collect();
-            let d = self.responder.on_incident(inc, &joined, now);
-            self.apply(d, now);
+            decisions.extend(self.responder.on_incident(inc, &joined, now));
         }
         for s in samples {
-            let d = self
-                .responder
-                .on_sample(&s.tenant, &s.entity, s.within_baseline, s.ts);
-            self.apply(d, now);
+            decisions.extend(self.responder.on_sample(
+                &s.tenant,
+                &s.entity,
+                s.within_baseline,
+                s.ts,
+            ));
         }
+        self.apply(decisions, now);
     }
 
     fn on_human(&mut self, h: Human, now: TimestampMs) -> Result<Vec<Action>, RespondError> {
