@@ -44,13 +44,20 @@ impl Store {
     }
 
     /// Makes every commit so far survive a power loss. Commits run with `synchronous =
-    /// NORMAL` (safe against a process crash, not against power loss) for speed; the engine
-    /// calls this before it writes a checkpoint that assumes those commits exist.
-    /// Returns false when readers kept the checkpoint from completing (try again later).
-    pub fn make_durable(&self) -> Result<bool, StoreError> {
-        let conn = self.lock_writer();
-        let busy: i64 = conn.query_row("PRAGMA wal_checkpoint(FULL)", [], |r| r.get(0))?;
-        Ok(busy == 0)
+    /// NORMAL` (safe against a process crash, not against power loss) for speed; one commit
+    /// in FULL mode fsyncs the WAL and with it every frame before. The engine calls this
+    /// before it writes a checkpoint that assumes those commits exist.
+    pub fn make_durable(&self) -> Result<(), StoreError> {
+        let mut conn = self.lock_writer();
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        let result = (|| {
+            let tx = conn.transaction()?;
+            set_meta(&tx, "durable_at", "sync")?;
+            tx.commit()?;
+            Ok::<(), StoreError>(())
+        })();
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        result
     }
 }
 
@@ -73,11 +80,12 @@ mod tests {
     use crate::Store;
 
     #[test]
-    fn make_durable_checkpoints_the_wal() {
+    fn make_durable_commits_in_full_sync_mode() {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(&dir.path().join("a.db")).unwrap();
         s.set_meta("k", "v").unwrap();
-        assert!(s.make_durable().unwrap());
+        s.make_durable().unwrap();
         assert_eq!(s.get_meta("k").unwrap().as_deref(), Some("v"));
+        assert_eq!(s.get_meta("durable_at").unwrap().as_deref(), Some("sync"));
     }
 }

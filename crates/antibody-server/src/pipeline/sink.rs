@@ -288,12 +288,7 @@ impl Sink {
         // The checkpoint claims every output below it is stored: make those commits
         // power-loss safe first, or leave the checkpoint for the next round.
         match self.store.make_durable() {
-            Ok(true) => {}
-            Ok(false) => {
-                tracing::warn!("store busy; checkpoint deferred");
-                self.pending.remove(&next_offset);
-                return;
-            }
+            Ok(()) => {}
             Err(e) => {
                 tracing::error!(error = %e, "store could not be made durable; checkpoint skipped");
                 self.pending.remove(&next_offset);

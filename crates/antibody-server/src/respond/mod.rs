@@ -32,6 +32,12 @@ use tokio::sync::{broadcast, oneshot};
 
 pub use execute::Executors;
 
+/// Queued sink batches folded into one step at most.
+const MAX_FOLD: usize = 256;
+
+/// Decisions stored per transaction at most.
+const PERSIST_CHUNK: usize = 32;
+
 /// A person's request, with who asked (the key id) and for which tenant.
 #[derive(Debug)]
 pub struct Human {
@@ -187,20 +193,53 @@ impl RespondStage {
     }
 
     pub(crate) fn run(mut self, rx: Receiver<RespondMsg>) {
+        let mut held: Option<RespondMsg> = None;
         loop {
-            let msg = match rx.recv_timeout(Duration::from_secs(1)) {
-                Ok(m) => m,
-                Err(RecvTimeoutError::Timeout) => continue,
-                Err(RecvTimeoutError::Disconnected) => break,
+            let msg = match held.take() {
+                Some(m) => m,
+                None => match rx.recv_timeout(Duration::from_secs(1)) {
+                    Ok(m) => m,
+                    Err(RecvTimeoutError::Timeout) => continue,
+                    Err(RecvTimeoutError::Disconnected) => break,
+                },
             };
             let now = self.clock.now_ms();
             match msg {
                 RespondMsg::Outputs {
-                    findings,
+                    mut findings,
                     incidents,
-                    samples,
+                    mut samples,
                     stored,
                 } => {
+                    // Under load the same incidents update many times over; fold every queued
+                    // batch into one and judge each incident once, at its latest version.
+                    let mut latest: BTreeMap<(TenantId, String), Incident> = BTreeMap::new();
+                    let mut fold = |incs: Vec<Incident>| {
+                        for i in incs {
+                            latest.insert((i.tenant.clone(), i.id.clone()), i);
+                        }
+                    };
+                    fold(incidents);
+                    for _ in 0..MAX_FOLD {
+                        match rx.try_recv() {
+                            Ok(RespondMsg::Outputs {
+                                findings: f,
+                                incidents: i,
+                                samples: smp,
+                                ..
+                            }) => {
+                                findings.extend(f);
+                                samples.extend(smp);
+                                fold(i);
+                            }
+                            Ok(other) => {
+                                held = Some(other);
+                                break;
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    let incidents: Vec<Incident> = latest.into_values().collect();
                     self.since = Some(stored);
                     self.on_outputs(&findings, &incidents, &samples, now);
                     self.since = None;
@@ -342,7 +381,11 @@ impl RespondStage {
         let mut queue = decisions;
         while !queue.is_empty() {
             let batch = std::mem::take(&mut queue);
-            self.persist(&batch, now);
+            // Bounded transactions: the sink shares SQLite's single writer, and a long
+            // response transaction would hold back findings becoming visible.
+            for chunk in batch.chunks(PERSIST_CHUNK) {
+                self.persist(chunk, now);
+            }
             for d in &batch {
                 self.publish(d);
                 self.observe_applied(d);
