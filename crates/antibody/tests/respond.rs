@@ -275,3 +275,79 @@ fn assets_are_validated_and_isolated() {
         "allow"
     );
 }
+
+/// A latency spike on 10 of 20 agents of one group at once is one fleet incident diagnosed
+/// `external_cause`, and nobody is quarantined for it.
+#[test]
+fn a_fleet_wide_spike_is_an_external_cause_not_twenty_infections() {
+    let s = TestServer::start();
+    let assets: Vec<String> = (0..20)
+        .map(|i| format!("{{\"entity\":\"agent:f{i}\",\"criticality\":3,\"group\":\"fleet-a\"}}"))
+        .collect();
+    let r = s.post_json("/v1/assets", ADMIN_KEY, &format!("[{}]", assets.join(",")));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let mut body = String::new();
+    for round in 0..20 {
+        for i in 0..20 {
+            body.push_str(&format!(
+                "{{\"entity\":\"agent:f{i}\",\"kind\":\"vitals\",\"metrics\":{{\"latency_ms\":{}}}}}\n",
+                800 + (round + i) % 5 * 10
+            ));
+        }
+    }
+    assert_eq!(s.post_ndjson(ADMIN_KEY, &body).status, 202);
+    let spikes: String =
+        (0..10).map(|i| format!("{{\"entity\":\"agent:f{i}\",\"kind\":\"vitals\",\"metrics\":{{\"latency_ms\":9000}}}}\n")).collect();
+    assert_eq!(s.post_ndjson(ADMIN_KEY, &spikes).status, 202);
+    let fleet = eventually(Duration::from_secs(15), || {
+        let items = s.get("/v1/incidents", ADMIN_KEY).json()["items"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        items.into_iter().find(|i| i["entity"] == "group:fleet-a")
+    });
+    assert_eq!(fleet["diagnosis"][0]["cause"], "external_cause", "{fleet}");
+    // The members' own incidents point at the external cause too.
+    let member = s.get("/v1/incidents?entity=agent:f0", ADMIN_KEY).json();
+    assert_eq!(
+        member["items"][0]["diagnosis"][0]["cause"], "external_cause",
+        "{member}"
+    );
+    let quarantines = actions(&s, "?limit=1000")
+        .into_iter()
+        .filter(|a| a["kind"] == "quarantine" || a["kind"] == "isolate")
+        .count();
+    assert_eq!(
+        quarantines, 0,
+        "nobody is quarantined for an external cause"
+    );
+}
+
+#[test]
+fn a_pending_approval_survives_a_restart() {
+    let mut s = TestServer::start();
+    let mut body = String::new();
+    for i in 0..20 {
+        body.push_str(&format!(
+            "{{\"entity\":\"agent:p\",\"kind\":\"vitals\",\"metrics\":{{\"tokens\":{}}}}}\n",
+            1000 + i % 3 * 10
+        ));
+    }
+    body.push_str("{\"entity\":\"agent:p\",\"kind\":\"vitals\",\"metrics\":{\"tokens\":500000}}\n");
+    assert_eq!(s.post_ndjson(ADMIN_KEY, &body).status, 202);
+    let pending = eventually(Duration::from_secs(15), || {
+        actions(&s, "?status=pending_approval").into_iter().next()
+    });
+    let id = pending["id"].as_str().unwrap().to_owned();
+    s.stop();
+    s.restart();
+    let a = s.get(&format!("/v1/actions/{id}"), ADMIN_KEY).json();
+    assert_eq!(a["status"], "pending_approval", "{a}");
+    let r = s.post_json(&format!("/v1/actions/{id}/approve"), ADMIN_KEY, "");
+    assert_eq!(
+        r.status,
+        200,
+        "the responder still knows the approval after a restart: {}",
+        r.text()
+    );
+}

@@ -407,6 +407,8 @@ impl RespondStage {
         let mut audit: Vec<AuditEntry> = Vec::with_capacity(batch.len());
         let mut actions: Vec<(TenantId, Action)> = Vec::new();
         let mut touched: Vec<(TenantId, String)> = Vec::new();
+        // Fleet incidents are incidents like any other in the API (diagnosed external_cause).
+        let mut fleet: Vec<Incident> = Vec::new();
         for d in batch {
             let tenant = d.tenant().clone();
             audit.push(
@@ -445,6 +447,7 @@ impl RespondStage {
                     let on = self.responder.wants_samples(&t.tenant, &t.entity);
                     (self.watch)(&t.tenant, &t.entity, on);
                 }
+                Decision::Fleet(f) => fleet.push(f.to_incident()),
                 _ => {}
             }
         }
@@ -457,6 +460,7 @@ impl RespondStage {
         self.store_retrying(|s| {
             s.append_audit(&audit)?;
             s.upsert_actions(&actions, now)?;
+            s.upsert_incidents(&fleet)?;
             s.put_incident_responses(&views)
         });
     }
