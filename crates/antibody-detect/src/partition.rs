@@ -199,6 +199,11 @@ impl Partition {
             .collect();
     }
 
+    /// Swaps in a new rule set; threshold windows of rules that kept their id carry on.
+    pub fn set_rules(&mut self, rules: Arc<RuleSet>) {
+        self.rules = rules;
+    }
+
     /// Number of tracked entities.
     pub fn entity_count(&self) -> usize {
         self.tenants.values().map(HashMap::len).sum()

@@ -47,11 +47,20 @@ pub enum ServerError {
 /// is just the default pack. Every error of every file is reported at once.
 pub fn load_playbooks(dir: &Path) -> Result<antibody_respond::PlaybookSet, ServerError> {
     let mut sources = antibody_respond::PlaybookSet::default_sources();
+    for (path, text) in yaml_files(dir)? {
+        sources.push(antibody_respond::PlaybookSource::new(
+            path.display().to_string(),
+            text,
+        ));
+    }
+    Ok(antibody_respond::PlaybookSet::load(&sources)?)
+}
+
+/// `dir/*.yml` and `*.yaml` with their text, in name order; a missing dir has none.
+pub fn yaml_files(dir: &Path) -> Result<Vec<(PathBuf, String)>, ServerError> {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Ok(antibody_respond::PlaybookSet::load(&sources)?)
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(source) => {
             return Err(ServerError::Io {
                 context: format!("reading {}", dir.display()),
@@ -65,17 +74,16 @@ pub fn load_playbooks(dir: &Path) -> Result<antibody_respond::PlaybookSet, Serve
         .filter(|p| p.extension().is_some_and(|x| x == "yml" || x == "yaml"))
         .collect();
     paths.sort();
-    for path in paths {
-        let text = std::fs::read_to_string(&path).map_err(|source| ServerError::Io {
-            context: format!("reading {}", path.display()),
-            source,
-        })?;
-        sources.push(antibody_respond::PlaybookSource::new(
-            path.display().to_string(),
-            text,
-        ));
-    }
-    Ok(antibody_respond::PlaybookSet::load(&sources)?)
+    paths
+        .into_iter()
+        .map(|path| {
+            let text = std::fs::read_to_string(&path).map_err(|source| ServerError::Io {
+                context: format!("reading {}", path.display()),
+                source,
+            })?;
+            Ok((path, text))
+        })
+        .collect()
 }
 
 /// How long open requests may run on after a shutdown signal.
@@ -144,7 +152,7 @@ impl Server {
             cfg.admin_key.as_deref(),
             clock.now_ms(),
         )?;
-        let rules = RuleSet::load_dir(&cfg.data_dir.join("rules"))?;
+        let rules = Arc::new(RuleSet::load_dir(&cfg.data_dir.join("rules"))?);
         tracing::info!(rules = rules.len(), "rules loaded");
         let playbooks = Arc::new(load_playbooks(&cfg.data_dir.join("playbooks"))?);
         tracing::info!(playbooks = playbooks.playbooks().len(), "playbooks loaded");
@@ -164,7 +172,7 @@ impl Server {
         let responder = respond::load_responder(
             &cfg.data_dir.join("snapshots").join("responder.snap"),
             Arc::new(cfg.responder.clone()),
-            playbooks,
+            playbooks.clone(),
             &store,
         )?;
         let metrics = Arc::new(metrics::Metrics::default());
@@ -173,7 +181,7 @@ impl Server {
             metrics: metrics.clone(),
             clock: clock.clone(),
             engine: Arc::new(cfg.engine.clone()),
-            rules: Arc::new(rules),
+            rules: rules.clone(),
             responder,
             executors,
         };
@@ -187,6 +195,7 @@ impl Server {
             limits: Arc::new(cfg.limits.clone()),
             keys: Arc::new(auth::KeyCache::default()),
             shutdown: stop_rx,
+            catalog: Arc::new(state::Catalog::new(cfg.data_dir.clone(), rules, playbooks)),
             ingest_permits: Arc::new(tokio::sync::Semaphore::new(
                 cfg.max_concurrent_ingest.max(1),
             )),

@@ -115,6 +115,8 @@ pub(crate) enum Work {
     Checkpoint {
         next_offset: u64,
     },
+    /// A new rule set (after `PUT /v1/rules/{name}`).
+    Rules(Arc<RuleSet>),
     /// Start or stop sampling an entity for the response engine's probation.
     Watch {
         tenant: TenantId,
@@ -342,6 +344,20 @@ impl Pipeline {
                 })
             }
         }
+    }
+
+    /// Hands a new rule set to every partition (in order with their other work).
+    pub fn set_rules(&self, rules: Arc<RuleSet>) {
+        for w in &self.workers {
+            let _ = w.send(Work::Rules(rules.clone()));
+        }
+    }
+
+    /// Hands a new playbook set to the response engine.
+    pub fn set_playbooks(&self, playbooks: Arc<antibody_respond::PlaybookSet>) {
+        let _ = self
+            .respond
+            .send(crate::respond::RespondMsg::Playbooks(playbooks));
     }
 
     /// True when the ingest queue is at its limit (new requests get 429 unread).

@@ -75,6 +75,7 @@ impl Worker {
                         bytes,
                     });
                 }
+                Work::Rules(rules) => self.partition.set_rules(rules),
                 Work::Watch { tenant, entity, on } => self.partition.watch(&tenant, &entity, on),
                 Work::Stop => break,
             }

@@ -101,6 +101,7 @@ pub(crate) enum RespondMsg {
         message: String,
     },
     Checkpoint,
+    Playbooks(Arc<antibody_respond::PlaybookSet>),
     Stop,
 }
 
@@ -274,6 +275,7 @@ impl RespondStage {
                     self.snapshot();
                 }
                 RespondMsg::Checkpoint => self.snapshot(),
+                RespondMsg::Playbooks(p) => self.responder.set_playbooks(p),
                 RespondMsg::Stop => break,
             }
         }

@@ -3,6 +3,7 @@
 //! the router and `/openapi.json`, so the two cannot drift apart.
 
 mod admin;
+mod catalog;
 mod events;
 mod findings;
 mod ops;
@@ -90,6 +91,10 @@ pub fn endpoints() -> Vec<Endpoint> {
         ep("get", "/v1/blocklist", "Blocked IPs and CIDRs: plain text, one per line; ?format=json with TTLs", Some("any"), get(respond::blocklist)),
         ep("post", "/v1/feedback", "Label a finding or incident; a root_cause re-ranks diagnoses for the tenant", Some("analyst"), post(respond::feedback)),
         ep("get", "/v1/audit", "The tenant's audit chain, oldest first (filters: after, subject, actor, kind, limit; format=ndjson)", Some("analyst"), get(respond::audit)),
+        ep("get", "/v1/rules", "The rules in force (default pack and data dir)", Some("analyst"), get(catalog::list_rules)),
+        ep("put", "/v1/rules/{name}", "Replace <data-dir>/rules/<name>.yml (YAML body); validated with the rest, applied without a restart (bootstrap admin)", Some("admin"), axum::routing::put(catalog::put_rules)),
+        ep("get", "/v1/playbooks", "The playbooks in force", Some("analyst"), get(catalog::list_playbooks)),
+        ep("put", "/v1/playbooks/{name}", "Replace <data-dir>/playbooks/<name>.yml (YAML body); validated with the rest, applied without a restart (bootstrap admin)", Some("admin"), axum::routing::put(catalog::put_playbooks)),
         ep("get", "/v1/audit/verify", "Re-hash the audit chain and report where it breaks", Some("analyst"), get(respond::audit_verify)),
         ep(
             "get",
