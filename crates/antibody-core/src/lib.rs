@@ -7,6 +7,7 @@ pub mod event;
 pub mod finding;
 pub mod incident;
 pub mod ingest;
+pub mod rng;
 pub mod tenant;
 
 pub use clock::{Clock, FakeClock, SystemClock, TimestampMs};

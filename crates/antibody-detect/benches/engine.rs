@@ -1,6 +1,7 @@
 //! The engine in-process: parsed events → baselines + default rule pack + correlation, one
 //! partition on one core. `cargo bench -p antibody-detect --bench engine`
 
+use antibody_core::rng::SplitMix64;
 use antibody_core::{AttrValue, Event, TenantId};
 use antibody_detect::{EngineConfig, Outputs, Partition};
 use antibody_rules::RuleSet;
@@ -9,21 +10,6 @@ use std::sync::Arc;
 
 const EVENTS: usize = 100_000;
 const ENTITIES: u64 = 10_000;
-
-/// splitmix64: a deterministic stream without a dependency.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
 
 const QUERIES: [&str; 6] = [
     "q=shoes&page=2",
@@ -37,12 +23,12 @@ const QUERIES: [&str; 6] = [
 /// 70 % agent vitals (4 metrics, 10,000 agents), 20 % benign HTTP, 10 % SSH auth.
 fn events() -> Vec<Event> {
     let tenant = TenantId::new("bench");
-    let mut rng = Rng(42);
+    let mut rng = SplitMix64::new(42);
     (0..EVENTS)
         .map(|i| {
             let ts = 1_700_000_000_000 + i as i64;
-            let r = rng.next() % 10;
-            let e = rng.next() % ENTITIES;
+            let r = rng.next_u64() % 10;
+            let e = rng.next_u64() % ENTITIES;
             let (entity, kind, metrics, attrs) = if r < 7 {
                 let m = vec![
                     ("tokens".to_string(), 1500.0 + 100.0 * rng.unit()),
@@ -57,7 +43,7 @@ fn events() -> Vec<Event> {
                     vec![("prompt_hash".to_string(), AttrValue::Str("p1".into()))],
                 )
             } else if r < 9 {
-                let q = QUERIES[(rng.next() % QUERIES.len() as u64) as usize];
+                let q = QUERIES[(rng.next_u64() % QUERIES.len() as u64) as usize];
                 let a = vec![
                     (
                         "src_ip".to_string(),
@@ -84,7 +70,7 @@ fn events() -> Vec<Event> {
                     (
                         "outcome".to_string(),
                         AttrValue::Str(
-                            if rng.next().is_multiple_of(4) {
+                            if rng.next_u64().is_multiple_of(4) {
                                 "failure"
                             } else {
                                 "success"

@@ -3,6 +3,7 @@
 //! tenant `default`. For trying antibody out; never on unless asked for.
 
 use crate::pipeline::Pipeline;
+use antibody_core::rng::SplitMix64;
 use antibody_core::{AttrValue, Clock, Event, TenantId};
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,21 +13,9 @@ const TICK: Duration = Duration::from_millis(500);
 /// Ticks of normal traffic between two attacks.
 const ATTACK_EVERY: u64 = 20;
 
-/// splitmix64: a deterministic stream without a dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    /// Uniform in [-1, 1).
-    fn wobble(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 52) as f64 - 1.0
-    }
+/// Uniform in [-1, 1).
+fn wobble(rng: &mut SplitMix64) -> f64 {
+    rng.unit() * 2.0 - 1.0
 }
 
 /// The attacks the simulator cycles through.
@@ -46,7 +35,7 @@ const ATTACKS: [Attack; 4] = [
 ];
 
 pub struct Simulator {
-    rng: Rng,
+    rng: SplitMix64,
     tick: u64,
     tenant: TenantId,
 }
@@ -54,7 +43,7 @@ pub struct Simulator {
 impl Simulator {
     pub fn new(seed: u64) -> Self {
         Self {
-            rng: Rng(seed),
+            rng: SplitMix64::new(seed),
             tick: 0,
             tenant: TenantId::new("default"),
         }
@@ -102,7 +91,7 @@ impl Simulator {
     }
 
     fn vitals(&mut self, now: i64, agent: u64, scale: f64) -> Event {
-        let tokens = (1500.0 + 100.0 * self.rng.wobble()) * scale;
+        let tokens = (1500.0 + 100.0 * wobble(&mut self.rng)) * scale;
         Event {
             tenant: self.tenant.clone(),
             ts: now,
@@ -112,7 +101,7 @@ impl Simulator {
                 ("tokens".into(), tokens.round()),
                 (
                     "latency_ms".into(),
-                    (800.0 + 60.0 * self.rng.wobble()).round(),
+                    (800.0 + 60.0 * wobble(&mut self.rng)).round(),
                 ),
                 ("tool_calls".into(), 3.0),
                 ("cost_usd".into(), tokens * 0.000_01),
@@ -133,7 +122,7 @@ impl Simulator {
             kind: "http".into(),
             metrics: vec![(
                 "latency_ms".into(),
-                (40.0 + 5.0 * self.rng.wobble()).round(),
+                (40.0 + 5.0 * wobble(&mut self.rng)).round(),
             )],
             attrs: vec![
                 ("src_ip".into(), AttrValue::Str(ip.into())),
