@@ -423,3 +423,45 @@ fn rules_and_playbooks_are_replaced_live() {
         .collect();
     assert!(ids.contains(&"canary-notify".to_owned()), "{ids:?}");
 }
+
+/// With a firewall command configured, a block also reaches the host: here the "firewall"
+/// is `touch`/`rm` on a marker file (argv, never a shell), applied and undone with the block.
+#[test]
+fn block_ip_runs_the_configured_firewall_command_and_its_undo() {
+    let tmp = tempfile::tempdir().unwrap();
+    let marks = tmp.path().join("marks");
+    std::fs::create_dir_all(&marks).unwrap();
+    let config = tmp.path().join("antibody.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[executors.block_ip]\nargv = [\"/usr/bin/touch\", \"{m}/blocked-{{target}}\"]\nundo_argv = [\"/bin/rm\", \"{m}/blocked-{{target}}\"]\n",
+            m = marks.display()
+        ),
+    )
+    .unwrap();
+    let s = TestServer::start_in(
+        &tmp.path().join("data"),
+        &["--config", config.to_str().unwrap()],
+    );
+    assert_eq!(
+        s.post_ndjson(ADMIN_KEY, &brute_force("192.0.2.44", 15))
+            .status,
+        202
+    );
+    let block = eventually(Duration::from_secs(15), || {
+        actions(&s, "?status=succeeded")
+            .into_iter()
+            .find(|a| a["kind"] == "block_ip")
+    });
+    let mark = marks.join("blocked-192.0.2.44");
+    assert!(mark.exists(), "the firewall command did not run: {block}");
+    assert!(blocklist(&s).contains("192.0.2.44"));
+    let id = block["id"].as_str().unwrap();
+    assert_eq!(
+        s.post_json(&format!("/v1/actions/{id}/undo"), ADMIN_KEY, "")
+            .status,
+        200
+    );
+    eventually(Duration::from_secs(10), || (!mark.exists()).then_some(()));
+}

@@ -1,5 +1,6 @@
 //! Carrying out approved actions. Kinds enforced by antibody itself — `block_ip` (served at
-//! `/v1/blocklist`), `rate_limit`, `quarantine`, `isolate` (served at
+//! `/v1/blocklist`; with `[executors.block_ip] argv` also applied to the host firewall by
+//! command, and then reported by that command's result), `rate_limit`, `quarantine`, `isolate` (served at
 //! `/v1/entities/{entity}/verdict`), and `reset`, `revoke_tools`, `budget_cap` (recorded
 //! actions that SDKs and the gateway read) — take effect the moment the responder records
 //! them. Kinds that reach outside (`notify`, `webhook`, `command`, `signal`) go to a
@@ -37,6 +38,8 @@ impl Executors {
         clock: Arc<dyn antibody_core::Clock>,
     ) -> Result<Self, antibody_executors::ConfigError> {
         let config = antibody_executors::ExecutorsConfig::try_from(raw)?;
+        // With a firewall command configured, `block_ip` also reaches the host firewall.
+        let firewall = config.firewall.is_some();
         let ctx = antibody_executors::Context {
             runtime,
             clock,
@@ -45,7 +48,7 @@ impl Executors {
             enforcement: antibody_executors::Enforcement::new(Default::default()),
         };
         let registry = antibody_executors::Registry::build(config, &ctx);
-        let external = [
+        let mut external: Vec<Arc<dyn Executor>> = [
             ActionKind::Notify,
             ActionKind::Webhook,
             ActionKind::Command,
@@ -54,6 +57,9 @@ impl Executors {
         .into_iter()
         .filter_map(|k| registry.executor(k).ok())
         .collect();
+        if firewall {
+            external.extend(registry.executor(ActionKind::BlockIp).ok());
+        }
         Ok(Self { external })
     }
 
@@ -79,7 +85,7 @@ impl Executors {
                 return Vec::new();
             }
         };
-        if is_internal(action.kind) {
+        if is_internal(action.kind) && self.find(action.kind).is_none() {
             let msg = format!("{} {} enforced by antibody", action.kind, action.target);
             out.extend(
                 responder
@@ -131,7 +137,9 @@ impl Executors {
         action: &Action,
         asset: Option<Asset>,
     ) {
-        if is_internal(action.kind) || !action.kind.is_reversible(&action.params) {
+        if (is_internal(action.kind) && self.find(action.kind).is_none())
+            || !action.kind.is_reversible(&action.params)
+        {
             return;
         }
         let Some(exec) = self.find(action.kind) else {
