@@ -19,6 +19,8 @@ pub struct FileConfig {
     pub log_format: Option<String>,
     /// Run the fleet simulator (`--demo`).
     pub demo: Option<bool>,
+    /// Seconds between re-checks that applied external actions still hold (default 60).
+    pub drift_check_secs: Option<u64>,
     #[serde(default)]
     pub engine: EngineConfig,
     /// The response engine: policies, approvals, fleet correlation, blast-radius guard.
@@ -109,6 +111,9 @@ pub fn resolve(file: FileConfig, o: Overrides) -> Result<Resolved> {
         .map_err(|e| anyhow::anyhow!("[respond]: {e}"))?;
     cfg.responder = file.respond;
     cfg.executors = file.executors;
+    if let Some(secs) = file.drift_check_secs {
+        cfg.pipeline.drift_check_ticks = secs.max(1);
+    }
     apply_limits(&mut cfg, &file.limits)?;
     let log = &file.log;
     if let Some(mb) = log.segment_mb {

@@ -465,3 +465,47 @@ fn block_ip_runs_the_configured_firewall_command_and_its_undo() {
     );
     eventually(Duration::from_secs(10), || (!mark.exists()).then_some(()));
 }
+
+/// An applied block whose firewall rule disappears is reported as drift (audit + stream).
+#[test]
+fn firewall_drift_is_detected_and_audited() {
+    let tmp = tempfile::tempdir().unwrap();
+    let marks = tmp.path().join("marks");
+    std::fs::create_dir_all(&marks).unwrap();
+    let config = tmp.path().join("antibody.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "drift_check_secs = 1\n[executors.block_ip]\nargv = [\"/usr/bin/touch\", \"{m}/blocked-{{target}}\"]\nundo_argv = [\"/bin/rm\", \"{m}/blocked-{{target}}\"]\ncheck_argv = [\"/usr/bin/test\", \"-e\", \"{m}/blocked-{{target}}\"]\n",
+            m = marks.display()
+        ),
+    )
+    .unwrap();
+    let s = TestServer::start_in(
+        &tmp.path().join("data"),
+        &["--config", config.to_str().unwrap()],
+    );
+    assert_eq!(
+        s.post_ndjson(ADMIN_KEY, &brute_force("192.0.2.55", 15))
+            .status,
+        202
+    );
+    let block = eventually(Duration::from_secs(15), || {
+        actions(&s, "?status=succeeded")
+            .into_iter()
+            .find(|a| a["kind"] == "block_ip")
+    });
+    let id = block["id"].as_str().unwrap().to_owned();
+    // Someone removes the rule behind antibody's back.
+    std::fs::remove_file(marks.join("blocked-192.0.2.55")).unwrap();
+    let drift = eventually(Duration::from_secs(15), || {
+        let items = s
+            .get(&format!("/v1/audit?kind=drift&subject={id}"), ADMIN_KEY)
+            .json()["items"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        items.into_iter().next()
+    });
+    assert_eq!(drift["record"]["actor"], "engine", "{drift}");
+}

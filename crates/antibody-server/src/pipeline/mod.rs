@@ -47,6 +47,8 @@ pub struct PipelineConfig {
     /// How long an idempotency `id` is remembered.
     pub dedupe_window_ms: i64,
     pub max_dedupe_ids: usize,
+    /// Ticks (seconds) between two re-checks of applied external actions.
+    pub drift_check_ticks: u64,
 }
 
 impl PipelineConfig {
@@ -66,6 +68,7 @@ impl PipelineConfig {
             checkpoint_every_events: 5_000_000,
             dedupe_window_ms: 24 * 3600 * 1000,
             max_dedupe_ids: 2_000_000,
+            drift_check_ticks: 60,
         }
     }
 }
@@ -285,6 +288,7 @@ impl Pipeline {
             executors: parts.executors,
             watch,
             own: respond_tx.clone(),
+            drift_every: cfg.drift_check_ticks,
         })
         .map_err(|e| PipelineError::Snapshot(format!("response stage: {e}")))?;
         let respond_thread = spawn("antibody-respond", move || stage.run(respond_rx))?;

@@ -17,6 +17,8 @@ use std::sync::Arc;
 #[derive(Default, Clone)]
 pub struct Executors {
     external: Vec<Arc<dyn Executor>>,
+    /// Re-checks applied external actions (see [`Executors::drifted`]).
+    registry: Option<Arc<antibody_executors::Registry>>,
 }
 
 fn is_internal(kind: ActionKind) -> bool {
@@ -28,7 +30,37 @@ fn is_internal(kind: ActionKind) -> bool {
 
 impl Executors {
     pub fn new(external: Vec<Arc<dyn Executor>>) -> Self {
-        Self { external }
+        Self {
+            external,
+            registry: None,
+        }
+    }
+
+    /// Applied external actions whose effect no longer holds (a firewall rule someone
+    /// deleted, a stopped process that was resumed): `(action id, what changed)`.
+    pub(crate) fn drifted<'a>(
+        &self,
+        tenant: &TenantId,
+        applied: impl Iterator<Item = &'a Action>,
+    ) -> Vec<(String, String)> {
+        let Some(registry) = &self.registry else {
+            return Vec::new();
+        };
+        applied
+            .filter(|a| self.find(a.kind).is_some())
+            .filter_map(|a| {
+                let request = ExecRequest {
+                    tenant: tenant.clone(),
+                    entity: a.target.clone(),
+                    op: ExecOp::Apply,
+                    action: a.clone(),
+                    asset: None,
+                };
+                registry
+                    .check_drift(&request)
+                    .map(|d| (a.id.clone(), d.message))
+            })
+            .collect()
     }
 
     /// The outward-facing executors configured under `[executors]`.
@@ -60,7 +92,10 @@ impl Executors {
         if firewall {
             external.extend(registry.executor(ActionKind::BlockIp).ok());
         }
-        Ok(Self { external })
+        Ok(Self {
+            external,
+            registry: Some(Arc::new(registry)),
+        })
     }
 
     fn find(&self, kind: ActionKind) -> Option<&Arc<dyn Executor>> {

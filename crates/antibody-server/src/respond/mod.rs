@@ -123,6 +123,9 @@ pub(crate) struct RespondStage {
     own: std::sync::mpsc::Sender<RespondMsg>,
     /// When the incident updates being handled were stored, for the action latency metric.
     since: Option<std::time::Instant>,
+    ticks: u64,
+    /// Ticks between two drift checks of applied external actions.
+    drift_every: u64,
 }
 
 pub(crate) struct StageParts {
@@ -135,6 +138,7 @@ pub(crate) struct StageParts {
     pub executors: Executors,
     pub watch: Watch,
     pub own: std::sync::mpsc::Sender<RespondMsg>,
+    pub drift_every: u64,
 }
 
 /// Loads the responder from its snapshot, or starts one with the stored assets.
@@ -190,6 +194,8 @@ impl RespondStage {
             watch: p.watch,
             own: p.own,
             since: None,
+            ticks: 0,
+            drift_every: p.drift_every.max(1),
         })
     }
 
@@ -248,6 +254,10 @@ impl RespondStage {
                 RespondMsg::Tick(t) => {
                     let d = self.responder.on_tick(t);
                     self.apply(d, t);
+                    self.ticks += 1;
+                    if self.ticks % self.drift_every == 0 {
+                        self.check_drift(t);
+                    }
                 }
                 RespondMsg::Human(h, reply) => {
                     let result = self.on_human(h, now);
@@ -392,6 +402,40 @@ impl RespondStage {
                 self.publish(d);
                 self.observe_applied(d);
                 queue.extend(self.carry_out(d, now));
+            }
+        }
+    }
+
+    /// Re-checks applied external actions; drift is audited and streamed for a person.
+    fn check_drift(&mut self, now: TimestampMs) {
+        let tenants: Vec<TenantId> = self.chains.keys().cloned().collect();
+        for tenant in tenants {
+            let applied = self
+                .responder
+                .actions(&tenant, Some(ActionStatus::Succeeded));
+            for (id, message) in self.executors.drifted(&tenant, applied) {
+                let record = antibody_respond::AuditRecord {
+                    ts: now,
+                    tenant: tenant.to_string(),
+                    actor: antibody_respond::decision::ENGINE.into(),
+                    kind: "drift".into(),
+                    subject: id.clone(),
+                    detail: message.clone(),
+                    data: BTreeMap::new(),
+                };
+                let entry = self
+                    .chains
+                    .entry(tenant.clone())
+                    .or_default()
+                    .append(record);
+                self.store_retrying(|s| s.append_audit(std::slice::from_ref(&entry)));
+                let data = serde_json::json!({"action": id, "message": message}).to_string();
+                let _ = self.stream.send(StreamItem {
+                    tenant: tenant.clone(),
+                    event: "drift",
+                    data: data.into(),
+                });
+                tracing::warn!(action = %id, %message, "enforcement drift");
             }
         }
     }
