@@ -255,7 +255,7 @@ impl RespondStage {
                     let d = self.responder.on_tick(t);
                     self.apply(d, t);
                     self.ticks += 1;
-                    if self.ticks % self.drift_every == 0 {
+                    if self.ticks.is_multiple_of(self.drift_every) {
                         self.check_drift(t);
                     }
                 }
