@@ -509,3 +509,67 @@ fn firewall_drift_is_detected_and_audited() {
     });
     assert_eq!(drift["record"]["actor"], "engine", "{drift}");
 }
+
+/// A webhook that keeps failing is retried with backoff, then the step fails and the
+/// playbook escalates to a person.
+#[test]
+fn a_failing_webhook_is_retried_then_escalated() {
+    use std::io::{Read, Write};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let hits = std::sync::Arc::new(AtomicUsize::new(0));
+    let seen = hits.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            let mut conn = conn;
+            conn.set_read_timeout(Some(Duration::from_secs(2))).ok();
+            let mut buf = [0u8; 8192];
+            let _ = conn.read(&mut buf);
+            seen.fetch_add(1, Ordering::SeqCst);
+            let _ = conn.write_all(b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 4\r\nConnection: close\r\n\r\nnope");
+        }
+    });
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(data.join("playbooks")).unwrap();
+    std::fs::write(
+        data.join("playbooks/hook.yml"),
+        format!(
+            "- id: tell-the-soc\n  description: Post brute force to the SOC\n  trigger:\n    kinds: [brute_force]\n  mode: auto\n  steps:\n    - action: webhook\n      target: soc\n      params: {{url: \"http://127.0.0.1:{port}/hook\"}}\n      on_failure: escalate\n"
+        ),
+    )
+    .unwrap();
+    let config = tmp.path().join("antibody.toml");
+    std::fs::write(
+        &config,
+        "[executors.webhook]\nretries = 2\nbackoff_ms = 10\ntimeout_ms = 1000\n",
+    )
+    .unwrap();
+    let s = TestServer::start_in(&data, &["--config", config.to_str().unwrap()]);
+    assert_eq!(
+        s.post_ndjson(ADMIN_KEY, &brute_force("198.51.100.66", 15))
+            .status,
+        202
+    );
+    let failed = eventually(Duration::from_secs(20), || {
+        actions(&s, "?status=failed")
+            .into_iter()
+            .find(|a| a["kind"] == "webhook")
+    });
+    assert_eq!(hits.load(Ordering::SeqCst), 3, "one try and two retries");
+    assert!(
+        failed["result"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("500"),
+        "{failed}"
+    );
+    eventually(Duration::from_secs(10), || {
+        let items = s.get("/v1/audit?kind=escalation", ADMIN_KEY).json()["items"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        (!items.is_empty()).then_some(())
+    });
+}
