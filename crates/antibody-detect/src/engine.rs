@@ -63,8 +63,4 @@ impl Engine {
     pub fn entity_count(&self) -> usize {
         self.partitions.iter().map(Partition::entity_count).sum()
     }
-
-    pub fn into_partitions(self) -> Vec<Partition> {
-        self.partitions
-    }
 }

@@ -29,13 +29,6 @@ fn is_internal(kind: ActionKind) -> bool {
 }
 
 impl Executors {
-    pub fn new(external: Vec<Arc<dyn Executor>>) -> Self {
-        Self {
-            external,
-            registry: None,
-        }
-    }
-
     /// Applied external actions whose effect no longer holds (a firewall rule someone
     /// deleted, a stopped process that was resumed): `(action id, what changed)`.
     pub(crate) fn drifted<'a>(

@@ -10,37 +10,11 @@ use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
-use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 /// Admin bodies are tiny; anything larger is a mistake.
 const MAX_ADMIN_BODY: usize = 64 * 1024;
-
-/// Reads and parses a JSON body into `T`, reporting errors in the API's error shape.
-async fn json_body<T: DeserializeOwned>(body: Body) -> Result<T, ApiError> {
-    let bytes = axum::body::to_bytes(body, MAX_ADMIN_BODY)
-        .await
-        .map_err(|_| ApiError::Invalid {
-            code: "payload_too_large",
-            status: 413,
-            message: format!("request body exceeds {MAX_ADMIN_BODY} bytes"),
-        })?;
-    serde_json::from_slice(&bytes)
-        .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))
-}
-
-fn require_bootstrap(auth: &Auth) -> Result<(), ApiError> {
-    if auth.0.role == Role::Admin && auth.0.bootstrap {
-        Ok(())
-    } else {
-        Err(ApiError::Forbidden {
-            have: auth.0.role.as_str(),
-            need: "bootstrap admin",
-            action: "manage tenants",
-        })
-    }
-}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -60,8 +34,8 @@ pub async fn create_tenant(
     auth: Auth,
     body: Body,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    require_bootstrap(&auth)?;
-    let req: NewTenant = json_body(body).await?;
+    super::require_bootstrap(&auth, "manage tenants")?;
+    let req: NewTenant = super::json_body(body, MAX_ADMIN_BODY).await?;
     if !valid_tenant_name(&req.name) {
         return Err(ApiError::BadRequest(
             "`name` must be 1–64 characters of a–z, 0–9, `-` and `_`".into(),
@@ -84,7 +58,7 @@ pub async fn create_tenant(
 }
 
 pub async fn list_tenants(State(st): State<AppState>, auth: Auth) -> Result<Json<Value>, ApiError> {
-    require_bootstrap(&auth)?;
+    super::require_bootstrap(&auth, "manage tenants")?;
     let items = st.db(|s| s.list_tenants()).await?;
     Ok(Json(json!({"items": items})))
 }
@@ -101,7 +75,7 @@ pub async fn create_key(
     body: Body,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     auth.require(Role::Admin, "create keys")?;
-    let req: NewKeyReq = json_body(body).await?;
+    let req: NewKeyReq = super::json_body(body, MAX_ADMIN_BODY).await?;
     let role = Role::parse(&req.role).ok_or_else(|| {
         ApiError::BadRequest(format!(
             "`role` must be one of ingest, analyst, admin; got `{}`",

@@ -20,18 +20,6 @@ use std::sync::Arc;
 
 const MAX_FILE: usize = 1 << 20;
 
-fn require_bootstrap(auth: &Auth) -> Result<(), ApiError> {
-    if auth.0.role == Role::Admin && auth.0.bootstrap {
-        Ok(())
-    } else {
-        Err(ApiError::Forbidden {
-            have: auth.0.role.as_str(),
-            need: "bootstrap admin",
-            action: "replace shared rules or playbooks",
-        })
-    }
-}
-
 /// `name` becomes `<name>.yml`: letters, digits, `-` and `_` only, so it cannot leave the dir.
 fn file_name(name: &str) -> Result<String, ApiError> {
     let ok = (1..=64).contains(&name.len())
@@ -45,18 +33,6 @@ fn file_name(name: &str) -> Result<String, ApiError> {
             "the file name must be 1–64 characters of letters, digits, `-` and `_`".into(),
         ))
     }
-}
-
-async fn yaml_body(body: Body) -> Result<String, ApiError> {
-    let bytes = axum::body::to_bytes(body, MAX_FILE)
-        .await
-        .map_err(|_| ApiError::Invalid {
-            code: "payload_too_large",
-            status: 413,
-            message: format!("a rule or playbook file may be at most {MAX_FILE} bytes"),
-        })?;
-    String::from_utf8(bytes.to_vec())
-        .map_err(|_| ApiError::BadRequest("the body must be UTF-8 YAML".into()))
 }
 
 fn invalid(errors: impl std::fmt::Display) -> ApiError {
@@ -116,20 +92,12 @@ pub async fn put_rules(
     name: Result<Path<String>, PathRejection>,
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
-    require_bootstrap(&auth)?;
-    let Path(name) = name.map_err(bad_path)?;
-    let file = file_name(&name)?;
-    let text = yaml_body(body).await?;
-    let _guard = st.catalog.write.lock().await;
-    let dir = st.catalog.data_dir.join("rules");
-    let mut sources = antibody_rules::default_pack_sources();
-    sources.extend(
-        sources_with(&dir, &file, &text)?
-            .into_iter()
-            .map(|(n, t)| RuleSource::new(n, t)),
-    );
-    let rules = Arc::new(RuleSet::compile(&sources).map_err(invalid)?);
-    write_atomically(&dir, &file, &text)?;
+    let compile = |files: Vec<(String, String)>| {
+        let mut sources = antibody_rules::default_pack_sources();
+        sources.extend(files.into_iter().map(|(n, t)| RuleSource::new(n, t)));
+        RuleSet::compile(&sources).map(Arc::new).map_err(invalid)
+    };
+    let (file, rules, _guard) = replace(&st, &auth, name, body, "rules", compile).await?;
     let n = rules.len();
     *st.catalog
         .rules
@@ -170,20 +138,12 @@ pub async fn put_playbooks(
     name: Result<Path<String>, PathRejection>,
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
-    require_bootstrap(&auth)?;
-    let Path(name) = name.map_err(bad_path)?;
-    let file = file_name(&name)?;
-    let text = yaml_body(body).await?;
-    let _guard = st.catalog.write.lock().await;
-    let dir = st.catalog.data_dir.join("playbooks");
-    let mut sources = PlaybookSet::default_sources();
-    sources.extend(
-        sources_with(&dir, &file, &text)?
-            .into_iter()
-            .map(|(n, t)| PlaybookSource::new(n, t)),
-    );
-    let set = Arc::new(PlaybookSet::load(&sources).map_err(invalid)?);
-    write_atomically(&dir, &file, &text)?;
+    let compile = |files: Vec<(String, String)>| {
+        let mut sources = PlaybookSet::default_sources();
+        sources.extend(files.into_iter().map(|(n, t)| PlaybookSource::new(n, t)));
+        PlaybookSet::load(&sources).map(Arc::new).map_err(invalid)
+    };
+    let (file, set, _guard) = replace(&st, &auth, name, body, "playbooks", compile).await?;
     let n = set.playbooks().len();
     *st.catalog
         .playbooks
@@ -192,4 +152,27 @@ pub async fn put_playbooks(
     st.pipeline.set_playbooks(set);
     tracing::info!(file, playbooks = n, "playbooks replaced");
     Ok(Json(json!({"file": file, "playbooks": n})))
+}
+
+/// The shared path of both PUTs: check the caller and the name, validate the new file with
+/// every other file of `<data-dir>/<dir>/` (the default pack included by `compile`), and
+/// write it only when the whole set compiles. Returns the file name and the new set; the
+/// catalog's write lock is held until the caller has swapped the set in.
+async fn replace<'a, T>(
+    st: &'a AppState,
+    auth: &Auth,
+    name: Result<Path<String>, PathRejection>,
+    body: Body,
+    dir: &str,
+    compile: impl FnOnce(Vec<(String, String)>) -> Result<T, ApiError>,
+) -> Result<(String, T, tokio::sync::MutexGuard<'a, ()>), ApiError> {
+    super::require_bootstrap(auth, "replace shared rules or playbooks")?;
+    let Path(name) = name.map_err(bad_path)?;
+    let file = file_name(&name)?;
+    let text = super::text_body(body, MAX_FILE).await?;
+    let guard = st.catalog.write.lock().await;
+    let dir = st.catalog.data_dir.join(dir);
+    let set = compile(sources_with(&dir, &file, &text)?)?;
+    write_atomically(&dir, &file, &text)?;
+    Ok((file, set, guard))
 }

@@ -38,7 +38,7 @@ pub async fn post_events(
         .try_acquire_owned()
         .map_err(|_| overloaded())?;
     let limits = st.limits.clone();
-    let raw = read_body(body, limits.max_body_bytes, st.body_timeout).await?;
+    let raw = super::read_body(body, limits.max_body_bytes, st.body_timeout).await?;
     let encoding = header_str(&headers, header::CONTENT_ENCODING);
     let format =
         BodyFormat::from_content_type(header_str(&headers, header::CONTENT_TYPE).as_deref());
@@ -87,39 +87,4 @@ fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<String> {
         .get(name)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned)
-}
-
-/// Reads the body under a size limit and a deadline: 413 only for size, 408 for a client
-/// too slow to send, 400 for a broken body.
-async fn read_body(
-    body: Body,
-    limit: usize,
-    timeout: std::time::Duration,
-) -> Result<axum::body::Bytes, ApiError> {
-    match tokio::time::timeout(timeout, axum::body::to_bytes(body, limit)).await {
-        Err(_) => Err(ApiError::Invalid {
-            code: "request_timeout",
-            status: 408,
-            message: format!(
-                "the request body did not arrive within {} s",
-                timeout.as_secs()
-            ),
-        }),
-        Ok(Ok(bytes)) => Ok(bytes),
-        Ok(Err(e)) => {
-            let too_large = std::error::Error::source(&e)
-                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
-            Err(if too_large {
-                ApiError::Invalid {
-                    code: "payload_too_large",
-                    status: 413,
-                    message: format!(
-                        "request body exceeds {limit} bytes; split it into smaller batches"
-                    ),
-                }
-            } else {
-                ApiError::BadRequest(format!("the request body could not be read: {e}"))
-            })
-        }
-    }
 }

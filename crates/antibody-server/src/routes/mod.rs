@@ -170,3 +170,74 @@ pub(crate) fn bad_query(e: QueryRejection) -> ApiError {
 pub(crate) fn bad_path(e: PathRejection) -> ApiError {
     ApiError::BadRequest(format!("invalid path: {}", e.body_text()))
 }
+
+/// Reads the body under a size limit and a deadline: 413 only for size, 408 for a client
+/// too slow to send, 400 for a broken body.
+pub(crate) async fn read_body(
+    body: axum::body::Body,
+    limit: usize,
+    timeout: std::time::Duration,
+) -> Result<axum::body::Bytes, ApiError> {
+    match tokio::time::timeout(timeout, axum::body::to_bytes(body, limit)).await {
+        Err(_) => Err(ApiError::Invalid {
+            code: "request_timeout",
+            status: 408,
+            message: format!(
+                "the request body did not arrive within {} s",
+                timeout.as_secs()
+            ),
+        }),
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(e)) => {
+            let too_large = std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+            Err(if too_large {
+                ApiError::Invalid {
+                    code: "payload_too_large",
+                    status: 413,
+                    message: format!(
+                        "request body exceeds {limit} bytes; split it into smaller batches"
+                    ),
+                }
+            } else {
+                ApiError::BadRequest(format!("the request body could not be read: {e}"))
+            })
+        }
+    }
+}
+
+/// Small request bodies (admin, response, configuration) get this long to arrive.
+const SMALL_BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Reads a JSON body of at most `limit` bytes into `T`, in the API's error shape.
+pub(crate) async fn json_body<T: serde::de::DeserializeOwned>(
+    body: axum::body::Body,
+    limit: usize,
+) -> Result<T, ApiError> {
+    let bytes = read_body(body, limit, SMALL_BODY_TIMEOUT).await?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))
+}
+
+/// Reads a UTF-8 text body of at most `limit` bytes.
+pub(crate) async fn text_body(body: axum::body::Body, limit: usize) -> Result<String, ApiError> {
+    let bytes = read_body(body, limit, SMALL_BODY_TIMEOUT).await?;
+    String::from_utf8(bytes.to_vec())
+        .map_err(|_| ApiError::BadRequest("the body must be UTF-8".into()))
+}
+
+/// Only the bootstrap admin may touch what every tenant shares (tenants, rules, playbooks).
+pub(crate) fn require_bootstrap(
+    auth: &crate::auth::Auth,
+    action: &'static str,
+) -> Result<(), ApiError> {
+    if auth.0.role == antibody_store::Role::Admin && auth.0.bootstrap {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden {
+            have: auth.0.role.as_str(),
+            need: "bootstrap admin",
+            action,
+        })
+    }
+}

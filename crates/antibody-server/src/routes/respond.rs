@@ -21,18 +21,6 @@ use serde_json::{json, Value};
 
 const MAX_BODY: usize = 4 << 20;
 
-async fn json_body<T: serde::de::DeserializeOwned>(body: Body) -> Result<T, ApiError> {
-    let bytes = axum::body::to_bytes(body, MAX_BODY)
-        .await
-        .map_err(|_| ApiError::Invalid {
-            code: "payload_too_large",
-            status: 413,
-            message: format!("request body exceeds {MAX_BODY} bytes"),
-        })?;
-    serde_json::from_slice(&bytes)
-        .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))
-}
-
 fn stopped(_: SubmitError) -> ApiError {
     ApiError::Unavailable("the response engine is not running".into())
 }
@@ -73,7 +61,7 @@ pub async fn put_asset(
 ) -> Result<Json<Value>, ApiError> {
     auth.require(Role::Admin, "describe assets")?;
     let Path(entity) = entity.map_err(bad_path)?;
-    let mut asset: Asset = json_body(body).await?;
+    let mut asset: Asset = super::json_body(body, MAX_BODY).await?;
     if !asset.entity.is_empty() && asset.entity != entity {
         return Err(ApiError::BadRequest(
             "`entity` in the body differs from the path".into(),
@@ -91,7 +79,7 @@ pub async fn post_assets(
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
     auth.require(Role::Admin, "describe assets")?;
-    let assets: Vec<Asset> = json_body(body).await?;
+    let assets: Vec<Asset> = super::json_body(body, MAX_BODY).await?;
     if let Err(errors) = antibody_respond::asset::validate_bulk(&assets) {
         let msg: Vec<String> = errors
             .iter()
@@ -353,7 +341,7 @@ pub async fn feedback(
     body: Body,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     auth.require(Role::Analyst, "give feedback")?;
-    let req: FeedbackReq = json_body(body).await?;
+    let req: FeedbackReq = super::json_body(body, MAX_BODY).await?;
     if !matches!(req.label.as_str(), "true_positive" | "false_positive") {
         return Err(ApiError::BadRequest(
             "`label` must be `true_positive` or `false_positive`".into(),
