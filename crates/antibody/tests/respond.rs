@@ -429,32 +429,7 @@ fn rules_and_playbooks_are_replaced_live() {
 #[test]
 fn block_ip_runs_the_configured_firewall_command_and_its_undo() {
     let tmp = tempfile::tempdir().unwrap();
-    let marks = tmp.path().join("marks");
-    std::fs::create_dir_all(&marks).unwrap();
-    let config = tmp.path().join("antibody.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[executors.block_ip]\nargv = [\"/usr/bin/touch\", \"{m}/blocked-{{target}}\"]\nundo_argv = [\"/bin/rm\", \"{m}/blocked-{{target}}\"]\n",
-            m = marks.display()
-        ),
-    )
-    .unwrap();
-    let s = TestServer::start_in(
-        &tmp.path().join("data"),
-        &["--config", config.to_str().unwrap()],
-    );
-    assert_eq!(
-        s.post_ndjson(ADMIN_KEY, &brute_force("192.0.2.44", 15))
-            .status,
-        202
-    );
-    let block = eventually(Duration::from_secs(15), || {
-        actions(&s, "?status=succeeded")
-            .into_iter()
-            .find(|a| a["kind"] == "block_ip")
-    });
-    let mark = marks.join("blocked-192.0.2.44");
+    let (s, mark, block) = firewall_block(tmp.path(), "", "192.0.2.44");
     assert!(mark.exists(), "the firewall command did not run: {block}");
     assert!(blocklist(&s).contains("192.0.2.44"));
     let id = block["id"].as_str().unwrap();
@@ -470,34 +445,10 @@ fn block_ip_runs_the_configured_firewall_command_and_its_undo() {
 #[test]
 fn firewall_drift_is_detected_and_audited() {
     let tmp = tempfile::tempdir().unwrap();
-    let marks = tmp.path().join("marks");
-    std::fs::create_dir_all(&marks).unwrap();
-    let config = tmp.path().join("antibody.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "drift_check_secs = 1\n[executors.block_ip]\nargv = [\"/usr/bin/touch\", \"{m}/blocked-{{target}}\"]\nundo_argv = [\"/bin/rm\", \"{m}/blocked-{{target}}\"]\ncheck_argv = [\"/usr/bin/test\", \"-e\", \"{m}/blocked-{{target}}\"]\n",
-            m = marks.display()
-        ),
-    )
-    .unwrap();
-    let s = TestServer::start_in(
-        &tmp.path().join("data"),
-        &["--config", config.to_str().unwrap()],
-    );
-    assert_eq!(
-        s.post_ndjson(ADMIN_KEY, &brute_force("192.0.2.55", 15))
-            .status,
-        202
-    );
-    let block = eventually(Duration::from_secs(15), || {
-        actions(&s, "?status=succeeded")
-            .into_iter()
-            .find(|a| a["kind"] == "block_ip")
-    });
+    let (s, mark, block) = firewall_block(tmp.path(), "drift_check_secs = 1\n", "192.0.2.55");
     let id = block["id"].as_str().unwrap().to_owned();
     // Someone removes the rule behind antibody's back.
-    std::fs::remove_file(marks.join("blocked-192.0.2.55")).unwrap();
+    std::fs::remove_file(mark).unwrap();
     let drift = eventually(Duration::from_secs(15), || {
         let items = s
             .get(&format!("/v1/audit?kind=drift&subject={id}"), ADMIN_KEY)
@@ -572,4 +523,32 @@ fn a_failing_webhook_is_retried_then_escalated() {
             .unwrap_or_default();
         (!items.is_empty()).then_some(())
     });
+}
+
+/// A server whose "host firewall" is `touch`/`rm` (and `test -e` to check) on marker files in
+/// `<tmp>/marks`; the brute force from `ip` is sent and its succeeded block returned.
+fn firewall_block(
+    tmp: &std::path::Path,
+    extra_config: &str,
+    ip: &str,
+) -> (TestServer, std::path::PathBuf, Value) {
+    let marks = tmp.join("marks");
+    std::fs::create_dir_all(&marks).unwrap();
+    let config = tmp.join("antibody.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "{extra_config}[executors.block_ip]\nargv = [\"/usr/bin/touch\", \"{m}/blocked-{{target}}\"]\nundo_argv = [\"/bin/rm\", \"{m}/blocked-{{target}}\"]\ncheck_argv = [\"/usr/bin/test\", \"-e\", \"{m}/blocked-{{target}}\"]\n",
+            m = marks.display()
+        ),
+    )
+    .unwrap();
+    let s = TestServer::start_in(&tmp.join("data"), &["--config", config.to_str().unwrap()]);
+    assert_eq!(s.post_ndjson(ADMIN_KEY, &brute_force(ip, 15)).status, 202);
+    let block = eventually(Duration::from_secs(15), || {
+        actions(&s, "?status=succeeded")
+            .into_iter()
+            .find(|a| a["kind"] == "block_ip")
+    });
+    (s, marks.join(format!("blocked-{ip}")), block)
 }
