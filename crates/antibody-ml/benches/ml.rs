@@ -3,6 +3,7 @@
 //! `cargo bench -p antibody-ml --bench ml -- --warm-up-time 1 --measurement-time 3`
 
 use antibody_ml::data::Dataset;
+use antibody_ml::drift::{DriftReference, DriftWindow};
 use antibody_ml::features::{AgentBehavior, FEATURE_SET_NAMES};
 use antibody_ml::gbt::{train_binary, GbtParams};
 use antibody_ml::gen::{generate, GenConfig};
@@ -103,6 +104,20 @@ fn bench(c: &mut Criterion) {
         let set = AgentBehavior::default();
         let mut f = [0f32; NF];
         b.iter(|| set.extract_raw(black_box(&raw), &mut f))
+    });
+
+    // Drift: a full window of 4,096 rows, so every observe also evicts the oldest row.
+    let names: Vec<String> = (0..NF).map(|f| format!("f{f}")).collect();
+    let reference = DriftReference::fit(&train.x, NF, &names);
+    let mut window = DriftWindow::new(&reference, 4096);
+    for row in test.x.chunks_exact(NF) {
+        window.observe(row);
+    }
+    g.bench_function("drift_observe_18_features", |b| {
+        b.iter(|| window.observe(black_box(next_row())))
+    });
+    g.bench_function("drift_psi_18_features", |b| {
+        b.iter(|| black_box(window.psi()))
     });
 
     let ensemble = fit(&train, &TrainConfig::default(), &mut NoProgress).unwrap();

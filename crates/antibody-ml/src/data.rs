@@ -294,6 +294,31 @@ impl Dataset {
         parts
     }
 
+    /// At most `max_rows` row indices (ascending), stratified: each stratum gets its share
+    /// of `max_rows` rounded down, the rows left over go to the strata with the largest
+    /// remainders, and each stratum's rows are drawn with `seed`. All rows when they fit.
+    pub fn stratified_sample(&self, max_rows: usize, seed: u64) -> Vec<usize> {
+        let n = self.n_rows();
+        if n <= max_rows {
+            return (0..n).collect();
+        }
+        let groups = group(&self.strata());
+        let mut quota: Vec<usize> = groups.iter().map(|g| g.len() * max_rows / n).collect();
+        let mut by_remainder: Vec<usize> = (0..groups.len()).collect();
+        by_remainder.sort_by_key(|&k| (std::cmp::Reverse(groups[k].len() * max_rows % n), k));
+        let left = max_rows - quota.iter().sum::<usize>();
+        for &k in by_remainder.iter().take(left) {
+            quota[k] += 1;
+        }
+        let mut picked = Vec::with_capacity(max_rows);
+        for (k, (mut members, q)) in groups.into_iter().zip(quota).enumerate() {
+            Rng::derive(seed, k as u64).shuffle(&mut members);
+            picked.extend_from_slice(&members[..q.min(members.len())]);
+        }
+        picked.sort_unstable();
+        picked
+    }
+
     /// `k` stratified folds: each is (train rows, test rows).
     pub fn kfold(&self, k: usize, seed: u64) -> Vec<(Vec<usize>, Vec<usize>)> {
         let k = k.max(2);
@@ -401,6 +426,12 @@ mod tests {
         assert_eq!(parts[1].iter().filter(|&&i| ds.y[i] == 1).count(), 5);
         assert_eq!(parts, ds.stratified_split(&[0.8, 0.2], 7));
         assert_ne!(parts, ds.stratified_split(&[0.8, 0.2], 8));
+        let sample = ds.stratified_sample(40, 3);
+        assert_eq!(sample.len(), 40);
+        assert_eq!(sample.iter().filter(|&&i| ds.y[i] == 1).count(), 10);
+        assert!(sample.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(sample, ds.stratified_sample(40, 3));
+        assert_eq!(ds.stratified_sample(500, 3).len(), 100);
         let folds = ds.kfold(5, 1);
         let mut seen: Vec<usize> = folds.iter().flat_map(|f| f.1.clone()).collect();
         seen.sort_unstable();

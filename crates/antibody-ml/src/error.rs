@@ -35,6 +35,12 @@ pub enum MlError {
     Data(String),
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// A single-file model bundle that is not one, or whose parts disagree.
+    #[error("model bundle: {0}")]
+    Bundle(String),
+    /// Retraining from labels cannot start or finish.
+    #[error("cannot retrain: {0}")]
+    Retrain(String),
 }
 
 impl MlError {

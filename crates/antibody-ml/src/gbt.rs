@@ -13,7 +13,7 @@
 
 use crate::rng::Rng;
 use crate::shap::{expected_value, tree_shap, LeafTables, ShapScratch};
-use crate::tree::{FlatForest, Node, Tree};
+use crate::tree::{check_compiled_size, FlatForest, Node, Tree};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -103,6 +103,7 @@ impl Gbt {
         for t in trees.iter().flatten() {
             t.validate(n_features)?;
         }
+        trees.iter().try_for_each(|ts| check_compiled_size(ts))?;
         let flat = trees.iter().map(|ts| FlatForest::compile(ts)).collect();
         let tables = trees
             .iter()

@@ -16,7 +16,7 @@
 //! Written here: no maintained Rust crate exposes the paths needed for attribution.
 
 use crate::rng::Rng;
-use crate::tree::{FlatForest, Node, Tree};
+use crate::tree::{check_compiled_size, FlatForest, Node, Tree};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -92,6 +92,7 @@ impl IsolationForest {
         for t in &trees {
             t.validate(n_features)?;
         }
+        check_compiled_size(&trees)?;
         let flat = FlatForest::compile(&trees);
         let bits = trees.iter().map(isolation_bits).collect();
         Ok(IsolationForest {

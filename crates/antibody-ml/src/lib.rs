@@ -7,14 +7,20 @@
 //! - [`iforest`], [`gbt`], [`shap`], [`fusion`]: the models and their explanations.
 //! - [`seq`]: the GRU-with-attention sequence model over an entity's last rows.
 //! - [`tree`]: the trees both forests share, and their compiled branch-free form.
-//! - [`model`]: the trained ensemble, its `score_batch` API and its model-file directory.
+//! - [`model`]: the trained ensemble, its `score_batch` API and its model-file directory;
+//!   [`bundle`]: the same model as one file, for upload.
+//! - [`drift`]: PSI of live rows against the training distribution, over a rolling window.
+//! - [`sample`], [`retrain`]: the training sample a model keeps, and retraining from labels.
+//! - [`serve`]: the [`serve::Scorer`] trait the engine runs any model through.
 //! - [`train`], [`metrics`]: the training pipeline and evaluation.
 //!
 //! Nothing here reads the clock or the environment; all randomness comes from [`rng`] with an
 //! explicit seed.
 
+pub mod bundle;
 pub mod csv;
 pub mod data;
+pub mod drift;
 pub mod error;
 pub mod features;
 pub mod fusion;
@@ -23,8 +29,11 @@ pub mod gen;
 pub mod iforest;
 pub mod metrics;
 pub mod model;
+pub mod retrain;
 pub mod rng;
+pub mod sample;
 pub mod seq;
+pub mod serve;
 pub mod shap;
 pub mod train;
 pub mod tree;

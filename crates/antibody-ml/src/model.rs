@@ -5,17 +5,22 @@
 //! [`Ensemble::explain`] adds per-feature attributions on demand. A detector wraps it.
 //!
 //! A model is a directory: `model.json`, a self-describing manifest (format version, feature
-//! set with its schema hash, labels, training-data SHA-256, training configuration and
-//! held-out metrics), and `model.bin`, the trees and weights in postcard, whose SHA-256 the
-//! manifest records. Loading refuses another format version, a feature schema this build
-//! computes differently, or weights that do not match their hash.
+//! set with its schema hash, labels, training-data SHA-256, training configuration,
+//! held-out metrics, the drift reference and, for a retrained model, its lineage),
+//! `model.bin`, the trees and weights in postcard, and `sample.bin`, the stored training
+//! sample (postcard), whose SHA-256s the manifest records. Loading refuses another format
+//! version, a feature schema this build computes differently, or files that do not match
+//! their hash. [`crate::bundle`] packs the same parts into one file for upload.
 
-use crate::data::LabelSpec;
+use crate::data::{Dataset, LabelSpec};
+use crate::drift::DriftReference;
 use crate::error::{MlError, Result};
 use crate::features::FeatureSet;
 use crate::fusion::Logistic;
 use crate::gbt::{softmax_in_place, Gbt};
 use crate::iforest::IsolationForest;
+use crate::retrain::Lineage;
+use crate::sample::{TrainingSample, MAX_SAMPLE_ROWS};
 use crate::seq::SequenceModel;
 use crate::shap::ShapScratch;
 use crate::train::{CvReport, EvalReport, TrainConfig};
@@ -27,6 +32,9 @@ pub const FORMAT: &str = "antibody-ml-model";
 pub const FORMAT_VERSION: u32 = 2;
 pub const MANIFEST_FILE: &str = "model.json";
 pub const WEIGHTS_FILE: &str = "model.bin";
+pub const SAMPLE_FILE: &str = "sample.bin";
+/// Benign rows the drift reference needs to be fitted on them alone.
+pub const MIN_REFERENCE_ROWS: usize = 100;
 /// Threat-type classes a model may have (rarer types are merged into `other` in training).
 pub const MAX_TYPES: usize = 64;
 /// Fold members an ensemble may have.
@@ -302,19 +310,50 @@ pub struct Manifest {
     pub cross_validation: Option<CvReport>,
     pub weights_file: String,
     pub weights_sha256: String,
+    /// The training distribution that live drift is measured against (absent in files
+    /// written before drift existed).
+    #[serde(default)]
+    pub reference: Option<DriftReference>,
+    /// The stored training sample retraining starts from (absent in older files).
+    #[serde(default)]
+    pub sample: Option<SampleFile>,
+    /// Where a retrained model came from (absent for a model trained from a data file).
+    #[serde(default)]
+    pub lineage: Option<Lineage>,
 }
 
-/// A loaded or freshly trained model: manifest plus ensemble.
+/// The training sample's file beside the weights.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SampleFile {
+    pub file: String,
+    pub sha256: String,
+    pub rows: u64,
+}
+
+/// A loaded or freshly trained model: manifest plus ensemble, and the training sample
+/// when the model keeps one.
 #[derive(Debug, Clone)]
 pub struct Model {
     pub manifest: Manifest,
     pub ensemble: Ensemble,
+    pub sample: Option<TrainingSample>,
 }
 
 #[derive(Deserialize)]
 struct VersionProbe {
     format: Option<String>,
     format_version: Option<u32>,
+}
+
+/// A model's encoded parts, as files and bundles hold them.
+pub(crate) struct Encoded {
+    pub manifest: Vec<u8>,
+    pub weights: Vec<u8>,
+    pub sample: Option<Vec<u8>>,
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
 }
 
 impl Model {
@@ -343,8 +382,12 @@ impl Model {
                 cross_validation: None,
                 weights_file: WEIGHTS_FILE.into(),
                 weights_sha256: String::new(),
+                reference: None,
+                sample: None,
+                lineage: None,
             },
             ensemble,
+            sample: None,
         }
     }
 
@@ -355,64 +398,110 @@ impl Model {
             .map_or(&[][..], |t| t.classes.as_slice())
     }
 
-    /// Writes `model.bin` and `model.json` into `dir` (created if needed).
+    /// Records the training data's drift reference and keeps a stratified sample of its
+    /// labelled rows (at most [`MAX_SAMPLE_ROWS`], drawn with `seed`) for retraining.
+    ///
+    /// The reference is fitted on the benign rows when there are at least
+    /// [`MIN_REFERENCE_ROWS`] of them: live traffic is overwhelmingly benign, and a reference
+    /// with the training set's share of attacks (a third of the Optikal file) would report
+    /// the class mix as drift on every threat-revealing feature.
+    pub fn set_training_data(&mut self, ds: &Dataset, seed: u64) {
+        let benign: Vec<usize> = (0..ds.n_rows())
+            .filter(|&i| ds.y.get(i) == Some(&0))
+            .collect();
+        let names = &self.manifest.feature_names;
+        let reference = if benign.len() >= MIN_REFERENCE_ROWS {
+            let mut r = DriftReference::fit(&ds.subset(&benign).x, ds.n_features, names);
+            r.benign_only = true;
+            r
+        } else {
+            DriftReference::fit(&ds.x, ds.n_features, names)
+        };
+        self.manifest.reference = Some(reference);
+        self.sample = TrainingSample::from_dataset(ds, MAX_SAMPLE_ROWS, seed);
+    }
+
+    /// Encodes the weights and sample and records their hashes in the manifest.
+    pub(crate) fn encode(&mut self) -> Result<Encoded, String> {
+        let weights =
+            postcard::to_stdvec(&self.ensemble).map_err(|e| format!("cannot encode: {e}"))?;
+        self.manifest.weights_file = WEIGHTS_FILE.into();
+        self.manifest.weights_sha256 = sha256_hex(&weights);
+        let sample = match &self.sample {
+            Some(s) => {
+                let bytes = postcard::to_stdvec(s).map_err(|e| format!("cannot encode: {e}"))?;
+                self.manifest.sample = Some(SampleFile {
+                    file: SAMPLE_FILE.into(),
+                    sha256: sha256_hex(&bytes),
+                    rows: s.n_rows() as u64,
+                });
+                Some(bytes)
+            }
+            None => {
+                self.manifest.sample = None;
+                None
+            }
+        };
+        let manifest = serde_json::to_vec_pretty(&self.manifest)
+            .map_err(|e| format!("cannot encode the manifest: {e}"))?;
+        Ok(Encoded {
+            manifest,
+            weights,
+            sample,
+        })
+    }
+
+    /// Writes `model.bin`, `sample.bin` (when there is a sample) and `model.json` into
+    /// `dir` (created if needed); the manifest last, so it never names missing files.
     pub fn save(&mut self, dir: &Path) -> Result<()> {
         std::fs::create_dir_all(dir).map_err(|e| MlError::io(dir, e))?;
-        let weights = postcard::to_stdvec(&self.ensemble).map_err(|e| MlError::ModelFile {
-            path: dir.join(WEIGHTS_FILE),
-            message: format!("cannot encode: {e}"),
+        let enc = self.encode().map_err(|message| MlError::ModelFile {
+            path: dir.to_path_buf(),
+            message,
         })?;
-        self.manifest.weights_file = WEIGHTS_FILE.into();
-        self.manifest.weights_sha256 = hex::encode(Sha256::digest(&weights));
-        let path = dir.join(WEIGHTS_FILE);
-        std::fs::write(&path, &weights).map_err(|e| MlError::io(&path, e))?;
-        let json = serde_json::to_vec_pretty(&self.manifest).map_err(|e| MlError::ModelFile {
-            path: dir.join(MANIFEST_FILE),
-            message: format!("cannot encode: {e}"),
-        })?;
-        let path = dir.join(MANIFEST_FILE);
-        std::fs::write(&path, json).map_err(|e| MlError::io(&path, e))
+        let write = |name: &str, bytes: &[u8]| {
+            let path = dir.join(name);
+            std::fs::write(&path, bytes).map_err(|e| MlError::io(&path, e))
+        };
+        write(WEIGHTS_FILE, &enc.weights)?;
+        if let Some(sample) = &enc.sample {
+            write(SAMPLE_FILE, sample)?;
+        }
+        write(MANIFEST_FILE, &enc.manifest)
     }
 
     /// Loads and checks a model directory.
     pub fn load(dir: &Path) -> Result<Self> {
         let path = dir.join(MANIFEST_FILE);
         let text = std::fs::read(&path).map_err(|e| MlError::io(&path, e))?;
-        let bad = |message: String| MlError::ModelFile {
+        let manifest = parse_manifest(&text, &|message| MlError::ModelFile {
             path: path.clone(),
             message,
+        })?;
+        let read = |name: &str| {
+            // The manifest names files inside the model directory, never paths elsewhere.
+            let path = dir.join(Path::new(name).file_name().unwrap_or_default());
+            let bytes = std::fs::read(&path).map_err(|e| MlError::io(&path, e))?;
+            Ok::<_, MlError>((bytes, path))
         };
-        let probe: VersionProbe =
-            serde_json::from_slice(&text).map_err(|e| bad(format!("not a model manifest: {e}")))?;
-        if probe.format.as_deref() != Some(FORMAT) {
-            return Err(bad(format!("not an {FORMAT} manifest")));
-        }
-        let found = probe.format_version.unwrap_or(0);
-        if found != FORMAT_VERSION {
-            return Err(MlError::FormatVersion {
-                found,
-                supported: FORMAT_VERSION,
-            });
-        }
-        let manifest: Manifest =
-            serde_json::from_slice(&text).map_err(|e| bad(format!("invalid manifest: {e}")))?;
-        let computed = manifest.feature_set.schema_hash();
-        if computed != manifest.schema_hash {
-            return Err(MlError::SchemaMismatch {
-                expected: manifest.schema_hash.clone(),
-                found: computed,
-                context: "this build's feature code".into(),
-            });
-        }
-        let ensemble = read_weights(dir, &manifest)?;
-        if ensemble.n_features != manifest.feature_set.n_features() {
-            return Err(bad(format!(
-                "the weights read {} features, the feature set makes {}",
-                ensemble.n_features,
-                manifest.feature_set.n_features()
-            )));
-        }
-        Ok(Model { manifest, ensemble })
+        let (weights, path) = read(&manifest.weights_file)?;
+        let ensemble = decode_weights(&weights, &manifest)
+            .map_err(|message| MlError::ModelFile { path, message })?;
+        let sample = match &manifest.sample {
+            Some(info) => {
+                let (bytes, path) = read(&info.file)?;
+                Some(
+                    decode_sample(&bytes, info, &manifest)
+                        .map_err(|message| MlError::ModelFile { path, message })?,
+                )
+            }
+            None => None,
+        };
+        Ok(Model {
+            manifest,
+            ensemble,
+            sample,
+        })
     }
 
     /// Refuses to serve rows of another schema (e.g. a detector configured for one).
@@ -428,37 +517,95 @@ impl Model {
     }
 }
 
-fn read_weights(dir: &Path, manifest: &Manifest) -> Result<Ensemble> {
-    // The manifest names a file inside the model directory, never a path elsewhere.
-    let name = Path::new(&manifest.weights_file)
-        .file_name()
-        .unwrap_or_default();
-    let path = dir.join(name);
-    let bytes = std::fs::read(&path).map_err(|e| MlError::io(&path, e))?;
-    let bad = |message: String| MlError::ModelFile {
-        path: path.clone(),
-        message,
-    };
-    if hex::encode(Sha256::digest(&bytes)) != manifest.weights_sha256 {
-        return Err(bad(
+/// Checks a manifest's format, version and schema hash; `bad` wraps other refusals.
+pub(crate) fn parse_manifest(text: &[u8], bad: &dyn Fn(String) -> MlError) -> Result<Manifest> {
+    let probe: VersionProbe =
+        serde_json::from_slice(text).map_err(|e| bad(format!("not a model manifest: {e}")))?;
+    if probe.format.as_deref() != Some(FORMAT) {
+        return Err(bad(format!("not an {FORMAT} manifest")));
+    }
+    let found = probe.format_version.unwrap_or(0);
+    if found != FORMAT_VERSION {
+        return Err(MlError::FormatVersion {
+            found,
+            supported: FORMAT_VERSION,
+        });
+    }
+    let manifest: Manifest =
+        serde_json::from_slice(text).map_err(|e| bad(format!("invalid manifest: {e}")))?;
+    let computed = manifest.feature_set.schema_hash();
+    if computed != manifest.schema_hash {
+        return Err(MlError::SchemaMismatch {
+            expected: manifest.schema_hash.clone(),
+            found: computed,
+            context: "this build's feature code".into(),
+        });
+    }
+    let n = manifest.feature_set.n_features();
+    if manifest
+        .reference
+        .as_ref()
+        .is_some_and(|r| r.n_features() != n)
+    {
+        return Err(bad(format!(
+            "the drift reference does not cover the {n} features"
+        )));
+    }
+    Ok(manifest)
+}
+
+/// Checks the weights against the manifest's hash and feature set, then decodes them.
+pub(crate) fn decode_weights(bytes: &[u8], manifest: &Manifest) -> Result<Ensemble, String> {
+    if sha256_hex(bytes) != manifest.weights_sha256 {
+        return Err(
             "SHA-256 differs from the manifest's weights_sha256 (corrupt or replaced)".into(),
-        ));
+        );
     }
     let ensemble: Ensemble =
-        postcard::from_bytes(&bytes).map_err(|e| bad(format!("cannot decode: {e}")))?;
-    ensemble.validate().map_err(bad)?;
+        postcard::from_bytes(bytes).map_err(|e| format!("cannot decode: {e}"))?;
+    ensemble.validate()?;
+    let n = manifest.feature_set.n_features();
+    if ensemble.n_features != n {
+        return Err(format!(
+            "the weights read {} features, the feature set makes {n}",
+            ensemble.n_features
+        ));
+    }
     Ok(ensemble)
 }
 
+/// Checks the sample against its recorded hash and the model's features, then decodes it.
+pub(crate) fn decode_sample(
+    bytes: &[u8],
+    info: &SampleFile,
+    manifest: &Manifest,
+) -> Result<TrainingSample, String> {
+    if sha256_hex(bytes) != info.sha256 {
+        return Err(
+            "SHA-256 differs from the manifest's sample sha256 (corrupt or replaced)".into(),
+        );
+    }
+    let sample: TrainingSample =
+        postcard::from_bytes(bytes).map_err(|e| format!("cannot decode the sample: {e}"))?;
+    sample.validate(manifest.feature_set.n_features())?;
+    Ok(sample)
+}
+
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::data::DEFAULT_NEGATIVES;
     use crate::features::AgentBehavior;
     use crate::train::tests::{generated, quick};
     use crate::train::{train, NoProgress};
 
-    fn trained() -> Model {
+    /// A small trained model, trained once per test run and cloned.
+    pub(crate) fn trained() -> Model {
+        static MODEL: std::sync::OnceLock<Model> = std::sync::OnceLock::new();
+        MODEL.get_or_init(train_small).clone()
+    }
+
+    fn train_small() -> Model {
         let ds = generated(600, 21);
         let t = train(&ds, &quick(), &mut NoProgress).unwrap();
         let info = TrainingInfo {
@@ -482,6 +629,112 @@ mod tests {
             t.report,
             t.ensemble,
         )
+    }
+
+    /// [`trained`] with its drift reference and training sample.
+    pub(crate) fn trained_with_data() -> Model {
+        let mut m = trained();
+        m.set_training_data(&generated(600, 21), 21);
+        m
+    }
+
+    /// A small tabular model (3 features), for feature-count mismatches.
+    pub(crate) fn trained_tabular() -> Model {
+        let mut csv = String::from("size,proto,label\n");
+        for i in 0..200 {
+            let proto = ["tcp", "udp"][i % 2];
+            csv.push_str(&format!("{},{proto},{}\n", i % 50, u8::from(i % 50 > 40)));
+        }
+        let table = crate::data::RawTable::from_reader(csv.as_bytes(), true).unwrap();
+        let set = FeatureSet::for_table("tabular", &table, &["label".into()]).unwrap();
+        let labels = LabelSpec {
+            label: "label".into(),
+            negatives: DEFAULT_NEGATIVES.iter().map(|s| s.to_string()).collect(),
+            type_column: None,
+        };
+        let ds = Dataset::from_table(&table, &set, Some(&labels)).unwrap();
+        let cfg = TrainConfig {
+            types: None,
+            sequence: None,
+            ..quick()
+        };
+        let t = train(&ds, &cfg, &mut NoProgress).unwrap();
+        let info = TrainingInfo {
+            data_file: "t.csv".into(),
+            data_sha256: "00".repeat(32),
+            rows: 200,
+            train_rows: t.train_rows as u64,
+            test_rows: t.test_rows as u64,
+            config: cfg,
+        };
+        let mut m = Model::new(set, labels, true, info, t.report, t.ensemble);
+        m.set_training_data(&ds, 1);
+        m
+    }
+
+    #[test]
+    fn training_data_adds_a_benign_reference_and_a_bounded_sample() {
+        let ds = generated(600, 21);
+        let m = trained_with_data();
+        let r = m.manifest.reference.as_ref().unwrap();
+        assert!(r.benign_only);
+        assert_eq!(r.rows, ds.y.iter().filter(|&&y| y == 0).count() as u64);
+        assert_eq!(r.n_features(), 18);
+        assert_eq!(r.features[0].name, "api_calls_per_min");
+        let sample = m.sample.as_ref().unwrap();
+        assert_eq!(sample.n_rows(), 600);
+        let mut big = generated(600, 21);
+        let x = big.x.clone();
+        for _ in 0..9 {
+            big.x.extend_from_slice(&x);
+            big.y.extend_from_within(..600);
+            big.types.extend_from_within(..600);
+            big.lines.extend_from_within(..600);
+        }
+        let mut m = trained();
+        m.set_training_data(&big, 1);
+        assert_eq!(m.sample.unwrap().n_rows(), MAX_SAMPLE_ROWS);
+        // Too few benign rows: the reference covers every row.
+        let mut few = generated(600, 21);
+        few.y.iter_mut().for_each(|y| *y = 1);
+        let mut m = trained();
+        m.set_training_data(&few, 1);
+        assert!(!m.manifest.reference.unwrap().benign_only);
+    }
+
+    #[test]
+    fn sample_and_reference_survive_a_directory_and_older_files_still_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut m = trained_with_data();
+        m.save(dir.path()).unwrap();
+        let back = Model::load(dir.path()).unwrap();
+        assert_eq!(back.manifest, m.manifest);
+        assert_eq!(back.sample, m.sample);
+        assert_eq!(back.manifest.sample.as_ref().unwrap().rows, 600);
+
+        let sample = dir.path().join(SAMPLE_FILE);
+        let mut bytes = std::fs::read(&sample).unwrap();
+        bytes[3] ^= 0xff;
+        std::fs::write(&sample, bytes).unwrap();
+        let err = Model::load(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("sample") && err.contains("SHA-256"), "{err}");
+
+        // A manifest from before drift and samples: no such keys at all.
+        edit_manifest(dir.path(), |v| {
+            let o = v.as_object_mut().unwrap();
+            for key in ["reference", "sample", "lineage"] {
+                o.remove(key);
+            }
+        });
+        let old = Model::load(dir.path()).unwrap();
+        assert!(old.manifest.reference.is_none() && old.sample.is_none());
+
+        edit_manifest(dir.path(), |v| {
+            v["reference"] = serde_json::to_value(&m.manifest.reference).unwrap();
+            v["reference"]["features"].as_array_mut().unwrap().pop();
+        });
+        let err = Model::load(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("drift reference"), "{err}");
     }
 
     fn edit_manifest(dir: &Path, edit: impl FnOnce(&mut serde_json::Value)) {

@@ -127,6 +127,31 @@ impl Tree {
 /// The deepest tree a model may hold.
 pub const MAX_TREE_DEPTH: usize = 16;
 
+/// Compiled slots a forest may take per real node, above a small floor: compiling pads every
+/// tree to the deepest one's depth, and a model file (an upload) of a few tiny trees and one
+/// deep one must not claim gigabytes. Trained forests stay far below it (at most ~31).
+const SLOTS_PER_NODE: usize = 64;
+const FREE_SLOTS: usize = 1 << 20;
+
+/// Refuses validated trees whose compiled form would be out of proportion to them.
+pub fn check_compiled_size(trees: &[Tree]) -> Result<(), String> {
+    let depth = trees
+        .iter()
+        .map(Tree::depth)
+        .max()
+        .unwrap_or(0)
+        .min(MAX_TREE_DEPTH);
+    let slots = trees.len().saturating_mul(1usize << depth);
+    let nodes: usize = trees.iter().map(|t| t.nodes.len()).sum();
+    if slots > FREE_SLOTS.max(SLOTS_PER_NODE.saturating_mul(nodes)) {
+        return Err(format!(
+            "{} trees padded to depth {depth} would take {slots} slots for {nodes} nodes",
+            trees.len()
+        ));
+    }
+    Ok(())
+}
+
 /// Trees compiled to complete binary trees of a common depth, in flat arrays.
 #[derive(Debug, Clone, Default)]
 pub struct FlatForest {
@@ -314,6 +339,36 @@ pub(crate) mod tests {
             assert!((flat.sum(x) as f64 - want).abs() < 1e-4, "row {r}");
             assert!((batch[r] as f64 - want).abs() < 1e-4, "batch row {r}");
         }
+    }
+
+    #[test]
+    fn lopsided_forests_are_refused_before_compiling() {
+        // One path of depth 16 among many one-node trees.
+        let mut deep = Tree {
+            nodes: vec![Node::leaf(0.0, 1.0)],
+        };
+        for level in 0..16u32 {
+            let n = deep.nodes.len() as u32;
+            let last = deep.nodes.len() - 1;
+            deep.nodes[last] = Node {
+                feature: 0,
+                threshold: level as f32,
+                left: n,
+                right: n + 1,
+                value: 0.0,
+                cover: 1.0,
+            };
+            deep.nodes.push(Node::leaf(0.0, 1.0));
+            deep.nodes.push(Node::leaf(0.0, 1.0));
+        }
+        deep.validate(1).unwrap();
+        assert_eq!(deep.depth(), 16);
+        let mut trees = vec![deep];
+        assert!(check_compiled_size(&trees).is_ok());
+        trees.extend((0..100).map(|_| Tree {
+            nodes: vec![Node::leaf(0.0, 1.0)],
+        }));
+        assert!(check_compiled_size(&trees).is_err());
     }
 
     #[test]
