@@ -160,6 +160,9 @@ pub struct IncidentResponse {
     pub diagnosis: Vec<antibody_core::Hypothesis>,
     /// Short views of the incident's actions: `{id, kind, target, status}`.
     pub actions: Vec<serde_json::Value>,
+    /// The template or investigator summary (`GET /v1/incidents/{id}` shows it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<antibody_respond::investigate::Summary>,
 }
 
 impl Store {

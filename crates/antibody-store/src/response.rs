@@ -54,6 +54,23 @@ fn decode<T: DeserializeOwned>(what: &str, body: &str) -> Result<T, StoreError> 
 }
 
 impl Store {
+    /// The responder's stored view of one incident (risk, diagnosis, actions, summary).
+    pub fn get_incident_response(
+        &self,
+        tenant: &TenantId,
+        incident: &str,
+    ) -> Result<Option<crate::IncidentResponse>, StoreError> {
+        self.read(|conn| {
+            let body: Option<String> = conn
+                .prepare_cached(
+                    "SELECT body FROM incident_response WHERE tenant = ?1 AND incident = ?2",
+                )?
+                .query_row((tenant.as_str(), incident), |r| r.get(0))
+                .optional()?;
+            body.map(|b| decode("incident response", &b)).transpose()
+        })
+    }
+
     /// Inserts or replaces assets in one transaction (the bulk import is one call).
     pub fn put_assets(
         &self,
@@ -385,6 +402,7 @@ mod tests {
                 confidence: 0.8,
             }],
             actions: vec![serde_json::json!({"id": "a-1", "kind": "rate_limit"})],
+            summary: None,
         };
         s.put_incident_responses(&[(t.clone(), "i-1".into(), view)])
             .unwrap();
@@ -402,5 +420,33 @@ mod tests {
             .list_incidents(&t, &crate::IncidentQuery::default())
             .unwrap();
         assert_eq!(listed[0].risk, 7.5);
+    }
+
+    #[test]
+    fn incident_response_keeps_its_summary() {
+        use antibody_respond::investigate::{Summary, SummarySource};
+        let (_d, s) = store();
+        let t = TenantId::new("a");
+        assert_eq!(s.get_incident_response(&t, "i-1").unwrap(), None);
+        let view = crate::IncidentResponse {
+            risk: 1.0,
+            confidence: 0.5,
+            blast_radius: 1,
+            diagnosis: vec![],
+            actions: vec![],
+            summary: Some(Summary {
+                source: SummarySource::Template,
+                text: "Incident i-1 …".into(),
+                version: 7,
+                investigator: None,
+            }),
+        };
+        s.put_incident_responses(&[(t.clone(), "i-1".into(), view.clone())])
+            .unwrap();
+        assert_eq!(s.get_incident_response(&t, "i-1").unwrap(), Some(view));
+        assert_eq!(
+            s.get_incident_response(&TenantId::new("b"), "i-1").unwrap(),
+            None
+        );
     }
 }

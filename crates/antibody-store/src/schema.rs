@@ -104,6 +104,31 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (tenant, incident)
     ) STRICT;
     ",
+    // 4: the model registry (every uploaded or retrained version, with its file) and the
+    // analysts' labels on model findings (the active-learning set).
+    "
+    CREATE TABLE models (
+        tenant     TEXT NOT NULL,
+        id         TEXT NOT NULL,
+        name       TEXT NOT NULL,
+        version    INTEGER NOT NULL,
+        slot       TEXT NOT NULL,
+        body       TEXT NOT NULL,
+        file       BLOB NOT NULL,
+        PRIMARY KEY (tenant, id),
+        UNIQUE (tenant, name, version)
+    ) STRICT;
+
+    CREATE TABLE model_labels (
+        tenant     TEXT NOT NULL,
+        finding    TEXT NOT NULL,
+        model      TEXT NOT NULL,
+        ts         INTEGER NOT NULL,
+        body       TEXT NOT NULL,
+        PRIMARY KEY (tenant, finding)
+    ) STRICT;
+    CREATE INDEX model_labels_model ON model_labels (tenant, model, ts);
+    ",
 ];
 
 /// The schema version this build writes.
