@@ -128,5 +128,130 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench);
+/// A production-size model (default training config: 200 trees, 5 folds) on generated agent
+/// data, bound to `vitals` events whose metrics carry the 11 raw columns.
+fn served_model() -> (
+    Arc<antibody_ml::serve::ServedModel>,
+    Vec<antibody_ml::gen::GenRow>,
+) {
+    use antibody_ml::data::{Dataset, LabelSpec, RawTable, DEFAULT_NEGATIVES};
+    use antibody_ml::features::{AgentBehavior, FeatureSet};
+    use antibody_ml::gen::{generate, write_csv, GenConfig};
+    use antibody_ml::model::{Model, TrainingInfo};
+    use antibody_ml::train::{train, NoProgress, TrainConfig};
+    let rows = generate(&GenConfig {
+        rows: 8000,
+        seed: 3,
+        ..GenConfig::default()
+    });
+    let mut csv = Vec::new();
+    write_csv(&rows, &mut csv).expect("csv");
+    let table = RawTable::from_reader(csv.as_slice(), true).expect("table");
+    let labels = LabelSpec {
+        label: "is_threat".into(),
+        negatives: DEFAULT_NEGATIVES.iter().map(|s| s.to_string()).collect(),
+        type_column: Some("threat_type".into()),
+    };
+    let set = FeatureSet::AgentBehavior(AgentBehavior::default());
+    let ds = Dataset::from_table(&table, &set, Some(&labels)).expect("dataset");
+    let cfg = TrainConfig::default();
+    let t = train(&ds, &cfg, &mut NoProgress).expect("train");
+    let info = TrainingInfo {
+        data_file: "gen".into(),
+        data_sha256: String::new(),
+        rows: 8000,
+        train_rows: t.train_rows as u64,
+        test_rows: t.test_rows as u64,
+        config: cfg,
+    };
+    let mut model = Model::new(set, labels, true, info, t.report, t.ensemble);
+    model.set_training_data(&ds, 1);
+    // Live traffic is mostly benign: every benign row, one attack row in fifty (the
+    // generator writes about a third attacks, and every report is explained with TreeSHAP).
+    let live: Vec<_> = generate(&GenConfig {
+        rows: EVENTS * 3 / 2,
+        seed: 9,
+        ..GenConfig::default()
+    })
+    .into_iter()
+    .enumerate()
+    .filter(|(i, r)| !r.is_threat() || i % 50 == 0)
+    .map(|(_, r)| r)
+    .take(EVENTS)
+    .collect();
+    (Arc::new(antibody_ml::serve::ServedModel::new(model)), live)
+}
+
+/// The same engine with a bound model scoring every event (agent events, ~2 % attacks, batches
+/// of 1,000 as the pipeline hands them over): the cost of learned detection in the hot path.
+fn bench_model(c: &mut Criterion) {
+    use antibody_detect::{ModelBinding, ModelSet, Slot, Source};
+    use antibody_ml::features::AGENT_INPUT_COLUMNS;
+    let (scorer, live) = served_model();
+    let tenant = TenantId::new("bench");
+    let evs: Vec<(u64, Event)> = live
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let raw = r.raw.to_array();
+            let metrics = AGENT_INPUT_COLUMNS
+                .iter()
+                .zip(raw)
+                .map(|(c, v)| (c.to_string(), v))
+                .collect();
+            let ev = Event {
+                tenant: tenant.clone(),
+                ts: 1_700_000_000_000 + i as i64,
+                entity: format!("agent:{}", r.agent),
+                kind: "vitals".into(),
+                metrics,
+                attrs: Vec::new(),
+                id: None,
+            };
+            (i as u64, ev)
+        })
+        .collect();
+    let binding = ModelBinding {
+        id: "agents-v1".into(),
+        tenant: tenant.clone(),
+        name: "agents".into(),
+        version: 1,
+        event_kind: "vitals".into(),
+        slot: Slot::Active,
+        sources: AGENT_INPUT_COLUMNS
+            .iter()
+            .map(|c| Source::parse(&format!("metrics.{c}")).expect("source"))
+            .collect(),
+        scorer,
+        review_band: 0.1,
+        drift_psi: 0.2,
+        drift_window: 1000,
+    };
+    let models = Arc::new(ModelSet::new(vec![binding]));
+    let cfg = Arc::new(EngineConfig::default());
+    let rules = Arc::new(RuleSet::default_pack());
+    let mut g = c.benchmark_group("engine_with_model");
+    g.throughput(Throughput::Elements(evs.len() as u64));
+    g.sample_size(10);
+    g.bench_function("agent_events_batches_of_1000", |b| {
+        b.iter_batched_ref(
+            || {
+                let mut p = Partition::new(cfg.clone(), rules.clone());
+                p.set_models(models.clone());
+                p
+            },
+            |p| {
+                let mut out = Outputs::default();
+                for chunk in evs.chunks(1000) {
+                    p.on_events(chunk, &mut out);
+                    out.clear();
+                }
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench, bench_model);
 criterion_main!(benches);

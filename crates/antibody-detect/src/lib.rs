@@ -6,10 +6,12 @@ pub mod baseline;
 pub mod config;
 pub mod correlate;
 pub mod engine;
+pub mod models;
 pub mod partition;
 
 pub use config::EngineConfig;
 pub use engine::{partition_of, Engine};
+pub use models::{ModelBinding, ModelSet, ModelStats, Slot, Source};
 pub use partition::{EntityView, LifecycleState, Outputs, Partition, Sample};
 
 #[derive(Debug, thiserror::Error)]

@@ -9,6 +9,7 @@
 use crate::baseline::{score, MetricBaseline};
 use crate::config::EngineConfig;
 use crate::correlate::OpenIncident;
+use crate::models::{ModelRuntime, ModelSet, ModelStats};
 use antibody_core::{Event, Explanation, Finding, Incident, Severity, TenantId, TimestampMs};
 use antibody_rules::{RuleHit, RuleSet, RuleState};
 use serde::{Deserialize, Serialize};
@@ -160,6 +161,9 @@ pub struct Partition {
     /// Metric names each tenant has used here (bounded by `max_metric_names_per_tenant`).
     tenant_metrics: HashMap<TenantId, std::collections::HashSet<u16>>,
     hits: Vec<RuleHit>,
+    models: ModelRuntime,
+    /// Low-confidence model findings that join no incident (see [`crate::models`]).
+    review: Vec<Finding>,
 }
 
 impl Partition {
@@ -180,6 +184,8 @@ impl Partition {
             last_sweep: 0,
             tenant_metrics: HashMap::default(),
             hits: Vec::new(),
+            models: ModelRuntime::default(),
+            review: Vec::new(),
         };
         p.index_config();
         p
@@ -209,12 +215,39 @@ impl Partition {
         self.tenants.values().map(HashMap::len).sum()
     }
 
+    /// Swaps in a new set of bound models.
+    pub fn set_models(&mut self, models: Arc<ModelSet>) {
+        self.models.set(models);
+    }
+
+    /// Counters of every bound model in this partition, by tenant and binding id.
+    pub fn model_stats(&self) -> BTreeMap<(TenantId, String), ModelStats> {
+        self.models.stats()
+    }
+
+    /// Runs every detector on a batch of `(log offset, event)` in order; models score the
+    /// whole batch at once first.
+    pub fn on_events(&mut self, batch: &[(u64, Event)], out: &mut Outputs) {
+        self.models.prescore(batch.iter().map(|(_, ev)| ev));
+        for (i, (offset, ev)) in batch.iter().enumerate() {
+            self.step(i, *offset, ev, out);
+        }
+    }
+
     /// Runs every detector on `ev` (the event at log `offset`) and correlates the findings.
     pub fn on_event(&mut self, offset: u64, ev: &Event, out: &mut Outputs) {
+        self.models.prescore(std::iter::once(ev));
+        self.step(0, offset, ev, out);
+    }
+
+    /// `ev` is event `index` of the prescored batch.
+    fn step(&mut self, index: usize, offset: u64, ev: &Event, out: &mut Outputs) {
         let first_finding = out.findings.len();
         if !self.admits(&ev.tenant, &ev.entity) {
             self.entities_refused += 1;
             self.evaluate_rules(offset, ev, first_finding, out);
+            self.model_findings(index, offset, ev, first_finding, out);
+            out.findings.append(&mut self.review);
             return;
         }
         let watched = self.detect_metrics(offset, ev, out);
@@ -230,9 +263,30 @@ impl Partition {
             });
         }
         self.evaluate_rules(offset, ev, first_finding, out);
+        self.model_findings(index, offset, ev, first_finding, out);
         if out.findings.len() > first_finding {
             self.correlate(offset, ev, first_finding, out);
         }
+        out.findings.append(&mut self.review);
+    }
+
+    fn model_findings(
+        &mut self,
+        index: usize,
+        offset: u64,
+        ev: &Event,
+        first: usize,
+        out: &mut Outputs,
+    ) {
+        let next_n = out.findings.len() - first;
+        self.models.findings(
+            index,
+            ev,
+            offset,
+            next_n,
+            &mut out.findings,
+            &mut self.review,
+        );
     }
 
     fn evaluate_rules(&mut self, offset: u64, ev: &Event, first_finding: usize, out: &mut Outputs) {
