@@ -209,17 +209,21 @@ fn judge(attempt: Attempt, attempts: u32) -> (bool, Delivered) {
 }
 
 async fn once(endpoint: &Endpoint, body: Bytes, headers: &[(HeaderName, HeaderValue)]) -> Attempt {
-    match exchange(endpoint, body, headers).await {
-        Ok((status, response)) => Attempt::Status(status, response),
+    match exchange(endpoint, body, headers, 64 * 1024).await {
+        Ok((status, response)) => {
+            Attempt::Status(status, response.map_or_else(String::new, |b| snippet(&b)))
+        }
         Err(why) => Attempt::Error(why),
     }
 }
 
-async fn exchange(
+/// One POST; the response body is `None` when it exceeds `limit` bytes or cannot be read.
+pub(crate) async fn exchange(
     endpoint: &Endpoint,
     body: Bytes,
     headers: &[(HeaderName, HeaderValue)],
-) -> Result<(u16, String), String> {
+    limit: usize,
+) -> Result<(u16, Option<Bytes>), String> {
     let stream = TcpStream::connect((endpoint.host.as_str(), endpoint.port))
         .await
         .map_err(|e| format!("cannot connect to {}: {e}", endpoint.origin()))?;
@@ -243,14 +247,12 @@ async fn exchange(
         .await
         .map_err(|e| format!("request failed: {e}"))?;
     let status = response.status().as_u16();
-    let text = match Limited::new(response.into_body(), 64 * 1024)
+    let body = Limited::new(response.into_body(), limit)
         .collect()
         .await
-    {
-        Ok(collected) => snippet(&collected.to_bytes()),
-        Err(_) => String::new(),
-    };
-    Ok((status, text))
+        .ok()
+        .map(|collected| collected.to_bytes());
+    Ok((status, body))
 }
 
 fn snippet(bytes: &[u8]) -> String {

@@ -20,6 +20,7 @@ pub mod config;
 pub mod drift;
 pub mod enforcement;
 pub mod http;
+pub mod investigator;
 pub mod ledger;
 pub mod notify;
 pub mod registry;
@@ -41,6 +42,10 @@ pub use command::{CommandConfig, CommandExecutor};
 pub use config::{ConfigError, ExecutorsConfig, RawExecutorsConfig};
 pub use drift::{Drift, DriftCheck};
 pub use enforcement::{BlockEntry, Enforcement, EnforcementState, Verdict, VerdictKind};
+pub use investigator::{
+    AskError, AskPolicy, Investigator, InvestigatorConfig, InvestigatorConfigError,
+    RawInvestigatorConfig,
+};
 pub use notify::{NotifyConfig, NotifyExecutor, NotifyFormat, UrlSource};
 pub use registry::{Context, Registry, RegistryError};
 pub use secret::{Secret, SecretError, SecretRef, SecretSource};

@@ -105,6 +105,11 @@ impl Case {
         if f.detector.starts_with("rule:") {
             self.has_rule_finding = true;
         }
+        // Kept as a variable (`{model_threat}`), not a new field: the case is part of the
+        // responder's snapshot, whose encoding has no room for added fields.
+        if let Some(t) = model_threat(f) {
+            self.add_var(MODEL_THREAT, format!("threat:{t}"));
+        }
         for (key, value) in &f.evidence {
             let name = if key == "group" {
                 match f.evidence.get("group_by").and_then(|v| v.as_str()) {
@@ -139,9 +144,24 @@ impl Case {
         }
     }
 
-    /// `(kind, best score)` pairs, for diagnosis.
+    /// `(kind, best score)` pairs.
     pub fn kind_scores(&self) -> impl Iterator<Item = (&str, f64)> + Clone {
         self.kinds.iter().map(|(k, s)| (k.as_str(), s.max_score))
+    }
+
+    /// What diagnosis weighs: the kinds, plus each threat type a model named
+    /// (`threat:<type>`, at the best model score), since a finding kind `model:<name>` says
+    /// nothing of the cause.
+    pub fn diagnosis_scores(&self) -> impl Iterator<Item = (&str, f64)> + Clone {
+        let model_score = self
+            .kinds
+            .iter()
+            .filter(|(k, _)| k.starts_with("model:"))
+            .map(|(_, s)| s.max_score)
+            .fold(0.0, f64::max);
+        let threats = self.vars.get(MODEL_THREAT).into_iter().flatten();
+        self.kind_scores()
+            .chain(threats.map(move |t| (t.as_str(), model_score)))
     }
 }
 
@@ -152,6 +172,17 @@ pub struct Assessment {
     pub confidence: f64,
     pub blast_radius: u32,
     pub criticality: u8,
+}
+
+/// The template variable holding the threat types models named, as `threat:<type>`.
+const MODEL_THREAT: &str = "model_threat";
+
+/// The threat type a reported model finding names (`evidence.threat_type`).
+fn model_threat(f: &Finding) -> Option<&str> {
+    if !f.detector.starts_with("model:") || f.kind == "model_drift" {
+        return None;
+    }
+    f.evidence.get("threat_type")?.as_str()
 }
 
 pub fn severity_points(s: Severity) -> f64 {
@@ -254,6 +285,37 @@ pub(crate) mod tests {
         assert_eq!(confidence([("a", 0.5), ("b", 0.5)].into_iter()), 0.75);
         assert_eq!(confidence([("a", 1.0)].into_iter()), 0.99);
         assert_eq!(confidence(std::iter::empty()), 0.0);
+    }
+
+    #[test]
+    fn model_threat_types_reach_diagnosis_but_not_kinds() {
+        let inc = incident("agent-1", Severity::High, &["model:agents"]);
+        let mut case = Case::new(&inc);
+        let named = json!({"threat_type": "data_exfiltration"});
+        let f = finding(
+            "agent-1",
+            "model:agents",
+            "model:agents",
+            0.97,
+            named.clone(),
+        );
+        let drift = finding("model:agents", "model_drift", "model:agents", 0.6, named);
+        let rule = finding(
+            "agent-1",
+            "sqli",
+            "rule:sqli",
+            0.9,
+            json!({"threat_type": "x"}),
+        );
+        case.absorb(&inc, &[f, drift, rule]);
+        let scores: Vec<(&str, f64)> = case.diagnosis_scores().collect();
+        assert!(scores.contains(&("threat:data_exfiltration", 0.97)));
+        assert_eq!(
+            case.vars[MODEL_THREAT],
+            ["threat:data_exfiltration"],
+            "only model findings name a threat"
+        );
+        assert!(case.kind_scores().all(|(k, _)| !k.starts_with("threat:")));
     }
 
     #[test]

@@ -125,6 +125,13 @@ pub fn evidence_for(kind: &str) -> &'static [(Cause, f64)] {
         "request_flood" => &[(ResourceAbuse, 0.6), (WebAttack, 0.5)],
         "port_scan" => &[(Reconnaissance, 1.0)],
         "exfiltration" => &[(DataExfiltration, 1.0)],
+        // Threat types a model named (the agent-behaviour classifier's classes).
+        "threat:credential_abuse" => &[(CredentialAbuse, 1.0)],
+        "threat:privilege_escalation" => &[(CredentialAbuse, 0.9), (DataExfiltration, 0.2)],
+        "threat:data_exfiltration" => &[(DataExfiltration, 1.0)],
+        "threat:resource_abuse" => &[(ResourceAbuse, 1.0), (CostOverrun, 0.3)],
+        "threat:prompt_injection" => &[(PromptInjection, 1.0)],
+        "threat:behavioral_drift" => &[(PromptDrift, 0.7), (PromptInjection, 0.3)],
         _ => &[(Unknown, 0.5)],
     }
 }
@@ -243,6 +250,18 @@ mod tests {
         ] {
             assert_eq!(run(&[(kind, 0.8)], &fb)[0].cause, want, "{kind}");
         }
+    }
+
+    #[test]
+    fn a_models_threat_type_outranks_its_unknown_kind() {
+        let fb = FeedbackMemory::default();
+        let h = run(
+            &[("model:agents", 0.97), ("threat:data_exfiltration", 0.97)],
+            &fb,
+        );
+        assert_eq!(h[0].cause, "data_exfiltration");
+        let h = run(&[("model:agents", 0.97)], &fb);
+        assert_eq!(h[0].cause, "unknown");
     }
 
     #[test]

@@ -37,6 +37,7 @@ pub mod error;
 pub mod executor;
 pub mod fleet;
 pub mod guard;
+pub mod investigate;
 pub mod lifecycle;
 pub mod memory;
 pub mod playbook;

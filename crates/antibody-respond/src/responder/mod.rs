@@ -24,6 +24,7 @@
 
 mod human;
 mod plan;
+mod propose;
 mod tick;
 
 use crate::action::{Action, ActionKind, ActionStatus};
@@ -448,7 +449,7 @@ impl Responder {
             .assets
             .get(&(key.0.clone(), incident.entity.clone()));
         let assessment = assess(&rec.case, asset);
-        let diagnosis = diagnose(rec.case.kind_scores(), &key.0, &self.st.feedback);
+        let diagnosis = diagnose(rec.case.diagnosis_scores(), &key.0, &self.st.feedback);
         if assessment != rec.assessment || diagnosis != rec.diagnosis {
             rec.cause = diagnosis
                 .first()
