@@ -5,6 +5,7 @@ pub mod auth;
 pub mod demo;
 pub mod error;
 pub mod metrics;
+pub mod models;
 pub mod openapi;
 pub mod pipeline;
 pub mod respond;
@@ -101,12 +102,16 @@ pub struct ServerConfig {
     pub responder: antibody_respond::ResponderConfig,
     /// `[executors]`: webhook, notify, command, signal (internal kinds need nothing).
     pub executors: antibody_executors::RawExecutorsConfig,
+    /// `[investigator]`: the optional LLM investigator (template summaries without it).
+    pub investigator: antibody_executors::RawInvestigatorConfig,
     /// Ingest requests read and parsed at once; more get 429 before their body is read.
     pub max_concurrent_ingest: usize,
     /// Time allowed to receive one request body.
     pub body_timeout: Duration,
     /// Run the built-in fleet simulator (`--demo`).
     pub demo: bool,
+    /// `[models]`: the model registry's limits and retraining.
+    pub models: models::ModelsConfig,
 }
 
 impl ServerConfig {
@@ -120,9 +125,11 @@ impl ServerConfig {
             tick_interval: Duration::from_secs(1),
             responder: antibody_respond::ResponderConfig::default(),
             executors: antibody_executors::RawExecutorsConfig::default(),
+            investigator: antibody_executors::RawInvestigatorConfig::default(),
             max_concurrent_ingest: 32,
             body_timeout: Duration::from_secs(30),
             demo: false,
+            models: models::ModelsConfig::default(),
         }
     }
 }
@@ -167,7 +174,9 @@ impl Server {
             ServerError::Config("the server must be opened inside a tokio runtime".into())
         })?;
         let executors =
-            respond::Executors::from_config(cfg.executors.clone(), runtime, clock.clone())
+            respond::Executors::from_config(cfg.executors.clone(), runtime.clone(), clock.clone())
+                .map_err(|e| ServerError::Config(e.to_string()))?
+                .with_investigator(cfg.investigator.clone(), runtime)
                 .map_err(|e| ServerError::Config(e.to_string()))?;
         let responder = respond::load_responder(
             &cfg.data_dir.join("snapshots").join("responder.snap"),
@@ -176,7 +185,10 @@ impl Server {
             &store,
         )?;
         let metrics = Arc::new(metrics::Metrics::default());
+        let models = Arc::new(models::load_live(&store, &cfg.models)?);
+        tracing::info!(models = models.bindings().len(), "models loaded");
         let parts = PipelineParts {
+            models,
             store: store.clone(),
             metrics: metrics.clone(),
             clock: clock.clone(),
@@ -200,6 +212,7 @@ impl Server {
                 cfg.max_concurrent_ingest.max(1),
             )),
             body_timeout: cfg.body_timeout,
+            models: Arc::new(models::ModelsState::new(cfg.models.clone())),
         };
         Ok(Server {
             stop: stop_tx,

@@ -235,3 +235,104 @@ mod tests {
         assert_eq!(h.quantile_bound(1.0), Some(0.05));
     }
 }
+
+/// Per-model series: rows scored and reported, shadow agreement, drift (PSI per feature).
+pub fn render_models(
+    out: &mut String,
+    stats: &std::collections::BTreeMap<
+        (antibody_core::TenantId, String),
+        antibody_detect::ModelStats,
+    >,
+) {
+    use std::fmt::Write as _;
+    if stats.is_empty() {
+        return;
+    }
+    type Counter = fn(&antibody_detect::ModelStats) -> u64;
+    let series: [(&str, &str, Counter); 4] = [
+        (
+            "antibody_model_scored_total",
+            "Events a bound model scored.",
+            |s| s.scored,
+        ),
+        (
+            "antibody_model_reported_total",
+            "Model findings reported.",
+            |s| s.reported,
+        ),
+        (
+            "antibody_model_review_total",
+            "Low-confidence model findings queued for review.",
+            |s| s.review,
+        ),
+        (
+            "antibody_model_drift_alarms_total",
+            "model_drift findings raised.",
+            |s| s.drift_alarms,
+        ),
+    ];
+    for (name, help, get) in series {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+        for ((tenant, id), s) in stats {
+            let _ = writeln!(
+                out,
+                "{name}{{tenant=\"{tenant}\",model=\"{id}\"}} {}",
+                get(s)
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP antibody_model_shadow_agreement Share of events a shadow model judged like the active one.\n# TYPE antibody_model_shadow_agreement gauge"
+    );
+    for ((tenant, id), s) in stats.iter().filter(|(_, s)| s.compared > 0) {
+        let a = s.agreed as f64 / s.compared as f64;
+        let _ = writeln!(
+            out,
+            "antibody_model_shadow_agreement{{tenant=\"{tenant}\",model=\"{id}\"}} {a}"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP antibody_model_psi Population stability index of a model input against its training data (largest over partitions).\n# TYPE antibody_model_psi gauge"
+    );
+    for ((tenant, id), s) in stats {
+        for (feature, psi) in &s.psi {
+            let _ = writeln!(
+                out,
+                "antibody_model_psi{{tenant=\"{tenant}\",model=\"{id}\",feature=\"{}\"}} {psi}",
+                label_value(feature)
+            );
+        }
+    }
+}
+
+/// Escapes a Prometheus label value (feature names come from uploaded model files).
+fn label_value(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod model_tests {
+    use super::*;
+
+    #[test]
+    fn model_series_escape_label_values() {
+        let mut stats = std::collections::BTreeMap::new();
+        let mut s = antibody_detect::ModelStats {
+            scored: 3,
+            compared: 4,
+            agreed: 3,
+            ..Default::default()
+        };
+        s.psi.insert("a\"b".to_owned(), 0.25);
+        stats.insert((antibody_core::TenantId::new("t"), "m-v1".to_owned()), s);
+        let mut out = String::new();
+        render_models(&mut out, &stats);
+        assert!(out.contains("antibody_model_scored_total{tenant=\"t\",model=\"m-v1\"} 3"));
+        assert!(out.contains("antibody_model_shadow_agreement{tenant=\"t\",model=\"m-v1\"} 0.75"));
+        assert!(out.contains(r#"feature="a\"b"} 0.25"#), "{out}");
+    }
+}

@@ -23,6 +23,7 @@ pub struct AppState {
     pub ingest_permits: Arc<tokio::sync::Semaphore>,
     pub catalog: Arc<Catalog>,
     pub body_timeout: std::time::Duration,
+    pub models: Arc<crate::models::ModelsState>,
 }
 
 impl AppState {

@@ -18,14 +18,16 @@
 mod committer;
 mod sink;
 mod snapshot;
+pub mod visible;
 mod worker;
 
 use crate::metrics::Metrics;
 use antibody_core::{Clock, Event, TenantId};
-use antibody_detect::{partition_of, EngineConfig, EntityView, Partition};
+use antibody_detect::{partition_of, EngineConfig, EntityView, ModelSet, ModelStats, Partition};
 use antibody_log::{LogOptions, SegmentLog};
 use antibody_rules::RuleSet;
 use antibody_store::Store;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, SyncSender, TrySendError};
@@ -120,6 +122,9 @@ pub(crate) enum Work {
     },
     /// A new rule set (after `PUT /v1/rules/{name}`).
     Rules(Arc<RuleSet>),
+    /// A new set of bound models (after a registry change).
+    Models(Arc<ModelSet>),
+    ModelStats(oneshot::Sender<BTreeMap<(TenantId, String), ModelStats>>),
     /// Start or stop sampling an entity for the response engine's probation.
     Watch {
         tenant: TenantId,
@@ -167,6 +172,8 @@ pub struct Pipeline {
     threads: std::sync::Mutex<Vec<std::thread::JoinHandle<()>>>,
     respond: mpsc::Sender<crate::respond::RespondMsg>,
     respond_thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Findings shown before their store commit; read endpoints merge them in.
+    pub visible: Arc<visible::Uncommitted>,
 }
 
 pub struct PipelineParts {
@@ -175,6 +182,8 @@ pub struct PipelineParts {
     pub clock: Arc<dyn Clock>,
     pub engine: Arc<EngineConfig>,
     pub rules: Arc<RuleSet>,
+    /// Bound before the log tail is replayed, so replayed events are scored as before.
+    pub models: Arc<ModelSet>,
     pub responder: antibody_respond::Responder,
     pub executors: crate::respond::Executors,
 }
@@ -234,6 +243,10 @@ impl Pipeline {
                 )
             }
         };
+        let mut partitions = partitions;
+        for p in &mut partitions {
+            p.set_models(parts.models.clone());
+        }
         parts
             .metrics
             .checkpoint_offset
@@ -247,6 +260,7 @@ impl Pipeline {
         // Unbounded: the stage also sends itself executor results, and decisions are rare
         // next to events (a bounded channel here could deadlock the stage on itself).
         let (respond_tx, respond_rx) = mpsc::channel();
+        let visible = Arc::new(visible::Uncommitted::default());
         let sink = sink::Sink::new(sink::SinkParts {
             store: parts.store.clone(),
             metrics: parts.metrics.clone(),
@@ -256,14 +270,24 @@ impl Pipeline {
             checkpoint: checkpoint.clone(),
             respond: Some(respond_tx.clone()),
             health: ready.clone(),
+            visible: visible.clone(),
         });
         threads.push(spawn("antibody-sink", move || sink.run(sink_rx))?);
         let mut workers = Vec::new();
         for (i, p) in partitions.into_iter().enumerate() {
             // Few, large messages: at most 8 groups of ≤ 64k events wait per partition.
             let (tx, rx) = mpsc::sync_channel(8);
-            let w =
-                worker::Worker::new(i, p, sink_tx.clone(), parts.metrics.clone(), ready.clone());
+            let w = worker::Worker::new(
+                i,
+                p,
+                sink_tx.clone(),
+                parts.metrics.clone(),
+                ready.clone(),
+                worker::Showcase {
+                    visible: visible.clone(),
+                    stream: stream.clone(),
+                },
+            );
             threads.push(spawn(&format!("antibody-part-{i}"), move || w.run(rx))?);
             workers.push(tx);
         }
@@ -318,6 +342,7 @@ impl Pipeline {
             threads: std::sync::Mutex::new(threads),
             respond: respond_tx,
             respond_thread: std::sync::Mutex::new(Some(respond_thread)),
+            visible,
         }))
     }
 
@@ -355,6 +380,32 @@ impl Pipeline {
         for w in &self.workers {
             let _ = w.send(Work::Rules(rules.clone()));
         }
+    }
+
+    /// Hands a new set of bound models to every partition (in order with their other work).
+    pub fn set_models(&self, models: Arc<ModelSet>) {
+        for w in &self.workers {
+            let _ = w.send(Work::Models(models.clone()));
+        }
+    }
+
+    /// Every bound model's counters, summed over the partitions, by tenant and binding id.
+    pub async fn model_stats(
+        &self,
+    ) -> Result<BTreeMap<(TenantId, String), ModelStats>, SubmitError> {
+        let mut total: BTreeMap<(TenantId, String), ModelStats> = BTreeMap::new();
+        for w in &self.workers {
+            let (reply, rx) = oneshot::channel();
+            let tx = w.clone();
+            tokio::task::spawn_blocking(move || tx.send(Work::ModelStats(reply)))
+                .await
+                .map_err(|_| SubmitError::Stopped)?
+                .map_err(|_| SubmitError::Stopped)?;
+            for (id, s) in rx.await.map_err(|_| SubmitError::Stopped)? {
+                total.entry(id).or_default().add(&s);
+            }
+        }
+        Ok(total)
     }
 
     /// Hands a new playbook set to the response engine.

@@ -23,14 +23,15 @@ pub(crate) struct SinkParts {
     pub checkpoint: Arc<AtomicU64>,
     pub respond: Option<std::sync::mpsc::Sender<RespondMsg>>,
     pub health: Arc<super::Health>,
+    pub visible: Arc<super::visible::Uncommitted>,
 }
 
 pub(crate) enum SinkMsg {
     Outputs {
-        findings: Vec<Finding>,
+        /// Already shown by the worker (see `visible.rs`).
+        findings: Arc<Vec<Finding>>,
         incidents: Vec<Incident>,
         samples: Vec<Sample>,
-        received: Option<Instant>,
     },
     SnapshotPart {
         partition: usize,
@@ -57,6 +58,7 @@ pub(crate) struct Sink {
     checkpoint: Arc<AtomicU64>,
     respond: Option<std::sync::mpsc::Sender<RespondMsg>>,
     health: Arc<super::Health>,
+    visible: Arc<super::visible::Uncommitted>,
     /// Set once outputs had to be dropped: no checkpoint may claim them after that, so a
     /// restart replays their events and produces them again.
     lost_outputs: bool,
@@ -83,12 +85,13 @@ impl Sink {
             checkpoint: p.checkpoint,
             respond: p.respond,
             health: p.health,
+            visible: p.visible,
             lost_outputs: false,
         }
     }
 
     pub(crate) fn run(mut self, rx: Receiver<SinkMsg>) {
-        let mut findings = Vec::new();
+        let mut shown: Vec<Arc<Vec<Finding>>> = Vec::new();
         let mut incidents: Vec<Incident> = Vec::new();
         let mut samples: Vec<Sample> = Vec::new();
         let mut parts = Vec::new();
@@ -97,7 +100,6 @@ impl Sink {
         let mut index: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
         while let Ok(first) = rx.recv() {
             index.clear();
-            let mut oldest: Option<Instant> = None;
             let mut msg = Some(first);
             let mut drained = 0;
             while let Some(m) = msg.take() {
@@ -106,9 +108,10 @@ impl Sink {
                         findings: f,
                         incidents: i,
                         samples: smp,
-                        received,
                     } => {
-                        findings.extend(f);
+                        if !f.is_empty() {
+                            shown.push(f);
+                        }
                         samples.extend(smp);
                         for inc in i {
                             match index.get(&inc.id) {
@@ -119,10 +122,6 @@ impl Sink {
                                 }
                             }
                         }
-                        oldest = match (oldest, received) {
-                            (Some(a), Some(b)) => Some(a.min(b)),
-                            (a, b) => a.or(b),
-                        };
                     }
                     SinkMsg::SnapshotPart {
                         partition,
@@ -135,17 +134,16 @@ impl Sink {
                     msg = rx.try_recv().ok();
                 }
             }
+            // The workers showed these findings already (API and stream): see `visible.rs`.
+            let mut findings: Vec<Finding> = shown.iter().flat_map(|b| b.iter().cloned()).collect();
             let started = Instant::now();
             self.write(&findings, &incidents);
             if !findings.is_empty() || !incidents.is_empty() {
                 self.metrics.store_write_latency.observe(started.elapsed());
             }
-            if let Some(at) = oldest {
-                if !findings.is_empty() {
-                    self.metrics.finding_visible_latency.observe(at.elapsed());
-                }
-            }
-            self.publish(&findings, &incidents);
+            self.visible.committed(&shown);
+            shown.clear();
+            self.publish(&incidents);
             self.to_responder(&mut findings, &mut incidents, &mut samples);
             findings.clear();
             incidents.clear();
@@ -225,21 +223,9 @@ impl Sink {
         let _ = tx.send(msg);
     }
 
-    fn publish(&self, findings: &[Finding], incidents: &[Incident]) {
-        for f in findings {
-            self.metrics.count_finding(&f.kind);
-        }
+    fn publish(&self, incidents: &[Incident]) {
         if self.stream.receiver_count() == 0 {
             return;
-        }
-        for f in findings {
-            if let Ok(data) = serde_json::to_string(f) {
-                let _ = self.stream.send(StreamItem {
-                    tenant: f.tenant.clone(),
-                    event: "finding",
-                    data: data.into(),
-                });
-            }
         }
         for i in incidents {
             if let Ok(data) = serde_json::to_string(i) {

@@ -1,13 +1,16 @@
 //! A partition worker: owns one engine partition and feeds its outputs to the sink.
 
-use super::sink::SinkMsg;
+use super::sink::{SinkMsg, StreamItem};
+use super::visible::Uncommitted;
 use super::{Health, Work};
 use crate::metrics::Metrics;
+use antibody_core::Finding;
 use antibody_detect::{Outputs, Partition};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::Arc;
 use std::time::Instant;
+use tokio::sync::broadcast;
 
 pub(crate) struct Worker {
     index: usize,
@@ -15,6 +18,14 @@ pub(crate) struct Worker {
     sink: SyncSender<SinkMsg>,
     metrics: Arc<Metrics>,
     health: Arc<Health>,
+    visible: Arc<Uncommitted>,
+    stream: broadcast::Sender<StreamItem>,
+}
+
+/// Where a worker shows its findings before the sink stores them.
+pub(crate) struct Showcase {
+    pub visible: Arc<Uncommitted>,
+    pub stream: broadcast::Sender<StreamItem>,
 }
 
 impl Worker {
@@ -24,6 +35,7 @@ impl Worker {
         sink: SyncSender<SinkMsg>,
         metrics: Arc<Metrics>,
         health: Arc<Health>,
+        showcase: Showcase,
     ) -> Self {
         Self {
             index,
@@ -31,6 +43,8 @@ impl Worker {
             sink,
             metrics,
             health,
+            visible: showcase.visible,
+            stream: showcase.stream,
         }
     }
 
@@ -46,9 +60,7 @@ impl Worker {
             match work {
                 Work::Events { batch, received } => {
                     let started = Instant::now();
-                    for (offset, ev) in &batch {
-                        self.partition.on_event(*offset, ev, &mut out);
-                    }
+                    self.partition.on_events(&batch, &mut out);
                     self.partition.flush_incidents(&mut out);
                     self.metrics.detect_latency.observe(started.elapsed());
                     self.metrics
@@ -76,6 +88,10 @@ impl Worker {
                     });
                 }
                 Work::Rules(rules) => self.partition.set_rules(rules),
+                Work::Models(models) => self.partition.set_models(models),
+                Work::ModelStats(reply) => {
+                    let _ = reply.send(self.partition.model_stats());
+                }
                 Work::Watch { tenant, entity, on } => self.partition.watch(&tenant, &entity, on),
                 Work::Stop => break,
             }
@@ -86,14 +102,40 @@ impl Worker {
         if out.is_empty() {
             return;
         }
-        let findings = std::mem::take(&mut out.findings);
+        let findings = Arc::new(std::mem::take(&mut out.findings));
+        if !findings.is_empty() {
+            self.show(&findings, received);
+        }
         let incidents = std::mem::take(&mut out.incidents);
         let samples = std::mem::take(&mut out.samples);
         self.to_sink(SinkMsg::Outputs {
             findings,
             incidents,
             samples,
-            received,
         });
+    }
+
+    /// Makes findings visible (API and stream) now; the sink stores them after (see
+    /// `visible.rs` for why that is safe).
+    fn show(&self, findings: &Arc<Vec<Finding>>, received: Option<Instant>) {
+        self.visible.show(findings.clone());
+        if let Some(at) = received {
+            self.metrics.finding_visible_latency.observe(at.elapsed());
+        }
+        for f in findings.iter() {
+            self.metrics.count_finding(&f.kind);
+        }
+        if self.stream.receiver_count() == 0 {
+            return;
+        }
+        for f in findings.iter() {
+            if let Ok(data) = serde_json::to_string(f) {
+                let _ = self.stream.send(StreamItem {
+                    tenant: f.tenant.clone(),
+                    event: "finding",
+                    data: data.into(),
+                });
+            }
+        }
     }
 }

@@ -19,6 +19,8 @@ pub struct Executors {
     external: Vec<Arc<dyn Executor>>,
     /// Re-checks applied external actions (see [`Executors::drifted`]).
     registry: Option<Arc<antibody_executors::Registry>>,
+    /// The optional LLM investigator (`[investigator]`).
+    investigator: super::InvestigatorSetup,
 }
 
 fn is_internal(kind: ActionKind) -> bool {
@@ -88,7 +90,36 @@ impl Executors {
         Ok(Self {
             external,
             registry: Some(Arc::new(registry)),
+            investigator: super::InvestigatorSetup::default(),
         })
+    }
+
+    /// Adds the `[investigator]` section: its limits always, its client when `base_url` is
+    /// set. The API key is resolved per question, like executor secrets.
+    pub fn with_investigator(
+        mut self,
+        raw: antibody_executors::RawInvestigatorConfig,
+        runtime: tokio::runtime::Handle,
+    ) -> Result<Self, antibody_executors::InvestigatorConfigError> {
+        let cfg = antibody_executors::InvestigatorConfig::try_from(raw)?;
+        let client = cfg.client.map(|c| {
+            tracing::info!(endpoint = ?c.endpoint, model = %c.model, "investigator configured");
+            Arc::new(antibody_executors::Investigator::new(
+                c,
+                Arc::new(EnvOrFile),
+                runtime,
+            ))
+        });
+        self.investigator = super::InvestigatorSetup {
+            client,
+            policy: cfg.ask,
+            limits: cfg.limits,
+        };
+        Ok(self)
+    }
+
+    pub(crate) fn investigator(&self) -> super::InvestigatorSetup {
+        self.investigator.clone()
     }
 
     fn find(&self, kind: ActionKind) -> Option<&Arc<dyn Executor>> {

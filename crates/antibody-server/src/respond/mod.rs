@@ -10,8 +10,11 @@
 //! command and executor result, and with every engine checkpoint; incidents the engine
 //! replays after a crash are folded in again (the responder is idempotent per incident
 //! version), so pending approvals, active blocks and lifecycle states survive a restart.
+//!
+//! Incident summaries and the optional LLM investigator: see [`investigate`].
 
 mod execute;
+mod investigate;
 
 use crate::metrics::Metrics;
 use crate::pipeline::StreamItem;
@@ -31,12 +34,17 @@ use std::time::Duration;
 use tokio::sync::{broadcast, oneshot};
 
 pub use execute::Executors;
+pub use investigate::InvestigatorSetup;
 
 /// Queued sink batches folded into one step at most.
 const MAX_FOLD: usize = 256;
 
 /// Decisions stored per transaction at most.
 const PERSIST_CHUNK: usize = 32;
+
+/// Incident views kept in memory at most; every view is stored, so dropping them all
+/// costs only re-reads.
+const MAX_VIEWS: usize = 100_000;
 
 /// A person's request, with who asked (the key id) and for which tenant.
 #[derive(Debug)]
@@ -65,6 +73,12 @@ pub enum HumanCmd {
     Feedback {
         kinds: Vec<String>,
         root_cause: String,
+    },
+    /// A change made elsewhere (e.g. the model registry), appended to the audit chain.
+    Record {
+        kind: String,
+        subject: String,
+        detail: String,
     },
     PutAssets(Vec<Asset>),
 }
@@ -100,6 +114,8 @@ pub(crate) enum RespondMsg {
         ok: bool,
         message: String,
     },
+    /// The investigator answered (or failed) about an incident.
+    Investigated(investigate::Answer),
     Checkpoint,
     Playbooks(Arc<antibody_respond::PlaybookSet>),
     Stop,
@@ -126,6 +142,8 @@ pub(crate) struct RespondStage {
     ticks: u64,
     /// Ticks between two drift checks of applied external actions.
     drift_every: u64,
+    investigator: InvestigatorSetup,
+    asking: investigate::Asking,
 }
 
 pub(crate) struct StageParts {
@@ -181,6 +199,7 @@ impl RespondStage {
                 AuditChain::resume(&head),
             );
         }
+        let investigator = p.executors.investigator();
         Ok(Self {
             responder: p.responder,
             store: p.store,
@@ -196,6 +215,8 @@ impl RespondStage {
             since: None,
             ticks: 0,
             drift_every: p.drift_every.max(1),
+            investigator,
+            asking: investigate::Asking::default(),
         })
     }
 
@@ -254,6 +275,8 @@ impl RespondStage {
                 RespondMsg::Tick(t) => {
                     let d = self.responder.on_tick(t);
                     self.apply(d, t);
+                    // The per-minute budget frees up with time alone.
+                    self.pump(t);
                     self.ticks += 1;
                     if self.ticks.is_multiple_of(self.drift_every) {
                         self.check_drift(t);
@@ -284,6 +307,7 @@ impl RespondStage {
                     }
                     self.snapshot();
                 }
+                RespondMsg::Investigated(answer) => self.on_answer(answer, now),
                 RespondMsg::Checkpoint => self.snapshot(),
                 RespondMsg::Playbooks(p) => self.responder.set_playbooks(p),
                 RespondMsg::Stop => break,
@@ -333,6 +357,24 @@ impl RespondStage {
             HumanCmd::ApproveAll => r.approve_all(who, t, now),
             HumanCmd::RejectAll => r.reject_all(who, t, now),
             HumanCmd::Heal { entity } => r.heal_now(who, t, &entity, now)?,
+            HumanCmd::Record {
+                kind,
+                subject,
+                detail,
+            } => {
+                let record = antibody_respond::AuditRecord {
+                    ts: now,
+                    tenant: t.to_string(),
+                    actor: who.to_owned(),
+                    kind,
+                    subject,
+                    detail,
+                    data: BTreeMap::new(),
+                };
+                let entry = self.chains.entry(t.clone()).or_default().append(record);
+                self.store_retrying(|s| s.append_audit(std::slice::from_ref(&entry)));
+                Vec::new()
+            }
             HumanCmd::Feedback { kinds, root_cause } => {
                 let cause = r.feedback(t, &kinds, &root_cause)?;
                 let mut data = BTreeMap::new();
@@ -404,6 +446,7 @@ impl RespondStage {
                 queue.extend(self.carry_out(d, now));
             }
         }
+        self.pump(now);
     }
 
     /// Re-checks applied external actions; drift is audited and streamed for a person.
@@ -499,6 +542,9 @@ impl RespondStage {
         }
         touched.sort();
         touched.dedup();
+        for key in &touched {
+            self.refresh_summary(key);
+        }
         let views: Vec<(TenantId, String, IncidentResponse)> = touched
             .into_iter()
             .filter_map(|k| self.views.get(&k).map(|v| (k.0, k.1, v.clone())))
@@ -509,18 +555,35 @@ impl RespondStage {
             s.upsert_incidents(&fleet)?;
             s.put_incident_responses(&views)
         });
+        if self.views.len() > MAX_VIEWS {
+            self.views.clear();
+        }
     }
 
+    /// The incident's response view: in memory, else as stored (after a restart, or once
+    /// memory was trimmed), else a new one.
     fn view(&mut self, tenant: &TenantId, incident: &str) -> &mut IncidentResponse {
-        self.views
-            .entry((tenant.clone(), incident.to_owned()))
-            .or_insert_with(|| IncidentResponse {
-                risk: 0.0,
-                confidence: 0.0,
-                blast_radius: 0,
-                diagnosis: Vec::new(),
-                actions: Vec::new(),
-            })
+        use std::collections::btree_map::Entry;
+        match self.views.entry((tenant.clone(), incident.to_owned())) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => {
+                let stored = self
+                    .store
+                    .get_incident_response(tenant, incident)
+                    .unwrap_or_else(|err| {
+                        tracing::warn!(error = %err, incident, "reading an incident's response view failed");
+                        None
+                    });
+                e.insert(stored.unwrap_or_else(|| IncidentResponse {
+                    risk: 0.0,
+                    confidence: 0.0,
+                    blast_radius: 0,
+                    diagnosis: Vec::new(),
+                    actions: Vec::new(),
+                    summary: None,
+                }))
+            }
+        }
     }
 
     fn publish(&self, d: &Decision) {

@@ -4,6 +4,7 @@
 use super::{bad_path, bad_query};
 use crate::auth::Auth;
 use crate::error::ApiError;
+use crate::pipeline::visible::merge_page;
 use crate::pipeline::SubmitError;
 use crate::state::AppState;
 use antibody_core::clock::{format_rfc3339, parse_rfc3339};
@@ -73,7 +74,10 @@ pub async fn list_findings(
     };
     let tenant = auth.0.tenant.clone();
     let limit = query.limit;
-    let items = st.db(move |s| s.list_findings(&tenant, &query)).await?;
+    // Uncommitted findings first, then the store: see `pipeline::visible`.
+    let early = st.pipeline.visible.matching(&tenant, &query);
+    let stored = st.db(move |s| s.list_findings(&tenant, &query)).await?;
+    let items = merge_page(stored, early, limit);
     let next = (items.len() == limit)
         .then(|| items.last().map(|f| format!("{}:{}", f.ts, f.id)))
         .flatten();
@@ -89,7 +93,11 @@ pub async fn get_finding(
     let Path(id) = id.map_err(bad_path)?;
     let tenant = auth.0.tenant.clone();
     let key = id.clone();
-    let f = st.db(move |s| s.get_finding(&tenant, &key)).await?;
+    let early = st.pipeline.visible.get(&tenant, &key);
+    let f = match early {
+        Some(f) => Some(f),
+        None => st.db(move |s| s.get_finding(&tenant, &key)).await?,
+    };
     let f = f.ok_or_else(|| ApiError::NotFound(format!("finding `{id}`")))?;
     Ok(Json(json!(f)))
 }
@@ -125,6 +133,7 @@ pub async fn list_incidents(
         limit: parse_limit(p.limit.as_deref())?,
     };
     let tenant = auth.0.tenant.clone();
+    st.pipeline.visible.settled(&tenant).await;
     let items = st.db(move |s| s.list_incidents(&tenant, &query)).await?;
     Ok(Json(json!({"items": items})))
 }
@@ -138,9 +147,23 @@ pub async fn get_incident(
     let Path(id) = id.map_err(bad_path)?;
     let tenant = auth.0.tenant.clone();
     let key = id.clone();
-    let inc = st.db(move |s| s.get_incident(&tenant, &key)).await?;
+    // Findings shown before their commit name this incident already: see `pipeline::visible`.
+    st.pipeline.visible.settled(&tenant).await;
+    let (inc, response) = st
+        .db(move |s| {
+            Ok((
+                s.get_incident(&tenant, &key)?,
+                s.get_incident_response(&tenant, &key)?,
+            ))
+        })
+        .await?;
     let inc = inc.ok_or_else(|| ApiError::NotFound(format!("incident `{id}`")))?;
-    Ok(Json(json!(inc)))
+    let mut body = json!(inc);
+    // The responder's summary (template or investigator), once it assessed the incident.
+    if let Some(summary) = response.and_then(|r| r.summary) {
+        body["summary"] = json!(summary);
+    }
+    Ok(Json(body))
 }
 
 pub async fn get_entity(

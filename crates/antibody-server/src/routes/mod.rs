@@ -6,9 +6,12 @@ mod admin;
 mod catalog;
 mod events;
 mod findings;
+mod models;
 mod ops;
 mod respond;
 mod stream;
+
+pub(crate) use models::reload as reload_models;
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -159,6 +162,41 @@ pub fn endpoints() -> Vec<Endpoint> {
             "This API description",
             None,
             get(ops::openapi),
+        ),
+        ep(
+            "get",
+            "/v1/models",
+            "The tenant's model versions with their slot, metrics, live counters, shadow agreement and drift",
+            Some("analyst"),
+            get(models::list),
+        ),
+        ep(
+            "post",
+            "/v1/models",
+            "Upload a model (an `antibody train` bundle or ONNX, base64) bound to an event kind and field mapping",
+            Some("admin"),
+            post(models::upload),
+        ),
+        ep(
+            "post",
+            "/v1/models/{id}/promote",
+            "Make a version active (the active one is retired and remembered for rollback)",
+            Some("admin"),
+            post(models::promote),
+        ),
+        ep(
+            "post",
+            "/v1/models/{id}/rollback",
+            "Retire the active version and reactivate the one it replaced",
+            Some("admin"),
+            post(models::rollback),
+        ),
+        ep(
+            "get",
+            "/v1/review-queue",
+            "Low-confidence model findings awaiting a label (label them with POST /v1/feedback)",
+            Some("analyst"),
+            get(models::review_queue),
         ),
     ]
 }

@@ -28,10 +28,11 @@ pub async fn metrics(State(st): State<AppState>) -> impl IntoResponse {
     st.metrics
         .queue_depth_events
         .store(st.pipeline.queued_events(), Relaxed);
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        st.metrics.render(),
-    )
+    let mut text = st.metrics.render();
+    if let Ok(stats) = st.pipeline.model_stats().await {
+        crate::metrics::render_models(&mut text, &stats);
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }
 
 pub async fn openapi() -> Json<Value> {

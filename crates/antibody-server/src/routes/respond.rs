@@ -349,14 +349,19 @@ pub async fn feedback(
     }
     let tenant = auth.0.tenant.clone();
     let (finding, incident) = (req.finding.clone(), req.incident.clone());
-    let kinds = st
+    // The finding may have been shown before its commit: see `pipeline::visible`.
+    st.pipeline.visible.settled(&tenant).await;
+    let (kinds, model_finding) = st
         .db(move |s| {
             if let Some(id) = incident {
-                return Ok(s.get_incident(&tenant, &id)?.map(|i| i.kinds));
+                return Ok((s.get_incident(&tenant, &id)?.map(|i| i.kinds), None));
             }
             match finding {
-                Some(id) => Ok(s.get_finding(&tenant, &id)?.map(|f| vec![f.kind])),
-                None => Ok(None),
+                Some(id) => {
+                    let f = s.get_finding(&tenant, &id)?;
+                    Ok((f.as_ref().map(|f| vec![f.kind.clone()]), f))
+                }
+                None => Ok((None, None)),
             }
         })
         .await?;
@@ -366,6 +371,15 @@ pub async fn feedback(
         ));
     }
     let kinds = kinds.ok_or_else(|| ApiError::NotFound("the finding or incident".into()))?;
+    // A label on a model finding also feeds that model's retraining (active learning).
+    let mut retraining = false;
+    if let Some(f) = model_finding.filter(|f| f.kind.starts_with("model:")) {
+        let threat = req.label == "true_positive";
+        let threat_type = req.root_cause.clone().filter(|_| threat);
+        retraining =
+            crate::models::on_label(&st, &auth.0.tenant, &auth.0.id, &f, threat, threat_type)
+                .await?;
+    }
     if let Some(root_cause) = req.root_cause.clone() {
         human(
             &st,
@@ -379,7 +393,12 @@ pub async fn feedback(
     }
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({"label": req.label, "kinds": kinds, "root_cause": req.root_cause})),
+        Json(json!({
+            "label": req.label,
+            "kinds": kinds,
+            "root_cause": req.root_cause,
+            "retraining": retraining,
+        })),
     ))
 }
 

@@ -1,0 +1,260 @@
+//! The model registry over HTTP: upload, list (with live counters, shadow agreement and
+//! drift), promote, roll back, and the review queue of low-confidence model findings.
+
+use super::bad_path;
+use crate::auth::Auth;
+use crate::error::ApiError;
+use crate::models::{self, BindingSpec, SlotChange};
+use crate::state::AppState;
+use antibody_detect::ModelStats;
+use antibody_store::{ModelRecord, Role, DEFAULT_LIMIT, MAX_LIMIT};
+use axum::body::Body;
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::Json;
+use base64::Engine as _;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UploadReq {
+    name: String,
+    /// `ensemble` (default) or `onnx`.
+    #[serde(default = "default_format")]
+    format: String,
+    /// The model file, base64.
+    file: String,
+    #[serde(flatten)]
+    binding: BindingSpec,
+    /// `active` or `shadow`; default: active for a new name, else shadow.
+    slot: Option<String>,
+}
+
+fn default_format() -> String {
+    "ensemble".into()
+}
+
+pub async fn upload(
+    State(st): State<AppState>,
+    auth: Auth,
+    body: Body,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    auth.require(Role::Admin, "upload models")?;
+    let limit = st.models.cfg.max_file_bytes / 3 * 4 + (1 << 20);
+    let req: UploadReq = super::json_body(body, limit).await?;
+    models::validate_name(&req.name)?;
+    let file = base64::engine::general_purpose::STANDARD
+        .decode(req.file.as_bytes())
+        .map_err(|e| ApiError::BadRequest(format!("`file` is not base64: {e}")))?;
+    let slot = match req.slot.as_deref() {
+        None | Some("active" | "shadow") => req.slot.clone(),
+        Some(other) => {
+            return Err(ApiError::BadRequest(format!(
+                "`slot` must be `active` or `shadow`, not `{other}`"
+            )))
+        }
+    };
+    let tenant = auth.0.tenant.clone();
+    let (format, spec, cfg) = (
+        req.format.clone(),
+        req.binding.clone(),
+        st.models.cfg.clone(),
+    );
+    let bytes = file.clone();
+    let loaded =
+        tokio::task::spawn_blocking(move || models::load_file(&format, &bytes, &spec, &cfg))
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))?
+            .map_err(|e| ApiError::BadRequest(format!("the model cannot be served: {e}")))?;
+    let _guard = st.models.lock.lock().await;
+    let name = req.name.clone();
+    let t = tenant.clone();
+    let version = st.db(move |s| s.next_model_version(&t, &name)).await?;
+    let rec = ModelRecord {
+        id: models::version_id(&req.name, version),
+        name: req.name.clone(),
+        version,
+        slot: "new".into(),
+        format: req.format.clone(),
+        binding: serde_json::to_value(&req.binding)
+            .map_err(|e| ApiError::Internal(e.to_string()))?,
+        info: loaded.info,
+        created_ms: st.clock.now_ms(),
+        sha256: hex::encode(Sha256::digest(&file)),
+        replaced: None,
+    };
+    // The mapping is checked against the model's inputs before anything is stored.
+    let mut probe = rec.clone();
+    probe.slot = "shadow".into();
+    models::binding(&tenant, &probe, loaded.scorer)
+        .map_err(|e| ApiError::BadRequest(format!("the model cannot be bound: {e}")))?;
+    let (t, r) = (tenant.clone(), rec.clone());
+    st.db(move |s| s.insert_model(&t, &r, &file)).await?;
+    let versions = versions_of(&st, &tenant, &rec.name).await?;
+    let slot = slot.unwrap_or_else(|| {
+        let has_active = versions.iter().any(|v| v.slot == "active");
+        if has_active { "shadow" } else { "active" }.to_owned()
+    });
+    let changed = models::plan(
+        &versions,
+        SlotChange::Enter {
+            id: &rec.id,
+            slot: &slot,
+        },
+    )?;
+    apply(&st, &auth, "model_upload", &rec.id, changed).await?;
+    let stored = get(&st, &tenant, &rec.id).await?;
+    Ok((StatusCode::CREATED, Json(json!(stored))))
+}
+
+async fn versions_of(
+    st: &AppState,
+    tenant: &antibody_core::TenantId,
+    name: &str,
+) -> Result<Vec<ModelRecord>, ApiError> {
+    let (t, n) = (tenant.clone(), name.to_owned());
+    let all = st.db(move |s| s.list_models(&t)).await?;
+    Ok(all.into_iter().filter(|r| r.name == n).collect())
+}
+
+async fn get(
+    st: &AppState,
+    tenant: &antibody_core::TenantId,
+    id: &str,
+) -> Result<ModelRecord, ApiError> {
+    let (t, i) = (tenant.clone(), id.to_owned());
+    st.db(move |s| s.get_model(&t, &i))
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("model `{id}`")))
+}
+
+/// Stores slot changes, hands the engine the new set, and audits the change.
+pub(crate) async fn apply(
+    st: &AppState,
+    auth: &Auth,
+    what: &str,
+    subject: &str,
+    changed: Vec<ModelRecord>,
+) -> Result<(), ApiError> {
+    let tenant = auth.0.tenant.clone();
+    let c = changed.clone();
+    st.db(move |s| s.set_model_slots(&tenant, &c)).await?;
+    reload(st).await?;
+    let detail = changed
+        .iter()
+        .map(|r| format!("{} → {}", r.id, r.slot))
+        .collect::<Vec<_>>()
+        .join(", ");
+    crate::models::audit(st, &auth.0.tenant, &auth.0.id, what, subject, &detail).await;
+    Ok(())
+}
+
+/// Reloads every served version and swaps the engine's model set.
+pub(crate) async fn reload(st: &AppState) -> Result<(), ApiError> {
+    let cfg = st.models.cfg.clone();
+    let set = st.db(move |s| models::load_live(s, &cfg)).await?;
+    tracing::info!(bindings = set.bindings().len(), "serving models");
+    st.pipeline.set_models(std::sync::Arc::new(set));
+    Ok(())
+}
+
+pub async fn list(State(st): State<AppState>, auth: Auth) -> Result<Json<Value>, ApiError> {
+    auth.require(Role::Analyst, "read models")?;
+    let tenant = auth.0.tenant.clone();
+    let t = tenant.clone();
+    let records = st.db(move |s| s.list_models(&t)).await?;
+    let stats = st
+        .pipeline
+        .model_stats()
+        .await
+        .map_err(|_| ApiError::Unavailable("the engine is not running".into()))?;
+    let items: Vec<Value> = records
+        .into_iter()
+        .map(|r| {
+            let live = stats.get(&(tenant.clone(), r.id.clone()));
+            let mut v = json!(r);
+            v["live"] = live.map_or(Value::Null, live_json);
+            v
+        })
+        .collect();
+    Ok(Json(json!({ "items": items })))
+}
+
+fn live_json(s: &ModelStats) -> Value {
+    let agreement = (s.compared > 0).then(|| s.agreed as f64 / s.compared as f64);
+    json!({
+        "scored": s.scored,
+        "reported": s.reported,
+        "review": s.review,
+        "unusable": s.unusable,
+        "shadow_compared": s.compared,
+        "shadow_agreement": agreement,
+        "drift": {"alarms": s.drift_alarms, "window_rows": s.drift_rows, "psi": s.psi},
+    })
+}
+
+pub async fn promote(
+    State(st): State<AppState>,
+    auth: Auth,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Json<Value>, ApiError> {
+    change(st, auth, id, "model_promote", |id| SlotChange::Promote {
+        id,
+    })
+    .await
+}
+
+pub async fn rollback(
+    State(st): State<AppState>,
+    auth: Auth,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Json<Value>, ApiError> {
+    change(st, auth, id, "model_rollback", |id| SlotChange::Rollback {
+        id,
+    })
+    .await
+}
+
+async fn change(
+    st: AppState,
+    auth: Auth,
+    id: Result<Path<String>, PathRejection>,
+    what: &str,
+    op: impl for<'a> Fn(&'a str) -> SlotChange<'a>,
+) -> Result<Json<Value>, ApiError> {
+    auth.require(Role::Admin, "change which model is served")?;
+    let Path(id) = id.map_err(bad_path)?;
+    let _guard = st.models.lock.lock().await;
+    let rec = get(&st, &auth.0.tenant, &id).await?;
+    let versions = versions_of(&st, &auth.0.tenant, &rec.name).await?;
+    let changed = models::plan(&versions, op(&id))?;
+    apply(&st, &auth, what, &id, changed.clone()).await?;
+    Ok(Json(json!({ "changed": changed })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReviewParams {
+    limit: Option<usize>,
+}
+
+pub async fn review_queue(
+    State(st): State<AppState>,
+    auth: Auth,
+    q: Result<Query<ReviewParams>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    auth.require(Role::Analyst, "read the review queue")?;
+    let Query(p) = q.map_err(super::bad_query)?;
+    let limit = p.limit.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::BadRequest(format!(
+            "`limit` must be from 1 to {MAX_LIMIT}"
+        )));
+    }
+    let tenant = auth.0.tenant.clone();
+    let items = st.db(move |s| s.review_queue(&tenant, limit)).await?;
+    Ok(Json(json!({ "items": items })))
+}
