@@ -104,7 +104,7 @@ pub enum Mix {
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
-    let key = resolve_key(&args)?;
+    let key = resolve_key(args.key.as_deref(), &args.data_dir)?;
     if args.scenario == Scenario::Blocklist {
         let target = Target::parse(&args.url, key.clone(), false)?;
         return crate::bench_respond::run(&target.addr, &key, args.events, args.rate, args.json);
@@ -149,8 +149,10 @@ pub fn run(args: BenchArgs) -> Result<()> {
     Ok(())
 }
 
-fn resolve_key(args: &BenchArgs) -> Result<String> {
-    if let Some(k) = args.key.as_deref().filter(|k| !k.is_empty()) {
+/// The API key for a client command: `--key`/`ANTIBODY_KEY`, else `ANTIBODY_ADMIN_KEY`, else
+/// the local server's `<data-dir>/admin.key`.
+pub(crate) fn resolve_key(key: Option<&str>, data_dir: &std::path::Path) -> Result<String> {
+    if let Some(k) = key.filter(|k| !k.is_empty()) {
         return Ok(k.to_owned());
     }
     if let Ok(k) = std::env::var("ANTIBODY_ADMIN_KEY") {
@@ -158,7 +160,7 @@ fn resolve_key(args: &BenchArgs) -> Result<String> {
             return Ok(k);
         }
     }
-    let path = args.data_dir.join("admin.key");
+    let path = data_dir.join("admin.key");
     let key = std::fs::read_to_string(&path).with_context(|| {
         format!(
             "no --key, ANTIBODY_KEY or ANTIBODY_ADMIN_KEY, and cannot read {}",

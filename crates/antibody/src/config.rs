@@ -29,6 +29,12 @@ pub struct FileConfig {
     /// Executors that reach outside: webhook, notify, command, signal.
     #[serde(default)]
     pub executors: antibody_executors::RawExecutorsConfig,
+    /// The optional LLM investigator: incident summaries and proposals awaiting approval.
+    #[serde(default)]
+    pub investigator: antibody_executors::RawInvestigatorConfig,
+    /// The model registry: upload limits and retraining from analysts' labels.
+    #[serde(default)]
+    pub models: antibody_server::models::ModelsConfig,
     #[serde(default)]
     pub limits: LimitsFile,
     #[serde(default)]
@@ -111,6 +117,12 @@ pub fn resolve(file: FileConfig, o: Overrides) -> Result<Resolved> {
         .map_err(|e| anyhow::anyhow!("[respond]: {e}"))?;
     cfg.responder = file.respond;
     cfg.executors = file.executors;
+    antibody_executors::InvestigatorConfig::try_from(file.investigator.clone())?;
+    cfg.investigator = file.investigator;
+    if file.models.max_file_bytes == 0 {
+        bail!("[models] max_file_bytes must be positive");
+    }
+    cfg.models = file.models;
     if let Some(secs) = file.drift_check_secs {
         cfg.pipeline.drift_check_ticks = secs.max(1);
     }
@@ -222,5 +234,24 @@ mod tests {
             toml::from_str(&toml_text).unwrap_or_else(|e| panic!("README TOML: {e}"));
         let r = resolve(file, none()).unwrap();
         antibody_executors::ExecutorsConfig::try_from(r.server.executors).unwrap();
+        let inv = antibody_executors::InvestigatorConfig::try_from(r.server.investigator).unwrap();
+        assert!(
+            inv.client.is_some(),
+            "README shows a configured investigator"
+        );
+    }
+
+    #[test]
+    fn investigator_section_is_validated() {
+        let file: FileConfig = toml::from_str(
+            "[investigator]\nbase_url = \"http://127.0.0.1:1/v1\"\napi_key = \"sk-live-inline\"\n",
+        )
+        .unwrap();
+        let err = resolve(file, none()).err().map(|e| format!("{e:#}"));
+        assert!(err.is_some_and(|e| e.contains("investigator.api_key")));
+        let file: FileConfig = toml::from_str("[investigator]\nmin_risk = 4.0\n").unwrap();
+        let r = resolve(file, none()).unwrap();
+        assert_eq!(r.server.investigator.min_risk, 4.0);
+        assert!(r.server.investigator.base_url.is_none());
     }
 }

@@ -4,6 +4,7 @@ mod bench;
 mod bench_respond;
 mod config;
 mod ml;
+mod models_cli;
 mod replay;
 mod respond_replay;
 
@@ -52,6 +53,8 @@ enum Command {
     Explain(ml::ExplainArgs),
     /// Generate synthetic data (the seven agent-behaviour scenarios) as CSV.
     Gen(ml::GenArgs),
+    /// The model registry of a running server: list, upload, promote, roll back, review queue.
+    Models(models_cli::ModelsArgs),
 }
 
 #[derive(Args)]
@@ -127,6 +130,7 @@ fn main() -> Result<()> {
         Command::Eval(args) => ml::eval(args),
         Command::Explain(args) => ml::explain(args),
         Command::Gen(args) => ml::gen(args),
+        Command::Models(args) => models_cli::run(args),
         Command::Tenants(TenantsCmd::Create { name, dir }) => {
             let store = open_store(&dir.data_dir)?;
             let now = SystemClock.now_ms();

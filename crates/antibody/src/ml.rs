@@ -53,9 +53,12 @@ pub struct TrainArgs {
     /// Training epochs of the sequence model (with --entity).
     #[arg(long, default_value_t = 12, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub sequence_epochs: u32,
-    /// Model directory to write (created; model.json and model.bin are replaced).
+    /// Model directory to write (created; model.json, model.bin and sample.bin are replaced).
     #[arg(long)]
     pub out: PathBuf,
+    /// Also write the model as one bundle file, the form `POST`ed to upload it.
+    #[arg(long, value_name = "FILE")]
+    pub bundle: Option<PathBuf>,
     /// Seed of the split, the subsamples and every tree: same data + seed = same model.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
@@ -183,17 +186,26 @@ pub fn train(args: TrainArgs) -> Result<()> {
     );
     model.manifest.cross_validation = cv;
     model.manifest.entity_column = args.entity.clone();
+    // The drift reference and the sample retraining starts from, drawn from every row.
+    model.set_training_data(&ds, args.seed);
     model
         .save(&args.out)
         .with_context(|| format!("writing the model to {}", args.out.display()))?;
+    if let Some(path) = &args.bundle {
+        std::fs::write(path, model.to_bundle())
+            .with_context(|| format!("writing the bundle {}", path.display()))?;
+    }
 
     let out = &mut io::stdout().lock();
     if args.json {
         let m = &model.manifest;
         let v = serde_json::json!({
             "model": args.out,
+            "bundle": args.bundle,
             "test": m.metrics,
             "cross_validation": m.cross_validation,
+            "sample_rows": m.sample.as_ref().map(|s| s.rows),
+            "drift_reference_rows": m.reference.as_ref().map(|r| r.rows),
         });
         writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
     } else {
@@ -214,7 +226,18 @@ pub fn train(args: TrainArgs) -> Result<()> {
         if let Some(cv) = &m.cross_validation {
             print_cv(out, cv)?;
         }
+        if let (Some(r), Some(s)) = (&m.reference, &m.sample) {
+            let population = if r.benign_only { "benign rows" } else { "rows" };
+            writeln!(
+                out,
+                "\ndrift reference: deciles of {} {population}; training sample kept for retraining: {} rows",
+                r.rows, s.rows
+            )?;
+        }
         writeln!(out, "\nmodel written to {}", args.out.display())?;
+        if let Some(path) = &args.bundle {
+            writeln!(out, "bundle written to {}", path.display())?;
+        }
     }
     Ok(())
 }
@@ -668,6 +691,7 @@ mod tests {
             entity: Some("agent_id".into()),
             sequence_epochs: 1,
             out: out.to_path_buf(),
+            bundle: None,
             seed: 1,
             trees: 20,
             depth: 3,
@@ -692,8 +716,17 @@ mod tests {
             out: Some(data.clone()),
         })
         .unwrap();
-        train(train_args(&data, &model_dir)).unwrap();
+        let bundle = dir.path().join("model.bundle");
+        train(TrainArgs {
+            bundle: Some(bundle.clone()),
+            ..train_args(&data, &model_dir)
+        })
+        .unwrap();
         let model = Model::load(&model_dir).unwrap();
+        assert_eq!(model.sample.as_ref().map(|s| s.n_rows()), Some(1200));
+        assert!(model.manifest.reference.as_ref().unwrap().benign_only);
+        let bundled = Model::from_bundle(&std::fs::read(&bundle).unwrap()).unwrap();
+        assert_eq!(bundled.manifest, model.manifest);
         // The type column was picked up without --type-label.
         assert_eq!(
             model.manifest.labels.type_column.as_deref(),
