@@ -126,6 +126,15 @@ fn bench(c: &mut Criterion) {
         )
     });
     g.finish();
+
+    // A checkpoint pauses the partition while it serializes: 10,000 warm entities here.
+    let mut g = c.benchmark_group("checkpoint");
+    g.throughput(Throughput::Bytes(snapshot.len() as u64));
+    g.sample_size(10);
+    g.bench_function("snapshot_10k_entities", |b| {
+        b.iter(|| warm.snapshot().expect("snapshot"))
+    });
+    g.finish();
 }
 
 /// A production-size model (default training config: 200 trees, 5 folds) on generated agent

@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod demo;
+mod durable_file;
 pub mod error;
 pub mod metrics;
 pub mod models;

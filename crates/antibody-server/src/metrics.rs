@@ -77,6 +77,10 @@ pub struct Metrics {
     pub detect_latency: Histogram,
     /// From the request's arrival to its findings being queryable and streamed.
     pub finding_visible_latency: Histogram,
+    /// From the request's arrival to its events being fsynced (when the 202 can go out).
+    pub ingest_durable_latency: Histogram,
+    /// One group commit's append and fdatasync of the log.
+    pub log_sync_latency: Histogram,
     /// One store transaction of engine outputs.
     pub store_write_latency: Histogram,
     /// From an incident update being stored to the action it caused being applied.
@@ -194,7 +198,17 @@ impl Metrics {
         self.finding_visible_latency.render(
             &mut out,
             "antibody_finding_visible_latency_seconds",
-            "From ingest request arrival to its findings being stored and streamed.",
+            "From ingest request arrival to its findings being queryable and streamed.",
+        );
+        self.ingest_durable_latency.render(
+            &mut out,
+            "antibody_ingest_durable_latency_seconds",
+            "From ingest request arrival to its events being fsynced in the log.",
+        );
+        self.log_sync_latency.render(
+            &mut out,
+            "antibody_log_sync_latency_seconds",
+            "One group commit: appending a batch to the log and fdatasync.",
         );
         out
     }

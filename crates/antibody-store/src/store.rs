@@ -117,11 +117,17 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// WAL pages between automatic checkpoints (SQLite's default is 1,000). A checkpoint ends in
+/// an fsync, and the disk's one write cache makes the log's group-commit fdatasync wait for
+/// it: 4 MB checkpoints put ~10 ms stalls into ingest latency, 0.5 MB ones about 1 ms.
+const WAL_AUTOCHECKPOINT_PAGES: i64 = 128;
+
 fn configure_writer(conn: &mut Connection) -> Result<(), StoreError> {
     conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES)?;
     Ok(())
 }
 

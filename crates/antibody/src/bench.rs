@@ -750,12 +750,22 @@ struct Summary {
     server: Option<ServerSide>,
 }
 
+/// The server histograms a run reports: finding visibility and event durability.
+const VISIBLE: usize = 0;
+const DURABLE: usize = 1;
+const SYNC: usize = 2;
+const HISTOGRAMS: [&str; 3] = [
+    "antibody_finding_visible_latency_seconds_bucket{le=\"",
+    "antibody_ingest_durable_latency_seconds_bucket{le=\"",
+    "antibody_log_sync_latency_seconds_bucket{le=\"",
+];
+
 /// Counters scraped from the server's Prometheus endpoint.
 #[derive(Debug, Default)]
 struct ServerStats {
     processed: f64,
-    /// `le` bound (seconds) → cumulative count of the finding-visible latency histogram.
-    visible: Vec<(f64, f64)>,
+    /// Per histogram of [`HISTOGRAMS`]: `le` bound (seconds) → cumulative count.
+    buckets: [Vec<(f64, f64)>; 3],
 }
 
 impl ServerStats {
@@ -780,19 +790,43 @@ impl ServerStats {
             };
             if name == "antibody_events_processed_total" {
                 stats.processed = value;
-            } else if let Some(le) =
-                name.strip_prefix("antibody_finding_visible_latency_seconds_bucket{le=\"")
-            {
-                let le = le.trim_end_matches("\"}");
-                let bound = if le == "+Inf" {
-                    f64::INFINITY
-                } else {
-                    le.parse().ok()?
-                };
-                stats.visible.push((bound, value));
+                continue;
+            }
+            for (i, prefix) in HISTOGRAMS.iter().enumerate() {
+                if let Some(le) = name.strip_prefix(prefix) {
+                    let le = le.trim_end_matches("\"}");
+                    let bound = if le == "+Inf" {
+                        f64::INFINITY
+                    } else {
+                        le.parse().ok()?
+                    };
+                    stats.buckets[i].push((bound, value));
+                }
             }
         }
         Some(stats)
+    }
+
+    /// The bucket bound (ms) holding the 99th percentile of what histogram `i` observed since
+    /// `before`, and how many observations that was.
+    fn p99_since(&self, before: &ServerStats, i: usize) -> (Option<f64>, f64) {
+        let deltas: Vec<(f64, f64)> = self.buckets[i]
+            .iter()
+            .map(|&(le, n)| {
+                let was = before.buckets[i].iter().find(|b| b.0 == le).map_or(0.0, |b| b.1);
+                (le, n - was)
+            })
+            .collect();
+        let total = deltas.last().map_or(0.0, |d| d.1);
+        let p99 = (total > 0.0)
+            .then(|| {
+                deltas
+                    .iter()
+                    .find(|d| d.1 >= 0.99 * total)
+                    .map(|d| d.0 * 1000.0)
+            })
+            .flatten();
+        (p99, total)
     }
 }
 
@@ -800,8 +834,13 @@ impl ServerStats {
 struct ServerSide {
     /// Accepted events divided by the time until the engine had processed them all.
     processed_per_s: f64,
+    /// Upper bucket bound holding the 99th percentile of "request arrived → its events
+    /// fsynced" during the run (histogram resolution), in milliseconds.
+    durable_p99_ms: Option<f64>,
+    /// The same for one group commit's append + fdatasync of the log.
+    log_sync_p99_ms: Option<f64>,
     /// Upper bucket bound holding the 99th percentile of "request arrived → its findings
-    /// stored and streamed" during the run (histogram resolution), in milliseconds.
+    /// queryable and streamed" during the run (histogram resolution), in milliseconds.
     finding_visible_p99_ms: Option<f64>,
     findings_batches: f64,
 }
@@ -822,33 +861,15 @@ impl ServerSide {
             after = ServerStats::scrape(addr)?;
             done = sent_in + start.elapsed();
         }
-        let deltas: Vec<(f64, f64)> = after
-            .visible
-            .iter()
-            .map(|&(le, n)| {
-                (
-                    le,
-                    n - before
-                        .visible
-                        .iter()
-                        .find(|b| b.0 == le)
-                        .map_or(0.0, |b| b.1),
-                )
-            })
-            .collect();
-        let total = deltas.last().map_or(0.0, |d| d.1);
-        let p99 = (total > 0.0)
-            .then(|| {
-                deltas
-                    .iter()
-                    .find(|d| d.1 >= 0.99 * total)
-                    .map(|d| d.0 * 1000.0)
-            })
-            .flatten();
+        let (visible, findings_batches) = after.p99_since(before, VISIBLE);
+        let (durable, _) = after.p99_since(before, DURABLE);
+        let (sync, _) = after.p99_since(before, SYNC);
         Some(ServerSide {
             processed_per_s: accepted as f64 / done.as_secs_f64().max(1e-9),
-            finding_visible_p99_ms: p99,
-            findings_batches: total,
+            durable_p99_ms: durable,
+            log_sync_p99_ms: sync,
+            finding_visible_p99_ms: visible,
+            findings_batches,
         })
     }
 }
@@ -917,6 +938,11 @@ impl Summary {
                 "server: processed {:.0} events/s (accepted and through the engine)",
                 sv.processed_per_s
             );
+            if let (Some(p99), Some(sync)) = (sv.durable_p99_ms, sv.log_sync_p99_ms) {
+                println!(
+                    "server: events durable p99 ≤ {p99} ms (log append + fdatasync p99 ≤ {sync} ms)"
+                );
+            }
             if let Some(p99) = sv.finding_visible_p99_ms {
                 println!(
                     "server: finding visible p99 ≤ {p99} ms over {} finding batches",

@@ -249,10 +249,12 @@ impl Committer {
             .iter()
             .map(|&(a, b)| &self.encoded[a..b])
             .collect();
+        let started = Instant::now();
         let result = self
             .log
             .append(now, &records)
             .and_then(|r| self.log.sync().map(|()| r));
+        self.metrics.log_sync_latency.observe(started.elapsed());
         let range = match result {
             Ok(r) => r,
             Err(e) => {
@@ -278,6 +280,9 @@ impl Committer {
             accepted += (outcome.accepted - outcome.duplicates) as u64;
             dups += outcome.duplicates as u64;
             oldest = oldest.min(req.received);
+            self.metrics
+                .ingest_durable_latency
+                .observe(req.received.elapsed());
             let _ = req.ack.send(Ok(outcome));
             for ev in req.events {
                 batch.push((offset, ev));

@@ -6,7 +6,6 @@
 
 use super::PipelineError;
 use std::fs;
-use std::io::Write;
 use std::path::PathBuf;
 
 const MAGIC: &[u8; 8] = b"ABSNAP01";
@@ -56,15 +55,8 @@ impl SnapshotDir {
         }
         let crc = crc32fast::hash(&buf);
         buf.extend_from_slice(&crc.to_le_bytes());
-        let tmp = self.dir.join(format!("engine-{next_offset:020}.tmp"));
         let path = self.dir.join(format!("engine-{next_offset:020}.snap"));
-        {
-            let mut f = fs::File::create(&tmp)?;
-            f.write_all(&buf)?;
-            f.sync_all()?;
-        }
-        fs::rename(&tmp, &path)?;
-        fs::File::open(&self.dir)?.sync_all()?;
+        crate::durable_file::replace(&path, &[&buf])?;
         let files = self.files()?;
         for (_, old) in files.iter().take(files.len().saturating_sub(KEEP)) {
             let _ = fs::remove_file(old);

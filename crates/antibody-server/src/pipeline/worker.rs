@@ -80,7 +80,14 @@ impl Worker {
                     let _ = reply.send(self.partition.entity_view(&tenant, &entity));
                 }
                 Work::Checkpoint { next_offset } => {
+                    let started = Instant::now();
                     let bytes = self.partition.snapshot().map_err(|e| e.to_string());
+                    tracing::debug!(
+                        partition = self.index,
+                        bytes = bytes.as_ref().map_or(0, Vec::len),
+                        took_ms = started.elapsed().as_secs_f64() * 1e3,
+                        "partition snapshot taken"
+                    );
                     self.to_sink(SinkMsg::SnapshotPart {
                         partition: self.index,
                         next_offset,

@@ -674,17 +674,6 @@ impl RespondStage {
 }
 
 fn write_atomically(path: &std::path::Path, body: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let tmp = path.with_extension("tmp");
-    {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(body)?;
-        f.write_all(&crc32fast::hash(body).to_le_bytes())?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)?.sync_all()?;
-    }
-    Ok(())
+    let crc = crc32fast::hash(body).to_le_bytes();
+    crate::durable_file::replace(path, &[body, &crc])
 }
