@@ -160,7 +160,7 @@ pub async fn run(pipeline: Arc<Pipeline>, clock: Arc<dyn Clock>) {
     loop {
         every.tick().await;
         let events = sim.step(clock.now_ms());
-        if let Ok(ack) = pipeline.submit(events) {
+        if let Ok(ack) = pipeline.submit(events, std::time::Instant::now()) {
             let _ = ack.await;
         }
     }

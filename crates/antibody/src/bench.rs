@@ -813,7 +813,10 @@ impl ServerStats {
         let deltas: Vec<(f64, f64)> = self.buckets[i]
             .iter()
             .map(|&(le, n)| {
-                let was = before.buckets[i].iter().find(|b| b.0 == le).map_or(0.0, |b| b.1);
+                let was = before.buckets[i]
+                    .iter()
+                    .find(|b| b.0 == le)
+                    .map_or(0.0, |b| b.1);
                 (le, n - was)
             })
             .collect();

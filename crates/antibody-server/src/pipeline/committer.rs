@@ -1,6 +1,8 @@
 //! The committer owns the durable log: it deduplicates idempotency ids, appends every queued
 //! request in one batch, fsyncs once, acknowledges, and routes the events to the partitions.
 
+use super::durable::Watermark;
+use super::inflight::Inflight;
 use super::{CommitOutcome, Health, Ingest, IngestRequest, PipelineConfig, PipelineError, Work};
 use crate::metrics::Metrics;
 use antibody_core::{Clock, Event, TenantId};
@@ -83,9 +85,18 @@ impl Dedupe {
     }
 }
 
+/// The partition workers as the committer feeds them: a queue and an event budget each, and
+/// the durable watermark they publish behind.
+pub(crate) struct Partitions {
+    pub queues: Vec<SyncSender<Work>>,
+    pub budgets: Vec<Arc<Inflight>>,
+    pub durable: Arc<Watermark>,
+}
+
 pub(crate) struct Committer {
     log: SegmentLog,
     workers: Vec<SyncSender<Work>>,
+    budgets: Vec<Arc<Inflight>>,
     metrics: Arc<Metrics>,
     clock: Arc<dyn Clock>,
     dedupe: Dedupe,
@@ -100,13 +111,15 @@ pub(crate) struct Committer {
     /// One past the last offset handed to the partitions. Checkpoints use this, never the
     /// log's own end: records a failed write left behind were never processed.
     dispatched: u64,
+    /// Advanced after each fsync; workers publish outputs only below it.
+    durable: Arc<Watermark>,
 }
 
 impl Committer {
     pub(crate) fn new(
         log: SegmentLog,
         cfg: &PipelineConfig,
-        workers: Vec<SyncSender<Work>>,
+        partitions: Partitions,
         metrics: Arc<Metrics>,
         clock: Arc<dyn Clock>,
         checkpoint: Arc<AtomicU64>,
@@ -115,7 +128,8 @@ impl Committer {
         let start = checkpoint.load(Relaxed);
         Self {
             log,
-            workers,
+            workers: partitions.queues,
+            budgets: partitions.budgets,
             metrics,
             clock,
             dedupe: Dedupe::new(cfg.dedupe_window_ms, cfg.max_dedupe_ids),
@@ -128,6 +142,7 @@ impl Committer {
             bounds: Vec::new(),
             health,
             dispatched: start,
+            durable: partitions.durable,
         }
     }
 
@@ -244,59 +259,76 @@ impl Committer {
             outcome.accepted = req.events.len() + outcome.duplicates;
             outcomes.push(outcome);
         }
-        let records: Vec<&[u8]> = self
-            .bounds
-            .iter()
-            .map(|&(a, b)| &self.encoded[a..b])
-            .collect();
         let started = Instant::now();
-        let result = self
-            .log
-            .append(now, &records)
-            .and_then(|r| self.log.sync().map(|()| r));
-        self.metrics.log_sync_latency.observe(started.elapsed());
-        let range = match result {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::error!(error = %e, "durable log write failed; refusing the batch");
-                self.health.fail("the durable log cannot be written");
-                for (t, id) in dup_ids {
-                    self.dedupe.forget(&t, &id);
-                }
-                for req in group.drain(..) {
-                    let _ = req
-                        .ack
-                        .send(Err(format!("the durable log could not be written: {e}")));
-                }
-                return;
-            }
+        let appended = {
+            let records: Vec<&[u8]> = self
+                .bounds
+                .iter()
+                .map(|&(a, b)| &self.encoded[a..b])
+                .collect();
+            self.log.append(now, &records)
         };
+        let range = match appended {
+            Ok(r) => r,
+            Err(e) => return self.refuse(group, dup_ids, &e),
+        };
+        // The engine runs on the batch while the log syncs; workers publish what they derive
+        // only once the watermark passes it (see `durable.rs`).
         let mut offset = range.start;
-        let mut accepted = 0u64;
-        let mut dups = 0u64;
-        let mut batch = Vec::with_capacity(records.len());
+        let mut batch = Vec::with_capacity(range.end.saturating_sub(range.start) as usize);
         let mut oldest = Instant::now();
-        for (req, outcome) in group.drain(..).zip(outcomes) {
-            accepted += (outcome.accepted - outcome.duplicates) as u64;
-            dups += outcome.duplicates as u64;
+        for req in group.iter_mut() {
             oldest = oldest.min(req.received);
-            self.metrics
-                .ingest_durable_latency
-                .observe(req.received.elapsed());
-            let _ = req.ack.send(Ok(outcome));
-            for ev in req.events {
+            for ev in req.events.drain(..) {
                 batch.push((offset, ev));
                 offset += 1;
             }
         }
+        self.dispatch(batch, oldest);
+        let synced = self.log.sync();
+        self.metrics.log_sync_latency.observe(started.elapsed());
+        if let Err(e) = synced {
+            self.durable.fail();
+            return self.refuse(group, dup_ids, &e);
+        }
+        self.durable.advance(range.end);
+        let mut accepted = 0u64;
+        let mut dups = 0u64;
+        for (req, outcome) in group.drain(..).zip(outcomes) {
+            accepted += (outcome.accepted - outcome.duplicates) as u64;
+            dups += outcome.duplicates as u64;
+            self.metrics
+                .ingest_durable_latency
+                .observe(req.received.elapsed());
+            let _ = req.ack.send(Ok(outcome));
+        }
         self.metrics.events_accepted.fetch_add(accepted, Relaxed);
         self.metrics.events_duplicate.fetch_add(dups, Relaxed);
         self.publish_log_metrics();
-        self.dispatch(batch, oldest);
     }
 
-    /// Splits a batch by partition and hands each part to its worker (blocking: a slow engine
-    /// backs up into the ingest queue, which turns into 429s, never into unbounded memory).
+    /// The log could not take the group: fail loudly and refuse every request in it.
+    fn refuse(
+        &mut self,
+        group: &mut Vec<IngestRequest>,
+        dup_ids: Vec<(TenantId, String)>,
+        e: &antibody_log::LogError,
+    ) {
+        tracing::error!(error = %e, "durable log write failed; refusing the batch");
+        self.health.fail("the durable log cannot be written");
+        for (t, id) in dup_ids {
+            self.dedupe.forget(&t, &id);
+        }
+        for req in group.drain(..) {
+            let _ = req
+                .ack
+                .send(Err(format!("the durable log could not be written: {e}")));
+        }
+    }
+
+    /// Splits a batch by partition and hands each part to its worker (blocking once a worker
+    /// holds its budget of events: a slow engine backs up into the ingest queue, which turns
+    /// into 429s, never into unbounded memory).
     fn dispatch(&mut self, batch: Vec<(u64, Event)>, received: Instant) {
         if batch.is_empty() {
             return;
@@ -311,13 +343,16 @@ impl Committer {
         for (off, ev) in batch {
             parts[partition_of(&ev.tenant, &ev.entity, n)].push((off, ev));
         }
-        for (w, part) in self.workers.iter().zip(parts) {
-            if !part.is_empty()
-                && w.send(Work::Events {
-                    batch: part,
-                    received,
-                })
-                .is_err()
+        for ((w, budget), part) in self.workers.iter().zip(&self.budgets).zip(parts) {
+            if part.is_empty() {
+                continue;
+            }
+            budget.acquire(part.len());
+            if w.send(Work::Events {
+                batch: part,
+                received,
+            })
+            .is_err()
             {
                 self.health.fail("a partition worker is gone");
             }

@@ -16,6 +16,8 @@
 //!   events below X; restart loads it and replays the log from X.
 
 mod committer;
+pub mod durable;
+mod inflight;
 mod sink;
 mod snapshot;
 pub mod visible;
@@ -105,6 +107,11 @@ pub(crate) enum Ingest {
     /// Final checkpoint, then stop every thread.
     Stop,
 }
+
+/// Messages waiting per partition worker (events are bounded separately, in events).
+const WORKER_QUEUE: usize = 256;
+/// Unprocessed events per partition worker: ~5 s at 50,000 events/s, ~100 MB at most.
+const MAX_INFLIGHT_EVENTS: usize = 256 * 1024;
 
 pub(crate) enum Work {
     Events {
@@ -261,6 +268,7 @@ impl Pipeline {
         // next to events (a bounded channel here could deadlock the stage on itself).
         let (respond_tx, respond_rx) = mpsc::channel();
         let visible = Arc::new(visible::Uncommitted::default());
+        let durable = Arc::new(durable::Watermark::starting_at(log.next_offset()));
         let sink = sink::Sink::new(sink::SinkParts {
             store: parts.store.clone(),
             metrics: parts.metrics.clone(),
@@ -274,9 +282,12 @@ impl Pipeline {
         });
         threads.push(spawn("antibody-sink", move || sink.run(sink_rx))?);
         let mut workers = Vec::new();
+        let mut budgets = Vec::new();
         for (i, p) in partitions.into_iter().enumerate() {
-            // Few, large messages: at most 8 groups of ≤ 64k events wait per partition.
-            let (tx, rx) = mpsc::sync_channel(8);
+            // Control messages are few; events are bounded by the budget (see `inflight.rs`).
+            let (tx, rx) = mpsc::sync_channel(WORKER_QUEUE);
+            let inflight = Arc::new(inflight::Inflight::new(MAX_INFLIGHT_EVENTS));
+            budgets.push(inflight.clone());
             let w = worker::Worker::new(
                 i,
                 p,
@@ -286,7 +297,9 @@ impl Pipeline {
                 worker::Showcase {
                     visible: visible.clone(),
                     stream: stream.clone(),
+                    durable: durable.clone(),
                 },
+                inflight,
             );
             threads.push(spawn(&format!("antibody-part-{i}"), move || w.run(rx))?);
             workers.push(tx);
@@ -319,7 +332,11 @@ impl Pipeline {
         let mut committer = committer::Committer::new(
             log,
             &cfg,
-            workers.clone(),
+            committer::Partitions {
+                queues: workers.clone(),
+                budgets,
+                durable,
+            },
             parts.metrics.clone(),
             parts.clock.clone(),
             checkpoint,
@@ -347,9 +364,11 @@ impl Pipeline {
     }
 
     /// Queues parsed events for the durable log; the receiver resolves after the fsync.
+    /// `received` is when the request arrived: latency metrics count from there.
     pub fn submit(
         &self,
         events: Vec<Event>,
+        received: Instant,
     ) -> Result<oneshot::Receiver<Result<CommitOutcome, String>>, SubmitError> {
         let n = events.len() as u64;
         let prev = self.queued.fetch_add(n, Ordering::AcqRel);
@@ -360,7 +379,7 @@ impl Pipeline {
         let (ack, rx) = oneshot::channel();
         let req = IngestRequest {
             events,
-            received: Instant::now(),
+            received,
             ack,
         };
         match self.ingest.try_send(Ingest::Events(req)) {

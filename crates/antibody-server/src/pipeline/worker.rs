@@ -1,5 +1,7 @@
 //! A partition worker: owns one engine partition and feeds its outputs to the sink.
 
+use super::durable::Watermark;
+use super::inflight::Inflight;
 use super::sink::{SinkMsg, StreamItem};
 use super::visible::Uncommitted;
 use super::{Health, Work};
@@ -20,12 +22,23 @@ pub(crate) struct Worker {
     health: Arc<Health>,
     visible: Arc<Uncommitted>,
     stream: broadcast::Sender<StreamItem>,
+    durable: Arc<Watermark>,
+    inflight: Arc<Inflight>,
+}
+
+/// However the worker ends (stop or panic), the committer must not wait on its budget.
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.inflight.close();
+    }
 }
 
 /// Where a worker shows its findings before the sink stores them.
 pub(crate) struct Showcase {
     pub visible: Arc<Uncommitted>,
     pub stream: broadcast::Sender<StreamItem>,
+    /// Outputs of an event wait until it is durable (see `durable.rs`).
+    pub durable: Arc<Watermark>,
 }
 
 impl Worker {
@@ -36,6 +49,7 @@ impl Worker {
         metrics: Arc<Metrics>,
         health: Arc<Health>,
         showcase: Showcase,
+        inflight: Arc<Inflight>,
     ) -> Self {
         Self {
             index,
@@ -45,6 +59,8 @@ impl Worker {
             health,
             visible: showcase.visible,
             stream: showcase.stream,
+            durable: showcase.durable,
+            inflight,
         }
     }
 
@@ -61,11 +77,18 @@ impl Worker {
                 Work::Events { batch, received } => {
                     let started = Instant::now();
                     self.partition.on_events(&batch, &mut out);
+                    self.inflight.release(batch.len());
                     self.partition.flush_incidents(&mut out);
                     self.metrics.detect_latency.observe(started.elapsed());
                     self.metrics
                         .events_processed
                         .fetch_add(batch.len() as u64, Relaxed);
+                    let end = batch.last().map_or(0, |(off, _)| off + 1);
+                    if !self.durable.wait_for(end) {
+                        // Never acknowledged and never durable: derive nothing from them.
+                        out.clear();
+                        continue;
+                    }
                     self.flush(&mut out, Some(received));
                 }
                 Work::Tick(now) => {

@@ -12,6 +12,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::Json;
 use serde_json::{json, Value};
 use std::sync::atomic::Ordering::Relaxed;
+use std::time::Instant;
 
 /// Bodies above this size are parsed on the blocking pool so no async worker stalls.
 const INLINE_PARSE_BYTES: usize = 256 * 1024;
@@ -22,6 +23,8 @@ pub async fn post_events(
     headers: HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
+    // Latency metrics ("event → durable", "event → finding visible") count from here.
+    let arrived = Instant::now();
     auth.require(Role::Ingest, "send events")?;
     // Refuse before reading a byte when the queue is full or too many bodies are in flight:
     // the limits bound memory only if nothing is spent before they are checked.
@@ -67,13 +70,16 @@ pub async fn post_events(
         .iter()
         .map(|r| json!({"index": r.index, "error": r.error}))
         .collect();
-    let rx = st.pipeline.submit(parsed.events).map_err(|e| match e {
-        SubmitError::Overloaded => {
-            st.metrics.requests_overloaded.fetch_add(1, Relaxed);
-            ApiError::Overloaded { retry_after_s: 1 }
-        }
-        SubmitError::Stopped => ApiError::Unavailable("the server is shutting down".into()),
-    })?;
+    let rx = st
+        .pipeline
+        .submit(parsed.events, arrived)
+        .map_err(|e| match e {
+            SubmitError::Overloaded => {
+                st.metrics.requests_overloaded.fetch_add(1, Relaxed);
+                ApiError::Overloaded { retry_after_s: 1 }
+            }
+            SubmitError::Stopped => ApiError::Unavailable("the server is shutting down".into()),
+        })?;
     let outcome = rx
         .await
         .map_err(|_| ApiError::Unavailable("the server is shutting down".into()))?
