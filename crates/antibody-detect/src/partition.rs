@@ -15,6 +15,7 @@ use antibody_rules::{RuleHit, RuleSet, RuleState};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
+use std::cell::Cell;
 
 /// Entity maps hash with foldhash: several times faster than SipHash on short keys and still
 /// seeded per process, so senders cannot precompute colliding entity names.
@@ -174,6 +175,9 @@ pub struct Partition {
     models: ModelRuntime,
     /// Low-confidence model findings that join no incident (see [`crate::models`]).
     review: Vec<Finding>,
+    /// The last snapshot's size: the next one is written into a buffer that big (growing a
+    /// buffer by doubling spent a third of the checkpoint pause copying).
+    snapshot_hint: Cell<usize>,
 }
 
 impl Partition {
@@ -196,6 +200,7 @@ impl Partition {
             hits: Vec::new(),
             models: ModelRuntime::default(),
             review: Vec::new(),
+            snapshot_hint: Cell::new(0),
         };
         p.index_config();
         p
@@ -555,7 +560,12 @@ impl Partition {
             open,
             rules: &self.rule_state,
         };
-        postcard::to_stdvec(&snap).map_err(|e| crate::EngineError::Snapshot(e.to_string()))
+        let hint = self.snapshot_hint.get();
+        let buf = Vec::with_capacity(hint + hint / 8);
+        let bytes = postcard::to_extend(&snap, buf)
+            .map_err(|e| crate::EngineError::Snapshot(e.to_string()))?;
+        self.snapshot_hint.set(bytes.len());
+        Ok(bytes)
     }
 
     /// Rebuilds a partition from [`Partition::snapshot`] bytes.
