@@ -73,11 +73,6 @@ const STORE_RETRIES: usize = 25;
 /// Messages drained into one store transaction at most.
 const MAX_DRAIN: usize = 512;
 
-/// How long one transaction keeps collecting outputs after its first. Findings are visible
-/// before their commit (`visible.rs`), so this costs their readers nothing; what it buys is
-/// fewer, larger SQLite transactions (an incident updated many times is written once), and
-/// so less disk traffic competing with the log's fdatasync, which sets ingest latency.
-const LINGER: Duration = Duration::from_millis(10);
 
 impl Sink {
     pub(crate) fn new(p: SinkParts) -> Self {
@@ -108,7 +103,6 @@ impl Sink {
             index.clear();
             let mut msg = Some(first);
             let mut drained = 0;
-            let until = Instant::now() + LINGER;
             while let Some(m) = msg.take() {
                 match m {
                     SinkMsg::Outputs {
@@ -138,8 +132,7 @@ impl Sink {
                 }
                 drained += 1;
                 if drained < MAX_DRAIN {
-                    let left = until.saturating_duration_since(Instant::now());
-                    msg = rx.recv_timeout(left).ok();
+                    msg = rx.try_recv().ok();
                 }
             }
             // The workers showed these findings already (API and stream): see `visible.rs`.
