@@ -14,8 +14,8 @@ use antibody_core::{Event, Explanation, Finding, Incident, Severity, TenantId, T
 use antibody_rules::{RuleHit, RuleSet, RuleState};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
-use std::collections::{BTreeMap, BTreeSet};
 use std::cell::Cell;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Entity maps hash with foldhash: several times faster than SipHash on short keys and still
 /// seeded per process, so senders cannot precompute colliding entity names.

@@ -73,7 +73,6 @@ const STORE_RETRIES: usize = 25;
 /// Messages drained into one store transaction at most.
 const MAX_DRAIN: usize = 512;
 
-
 impl Sink {
     pub(crate) fn new(p: SinkParts) -> Self {
         Self {
