@@ -93,22 +93,31 @@ impl RuleWindows {
             .retain(|_, w| w.last_seen > horizon || w.cooldown_until > now_ms);
     }
 
-    /// Evicts the least recently seen tenth of the keys (at least one) in one pass, so a key
-    /// spray costs amortised O(1) per new key instead of a scan per insert.
+    /// Evicts a tenth of the keys (at least one) in one pass, so a key spray costs amortised
+    /// O(1) per new key instead of a scan per insert. They come from the tenant holding the
+    /// most keys, least recently seen first: one tenant spraying source addresses must not
+    /// push other tenants' windows out (that would blind their brute-force rules).
     fn evict(&mut self, max_keys: usize) {
-        let n = (max_keys / 10).clamp(1, self.keys.len().max(1));
-        let mut seen: Vec<i64> = self.keys.values().map(|w| w.last_seen).collect();
-        if seen.is_empty() {
+        let Some(heaviest) = self.heaviest_tenant() else {
             return;
-        }
+        };
+        let mut seen: Vec<i64> = self
+            .keys
+            .iter()
+            .filter(|(k, _)| tenant_of(k) == heaviest)
+            .map(|(_, w)| w.last_seen)
+            .collect();
+        let n = (max_keys / 10).clamp(1, seen.len());
         let (_, cutoff, _) = seen.select_nth_unstable(n - 1);
         let cutoff = *cutoff;
         let below = seen.iter().filter(|&&t| t < cutoff).count();
         let mut ties = n - below;
-        self.keys.retain(|_, w| {
-            if w.last_seen < cutoff {
+        self.keys.retain(|k, w| {
+            if tenant_of(k) != heaviest || w.last_seen > cutoff {
+                true
+            } else if w.last_seen < cutoff {
                 false
-            } else if w.last_seen == cutoff && ties > 0 {
+            } else if ties > 0 {
                 ties -= 1;
                 false
             } else {
@@ -116,6 +125,22 @@ impl RuleWindows {
             }
         });
     }
+
+    fn heaviest_tenant(&self) -> Option<String> {
+        let mut counts: HashMap<&str, usize> = HashMap::new();
+        for k in self.keys.keys() {
+            *counts.entry(tenant_of(k)).or_default() += 1;
+        }
+        counts
+            .into_iter()
+            .max_by(|a, b| a.1.cmp(&b.1).then_with(|| b.0.cmp(a.0)))
+            .map(|(t, _)| t.to_owned())
+    }
+}
+
+/// The tenant part of a window key (`<tenant>\u{1f}<group>`, see `RuleSet::eval_threshold`).
+fn tenant_of(key: &str) -> &str {
+    key.split_once('\u{1f}').map_or("", |(t, _)| t)
 }
 
 impl KeyWindow {
@@ -276,6 +301,24 @@ mod tests {
         assert_eq!(w.len(), 10);
         assert!(w.keys.contains_key("k0") && w.keys.contains_key("new"));
         assert!(!w.keys.contains_key("k1"), "k1 was the least recently seen");
+    }
+
+    #[test]
+    fn a_tenant_spraying_keys_evicts_its_own_windows_only() {
+        let r = rule(5, 60_000, false, 20);
+        let mut w = RuleWindows::new(r.rule_id.clone());
+        // Tenant a has a brute force in progress: 4 of 5 failures seen.
+        for ts in 0..4 {
+            w.observe(&r, "a\u{1f}203.0.113.9", None, ts);
+        }
+        // Tenant b sprays 100 fresh addresses, all more recent than a's window.
+        for i in 0..100 {
+            w.observe(&r, &format!("b\u{1f}10.0.0.{i}"), None, 10 + i);
+        }
+        assert!(w.len() <= 20);
+        assert!(w.keys.contains_key("a\u{1f}203.0.113.9"));
+        // a's window survived whole: the fifth failure still fires.
+        assert!(w.observe(&r, "a\u{1f}203.0.113.9", None, 200).is_some());
     }
 
     #[test]
