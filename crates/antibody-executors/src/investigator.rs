@@ -372,96 +372,7 @@ fn printable(bytes: &[u8]) -> String {
 mod tests {
     use super::*;
     use crate::secret::{Secret, SecretError};
-    use crate::testkit::runtime;
-    use std::io::{Read, Write};
-    use std::net::{TcpListener, TcpStream};
-    use std::sync::Mutex;
-
-    /// What the fake endpoint does with the next request.
-    enum Script {
-        Reply(u16, String),
-        /// Read the request, never answer (the connection stays open).
-        Hang,
-    }
-
-    #[derive(Default)]
-    struct Seen {
-        path: String,
-        auth: Option<String>,
-        body: Vec<u8>,
-    }
-
-    /// A loopback endpoint answering scripted replies in order, on a std thread.
-    struct Fake {
-        url: String,
-        seen: Arc<Mutex<Vec<Seen>>>,
-    }
-
-    impl Fake {
-        fn start(script: Vec<Script>) -> Self {
-            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-            let url = format!("http://{}/v1", listener.local_addr().unwrap());
-            let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
-            let log = Arc::clone(&seen);
-            std::thread::spawn(move || {
-                let mut held = Vec::new();
-                for (step, stream) in script.into_iter().zip(listener.incoming()) {
-                    let Ok(mut stream) = stream else { return };
-                    log.lock().unwrap().push(read(&mut stream));
-                    match step {
-                        Script::Reply(status, body) => {
-                            let head = format!(
-                                "HTTP/1.1 {status} X\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-                                body.len()
-                            );
-                            let _ = stream.write_all(head.as_bytes());
-                            let _ = stream.write_all(body.as_bytes());
-                        }
-                        Script::Hang => held.push(stream),
-                    }
-                }
-                // Keeps hung connections open until the test process ends.
-                let _ = listener.accept();
-            });
-            Self { url, seen }
-        }
-    }
-
-    fn read(stream: &mut TcpStream) -> Seen {
-        let mut buf = Vec::new();
-        let mut chunk = [0u8; 4096];
-        let end = loop {
-            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                break i + 4;
-            }
-            match stream.read(&mut chunk) {
-                Ok(0) | Err(_) => return Seen::default(),
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            }
-        };
-        let head = String::from_utf8_lossy(&buf[..end]).into_owned();
-        let header = |name: &str| {
-            head.split("\r\n")
-                .filter_map(|l| l.split_once(':'))
-                .find(|(n, _)| n.trim().eq_ignore_ascii_case(name))
-                .map(|(_, v)| v.trim().to_owned())
-        };
-        let len: usize = header("content-length")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        let mut body = buf[end..].to_vec();
-        while body.len() < len {
-            match stream.read(&mut chunk) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => body.extend_from_slice(&chunk[..n]),
-            }
-        }
-        Seen {
-            path: head.split(' ').nth(1).unwrap_or("").to_owned(),
-            auth: header("authorization"),
-            body,
-        }
-    }
+    use crate::testkit::{runtime, FakeServer};
 
     struct Keys;
 
@@ -540,17 +451,15 @@ mod tests {
     #[test]
     fn asks_with_model_key_and_json_mode() {
         let rt = runtime();
-        let fake = Fake::start(vec![Script::Reply(
-            200,
-            completion("{\"summary\": \"ok\"}"),
-        )]);
-        let c = client(raw(&fake.url), &rt);
+        let fake = FakeServer::start(&rt);
+        fake.reply_next(200, completion("{\"summary\": \"ok\"}"));
+        let c = client(raw(&fake.url("/v1")), &rt);
         let got = rt.block_on(c.ask(&prompt())).unwrap();
         assert_eq!(got, "{\"summary\": \"ok\"}");
-        let seen = fake.seen.lock().unwrap();
+        let seen = fake.requests();
         assert_eq!(seen.len(), 1);
         assert_eq!(seen[0].path, "/v1/chat/completions");
-        assert_eq!(seen[0].auth.as_deref(), Some("Bearer sk-test"));
+        assert_eq!(seen[0].header("authorization"), Some("Bearer sk-test"));
         let body: Value = serde_json::from_slice(&seen[0].body).unwrap();
         assert_eq!(body["model"], "gpt-4o-mini");
         assert_eq!(body["response_format"]["type"], "json_object");
@@ -561,12 +470,11 @@ mod tests {
     #[test]
     fn failures_are_errors_not_panics() {
         let rt = runtime();
-        let fake = Fake::start(vec![
-            Script::Reply(401, "{\"error\": \"bad key\u{7}\"}".into()),
-            Script::Reply(200, "<html>not json</html>".into()),
-            Script::Reply(200, "x".repeat(4096)),
-        ]);
-        let c = client(raw(&fake.url), &rt);
+        let fake = FakeServer::start(&rt);
+        fake.reply_next(401, "{\"error\": \"bad key\u{7}\"}");
+        fake.reply_next(200, "<html>not json</html>");
+        fake.reply_next(200, "x".repeat(4096));
+        let c = client(raw(&fake.url("/v1")), &rt);
         let err = rt.block_on(c.ask(&prompt())).unwrap_err();
         assert!(matches!(err, AskError::Status { status: 401, .. }), "{err}");
         assert!(err.to_string().contains("bad key"), "{err}");
@@ -577,7 +485,7 @@ mod tests {
         let small = client(
             RawInvestigatorConfig {
                 max_reply_bytes: 1024,
-                ..raw(&fake.url)
+                ..raw(&fake.url("/v1"))
             },
             &rt,
         );
@@ -596,7 +504,7 @@ mod tests {
         let nokey = client(
             RawInvestigatorConfig {
                 api_key: Some("env:MISSING".into()),
-                ..raw(&fake.url)
+                ..raw(&fake.url("/v1"))
             },
             &rt,
         );
@@ -609,11 +517,12 @@ mod tests {
     #[test]
     fn a_silent_server_times_out() {
         let rt = runtime();
-        let fake = Fake::start(vec![Script::Hang]);
+        let fake = FakeServer::start(&rt);
+        fake.hang_next(1);
         let c = client(
             RawInvestigatorConfig {
                 timeout_ms: 100,
-                ..raw(&fake.url)
+                ..raw(&fake.url("/v1"))
             },
             &rt,
         );

@@ -44,12 +44,14 @@ impl Recorded {
 #[derive(Default)]
 struct State {
     requests: Vec<Recorded>,
+    /// Scripted answers, used first: `(status, body)`.
+    replies: std::collections::VecDeque<(u16, String)>,
     fail: u32,
     fail_status: u16,
     hang: u32,
 }
 
-/// A loopback HTTP/1.1 receiver: answers 200 unless told to fail or hang.
+/// A loopback HTTP/1.1 receiver: answers 200 `ok` unless scripted, told to fail or to hang.
 #[derive(Clone)]
 pub struct FakeServer {
     addr: SocketAddr,
@@ -83,6 +85,15 @@ impl FakeServer {
         s.fail_status = status;
     }
 
+    /// The next requests get these answers, in order, before any failure or hang.
+    pub fn reply_next(&self, status: u16, body: impl Into<String>) {
+        self.state
+            .lock()
+            .unwrap()
+            .replies
+            .push_back((status, body.into()));
+    }
+
     /// The next `n` requests get no answer.
     pub fn hang_next(&self, n: u32) {
         self.state.lock().unwrap().hang = n;
@@ -97,24 +108,25 @@ async fn serve(mut stream: TcpStream, state: Arc<Mutex<State>>) {
     let Some(recorded) = read_request(&mut stream).await else {
         return;
     };
-    let (hang, status) = {
+    let answer = {
         let mut s = state.lock().unwrap();
         s.requests.push(recorded);
-        if s.hang > 0 {
+        if let Some(reply) = s.replies.pop_front() {
+            Some(reply)
+        } else if s.hang > 0 {
             s.hang -= 1;
-            (true, 0)
+            None
         } else if s.fail > 0 {
             s.fail -= 1;
-            (false, s.fail_status)
+            Some((s.fail_status, "fake failure".to_owned()))
         } else {
-            (false, 200)
+            Some((200, "ok".to_owned()))
         }
     };
-    if hang {
+    let Some((status, body)) = answer else {
         tokio::time::sleep(Duration::from_secs(30)).await;
         return;
-    }
-    let body = if status == 200 { "ok" } else { "fake failure" };
+    };
     let response = format!(
         "HTTP/1.1 {status} X\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
         body.len()
