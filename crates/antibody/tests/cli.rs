@@ -7,15 +7,7 @@ use common::TestServer;
 use std::process::Command;
 
 fn antibody(args: &[&str]) -> serde_json::Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_antibody"))
-        .args(args)
-        .output()
-        .expect("run antibody");
-    assert!(
-        out.status.success(),
-        "antibody {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = common::run_ok(args);
     serde_json::from_slice(&out.stdout).expect("JSON on stdout")
 }
 
