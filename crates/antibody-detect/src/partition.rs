@@ -14,12 +14,12 @@ use antibody_core::{Event, Explanation, Finding, Incident, Severity, TenantId, T
 use antibody_rules::{RuleHit, RuleSet, RuleState};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
-use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Entity maps hash with foldhash: several times faster than SipHash on short keys and still
 /// seeded per process, so senders cannot precompute colliding entity names.
 type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 
 /// Engine time between two sweeps for idle entities.
@@ -154,10 +154,54 @@ struct SnapshotRef<'a> {
     rules: &'a RuleState,
 }
 
+/// A checkpoint's view of a partition (see [`Partition::image`]).
+pub struct SnapshotImage {
+    metrics: Interner,
+    attrs: Interner,
+    tenants: Vec<(TenantId, Vec<(Box<str>, Arc<EntityState>)>)>,
+    open: Vec<(TenantId, Box<str>)>,
+    rules: RuleState,
+    hint: Arc<AtomicUsize>,
+}
+
+impl SnapshotImage {
+    /// The snapshot bytes ([`SnapshotV1`]), entities in sorted order so equal states give
+    /// equal bytes.
+    pub fn encode(&self) -> Result<Vec<u8>, crate::EngineError> {
+        let mut tenants: Vec<(&TenantId, Vec<(&str, &EntityState)>)> = self
+            .tenants
+            .iter()
+            .map(|(t, m)| {
+                let mut es: Vec<_> = m.iter().map(|(k, v)| (&**k, &**v)).collect();
+                es.sort_unstable_by(|a, b| a.0.cmp(b.0));
+                (t, es)
+            })
+            .collect();
+        tenants.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        let open: Vec<(&TenantId, &str)> = self.open.iter().map(|(t, e)| (t, &**e)).collect();
+        let snap = SnapshotRef {
+            metrics: &self.metrics,
+            attrs: &self.attrs,
+            tenants,
+            open,
+            rules: &self.rules,
+        };
+        // Sized by the previous snapshot: growing by doubling spent a third of the time copying.
+        let hint = self.hint.load(Relaxed);
+        let buf = Vec::with_capacity(hint + hint / 8);
+        let bytes = postcard::to_extend(&snap, buf)
+            .map_err(|e| crate::EngineError::Snapshot(e.to_string()))?;
+        self.hint.store(bytes.len(), Relaxed);
+        Ok(bytes)
+    }
+}
+
 pub struct Partition {
     cfg: Arc<EngineConfig>,
     rules: Arc<RuleSet>,
-    tenants: HashMap<TenantId, HashMap<Box<str>, EntityState>>,
+    /// Entity states behind `Arc`: a checkpoint image shares them, and the partition copies
+    /// one only when it changes it while an image still holds it (copy-on-write).
+    tenants: HashMap<TenantId, HashMap<Box<str>, Arc<EntityState>>>,
     metrics: Interner,
     metric_kinds: Vec<String>,
     attrs: Interner,
@@ -175,9 +219,8 @@ pub struct Partition {
     models: ModelRuntime,
     /// Low-confidence model findings that join no incident (see [`crate::models`]).
     review: Vec<Finding>,
-    /// The last snapshot's size: the next one is written into a buffer that big (growing a
-    /// buffer by doubling spent a third of the checkpoint pause copying).
-    snapshot_hint: Cell<usize>,
+    /// The last snapshot's size, to size the next one's buffer.
+    snapshot_hint: Arc<AtomicUsize>,
 }
 
 impl Partition {
@@ -200,7 +243,7 @@ impl Partition {
             hits: Vec::new(),
             models: ModelRuntime::default(),
             review: Vec::new(),
-            snapshot_hint: Cell::new(0),
+            snapshot_hint: Arc::default(),
         };
         p.index_config();
         p
@@ -485,7 +528,12 @@ impl Partition {
         let window = self.cfg.correlation_window_ms;
         let mut closed = Vec::new();
         for key in &self.open {
-            let Some(state) = self.tenants.get_mut(&key.0).and_then(|m| m.get_mut(&key.1)) else {
+            let Some(state) = self
+                .tenants
+                .get_mut(&key.0)
+                .and_then(|m| m.get_mut(&key.1))
+                .map(Arc::make_mut)
+            else {
                 closed.push(key.clone());
                 continue;
             };
@@ -540,32 +588,28 @@ impl Partition {
 
     /// Serialises the whole partition (entities in sorted order, so equal states give equal bytes).
     pub fn snapshot(&self) -> Result<Vec<u8>, crate::EngineError> {
-        // Serialized from borrows (the same bytes as `SnapshotV1`): the worker stops taking
-        // events while this runs, and cloning every entity's state first doubled that pause.
-        let mut tenants: Vec<(&TenantId, Vec<(&str, &EntityState)>)> = self
-            .tenants
-            .iter()
-            .map(|(t, m)| {
-                let mut es: Vec<_> = m.iter().map(|(k, v)| (&**k, v)).collect();
-                es.sort_unstable_by(|a, b| a.0.cmp(b.0));
-                (t, es)
-            })
-            .collect();
-        tenants.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        let open: Vec<(&TenantId, &str)> = self.open.iter().map(|(t, e)| (t, &**e)).collect();
-        let snap = SnapshotRef {
-            metrics: &self.metrics,
-            attrs: &self.attrs,
-            tenants,
-            open,
-            rules: &self.rule_state,
-        };
-        let hint = self.snapshot_hint.get();
-        let buf = Vec::with_capacity(hint + hint / 8);
-        let bytes = postcard::to_extend(&snap, buf)
-            .map_err(|e| crate::EngineError::Snapshot(e.to_string()))?;
-        self.snapshot_hint.set(bytes.len());
-        Ok(bytes)
+        self.image().encode()
+    }
+
+    /// The partition's state frozen for a checkpoint, cheap to take: entity states are shared
+    /// with the live partition (copy-on-write), the rest is copied. Encoding it (the slow
+    /// part) can then run on another thread while this one keeps taking events.
+    pub fn image(&self) -> SnapshotImage {
+        SnapshotImage {
+            metrics: self.metrics.clone(),
+            attrs: self.attrs.clone(),
+            tenants: self
+                .tenants
+                .iter()
+                .map(|(t, m)| {
+                    let es = m.iter().map(|(k, v)| (k.clone(), Arc::clone(v))).collect();
+                    (t.clone(), es)
+                })
+                .collect(),
+            open: self.open.iter().cloned().collect(),
+            rules: self.rule_state.clone(),
+            hint: Arc::clone(&self.snapshot_hint),
+        }
     }
 
     /// Rebuilds a partition from [`Partition::snapshot`] bytes.
@@ -589,7 +633,7 @@ impl Partition {
                 (
                     t,
                     es.into_iter()
-                        .map(|(k, v)| (Box::from(k.as_str()), v))
+                        .map(|(k, v)| (Box::from(k.as_str()), Arc::new(v)))
                         .collect(),
                 )
             })
@@ -605,7 +649,7 @@ impl Partition {
 }
 
 fn entity_mut<'a>(
-    tenants: &'a mut HashMap<TenantId, HashMap<Box<str>, EntityState>>,
+    tenants: &'a mut HashMap<TenantId, HashMap<Box<str>, Arc<EntityState>>>,
     tenant: &TenantId,
     entity: &str,
 ) -> &'a mut EntityState {
@@ -615,9 +659,9 @@ fn entity_mut<'a>(
     }
     let map = tenants.get_mut(tenant).expect("inserted above");
     if !map.contains_key(entity) {
-        map.insert(Box::from(entity), EntityState::default());
+        map.insert(Box::from(entity), Arc::default());
     }
-    map.get_mut(entity).expect("inserted above")
+    Arc::make_mut(map.get_mut(entity).expect("inserted above"))
 }
 
 fn finding_id(offset: u64, index: usize) -> String {
@@ -893,6 +937,33 @@ mod tests {
         let got = run(&mut restored, tail, 20);
         let json = |o: &Outputs| serde_json::to_string(&(&o.findings, &o.incidents)).unwrap();
         assert_eq!(json(&got), json(&expected));
+    }
+
+    #[test]
+    fn an_image_keeps_the_state_it_was_taken_at_while_the_partition_moves_on() {
+        let evs = history();
+        let (head, tail) = evs.split_at(20);
+        let failures: Vec<Event> = (0..6)
+            .map(|i| auth_failure(i * 100, "203.0.113.7"))
+            .collect();
+        let mut p = part();
+        run(&mut p, head, 0);
+        run(&mut p, &failures[..3], 100);
+        let at_image = p.snapshot().unwrap();
+        let image = p.image();
+        run(&mut p, tail, 200);
+        // The same address's rule window changes too.
+        run(&mut p, &failures[3..], 300);
+        assert_eq!(
+            image.encode().unwrap(),
+            at_image,
+            "copy-on-write kept the image"
+        );
+        assert_ne!(
+            p.snapshot().unwrap(),
+            at_image,
+            "the partition itself moved on"
+        );
     }
 
     #[test]

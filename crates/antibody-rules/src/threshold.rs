@@ -35,7 +35,9 @@ pub(crate) struct Fired {
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub(crate) struct RuleWindows {
     pub rule_id: Arc<str>,
-    keys: HashMap<Box<str>, KeyWindow>,
+    /// Behind `Arc` so a checkpoint image can share the windows and the engine copies one
+    /// only when it changes it while an image holds it (copy-on-write).
+    keys: HashMap<Box<str>, Arc<KeyWindow>>,
 }
 
 /// Every field is always serialised: the engine snapshots with postcard, which is not
@@ -81,9 +83,9 @@ impl RuleWindows {
                 times: VecDeque::new(),
                 values: Vec::new(),
             };
-            self.keys.insert(key.into(), fresh);
+            self.keys.insert(key.into(), Arc::new(fresh));
         }
-        self.keys.get_mut(key)?.record(rule, value, ts)
+        Arc::make_mut(self.keys.get_mut(key)?).record(rule, value, ts)
     }
 
     /// Drops keys whose window ended and whose cooldown is over.

@@ -7,9 +7,9 @@ use super::visible::Uncommitted;
 use super::{Health, Work};
 use crate::metrics::Metrics;
 use antibody_core::Finding;
-use antibody_detect::{Outputs, Partition};
+use antibody_detect::{Outputs, Partition, SnapshotImage};
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::mpsc::{Receiver, SyncSender};
+use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::broadcast;
@@ -71,6 +71,7 @@ impl Worker {
     }
 
     pub(crate) fn run(mut self, rx: Receiver<Work>) {
+        let encoder = self.start_encoder();
         let mut out = Outputs::default();
         while let Ok(work) = rx.recv() {
             match work {
@@ -102,21 +103,7 @@ impl Worker {
                 } => {
                     let _ = reply.send(self.partition.entity_view(&tenant, &entity));
                 }
-                Work::Checkpoint { next_offset } => {
-                    let started = Instant::now();
-                    let bytes = self.partition.snapshot().map_err(|e| e.to_string());
-                    tracing::debug!(
-                        partition = self.index,
-                        bytes = bytes.as_ref().map_or(0, Vec::len),
-                        took_ms = started.elapsed().as_secs_f64() * 1e3,
-                        "partition snapshot taken"
-                    );
-                    self.to_sink(SinkMsg::SnapshotPart {
-                        partition: self.index,
-                        next_offset,
-                        bytes,
-                    });
-                }
+                Work::Checkpoint { next_offset } => self.checkpoint(next_offset, &encoder),
                 Work::Rules(rules) => self.partition.set_rules(rules),
                 Work::Models(models) => self.partition.set_models(models),
                 Work::ModelStats(reply) => {
@@ -126,6 +113,46 @@ impl Worker {
                 Work::Stop => break,
             }
         }
+    }
+
+    /// A thread that encodes this partition's checkpoint images and hands them to the sink:
+    /// encoding takes milliseconds per megabyte, and this worker's events should not wait
+    /// for it. Without it (the thread could not start) images are encoded here.
+    fn start_encoder(&self) -> Option<mpsc::Sender<(u64, SnapshotImage)>> {
+        let (tx, rx) = mpsc::channel::<(u64, SnapshotImage)>();
+        let (sink, health, index) = (self.sink.clone(), self.health.clone(), self.index);
+        let spawned = std::thread::Builder::new()
+            .name(format!("antibody-snap-{index}"))
+            .spawn(move || {
+                for (next_offset, image) in rx {
+                    send_part(&sink, &health, index, next_offset, &image);
+                }
+            });
+        match spawned {
+            Ok(_) => Some(tx),
+            Err(e) => {
+                tracing::warn!(partition = index, error = %e, "no snapshot encoder thread; encoding inline");
+                None
+            }
+        }
+    }
+
+    fn checkpoint(&self, next_offset: u64, encoder: &Option<mpsc::Sender<(u64, SnapshotImage)>>) {
+        let started = Instant::now();
+        let image = self.partition.image();
+        tracing::debug!(
+            partition = self.index,
+            took_ms = started.elapsed().as_secs_f64() * 1e3,
+            "partition image taken"
+        );
+        let image = match encoder {
+            Some(tx) => match tx.send((next_offset, image)) {
+                Ok(()) => return,
+                Err(mpsc::SendError((_, image))) => image,
+            },
+            None => image,
+        };
+        send_part(&self.sink, &self.health, self.index, next_offset, &image);
     }
 
     fn flush(&self, out: &mut Outputs, received: Option<Instant>) {
@@ -167,5 +194,31 @@ impl Worker {
                 });
             }
         }
+    }
+}
+
+/// Encodes a checkpoint image and hands it to the sink, which assembles the checkpoint.
+fn send_part(
+    sink: &SyncSender<SinkMsg>,
+    health: &Health,
+    partition: usize,
+    next_offset: u64,
+    image: &SnapshotImage,
+) {
+    let started = Instant::now();
+    let bytes = image.encode().map_err(|e| e.to_string());
+    tracing::debug!(
+        partition,
+        bytes = bytes.as_ref().map_or(0, Vec::len),
+        took_ms = started.elapsed().as_secs_f64() * 1e3,
+        "partition snapshot encoded"
+    );
+    let part = SinkMsg::SnapshotPart {
+        partition,
+        next_offset,
+        bytes,
+    };
+    if sink.send(part).is_err() {
+        health.fail("the sink thread is gone");
     }
 }
