@@ -154,11 +154,14 @@ struct SnapshotRef<'a> {
     rules: &'a RuleState,
 }
 
+/// One tenant's entities, shared with the live partition.
+type SharedEntities = Vec<(Box<str>, Arc<EntityState>)>;
+
 /// A checkpoint's view of a partition (see [`Partition::image`]).
 pub struct SnapshotImage {
     metrics: Interner,
     attrs: Interner,
-    tenants: Vec<(TenantId, Vec<(Box<str>, Arc<EntityState>)>)>,
+    tenants: Vec<(TenantId, SharedEntities)>,
     open: Vec<(TenantId, Box<str>)>,
     rules: RuleState,
     hint: Arc<AtomicUsize>,
