@@ -281,6 +281,11 @@ impl Pipeline {
             visible: visible.clone(),
         });
         threads.push(spawn("antibody-sink", move || sink.run(sink_rx))?);
+        let (encoder, jobs) = mpsc::channel();
+        let (sink_for_encoder, health) = (sink_tx.clone(), ready.clone());
+        threads.push(spawn("antibody-snapshot", move || {
+            worker::run_encoder(jobs, sink_for_encoder, health)
+        })?);
         let mut workers = Vec::new();
         let mut budgets = Vec::new();
         for (i, p) in partitions.into_iter().enumerate() {
@@ -291,7 +296,11 @@ impl Pipeline {
             let w = worker::Worker::new(
                 i,
                 p,
-                sink_tx.clone(),
+                worker::Links {
+                    sink: sink_tx.clone(),
+                    inflight,
+                    encoder: encoder.clone(),
+                },
                 parts.metrics.clone(),
                 ready.clone(),
                 worker::Showcase {
@@ -299,7 +308,6 @@ impl Pipeline {
                     stream: stream.clone(),
                     durable: durable.clone(),
                 },
-                inflight,
             );
             threads.push(spawn(&format!("antibody-part-{i}"), move || w.run(rx))?);
             workers.push(tx);

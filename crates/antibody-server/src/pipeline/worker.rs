@@ -24,6 +24,15 @@ pub(crate) struct Worker {
     stream: broadcast::Sender<StreamItem>,
     durable: Arc<Watermark>,
     inflight: Arc<Inflight>,
+    encoder: mpsc::Sender<EncodeJob>,
+}
+
+/// What a worker is connected to besides its own queue.
+pub(crate) struct Links {
+    pub sink: SyncSender<SinkMsg>,
+    /// This worker's event budget, shared with the committer.
+    pub inflight: Arc<Inflight>,
+    pub encoder: mpsc::Sender<EncodeJob>,
 }
 
 /// However the worker ends (stop or panic), the committer must not wait on its budget.
@@ -45,22 +54,22 @@ impl Worker {
     pub(crate) fn new(
         index: usize,
         partition: Partition,
-        sink: SyncSender<SinkMsg>,
+        links: Links,
         metrics: Arc<Metrics>,
         health: Arc<Health>,
         showcase: Showcase,
-        inflight: Arc<Inflight>,
     ) -> Self {
         Self {
             index,
             partition,
-            sink,
+            sink: links.sink,
             metrics,
             health,
             visible: showcase.visible,
             stream: showcase.stream,
             durable: showcase.durable,
-            inflight,
+            inflight: links.inflight,
+            encoder: links.encoder,
         }
     }
 
@@ -71,7 +80,6 @@ impl Worker {
     }
 
     pub(crate) fn run(mut self, rx: Receiver<Work>) {
-        let encoder = self.start_encoder();
         let mut out = Outputs::default();
         while let Ok(work) = rx.recv() {
             match work {
@@ -103,7 +111,7 @@ impl Worker {
                 } => {
                     let _ = reply.send(self.partition.entity_view(&tenant, &entity));
                 }
-                Work::Checkpoint { next_offset } => self.checkpoint(next_offset, &encoder),
+                Work::Checkpoint { next_offset } => self.checkpoint(next_offset),
                 Work::Rules(rules) => self.partition.set_rules(rules),
                 Work::Models(models) => self.partition.set_models(models),
                 Work::ModelStats(reply) => {
@@ -115,29 +123,7 @@ impl Worker {
         }
     }
 
-    /// A thread that encodes this partition's checkpoint images and hands them to the sink:
-    /// encoding takes milliseconds per megabyte, and this worker's events should not wait
-    /// for it. Without it (the thread could not start) images are encoded here.
-    fn start_encoder(&self) -> Option<mpsc::Sender<(u64, SnapshotImage)>> {
-        let (tx, rx) = mpsc::channel::<(u64, SnapshotImage)>();
-        let (sink, health, index) = (self.sink.clone(), self.health.clone(), self.index);
-        let spawned = std::thread::Builder::new()
-            .name(format!("antibody-snap-{index}"))
-            .spawn(move || {
-                for (next_offset, image) in rx {
-                    send_part(&sink, &health, index, next_offset, &image);
-                }
-            });
-        match spawned {
-            Ok(_) => Some(tx),
-            Err(e) => {
-                tracing::warn!(partition = index, error = %e, "no snapshot encoder thread; encoding inline");
-                None
-            }
-        }
-    }
-
-    fn checkpoint(&self, next_offset: u64, encoder: &Option<mpsc::Sender<(u64, SnapshotImage)>>) {
+    fn checkpoint(&self, next_offset: u64) {
         let started = Instant::now();
         let image = self.partition.image();
         tracing::debug!(
@@ -145,14 +131,14 @@ impl Worker {
             took_ms = started.elapsed().as_secs_f64() * 1e3,
             "partition image taken"
         );
-        let image = match encoder {
-            Some(tx) => match tx.send((next_offset, image)) {
-                Ok(()) => return,
-                Err(mpsc::SendError((_, image))) => image,
-            },
-            None => image,
+        let job = EncodeJob {
+            partition: self.index,
+            next_offset,
+            image,
         };
-        send_part(&self.sink, &self.health, self.index, next_offset, &image);
+        if let Err(mpsc::SendError(job)) = self.encoder.send(job) {
+            send_part(&self.sink, &self.health, &job);
+        }
     }
 
     fn flush(&self, out: &mut Outputs, received: Option<Instant>) {
@@ -197,25 +183,36 @@ impl Worker {
     }
 }
 
-/// Encodes a checkpoint image and hands it to the sink, which assembles the checkpoint.
-fn send_part(
-    sink: &SyncSender<SinkMsg>,
-    health: &Health,
+/// A partition's checkpoint image on its way to the encoder.
+pub(crate) struct EncodeJob {
     partition: usize,
     next_offset: u64,
-    image: &SnapshotImage,
-) {
+    image: SnapshotImage,
+}
+
+/// The encoder thread: encodes every partition's checkpoint images, one at a time, and hands
+/// them to the sink. Encoding takes tens of milliseconds of CPU per checkpoint; one thread
+/// for all partitions leaves the other cores to ingest and detection (two partitions
+/// encoding at once on a 2-core machine stalled both for that long).
+pub(crate) fn run_encoder(jobs: Receiver<EncodeJob>, sink: SyncSender<SinkMsg>, health: Arc<Health>) {
+    for job in jobs {
+        send_part(&sink, &health, &job);
+    }
+}
+
+/// Encodes a checkpoint image and hands it to the sink, which assembles the checkpoint.
+fn send_part(sink: &SyncSender<SinkMsg>, health: &Health, job: &EncodeJob) {
     let started = Instant::now();
-    let bytes = image.encode().map_err(|e| e.to_string());
+    let bytes = job.image.encode().map_err(|e| e.to_string());
     tracing::debug!(
-        partition,
+        partition = job.partition,
         bytes = bytes.as_ref().map_or(0, Vec::len),
         took_ms = started.elapsed().as_secs_f64() * 1e3,
         "partition snapshot encoded"
     );
     let part = SinkMsg::SnapshotPart {
-        partition,
-        next_offset,
+        partition: job.partition,
+        next_offset: job.next_offset,
         bytes,
     };
     if sink.send(part).is_err() {
