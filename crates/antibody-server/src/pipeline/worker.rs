@@ -194,7 +194,11 @@ pub(crate) struct EncodeJob {
 /// them to the sink. Encoding takes tens of milliseconds of CPU per checkpoint; one thread
 /// for all partitions leaves the other cores to ingest and detection (two partitions
 /// encoding at once on a 2-core machine stalled both for that long).
-pub(crate) fn run_encoder(jobs: Receiver<EncodeJob>, sink: SyncSender<SinkMsg>, health: Arc<Health>) {
+pub(crate) fn run_encoder(
+    jobs: Receiver<EncodeJob>,
+    sink: SyncSender<SinkMsg>,
+    health: Arc<Health>,
+) {
     for job in jobs {
         send_part(&sink, &health, &job);
     }
