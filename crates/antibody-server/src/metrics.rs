@@ -315,17 +315,10 @@ pub fn render_models(
             let _ = writeln!(
                 out,
                 "antibody_model_psi{{tenant=\"{tenant}\",model=\"{id}\",feature=\"{}\"}} {psi}",
-                label_value(feature)
+                escape_label(feature)
             );
         }
     }
-}
-
-/// Escapes a Prometheus label value (feature names come from uploaded model files).
-fn label_value(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }
 
 #[cfg(test)]
