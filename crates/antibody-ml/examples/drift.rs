@@ -3,11 +3,11 @@
 //!
 //! `cargo run --release -p antibody-ml --example drift [-- DATA.csv]`
 
-use antibody_ml::data::{Dataset, LabelSpec, RawTable, DEFAULT_NEGATIVES};
+mod shared;
+
 use antibody_ml::drift::{DriftReference, DriftWindow};
-use antibody_ml::features::{AgentBehavior, FeatureSet};
+use antibody_ml::features::AgentBehavior;
 use antibody_ml::gen::{generate, GenConfig};
-use std::path::PathBuf;
 
 const WINDOW: usize = 4096;
 
@@ -44,21 +44,7 @@ fn report(name: &str, reference: &DriftReference, x: &[f32]) {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let path = std::env::args().nth(1).map_or_else(
-        || {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("../../../shared/data/agent-behavior/optikal_training_data.csv")
-        },
-        PathBuf::from,
-    );
-    let (table, _) = RawTable::read(&path, true)?;
-    let set = FeatureSet::AgentBehavior(AgentBehavior::default());
-    let labels = LabelSpec {
-        label: "is_threat".into(),
-        negatives: DEFAULT_NEGATIVES.iter().map(|s| s.to_string()).collect(),
-        type_column: Some("threat_type".into()),
-    };
-    let ds = Dataset::from_table(&table, &set, Some(&labels))?;
+    let shared::AgentData { ds, set, .. } = shared::agent_behavior()?;
     let names = set.feature_names();
     let benign: Vec<usize> = (0..ds.n_rows()).filter(|&i| ds.y[i] == 0).collect();
     let all = DriftReference::fit(&ds.x, 18, &names);

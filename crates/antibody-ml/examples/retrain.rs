@@ -4,33 +4,26 @@
 //!
 //! `cargo run --release -p antibody-ml --example retrain [-- DATA.csv]`
 
-use antibody_ml::data::{Dataset, LabelSpec, RawTable, DEFAULT_NEGATIVES};
-use antibody_ml::features::{AgentBehavior, FeatureSet};
+mod shared;
+
+use antibody_ml::data::Dataset;
+use antibody_ml::features::AgentBehavior;
 use antibody_ml::gen::{generate, GenConfig, Scenario};
 use antibody_ml::model::{Model, TrainingInfo};
 use antibody_ml::retrain::{retrain, LabelledRow};
 use antibody_ml::train::{evaluate, train, NoProgress, TrainConfig};
-use std::path::PathBuf;
 use std::time::Instant;
 
 const LABELS: usize = 3_000;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let path = std::env::args().nth(1).map_or_else(
-        || {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("../../../shared/data/agent-behavior/optikal_training_data.csv")
-        },
-        PathBuf::from,
-    );
-    let (table, sha) = RawTable::read(&path, true)?;
-    let set = FeatureSet::AgentBehavior(AgentBehavior::default());
-    let labels = LabelSpec {
-        label: "is_threat".into(),
-        negatives: DEFAULT_NEGATIVES.iter().map(|s| s.to_string()).collect(),
-        type_column: Some("threat_type".into()),
-    };
-    let ds = Dataset::from_table(&table, &set, Some(&labels))?;
+    let shared::AgentData {
+        ds,
+        set,
+        labels,
+        path,
+        sha,
+    } = shared::agent_behavior()?;
     let cfg = TrainConfig::default();
 
     let started = Instant::now();

@@ -1,0 +1,43 @@
+//! What the examples share: the shared Optikal file, featurised as `antibody train` does.
+
+use antibody_ml::data::{Dataset, LabelSpec, RawTable, DEFAULT_NEGATIVES};
+use antibody_ml::features::{AgentBehavior, FeatureSet};
+use std::path::PathBuf;
+
+/// The featurised file and how it was read.
+// Each example is its own crate and reads only the fields it needs.
+#[allow(dead_code)]
+pub struct AgentData {
+    pub ds: Dataset,
+    pub set: FeatureSet,
+    pub labels: LabelSpec,
+    pub path: PathBuf,
+    pub sha: String,
+}
+
+/// The file named by the first argument, else `../shared/data`'s Optikal file, as the
+/// `agent-behavior` feature set with `is_threat` / `threat_type` labels.
+pub fn agent_behavior() -> Result<AgentData, Box<dyn std::error::Error>> {
+    let path = std::env::args().nth(1).map_or_else(
+        || {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../../../shared/data/agent-behavior/optikal_training_data.csv")
+        },
+        PathBuf::from,
+    );
+    let (table, sha) = RawTable::read(&path, true)?;
+    let set = FeatureSet::AgentBehavior(AgentBehavior::default());
+    let labels = LabelSpec {
+        label: "is_threat".into(),
+        negatives: DEFAULT_NEGATIVES.iter().map(|s| s.to_string()).collect(),
+        type_column: Some("threat_type".into()),
+    };
+    let ds = Dataset::from_table(&table, &set, Some(&labels))?;
+    Ok(AgentData {
+        ds,
+        set,
+        labels,
+        path,
+        sha,
+    })
+}
