@@ -7,7 +7,7 @@ use crate::respond::RespondMsg;
 use antibody_core::{Finding, Incident, TenantId};
 use antibody_detect::Sample;
 use antibody_store::{Store, StoreError};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::mpsc::Receiver;
 use std::sync::Arc;
@@ -73,6 +73,60 @@ const STORE_RETRIES: usize = 25;
 /// Messages drained into one store transaction at most.
 const MAX_DRAIN: usize = 512;
 
+/// The messages gathered for one commit.
+#[derive(Default)]
+struct Drained {
+    messages: usize,
+    shown: Vec<Arc<Vec<Finding>>>,
+    /// One drain can carry many versions of many incidents; only the latest of each is
+    /// written. `index` maps an incident id to its slot here.
+    incidents: Vec<Incident>,
+    index: HashMap<String, usize>,
+    samples: Vec<Sample>,
+    parts: Vec<(usize, u64, Result<Vec<u8>, String>)>,
+}
+
+impl Drained {
+    fn add(&mut self, m: SinkMsg) {
+        self.messages += 1;
+        match m {
+            SinkMsg::Outputs {
+                findings,
+                incidents,
+                samples,
+            } => {
+                if !findings.is_empty() {
+                    self.shown.push(findings);
+                }
+                self.samples.extend(samples);
+                for inc in incidents {
+                    match self.index.get(&inc.id) {
+                        Some(&slot) => self.incidents[slot] = inc,
+                        None => {
+                            self.index.insert(inc.id.clone(), self.incidents.len());
+                            self.incidents.push(inc);
+                        }
+                    }
+                }
+            }
+            SinkMsg::SnapshotPart {
+                partition,
+                next_offset,
+                bytes,
+            } => self.parts.push((partition, next_offset, bytes)),
+        }
+    }
+
+    fn clear(&mut self) {
+        self.messages = 0;
+        self.shown.clear();
+        self.incidents.clear();
+        self.index.clear();
+        self.samples.clear();
+        self.parts.clear();
+    }
+}
+
 impl Sink {
     pub(crate) fn new(p: SinkParts) -> Self {
         Self {
@@ -91,66 +145,36 @@ impl Sink {
     }
 
     pub(crate) fn run(mut self, rx: Receiver<SinkMsg>) {
-        let mut shown: Vec<Arc<Vec<Finding>>> = Vec::new();
-        let mut incidents: Vec<Incident> = Vec::new();
-        let mut samples: Vec<Sample> = Vec::new();
-        let mut parts = Vec::new();
-        // Incident id → its slot in `incidents`: one drain can carry many versions of many
-        // incidents, and only the latest of each is written.
-        let mut index: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+        let mut batch = Drained::default();
+        // Group commit: whatever queued up while the last transaction ran goes into the next.
         while let Ok(first) = rx.recv() {
-            index.clear();
-            let mut msg = Some(first);
-            let mut drained = 0;
-            while let Some(m) = msg.take() {
-                match m {
-                    SinkMsg::Outputs {
-                        findings: f,
-                        incidents: i,
-                        samples: smp,
-                    } => {
-                        if !f.is_empty() {
-                            shown.push(f);
-                        }
-                        samples.extend(smp);
-                        for inc in i {
-                            match index.get(&inc.id) {
-                                Some(&slot) => incidents[slot] = inc,
-                                None => {
-                                    index.insert(inc.id.clone(), incidents.len());
-                                    incidents.push(inc);
-                                }
-                            }
-                        }
-                    }
-                    SinkMsg::SnapshotPart {
-                        partition,
-                        next_offset,
-                        bytes,
-                    } => parts.push((partition, next_offset, bytes)),
-                }
-                drained += 1;
-                if drained < MAX_DRAIN {
-                    msg = rx.try_recv().ok();
+            batch.add(first);
+            while batch.messages < MAX_DRAIN {
+                match rx.try_recv() {
+                    Ok(m) => batch.add(m),
+                    Err(_) => break,
                 }
             }
-            // The workers showed these findings already (API and stream): see `visible.rs`.
-            let mut findings: Vec<Finding> = shown.iter().flat_map(|b| b.iter().cloned()).collect();
-            let started = Instant::now();
-            self.write(&findings, &incidents);
-            if !findings.is_empty() || !incidents.is_empty() {
-                self.metrics.store_write_latency.observe(started.elapsed());
-            }
-            self.visible.committed(&shown);
-            shown.clear();
-            self.publish(&incidents);
-            self.to_responder(&mut findings, &mut incidents, &mut samples);
-            findings.clear();
-            incidents.clear();
-            for (p, off, bytes) in parts.drain(..) {
-                self.add_snapshot_part(p, off, bytes);
-            }
+            self.commit(&mut batch);
         }
+    }
+
+    /// Stores one drained batch, then hands it on: stream, responder, checkpoints.
+    fn commit(&mut self, b: &mut Drained) {
+        // The workers showed these findings already (API and stream): see `visible.rs`.
+        let mut findings: Vec<Finding> = b.shown.iter().flat_map(|f| f.iter().cloned()).collect();
+        let started = Instant::now();
+        self.write(&findings, &b.incidents);
+        if !findings.is_empty() || !b.incidents.is_empty() {
+            self.metrics.store_write_latency.observe(started.elapsed());
+        }
+        self.visible.committed(&b.shown);
+        self.publish(&b.incidents);
+        self.to_responder(&mut findings, &mut b.incidents, &mut b.samples);
+        for (p, off, bytes) in std::mem::take(&mut b.parts) {
+            self.add_snapshot_part(p, off, bytes);
+        }
+        b.clear();
     }
 
     /// Writes one batch. A transient failure (disk, lock) is retried with backoff rather than
@@ -297,5 +321,68 @@ impl Sink {
             }
             Err(e) => tracing::error!(error = %e, "writing the engine snapshot failed"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use antibody_core::IncidentStatus;
+
+    fn incident(id: &str, finding_count: u64) -> Incident {
+        Incident {
+            id: id.into(),
+            tenant: TenantId::new("t"),
+            entity: "e".into(),
+            status: IncidentStatus::Open,
+            opened: 1_000,
+            updated: 1_000 + finding_count as i64,
+            risk: 1.0,
+            severity: antibody_core::Severity::Low,
+            kinds: vec!["token_spike".into()],
+            finding_count,
+            max_score: 0.5,
+            diagnosis: Vec::new(),
+            findings: Vec::new(),
+            actions: Vec::new(),
+            timeline: Vec::new(),
+        }
+    }
+
+    fn outputs(incidents: Vec<Incident>) -> SinkMsg {
+        SinkMsg::Outputs {
+            findings: Arc::new(Vec::new()),
+            incidents,
+            samples: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_gathered_batch_writes_only_the_latest_version_of_each_incident() {
+        let mut d = Drained::default();
+        d.add(outputs(vec![incident("i-1", 1), incident("i-2", 1)]));
+        d.add(outputs(vec![incident("i-1", 2)]));
+        d.add(SinkMsg::SnapshotPart {
+            partition: 0,
+            next_offset: 7,
+            bytes: Ok(vec![1]),
+        });
+        d.add(outputs(vec![incident("i-1", 3)]));
+        assert_eq!(d.messages, 4);
+        let counts: Vec<_> = d
+            .incidents
+            .iter()
+            .map(|i| (i.id.as_str(), i.finding_count))
+            .collect();
+        // First-seen order, latest version.
+        assert_eq!(counts, [("i-1", 3), ("i-2", 1)]);
+        assert_eq!(d.parts.len(), 1);
+        // Empty finding batches are not tracked as shown.
+        assert!(d.shown.is_empty());
+        d.clear();
+        d.add(outputs(vec![incident("i-2", 5)]));
+        assert_eq!(d.messages, 1);
+        assert_eq!(d.incidents.len(), 1);
+        assert_eq!(d.incidents[0].finding_count, 5);
     }
 }
