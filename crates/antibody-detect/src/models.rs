@@ -17,6 +17,14 @@
 //!   time, so a confused model cannot flood the queue.
 //! - **Shadow.** A shadow binding is scored on the same events and never reports; its
 //!   agreement with the active binding of the same name is counted.
+//! - **Sequences.** A model with a sequence part ([`Scorer::sequence_len`]) also scores each
+//!   entity's newest feature rows, oldest first. The rows live in the entity's state
+//!   ([`History`]): snapshotted, copied on write and swept with the entity, so the verdict
+//!   depends only on the entity's own events in log order, whatever the batch boundaries.
+//!   A row is reported when the row model or the sequence part (probability ≥
+//!   [`SEQUENCE_THRESHOLD`]) says threat; the finding's score is the higher of the two, and
+//!   its evidence holds the sequence probability and each step's attention weight (which
+//!   steps mattered). Review and uncertainty stay the row model's.
 
 use antibody_core::{Event, Explanation, Finding, Severity, TenantId, TimestampMs};
 use antibody_ml::drift::DriftWindow;
@@ -38,6 +46,8 @@ pub const REVIEW_PER_MINUTE: u32 = 30;
 /// mostly noise (see `antibody_ml::drift`).
 pub const MIN_DRIFT_WINDOW: usize = 200;
 pub const MAX_DRIFT_WINDOW: usize = 100_000;
+/// Probability at which a model's sequence part reports a row.
+pub const SEQUENCE_THRESHOLD: f32 = 0.5;
 /// Contributions shown in a finding's explanation.
 const TOP_CONTRIBUTIONS: usize = 5;
 
@@ -161,6 +171,8 @@ impl ModelBinding {
 pub struct ModelSet {
     bindings: Vec<ModelBinding>,
     by_tenant: HashMap<TenantId, Vec<usize>>,
+    /// Whether any binding has a sequence part (and so reads entity histories).
+    sequences: bool,
 }
 
 impl ModelSet {
@@ -169,9 +181,11 @@ impl ModelSet {
         for (i, b) in bindings.iter().enumerate() {
             by_tenant.entry(b.tenant.clone()).or_default().push(i);
         }
+        let sequences = bindings.iter().any(|b| b.scorer.sequence_len() > 0);
         Self {
             bindings,
             by_tenant,
+            sequences,
         }
     }
 
@@ -233,6 +247,52 @@ struct Scored {
     binding: usize,
     row: usize,
     pred: Prediction,
+    /// The sequence part's probability, and where its attention weights sit in
+    /// `ModelRuntime::attention`; set while the event is stepped.
+    seq: Option<f32>,
+    attention: (usize, usize),
+}
+
+impl Scored {
+    fn reports(&self, b: &ModelBinding) -> bool {
+        self.pred.score >= b.scorer.threshold() || self.seq.is_some_and(|q| q >= SEQUENCE_THRESHOLD)
+    }
+}
+
+/// An entity's newest feature rows for one binding with a sequence part, oldest first
+/// (see the module docs). Kept in the entity's state.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub(crate) struct History {
+    /// The binding's registry id.
+    binding: String,
+    rows: Vec<f32>,
+}
+
+impl History {
+    #[cfg(test)]
+    pub(crate) fn binding(&self) -> &str {
+        &self.binding
+    }
+
+    /// Appends `row`, keeping the newest `len` rows.
+    fn push(&mut self, row: &[f32], len: usize) {
+        self.rows.extend_from_slice(row);
+        let keep = len * row.len();
+        if self.rows.len() > keep {
+            self.rows.drain(..self.rows.len() - keep);
+        }
+    }
+}
+
+/// Where the current event's findings go and what they are numbered from.
+pub(crate) struct EventOut<'a> {
+    /// Position of the event in the prescored batch.
+    pub index: usize,
+    pub offset: u64,
+    /// The event's next finding number (ids are `f-<offset>-<n>`).
+    pub next_n: usize,
+    pub out: &'a mut Vec<Finding>,
+    pub review: &'a mut Vec<Finding>,
 }
 
 /// A partition's model state: the bound set, counters, review budgets and scratch buffers.
@@ -247,6 +307,8 @@ pub(crate) struct ModelRuntime {
     rows: Vec<Vec<f32>>,
     preds: Vec<Prediction>,
     scored: Vec<Scored>,
+    /// Attention weights of the current event's sequence verdicts.
+    attention: Vec<f64>,
     drift: HashMap<Key, Drift>,
 }
 
@@ -319,6 +381,8 @@ impl ModelRuntime {
                         binding: b,
                         row,
                         pred: Prediction::default(),
+                        seq: None,
+                        attention: (0, 0),
                     });
                 } else {
                     self.stats.entry(key(binding)).or_default().unusable += 1;
@@ -361,39 +425,50 @@ impl ModelRuntime {
         ok
     }
 
-    /// Findings of event `event` of the prescored batch (the event at log `offset`):
-    /// reported rows go to `out`, review-only rows to `review`. Ids continue at `next_n`.
+    /// Whether event `index` of the prescored batch needs its entity's histories.
+    pub(crate) fn wants_history(&self, index: usize) -> bool {
+        self.set.sequences && self.event_range(index).next().is_some()
+    }
+
+    fn event_range(&self, index: usize) -> std::ops::Range<usize> {
+        let start = self.scored.partition_point(|s| s.event < index);
+        let end = self.scored.partition_point(|s| s.event <= index);
+        start..end
+    }
+
+    /// Findings of one event of the prescored batch: reported rows go to `at.out`,
+    /// review-only rows to `at.review`. `history` is the entity's (`None` for an entity
+    /// that is not tracked: its sequence parts stay silent).
     pub(crate) fn findings(
         &mut self,
-        event: usize,
         ev: &Event,
-        offset: u64,
-        next_n: usize,
-        out: &mut Vec<Finding>,
-        review: &mut Vec<Finding>,
+        at: EventOut<'_>,
+        history: Option<&mut Vec<History>>,
     ) {
-        let start = self.scored.partition_point(|s| s.event < event);
-        let end = self.scored.partition_point(|s| s.event <= event);
-        if start == end {
+        let range = self.event_range(at.index);
+        if range.is_empty() {
             return;
         }
         let set = self.set.clone();
-        let mut n = next_n;
-        for i in start..end {
+        if let Some(h) = history {
+            self.score_sequences(&set, range.clone(), h);
+        }
+        let mut n = at.next_n;
+        for i in range.clone() {
             let s = self.scored[i];
             let binding = &set.bindings[s.binding];
+            let reported = s.reports(binding);
             let threshold = binding.scorer.threshold();
-            let reported = s.pred.score >= threshold;
             let unsure = (s.pred.score - threshold).abs() < binding.review_band
                 || s.pred.uncertainty >= UNCERTAIN;
             if binding.slot == Slot::Shadow {
                 self.stats.entry(key(binding)).or_default().scored += 1;
-                self.compare(&set, s, start..end, reported);
+                self.compare(&set, s, range.clone(), reported);
                 continue;
             }
             let width = binding.scorer.feature_names().len();
             let row = &self.rows[s.binding][s.row * width..(s.row + 1) * width];
-            let alarm = observe_drift(&mut self.drift, binding, row, ev, offset, n);
+            let alarm = observe_drift(&mut self.drift, binding, row, ev, at.offset, n);
             let k = key(binding);
             let review_item = unsure && self.take_review_budget(k.clone(), ev.ts);
             let stats = self.stats.entry(k).or_default();
@@ -403,20 +478,70 @@ impl ModelRuntime {
             if let Some(f) = alarm {
                 n += 1;
                 stats.drift_alarms += 1;
-                review.push(f);
+                at.review.push(f);
             }
             if !reported && !review_item {
                 continue;
             }
-            let id = format!("f-{offset:x}-{n}");
+            let id = format!("f-{:x}-{n}", at.offset);
             n += 1;
-            let row = &self.rows[s.binding][s.row * width..(s.row + 1) * width];
-            let f = model_finding(id, ev, binding, &s.pred, row, reported, review_item);
+            let verdict = Verdict {
+                pred: s.pred,
+                row: &self.rows[s.binding][s.row * width..(s.row + 1) * width],
+                sequence: s
+                    .seq
+                    .map(|q| (q, &self.attention[s.attention.0..s.attention.1])),
+                reported,
+                review: review_item,
+            };
+            let f = model_finding(id, ev, binding, &verdict);
             if reported {
-                out.push(f);
+                at.out.push(f);
             } else {
-                review.push(f);
+                at.review.push(f);
             }
+        }
+    }
+
+    /// Appends each scored row of a binding with a sequence part to the entity's history
+    /// and scores that history.
+    fn score_sequences(
+        &mut self,
+        set: &ModelSet,
+        range: std::ops::Range<usize>,
+        history: &mut Vec<History>,
+    ) {
+        self.attention.clear();
+        for i in range {
+            let s = self.scored[i];
+            let binding = &set.bindings[s.binding];
+            let len = binding.scorer.sequence_len();
+            if len == 0 {
+                continue;
+            }
+            let width = binding.scorer.feature_names().len().max(1);
+            let row = &self.rows[s.binding][s.row * width..(s.row + 1) * width];
+            let h = match history.iter().position(|h| h.binding == binding.id) {
+                Some(p) => &mut history[p],
+                None => {
+                    // Histories of bindings that are gone go when a new one arrives.
+                    history.retain(|h| set.bindings.iter().any(|b| b.id == h.binding));
+                    history.push(History {
+                        binding: binding.id.clone(),
+                        rows: Vec::with_capacity(len * width),
+                    });
+                    history.last_mut().expect("pushed above")
+                }
+            };
+            h.push(row, len);
+            let steps: Vec<&[f32]> = h.rows.chunks_exact(width).collect();
+            let start = self.attention.len();
+            self.attention.resize(start + steps.len(), 0.0);
+            let q = binding
+                .scorer
+                .score_sequence(&steps, &mut self.attention[start..]);
+            self.scored[i].seq = q;
+            self.scored[i].attention = (start, self.attention.len());
         }
     }
 
@@ -435,7 +560,7 @@ impl ModelRuntime {
             b.slot == Slot::Active && b.name == shadow.name && b.tenant == shadow.tenant
         });
         let Some(a) = active else { return };
-        let active_reports = a.pred.score >= set.bindings[a.binding].scorer.threshold();
+        let active_reports = a.reports(&set.bindings[a.binding]);
         let stats = self.stats.entry(key(shadow)).or_default();
         stats.compared += 1;
         stats.agreed += u64::from(active_reports == shadow_reports);
@@ -542,15 +667,18 @@ fn severity(p: f32, reported: bool, unsure: bool) -> Severity {
     }
 }
 
-fn model_finding(
-    id: String,
-    ev: &Event,
-    b: &ModelBinding,
-    p: &Prediction,
-    row: &[f32],
+/// What a binding concluded on one row.
+struct Verdict<'a> {
+    pred: Prediction,
+    row: &'a [f32],
+    /// The sequence part's probability and attention weights (oldest step first).
+    sequence: Option<(f32, &'a [f64])>,
     reported: bool,
     review: bool,
-) -> Finding {
+}
+
+fn model_finding(id: String, ev: &Event, b: &ModelBinding, v: &Verdict<'_>) -> Finding {
+    let (p, row, reported, review) = (&v.pred, v.row, v.reported, v.review);
     let names = b.scorer.feature_names();
     let mut phi = vec![0.0; names.len()];
     b.scorer.contributions(row, &mut phi);
@@ -587,9 +715,34 @@ fn model_finding(
             .collect();
         text.push_str(&parts.join(", "));
     }
+    if let Some((q, attention)) = v.sequence {
+        let _ = write!(
+            text,
+            "; over the entity's last {} events its sequence model gives {q:.3}",
+            attention.len()
+        );
+        if let Some((step, w)) = attention
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1).then(b.0.cmp(&a.0)))
+        {
+            let back = attention.len() - 1 - step;
+            let which = match back {
+                0 => "this event".to_owned(),
+                1 => "the event before".to_owned(),
+                k => format!("the event {k} before"),
+            };
+            let _ = write!(
+                text,
+                ", paying most attention to {which} ({:.0} %)",
+                w * 100.0
+            );
+        }
+    }
     if review {
         text.push_str("; low confidence, queued for review");
     }
+    let score = v.sequence.map_or(p.score, |(q, _)| q.max(p.score));
     let mut evidence = Map::new();
     evidence.insert("model".into(), json!(b.name));
     evidence.insert("model_id".into(), json!(b.id));
@@ -606,6 +759,12 @@ fn model_finding(
         .map(|(n, v)| (n.clone(), json!(v)))
         .collect();
     evidence.insert("features".into(), features.into());
+    if let Some((q, attention)) = v.sequence {
+        evidence.insert(
+            "sequence".into(),
+            json!({ "score": q, "threshold": SEQUENCE_THRESHOLD, "attention": attention }),
+        );
+    }
     Finding {
         id,
         tenant: ev.tenant.clone(),
@@ -613,8 +772,8 @@ fn model_finding(
         entity: ev.entity.clone(),
         kind: kind.clone(),
         detector: kind,
-        severity: severity(p.score, reported, review),
-        score: f64::from(p.score.clamp(0.0, 1.0)),
+        severity: severity(score, reported, review),
+        score: f64::from(score.clamp(0.0, 1.0)),
         explanation: Explanation {
             text,
             contributions: top.iter().map(|&i| (names[i].clone(), share(i))).collect(),
@@ -637,6 +796,8 @@ mod tests {
     struct Linear {
         names: Vec<String>,
         reference: Option<DriftReference>,
+        /// With a sequence part over this many rows: p = mean load / 100, attention ∝ load.
+        sequence: usize,
     }
 
     impl Scorer for Linear {
@@ -673,12 +834,26 @@ mod tests {
         fn drift_reference(&self) -> Option<&DriftReference> {
             self.reference.as_ref()
         }
+        fn sequence_len(&self) -> usize {
+            self.sequence
+        }
+        fn score_sequence(&self, steps: &[&[f32]], attention: &mut [f64]) -> Option<f32> {
+            if self.sequence == 0 {
+                return None;
+            }
+            let total: f32 = steps.iter().map(|r| r[0]).sum();
+            for (a, r) in attention.iter_mut().zip(steps) {
+                *a = f64::from(r[0] / total);
+            }
+            Some((total / steps.len() as f32 / 100.0).clamp(0.0, 1.0))
+        }
     }
 
     fn linear() -> Arc<Linear> {
         Arc::new(Linear {
             names: vec!["load".into(), "hour".into()],
             reference: None,
+            sequence: 0,
         })
     }
 
@@ -874,6 +1049,7 @@ mod tests {
         b.scorer = Arc::new(Linear {
             names,
             reference: Some(reference),
+            sequence: 0,
         });
         let mut p = partition(vec![b]);
         let mut out = Outputs::default();
@@ -913,5 +1089,116 @@ mod tests {
             "{:?}",
             stats.psi
         );
+    }
+
+    fn sequence_binding(len: usize) -> ModelBinding {
+        let mut b = binding("s1", Slot::Active);
+        b.scorer = Arc::new(Linear {
+            names: vec!["load".into(), "hour".into()],
+            reference: None,
+            sequence: len,
+        });
+        b
+    }
+
+    /// Loads of one entity (`agent-0`), one event each, in order.
+    fn session(loads: &[f64]) -> Vec<(u64, Event)> {
+        loads
+            .iter()
+            .enumerate()
+            .map(|(i, &l)| event(i * 3, Some(l), "vitals"))
+            .collect()
+    }
+
+    fn model_findings(out: &Outputs) -> Vec<&Finding> {
+        out.findings
+            .iter()
+            .filter(|f| f.detector == "model:agents")
+            .collect()
+    }
+
+    #[test]
+    fn a_sequence_part_reports_from_the_entitys_history_and_says_which_steps_mattered() {
+        let mut p = partition(vec![sequence_binding(3)]);
+        let mut out = Outputs::default();
+        // Row scores 0.1, 0.8, 0.9, 0.3; the last row alone is benign, but the window of the
+        // last three (80, 90, 30) averages 0.667.
+        p.on_events(&session(&[10.0, 80.0, 90.0, 30.0]), &mut out);
+        let found = model_findings(&out);
+        assert_eq!(found.len(), 3, "{found:?}");
+        let last = found.last().unwrap();
+        assert_eq!(last.ts, event(9, None, "vitals").1.ts);
+        assert!((last.score - 200.0 / 300.0).abs() < 1e-6, "{}", last.score);
+        assert!((last.evidence["score"].as_f64().unwrap() - 0.3).abs() < 1e-6);
+        let attention: Vec<f64> = last.evidence["sequence"]["attention"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        assert_eq!(attention.len(), 3);
+        assert!((attention[1] - 0.45).abs() < 1e-6, "{attention:?}");
+        assert!(
+            last.explanation
+                .text
+                .contains("paying most attention to the event before (45 %)"),
+            "{}",
+            last.explanation.text
+        );
+        // The first event's window is itself: 0.1 — nothing reported.
+        assert!(found.iter().all(|f| f.ts != event(0, None, "vitals").1.ts));
+    }
+
+    #[test]
+    fn sequence_verdicts_ignore_batch_boundaries_and_survive_a_snapshot() {
+        let loads = [10.0, 80.0, 90.0, 30.0, 20.0, 95.0, 5.0, 40.0];
+        let events = session(&loads);
+        let mut whole = partition(vec![sequence_binding(3)]);
+        let mut expected = Outputs::default();
+        whole.on_events(&events, &mut expected);
+
+        let mut first = partition(vec![sequence_binding(3)]);
+        let mut got = Outputs::default();
+        for e in &events[..3] {
+            first.on_events(std::slice::from_ref(e), &mut got);
+        }
+        let bytes = first.snapshot().unwrap();
+        let mut restored = Partition::restore(
+            Arc::new(EngineConfig::default()),
+            Arc::new(RuleSet::compile(&[]).unwrap()),
+            &bytes,
+        )
+        .unwrap();
+        restored.set_models(Arc::new(ModelSet::new(vec![sequence_binding(3)])));
+        restored.on_events(&events[3..], &mut got);
+        assert_eq!(model_findings(&got), model_findings(&expected));
+        assert!(model_findings(&expected)
+            .iter()
+            .any(|f| f.evidence["sequence"]["score"].as_f64() > Some(0.5)
+                && f.evidence["score"].as_f64() < Some(0.5)));
+        // The same partition without its histories forgets the first three events.
+        let mut forgetful = partition(vec![sequence_binding(3)]);
+        let mut other = Outputs::default();
+        forgetful.on_events(&events[3..], &mut other);
+        assert_ne!(model_findings(&other), model_findings(&expected)[1..]);
+    }
+
+    #[test]
+    fn histories_of_an_unbound_model_are_dropped_and_untracked_entities_have_none() {
+        let mut p = partition(vec![sequence_binding(3)]);
+        let mut out = Outputs::default();
+        p.on_events(&session(&[60.0, 70.0]), &mut out);
+        let mut next = sequence_binding(3);
+        next.id = "s2".into();
+        p.set_models(Arc::new(ModelSet::new(vec![next])));
+        p.on_events(&session(&[10.0]), &mut out);
+        let bytes = p.snapshot().unwrap();
+        let restored = Partition::restore(
+            Arc::new(EngineConfig::default()),
+            Arc::new(RuleSet::compile(&[]).unwrap()),
+            &bytes,
+        )
+        .unwrap();
+        assert_eq!(restored.history_bindings(), ["s2"]);
     }
 }

@@ -9,7 +9,7 @@
 use crate::baseline::{score, MetricBaseline};
 use crate::config::EngineConfig;
 use crate::correlate::OpenIncident;
-use crate::models::{ModelRuntime, ModelSet, ModelStats};
+use crate::models::{EventOut, History, ModelRuntime, ModelSet, ModelStats};
 use antibody_core::{Event, Explanation, Finding, Incident, Severity, TenantId, TimestampMs};
 use antibody_rules::{RuleHit, RuleSet, RuleState};
 use serde::{Deserialize, Serialize};
@@ -81,6 +81,10 @@ struct EntityState {
     incident: Option<Box<OpenIncident>>,
     /// The response engine wants a [`Sample`] per event (probation).
     watched: bool,
+    /// Newest feature rows per model with a sequence part. Written to snapshots after the
+    /// entities (see [`SnapshotImage::encode`]), so older snapshots without it still load.
+    #[serde(skip)]
+    history: Vec<History>,
 }
 
 /// A read-only view of one entity for the API.
@@ -144,6 +148,10 @@ struct SnapshotV1 {
     rules: RuleState,
 }
 
+/// The snapshot's second section: `(tenant, entity, histories)` of every entity that has any.
+type Histories<'a> = Vec<(&'a TenantId, &'a str, &'a [History])>;
+type OwnedHistories = Vec<(TenantId, String, Vec<History>)>;
+
 /// [`SnapshotV1`] borrowed from a live partition, for writing.
 #[derive(Serialize)]
 struct SnapshotRef<'a> {
@@ -194,6 +202,23 @@ impl SnapshotImage {
         let buf = Vec::with_capacity(hint + hint / 8);
         let bytes = postcard::to_extend(&snap, buf)
             .map_err(|e| crate::EngineError::Snapshot(e.to_string()))?;
+        // Entity histories follow as a second section: a snapshot written before they
+        // existed simply ends here.
+        let histories: Histories<'_> = snap
+            .tenants
+            .iter()
+            .flat_map(|(t, es)| {
+                es.iter()
+                    .filter(|(_, e)| !e.history.is_empty())
+                    .map(move |(k, e)| (*t, *k, e.history.as_slice()))
+            })
+            .collect();
+        let bytes = if histories.is_empty() {
+            bytes
+        } else {
+            postcard::to_extend(&histories, bytes)
+                .map_err(|e| crate::EngineError::Snapshot(e.to_string()))?
+        };
         self.hint.store(bytes.len(), Relaxed);
         Ok(bytes)
     }
@@ -339,15 +364,22 @@ impl Partition {
         first: usize,
         out: &mut Outputs,
     ) {
-        let next_n = out.findings.len() - first;
-        self.models.findings(
+        // Only tracked entities keep histories; the lookup is skipped unless a sequence
+        // model scores this event.
+        let wants = self.models.wants_history(index) && self.admits(&ev.tenant, &ev.entity);
+        let history = if wants {
+            Some(&mut entity_mut(&mut self.tenants, &ev.tenant, &ev.entity).history)
+        } else {
+            None
+        };
+        let at = EventOut {
             index,
-            ev,
             offset,
-            next_n,
-            &mut out.findings,
-            &mut self.review,
-        );
+            next_n: out.findings.len() - first,
+            out: &mut out.findings,
+            review: &mut self.review,
+        };
+        self.models.findings(ev, at, history);
     }
 
     fn evaluate_rules(&mut self, offset: u64, ev: &Event, first_finding: usize, out: &mut Outputs) {
@@ -615,14 +647,32 @@ impl Partition {
         }
     }
 
+    /// The bindings of every entity history, sorted (for tests).
+    #[cfg(test)]
+    pub(crate) fn history_bindings(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self
+            .tenants
+            .values()
+            .flat_map(|m| m.values())
+            .flat_map(|s| s.history.iter().map(|h| h.binding().to_owned()))
+            .collect();
+        ids.sort();
+        ids
+    }
+
     /// Rebuilds a partition from [`Partition::snapshot`] bytes.
     pub fn restore(
         cfg: Arc<EngineConfig>,
         rules: Arc<RuleSet>,
         bytes: &[u8],
     ) -> Result<Self, crate::EngineError> {
-        let snap: SnapshotV1 =
-            postcard::from_bytes(bytes).map_err(|e| crate::EngineError::Snapshot(e.to_string()))?;
+        let bad = |e: postcard::Error| crate::EngineError::Snapshot(e.to_string());
+        let (snap, rest): (SnapshotV1, &[u8]) = postcard::take_from_bytes(bytes).map_err(bad)?;
+        let histories: OwnedHistories = if rest.is_empty() {
+            Vec::new()
+        } else {
+            postcard::from_bytes(rest).map_err(bad)?
+        };
         let mut p = Self::new(cfg, rules);
         p.metrics = snap.metrics;
         p.metrics.rebuild();
@@ -646,6 +696,11 @@ impl Partition {
             .into_iter()
             .map(|(t, e)| (t, Box::from(e.as_str())))
             .collect();
+        for (t, e, h) in histories {
+            if let Some(state) = p.tenants.get_mut(&t).and_then(|m| m.get_mut(e.as_str())) {
+                Arc::make_mut(state).history = h;
+            }
+        }
         p.index_config();
         Ok(p)
     }

@@ -49,6 +49,18 @@ pub trait Scorer: Send + Sync + std::fmt::Debug {
     fn drift_reference(&self) -> Option<&crate::drift::DriftReference> {
         None
     }
+    /// Rows of an entity's history the model's sequence part reads (its newest rows,
+    /// oldest first); 0 when the model has none.
+    fn sequence_len(&self) -> usize {
+        0
+    }
+    /// The sequence part's probability that the newest of `steps` (feature rows, oldest
+    /// first) is a threat, with each step's attention weight written to `attention`
+    /// (`attention.len() >= steps.len()`); `None` when the model has no sequence part.
+    fn score_sequence(&self, steps: &[&[f32]], attention: &mut [f64]) -> Option<f32> {
+        let _ = (steps, attention);
+        None
+    }
 }
 
 /// Rows scored this far below the threshold skip the fold members and the type classifier.
@@ -159,6 +171,21 @@ impl Scorer for ServedModel {
     fn drift_reference(&self) -> Option<&crate::drift::DriftReference> {
         self.model.manifest.reference.as_ref()
     }
+
+    fn sequence_len(&self) -> usize {
+        self.model
+            .ensemble
+            .sequence
+            .as_ref()
+            .map_or(0, |s| s.window)
+    }
+
+    fn score_sequence(&self, steps: &[&[f32]], attention: &mut [f64]) -> Option<f32> {
+        self.model
+            .ensemble
+            .score_window(steps, attention)
+            .map(|p| p as f32)
+    }
 }
 
 #[cfg(test)]
@@ -198,6 +225,30 @@ mod tests {
         }
         assert!(out.iter().any(|p| p.score >= served.threshold()));
         assert!(fast > 0, "benign rows take the fast path");
+    }
+
+    #[test]
+    fn a_model_with_a_sequence_part_serves_it() {
+        use crate::train::tests::{generated_with, quick};
+        use crate::train::{train, NoProgress};
+        let plain = ServedModel::new(trained());
+        assert_eq!(plain.sequence_len(), 0);
+        assert!(plain.score_sequence(&[], &mut []).is_none());
+        let ds = generated_with(600, 4, true);
+        let mut model = trained();
+        model.ensemble = train(&ds, &quick(), &mut NoProgress).unwrap().ensemble;
+        let served = ServedModel::new(model);
+        assert_eq!(served.sequence_len(), 6);
+        let steps: Vec<&[f32]> = (0..4).map(|i| ds.row(i)).collect();
+        let (mut a, mut b) = ([0.0; 4], [0.0; 4]);
+        let p = served.score_sequence(&steps, &mut a).unwrap();
+        let q = served
+            .model()
+            .ensemble
+            .score_window(&steps, &mut b)
+            .unwrap();
+        assert_eq!(f64::from(p), q as f32 as f64);
+        assert_eq!(a, b);
     }
 
     struct Fields(&'static str);

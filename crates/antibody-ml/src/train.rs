@@ -515,7 +515,7 @@ pub(crate) mod tests {
         generated_with(rows, seed, false)
     }
 
-    fn generated_with(rows: usize, seed: u64, mixed: bool) -> Dataset {
+    pub(crate) fn generated_with(rows: usize, seed: u64, mixed: bool) -> Dataset {
         let mut csv = Vec::new();
         let cfg = GenConfig {
             rows,

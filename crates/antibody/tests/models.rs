@@ -45,7 +45,12 @@ fn events_where(
         "--out",
         data.to_str().unwrap(),
     ]);
-    let text = std::fs::read_to_string(&data).unwrap();
+    csv_events(&data, scale_cpu, keep)
+}
+
+/// A generated CSV's rows as `vitals` events, in file order, one second apart.
+fn csv_events(data: &Path, scale_cpu: f64, keep: impl Fn(bool) -> bool) -> (String, Vec<bool>) {
+    let text = std::fs::read_to_string(data).unwrap();
     let mut lines = text.lines();
     let header: Vec<&str> = lines.next().unwrap().split(',').collect();
     let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
@@ -74,6 +79,95 @@ fn events_where(
         threats.push(f[col("is_threat")] == "1");
     }
     (ndjson, threats)
+}
+
+#[test]
+fn a_model_with_a_sequence_part_scores_each_agents_session_over_http() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("sessions.csv");
+    let (d, m, b) = (
+        data.to_str().unwrap(),
+        tmp.path().join("seq-model"),
+        tmp.path().join("seq.bundle"),
+    );
+    antibody(&[
+        "gen",
+        "agent-behavior",
+        "--rows",
+        "1200",
+        "--seed",
+        "8",
+        "--mixed",
+        "--out",
+        d,
+    ]);
+    antibody(&[
+        "train",
+        "--data",
+        d,
+        "--features",
+        "agent-behavior",
+        "--label",
+        "is_threat",
+        "--entity",
+        "agent_id",
+        "--sequence-epochs",
+        "4",
+        "--trees",
+        "20",
+        "--folds",
+        "2",
+        "--out",
+        m.to_str().unwrap(),
+        "--bundle",
+        b.to_str().unwrap(),
+    ]);
+    let bundle = std::fs::read(&b).unwrap();
+    let s = TestServer::start();
+    let r = s.post_json("/v1/models", ADMIN_KEY, &upload_body(&bundle, json!({})));
+    assert_eq!(r.status, 201, "{}", r.text());
+
+    // Sessions in time order: about half turn from normal to an attack part-way.
+    let live = tmp.path().join("live.csv");
+    antibody(&[
+        "gen",
+        "agent-behavior",
+        "--rows",
+        "400",
+        "--seed",
+        "12",
+        "--mixed",
+        "--out",
+        live.to_str().unwrap(),
+    ]);
+    let (ndjson, threats) = csv_events(&live, 1.0, |_| true);
+    assert_eq!(s.post_ndjson(ADMIN_KEY, &ndjson).status, 202);
+    let threats = threats.iter().filter(|t| **t).count();
+    let findings = eventually(Duration::from_secs(20), || {
+        let r = s.get("/v1/findings?kind=model:agents&limit=1000", ADMIN_KEY);
+        let items = r.json()["items"].as_array().cloned().unwrap_or_default();
+        let reported = items.iter().filter(|f| f["severity"] != "info").count();
+        (reported * 10 >= threats * 8).then_some(items)
+    });
+    // Every finding carries the sequence part's verdict over the agent's newest events:
+    // one attention weight per step, summing to 1.
+    let mut longest = 0;
+    for f in &findings {
+        let seq = &f["evidence"]["sequence"];
+        let attention = seq["attention"].as_array().expect("attention weights");
+        assert!((1..=10).contains(&attention.len()), "{seq}");
+        let total: f64 = attention.iter().map(|w| w.as_f64().unwrap()).sum();
+        assert!((total - 1.0).abs() < 1e-6, "{seq}");
+        let q = seq["score"].as_f64().unwrap();
+        let row = f["evidence"]["score"].as_f64().unwrap();
+        assert!((f["score"].as_f64().unwrap() - q.max(row)).abs() < 1e-6);
+        assert!(f["explanation"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("its sequence model gives"));
+        longest = longest.max(attention.len());
+    }
+    assert_eq!(longest, 10, "full windows of the agents' last 10 events");
 }
 
 fn upload_body(bundle: &[u8], extra: Value) -> String {
