@@ -140,8 +140,12 @@ fn bench(c: &mut Criterion) {
 }
 
 /// A production-size model (default training config: 200 trees, 5 folds) on generated agent
-/// data, bound to `vitals` events whose metrics carry the 11 raw columns.
-fn served_model() -> (
+/// data, bound to `vitals` events whose metrics carry the 11 raw columns. With `sessions`, the
+/// data are per-agent sessions in time order (`--mixed`) and the model also has its sequence
+/// part (GRU over each agent's last 10 rows).
+fn served_model(
+    sessions: bool,
+) -> (
     Arc<antibody_ml::serve::ServedModel>,
     Vec<antibody_ml::gen::GenRow>,
 ) {
@@ -153,6 +157,7 @@ fn served_model() -> (
     let rows = generate(&GenConfig {
         rows: 8000,
         seed: 3,
+        mixed: sessions,
         ..GenConfig::default()
     });
     let mut csv = Vec::new();
@@ -164,7 +169,10 @@ fn served_model() -> (
         type_column: Some("threat_type".into()),
     };
     let set = FeatureSet::AgentBehavior(AgentBehavior::default());
-    let ds = Dataset::from_table(&table, &set, Some(&labels)).expect("dataset");
+    let mut ds = Dataset::from_table(&table, &set, Some(&labels)).expect("dataset");
+    if sessions {
+        ds.set_entities(&table, "agent_id").expect("agent ids");
+    }
     let cfg = TrainConfig::default();
     let t = train(&ds, &cfg, &mut NoProgress).expect("train");
     let info = TrainingInfo {
@@ -182,6 +190,7 @@ fn served_model() -> (
     let live: Vec<_> = generate(&GenConfig {
         rows: EVENTS * 3 / 2,
         seed: 9,
+        mixed: sessions,
         ..GenConfig::default()
     })
     .into_iter()
@@ -196,9 +205,14 @@ fn served_model() -> (
 /// The same engine with a bound model scoring every event (agent events, ~2 % attacks, batches
 /// of 1,000 as the pipeline hands them over): the cost of learned detection in the hot path.
 fn bench_model(c: &mut Criterion) {
+    bench_served(c, false, "agent_events_batches_of_1000");
+    bench_served(c, true, "agent_sessions_with_sequence_model");
+}
+
+fn bench_served(c: &mut Criterion, sessions: bool, name: &str) {
     use antibody_detect::{ModelBinding, ModelSet, Slot, Source};
     use antibody_ml::features::AGENT_INPUT_COLUMNS;
-    let (scorer, live) = served_model();
+    let (scorer, live) = served_model(sessions);
     let tenant = TenantId::new("bench");
     let evs: Vec<(u64, Event)> = live
         .iter()
@@ -244,7 +258,7 @@ fn bench_model(c: &mut Criterion) {
     let mut g = c.benchmark_group("engine_with_model");
     g.throughput(Throughput::Elements(evs.len() as u64));
     g.sample_size(10);
-    g.bench_function("agent_events_batches_of_1000", |b| {
+    g.bench_function(name, |b| {
         b.iter_batched_ref(
             || {
                 let mut p = Partition::new(cfg.clone(), rules.clone());
