@@ -9,6 +9,7 @@ use antibody_ml::gbt::{train_binary, GbtParams};
 use antibody_ml::gen::{generate, GenConfig};
 use antibody_ml::iforest::{IsoParams, IsolationForest};
 use antibody_ml::model::Score;
+use antibody_ml::seq::{windows, SeqParams, SequenceModel, MAX_WINDOW};
 use antibody_ml::shap::{tree_shap, ShapScratch};
 use antibody_ml::train::{fit, NoProgress, TrainConfig};
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion, Throughput};
@@ -126,6 +127,40 @@ fn bench(c: &mut Criterion) {
     });
     g.bench_function("ensemble_explain", |b| {
         b.iter(|| ensemble.explain(black_box(next_row()), &mut scratch))
+    });
+
+    // The sequence model (GRU + attention, default size) on full 10-step windows of agents'
+    // sessions, as the engine scores each event of a model with a sequence part.
+    let sessions = generate(&GenConfig {
+        rows: 2000,
+        seed: 3,
+        mixed: true,
+        ..GenConfig::default()
+    });
+    let mut sx = vec![0f32; sessions.len() * NF];
+    for (r, out) in sessions.iter().zip(sx.chunks_exact_mut(NF)) {
+        AgentBehavior::default().extract_raw(&r.raw, out);
+    }
+    let entities: Vec<u32> = sessions.iter().map(|r| r.agent).collect();
+    let sy: Vec<u8> = sessions.iter().map(|r| u8::from(r.is_threat())).collect();
+    let wins = windows(&entities, 10);
+    let params = SeqParams {
+        epochs: 1,
+        ..SeqParams::default()
+    };
+    let seq = SequenceModel::train(&sx, NF, &wins, &sy, &params, &mut |_| {}).unwrap();
+    let full: Vec<Vec<&[f32]>> = wins
+        .iter()
+        .filter(|w| w.len() == 10)
+        .map(|w| w.iter().map(|&r| &sx[r * NF..(r + 1) * NF]).collect())
+        .collect();
+    let mut k = 0;
+    let mut attention = [0.0; MAX_WINDOW];
+    g.bench_function("sequence_window_10_steps", |b| {
+        b.iter(|| {
+            k = (k + 1) % full.len();
+            seq.predict(black_box(&full[k]), &mut attention)
+        })
     });
     g.finish();
 
