@@ -84,44 +84,8 @@ fn csv_events(data: &Path, scale_cpu: f64, keep: impl Fn(bool) -> bool) -> (Stri
 #[test]
 fn a_model_with_a_sequence_part_scores_each_agents_session_over_http() {
     let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("sessions.csv");
-    let (d, m, b) = (
-        data.to_str().unwrap(),
-        tmp.path().join("seq-model"),
-        tmp.path().join("seq.bundle"),
-    );
-    antibody(&[
-        "gen",
-        "agent-behavior",
-        "--rows",
-        "1200",
-        "--seed",
-        "8",
-        "--mixed",
-        "--out",
-        d,
-    ]);
-    antibody(&[
-        "train",
-        "--data",
-        d,
-        "--features",
-        "agent-behavior",
-        "--label",
-        "is_threat",
-        "--entity",
-        "agent_id",
-        "--sequence-epochs",
-        "4",
-        "--trees",
-        "20",
-        "--folds",
-        "2",
-        "--out",
-        m.to_str().unwrap(),
-        "--bundle",
-        b.to_str().unwrap(),
-    ]);
+    let sequence = ["--entity", "agent_id", "--sequence-epochs", "4"];
+    let b = common::train_small_model_with(tmp.path(), &["--mixed"], &sequence);
     let bundle = std::fs::read(&b).unwrap();
     let s = TestServer::start();
     let r = s.post_json("/v1/models", ADMIN_KEY, &upload_body(&bundle, json!({})));

@@ -293,13 +293,18 @@ pub fn run_ok(args: &[&str]) -> std::process::Output {
 /// A small but real model for tests: generated agent data, 20 trees, 2 folds, written as an
 /// upload bundle (`antibody train --bundle`); returns the bundle's path.
 pub fn train_small_model(dir: &Path) -> PathBuf {
+    train_small_model_with(dir, &[], &[])
+}
+
+/// [`train_small_model`] with extra `antibody gen` and `antibody train` arguments.
+pub fn train_small_model_with(dir: &Path, gen: &[&str], train: &[&str]) -> PathBuf {
     let data = dir.join("train.csv");
     let (d, m, b) = (
         data.to_str().expect("utf-8 path"),
         dir.join("model"),
         dir.join("model.bundle"),
     );
-    run_ok(&[
+    let mut gen_args = vec![
         "gen",
         "agent-behavior",
         "--rows",
@@ -308,8 +313,14 @@ pub fn train_small_model(dir: &Path) -> PathBuf {
         "5",
         "--out",
         d,
-    ]);
-    run_ok(&[
+    ];
+    gen_args.extend_from_slice(gen);
+    run_ok(&gen_args);
+    let (m, b_path) = (
+        m.to_str().expect("utf-8 path"),
+        b.to_str().expect("utf-8 path"),
+    );
+    let mut train_args = vec![
         "train",
         "--data",
         d,
@@ -318,13 +329,15 @@ pub fn train_small_model(dir: &Path) -> PathBuf {
         "--label",
         "is_threat",
         "--out",
-        m.to_str().expect("utf-8 path"),
+        m,
         "--trees",
         "20",
         "--folds",
         "2",
         "--bundle",
-        b.to_str().expect("utf-8 path"),
-    ]);
+        b_path,
+    ];
+    train_args.extend_from_slice(train);
+    run_ok(&train_args);
     b
 }
