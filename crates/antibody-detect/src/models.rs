@@ -525,7 +525,11 @@ impl ModelRuntime {
                 Some(p) => &mut history[p],
                 None => {
                     // Histories of bindings that are gone go when a new one arrives.
-                    history.retain(|h| set.bindings.iter().any(|b| b.id == h.binding));
+                    history.retain(|h| {
+                        let live =
+                            |b: &ModelBinding| b.tenant == binding.tenant && b.id == h.binding;
+                        set.bindings.iter().any(live)
+                    });
                     history.push(History {
                         binding: binding.id.clone(),
                         rows: Vec::with_capacity(len * width),

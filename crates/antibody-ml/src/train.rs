@@ -123,6 +123,9 @@ pub struct EvalReport {
     /// The sequence model on each row's window, when there is one and the data has entities.
     #[serde(default)]
     pub sequence: Option<BinaryMetrics>,
+    /// Both parts as the engine serves them (a threat when either says so), with `sequence`.
+    #[serde(default)]
+    pub served: Option<BinaryMetrics>,
 }
 
 /// A trained ensemble with its split sizes and held-out report.
@@ -147,11 +150,12 @@ pub fn train(ds: &Dataset, cfg: &TrainConfig, progress: &mut dyn Progress) -> Re
         ensemble.sequence = Some(fit_sequence(ds, &parts[0], cfg.seed, p, progress)?);
     }
     progress.stage("evaluating", 1);
-    let mut report = evaluate(&ensemble, &te);
-    if let Some(s) = &ensemble.sequence {
-        // Windows from the whole file: a test row's history includes training rows.
-        report.sequence = Some(evaluate_sequence(s, ds, &parts[1]));
-    }
+    // Windows from the whole file: a test row's history includes training rows.
+    let seq = ensemble
+        .sequence
+        .as_ref()
+        .map(|s| sequence_probs(s, ds, &parts[1]));
+    let report = evaluate_rows(&ensemble, &te, seq.as_deref());
     progress.step();
     Ok(Trained {
         ensemble,
@@ -249,19 +253,16 @@ fn fit_sequence(
     .map_err(|e| MlError::Data(format!("sequence model: {e}")))
 }
 
-/// Binary metrics of the sequence model on the windows (from all of `ds`) ending at `rows`.
-pub fn evaluate_sequence(model: &SequenceModel, ds: &Dataset, rows: &[usize]) -> BinaryMetrics {
+/// The sequence model's probability for the window (from all of `ds`) ending at each of `rows`.
+fn sequence_probs(model: &SequenceModel, ds: &Dataset, rows: &[usize]) -> Vec<f64> {
     let all = windows(&ds.entities, model.window);
     let mut attention = vec![0.0; model.window];
-    let probs: Vec<f64> = rows
-        .iter()
+    rows.iter()
         .map(|&i| {
             let steps: Vec<&[f32]> = all[i].iter().map(|&r| ds.row(r)).collect();
             model.predict(&steps, &mut attention)
         })
-        .collect();
-    let y: Vec<u8> = rows.iter().map(|&i| ds.y[i]).collect();
-    BinaryMetrics::compute(&probs, &y, 0.5)
+        .collect()
 }
 
 /// An isolation forest on the benign rows (all rows when fewer than two are benign).
@@ -356,6 +357,16 @@ fn fit_types(
 
 /// Scores every row of a labelled dataset.
 pub fn evaluate(ensemble: &Ensemble, ds: &Dataset) -> EvalReport {
+    let seq = ensemble
+        .sequence
+        .as_ref()
+        .filter(|_| ds.entities.len() == ds.n_rows())
+        .map(|s| sequence_probs(s, ds, &(0..ds.n_rows()).collect::<Vec<_>>()));
+    evaluate_rows(ensemble, ds, seq.as_deref())
+}
+
+/// [`evaluate`], given the sequence model's probability for each row of `ds` when there is one.
+fn evaluate_rows(ensemble: &Ensemble, ds: &Dataset, seq: Option<&[f64]>) -> EvalReport {
     let mut scores = vec![Score::default(); ds.n_rows()];
     ensemble.score_batch(&ds.x, &mut scores);
     let probs: Vec<f64> = scores.iter().map(|s| s.probability as f64).collect();
@@ -392,11 +403,12 @@ pub fn evaluate(ensemble: &Ensemble, ds: &Dataset) -> EvalReport {
         })
         .collect();
 
-    let sequence = ensemble
-        .sequence
-        .as_ref()
-        .filter(|_| ds.entities.len() == ds.n_rows())
-        .map(|s| evaluate_sequence(s, ds, &(0..ds.n_rows()).collect::<Vec<_>>()));
+    let sequence = seq.map(|q| BinaryMetrics::compute(q, &ds.y, 0.5));
+    // What the engine reports for a model with both parts: the higher of the two scores.
+    let served = seq.map(|q| {
+        let either: Vec<f64> = probs.iter().zip(q).map(|(p, q)| p.max(*q)).collect();
+        BinaryMetrics::compute(&either, &ds.y, ensemble.threshold)
+    });
     EvalReport {
         binary,
         types: type_metrics(ensemble, ds, &scores),
@@ -404,6 +416,7 @@ pub fn evaluate(ensemble: &Ensemble, ds: &Dataset) -> EvalReport {
         uncertainty_correct: mean(right),
         uncertainty_wrong: mean(wrong),
         sequence,
+        served,
     }
 }
 
@@ -570,6 +583,10 @@ pub(crate) mod tests {
         let t = train(&ds, &quick(), &mut NoProgress).unwrap();
         let s = t.report.sequence.as_ref().unwrap();
         assert!(s.accuracy > 0.95 && s.roc_auc > 0.97, "{s:?}");
+        // Served, a row is a threat when either part says so: it catches what each catches.
+        let served = t.report.served.as_ref().unwrap();
+        assert!(served.recall >= s.recall.max(t.report.binary.recall) - 1e-12);
+        assert!(served.fpr >= s.fpr.max(t.report.binary.fpr) - 1e-12);
         // Without entities there is no sequence model.
         assert!(train(&generated(600, 4), &quick(), &mut NoProgress)
             .unwrap()

@@ -588,6 +588,16 @@ fn print_report(out: &mut impl Write, r: &EvalReport) -> io::Result<()> {
             q.roc_auc
         )?;
     }
+    if let Some(q) = &r.served {
+        writeln!(
+            out,
+            "  served (a threat when either part says so): accuracy {}  precision {}  recall {}  FPR {}",
+            pct(q.accuracy),
+            pct(q.precision),
+            pct(q.recall),
+            pct(q.fpr)
+        )?;
+    }
     writeln!(
         out,
         "  uncertainty (sd of the fold members): {:.4} on right verdicts, {:.4} on wrong ones",
