@@ -1082,6 +1082,17 @@ mod tests {
         assert!(restore(&[0xff; 7]).is_err());
     }
 
+    proptest::proptest! {
+        /// Whatever follows the entities (the history section, or garbage) restores or
+        /// errors, never panics.
+        #[test]
+        fn any_bytes_after_the_entities_never_panic(tail in proptest::collection::vec(0u8..=255, 0..64)) {
+            let mut bytes = part().snapshot().unwrap();
+            bytes.extend_from_slice(&tail);
+            let _ = restore(&bytes);
+        }
+    }
+
     #[test]
     fn watched_entities_yield_samples() {
         let mut p = part();
