@@ -3,9 +3,10 @@
 //! partition scores every event of that kind in batches and turns predictions into findings.
 //!
 //! - **Batching.** [`ModelRuntime::prescore`] extracts the features of a whole engine batch
-//!   and scores each binding's rows in one call before the events are stepped; scoring is a
-//!   pure function of one event, so precomputing it changes no output and keeps the engine
-//!   deterministic whatever the batch boundaries.
+//!   and scores each binding's rows in one call before the events are stepped; row scoring is
+//!   a pure function of one event, so precomputing it changes no output and keeps the engine
+//!   deterministic whatever the batch boundaries (sequence parts read the entity's history
+//!   and are scored as the event is stepped, see below).
 //! - **Findings.** An active binding reports a row at or above the model's threshold as a
 //!   finding `model:<name>` whose evidence holds the score, threat type, uncertainty and
 //!   features, and whose explanation holds the top contributions (signed shares of the total
@@ -46,8 +47,8 @@ pub const REVIEW_PER_MINUTE: u32 = 30;
 /// mostly noise (see `antibody_ml::drift`).
 pub const MIN_DRIFT_WINDOW: usize = 200;
 pub const MAX_DRIFT_WINDOW: usize = 100_000;
-/// Probability at which a model's sequence part reports a row.
-pub const SEQUENCE_THRESHOLD: f32 = 0.5;
+/// Probability at which a model's sequence part reports a row (the one `antibody eval` uses).
+pub const SEQUENCE_THRESHOLD: f32 = antibody_ml::seq::THRESHOLD as f32;
 /// Contributions shown in a finding's explanation.
 const TOP_CONTRIBUTIONS: usize = 5;
 
@@ -274,13 +275,21 @@ impl History {
         &self.binding
     }
 
-    /// Appends `row`, keeping the newest `len` rows.
+    /// Appends `row`, keeping the newest `len` rows. Trims first, so a full history never
+    /// outgrows `len` rows of capacity.
     fn push(&mut self, row: &[f32], len: usize) {
+        let excess = (self.rows.len() + row.len()).saturating_sub(len * row.len());
+        self.rows.drain(..excess.min(self.rows.len()));
         self.rows.extend_from_slice(row);
-        let keep = len * row.len();
-        if self.rows.len() > keep {
-            self.rows.drain(..self.rows.len() - keep);
-        }
+    }
+}
+
+impl History {
+    /// Whether `set` still binds this history's model for `tenant`.
+    pub(crate) fn is_bound(&self, set: &ModelSet, tenant: &TenantId) -> bool {
+        set.bindings
+            .iter()
+            .any(|b| b.tenant == *tenant && b.id == self.binding)
     }
 }
 
@@ -525,11 +534,7 @@ impl ModelRuntime {
                 Some(p) => &mut history[p],
                 None => {
                     // Histories of bindings that are gone go when a new one arrives.
-                    history.retain(|h| {
-                        let live =
-                            |b: &ModelBinding| b.tenant == binding.tenant && b.id == h.binding;
-                        set.bindings.iter().any(live)
-                    });
+                    history.retain(|h| h.is_bound(set, &binding.tenant));
                     history.push(History {
                         binding: binding.id.clone(),
                         rows: Vec::with_capacity(len * width),
@@ -1188,7 +1193,25 @@ mod tests {
     }
 
     #[test]
-    fn histories_of_an_unbound_model_are_dropped_and_untracked_entities_have_none() {
+    fn a_full_history_keeps_its_capacity() {
+        let mut h = History {
+            binding: "s1".into(),
+            rows: Vec::with_capacity(6),
+        };
+        for i in 0..25 {
+            h.push(&[i as f32, 0.0], 3);
+            assert!(h.rows.capacity() <= 6, "{}", h.rows.capacity());
+        }
+        assert_eq!(h.rows, [22.0, 0.0, 23.0, 0.0, 24.0, 0.0]);
+        // A copy (copy-on-write, restore) is exact-size and must not grow either.
+        let mut copy = h.clone();
+        copy.push(&[25.0, 0.0], 3);
+        assert!(copy.rows.capacity() <= 6);
+        assert_eq!(copy.rows, [23.0, 0.0, 24.0, 0.0, 25.0, 0.0]);
+    }
+
+    #[test]
+    fn histories_of_an_unbound_model_are_dropped() {
         let mut p = partition(vec![sequence_binding(3)]);
         let mut out = Outputs::default();
         p.on_events(&session(&[60.0, 70.0]), &mut out);
@@ -1204,5 +1227,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!(restored.history_bindings(), ["s2"]);
+        // Unbinding the last sequence model drops the histories without another event.
+        p.set_models(Arc::new(ModelSet::new(vec![binding("m1", Slot::Active)])));
+        assert!(p.history_bindings().is_empty());
     }
 }

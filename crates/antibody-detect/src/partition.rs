@@ -303,6 +303,17 @@ impl Partition {
 
     /// Swaps in a new set of bound models.
     pub fn set_models(&mut self, models: Arc<ModelSet>) {
+        // Histories of models no longer bound would otherwise stay (and be snapshotted)
+        // until their entity goes idle. Only entities that change are copied.
+        for (tenant, entities) in &mut self.tenants {
+            for state in entities.values_mut() {
+                if state.history.iter().any(|h| !h.is_bound(&models, tenant)) {
+                    Arc::make_mut(state)
+                        .history
+                        .retain(|h| h.is_bound(&models, tenant));
+                }
+            }
+        }
         self.models.set(models);
     }
 
@@ -1087,7 +1098,9 @@ mod tests {
         /// errors, never panics.
         #[test]
         fn any_bytes_after_the_entities_never_panic(tail in proptest::collection::vec(0u8..=255, 0..64)) {
-            let mut bytes = part().snapshot().unwrap();
+            let mut p = part();
+            run(&mut p, &history()[..30], 0);
+            let mut bytes = p.snapshot().unwrap();
             bytes.extend_from_slice(&tail);
             let _ = restore(&bytes);
         }
