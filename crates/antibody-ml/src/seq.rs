@@ -19,6 +19,8 @@ use serde::{Deserialize, Serialize};
 
 /// The longest window a model may have.
 pub const MAX_WINDOW: usize = 32;
+/// Probability at which the sequence model calls the newest step of a window a threat.
+pub const THRESHOLD: f64 = 0.5;
 /// Standardised inputs are clipped to this many standard deviations.
 const CLIP: f64 = 10.0;
 

@@ -403,11 +403,17 @@ fn evaluate_rows(ensemble: &Ensemble, ds: &Dataset, seq: Option<&[f64]>) -> Eval
         })
         .collect();
 
-    let sequence = seq.map(|q| BinaryMetrics::compute(q, &ds.y, 0.5));
-    // What the engine reports for a model with both parts: the higher of the two scores.
+    let sequence = seq.map(|q| BinaryMetrics::compute(q, &ds.y, crate::seq::THRESHOLD));
+    // What the engine reports for a model with both parts: a threat when the ensemble
+    // reaches its threshold or the sequence part reaches its own. Each score is shifted so
+    // both thresholds sit at 0.5, and the higher one decides (and ranks, for the AUCs).
     let served = seq.map(|q| {
-        let either: Vec<f64> = probs.iter().zip(q).map(|(p, q)| p.max(*q)).collect();
-        BinaryMetrics::compute(&either, &ds.y, ensemble.threshold)
+        let either: Vec<f64> = probs
+            .iter()
+            .zip(q)
+            .map(|(p, q)| 0.5 + (p - ensemble.threshold).max(q - crate::seq::THRESHOLD))
+            .collect();
+        BinaryMetrics::compute(&either, &ds.y, 0.5)
     });
     EvalReport {
         binary,

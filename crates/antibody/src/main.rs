@@ -193,10 +193,12 @@ fn init_tracing(format: &str) {
 fn disable_transparent_huge_pages() {
     #[cfg(target_os = "linux")]
     {
-        // SAFETY: PR_SET_THP_DISABLE takes integer arguments only and touches no memory.
-        let rc = unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
+        let (on, unused): (libc::c_ulong, libc::c_ulong) = (1, 0);
+        // SAFETY: PR_SET_THP_DISABLE takes integer arguments only (the kernel reads them as
+        // unsigned longs, hence the types) and touches no memory.
+        let rc = unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, on, unused, unused, unused) };
         if rc != 0 {
-            tracing::debug!(error = %std::io::Error::last_os_error(), "could not turn off transparent huge pages");
+            tracing::warn!(error = %std::io::Error::last_os_error(), "could not turn off transparent huge pages; latency may suffer while memory grows");
         }
     }
 }
