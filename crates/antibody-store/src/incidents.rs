@@ -171,24 +171,29 @@ impl Store {
         &self,
         items: &[(TenantId, String, IncidentResponse)],
     ) -> Result<(), StoreError> {
-        self.write(|tx| {
-            let mut stmt = tx.prepare_cached(
-                "INSERT INTO incident_response (tenant, incident, body) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (tenant, incident) DO UPDATE SET body = excluded.body",
-            )?;
-            for (tenant, incident, r) in items {
-                if !(r.risk.is_finite() && r.confidence.is_finite()) {
-                    return Err(StoreError::Invalid(format!(
-                        "incident {incident}: risk and confidence must be finite"
-                    )));
-                }
-                let body = serde_json::to_string(r).map_err(|source| StoreError::Encode {
-                    what: format!("incident response {incident}"),
-                    source,
-                })?;
-                stmt.execute((tenant.as_str(), incident, &body))?;
-            }
-            Ok(())
-        })
+        self.write(|tx| put_incident_responses(tx, items))
     }
+}
+
+pub(crate) fn put_incident_responses(
+    tx: &Transaction<'_>,
+    items: &[(TenantId, String, IncidentResponse)],
+) -> Result<(), StoreError> {
+    let mut stmt = tx.prepare_cached(
+        "INSERT INTO incident_response (tenant, incident, body) VALUES (?1, ?2, ?3)
+         ON CONFLICT (tenant, incident) DO UPDATE SET body = excluded.body",
+    )?;
+    for (tenant, incident, r) in items {
+        if !(r.risk.is_finite() && r.confidence.is_finite()) {
+            return Err(StoreError::Invalid(format!(
+                "incident {incident}: risk and confidence must be finite"
+            )));
+        }
+        let body = serde_json::to_string(r).map_err(|source| StoreError::Encode {
+            what: format!("incident response {incident}"),
+            source,
+        })?;
+        stmt.execute((tenant.as_str(), incident, &body))?;
+    }
+    Ok(())
 }

@@ -25,7 +25,7 @@ pub use findings::{newest_first, FindingCursor, FindingQuery, DEFAULT_LIMIT, MAX
 pub use incidents::{IncidentQuery, IncidentResponse};
 pub use keys::{KeyInfo, NewKey, Role};
 pub use models::{ModelLabel, ModelRecord};
-pub use response::{ActionQuery, AuditQuery};
+pub use response::{ActionQuery, AuditQuery, ResponseBatch};
 pub use schema::SCHEMA_VERSION;
 pub use store::{Store, DB_FILE};
 pub use tenants::{Tenant, DEFAULT_TENANT};

@@ -136,19 +136,7 @@ impl Store {
         tenant_actions: &[(TenantId, Action)],
         now_ms: i64,
     ) -> Result<(), StoreError> {
-        self.write(|tx| {
-            let mut stmt = tx.prepare_cached(
-                "INSERT INTO actions (tenant, id, incident, status, updated_ms, body)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                 ON CONFLICT (tenant, id) DO UPDATE SET
-                     status = excluded.status, updated_ms = excluded.updated_ms, body = excluded.body",
-            )?;
-            for (tenant, a) in tenant_actions {
-                let body = encode("action", a)?;
-                stmt.execute((tenant.as_str(), &a.id, &a.incident, a.status.as_str(), now_ms, body))?;
-            }
-            Ok(())
-        })
+        self.write(|tx| upsert_actions(tx, tenant_actions, now_ms))
     }
 
     pub fn get_action(&self, tenant: &TenantId, id: &str) -> Result<Option<Action>, StoreError> {
@@ -210,27 +198,17 @@ impl Store {
     /// Appends audit entries. The (tenant, index) key makes a replayed append a no-op and a
     /// conflicting one an error, never a silent overwrite.
     pub fn append_audit(&self, entries: &[AuditEntry]) -> Result<(), StoreError> {
+        self.write(|tx| append_audit(tx, entries))
+    }
+
+    /// One batch of the response stage in one transaction: its audit entries, the actions
+    /// they record, the incidents it updated and its view of each, all or none.
+    pub fn write_response_batch(&self, b: &ResponseBatch<'_>) -> Result<(), StoreError> {
         self.write(|tx| {
-            let mut stmt = tx.prepare_cached(
-                "INSERT INTO audit (tenant, idx, ts, actor, kind, subject, body)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-                 ON CONFLICT (tenant, idx) DO NOTHING",
-            )?;
-            for e in entries {
-                let r = &e.record;
-                let idx = i64::try_from(e.index)
-                    .map_err(|_| StoreError::Invalid("audit index overflows".into()))?;
-                stmt.execute((
-                    &r.tenant,
-                    idx,
-                    r.ts,
-                    &r.actor,
-                    &r.kind,
-                    &r.subject,
-                    encode("audit entry", e)?,
-                ))?;
-            }
-            Ok(())
+            append_audit(tx, b.audit)?;
+            upsert_actions(tx, b.actions, b.now_ms)?;
+            crate::incidents::upsert_incidents(tx, b.incidents)?;
+            crate::incidents::put_incident_responses(tx, b.views)
         })
     }
 
@@ -284,6 +262,64 @@ impl Store {
             Ok(out)
         })
     }
+}
+
+/// What [`Store::write_response_batch`] writes.
+pub struct ResponseBatch<'a> {
+    pub audit: &'a [AuditEntry],
+    pub actions: &'a [(TenantId, Action)],
+    /// The actions' `updated_ms`.
+    pub now_ms: i64,
+    pub incidents: &'a [antibody_core::Incident],
+    pub views: &'a [(TenantId, String, crate::IncidentResponse)],
+}
+
+fn upsert_actions(
+    tx: &rusqlite::Transaction<'_>,
+    tenant_actions: &[(TenantId, Action)],
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    let mut stmt = tx.prepare_cached(
+        "INSERT INTO actions (tenant, id, incident, status, updated_ms, body)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT (tenant, id) DO UPDATE SET
+             status = excluded.status, updated_ms = excluded.updated_ms, body = excluded.body",
+    )?;
+    for (tenant, a) in tenant_actions {
+        let body = encode("action", a)?;
+        stmt.execute((
+            tenant.as_str(),
+            &a.id,
+            &a.incident,
+            a.status.as_str(),
+            now_ms,
+            body,
+        ))?;
+    }
+    Ok(())
+}
+
+fn append_audit(tx: &rusqlite::Transaction<'_>, entries: &[AuditEntry]) -> Result<(), StoreError> {
+    let mut stmt = tx.prepare_cached(
+        "INSERT INTO audit (tenant, idx, ts, actor, kind, subject, body)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+         ON CONFLICT (tenant, idx) DO NOTHING",
+    )?;
+    for e in entries {
+        let r = &e.record;
+        let idx = i64::try_from(e.index)
+            .map_err(|_| StoreError::Invalid("audit index overflows".into()))?;
+        stmt.execute((
+            &r.tenant,
+            idx,
+            r.ts,
+            &r.actor,
+            &r.kind,
+            &r.subject,
+            encode("audit entry", e)?,
+        ))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -420,6 +456,54 @@ mod tests {
             .list_incidents(&t, &crate::IncidentQuery::default())
             .unwrap();
         assert_eq!(listed[0].risk, 7.5);
+    }
+
+    #[test]
+    fn a_response_batch_is_stored_whole_or_not_at_all() {
+        let (_d, s) = store();
+        let t = TenantId::new("a");
+        let mut chain = AuditChain::new();
+        let audit: Vec<AuditEntry> = (0..3).map(|i| chain.append(record("a", i))).collect();
+        let view = |risk: f64| {
+            vec![(
+                t.clone(),
+                "i-1".to_owned(),
+                crate::IncidentResponse {
+                    risk,
+                    confidence: 0.5,
+                    blast_radius: 1,
+                    diagnosis: vec![],
+                    actions: vec![],
+                    summary: None,
+                },
+            )]
+        };
+        let all = AuditQuery {
+            limit: 10,
+            ..Default::default()
+        };
+        // A view the store refuses (NaN risk) takes the audit entries down with it.
+        let bad = view(f64::NAN);
+        let batch = ResponseBatch {
+            audit: &audit,
+            actions: &[],
+            now_ms: 5,
+            incidents: &[],
+            views: &bad,
+        };
+        assert!(s.write_response_batch(&batch).is_err());
+        assert!(s.list_audit(&t, &all).unwrap().is_empty());
+        let good = view(4.0);
+        s.write_response_batch(&ResponseBatch {
+            views: &good,
+            ..batch
+        })
+        .unwrap();
+        assert_eq!(s.list_audit(&t, &all).unwrap(), audit);
+        assert_eq!(
+            s.get_incident_response(&t, "i-1").unwrap().unwrap().risk,
+            4.0
+        );
     }
 
     #[test]

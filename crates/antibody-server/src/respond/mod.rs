@@ -24,7 +24,7 @@ use antibody_respond::{
     Action, ActionStatus, Asset, AuditChain, AuditEntry, BlockEntry, Decision, LifecycleState,
     RespondError, Responder, Verdict,
 };
-use antibody_store::{IncidentResponse, Store, StoreError};
+use antibody_store::{IncidentResponse, ResponseBatch, Store, StoreError};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering::Relaxed;
@@ -549,12 +549,15 @@ impl RespondStage {
             .into_iter()
             .filter_map(|k| self.views.get(&k).map(|v| (k.0, k.1, v.clone())))
             .collect();
-        self.store_retrying(|s| {
-            s.append_audit(&audit)?;
-            s.upsert_actions(&actions, now)?;
-            s.upsert_incidents(&fleet)?;
-            s.put_incident_responses(&views)
-        });
+        // One transaction: an action is never stored without the audit entry that records it.
+        let batch = ResponseBatch {
+            audit: &audit,
+            actions: &actions,
+            now_ms: now,
+            incidents: &fleet,
+            views: &views,
+        };
+        self.store_retrying(|s| s.write_response_batch(&batch));
         if self.views.len() > MAX_VIEWS {
             self.views.clear();
         }
