@@ -309,7 +309,11 @@ impl SequenceModel {
             let gate = |g: usize, tmp: &mut Vec<f64>| -> Vec<f64> {
                 let mut out = vec![0.0; h];
                 matvec(&w[l.w(g)..l.w(g) + h * l.d], x, &mut out);
-                matvec(&w[l.u(g)..l.u(g) + h * h], &h_prev, tmp);
+                // The candidate gate's recurrent term is added after the reset gate (`q`
+                // below), so it is not computed here.
+                if g != N {
+                    matvec(&w[l.u(g)..l.u(g) + h * h], &h_prev, tmp);
+                }
                 for ((o, t), b) in out.iter_mut().zip(tmp.iter()).zip(&w[l.b(g)..l.b(g) + h]) {
                     *o += if g == N { 0.0 } else { *t } + b;
                 }
