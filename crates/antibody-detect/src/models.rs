@@ -533,8 +533,7 @@ impl ModelRuntime {
             let h = match history.iter().position(|h| h.binding == binding.id) {
                 Some(p) => &mut history[p],
                 None => {
-                    // Histories of bindings that are gone go when a new one arrives.
-                    history.retain(|h| h.is_bound(set, &binding.tenant));
+                    // Histories of unbound models were dropped by `Partition::set_models`.
                     history.push(History {
                         binding: binding.id.clone(),
                         rows: Vec::with_capacity(len * width),

@@ -28,8 +28,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         if (p >= ensemble.threshold as f32) != (test.y[k] == 1) {
             wrong += 1;
             // `lines` numbers file lines from 1, the header included.
-            let line = lines
-                .get(ds.lines[row] as usize - 1)
+            let line = (ds.lines[row] as usize)
+                .checked_sub(1)
+                .and_then(|i| lines.get(i))
                 .copied()
                 .unwrap_or("?");
             println!("{line}   ← p = {p:.3}");
