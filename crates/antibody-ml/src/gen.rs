@@ -200,7 +200,7 @@ fn sample(s: Scenario, progress: f64, hour: i64, rng: &mut Rng) -> GenRow {
         Scenario::Normal => {
             (h, d) = clock(hour);
             severity = 0.0;
-            Metrics::normal(rng)
+            DriftLaw::at(0.0).sample(rng)
         }
         Scenario::CredentialAbuse => {
             (h, d) = random_clock(rng);
@@ -259,17 +259,7 @@ fn sample(s: Scenario, progress: f64, hour: i64, rng: &mut Rng) -> GenRow {
                 label = Scenario::Normal;
             }
             severity = (f - 0.3).max(0.0);
-            Metrics {
-                cpu: rng.normal(30.0 + 40.0 * f, 10.0),
-                mem: rng.normal(512.0 + 512.0 * f, 128.0),
-                net: rng.poisson(20.0 + (80.0 * f).floor()),
-                files: rng.poisson(5.0 + (20.0 * f).floor()),
-                api: rng.poisson(50.0 + (200.0 * f).floor()),
-                errors: rng.poisson(1.0 + (5.0 * f).floor()),
-                diversity: rng.uniform(0.6 - 0.4 * f, 0.9 - 0.5 * f),
-                response: rng.gamma(2.0 + 5.0 * f, 50.0),
-                success: rng.uniform(0.95 - 0.2 * f, 1.0 - 0.1 * f),
-            }
+            DriftLaw::at(f).sample(rng)
         }
         Scenario::PromptInjection => {
             (h, d) = random_clock(rng);
@@ -347,20 +337,113 @@ struct Metrics {
     success: f64,
 }
 
-impl Metrics {
-    fn normal(rng: &mut Rng) -> Self {
-        Metrics {
-            cpu: rng.normal(30.0, 10.0),
-            mem: rng.normal(512.0, 128.0),
-            net: rng.poisson(20.0),
-            files: rng.poisson(5.0),
-            api: rng.poisson(50.0),
-            errors: rng.poisson(1.0),
-            diversity: rng.uniform(0.6, 0.9),
-            response: rng.gamma(2.0, 50.0),
-            success: rng.uniform(0.95, 1.0),
+/// The law of a normal agent's row drifted by factor `f` (0 = normal, 1 = fully drifted):
+/// one set of parameters for the sampler and for [`DriftLaw::log_density`], so analyses
+/// that need the generator's exact densities (the Bayes floor in `examples/oracle.rs`) read
+/// the same numbers the rows were drawn from.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DriftLaw {
+    /// Normal: (mean, sd).
+    cpu: (f64, f64),
+    mem: (f64, f64),
+    /// Poisson means.
+    net: f64,
+    files: f64,
+    api: f64,
+    errors: f64,
+    /// Uniform: [lo, hi].
+    diversity: (f64, f64),
+    /// Gamma: (shape, scale).
+    response: (f64, f64),
+    success: (f64, f64),
+}
+
+impl DriftLaw {
+    pub fn at(f: f64) -> Self {
+        DriftLaw {
+            cpu: (30.0 + 40.0 * f, 10.0),
+            mem: (512.0 + 512.0 * f, 128.0),
+            net: 20.0 + (80.0 * f).floor(),
+            files: 5.0 + (20.0 * f).floor(),
+            api: 50.0 + (200.0 * f).floor(),
+            errors: 1.0 + (5.0 * f).floor(),
+            diversity: (0.6 - 0.4 * f, 0.9 - 0.5 * f),
+            response: (2.0 + 5.0 * f, 50.0),
+            success: (0.95 - 0.2 * f, 1.0 - 0.1 * f),
         }
     }
+
+    fn sample(&self, rng: &mut Rng) -> Metrics {
+        Metrics {
+            cpu: rng.normal(self.cpu.0, self.cpu.1),
+            mem: rng.normal(self.mem.0, self.mem.1),
+            net: rng.poisson(self.net),
+            files: rng.poisson(self.files),
+            api: rng.poisson(self.api),
+            errors: rng.poisson(self.errors),
+            diversity: rng.uniform(self.diversity.0, self.diversity.1),
+            response: rng.gamma(self.response.0, self.response.1),
+            success: rng.uniform(self.success.0, self.success.1),
+        }
+    }
+
+    /// ln p(row) under this law, up to terms that do not depend on `f` (the normal and gamma
+    /// normalisers are kept, the counts' `ln k!` dropped); `-inf` outside a uniform's range.
+    /// Ignores the clamps `finish` applies (cpu to 0–100, memory and response at 0), which a
+    /// row in the law's bulk never reaches.
+    pub fn log_density(&self, raw: &AgentRaw) -> f64 {
+        let normal = |x: f64, (m, s): (f64, f64)| -0.5 * ((x - m) / s).powi(2) - s.ln();
+        let poisson = |k: f64, lambda: f64| k * lambda.ln() - lambda;
+        let uniform = |x: f64, (lo, hi): (f64, f64)| {
+            if (lo..=hi).contains(&x) {
+                -(hi - lo).ln()
+            } else {
+                f64::NEG_INFINITY
+            }
+        };
+        let gamma = |x: f64, (k, theta): (f64, f64)| {
+            if x > 0.0 {
+                (k - 1.0) * x.ln() - x / theta - ln_gamma(k) - k * theta.ln()
+            } else {
+                f64::NEG_INFINITY
+            }
+        };
+        normal(raw.cpu_usage_percent, self.cpu)
+            + normal(raw.memory_usage_mb, self.mem)
+            + poisson(raw.network_calls_count, self.net)
+            + poisson(raw.file_operations_count, self.files)
+            + poisson(raw.api_calls_count, self.api)
+            + poisson(raw.error_count, self.errors)
+            + uniform(raw.query_diversity, self.diversity)
+            + gamma(raw.response_time_ms, self.response)
+            + uniform(raw.success_rate, self.success)
+    }
+}
+
+/// ln Γ(x) for x > 0 (Lanczos, g = 7, 9 terms: about 15 significant digits).
+fn ln_gamma(x: f64) -> f64 {
+    const G: [f64; 9] = [
+        0.999_999_999_999_809_9,
+        676.520_368_121_885_1,
+        -1_259.139_216_722_402_8,
+        771.323_428_777_653_1,
+        -176.615_029_162_140_6,
+        12.507_343_278_686_905,
+        -0.138_571_095_265_720_12,
+        9.984_369_578_019_572e-6,
+        1.505_632_735_149_311_6e-7,
+    ];
+    if x < 0.5 {
+        // Reflection: Γ(x) Γ(1 − x) = π / sin(πx).
+        return (std::f64::consts::PI / (std::f64::consts::PI * x).sin()).ln() - ln_gamma(1.0 - x);
+    }
+    let x = x - 1.0;
+    let t = x + 7.5;
+    let sum = G[1..]
+        .iter()
+        .enumerate()
+        .fold(G[0], |acc, (i, g)| acc + g / (x + 1.0 + i as f64));
+    0.5 * (2.0 * std::f64::consts::PI).ln() + (x + 0.5) * t.ln() - t + sum.ln()
 }
 
 fn finish(m: Metrics, h: f64, d: f64, hour: i64, label: Scenario, severity: f64) -> GenRow {
@@ -485,6 +568,49 @@ mod tests {
         assert_eq!(iso_hour(0), "1970-01-01T00:00:00");
         // 2026-01-01 is a Thursday.
         assert_eq!(clock(BASE_HOUR), (0.0, 3.0));
+    }
+
+    #[test]
+    fn ln_gamma_matches_factorials() {
+        for (x, fact) in [
+            (1.0, 1.0),
+            (2.0, 1.0),
+            (5.0, 24.0),
+            (10.5, 1_133_278.388_948_441_4),
+        ] {
+            let want: f64 = f64::ln(fact);
+            assert!((ln_gamma(x) - want).abs() < 1e-9, "{x}: {}", ln_gamma(x));
+        }
+        // Γ(1/2) = √π, through the reflection branch.
+        assert!((ln_gamma(0.5) - std::f64::consts::PI.sqrt().ln()).abs() < 1e-12);
+    }
+
+    #[test]
+    fn the_drift_density_finds_the_factor_its_rows_were_drawn_at() {
+        let mut rng = Rng::new(3);
+        let grid: Vec<f64> = (0..=100).map(|i| f64::from(i) / 100.0).collect();
+        for f in [0.0, 0.25, 0.5, 0.8] {
+            let rows: Vec<GenRow> = (0..200)
+                .map(|_| sample(Scenario::BehavioralDrift, f, BASE_HOUR, &mut rng))
+                .collect();
+            // The maximum-likelihood factor of the whole batch.
+            let best = grid
+                .iter()
+                .copied()
+                .max_by(|&a, &b| {
+                    let ll = |g: f64| -> f64 {
+                        let law = DriftLaw::at(g);
+                        rows.iter().map(|r| law.log_density(&r.raw)).sum()
+                    };
+                    ll(a).total_cmp(&ll(b))
+                })
+                .unwrap();
+            assert!((best - f).abs() <= 0.02, "drawn at {f}, most likely {best}");
+        }
+        // Outside a uniform's range the row is impossible under the law.
+        let mut raw = sample(Scenario::Normal, 0.0, BASE_HOUR, &mut rng).raw;
+        raw.success_rate = 0.5;
+        assert_eq!(DriftLaw::at(0.0).log_density(&raw), f64::NEG_INFINITY);
     }
 
     #[test]
