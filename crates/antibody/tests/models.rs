@@ -388,4 +388,13 @@ fn drifted_inputs_raise_model_drift_and_survive_in_metrics() {
     );
     let metrics = s.get("/metrics", ADMIN_KEY).text();
     assert!(metrics.contains("antibody_model_psi{"), "drift in /metrics");
+    // Model series name tenants: never to an anonymous scrape, nor to another tenant.
+    let anonymous = s.request("GET", "/metrics", None, &[], b"").text();
+    assert!(anonymous.contains("antibody_events_accepted_total"));
+    assert!(!anonymous.contains("antibody_model_"), "{anonymous}");
+    assert_eq!(s.get("/metrics", "not-a-key").status, 401);
+    let r = s.post_json("/v1/tenants", ADMIN_KEY, r#"{"name":"other"}"#);
+    let other = r.json()["admin_key"].as_str().unwrap().to_string();
+    let theirs = s.get("/metrics", &other).text();
+    assert!(!theirs.contains("antibody_model_psi{"), "{theirs}");
 }

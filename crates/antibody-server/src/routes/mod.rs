@@ -152,7 +152,7 @@ pub fn endpoints() -> Vec<Endpoint> {
         ep(
             "get",
             "/metrics",
-            "Prometheus metrics",
+            "Prometheus metrics; the per-model series (tenant and model labels) need a key: the bootstrap admin sees every tenant's, any other key its own tenant's",
             None,
             get(ops::metrics),
         ),

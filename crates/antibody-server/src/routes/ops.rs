@@ -1,9 +1,10 @@
 //! Operational endpoints: liveness, readiness, metrics, the OpenAPI document.
 
+use crate::auth::Auth;
 use crate::error::ApiError;
 use crate::state::AppState;
 use axum::extract::State;
-use axum::http::header;
+use axum::http::{header, HeaderMap};
 use axum::response::IntoResponse;
 use axum::Json;
 use serde_json::{json, Value};
@@ -24,15 +25,34 @@ pub async fn readyz(State(st): State<AppState>) -> Result<Json<Value>, ApiError>
     ))
 }
 
-pub async fn metrics(State(st): State<AppState>) -> impl IntoResponse {
+/// Prometheus text. The service-wide series are open to any scraper; the per-model series
+/// name tenants and models, so they are shown only to a key that may see them: the bootstrap
+/// admin sees every tenant's, any other key its own tenant's, an anonymous scrape none
+/// (API.md: another tenant's objects are never revealed). A key that does not authenticate
+/// is refused rather than silently served less.
+pub async fn metrics(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    auth: Result<Auth, ApiError>,
+) -> Result<impl IntoResponse, ApiError> {
+    let caller = match auth {
+        Ok(a) => Some(a.0),
+        Err(e) if headers.contains_key(header::AUTHORIZATION) => return Err(e),
+        Err(_) => None,
+    };
     st.metrics
         .queue_depth_events
         .store(st.pipeline.queued_events(), Relaxed);
     let mut text = st.metrics.render();
-    if let Ok(stats) = st.pipeline.model_stats().await {
-        crate::metrics::render_models(&mut text, &stats);
+    if let Some(key) = caller {
+        if let Ok(mut stats) = st.pipeline.model_stats().await {
+            if !key.bootstrap {
+                stats.retain(|(tenant, _), _| *tenant == key.tenant);
+            }
+            crate::metrics::render_models(&mut text, &stats);
+        }
     }
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text))
 }
 
 pub async fn openapi() -> Json<Value> {
