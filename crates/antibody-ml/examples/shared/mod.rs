@@ -15,16 +15,19 @@ pub struct AgentData {
     pub sha: String,
 }
 
-/// The file named by the first argument, else `../shared/data`'s Optikal file, as the
-/// `agent-behavior` feature set with `is_threat` / `threat_type` labels.
+/// The file named by the first argument that is not a `--flag`, else `../shared/data`'s
+/// Optikal file, as the `agent-behavior` feature set with `is_threat` / `threat_type` labels.
 pub fn agent_behavior() -> Result<AgentData, Box<dyn std::error::Error>> {
-    let path = std::env::args().nth(1).map_or_else(
-        || {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("../../../shared/data/agent-behavior/optikal_training_data.csv")
-        },
-        PathBuf::from,
-    );
+    let path = std::env::args()
+        .skip(1)
+        .find(|a| !a.starts_with("--"))
+        .map_or_else(
+            || {
+                PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                    .join("../../../shared/data/agent-behavior/optikal_training_data.csv")
+            },
+            PathBuf::from,
+        );
     let (table, sha) = RawTable::read(&path, true)?;
     let set = FeatureSet::AgentBehavior(AgentBehavior::default());
     let labels = LabelSpec {
