@@ -228,6 +228,14 @@ mod tests {
         assert!(e.contains("features"), "{e}");
     }
 
+    #[test]
+    fn a_sequence_model_with_overflowing_sizes_is_refused() {
+        let mut m = trained_with_data();
+        m.ensemble.sequence = Some(crate::seq::tests::forged_overflowing());
+        let e = Model::from_bundle(&m.to_bundle()).unwrap_err().to_string();
+        assert!(e.contains("sequence model"), "{e}");
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(64))]
 
