@@ -39,6 +39,9 @@ pub const MIN_REFERENCE_ROWS: usize = 100;
 pub const MAX_TYPES: usize = 64;
 /// Fold members an ensemble may have.
 pub const MAX_MEMBERS: usize = 16;
+/// Most features a model may read (as for uploaded ONNX models): rows, attributions, drift
+/// windows and sequence histories are as wide as this.
+pub const MAX_FEATURES: usize = 4096;
 /// `Score::threat_type` when there is no type classifier.
 pub const NO_TYPE: u16 = u16::MAX;
 
@@ -101,15 +104,32 @@ pub struct Explanation {
 }
 
 impl Ensemble {
-    /// Validates that every part reads rows of the same width.
+    /// Validates that every part reads rows of the same width and has the shape scoring and
+    /// explaining index by.
     pub fn validate(&self) -> Result<(), String> {
         let n = self.n_features;
+        if !(1..=MAX_FEATURES).contains(&n) {
+            return Err(format!(
+                "the ensemble reads {n} features, not 1 to {MAX_FEATURES} (MAX_FEATURES)"
+            ));
+        }
         let widths = [self.iforest.n_features, self.gbt.n_features];
         if widths.iter().any(|&w| w != n) || self.members.iter().any(|m| m.n_features != n) {
             return Err("parts of the ensemble disagree on the feature count".into());
         }
-        if self.fusion.dim() != 2 || self.members.len() > MAX_MEMBERS {
-            return Err("the fusion expects two inputs and at most 16 members".into());
+        // Batches hold one margin per row for the detector and for each member.
+        if self.gbt.n_outputs() != 1 || self.members.iter().any(|m| m.n_outputs() != 1) {
+            return Err("the detector and its members must have one output each".into());
+        }
+        let fusion = &self.fusion;
+        if fusion.dim() != 2 || fusion.mean.len() != 2 || fusion.scale.len() != 2 {
+            return Err("the fusion must read two inputs".into());
+        }
+        if self.members.len() > MAX_MEMBERS {
+            return Err(format!(
+                "{} members, above {MAX_MEMBERS} (MAX_MEMBERS)",
+                self.members.len()
+            ));
         }
         if let Some(s) = &self.sequence {
             s.validate()?;
@@ -118,11 +138,15 @@ impl Ensemble {
             }
         }
         if let Some(t) = &self.types {
+            // At least two: a single output would be read as binary, with two probabilities.
             if t.gbt.n_features != n
                 || t.classes.len() != t.gbt.n_outputs()
-                || t.classes.len() > MAX_TYPES
+                || !(2..=MAX_TYPES).contains(&t.classes.len())
             {
-                return Err("the type classifier does not match its classes".into());
+                return Err(format!(
+                    "the type classifier must have one output per class, 2 to {MAX_TYPES} \
+                     (MAX_TYPES)"
+                ));
             }
         }
         Ok(())
@@ -795,6 +819,34 @@ pub(crate) mod tests {
             std::fs::write(dir.path().join(MANIFEST_FILE), &text).unwrap();
             proptest::prop_assert!(Model::load(dir.path()).is_err());
         }
+    }
+
+    #[test]
+    fn parts_that_scoring_would_index_out_of_bounds_are_refused() {
+        let e = trained().ensemble;
+        let types = e.types.clone().unwrap();
+        e.validate().unwrap();
+        let refused = |edit: &dyn Fn(&mut Ensemble)| {
+            let mut bad = e.clone();
+            edit(&mut bad);
+            bad.validate().unwrap_err()
+        };
+        // Scoring a batch with a multi-class detector or member wrote past its margins.
+        assert!(refused(&|b| b.gbt = types.gbt.clone()).contains("one output"));
+        assert!(refused(&|b| b.members[1] = types.gbt.clone()).contains("one output"));
+        // A one-class type classifier was read as binary: explaining wrote two probabilities.
+        let e1 = refused(&|b| {
+            let t = b.types.as_mut().unwrap();
+            t.gbt = e.gbt.clone();
+            t.classes.truncate(1);
+        });
+        assert!(e1.contains("MAX_TYPES"), "{e1}");
+        assert!(refused(&|b| {
+            b.fusion.mean.pop();
+        })
+        .contains("fusion"));
+        assert!(refused(&|b| b.n_features = MAX_FEATURES + 1).contains("MAX_FEATURES"));
+        assert!(refused(&|b| b.members = vec![e.gbt.clone(); 17]).contains("MAX_MEMBERS"));
     }
 
     #[test]

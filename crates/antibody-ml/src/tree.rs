@@ -96,12 +96,18 @@ impl Tree {
     }
 
     /// Checks the structure a model file could have broken: children in range and after
-    /// their parent (so walks terminate), features within `n_features`, depth at most
-    /// [`MAX_TREE_DEPTH`] (compiled trees take `2^depth` slots).
+    /// their parent (so walks terminate), every node but the root the child of exactly one
+    /// node, features within `n_features`, depth at most [`MAX_TREE_DEPTH`] (compiled trees
+    /// take `2^depth` slots).
+    ///
+    /// One parent each: a node shared by a shallow and a deep parent would make [`Tree::depth`]
+    /// count the shallow path only, hiding the real depth from the cap and from TreeSHAP's
+    /// buffers, and shared subtrees multiply the paths that compiling and explaining walk.
     pub fn validate(&self, n_features: usize) -> Result<(), String> {
         if self.nodes.is_empty() {
             return Err("empty tree".into());
         }
+        let mut parents = vec![0u8; self.nodes.len()];
         for (i, n) in self.nodes.iter().enumerate() {
             if n.is_leaf() {
                 continue;
@@ -116,6 +122,15 @@ impl Tree {
                     n.feature
                 ));
             }
+            for c in [n.left, n.right] {
+                let p = &mut parents[c as usize];
+                *p = p.saturating_add(1);
+            }
+        }
+        if let Some((c, &p)) = parents.iter().enumerate().skip(1).find(|(_, &p)| p != 1) {
+            return Err(format!(
+                "node {c} is the child of {p} nodes (a tree's nodes have one parent each)"
+            ));
         }
         if self.depth() > MAX_TREE_DEPTH {
             return Err(format!("a tree is deeper than {MAX_TREE_DEPTH} levels"));
@@ -400,5 +415,31 @@ pub(crate) mod tests {
         let chain = Tree { nodes: chain };
         assert_eq!(chain.depth(), MAX_TREE_DEPTH + 1);
         assert!(chain.validate(1).unwrap_err().contains("deeper"));
+    }
+
+    fn split(left: u32, right: u32) -> Node {
+        Node {
+            left,
+            right,
+            ..Node::leaf(0.0, 1.0)
+        }
+    }
+
+    #[test]
+    fn validate_rejects_shared_and_orphaned_nodes() {
+        let leaf = Node::leaf(0.0, 1.0);
+        // Node 3 under both 1 and 2.
+        let shared = Tree {
+            nodes: vec![split(1, 2), split(3, 4), split(3, 5), leaf, leaf, leaf],
+        };
+        assert!(shared.validate(1).unwrap_err().contains("node 3"));
+        let same = Tree {
+            nodes: vec![split(1, 1), leaf],
+        };
+        assert!(same.validate(1).unwrap_err().contains("child of 2"));
+        let orphan = Tree {
+            nodes: vec![split(1, 2), leaf, leaf, leaf],
+        };
+        assert!(orphan.validate(1).unwrap_err().contains("child of 0"));
     }
 }
