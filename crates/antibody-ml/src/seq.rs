@@ -24,10 +24,10 @@ pub const MAX_HIDDEN: usize = 128;
 pub const MAX_ATTENTION: usize = 128;
 /// Multiply-adds one window may cost: `window × weights` (each weight is used about once per
 /// step). The defaults cost ~20 k on the agent features (10 steps × 1,985 weights, 12–20 µs);
-/// windows at this cap took 0.1–0.3 ms on the 2-core build VM (0.4–1.1 ns per multiply-add,
-/// the most for one hidden unit over thousands of features), so it bounds what one window of
-/// a model file can cost. It leaves room for ~540 features at the training defaults.
-pub const MAX_SEQUENCE_WORK: usize = 1 << 18;
+/// windows at this cap took 0.05–0.17 ms on the 2-core build VM (0.4–1.3 ns per multiply-add,
+/// the most for one hidden unit over thousands of features). It leaves room for ~240
+/// features at the training defaults.
+pub const MAX_SEQUENCE_WORK: usize = 1 << 17;
 /// Probability at which the sequence model calls the newest step of a window a threat.
 pub const THRESHOLD: f64 = 0.5;
 /// Standardised inputs are clipped to this many standard deviations.
@@ -604,7 +604,7 @@ pub(crate) mod tests {
     fn sizes_above_the_caps_are_refused_by_name() {
         let err = |m: SequenceModel| m.validate().unwrap_err();
         sized(18, 16, 16, 10, None).validate().unwrap();
-        sized(18, MAX_HIDDEN, 8, 4, None).validate().unwrap();
+        sized(18, MAX_HIDDEN, 8, 2, None).validate().unwrap();
         assert!(err(sized(18, MAX_HIDDEN + 1, 16, 10, None)).contains("MAX_HIDDEN"));
         assert!(err(sized(18, 16, MAX_ATTENTION + 1, 10, None)).contains("MAX_ATTENTION"));
         assert!(err(sized(18, 16, 16, MAX_WINDOW + 1, None)).contains("MAX_WINDOW"));
