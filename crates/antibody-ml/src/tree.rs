@@ -167,6 +167,50 @@ pub fn check_compiled_size(trees: &[Tree]) -> Result<(), String> {
     Ok(())
 }
 
+/// Trees one forest (the isolation forest, one output of a booster) may hold: as many as
+/// `antibody train --trees` allows.
+pub const MAX_TREES: usize = 10_000;
+
+/// What a forest costs compiled, from [`check_forest`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ForestCost {
+    /// Bottom slots of the padded complete trees: the compiled form holds twice as many
+    /// slots of 12 bytes, and a (validated) tree has fewer nodes than twice its slots.
+    pub slots: usize,
+    /// Steps to score one row: each tree's padded depth plus reading its leaf.
+    pub steps: usize,
+}
+
+impl std::ops::Add for ForestCost {
+    type Output = ForestCost;
+    fn add(self, o: ForestCost) -> ForestCost {
+        ForestCost {
+            slots: self.slots.saturating_add(o.slots),
+            steps: self.steps.saturating_add(o.steps),
+        }
+    }
+}
+
+/// Validates `trees` as one forest over `n_features` (each tree, their number, their
+/// compiled size) and returns what it costs compiled.
+pub fn check_forest(trees: &[Tree], n_features: usize) -> Result<ForestCost, String> {
+    if trees.len() > MAX_TREES {
+        return Err(format!(
+            "a forest of {} trees is above {MAX_TREES} (MAX_TREES)",
+            trees.len()
+        ));
+    }
+    for t in trees {
+        t.validate(n_features)?;
+    }
+    check_compiled_size(trees)?;
+    let depth = trees.iter().map(Tree::depth).max().unwrap_or(0);
+    Ok(ForestCost {
+        slots: trees.len().saturating_mul(1 << depth),
+        steps: trees.len().saturating_mul(depth + 1),
+    })
+}
+
 /// Trees compiled to complete binary trees of a common depth, in flat arrays.
 #[derive(Debug, Clone, Default)]
 pub struct FlatForest {
@@ -384,6 +428,26 @@ pub(crate) mod tests {
             nodes: vec![Node::leaf(0.0, 1.0)],
         }));
         assert!(check_compiled_size(&trees).is_err());
+    }
+
+    #[test]
+    fn forests_report_their_compiled_cost_and_are_capped_in_trees() {
+        let mut rng = Rng::new(3);
+        let trees: Vec<Tree> = (0..30).map(|_| random_tree(&mut rng, 4, 5)).collect();
+        let depth = trees.iter().map(Tree::depth).max().unwrap();
+        let cost = check_forest(&trees, 4).unwrap();
+        assert_eq!(cost.slots, 30 << depth);
+        assert_eq!(cost.steps, 30 * (depth + 1));
+        assert_eq!((cost + cost).steps, 60 * (depth + 1));
+        assert!(check_forest(&trees, 2).is_err(), "features beyond the row");
+        let stumps = vec![
+            Tree {
+                nodes: vec![Node::leaf(1.0, 1.0)]
+            };
+            MAX_TREES + 1
+        ];
+        assert!(check_forest(&stumps, 1).unwrap_err().contains("MAX_TREES"));
+        assert!(check_forest(&stumps[1..], 1).is_ok());
     }
 
     #[test]
