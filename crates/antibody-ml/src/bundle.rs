@@ -216,6 +216,34 @@ mod tests {
     }
 
     #[test]
+    fn feature_sets_beyond_the_caps_are_refused_before_hashing() {
+        use crate::model::MAX_FEATURES;
+        use serde_json::json;
+        let b = bundle();
+        let err = |edit: serde_json::Value| {
+            let bytes = edit_manifest(b, |v| v["feature_set"] = edit);
+            Model::from_bundle(&bytes).unwrap_err().to_string()
+        };
+        let numeric = |n: usize| {
+            let columns: Vec<_> = (0..n)
+                .map(|i| json!({"name": format!("c{i}"), "kind": {"type": "numeric"}}))
+                .collect();
+            json!({"set": "tabular", "columns": columns})
+        };
+        let e = err(numeric(MAX_FEATURES + 1));
+        assert!(e.contains("MAX_FEATURES"), "{e}");
+        let e = err(numeric(0));
+        assert!(e.contains("MAX_FEATURES"), "{e}");
+        // 4,096 one-hot levels under a long name would make 4,096 long feature names.
+        let levels: Vec<String> = (0..MAX_FEATURES).map(|i| i.to_string()).collect();
+        let e = err(
+            json!({"set": "tabular", "columns": [{"name": "x".repeat(4096),
+            "kind": {"type": "categorical", "levels": levels, "encoding": "one-hot"}}]}),
+        );
+        assert!(e.contains("4096 levels"), "{e}");
+    }
+
+    #[test]
     fn weights_of_another_feature_count_are_refused() {
         // A tabular model's weights under the agent-behaviour manifest: hash fixed up.
         let mut p = parts(bundle());

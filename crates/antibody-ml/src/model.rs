@@ -812,6 +812,13 @@ pub(crate) fn parse_manifest(text: &[u8], bad: &dyn Fn(String) -> MlError) -> Re
     }
     let manifest: Manifest =
         serde_json::from_slice(text).map_err(|e| bad(format!("invalid manifest: {e}")))?;
+    // Before hashing, which lists every feature's name.
+    let n = manifest.feature_set.n_features();
+    if !(1..=MAX_FEATURES).contains(&n) {
+        return Err(bad(format!(
+            "the feature set makes {n} features, not 1 to {MAX_FEATURES} (MAX_FEATURES)"
+        )));
+    }
     let computed = manifest.feature_set.schema_hash();
     if computed != manifest.schema_hash {
         return Err(MlError::SchemaMismatch {
@@ -820,7 +827,6 @@ pub(crate) fn parse_manifest(text: &[u8], bad: &dyn Fn(String) -> MlError) -> Re
             context: "this build's feature code".into(),
         });
     }
-    let n = manifest.feature_set.n_features();
     if manifest
         .reference
         .as_ref()
