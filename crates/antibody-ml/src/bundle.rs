@@ -11,8 +11,10 @@
 //!
 //! [`Model::from_bundle`] refuses what [`Model::load`] refuses (another format or format
 //! version, a schema hash this build computes differently, a part whose SHA-256 differs from
-//! the manifest's, weights of another feature count) and anything that is not exactly this
-//! layout. A bundle is input from the network: no byte sequence makes it panic.
+//! the manifest's, weights of another feature count, shapes or costs above the caps in
+//! `model`, `tree` and `seq`) and anything that is not exactly this layout. A bundle is input
+//! from the network: no byte sequence makes it panic, nor makes a model that panics when
+//! served (the property tests score and explain whatever loads).
 
 use crate::error::{MlError, Result};
 use crate::model::{decode_sample, decode_weights, parse_manifest, Model};
@@ -116,9 +118,11 @@ impl Model {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::drift::DriftWindow;
     use crate::model::tests::trained_with_data;
-    use crate::model::{FORMAT_VERSION, MANIFEST_FILE};
-    use crate::train::tests::generated;
+    use crate::model::{Score, FORMAT_VERSION, MANIFEST_FILE};
+    use crate::serve::{Prediction, Scorer, ServedModel};
+    use crate::train::tests::{generated, generated_with, quick};
     use proptest::prelude::*;
     use sha2::{Digest, Sha256};
     use std::sync::OnceLock;
@@ -127,6 +131,24 @@ mod tests {
     fn bundle() -> &'static [u8] {
         static BUNDLE: OnceLock<Vec<u8>> = OnceLock::new();
         BUNDLE.get_or_init(|| trained_with_data().to_bundle())
+    }
+
+    /// The same model with a sequence part, so corrupted bundles reach its decoding too.
+    fn with_sequence() -> &'static Model {
+        static MODEL: OnceLock<Model> = OnceLock::new();
+        MODEL.get_or_init(|| {
+            let ds = generated_with(600, 4, true);
+            let mut m = trained_with_data();
+            let t = crate::train::train(&ds, &quick(), &mut crate::train::NoProgress);
+            m.ensemble.sequence = t.ok().and_then(|t| t.ensemble.sequence);
+            assert!(m.ensemble.sequence.is_some());
+            m
+        })
+    }
+
+    fn sequence_bundle() -> &'static [u8] {
+        static BUNDLE: OnceLock<Vec<u8>> = OnceLock::new();
+        BUNDLE.get_or_init(|| with_sequence().clone().to_bundle())
     }
 
     /// The bundle's three parts.
@@ -154,12 +176,33 @@ mod tests {
         assemble(&p)
     }
 
-    /// A model that loaded must also score and explain any row without panicking.
-    fn exercise(m: &Model) {
-        let n = m.manifest.feature_set.n_features();
-        let row = vec![0.5f32; n];
-        let _ = m.ensemble.score_row(&row);
-        let _ = m.ensemble.explain(&row, &mut Default::default());
+    /// A model that loaded must also serve without panicking: score a batch, explain a row
+    /// and score an entity's window as the engine does, and explain in full.
+    fn exercise(m: Model) {
+        let n = m.manifest.feature_set.n_features().max(1);
+        let values = [0.5f32, 0.0, -1e9, f32::NAN, 1e30];
+        let rows: Vec<f32> = values
+            .iter()
+            .flat_map(|&v| std::iter::repeat_n(v, n))
+            .collect();
+        let _ = m.ensemble.explain(&rows[..n], &mut Default::default());
+        let mut scores = vec![Score::default(); values.len()];
+        m.ensemble.score_batch(&rows, &mut scores);
+        let served = ServedModel::new(m);
+        let mut predictions = vec![Prediction::default(); values.len()];
+        served.score_batch(&rows, &mut predictions);
+        served.contributions(&rows[..n], &mut vec![0.0; n]);
+        let steps: Vec<&[f32]> = rows
+            .chunks_exact(n)
+            .cycle()
+            .take(served.sequence_len() + 2)
+            .collect();
+        let _ = served.score_sequence(&steps, &mut vec![0.0; steps.len()]);
+        if let Some(r) = served.drift_reference() {
+            let mut window = DriftWindow::new(r, 4);
+            rows.chunks_exact(n).for_each(|row| window.observe(row));
+            let _ = window.max_psi();
+        }
     }
 
     #[test]
@@ -216,16 +259,48 @@ mod tests {
     }
 
     #[test]
+    fn feature_sets_beyond_the_caps_are_refused_before_hashing() {
+        use crate::model::MAX_FEATURES;
+        use serde_json::json;
+        let b = bundle();
+        let err = |edit: serde_json::Value| {
+            let bytes = edit_manifest(b, |v| v["feature_set"] = edit);
+            Model::from_bundle(&bytes).unwrap_err().to_string()
+        };
+        let numeric = |n: usize| {
+            let columns: Vec<_> = (0..n)
+                .map(|i| json!({"name": format!("c{i}"), "kind": {"type": "numeric"}}))
+                .collect();
+            json!({"set": "tabular", "columns": columns})
+        };
+        let e = err(numeric(MAX_FEATURES + 1));
+        assert!(e.contains("MAX_FEATURES"), "{e}");
+        let e = err(numeric(0));
+        assert!(e.contains("MAX_FEATURES"), "{e}");
+        // 4,096 one-hot levels under a long name would make 4,096 long feature names.
+        let levels: Vec<String> = (0..MAX_FEATURES).map(|i| i.to_string()).collect();
+        let e = err(
+            json!({"set": "tabular", "columns": [{"name": "x".repeat(4096),
+            "kind": {"type": "categorical", "levels": levels, "encoding": "one-hot"}}]}),
+        );
+        assert!(e.contains("4096 levels"), "{e}");
+    }
+
+    #[test]
     fn weights_of_another_feature_count_are_refused() {
         // A tabular model's weights under the agent-behaviour manifest: hash fixed up.
-        let mut p = parts(bundle());
         let other = crate::model::tests::trained_tabular().to_bundle();
-        p[1] = parts(&other)[1].clone();
-        let mut v: serde_json::Value = serde_json::from_slice(&p[0]).unwrap();
-        v["weights_sha256"] = hex::encode(Sha256::digest(&p[1])).into();
-        p[0] = serde_json::to_vec(&v).unwrap();
-        let e = Model::from_bundle(&assemble(&p)).unwrap_err().to_string();
+        let forged = with_weights(&parts(bundle()), parts(&other)[1].clone());
+        let e = Model::from_bundle(&forged).unwrap_err().to_string();
         assert!(e.contains("features"), "{e}");
+    }
+
+    #[test]
+    fn a_sequence_model_with_overflowing_sizes_is_refused() {
+        let mut m = trained_with_data();
+        m.ensemble.sequence = Some(crate::seq::tests::forged_overflowing());
+        let e = Model::from_bundle(&m.to_bundle()).unwrap_err().to_string();
+        assert!(e.contains("sequence model"), "{e}");
     }
 
     proptest! {
@@ -258,23 +333,77 @@ mod tests {
             let i = ((b.len() - 1) as f64 * pos) as usize;
             b[i] ^= xor;
             if let Ok(m) = Model::from_bundle(&b) {
-                exercise(&m);
+                exercise(m);
             }
         }
 
         /// An uploader can recompute the hash: corrupt weights behind a matching SHA-256
         /// are refused or load into a model that still scores safely.
         #[test]
-        fn corrupt_weights_with_a_matching_hash_never_panic(pos in 0.0f64..1.0, xor in 1u8..=255) {
-            let mut p = parts(bundle());
+        fn corrupt_weights_with_a_matching_hash_never_panic(
+            pos in 0.0f64..1.0,
+            xor in 1u8..=255,
+            sequence: bool,
+        ) {
+            let b = if sequence { sequence_bundle() } else { bundle() };
+            let mut p = parts(b);
             let i = ((p[1].len() - 1) as f64 * pos) as usize;
             p[1][i] ^= xor;
-            let mut v: serde_json::Value = serde_json::from_slice(&p[0]).unwrap();
-            v["weights_sha256"] = hex::encode(Sha256::digest(&p[1])).into();
-            p[0] = serde_json::to_vec(&v).unwrap();
-            if let Ok(m) = Model::from_bundle(&assemble(&p)) {
-                exercise(&m);
+            if let Ok(m) = Model::from_bundle(&with_weights(&p, p[1].clone())) {
+                exercise(m);
             }
         }
+    }
+
+    proptest! {
+        // Every case decodes a bundle; about one in ten loads and is served.
+        #![proptest_config(ProptestConfig::with_cases(96))]
+
+        /// The sequence part's sizes, the review's finding: any sizes, with as many weights
+        /// as they need or any other count, are refused or load into a model that serves.
+        #[test]
+        fn forged_sequence_sizes_never_panic(
+            d in prop_oneof![4 => Just(18u64), 1 => 0u64..40, 1 => any::<u64>()],
+            sizes in proptest::collection::vec(
+                prop_oneof![6 => 1u64..33, 1 => 0u64..300, 1 => any::<u64>(), 1 => Just(1 << 32)],
+                3,
+            ),
+            weights in prop_oneof![4 => Just(None), 1 => (0usize..5000).prop_map(Some)],
+        ) {
+            let (h, a, window) = (sizes[0], sizes[1], sizes[2]);
+            // 3h(d + h + 1) + ah + 2a + h + 1, when that is a count worth allocating.
+            let needed = (|| {
+                let gru = d.checked_add(h)?.checked_add(1)?.checked_mul(h)?.checked_mul(3)?;
+                let attention = a.checked_mul(h.checked_add(2)?)?;
+                gru.checked_add(attention)?.checked_add(h)?.checked_add(1)
+            })()
+            .filter(|&n| n < 1 << 20);
+            let mut m = with_sequence().clone();
+            let mut v = serde_json::to_value(m.ensemble.sequence.as_ref().unwrap()).unwrap();
+            v["n_features"] = d.into();
+            v["hidden"] = h.into();
+            v["attention"] = a.into();
+            v["window"] = window.into();
+            let count = weights.or(needed.map(|n| n as usize)).unwrap_or(0);
+            v["weights"] = vec![0.1; count].into();
+            if d < 4096 {
+                v["mean"] = vec![0.0; d as usize].into();
+                v["scale"] = vec![1.0; d as usize].into();
+            }
+            m.ensemble.sequence = Some(serde_json::from_value(v).unwrap());
+            if let Ok(m) = Model::from_bundle(&m.to_bundle()) {
+                exercise(m);
+            }
+        }
+    }
+
+    /// The bundle's parts with other weights, their hash fixed up.
+    fn with_weights(p: &[Vec<u8>; 3], weights: Vec<u8>) -> Vec<u8> {
+        let mut p = p.clone();
+        p[1] = weights;
+        let mut v: serde_json::Value = serde_json::from_slice(&p[0]).unwrap();
+        v["weights_sha256"] = hex::encode(Sha256::digest(&p[1])).into();
+        p[0] = serde_json::to_vec(&v).unwrap();
+        assemble(&p)
     }
 }

@@ -13,7 +13,7 @@
 
 use crate::rng::Rng;
 use crate::shap::{expected_value, tree_shap, LeafTables, ShapScratch};
-use crate::tree::{check_compiled_size, FlatForest, Node, Tree};
+use crate::tree::{check_forest, FlatForest, Node, Tree};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -66,11 +66,12 @@ pub struct Gbt {
     expected: Vec<f64>,
 }
 
+/// The stored form; the ensemble checks a model file's trees in this form before compiling.
 #[derive(Serialize, Deserialize)]
-struct GbtDef {
-    n_features: usize,
-    base: Vec<f64>,
-    trees: Vec<Vec<Tree>>,
+pub(crate) struct GbtDef {
+    pub(crate) n_features: usize,
+    pub(crate) base: Vec<f64>,
+    pub(crate) trees: Vec<Vec<Tree>>,
 }
 
 impl TryFrom<GbtDef> for Gbt {
@@ -100,10 +101,9 @@ impl Gbt {
                 trees.len()
             ));
         }
-        for t in trees.iter().flatten() {
-            t.validate(n_features)?;
+        for ts in &trees {
+            check_forest(ts, n_features)?;
         }
-        trees.iter().try_for_each(|ts| check_compiled_size(ts))?;
         let flat = trees.iter().map(|ts| FlatForest::compile(ts)).collect();
         let tables = trees
             .iter()

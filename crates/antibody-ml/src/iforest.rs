@@ -16,7 +16,7 @@
 //! Written here: no maintained Rust crate exposes the paths needed for attribution.
 
 use crate::rng::Rng;
-use crate::tree::{check_compiled_size, FlatForest, Node, Tree};
+use crate::tree::{check_forest, FlatForest, Node, Tree};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -48,11 +48,12 @@ pub struct IsolationForest {
     bits: Vec<Vec<f64>>,
 }
 
+/// The stored form; the ensemble checks a model file's trees in this form before compiling.
 #[derive(Serialize, Deserialize)]
-struct IsoDef {
-    n_features: usize,
-    sample_size: usize,
-    trees: Vec<Tree>,
+pub(crate) struct IsoDef {
+    pub(crate) n_features: usize,
+    pub(crate) sample_size: usize,
+    pub(crate) trees: Vec<Tree>,
 }
 
 impl TryFrom<IsoDef> for IsolationForest {
@@ -89,10 +90,7 @@ impl IsolationForest {
         if trees.is_empty() || sample_size == 0 {
             return Err("an isolation forest needs trees and a sample size".into());
         }
-        for t in &trees {
-            t.validate(n_features)?;
-        }
-        check_compiled_size(&trees)?;
+        check_forest(&trees, n_features)?;
         let flat = FlatForest::compile(&trees);
         let bits = trees.iter().map(isolation_bits).collect();
         Ok(IsolationForest {

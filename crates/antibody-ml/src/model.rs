@@ -17,13 +17,14 @@ use crate::drift::DriftReference;
 use crate::error::{MlError, Result};
 use crate::features::FeatureSet;
 use crate::fusion::Logistic;
-use crate::gbt::{softmax_in_place, Gbt};
-use crate::iforest::IsolationForest;
+use crate::gbt::{softmax_in_place, Gbt, GbtDef};
+use crate::iforest::{IsoDef, IsolationForest};
 use crate::retrain::Lineage;
 use crate::sample::{TrainingSample, MAX_SAMPLE_ROWS};
 use crate::seq::SequenceModel;
-use crate::shap::ShapScratch;
+use crate::shap::{shap_cost, ShapScratch};
 use crate::train::{CvReport, EvalReport, TrainConfig};
+use crate::tree::{check_forest, Tree};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::path::Path;
@@ -39,8 +40,36 @@ pub const MIN_REFERENCE_ROWS: usize = 100;
 pub const MAX_TYPES: usize = 64;
 /// Fold members an ensemble may have.
 pub const MAX_MEMBERS: usize = 16;
+/// Most features a model may read (as for uploaded ONNX models): rows, attributions, drift
+/// windows and sequence histories are as wide as this.
+pub const MAX_FEATURES: usize = 4096;
 /// `Score::threat_type` when there is no type classifier.
 pub const NO_TYPE: u16 = u16::MAX;
+
+// What a model may cost, checked on a model file's trees before any is compiled or tabulated
+// (where a small file could claim gigabytes), beside `tree::MAX_TREES` (10,000 per forest),
+// `tree::MAX_TREE_DEPTH` (16) and the sequence model's caps in `seq`. A model trained with
+// the defaults (200 detector trees of depth 4, five members like it, 100 trees of depth 4
+// per threat type, 100 isolation trees of depth ≤ 8) took ~55 k slots, ~10 k steps, ~63 k
+// table values and ~6 k explaining work on the agent data with seven types; with every tree
+// full and 64 types it could reach ~0.15 M slots, ~40 k steps, ~10 M values and ~40 k work.
+// Times are from forged models at each cap on the 2-core build VM.
+
+/// Compiled tree slots over all forests (bottom slots of the padded trees, ~12 bytes each
+/// compiled: ~25 MB at the cap). Trees have fewer nodes than twice their slots, so this also
+/// bounds the nodes and leaves everything else walks.
+pub const MAX_COMPILED_SLOTS: usize = 1 << 21;
+/// Tree steps to score one row through every forest (each tree's padded depth plus its
+/// leaf). Steps that miss the cache cost up to ~4 ns: 0.15–0.3 ms a row at the cap (forests
+/// of depth 5–10, every row scored in full), against ~16 µs for the defaults.
+pub const MAX_ROW_STEPS: usize = 1 << 16;
+/// Values in the boosters' TreeSHAP leaf tables (8 bytes each: 32 MB at the cap, built in
+/// about 0.1 s).
+pub const MAX_SHAP_TABLE_VALUES: usize = 1 << 22;
+/// Work of explaining one row: the detector's TreeSHAP plus the costliest type's (see
+/// [`crate::shap::ShapCost::row_work`]): ~3 ns a unit, tables or walk, so ~0.2 ms a row at
+/// the cap against ~17 µs for the defaults.
+pub const MAX_EXPLAIN_WORK: usize = 1 << 16;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TypeClassifier {
@@ -51,6 +80,7 @@ pub struct TypeClassifier {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(try_from = "EnsembleDef")]
 pub struct Ensemble {
     pub n_features: usize,
     pub iforest: IsolationForest,
@@ -101,31 +131,31 @@ pub struct Explanation {
 }
 
 impl Ensemble {
-    /// Validates that every part reads rows of the same width.
+    /// Validates that every part reads rows of the same width, has the shape scoring and
+    /// explaining index by, and costs no more than the caps above.
     pub fn validate(&self) -> Result<(), String> {
-        let n = self.n_features;
-        let widths = [self.iforest.n_features, self.gbt.n_features];
-        if widths.iter().any(|&w| w != n) || self.members.iter().any(|m| m.n_features != n) {
-            return Err("parts of the ensemble disagree on the feature count".into());
+        self.parts().check().map(drop)
+    }
+
+    fn parts(&self) -> Parts<'_> {
+        Parts {
+            n_features: self.n_features,
+            iforest: (self.iforest.n_features, &self.iforest.trees),
+            gbt: Booster::new(self.gbt.n_features, &self.gbt.trees),
+            members: self
+                .members
+                .iter()
+                .map(|m| Booster::new(m.n_features, &m.trees))
+                .collect(),
+            fusion: &self.fusion,
+            types: self.types.as_ref().map(|t| {
+                (
+                    Booster::new(t.gbt.n_features, &t.gbt.trees),
+                    t.classes.len(),
+                )
+            }),
+            sequence: self.sequence.as_ref(),
         }
-        if self.fusion.dim() != 2 || self.members.len() > MAX_MEMBERS {
-            return Err("the fusion expects two inputs and at most 16 members".into());
-        }
-        if let Some(s) = &self.sequence {
-            s.validate()?;
-            if s.n_features != n {
-                return Err("the sequence model reads another feature count".into());
-            }
-        }
-        if let Some(t) = &self.types {
-            if t.gbt.n_features != n
-                || t.classes.len() != t.gbt.n_outputs()
-                || t.classes.len() > MAX_TYPES
-            {
-                return Err("the type classifier does not match its classes".into());
-            }
-        }
-        Ok(())
     }
 
     /// Scores one row without allocating.
@@ -275,6 +305,255 @@ fn std_dev(v: &[f64]) -> f64 {
     let n = v.len() as f64;
     let mean = v.iter().sum::<f64>() / n;
     (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt()
+}
+
+/// One booster's trees, per output, as the checks see them.
+struct Booster<'a> {
+    n_features: usize,
+    outputs: &'a [Vec<Tree>],
+}
+
+impl<'a> Booster<'a> {
+    fn new(n_features: usize, outputs: &'a [Vec<Tree>]) -> Self {
+        Booster {
+            n_features,
+            outputs,
+        }
+    }
+}
+
+/// An ensemble's parts as the checks see them: a model file's, before anything is compiled,
+/// or a built ensemble's.
+struct Parts<'a> {
+    n_features: usize,
+    /// Feature count and trees.
+    iforest: (usize, &'a [Tree]),
+    gbt: Booster<'a>,
+    members: Vec<Booster<'a>>,
+    fusion: &'a Logistic,
+    /// The classifier and its number of classes.
+    types: Option<(Booster<'a>, usize)>,
+    sequence: Option<&'a SequenceModel>,
+}
+
+impl Parts<'_> {
+    fn check(&self) -> Result<ModelCost, String> {
+        self.check_shapes()?;
+        let cost = self.cost()?;
+        cost.check()?;
+        Ok(cost)
+    }
+
+    fn check_shapes(&self) -> Result<(), String> {
+        let n = self.n_features;
+        if !(1..=MAX_FEATURES).contains(&n) {
+            return Err(format!(
+                "the ensemble reads {n} features, not 1 to {MAX_FEATURES} (MAX_FEATURES)"
+            ));
+        }
+        let widths = [self.iforest.0, self.gbt.n_features];
+        if widths.iter().any(|&w| w != n) || self.members.iter().any(|m| m.n_features != n) {
+            return Err("parts of the ensemble disagree on the feature count".into());
+        }
+        // Batches hold one margin per row for the detector and for each member.
+        if self.gbt.outputs.len() != 1 || self.members.iter().any(|m| m.outputs.len() != 1) {
+            return Err("the detector and its members must have one output each".into());
+        }
+        let fusion = self.fusion;
+        if fusion.dim() != 2 || fusion.mean.len() != 2 || fusion.scale.len() != 2 {
+            return Err("the fusion must read two inputs".into());
+        }
+        if self.members.len() > MAX_MEMBERS {
+            return Err(format!(
+                "{} members, above {MAX_MEMBERS} (MAX_MEMBERS)",
+                self.members.len()
+            ));
+        }
+        if let Some(s) = self.sequence {
+            s.validate()?;
+            if s.n_features != n {
+                return Err("the sequence model reads another feature count".into());
+            }
+        }
+        if let Some((t, classes)) = &self.types {
+            // At least two: a single output would be read as binary, with two probabilities.
+            if t.n_features != n
+                || *classes != t.outputs.len()
+                || !(2..=MAX_TYPES).contains(classes)
+            {
+                return Err(format!(
+                    "the type classifier must have one output per class, 2 to {MAX_TYPES} \
+                     (MAX_TYPES)"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// After [`Parts::check_shapes`] (at most 82 forests: isolation, detector, 16 members,
+    /// 64 types); each forest is validated before its trees are walked.
+    fn cost(&self) -> Result<ModelCost, String> {
+        let types = self.types.as_ref().map(|(t, _)| t);
+        let boosters = || std::iter::once(&self.gbt).chain(&self.members).chain(types);
+        let (iforest_features, iforest) = self.iforest;
+        let mut compiled = check_forest(iforest, iforest_features)?;
+        for b in boosters() {
+            for trees in b.outputs {
+                compiled = compiled + check_forest(trees, b.n_features)?;
+            }
+        }
+        // Per output: (table values, work of explaining a row).
+        let shap = |trees: &[Tree]| {
+            trees
+                .iter()
+                .map(shap_cost)
+                .fold((0usize, 0usize), |acc, c| {
+                    (
+                        acc.0.saturating_add(c.table_values),
+                        acc.1.saturating_add(c.row_work),
+                    )
+                })
+        };
+        let table_values = boosters()
+            .flat_map(|b| b.outputs)
+            .fold(0usize, |acc, trees| acc.saturating_add(shap(trees).0));
+        let detector = self.gbt.outputs.first().map_or(0, |t| shap(t).1);
+        let costliest_type = types
+            .into_iter()
+            .flat_map(|t| t.outputs)
+            .map(|trees| shap(trees).1)
+            .max()
+            .unwrap_or(0);
+        Ok(ModelCost {
+            slots: compiled.slots,
+            steps: compiled.steps,
+            table_values,
+            explain_work: detector.saturating_add(costliest_type),
+        })
+    }
+}
+
+/// What a model's trees cost, against the caps above.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct ModelCost {
+    slots: usize,
+    steps: usize,
+    table_values: usize,
+    explain_work: usize,
+}
+
+impl ModelCost {
+    fn check(&self) -> Result<(), String> {
+        let caps = [
+            (
+                self.slots,
+                MAX_COMPILED_SLOTS,
+                "compiled tree slots",
+                "MAX_COMPILED_SLOTS",
+            ),
+            (
+                self.steps,
+                MAX_ROW_STEPS,
+                "tree steps to score a row",
+                "MAX_ROW_STEPS",
+            ),
+            (
+                self.table_values,
+                MAX_SHAP_TABLE_VALUES,
+                "TreeSHAP table values",
+                "MAX_SHAP_TABLE_VALUES",
+            ),
+            (
+                self.explain_work,
+                MAX_EXPLAIN_WORK,
+                "units of work to explain a row",
+                "MAX_EXPLAIN_WORK",
+            ),
+        ];
+        for (value, cap, what, name) in caps {
+            if value > cap {
+                return Err(format!(
+                    "the model's trees need {value} {what}, above {cap} ({name})"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// An ensemble as a model file stores it (the same encoding as [`Ensemble`]): decoding into
+/// this first lets every shape and cost be checked before trees are compiled or tabulated,
+/// with messages that survive (postcard drops those of a failed `try_from`).
+#[derive(Serialize, Deserialize)]
+struct EnsembleDef {
+    n_features: usize,
+    iforest: IsoDef,
+    gbt: GbtDef,
+    fusion: Logistic,
+    members: Vec<GbtDef>,
+    types: Option<TypesDef>,
+    sequence: Option<SequenceModel>,
+    threshold: f64,
+}
+
+impl EnsembleDef {
+    fn parts(&self) -> Parts<'_> {
+        Parts {
+            n_features: self.n_features,
+            iforest: (self.iforest.n_features, &self.iforest.trees),
+            gbt: Booster::new(self.gbt.n_features, &self.gbt.trees),
+            members: self
+                .members
+                .iter()
+                .map(|m| Booster::new(m.n_features, &m.trees))
+                .collect(),
+            fusion: &self.fusion,
+            types: self.types.as_ref().map(|t| {
+                (
+                    Booster::new(t.gbt.n_features, &t.gbt.trees),
+                    t.classes.len(),
+                )
+            }),
+            sequence: self.sequence.as_ref(),
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct TypesDef {
+    gbt: GbtDef,
+    classes: Vec<String>,
+    negative: Option<u16>,
+}
+
+impl TryFrom<EnsembleDef> for Ensemble {
+    type Error = String;
+
+    fn try_from(d: EnsembleDef) -> Result<Self, String> {
+        d.parts().check()?;
+        let types = match d.types {
+            Some(t) => Some(TypeClassifier {
+                gbt: Gbt::try_from(t.gbt)?,
+                classes: t.classes,
+                negative: t.negative,
+            }),
+            None => None,
+        };
+        Ok(Ensemble {
+            n_features: d.n_features,
+            iforest: IsolationForest::try_from(d.iforest)?,
+            gbt: Gbt::try_from(d.gbt)?,
+            fusion: d.fusion,
+            members: d
+                .members
+                .into_iter()
+                .map(Gbt::try_from)
+                .collect::<Result<_, _>>()?,
+            types,
+            sequence: d.sequence,
+            threshold: d.threshold,
+        })
+    }
 }
 
 /// Where the training data came from and how the rows were used.
@@ -533,6 +812,13 @@ pub(crate) fn parse_manifest(text: &[u8], bad: &dyn Fn(String) -> MlError) -> Re
     }
     let manifest: Manifest =
         serde_json::from_slice(text).map_err(|e| bad(format!("invalid manifest: {e}")))?;
+    // Before hashing, which lists every feature's name.
+    let n = manifest.feature_set.n_features();
+    if !(1..=MAX_FEATURES).contains(&n) {
+        return Err(bad(format!(
+            "the feature set makes {n} features, not 1 to {MAX_FEATURES} (MAX_FEATURES)"
+        )));
+    }
     let computed = manifest.feature_set.schema_hash();
     if computed != manifest.schema_hash {
         return Err(MlError::SchemaMismatch {
@@ -541,7 +827,6 @@ pub(crate) fn parse_manifest(text: &[u8], bad: &dyn Fn(String) -> MlError) -> Re
             context: "this build's feature code".into(),
         });
     }
-    let n = manifest.feature_set.n_features();
     if manifest
         .reference
         .as_ref()
@@ -561,9 +846,10 @@ pub(crate) fn decode_weights(bytes: &[u8], manifest: &Manifest) -> Result<Ensemb
             "SHA-256 differs from the manifest's weights_sha256 (corrupt or replaced)".into(),
         );
     }
-    let ensemble: Ensemble =
+    // Decoded as stored and checked before it is compiled; see `EnsembleDef`.
+    let stored: EnsembleDef =
         postcard::from_bytes(bytes).map_err(|e| format!("cannot decode: {e}"))?;
-    ensemble.validate()?;
+    let ensemble = Ensemble::try_from(stored)?;
     let n = manifest.feature_set.n_features();
     if ensemble.n_features != n {
         return Err(format!(
@@ -598,6 +884,7 @@ pub(crate) mod tests {
     use crate::features::AgentBehavior;
     use crate::train::tests::{generated, quick};
     use crate::train::{train, NoProgress};
+    use crate::tree::{Node, MAX_TREES};
 
     /// A small trained model, trained once per test run and cloned.
     pub(crate) fn trained() -> Model {
@@ -795,6 +1082,199 @@ pub(crate) mod tests {
             std::fs::write(dir.path().join(MANIFEST_FILE), &text).unwrap();
             proptest::prop_assert!(Model::load(dir.path()).is_err());
         }
+    }
+
+    #[test]
+    fn parts_that_scoring_would_index_out_of_bounds_are_refused() {
+        let e = trained().ensemble;
+        let types = e.types.clone().unwrap();
+        e.validate().unwrap();
+        let refused = |edit: &dyn Fn(&mut Ensemble)| {
+            let mut bad = e.clone();
+            edit(&mut bad);
+            bad.validate().unwrap_err()
+        };
+        // Scoring a batch with a multi-class detector or member wrote past its margins.
+        assert!(refused(&|b| b.gbt = types.gbt.clone()).contains("one output"));
+        assert!(refused(&|b| b.members[1] = types.gbt.clone()).contains("one output"));
+        // A one-class type classifier was read as binary: explaining wrote two probabilities.
+        let e1 = refused(&|b| {
+            let t = b.types.as_mut().unwrap();
+            t.gbt = e.gbt.clone();
+            t.classes.truncate(1);
+        });
+        assert!(e1.contains("MAX_TYPES"), "{e1}");
+        assert!(refused(&|b| {
+            b.fusion.mean.pop();
+        })
+        .contains("fusion"));
+        assert!(refused(&|b| b.n_features = MAX_FEATURES + 1).contains("MAX_FEATURES"));
+        assert!(refused(&|b| b.members = vec![e.gbt.clone(); 17]).contains("MAX_MEMBERS"));
+    }
+
+    /// A complete tree of `depth` levels in heap order, level `l` splitting on `l % features`.
+    fn complete(depth: usize, features: usize) -> Tree {
+        let internal = (1usize << depth) - 1;
+        let nodes = (0..2 * internal + 1)
+            .map(|i| {
+                if i >= internal {
+                    return Node::leaf(1.0, 1.0);
+                }
+                let level = (i + 1).ilog2() as usize;
+                Node {
+                    feature: (level % features) as u32,
+                    threshold: 0.0,
+                    left: (2 * i + 1) as u32,
+                    right: (2 * i + 2) as u32,
+                    value: 0.0,
+                    cover: 1.0,
+                }
+            })
+            .collect();
+        Tree { nodes }
+    }
+
+    /// `depth` splits down the left on features 0, 1, …, each with a leaf on the right.
+    fn chain(depth: usize) -> Tree {
+        let mut nodes = Vec::new();
+        for d in 0..depth {
+            nodes.push(Node {
+                feature: d as u32,
+                threshold: 0.0,
+                left: (2 * d + 2) as u32,
+                right: (2 * d + 1) as u32,
+                value: 0.0,
+                cover: 1.0,
+            });
+            nodes.push(Node::leaf(1.0, 1.0));
+        }
+        nodes.push(Node::leaf(1.0, 1.0));
+        Tree { nodes }
+    }
+
+    /// The trained ensemble's checks and costs with its detector and members replaced.
+    fn cost_with(detector: &[Vec<Tree>], members: &[&[Vec<Tree>]]) -> Result<ModelCost, String> {
+        let e = trained().ensemble;
+        let mut parts = e.parts();
+        parts.gbt = Booster::new(e.n_features, detector);
+        parts.members = members
+            .iter()
+            .map(|m| Booster::new(e.n_features, m))
+            .collect();
+        parts.check()
+    }
+
+    #[test]
+    fn trees_above_each_cost_cap_are_refused_by_name() {
+        let err = |d: &[Vec<Tree>], m: &[&[Vec<Tree>]]| cost_with(d, m).unwrap_err();
+        let trained_detector = trained().ensemble.gbt.trees;
+        assert!(cost_with(&trained_detector, &[]).is_ok());
+        // Four forests of 10,000 one-split trees: 80 k steps in 80 k slots.
+        let stumps = vec![vec![complete(1, 1); MAX_TREES]];
+        let e = err(&stumps, &[&stumps[..]; 3]);
+        assert!(e.contains("MAX_ROW_STEPS"), "{e}");
+        // One chain pads 29 single leaves to depth 15 in each of three forests: 2.9 M slots.
+        let mut padded = vec![
+            Tree {
+                nodes: vec![Node::leaf(0.0, 1.0)]
+            };
+            29
+        ];
+        padded.push(chain(15));
+        let padded = vec![padded];
+        let e = err(&padded, &[&padded, &padded]);
+        assert!(e.contains("MAX_COMPILED_SLOTS"), "{e}");
+        // Full depth-6 trees over six features tabulate 64 leaves × 2⁶ × 6 values each.
+        let full = vec![vec![complete(6, 6); 90]];
+        let e = err(&trained_detector, &[&full, &full]);
+        assert!(e.contains("MAX_SHAP_TABLE_VALUES"), "{e}");
+        // Chains over seven features are walked: 267 units each.
+        let chains = vec![vec![chain(7); 250]];
+        assert_eq!(shap_cost(&chains[0][0]).row_work, 267);
+        let e = err(&chains, &[]);
+        assert!(e.contains("MAX_EXPLAIN_WORK"), "{e}");
+        let e = err(&trained_detector, &[&trained_detector[..]; 17]);
+        assert!(e.contains("MAX_MEMBERS"), "{e}");
+    }
+
+    /// The trained ensemble in its stored form, to forge model files from.
+    fn stored() -> EnsembleDef {
+        let e = trained().ensemble;
+        EnsembleDef {
+            n_features: e.n_features,
+            iforest: e.iforest.into(),
+            gbt: e.gbt.into(),
+            fusion: e.fusion,
+            members: e.members.into_iter().map(Into::into).collect(),
+            types: e.types.map(|t| TypesDef {
+                gbt: t.gbt.into(),
+                classes: t.classes,
+                negative: t.negative,
+            }),
+            sequence: e.sequence,
+            threshold: e.threshold,
+        }
+    }
+
+    /// Decodes a stored ensemble as model files are read.
+    fn decode(def: &EnsembleDef) -> Result<Ensemble, String> {
+        let bytes = postcard::to_stdvec(def).unwrap();
+        let mut manifest = trained().manifest;
+        manifest.weights_sha256 = sha256_hex(&bytes);
+        decode_weights(&bytes, &manifest)
+    }
+
+    #[test]
+    fn the_stored_form_is_the_ensembles_encoding() {
+        let e = trained().ensemble;
+        assert_eq!(
+            postcard::to_stdvec(&stored()).unwrap(),
+            postcard::to_stdvec(&e).unwrap()
+        );
+        let back = decode(&stored()).unwrap();
+        let x = generated(5, 1);
+        assert_eq!(back.score_row(x.row(0)), e.score_row(x.row(0)));
+    }
+
+    #[test]
+    fn a_file_claiming_gigabytes_of_compiled_trees_is_refused_before_compiling() {
+        // Per type output, 15 leaves padded to depth 16 by one chain: 1 M slots, which one
+        // forest alone may take. 64 such outputs would compile to ~770 MB.
+        let mut padded = vec![
+            Tree {
+                nodes: vec![Node::leaf(0.0, 1.0)]
+            };
+            15
+        ];
+        padded.push(chain(16));
+        let mut def = stored();
+        def.types = Some(TypesDef {
+            gbt: GbtDef {
+                n_features: def.n_features,
+                base: vec![0.0; MAX_TYPES],
+                trees: vec![padded; MAX_TYPES],
+            },
+            classes: (0..MAX_TYPES).map(|k| format!("t{k}")).collect(),
+            negative: None,
+        });
+        let e = decode(&def).unwrap_err();
+        assert!(e.contains("MAX_COMPILED_SLOTS"), "{e}");
+        // Decoding through serde directly checks the same (without the message).
+        let bytes = postcard::to_stdvec(&def).unwrap();
+        assert!(postcard::from_bytes::<Ensemble>(&bytes).is_err());
+    }
+
+    #[test]
+    fn default_training_stays_far_below_every_cap() {
+        let ds = generated(800, 5);
+        let e =
+            crate::train::fit(&ds, &TrainConfig::default(), &mut crate::train::NoProgress).unwrap();
+        let c = e.parts().check().unwrap();
+        assert!(e.types.as_ref().unwrap().classes.len() >= 6);
+        assert!(c.slots < MAX_COMPILED_SLOTS / 4, "{c:?}");
+        assert!(c.steps < MAX_ROW_STEPS / 4, "{c:?}");
+        assert!(c.table_values < MAX_SHAP_TABLE_VALUES / 4, "{c:?}");
+        assert!(c.explain_work < MAX_EXPLAIN_WORK / 4, "{c:?}");
     }
 
     #[test]

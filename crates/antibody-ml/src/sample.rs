@@ -65,6 +65,11 @@ impl TrainingSample {
                 self.n_features
             ));
         }
+        if rows > MAX_SAMPLE_ROWS {
+            return Err(format!(
+                "the training sample has {rows} rows, above {MAX_SAMPLE_ROWS} (MAX_SAMPLE_ROWS)"
+            ));
+        }
         let shapes = rows.checked_mul(n_features) == Some(self.x.len())
             && self.types.len() == rows
             && self.y.iter().all(|&y| y <= 1)
@@ -99,6 +104,11 @@ mod tests {
         let mut broken = s.clone();
         broken.types[0] = 999;
         assert!(broken.validate(ds.n_features).is_err());
+        // Retraining on a model file's sample costs what its rows cost.
+        let big = generated(MAX_SAMPLE_ROWS + 1, 3);
+        let all = TrainingSample::from_dataset(&big, MAX_SAMPLE_ROWS + 1, 1).unwrap();
+        let e = all.validate(big.n_features).unwrap_err();
+        assert!(e.contains("MAX_SAMPLE_ROWS"), "{e}");
         let unlabelled = Dataset {
             y: vec![],
             types: vec![],

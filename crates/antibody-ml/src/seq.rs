@@ -19,6 +19,15 @@ use serde::{Deserialize, Serialize};
 
 /// The longest window a model may have.
 pub const MAX_WINDOW: usize = 32;
+/// The largest hidden state and attention sizes a model may have (training uses 16 each).
+pub const MAX_HIDDEN: usize = 128;
+pub const MAX_ATTENTION: usize = 128;
+/// Multiply-adds one window may cost: `window × weights` (each weight is used about once per
+/// step). The defaults cost ~20 k on the agent features (10 steps × 1,985 weights, 12–20 µs);
+/// windows at this cap took 0.05–0.17 ms on the 2-core build VM (0.4–1.3 ns per multiply-add,
+/// the most for one hidden unit over thousands of features). It leaves room for ~240
+/// features at the training defaults.
+pub const MAX_SEQUENCE_WORK: usize = 1 << 17;
 /// Probability at which the sequence model calls the newest step of a window a threat.
 pub const THRESHOLD: f64 = 0.5;
 /// Standardised inputs are clipped to this many standard deviations.
@@ -68,15 +77,31 @@ pub fn windows(entities: &[u32], len: usize) -> Vec<Vec<usize>> {
         .collect()
 }
 
-/// Offsets of each parameter block in the flat weight vector.
+/// Offsets of each parameter block in the flat weight vector. [`Layout::new`] checks that the
+/// whole vector's length fits in `usize`; every offset and block end is at most that length,
+/// so the offsets below cannot overflow.
 #[derive(Debug, Clone, Copy)]
 struct Layout {
     d: usize,
     h: usize,
     a: usize,
+    len: usize,
 }
 
 impl Layout {
+    /// `None` when the weight count, `3h(d + h + 1) + ah + 2a + h + 1`, overflows: sizes read
+    /// from a model file must not wrap into a small count that passes the length check.
+    fn new(d: usize, h: usize, a: usize) -> Option<Layout> {
+        let gru = d
+            .checked_add(h)?
+            .checked_add(1)?
+            .checked_mul(h)?
+            .checked_mul(3)?;
+        let attention = a.checked_mul(h)?.checked_add(a.checked_mul(2)?)?;
+        let len = gru.checked_add(attention)?.checked_add(h)?.checked_add(1)?;
+        Some(Layout { d, h, a, len })
+    }
+
     fn w(&self, gate: usize) -> usize {
         gate * self.h * self.d
     }
@@ -101,9 +126,39 @@ impl Layout {
     fn bo(&self) -> usize {
         self.wc() + self.h
     }
-    fn len(&self) -> usize {
-        self.bo() + 1
+}
+
+/// Checks sizes against the caps and returns their layout.
+fn checked_layout(d: usize, h: usize, a: usize, window: usize) -> Result<Layout, String> {
+    if !(1..=MAX_WINDOW).contains(&window) {
+        return Err(format!(
+            "the sequence model's window of {window} steps is outside 1 to {MAX_WINDOW} (MAX_WINDOW)"
+        ));
     }
+    if d == 0 || h == 0 || a == 0 {
+        return Err("the sequence model needs features, a hidden state and attention".into());
+    }
+    if h > MAX_HIDDEN {
+        return Err(format!(
+            "the sequence model's hidden size {h} is above {MAX_HIDDEN} (MAX_HIDDEN)"
+        ));
+    }
+    if a > MAX_ATTENTION {
+        return Err(format!(
+            "the sequence model's attention size {a} is above {MAX_ATTENTION} (MAX_ATTENTION)"
+        ));
+    }
+    let layout =
+        Layout::new(d, h, a).ok_or("the sequence model's weight count overflows (forged sizes)")?;
+    let work = layout.len.saturating_mul(window);
+    if work > MAX_SEQUENCE_WORK {
+        return Err(format!(
+            "the sequence model costs {work} multiply-adds per window ({} weights × {window} \
+             steps), above {MAX_SEQUENCE_WORK} (MAX_SEQUENCE_WORK)",
+            layout.len
+        ));
+    }
+    Ok(layout)
 }
 
 const Z: usize = 0;
@@ -175,27 +230,22 @@ fn outer_add(m: &mut [f64], g: &[f64], x: &[f64]) {
 }
 
 impl SequenceModel {
-    fn layout(&self) -> Layout {
-        Layout {
-            d: self.n_features,
-            h: self.hidden,
-            a: self.attention,
-        }
+    /// The layout, when the stored weights and standardiser fit the sizes (always, once
+    /// [`SequenceModel::validate`] passed; the size fields are public).
+    fn layout(&self) -> Option<Layout> {
+        let d = self.n_features;
+        Layout::new(d, self.hidden, self.attention).filter(|l| {
+            l.len == self.weights.len() && self.mean.len() == d && self.scale.len() == d
+        })
     }
 
-    /// Checks shapes read from a model file.
+    /// Checks sizes read from a model file against the caps and the stored weights.
     pub fn validate(&self) -> Result<(), String> {
-        let ok = self.weights.len() == self.layout().len()
-            && self.mean.len() == self.n_features
-            && self.scale.len() == self.n_features
-            && (1..=MAX_WINDOW).contains(&self.window)
-            && self.hidden > 0
-            && self.attention > 0;
-        if ok {
-            Ok(())
-        } else {
-            Err("the sequence model's shapes do not match".into())
+        checked_layout(self.n_features, self.hidden, self.attention, self.window)?;
+        if self.layout().is_none() {
+            return Err("the sequence model's weights do not match its sizes".into());
         }
+        Ok(())
     }
 
     /// Trains on `windows` (row indices into `rows`, oldest first) labelled `y`.
@@ -210,18 +260,16 @@ impl SequenceModel {
         if windows.is_empty() || windows.len() != y.len() || n_features == 0 {
             return Err("the sequence model needs labelled windows".into());
         }
-        if !(1..=MAX_WINDOW).contains(&params.window) {
-            return Err(format!("windows of 1 to {MAX_WINDOW} steps"));
-        }
+        let layout = checked_layout(
+            n_features,
+            params.hidden.max(1),
+            params.attention.max(1),
+            params.window,
+        )?;
         let (mean, scale) = standardiser(rows, n_features);
-        let layout = Layout {
-            d: n_features,
-            h: params.hidden.max(1),
-            a: params.attention.max(1),
-        };
         let mut rng = Rng::new(params.seed);
         let k = 1.0 / (layout.h as f64).sqrt();
-        let weights = (0..layout.len()).map(|_| rng.uniform(-k, k)).collect();
+        let weights = (0..layout.len).map(|_| rng.uniform(-k, k)).collect();
         let mut model = SequenceModel {
             n_features,
             hidden: layout.h,
@@ -231,9 +279,9 @@ impl SequenceModel {
             scale,
             weights,
         };
-        let mut adam = Adam::new(layout.len(), params.learning_rate);
+        let mut adam = Adam::new(layout.len, params.learning_rate);
         let mut order: Vec<usize> = (0..windows.len()).collect();
-        let mut grad = vec![0.0; layout.len()];
+        let mut grad = vec![0.0; layout.len];
         let mut fwd = Forward::default();
         for epoch in 0..params.epochs {
             rng.shuffle(&mut order);
@@ -241,9 +289,9 @@ impl SequenceModel {
                 grad.fill(0.0);
                 for &w in batch {
                     let steps = model.inputs(rows, &windows[w]);
-                    model.forward(&steps, &mut fwd);
+                    model.forward(&layout, &steps, &mut fwd);
                     let g = (sigmoid(fwd.logit) - f64::from(y[w])) / batch.len() as f64;
-                    model.backward(&fwd, g, &mut grad);
+                    model.backward(&layout, &fwd, g, &mut grad);
                 }
                 adam.step(&mut model.weights, &grad);
             }
@@ -262,11 +310,16 @@ impl SequenceModel {
             .collect()
     }
 
+    /// Exactly `n_features` values whatever `x`'s length: a missing feature reads as NaN,
+    /// which becomes the mean (0), so the products below always see their shapes.
     fn standardise(&self, x: &[f32]) -> Vec<f64> {
-        x.iter()
-            .zip(self.mean.iter().zip(&self.scale))
-            .map(|(&v, (m, s))| {
-                let z = (v as f64 - m) / s;
+        self.mean
+            .iter()
+            .zip(&self.scale)
+            .enumerate()
+            .map(|(j, (m, s))| {
+                let v = x.get(j).map_or(f64::NAN, |&v| f64::from(v));
+                let z = (v - m) / s;
                 if z.is_nan() {
                     0.0
                 } else {
@@ -278,14 +331,15 @@ impl SequenceModel {
 
     /// The probability that the window's newest step is a threat, and each step's attention
     /// weight (oldest first) in `attention`, which must hold at least as many slots as steps.
+    /// A model whose weights do not fit its sizes (see [`SequenceModel::validate`]) says 0.
     pub fn predict(&self, steps: &[&[f32]], attention: &mut [f64]) -> f64 {
         let start = steps.len().saturating_sub(self.window);
         let xs: Vec<Vec<f64>> = steps[start..].iter().map(|x| self.standardise(x)).collect();
-        if xs.is_empty() {
+        let Some(layout) = self.layout().filter(|_| !xs.is_empty()) else {
             return 0.0;
-        }
+        };
         let mut fwd = Forward::default();
-        self.forward(&xs, &mut fwd);
+        self.forward(&layout, &xs, &mut fwd);
         attention.fill(0.0);
         for (a, w) in attention.iter_mut().skip(start).zip(&fwd.alpha) {
             *a = *w;
@@ -293,8 +347,8 @@ impl SequenceModel {
         sigmoid(fwd.logit)
     }
 
-    fn forward(&self, xs: &[Vec<f64>], f: &mut Forward) {
-        let l = self.layout();
+    /// `l` must be this model's layout.
+    fn forward(&self, l: &Layout, xs: &[Vec<f64>], f: &mut Forward) {
         let w = &self.weights;
         let (h, a) = (l.h, l.a);
         f.steps.clear();
@@ -365,8 +419,7 @@ impl SequenceModel {
     }
 
     /// Adds `∂(loss)/∂weights` into `grad`, given `g = ∂loss/∂logit`.
-    fn backward(&self, f: &Forward, g: f64, grad: &mut [f64]) {
-        let l = self.layout();
+    fn backward(&self, l: &Layout, f: &Forward, g: f64, grad: &mut [f64]) {
         let w = &self.weights;
         let (h, a, t_len) = (l.h, l.a, f.steps.len());
         grad[l.bo()] += g;
@@ -495,11 +548,11 @@ impl Adam {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn tiny(rng: &mut Rng) -> SequenceModel {
-        let l = Layout { d: 3, h: 4, a: 3 };
+        let l = Layout::new(3, 4, 3).unwrap();
         SequenceModel {
             n_features: 3,
             hidden: 4,
@@ -507,8 +560,83 @@ mod tests {
             window: 5,
             mean: vec![0.0; 3],
             scale: vec![1.0; 3],
-            weights: (0..l.len()).map(|_| rng.uniform(-0.8, 0.8)).collect(),
+            weights: (0..l.len).map(|_| rng.uniform(-0.8, 0.8)).collect(),
         }
+    }
+
+    /// A model of the given sizes with zero weights, `weights` of them when given (else as
+    /// many as the sizes need).
+    fn sized(d: usize, h: usize, a: usize, window: usize, weights: Option<usize>) -> SequenceModel {
+        let len = weights.or(Layout::new(d, h, a).map(|l| l.len)).unwrap();
+        SequenceModel {
+            n_features: d,
+            hidden: h,
+            attention: a,
+            window,
+            mean: vec![0.0; d],
+            scale: vec![1.0; d],
+            weights: vec![0.0; len],
+        }
+    }
+
+    /// The review's proof of concept: hidden 2³² and this attention size make the unchecked
+    /// weight count wrap to 101, which passed `validate`; scoring one window then asked for
+    /// 34 GB and aborted the server.
+    pub(crate) fn forged_overflowing() -> SequenceModel {
+        sized(18, 1 << 32, 9_223_371_804_926_541_874, 10, Some(101))
+    }
+
+    #[test]
+    fn forged_sizes_whose_weight_count_wraps_are_refused() {
+        let m = forged_overflowing();
+        assert!(Layout::new(18, m.hidden, m.attention).is_none());
+        assert!(m.layout().is_none());
+        assert!(m.validate().is_err());
+        // Refused by the arithmetic alone, below every cap on the sizes.
+        assert!(Layout::new(usize::MAX / 2, 2, 1).is_none());
+        assert!(Layout::new(3, 4, usize::MAX / 4).is_none());
+        // An unvalidated model with forged sizes scores 0 instead of allocating.
+        let row = [0.5f32; 18];
+        assert_eq!(m.predict(&[&row[..]], &mut [0.0]), 0.0);
+    }
+
+    #[test]
+    fn sizes_above_the_caps_are_refused_by_name() {
+        let err = |m: SequenceModel| m.validate().unwrap_err();
+        sized(18, 16, 16, 10, None).validate().unwrap();
+        sized(18, MAX_HIDDEN, 8, 2, None).validate().unwrap();
+        assert!(err(sized(18, MAX_HIDDEN + 1, 16, 10, None)).contains("MAX_HIDDEN"));
+        assert!(err(sized(18, 16, MAX_ATTENTION + 1, 10, None)).contains("MAX_ATTENTION"));
+        assert!(err(sized(18, 16, 16, MAX_WINDOW + 1, None)).contains("MAX_WINDOW"));
+        assert!(err(sized(18, 16, 16, 0, None)).contains("MAX_WINDOW"));
+        // Each size within its cap, their product not: 2,000 features × 32 steps.
+        assert!(err(sized(2000, 16, 16, 32, None)).contains("MAX_SEQUENCE_WORK"));
+        assert!(err(sized(0, 16, 16, 10, None)).contains("needs features"));
+        assert!(err(sized(18, 16, 16, 10, Some(5))).contains("do not match"));
+    }
+
+    #[test]
+    fn rows_of_another_width_score_without_panicking() {
+        let m = sized(3, 4, 3, 5, None);
+        let mut att = [0.0; 4];
+        let (short, long, empty) = ([1.0f32], [1.0f32; 9], [0f32; 0]);
+        for steps in [vec![&short[..], &long[..]], vec![&empty[..]], vec![]] {
+            let p = m.predict(&steps, &mut att);
+            assert!((0.0..=1.0).contains(&p), "{p}");
+        }
+    }
+
+    #[test]
+    fn training_refuses_sizes_above_the_caps() {
+        let rows = [0.0f32, 1.0, 2.0, 3.0];
+        let params = SeqParams {
+            hidden: MAX_HIDDEN + 1,
+            ..SeqParams::default()
+        };
+        let err =
+            SequenceModel::train(&rows, 1, &[vec![0], vec![1]], &[0, 1], &params, &mut |_| {})
+                .unwrap_err();
+        assert!(err.contains("MAX_HIDDEN"), "{err}");
     }
 
     #[test]
@@ -518,16 +646,17 @@ mod tests {
         let xs: Vec<Vec<f64>> = (0..5)
             .map(|_| (0..3).map(|_| rng.normal(0.0, 1.0)).collect())
             .collect();
+        let l = m.layout().unwrap();
         let loss = |m: &SequenceModel| {
             let mut f = Forward::default();
-            m.forward(&xs, &mut f);
+            m.forward(&l, &xs, &mut f);
             // Binary cross-entropy with label 1.
             -sigmoid(f.logit).ln()
         };
         let mut f = Forward::default();
-        m.forward(&xs, &mut f);
+        m.forward(&l, &xs, &mut f);
         let mut grad = vec![0.0; m.weights.len()];
-        m.backward(&f, sigmoid(f.logit) - 1.0, &mut grad);
+        m.backward(&l, &f, sigmoid(f.logit) - 1.0, &mut grad);
         let eps = 1e-6;
         for (i, &analytic) in grad.iter().enumerate() {
             let w0 = m.weights[i];

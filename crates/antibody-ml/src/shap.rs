@@ -215,9 +215,71 @@ struct LeafTable {
     table: Vec<f64>,
 }
 
+/// What explaining with one (validated) tree costs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ShapCost {
+    /// Whether [`LeafTables::build`] tabulates it (else TreeSHAP walks it).
+    pub tables: bool,
+    /// Values its leaf tables hold: `2^k · k` per leaf of `k` distinct path features.
+    pub table_values: usize,
+    /// Work of explaining one row: per leaf, its path's splits and features with tables,
+    /// or `(path + 1)²` for the walk's extend and unwind steps.
+    pub row_work: usize,
+}
+
+/// [`ShapCost`] of a validated tree (one parent per node, so one path per leaf).
+pub fn shap_cost(tree: &Tree) -> ShapCost {
+    let mut leaves = Vec::new();
+    leaf_paths(tree, 0, &mut Vec::new(), &mut leaves);
+    let tables = leaves.iter().all(|&(_, k)| k <= MAX_TABLE_FEATURES);
+    let sum = |f: &dyn Fn(usize, usize) -> usize| {
+        leaves
+            .iter()
+            .fold(0usize, |acc, &(p, k)| acc.saturating_add(f(p, k)))
+    };
+    if tables {
+        ShapCost {
+            tables,
+            table_values: sum(&|_, k| (1 << k) * k),
+            row_work: sum(&|p, k| p + k),
+        }
+    } else {
+        ShapCost {
+            tables,
+            table_values: 0,
+            row_work: sum(&|p, _| (p + 1) * (p + 1)),
+        }
+    }
+}
+
+/// Each leaf's path length and distinct features (counted up to one past the table limit).
+fn leaf_paths(tree: &Tree, node: usize, path: &mut Vec<u32>, out: &mut Vec<(usize, usize)>) {
+    let Some(n) = tree.nodes.get(node) else {
+        return;
+    };
+    if n.is_leaf() {
+        let mut distinct: Vec<u32> = Vec::with_capacity(MAX_TABLE_FEATURES + 1);
+        for &f in path.iter() {
+            if !distinct.contains(&f) && distinct.len() <= MAX_TABLE_FEATURES {
+                distinct.push(f);
+            }
+        }
+        out.push((path.len(), distinct.len()));
+        return;
+    }
+    path.push(n.feature);
+    leaf_paths(tree, n.left as usize, path, out);
+    leaf_paths(tree, n.right as usize, path, out);
+    path.pop();
+}
+
 impl LeafTables {
     /// Builds the tables, or `None` if some path has too many distinct features.
     pub fn build(tree: &Tree) -> Option<Self> {
+        // Decided before building: a tree that ends up walked allocates no tables.
+        if !shap_cost(tree).tables {
+            return None;
+        }
         let mut leaves = Vec::new();
         let mut path = Vec::new();
         collect(tree, 0, &mut path, &mut leaves)?;
@@ -409,6 +471,34 @@ mod tests {
             let total = expected_value(&tree) + phi.iter().sum::<f64>();
             assert!((total - tree.predict(&x)).abs() < 1e-9, "case {case}");
         }
+    }
+
+    #[test]
+    fn costs_count_what_the_tables_hold_and_what_the_walk_does() {
+        let mut rng = Rng::new(7);
+        let (mut tabulated, mut walked) = (0, 0);
+        for case in 0..200 {
+            let tree = random_tree(&mut rng, 1 + case % 9, 1 + case % 9);
+            let cost = shap_cost(&tree);
+            match LeafTables::build(&tree) {
+                Some(t) => {
+                    tabulated += 1;
+                    assert!(cost.tables);
+                    let values: usize = t.leaves.iter().map(|l| l.table.len()).sum();
+                    let work: usize = t
+                        .leaves
+                        .iter()
+                        .map(|l| l.splits.len() + l.features.len())
+                        .sum();
+                    assert_eq!((cost.table_values, cost.row_work), (values, work));
+                }
+                None => {
+                    walked += 1;
+                    assert!(!cost.tables && cost.table_values == 0 && cost.row_work > 0);
+                }
+            }
+        }
+        assert!(tabulated > 0 && walked > 0);
     }
 
     #[test]

@@ -16,9 +16,13 @@ use crate::fusion::Logistic;
 use crate::gbt::{train_binary, train_multiclass, GbtParams};
 use crate::iforest::{IsoParams, IsolationForest};
 use crate::metrics::{BinaryMetrics, TypeMetrics};
-use crate::model::{Ensemble, Score, TypeClassifier, MAX_MEMBERS, MAX_TYPES, NO_TYPE};
+use crate::model::{
+    Ensemble, Score, TypeClassifier, MAX_COMPILED_SLOTS, MAX_FEATURES, MAX_MEMBERS, MAX_ROW_STEPS,
+    MAX_TYPES, NO_TYPE,
+};
 use crate::rng::Rng;
 use crate::seq::{windows, SeqParams, SequenceModel};
+use crate::tree::{ForestCost, MAX_TREES, MAX_TREE_DEPTH};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -75,10 +79,56 @@ impl TrainConfig {
                 "cross-fitting needs 2 to {MAX_MEMBERS} folds"
             )));
         }
-        if self.gbt.rounds == 0 || self.gbt.max_depth == 0 || self.gbt.max_depth > 12 {
-            return Err(MlError::Config(
-                "boosting needs at least one round and a depth of 1–12".into(),
-            ));
+        let boosters = std::iter::once(&self.gbt).chain(&self.types);
+        for p in boosters {
+            if !(1..=MAX_TREES).contains(&p.rounds) || !(1..=12).contains(&p.max_depth) {
+                return Err(MlError::Config(format!(
+                    "boosting needs 1 to {MAX_TREES} rounds and a depth of 1–12"
+                )));
+            }
+        }
+        if self.iforest.trees > MAX_TREES {
+            return Err(MlError::Config(format!(
+                "the isolation forest may have at most {MAX_TREES} trees"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Refuses, before any training, a configuration whose ensemble could exceed the caps a
+    /// loaded model must meet (see `model`), counting every tree at its depth limit and
+    /// `n_types` type classes: boosted trees mostly reach it, and one deep tree pads its
+    /// whole forest.
+    pub fn check_cost(&self, n_types: usize) -> Result<()> {
+        let forests = |trees: usize, depth: usize| ForestCost {
+            slots: trees.saturating_mul(1 << depth.min(MAX_TREE_DEPTH)),
+            steps: trees.saturating_mul(depth + 1),
+        };
+        // The isolation forest's height limit: ⌈log₂ ψ⌉ for ψ of at most 2^16 rows.
+        let psi = self.iforest.sample_size.clamp(2, 1 << MAX_TREE_DEPTH);
+        let mut cost = forests(
+            self.iforest.trees.max(1),
+            psi.next_power_of_two().trailing_zeros() as usize,
+        );
+        let boosters = (1 + self.folds).saturating_mul(self.gbt.rounds);
+        cost = cost + forests(boosters, self.gbt.max_depth);
+        if let Some(t) = &self.types {
+            cost = cost + forests(n_types.saturating_mul(t.rounds), t.max_depth);
+        }
+        let advice = "use fewer rounds, shallower trees or fewer folds";
+        if cost.slots > MAX_COMPILED_SLOTS {
+            return Err(MlError::Config(format!(
+                "this configuration can make {} compiled tree slots, above {MAX_COMPILED_SLOTS} \
+                 (MAX_COMPILED_SLOTS), which loading refuses: {advice}",
+                cost.slots
+            )));
+        }
+        if cost.steps > MAX_ROW_STEPS {
+            return Err(MlError::Config(format!(
+                "this configuration can take {} tree steps to score a row, above \
+                 {MAX_ROW_STEPS} (MAX_ROW_STEPS), which loading refuses: {advice}",
+                cost.steps
+            )));
         }
         Ok(())
     }
@@ -166,6 +216,8 @@ pub fn train(ds: &Dataset, cfg: &TrainConfig, progress: &mut dyn Progress) -> Re
 }
 
 /// Fits every part on `tr`: cross-fitted fusion and members, then the final detectors.
+/// The ensemble is checked against the caps on loading models: before training where the
+/// configuration decides, after it where the trees do.
 pub fn fit(tr: &Dataset, cfg: &TrainConfig, progress: &mut dyn Progress) -> Result<Ensemble> {
     let nf = tr.n_features;
     let both = tr.y.contains(&0) && tr.y.contains(&1);
@@ -174,6 +226,16 @@ pub fn fit(tr: &Dataset, cfg: &TrainConfig, progress: &mut dyn Progress) -> Resu
             "training needs benign and threat rows, at least two per fold".into(),
         ));
     }
+    if nf > MAX_FEATURES {
+        return Err(MlError::Config(format!(
+            "{nf} features are more than a model may read ({MAX_FEATURES}, MAX_FEATURES)"
+        )));
+    }
+    let n_types = match cfg.types {
+        Some(_) => type_classes(tr, cfg.min_type_rows).0.len(),
+        None => 0,
+    };
+    cfg.check_cost(n_types)?;
     let gbt_params = |stream: u64| GbtParams {
         seed: Rng::derive(cfg.seed, stream).next_u64(),
         ..cfg.gbt.clone()
@@ -219,7 +281,7 @@ pub fn fit(tr: &Dataset, cfg: &TrainConfig, progress: &mut dyn Progress) -> Resu
         Some(p) => fit_types(tr, cfg, p, progress)?,
         None => None,
     };
-    Ok(Ensemble {
+    let ensemble = Ensemble {
         n_features: nf,
         iforest,
         gbt,
@@ -228,7 +290,11 @@ pub fn fit(tr: &Dataset, cfg: &TrainConfig, progress: &mut dyn Progress) -> Resu
         types,
         sequence: None,
         threshold: 0.5,
-    })
+    };
+    ensemble
+        .validate()
+        .map_err(|e| MlError::Config(format!("the trained model would not load: {e}")))?;
+    Ok(ensemble)
 }
 
 /// The sequence model on the windows (from all of `ds`) that end at the `rows`.
@@ -581,6 +647,65 @@ pub(crate) mod tests {
             }),
             ..TrainConfig::default()
         }
+    }
+
+    #[test]
+    fn configurations_beyond_the_load_caps_are_refused_before_training() {
+        let ds = generated(300, 21);
+        let refused = |edit: &dyn Fn(&mut TrainConfig)| {
+            let mut cfg = quick();
+            edit(&mut cfg);
+            match train(&ds, &cfg, &mut NoProgress) {
+                Ok(_) => panic!("trained"),
+                Err(e) => e.to_string(),
+            }
+        };
+        // 3 × 10,000 detector trees of depth 3: 120 k steps.
+        let e = refused(&|c| c.gbt.rounds = MAX_TREES);
+        assert!(e.contains("MAX_ROW_STEPS"), "{e}");
+        // 3 × 200 trees padded to depth 12: 2.5 M slots.
+        let e = refused(&|c| {
+            c.gbt.rounds = 200;
+            c.gbt.max_depth = 12;
+        });
+        assert!(e.contains("MAX_COMPILED_SLOTS"), "{e}");
+        let e = refused(&|c| c.gbt.rounds = MAX_TREES + 1);
+        assert!(e.contains("rounds"), "{e}");
+        let e = refused(&|c| c.types.as_mut().unwrap().max_depth = 13);
+        assert!(e.contains("depth of 1–12"), "{e}");
+        let e = refused(&|c| c.iforest.trees = MAX_TREES + 1);
+        assert!(e.contains("isolation forest"), "{e}");
+        // The defaults fit even with the most type classes a model may have.
+        TrainConfig::default().check_cost(MAX_TYPES).unwrap();
+    }
+
+    #[test]
+    fn a_trained_model_that_would_not_load_is_refused() {
+        // Within the configuration's worst case, but 300 deep trees (fitting random labels)
+        // take more explaining work than a loaded model may.
+        let mut ds = generated(600, 21);
+        let mut rng = Rng::new(3);
+        ds.y.iter_mut()
+            .for_each(|y| *y = u8::from(rng.bernoulli(0.5)));
+        let cfg = TrainConfig {
+            gbt: GbtParams {
+                rounds: 300,
+                max_depth: 6,
+                min_samples_leaf: 2,
+                ..GbtParams::default()
+            },
+            types: None,
+            sequence: None,
+            ..quick()
+        };
+        let Err(e) = train(&ds, &cfg, &mut NoProgress) else {
+            panic!("trained");
+        };
+        let e = e.to_string();
+        assert!(
+            e.contains("would not load") && e.contains("MAX_EXPLAIN_WORK"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -96,12 +96,18 @@ impl Tree {
     }
 
     /// Checks the structure a model file could have broken: children in range and after
-    /// their parent (so walks terminate), features within `n_features`, depth at most
-    /// [`MAX_TREE_DEPTH`] (compiled trees take `2^depth` slots).
+    /// their parent (so walks terminate), every node but the root the child of exactly one
+    /// node, features within `n_features`, depth at most [`MAX_TREE_DEPTH`] (compiled trees
+    /// take `2^depth` slots).
+    ///
+    /// One parent each: a node shared by a shallow and a deep parent would make [`Tree::depth`]
+    /// count the shallow path only, hiding the real depth from the cap and from TreeSHAP's
+    /// buffers, and shared subtrees multiply the paths that compiling and explaining walk.
     pub fn validate(&self, n_features: usize) -> Result<(), String> {
         if self.nodes.is_empty() {
             return Err("empty tree".into());
         }
+        let mut parents = vec![0u8; self.nodes.len()];
         for (i, n) in self.nodes.iter().enumerate() {
             if n.is_leaf() {
                 continue;
@@ -116,6 +122,15 @@ impl Tree {
                     n.feature
                 ));
             }
+            for c in [n.left, n.right] {
+                let p = &mut parents[c as usize];
+                *p = p.saturating_add(1);
+            }
+        }
+        if let Some((c, &p)) = parents.iter().enumerate().skip(1).find(|(_, &p)| p != 1) {
+            return Err(format!(
+                "node {c} is the child of {p} nodes (a tree's nodes have one parent each)"
+            ));
         }
         if self.depth() > MAX_TREE_DEPTH {
             return Err(format!("a tree is deeper than {MAX_TREE_DEPTH} levels"));
@@ -150,6 +165,50 @@ pub fn check_compiled_size(trees: &[Tree]) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// Trees one forest (the isolation forest, one output of a booster) may hold: as many as
+/// `antibody train --trees` allows.
+pub const MAX_TREES: usize = 10_000;
+
+/// What a forest costs compiled, from [`check_forest`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ForestCost {
+    /// Bottom slots of the padded complete trees: the compiled form holds twice as many
+    /// slots of 12 bytes, and a (validated) tree has fewer nodes than twice its slots.
+    pub slots: usize,
+    /// Steps to score one row: each tree's padded depth plus reading its leaf.
+    pub steps: usize,
+}
+
+impl std::ops::Add for ForestCost {
+    type Output = ForestCost;
+    fn add(self, o: ForestCost) -> ForestCost {
+        ForestCost {
+            slots: self.slots.saturating_add(o.slots),
+            steps: self.steps.saturating_add(o.steps),
+        }
+    }
+}
+
+/// Validates `trees` as one forest over `n_features` (each tree, their number, their
+/// compiled size) and returns what it costs compiled.
+pub fn check_forest(trees: &[Tree], n_features: usize) -> Result<ForestCost, String> {
+    if trees.len() > MAX_TREES {
+        return Err(format!(
+            "a forest of {} trees is above {MAX_TREES} (MAX_TREES)",
+            trees.len()
+        ));
+    }
+    for t in trees {
+        t.validate(n_features)?;
+    }
+    check_compiled_size(trees)?;
+    let depth = trees.iter().map(Tree::depth).max().unwrap_or(0);
+    Ok(ForestCost {
+        slots: trees.len().saturating_mul(1 << depth),
+        steps: trees.len().saturating_mul(depth + 1),
+    })
 }
 
 /// Trees compiled to complete binary trees of a common depth, in flat arrays.
@@ -372,6 +431,26 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn forests_report_their_compiled_cost_and_are_capped_in_trees() {
+        let mut rng = Rng::new(3);
+        let trees: Vec<Tree> = (0..30).map(|_| random_tree(&mut rng, 4, 5)).collect();
+        let depth = trees.iter().map(Tree::depth).max().unwrap();
+        let cost = check_forest(&trees, 4).unwrap();
+        assert_eq!(cost.slots, 30 << depth);
+        assert_eq!(cost.steps, 30 * (depth + 1));
+        assert_eq!((cost + cost).steps, 60 * (depth + 1));
+        assert!(check_forest(&trees, 2).is_err(), "features beyond the row");
+        let stumps = vec![
+            Tree {
+                nodes: vec![Node::leaf(1.0, 1.0)]
+            };
+            MAX_TREES + 1
+        ];
+        assert!(check_forest(&stumps, 1).unwrap_err().contains("MAX_TREES"));
+        assert!(check_forest(&stumps[1..], 1).is_ok());
+    }
+
+    #[test]
     fn validate_rejects_broken_trees() {
         let mut t = Tree {
             nodes: vec![Node {
@@ -400,5 +479,31 @@ pub(crate) mod tests {
         let chain = Tree { nodes: chain };
         assert_eq!(chain.depth(), MAX_TREE_DEPTH + 1);
         assert!(chain.validate(1).unwrap_err().contains("deeper"));
+    }
+
+    fn split(left: u32, right: u32) -> Node {
+        Node {
+            left,
+            right,
+            ..Node::leaf(0.0, 1.0)
+        }
+    }
+
+    #[test]
+    fn validate_rejects_shared_and_orphaned_nodes() {
+        let leaf = Node::leaf(0.0, 1.0);
+        // Node 3 under both 1 and 2.
+        let shared = Tree {
+            nodes: vec![split(1, 2), split(3, 4), split(3, 5), leaf, leaf, leaf],
+        };
+        assert!(shared.validate(1).unwrap_err().contains("node 3"));
+        let same = Tree {
+            nodes: vec![split(1, 1), leaf],
+        };
+        assert!(same.validate(1).unwrap_err().contains("child of 2"));
+        let orphan = Tree {
+            nodes: vec![split(1, 2), leaf, leaf, leaf],
+        };
+        assert!(orphan.validate(1).unwrap_err().contains("child of 0"));
     }
 }

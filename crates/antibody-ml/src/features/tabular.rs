@@ -7,7 +7,7 @@
 //! (`name=level`, an unseen level is all zeros); wider ones are ordinal (the level's rank,
 //! unseen = number of levels), which trees split as well as one-hot at a fraction of the width.
 
-use super::{parse_number, FieldError, RawRow};
+use super::{parse_number, truncate, FieldError, RawRow};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
@@ -39,8 +39,9 @@ pub enum CategoricalEncoding {
 }
 
 /// The fitted spec plus, per column, a level → index map for allocation-free lookups.
+/// Deserialising checks the level counts fitting keeps to (model manifests are input).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(from = "SpecDef", into = "SpecDef")]
+#[serde(try_from = "SpecDef", into = "SpecDef")]
 pub struct TabularSpec {
     pub columns: Vec<TabularColumn>,
     lookups: Vec<HashMap<String, u32>>,
@@ -51,9 +52,28 @@ struct SpecDef {
     columns: Vec<TabularColumn>,
 }
 
-impl From<SpecDef> for TabularSpec {
-    fn from(d: SpecDef) -> Self {
-        TabularSpec::new(d.columns)
+impl TryFrom<SpecDef> for TabularSpec {
+    type Error = String;
+
+    /// A one-hot column names a feature per level, each repeating the column's name: more
+    /// levels than fitting one-hot encodes would let a small manifest ask for huge names.
+    fn try_from(d: SpecDef) -> Result<Self, String> {
+        for c in &d.columns {
+            if let ColumnKind::Categorical { levels, encoding } = &c.kind {
+                let max = match encoding {
+                    CategoricalEncoding::OneHot => ONE_HOT_MAX,
+                    CategoricalEncoding::Ordinal => MAX_LEVELS,
+                };
+                if levels.len() > max {
+                    return Err(format!(
+                        "column `{}`: {} levels, above {max} for its encoding",
+                        truncate(&c.name, 40),
+                        levels.len()
+                    ));
+                }
+            }
+        }
+        Ok(TabularSpec::new(d.columns))
     }
 }
 
@@ -255,6 +275,26 @@ mod tests {
         back.extract(["1", "icmp", "s3"].as_slice(), &mut out)
             .unwrap();
         assert_eq!(out[2], 1.0);
+    }
+
+    #[test]
+    fn specs_with_more_levels_than_fitting_keeps_are_refused() {
+        let spec = |n: usize, encoding: &str| {
+            let levels: Vec<String> = (0..n).map(|i| format!("l{i}")).collect();
+            serde_json::json!({"columns": [{"name": "c", "kind": {
+                "type": "categorical", "levels": levels, "encoding": encoding}}]})
+        };
+        let read = |v| serde_json::from_value::<TabularSpec>(v);
+        assert_eq!(
+            read(spec(ONE_HOT_MAX, "one-hot")).unwrap().n_features(),
+            ONE_HOT_MAX
+        );
+        let e = read(spec(ONE_HOT_MAX + 1, "one-hot"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("17 levels"), "{e}");
+        assert!(read(spec(MAX_LEVELS, "ordinal")).is_ok());
+        assert!(read(spec(MAX_LEVELS + 1, "ordinal")).is_err());
     }
 
     proptest! {
