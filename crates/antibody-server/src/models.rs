@@ -455,10 +455,21 @@ pub async fn on_label(
             .unwrap_or_else(|p| p.into_inner())
             .remove(&key);
         let (kind, detail) = match outcome {
-            Ok(id) => (
+            Ok((id, 0)) => (
                 "model_retrain",
                 format!("{id} trained on analyst labels → shadow"),
             ),
+            Ok((id, skipped)) => {
+                tracing::warn!(tenant = %key.0, model = %key.1, skipped,
+                    "labels with a missing or non-finite feature were left out of a retrain");
+                (
+                    "model_retrain",
+                    format!(
+                        "{id} trained on analyst labels → shadow; {skipped} labels left out \
+                         (a feature missing or not a finite number)"
+                    ),
+                )
+            }
             Err(e) => ("model_retrain_failed", e.to_string()),
         };
         tracing::info!(tenant = %key.0, model = %key.1, kind, %detail, "retrain finished");
@@ -468,12 +479,13 @@ pub async fn on_label(
 }
 
 /// Trains a new version of `name` from its active version's training sample plus every label
-/// given since it was registered, and registers it in the shadow slot.
+/// given since it was registered, and registers it in the shadow slot. Returns its id and
+/// how many labels were left out (see `antibody_ml::retrain`).
 async fn retrain(
     st: &crate::state::AppState,
     tenant: &TenantId,
     name: &str,
-) -> Result<String, ApiError> {
+) -> Result<(String, u64), ApiError> {
     let (t, n) = (tenant.clone(), name.to_owned());
     let (active, file, labels) = st
         .db(move |s| {
@@ -522,6 +534,7 @@ async fn retrain(
         .map_err(|e| ApiError::Internal(e.to_string()))?
         .map_err(|e| ApiError::BadRequest(format!("retraining failed: {e}")))?;
     let (bytes, info) = trained;
+    let skipped = info["lineage"]["skipped_labels"].as_u64().unwrap_or(0);
     let _guard = st.models.lock.lock().await;
     let (t, n) = (tenant.clone(), name.to_owned());
     let version = st.db(move |s| s.next_model_version(&t, &n)).await?;
@@ -557,7 +570,7 @@ async fn retrain(
     let t = tenant.clone();
     st.db(move |s| s.set_model_slots(&t, &changed)).await?;
     crate::routes::reload_models(st).await?;
-    Ok(rec.id)
+    Ok((rec.id, skipped))
 }
 
 #[cfg(test)]
