@@ -429,7 +429,7 @@ pub async fn on_label(
                 .collect();
             let since = versions.iter().map(|r| r.created_ms).max().unwrap_or(0);
             let labels = s.model_labels(&t, &n, since)?.len();
-            Ok(min > 0 && labels >= min && versions.iter().any(|r| r.slot == "active"))
+            Ok(retrain_due(&versions, labels, min))
         })
         .await?;
     if !due {
@@ -478,6 +478,22 @@ pub async fn on_label(
     Ok(true)
 }
 
+/// Whether `labels` labels given since the newest of a model's `versions` make a retrain
+/// due. Only an active version antibody can retrain counts: an uploaded ONNX model keeps
+/// its labels but never starts (nor reports) a retrain that could only fail.
+fn retrain_due(versions: &[ModelRecord], labels: usize, min: usize) -> bool {
+    min > 0
+        && labels >= min
+        && versions
+            .iter()
+            .any(|r| r.slot == "active" && retrainable(r))
+}
+
+/// Only ensembles trained by antibody carry the training sample a retrain starts from.
+fn retrainable(rec: &ModelRecord) -> bool {
+    rec.format == "ensemble"
+}
+
 /// Trains a new version of `name` from its active version's training sample plus every label
 /// given since it was registered, and registers it in the shadow slot. Returns its id and
 /// how many labels were left out (see `antibody_ml::retrain`).
@@ -503,7 +519,7 @@ async fn retrain(
         })
         .await?
         .ok_or_else(|| ApiError::Conflict(format!("model `{name}` has no active version")))?;
-    if active.format != "ensemble" {
+    if !retrainable(&active) {
         return Err(ApiError::Conflict(format!(
             "model `{name}` is {}: only ensembles trained by antibody can be retrained",
             active.format
@@ -674,6 +690,21 @@ mod tests {
         m.remove("c");
         m.insert("b".to_owned(), "body".to_owned());
         assert!(sources(&m, &inputs).unwrap_err().contains("mapping of `b`"));
+    }
+
+    #[test]
+    fn only_a_retrainable_active_version_is_ever_due() {
+        let ensemble = [rec("m-v1", "active", None)];
+        assert!(retrain_due(&ensemble, 4, 4));
+        assert!(!retrain_due(&ensemble, 3, 4));
+        assert!(!retrain_due(&ensemble, 4, 0), "0 turns retraining off");
+        let mut onnx = ensemble.clone();
+        onnx[0].format = "onnx".into();
+        assert!(!retrain_due(&onnx, 1000, 4));
+        // An ensemble in the shadow slot does not make an ONNX active one retrainable.
+        let mut shadow = rec("m-v2", "shadow", None);
+        shadow.format = "ensemble".into();
+        assert!(!retrain_due(&[onnx[0].clone(), shadow], 1000, 4));
     }
 
     #[test]
