@@ -15,7 +15,8 @@
 //!   uncertainty of at least [`UNCERTAIN`], is low-confidence: a reported one is marked
 //!   `review`; an unreported one becomes an `info` finding marked `review` that joins no
 //!   incident. At most [`REVIEW_PER_MINUTE`] per binding and partition per minute of event
-//!   time, so a confused model cannot flood the queue.
+//!   time, so a confused model cannot flood the queue; the budget only rolls forward (a late
+//!   event draws on the newest minute seen), so out-of-order timestamps cannot reset it.
 //! - **Shadow.** A shadow binding is scored on the same events and never reports; its
 //!   agreement with the active binding of the same name is counted.
 //! - **Sequences.** A model with a sequence part ([`Scorer::sequence_len`]) also scores each
@@ -309,7 +310,7 @@ pub(crate) struct EventOut<'a> {
 pub(crate) struct ModelRuntime {
     set: Arc<ModelSet>,
     stats: HashMap<Key, ModelStats>,
-    /// `(minute, items)` of each binding's review budget.
+    /// `(newest minute seen, items)` of each binding's review budget.
     budget: HashMap<Key, (i64, u32)>,
     fields: Vec<String>,
     /// Feature rows of the current batch, per binding.
@@ -574,10 +575,12 @@ impl ModelRuntime {
         stats.agreed += u64::from(active_reports == shadow_reports);
     }
 
+    /// The budget only rolls forward: an event older than the newest minute seen is charged
+    /// to that minute, or events alternating between two minutes would reset it every time.
     fn take_review_budget(&mut self, k: Key, ts: TimestampMs) -> bool {
         let minute = ts.div_euclid(60_000);
         let slot = self.budget.entry(k).or_insert((minute, 0));
-        if slot.0 != minute {
+        if minute > slot.0 {
             *slot = (minute, 0);
         }
         if slot.1 >= REVIEW_PER_MINUTE {
@@ -1018,6 +1021,31 @@ mod tests {
             ev.ts = 1_800_000_000_000;
         }
         p.on_events(&same_minute, &mut out);
+        assert_eq!(out.findings.len(), REVIEW_PER_MINUTE as usize);
+    }
+
+    #[test]
+    fn late_events_cannot_reset_the_review_budget() {
+        let mut p = partition(vec![binding("m1", Slot::Active)]);
+        let minute = |m: i64, i: usize| {
+            let (off, mut ev) = event(i, Some(45.0), "vitals");
+            ev.ts = 1_800_000_000_000 + m * 60_000 + i as i64;
+            (off, ev)
+        };
+        // Alternating between a minute and the one before it: the late ones join the newer.
+        let events: Vec<_> = (0..100).map(|i| minute(1 - (i % 2) as i64, i)).collect();
+        let mut out = Outputs::default();
+        p.on_events(&events, &mut out);
+        assert_eq!(out.findings.len(), REVIEW_PER_MINUTE as usize);
+        // A late event in a later batch still cannot reopen its own minute…
+        let mut out = Outputs::default();
+        p.on_events(&[minute(0, 100)], &mut out);
+        assert!(out.findings.is_empty());
+        // …the next minute opens a fresh budget, which late events then draw on.
+        p.on_events(&[minute(2, 101)], &mut out);
+        assert_eq!(out.findings.len(), 1);
+        let rest: Vec<_> = (102..180).map(|i| minute(i as i64 % 3, i)).collect();
+        p.on_events(&rest, &mut out);
         assert_eq!(out.findings.len(), REVIEW_PER_MINUTE as usize);
     }
 

@@ -12,6 +12,11 @@
 //! folds; with a few hundred labels against thousands of sample rows this only nudges the
 //! fusion's trust in the booster on the labelled patterns.)
 //!
+//! A labelled row with a feature that is missing or not a finite number (a finding's
+//! evidence shows such a value as `null`) is left out and counted in the lineage rather than
+//! refusing the retrain: the label set only grows, so one such row would otherwise block
+//! every later retrain of the model.
+//!
 //! The parent's `TrainConfig` is reused with the given seed, so the same parent, labels and
 //! seed give the same model. The sequence model is carried over unchanged (labels are single
 //! rows, not windows), and so is the drift reference: a few labels do not move training
@@ -50,8 +55,12 @@ pub struct Lineage {
     pub parent_sha256: String,
     /// 1 for a retrain of a model trained from a file, one more for each retrain after.
     pub generation: u32,
+    /// Labelled rows trained on (or held out); those left out are in `skipped_labels`.
     pub labels: u64,
     pub threat_labels: u64,
+    /// Labelled rows left out for a missing or non-finite feature.
+    #[serde(default)]
+    pub skipped_labels: u64,
     pub label_weight: u64,
     pub seed: u64,
     /// Labelled rows that fell in the held-out split, and the share the new model got right.
@@ -68,7 +77,9 @@ pub fn retrain(base: &Model, labelled: &[LabelledRow], seed: u64) -> Result<Mode
     let sample = base.sample.as_ref().ok_or_else(|| {
         refuse("the model carries no training sample (written before samples were stored); train it again from its data")
     })?;
-    check_labels(labelled, base.ensemble.n_features)?;
+    let labelled = usable_labels(labelled, base.ensemble.n_features)?;
+    let skipped = labelled.skipped;
+    let labelled = labelled.rows.as_slice();
     let ds = combine(sample, labelled);
     if ds.n_rows() < MIN_RETRAIN_ROWS {
         return Err(refuse(format!(
@@ -121,6 +132,7 @@ pub fn retrain(base: &Model, labelled: &[LabelledRow], seed: u64) -> Result<Mode
             .map_or(1, |l| l.generation + 1),
         labels: labelled.len() as u64,
         threat_labels: labelled.iter().filter(|l| l.threat).count() as u64,
+        skipped_labels: skipped as u64,
         label_weight: LABEL_WEIGHT as u64,
         seed,
         held_out_labels: held.len() as u64,
@@ -155,7 +167,15 @@ pub fn retrain(base: &Model, labelled: &[LabelledRow], seed: u64) -> Result<Mode
     Ok(model)
 }
 
-fn check_labels(labelled: &[LabelledRow], n_features: usize) -> Result<()> {
+/// The labelled rows a retrain can use, and how many were left out.
+struct Usable {
+    rows: Vec<LabelledRow>,
+    skipped: usize,
+}
+
+/// Refuses rows of the wrong width (the caller built them wrongly); leaves out, and counts,
+/// rows with a missing or non-finite feature (see the module docs).
+fn usable_labels(labelled: &[LabelledRow], n_features: usize) -> Result<Usable> {
     if labelled.is_empty() {
         return Err(refuse("no labelled rows"));
     }
@@ -166,13 +186,19 @@ fn check_labels(labelled: &[LabelledRow], n_features: usize) -> Result<()> {
                 row.features.len()
             )));
         }
-        if row.features.iter().any(|v| !v.is_finite()) {
-            return Err(refuse(format!(
-                "labelled row {i} has a feature that is not a finite number"
-            )));
-        }
     }
-    Ok(())
+    let rows: Vec<LabelledRow> = labelled
+        .iter()
+        .filter(|row| row.features.iter().all(|v| v.is_finite()))
+        .cloned()
+        .collect();
+    let skipped = labelled.len() - rows.len();
+    if rows.is_empty() {
+        return Err(refuse(format!(
+            "none of the {skipped} labelled rows is usable: each has a feature that is missing or not a finite number"
+        )));
+    }
+    Ok(Usable { rows, skipped })
 }
 
 /// The sample's rows, then the labelled rows, over the union of their type names (sorted).
@@ -347,7 +373,7 @@ mod tests {
         assert!(err(retrain(&base, &[row(18), row(3)], 1)).contains("row 1 has 3 features"));
         let mut nan = row(18);
         nan.features[4] = f32::NAN;
-        assert!(err(retrain(&base, &[nan], 1)).contains("finite"));
+        assert!(err(retrain(&base, &[nan], 1)).contains("none of the 1 labelled rows"));
 
         let mut small = trained_with_data();
         let s = small.sample.as_mut().unwrap();
@@ -360,6 +386,28 @@ mod tests {
         let s = benign_only.sample.as_mut().unwrap();
         s.y.iter_mut().for_each(|y| *y = 0);
         assert!(err(retrain(&benign_only, &[row(18)], 1)).contains("0 threat rows"));
+    }
+
+    #[test]
+    fn a_label_with_a_missing_or_infinite_feature_is_skipped_not_fatal() {
+        let base = trained_with_data();
+        let taught = novel(20, 31);
+        let mut rows = labels(&taught);
+        let clean = retrain(&base, &rows, 5).unwrap();
+        // What an infinite feature and a missing one look like once stored as a label.
+        let mut inf = rows[0].clone();
+        inf.features[0] = f32::INFINITY;
+        let mut missing = rows[1].clone();
+        missing.features[3] = f32::NAN;
+        rows.insert(3, inf);
+        rows.push(missing);
+        let new = retrain(&base, &rows, 5).unwrap();
+        let lineage = new.manifest.lineage.as_ref().unwrap();
+        assert_eq!((lineage.labels, lineage.skipped_labels), (20, 2));
+        // Left out entirely: the same model as from the clean rows.
+        let weights = |m: &Model| postcard::to_stdvec(&m.ensemble).unwrap();
+        assert_eq!(weights(&new), weights(&clean));
+        assert_eq!(clean.manifest.lineage.unwrap().skipped_labels, 0);
     }
 
     #[test]

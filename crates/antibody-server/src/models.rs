@@ -429,7 +429,7 @@ pub async fn on_label(
                 .collect();
             let since = versions.iter().map(|r| r.created_ms).max().unwrap_or(0);
             let labels = s.model_labels(&t, &n, since)?.len();
-            Ok(min > 0 && labels >= min && versions.iter().any(|r| r.slot == "active"))
+            Ok(retrain_due(&versions, labels, min))
         })
         .await?;
     if !due {
@@ -455,10 +455,21 @@ pub async fn on_label(
             .unwrap_or_else(|p| p.into_inner())
             .remove(&key);
         let (kind, detail) = match outcome {
-            Ok(id) => (
+            Ok((id, 0)) => (
                 "model_retrain",
                 format!("{id} trained on analyst labels → shadow"),
             ),
+            Ok((id, skipped)) => {
+                tracing::warn!(tenant = %key.0, model = %key.1, skipped,
+                    "labels with a missing or non-finite feature were left out of a retrain");
+                (
+                    "model_retrain",
+                    format!(
+                        "{id} trained on analyst labels → shadow; {skipped} labels left out \
+                         (a feature missing or not a finite number)"
+                    ),
+                )
+            }
             Err(e) => ("model_retrain_failed", e.to_string()),
         };
         tracing::info!(tenant = %key.0, model = %key.1, kind, %detail, "retrain finished");
@@ -467,13 +478,30 @@ pub async fn on_label(
     Ok(true)
 }
 
+/// Whether `labels` labels given since the newest of a model's `versions` make a retrain
+/// due. Only an active version antibody can retrain counts: an uploaded ONNX model keeps
+/// its labels but never starts (nor reports) a retrain that could only fail.
+fn retrain_due(versions: &[ModelRecord], labels: usize, min: usize) -> bool {
+    min > 0
+        && labels >= min
+        && versions
+            .iter()
+            .any(|r| r.slot == "active" && retrainable(r))
+}
+
+/// Only ensembles trained by antibody carry the training sample a retrain starts from.
+fn retrainable(rec: &ModelRecord) -> bool {
+    rec.format == "ensemble"
+}
+
 /// Trains a new version of `name` from its active version's training sample plus every label
-/// given since it was registered, and registers it in the shadow slot.
+/// given since it was registered, and registers it in the shadow slot. Returns its id and
+/// how many labels were left out (see `antibody_ml::retrain`).
 async fn retrain(
     st: &crate::state::AppState,
     tenant: &TenantId,
     name: &str,
-) -> Result<String, ApiError> {
+) -> Result<(String, u64), ApiError> {
     let (t, n) = (tenant.clone(), name.to_owned());
     let (active, file, labels) = st
         .db(move |s| {
@@ -491,7 +519,7 @@ async fn retrain(
         })
         .await?
         .ok_or_else(|| ApiError::Conflict(format!("model `{name}` has no active version")))?;
-    if active.format != "ensemble" {
+    if !retrainable(&active) {
         return Err(ApiError::Conflict(format!(
             "model `{name}` is {}: only ensembles trained by antibody can be retrained",
             active.format
@@ -522,6 +550,7 @@ async fn retrain(
         .map_err(|e| ApiError::Internal(e.to_string()))?
         .map_err(|e| ApiError::BadRequest(format!("retraining failed: {e}")))?;
     let (bytes, info) = trained;
+    let skipped = info["lineage"]["skipped_labels"].as_u64().unwrap_or(0);
     let _guard = st.models.lock.lock().await;
     let (t, n) = (tenant.clone(), name.to_owned());
     let version = st.db(move |s| s.next_model_version(&t, &n)).await?;
@@ -557,7 +586,7 @@ async fn retrain(
     let t = tenant.clone();
     st.db(move |s| s.set_model_slots(&t, &changed)).await?;
     crate::routes::reload_models(st).await?;
-    Ok(rec.id)
+    Ok((rec.id, skipped))
 }
 
 #[cfg(test)]
@@ -661,6 +690,21 @@ mod tests {
         m.remove("c");
         m.insert("b".to_owned(), "body".to_owned());
         assert!(sources(&m, &inputs).unwrap_err().contains("mapping of `b`"));
+    }
+
+    #[test]
+    fn only_a_retrainable_active_version_is_ever_due() {
+        let ensemble = [rec("m-v1", "active", None)];
+        assert!(retrain_due(&ensemble, 4, 4));
+        assert!(!retrain_due(&ensemble, 3, 4));
+        assert!(!retrain_due(&ensemble, 4, 0), "0 turns retraining off");
+        let mut onnx = ensemble.clone();
+        onnx[0].format = "onnx".into();
+        assert!(!retrain_due(&onnx, 1000, 4));
+        // An ensemble in the shadow slot does not make an ONNX active one retrainable.
+        let mut shadow = rec("m-v2", "shadow", None);
+        shadow.format = "ensemble".into();
+        assert!(!retrain_due(&[onnx[0].clone(), shadow], 1000, 4));
     }
 
     #[test]

@@ -1,10 +1,12 @@
 //! Findings: append-only, idempotent by `(tenant, id)`, listed newest first with keyset
-//! pagination. The body is the finding's JSON; the filter columns sit beside it.
+//! pagination. A review-only model finding is not stored while its model's review queue is
+//! full (see `models::MAX_REVIEW_ITEMS`). The body is the finding's JSON; the filter columns sit beside it.
 
 use crate::{Store, StoreError};
 use antibody_core::{Finding, TenantId, TimestampMs};
 use rusqlite::types::Value;
 use rusqlite::{params_from_iter, Connection, OptionalExtension, Transaction};
+use std::collections::HashMap;
 
 /// Rows returned by one list call at most.
 pub const MAX_LIMIT: usize = 1000;
@@ -137,13 +139,33 @@ pub(crate) fn insert_findings(
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?;
     let mut inserted = 0;
+    // Room left in each (tenant, model) review queue this batch touches.
+    let mut room: HashMap<(&str, &str), usize> = HashMap::new();
     for f in findings {
         check_finite(f)?;
+        let review = if crate::models::is_review_only(f) {
+            let key = (f.tenant.as_str(), f.kind.as_str());
+            let left = match room.get(&key) {
+                Some(&left) => left,
+                None => crate::models::review_room(tx, &f.tenant, &f.kind)?,
+            };
+            room.insert(key, left);
+            if left == 0 {
+                continue;
+            }
+            Some((key, left))
+        } else {
+            None
+        };
         let body = serde_json::to_string(f).map_err(|source| StoreError::Encode {
             what: format!("finding {}", f.id),
             source,
         })?;
-        inserted += stmt.execute((f.tenant.as_str(), &f.id, f.ts, &f.entity, &f.kind, &body))?;
+        let n = stmt.execute((f.tenant.as_str(), &f.id, f.ts, &f.entity, &f.kind, &body))?;
+        if let Some((key, left)) = review {
+            room.insert(key, left - n.min(1));
+        }
+        inserted += n;
     }
     Ok(inserted)
 }

@@ -7,7 +7,7 @@
 
 use crate::error::StoreError;
 use crate::store::Store;
-use antibody_core::{Finding, TenantId};
+use antibody_core::{Finding, Severity, TenantId};
 use rusqlite::{params, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
@@ -46,6 +46,41 @@ pub struct ModelLabel {
 }
 
 const RECORD_COLUMNS: &str = "body";
+
+/// Unlabelled review-only findings (unreported, marked for review) kept per tenant and
+/// model: one full page of the queue. The engine bounds them per minute; this bounds them
+/// in all, for a model nobody labels. While a queue is full its model's new review-only
+/// findings are not stored (each label makes room for one); reported findings always are.
+pub const MAX_REVIEW_ITEMS: usize = crate::findings::MAX_LIMIT;
+
+/// The SQL form of [`is_review_only`] over `f`, as the partial index `findings_review`
+/// states it (schema migration 5).
+const REVIEW_ONLY: &str = "json_extract(f.body, '$.evidence.review') = 1
+    AND json_extract(f.body, '$.severity') = 'info'";
+
+/// A model finding the engine emitted only for the review queue.
+pub(crate) fn is_review_only(f: &Finding) -> bool {
+    f.kind.starts_with("model:")
+        && f.severity == Severity::Info
+        && f.evidence.get("review") == Some(&serde_json::Value::Bool(true))
+}
+
+/// How many more review-only findings the queue of model finding kind `kind` takes.
+pub(crate) fn review_room(
+    conn: &rusqlite::Connection,
+    tenant: &TenantId,
+    kind: &str,
+) -> Result<usize, StoreError> {
+    let n: i64 = conn
+        .prepare_cached(&format!(
+            "SELECT COUNT(*) FROM findings f
+             WHERE f.tenant = ?1 AND f.kind = ?2 AND {REVIEW_ONLY}
+               AND NOT EXISTS (SELECT 1 FROM model_labels l
+                               WHERE l.tenant = f.tenant AND l.finding = f.id)"
+        ))?
+        .query_row((tenant.as_str(), kind), |r| r.get(0))?;
+    Ok(MAX_REVIEW_ITEMS.saturating_sub(usize::try_from(n).unwrap_or(usize::MAX)))
+}
 
 impl Store {
     /// The next free version number of `name` for the tenant.
@@ -330,5 +365,81 @@ mod tests {
         assert_eq!(s.model_labels(&t, "m", 0).unwrap(), vec![label]);
         assert!(s.model_labels(&t, "m", 101).unwrap().is_empty());
         assert!(s.review_queue(&TenantId::new("u"), 10).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_review_queue_nobody_labels_stops_growing() {
+        let s = Store::open_in_memory().unwrap();
+        let t = TenantId::new("t");
+        let review = |id: &str, ts: i64, kind: &str, severity: Severity| {
+            let mut f = finding(&t, id, ts, "e", kind);
+            f.severity = severity;
+            f.evidence.insert("review".into(), true.into());
+            f
+        };
+        let batch = |from: usize, to: usize| -> Vec<Finding> {
+            (from..to)
+                .map(|i| review(&format!("f-{i:x}-0"), i as i64, "model:m", Severity::Info))
+                .collect()
+        };
+        let queued = |kind: &str| {
+            s.review_queue(&t, 10 * MAX_REVIEW_ITEMS)
+                .unwrap()
+                .into_iter()
+                .filter(|f| f.kind == kind && f.severity == Severity::Info)
+                .count()
+        };
+        assert_eq!(s.insert_findings(&batch(0, 10)).unwrap(), 10);
+        // A replayed batch counts each finding once.
+        assert_eq!(s.insert_findings(&batch(0, 10)).unwrap(), 0);
+        let n = MAX_REVIEW_ITEMS + 5;
+        assert_eq!(
+            s.insert_findings(&batch(10, n)).unwrap(),
+            MAX_REVIEW_ITEMS - 10
+        );
+        assert_eq!(queued("model:m"), MAX_REVIEW_ITEMS);
+        // Full: the next one is dropped; reported findings and other models are not bounded.
+        let more = [
+            review("g-1", 9_000, "model:m", Severity::Info),
+            review("g-2", 9_000, "model:m", Severity::Medium),
+            review("g-3", 9_000, "model:n", Severity::Info),
+        ];
+        assert_eq!(s.insert_findings(&more).unwrap(), 2);
+        assert_eq!(queued("model:m"), MAX_REVIEW_ITEMS);
+        assert_eq!(queued("model:n"), 1);
+        // A label makes room for one more.
+        let label = ModelLabel {
+            finding: "f-0-0".into(),
+            model: "m".into(),
+            threat: false,
+            threat_type: None,
+            features: Default::default(),
+            actor: "k1".into(),
+            ts: 100,
+        };
+        s.put_model_label(&t, &label).unwrap();
+        assert_eq!(s.insert_findings(&more[..1]).unwrap(), 1);
+        assert_eq!(s.insert_findings(&batch(n, n + 1)).unwrap(), 0);
+        assert_eq!(queued("model:m"), MAX_REVIEW_ITEMS);
+    }
+
+    #[test]
+    fn the_review_bound_reads_its_partial_index() {
+        let s = Store::open_in_memory().unwrap();
+        let plan: Vec<String> = s
+            .read(|conn| {
+                let sql = format!(
+                    "EXPLAIN QUERY PLAN SELECT COUNT(*) FROM findings f
+                     WHERE f.tenant = 't' AND f.kind = 'model:m' AND {REVIEW_ONLY}"
+                );
+                let mut stmt = conn.prepare(&sql)?;
+                let rows = stmt.query_map([], |r| r.get::<_, String>(3))?;
+                Ok(rows.collect::<Result<Vec<_>, _>>()?)
+            })
+            .unwrap();
+        assert!(
+            plan.iter().any(|p| p.contains("findings_review")),
+            "{plan:?}"
+        );
     }
 }

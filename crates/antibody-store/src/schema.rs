@@ -129,6 +129,14 @@ const MIGRATIONS: &[&str] = &[
     ) STRICT;
     CREATE INDEX model_labels_model ON model_labels (tenant, model, ts);
     ",
+    // 5: review-only model findings (unreported, marked for review), for the queue's bound
+    // per tenant and model (see `models::MAX_REVIEW_ITEMS`). The terms must match
+    // `models::REVIEW_ONLY` for SQLite to use the index.
+    "
+    CREATE INDEX findings_review ON findings (tenant, kind, ts DESC, id DESC)
+        WHERE json_extract(body, '$.evidence.review') = 1
+          AND json_extract(body, '$.severity') = 'info';
+    ",
 ];
 
 /// The schema version this build writes.

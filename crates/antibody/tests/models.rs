@@ -348,6 +348,69 @@ fn a_trained_model_detects_learns_from_labels_and_is_promoted_and_rolled_back() 
 }
 
 #[test]
+fn a_label_on_a_metric_beyond_f32_does_not_block_retraining() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bundle = train(tmp.path());
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let config = tmp.path().join("antibody.toml");
+    std::fs::write(&config, "[models]\nretrain_min_labels = 2\n").unwrap();
+    let s = TestServer::start_in(&data, &["--config", config.to_str().unwrap()]);
+    let r = s.post_json("/v1/models", ADMIN_KEY, &upload_body(&bundle, json!({})));
+    assert_eq!(r.status, 201, "{}", r.text());
+
+    // Threat rows, the first with an API call count that is finite but beyond f32.
+    let (ndjson, _) = events_where(tmp.path(), 200, "31", 1.0, |threat| threat);
+    let mut lines: Vec<Value> = ndjson
+        .lines()
+        .take(20)
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    lines[0]["entity"] = json!("agent-huge");
+    lines[0]["metrics"]["api_calls_count"] = json!(1e39);
+    let body: Vec<String> = lines.iter().map(Value::to_string).collect();
+    assert_eq!(s.post_ndjson(ADMIN_KEY, &body.join("\n")).status, 202);
+    let huge = eventually(Duration::from_secs(20), || {
+        let r = s.get("/v1/findings?entity=agent-huge", ADMIN_KEY);
+        r.json()["items"].as_array()?.first().cloned()
+    });
+    // Every feature is a number the label can carry (an infinite one was stored as null).
+    let features = huge["evidence"]["features"].as_object().unwrap();
+    assert!(features.values().all(Value::is_number), "{features:?}");
+    let other = eventually(Duration::from_secs(20), || {
+        let r = s.get("/v1/findings?kind=model:agents&limit=50", ADMIN_KEY);
+        let items = r.json()["items"].as_array()?.clone();
+        items.into_iter().find(|f| f["entity"] != "agent-huge")
+    });
+
+    let mut retraining = false;
+    for f in [&huge, &other] {
+        let body = json!({"finding": f["id"], "label": "true_positive"}).to_string();
+        let r = s.post_json("/v1/feedback", ADMIN_KEY, &body);
+        assert_eq!(r.status, 202, "{}", r.text());
+        retraining |= r.json()["retraining"] == true;
+    }
+    assert!(retraining, "2 labels reach retrain_min_labels");
+    let kinds = eventually(Duration::from_secs(60), || {
+        let audit = s.get("/v1/audit?limit=1000", ADMIN_KEY).json();
+        let kinds: Vec<String> = audit["items"]
+            .as_array()?
+            .iter()
+            .filter_map(|e| e["record"]["kind"].as_str().or(e["kind"].as_str()))
+            .filter(|k| k.starts_with("model_retrain"))
+            .map(str::to_owned)
+            .collect();
+        (!kinds.is_empty()).then_some(kinds)
+    });
+    assert_eq!(kinds, ["model_retrain"]);
+    let m = models(&s, ADMIN_KEY);
+    let v2 = m.iter().find(|m| m["id"] == "agents-v2").unwrap();
+    assert_eq!(v2["slot"], "shadow");
+    assert_eq!(v2["info"]["lineage"]["labels"], 2);
+    assert_eq!(v2["info"]["lineage"]["skipped_labels"], 0);
+}
+
+#[test]
 fn drifted_inputs_raise_model_drift_and_survive_in_metrics() {
     let tmp = tempfile::tempdir().unwrap();
     let bundle = train(tmp.path());

@@ -1,5 +1,6 @@
 //! A tenant's own ONNX model served like a built-in one (`--features onnx`): uploaded with a
-//! feature mapping, it reports findings with occlusion contributions; hostile files are refused.
+//! feature mapping, it reports findings with occlusion contributions; hostile files are refused;
+//! labels on its findings never claim or start a retrain (only ensembles can be retrained).
 #![cfg(feature = "onnx")]
 
 mod common;
@@ -56,4 +57,31 @@ fn an_uploaded_onnx_model_reports_and_explains() {
     assert!(top["a"].as_f64().unwrap() > 0.9, "{top:?}");
     let r = s.get("/v1/findings?entity=h2", ADMIN_KEY);
     assert!(r.json()["items"].as_array().unwrap().is_empty());
+}
+
+#[test]
+fn labels_on_an_onnx_model_never_claim_a_retrain() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("antibody.toml");
+    std::fs::write(&config, "[models]\nretrain_min_labels = 1\n").unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let s = TestServer::start_in(&data, &["--config", config.to_str().unwrap()]);
+    let r = s.post_json("/v1/models", ADMIN_KEY, &upload(&fixture("logreg.onnx")));
+    assert_eq!(r.status, 201, "{}", r.text());
+    let events = "{\"entity\":\"h1\",\"kind\":\"net\",\"metrics\":{\"a\":10,\"b\":0,\"c\":0}}\n\
+                  {\"entity\":\"h3\",\"kind\":\"net\",\"metrics\":{\"a\":12,\"b\":0,\"c\":0}}\n";
+    assert_eq!(s.post_ndjson(ADMIN_KEY, events).status, 202);
+    let found = eventually(Duration::from_secs(10), || {
+        let r = s.get("/v1/findings?kind=model:custom", ADMIN_KEY);
+        let items = r.json()["items"].as_array()?.clone();
+        (items.len() == 2).then_some(items)
+    });
+    // Past `retrain_min_labels`: the labels are taken, no retrain is claimed.
+    for f in &found {
+        let body = json!({"finding": f["id"], "label": "true_positive"}).to_string();
+        let r = s.post_json("/v1/feedback", ADMIN_KEY, &body);
+        assert_eq!(r.status, 202, "{}", r.text());
+        assert_eq!(r.json()["retraining"], false, "{}", r.text());
+    }
 }

@@ -26,7 +26,7 @@
 //! | 16 | `activity_score` | `(r_api / 100 + r_net / 50 + r_file / 10) / 3` — each rate over a busy-normal level, averaged |
 //! | 17 | `suspicion_score` | `0.3 (1 − query_diversity) + 0.3 error_rate + 0.2 is_night + 0.2 (1 − success_rate)` — a hand-weighted prior |
 
-use super::{parse_number, FieldError, RawRow};
+use super::{parse_number, saturate, FieldError, RawRow};
 use serde::{Deserialize, Serialize};
 
 /// Bumped whenever a formula above changes, so old models refuse to load.
@@ -197,7 +197,7 @@ impl AgentBehavior {
             suspicion,
         ];
         for (o, v) in out.iter_mut().zip(values) {
-            *o = v as f32;
+            *o = saturate(v);
         }
     }
 }
@@ -243,6 +243,22 @@ mod tests {
         assert!(close(out[16], (0.53 + 0.36 + 0.9) / 3.0));
         let susp = 0.3 * 0.3 + 0.3 * (2.0 / 54.0) + 0.2 + 0.2 * 0.04;
         assert!(close(out[17], susp));
+    }
+
+    #[test]
+    fn numbers_beyond_f32_saturate_to_finite_features() {
+        // Finite as f64, beyond f32: api_calls_per_min, cpu and cpu × memory overflow.
+        let mut raw = sample();
+        raw.api_calls_count = 1e39;
+        raw.cpu_usage_percent = 1e300;
+        let mut out = [0f32; 18];
+        AgentBehavior::default().extract_raw(&raw, &mut out);
+        assert!(out.iter().all(|v| v.is_finite()), "{out:?}");
+        assert_eq!((out[0], out[4], out[6]), (f32::MAX, f32::MAX, f32::MAX));
+        // Features the huge inputs do not reach are what the ordinary formulas give.
+        let mut plain = [0f32; 18];
+        AgentBehavior::default().extract_raw(&sample(), &mut plain);
+        assert_eq!(out[8..16], plain[8..16]);
     }
 
     #[test]

@@ -165,6 +165,15 @@ pub(crate) fn parse_number(s: &str) -> std::result::Result<f64, String> {
     }
 }
 
+/// `v` as a feature, saturated to the finite `f32` range. A number can be finite as `f64`
+/// (1e39) and still overflow `f32`: an infinite feature is stored as `null` in a finding's
+/// evidence and makes the row useless as a label, so it becomes `f32::MAX` instead, which
+/// the trees route like the infinity. Values in range convert exactly as `as f32` does; NaN
+/// (a missing value) stays NaN.
+pub(crate) fn saturate(v: f64) -> f32 {
+    v.clamp(f64::from(f32::MIN), f64::from(f32::MAX)) as f32
+}
+
 pub(crate) fn truncate(s: &str, max: usize) -> &str {
     match s.char_indices().nth(max) {
         Some((i, _)) => &s[..i],
@@ -202,5 +211,16 @@ mod tests {
         assert!(parse_number("").unwrap_err().contains("empty"));
         assert!(parse_number("abc").unwrap_err().contains("`abc`"));
         assert!(parse_number("NaN").unwrap_err().contains("finite"));
+    }
+
+    #[test]
+    fn saturate_keeps_f32_values_and_caps_overflow() {
+        for v in [0.0, -1.5, 1e-40, 3.4e38, f64::from(f32::MAX), 0.1] {
+            assert_eq!(saturate(v).to_bits(), (v as f32).to_bits(), "{v}");
+        }
+        assert_eq!(saturate(1e39), f32::MAX);
+        assert_eq!(saturate(-1e300), f32::MIN);
+        assert_eq!(saturate(f64::INFINITY), f32::MAX);
+        assert!(saturate(f64::NAN).is_nan());
     }
 }

@@ -7,7 +7,7 @@
 //! (`name=level`, an unseen level is all zeros); wider ones are ordinal (the level's rank,
 //! unseen = number of levels), which trees split as well as one-hot at a fraction of the width.
 
-use super::{parse_number, truncate, FieldError, RawRow};
+use super::{parse_number, saturate, truncate, FieldError, RawRow};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
@@ -153,9 +153,9 @@ impl TabularSpec {
             match &c.kind {
                 ColumnKind::Numeric if raw.trim().is_empty() => slots[0] = f32::NAN,
                 ColumnKind::Numeric => {
-                    slots[0] = parse_number(raw)
-                        .map_err(|message| FieldError { input: i, message })?
-                        as f32;
+                    slots[0] = saturate(
+                        parse_number(raw).map_err(|message| FieldError { input: i, message })?,
+                    );
                 }
                 ColumnKind::Categorical { levels, encoding } => {
                     let code = lookup.get(raw.trim()).copied();
@@ -264,6 +264,18 @@ mod tests {
             .extract(["x", "tcp", "s1"].as_slice(), &mut out)
             .unwrap_err();
         assert_eq!(err.input, 0);
+    }
+
+    #[test]
+    fn numbers_beyond_f32_saturate_to_finite_features() {
+        let s = spec();
+        let mut out = [0f32; 5];
+        s.extract(["1e39", "udp", "s0"].as_slice(), &mut out)
+            .unwrap();
+        assert_eq!(out[0], f32::MAX);
+        s.extract(["-1e300", "udp", "s0"].as_slice(), &mut out)
+            .unwrap();
+        assert_eq!(out[0], f32::MIN);
     }
 
     #[test]
