@@ -782,18 +782,6 @@ impl Model {
             sample,
         })
     }
-
-    /// Refuses to serve rows of another schema (e.g. a detector configured for one).
-    pub fn ensure_schema(&self, schema_hash: &str, context: &str) -> Result<()> {
-        if self.manifest.schema_hash == schema_hash {
-            return Ok(());
-        }
-        Err(MlError::SchemaMismatch {
-            expected: self.manifest.schema_hash.clone(),
-            found: schema_hash.into(),
-            context: context.into(),
-        })
-    }
 }
 
 /// Checks a manifest's format, version and schema hash; `bad` wraps other refusals.
@@ -1046,12 +1034,6 @@ pub(crate) mod tests {
                 m.ensemble.score_row(ds.row(i))
             );
         }
-        assert!(back.ensure_schema(&m.manifest.schema_hash, "test").is_ok());
-        let err = back
-            .ensure_schema("abc", "the detector config")
-            .unwrap_err();
-        assert!(err.to_string().contains("the detector config"), "{err}");
-
         edit_manifest(dir.path(), |v| v["format_version"] = 99.into());
         let err = Model::load(dir.path()).unwrap_err();
         assert!(
