@@ -15,8 +15,10 @@
 //!   uncertainty of at least [`UNCERTAIN`], is low-confidence: a reported one is marked
 //!   `review`; an unreported one becomes an `info` finding marked `review` that joins no
 //!   incident. At most [`REVIEW_PER_MINUTE`] per binding and partition per minute of event
-//!   time, so a confused model cannot flood the queue; the budget only rolls forward (a late
-//!   event draws on the newest minute seen), so out-of-order timestamps cannot reset it.
+//!   time, so a confused model cannot flood the queue. Each of the newest
+//!   [`BUDGET_MINUTES`] minutes keeps its own count, so out-of-order timestamps cannot reset
+//!   one and a single future-dated event takes only its own minute's budget; an event older
+//!   than every kept minute draws on the oldest kept one.
 //! - **Shadow.** A shadow binding is scored on the same events and never reports; its
 //!   agreement with the active binding of the same name is counted.
 //! - **Sequences.** A model with a sequence part ([`Scorer::sequence_len`]) also scores each
@@ -44,6 +46,8 @@ type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState
 pub const UNCERTAIN: f32 = 0.1;
 /// Review items per binding and partition per minute of event time at most.
 pub const REVIEW_PER_MINUTE: u32 = 30;
+/// Minutes of event time whose review counts a binding's budget keeps.
+pub const BUDGET_MINUTES: usize = 64;
 /// Bounds of a binding's drift window (rows per partition): below a few hundred rows PSI is
 /// mostly noise (see `antibody_ml::drift`).
 pub const MIN_DRIFT_WINDOW: usize = 200;
@@ -310,8 +314,8 @@ pub(crate) struct EventOut<'a> {
 pub(crate) struct ModelRuntime {
     set: Arc<ModelSet>,
     stats: HashMap<Key, ModelStats>,
-    /// `(newest minute seen, items)` of each binding's review budget.
-    budget: HashMap<Key, (i64, u32)>,
+    /// Review items per minute of event time, the newest [`BUDGET_MINUTES`], per binding.
+    budget: HashMap<Key, BTreeMap<i64, u32>>,
     fields: Vec<String>,
     /// Feature rows of the current batch, per binding.
     rows: Vec<Vec<f32>>,
@@ -575,18 +579,26 @@ impl ModelRuntime {
         stats.agreed += u64::from(active_reports == shadow_reports);
     }
 
-    /// The budget only rolls forward: an event older than the newest minute seen is charged
-    /// to that minute, or events alternating between two minutes would reset it every time.
+    /// Charges one review item to the event's minute: each kept minute has its own count,
+    /// so neither alternating nor future-dated timestamps reset or exhaust another minute's.
+    /// Once [`BUDGET_MINUTES`] are kept, an older minute cannot be reopened: its event draws
+    /// on the oldest kept minute.
     fn take_review_budget(&mut self, k: Key, ts: TimestampMs) -> bool {
-        let minute = ts.div_euclid(60_000);
-        let slot = self.budget.entry(k).or_insert((minute, 0));
-        if minute > slot.0 {
-            *slot = (minute, 0);
+        let minutes = self.budget.entry(k).or_default();
+        let mut minute = ts.div_euclid(60_000);
+        if let Some((&oldest, _)) = minutes.first_key_value() {
+            if minutes.len() >= BUDGET_MINUTES && minute < oldest {
+                minute = oldest;
+            }
         }
-        if slot.1 >= REVIEW_PER_MINUTE {
+        let count = minutes.entry(minute).or_insert(0);
+        if *count >= REVIEW_PER_MINUTE {
             return false;
         }
-        slot.1 += 1;
+        *count += 1;
+        if minutes.len() > BUDGET_MINUTES {
+            minutes.pop_first();
+        }
         true
     }
 }
@@ -1025,28 +1037,33 @@ mod tests {
     }
 
     #[test]
-    fn late_events_cannot_reset_the_review_budget() {
+    fn out_of_order_and_future_timestamps_cannot_reset_or_exhaust_the_review_budget() {
         let mut p = partition(vec![binding("m1", Slot::Active)]);
-        let minute = |m: i64, i: usize| {
+        let at = |m: i64, i: usize| {
             let (off, mut ev) = event(i, Some(45.0), "vitals");
             ev.ts = 1_800_000_000_000 + m * 60_000 + i as i64;
             (off, ev)
         };
-        // Alternating between a minute and the one before it: the late ones join the newer.
-        let events: Vec<_> = (0..100).map(|i| minute(1 - (i % 2) as i64, i)).collect();
-        let mut out = Outputs::default();
-        p.on_events(&events, &mut out);
-        assert_eq!(out.findings.len(), REVIEW_PER_MINUTE as usize);
-        // A late event in a later batch still cannot reopen its own minute…
-        let mut out = Outputs::default();
-        p.on_events(&[minute(0, 100)], &mut out);
-        assert!(out.findings.is_empty());
-        // …the next minute opens a fresh budget, which late events then draw on.
-        p.on_events(&[minute(2, 101)], &mut out);
-        assert_eq!(out.findings.len(), 1);
-        let rest: Vec<_> = (102..180).map(|i| minute(i as i64 % 3, i)).collect();
-        p.on_events(&rest, &mut out);
-        assert_eq!(out.findings.len(), REVIEW_PER_MINUTE as usize);
+        let reviews = |p: &mut Partition, events: &[(u64, Event)]| {
+            let mut out = Outputs::default();
+            p.on_events(events, &mut out);
+            out.findings.len()
+        };
+        // Alternating between two minutes: each keeps its own count, neither resets.
+        let events: Vec<_> = (0..200).map(|i| at(1 - (i % 2) as i64, i)).collect();
+        assert_eq!(reviews(&mut p, &events), 2 * REVIEW_PER_MINUTE as usize);
+        assert_eq!(reviews(&mut p, &[at(0, 200)]), 0);
+        // A day-ahead event takes its own minute's budget, not the present one's.
+        assert_eq!(reviews(&mut p, &[at(24 * 60, 201)]), 1);
+        let now: Vec<_> = (300..400).map(|i| at(2, i)).collect();
+        assert_eq!(reviews(&mut p, &now), REVIEW_PER_MINUTE as usize);
+        // Once BUDGET_MINUTES are kept, older minutes cannot be reopened.
+        for m in 3..3 + BUDGET_MINUTES as i64 {
+            reviews(&mut p, &[at(m, 400 + m as usize)]);
+        }
+        // They draw on the oldest kept minute, which already holds one item.
+        let old: Vec<_> = (500..600).map(|i| at(0, i)).collect();
+        assert_eq!(reviews(&mut p, &old), REVIEW_PER_MINUTE as usize - 1);
     }
 
     #[test]
