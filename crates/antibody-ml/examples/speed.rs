@@ -166,4 +166,19 @@ fn main() {
         t / full.len() as f64 * 1e6
     );
     println!("training the sequence model, 8,000 windows: {seq_train_s:>5.2} s");
+    // What the engine does for a reported row of a model with a sequence part: the whole
+    // ensemble with its explanation, then the GRU over the entity's last 10 rows.
+    let t = best(10, || {
+        for w in &full {
+            let steps: Vec<&[f32]> = w.iter().map(|&r| &x[r * NF..(r + 1) * NF]).collect();
+            if let Some(newest) = steps.last() {
+                black_box(ensemble.explain(newest, &mut scratch));
+            }
+            black_box(seq.predict(&steps, &mut attention));
+        }
+    });
+    println!(
+        "whole ensemble + explanation + sequence window, row: {:>6.2} µs",
+        t / full.len() as f64 * 1e6
+    );
 }
