@@ -63,9 +63,10 @@ pub const MAX_COMPILED_SLOTS: usize = 1 << 21;
 /// leaf). Steps that miss the cache cost up to ~4 ns: 0.15–0.3 ms a row at the cap (forests
 /// of depth 5–10, every row scored in full), against ~16 µs for the defaults.
 pub const MAX_ROW_STEPS: usize = 1 << 16;
-/// Values in the boosters' TreeSHAP leaf tables (8 bytes each: 32 MB at the cap, built in
-/// about 0.1 s).
-pub const MAX_SHAP_TABLE_VALUES: usize = 1 << 22;
+/// Values in the boosters' TreeSHAP leaf tables (8 bytes each: 64 MB at the cap, built in
+/// about 0.2 s). The defaults with every tree full and [`MAX_TYPES`] type classes need
+/// ~7.8 M (1,024 a depth-4 tree), so any data `antibody train` takes with its defaults fits.
+pub const MAX_SHAP_TABLE_VALUES: usize = 1 << 23;
 /// Work of explaining one row: the detector's TreeSHAP plus the costliest type's (see
 /// [`crate::shap::ShapCost::row_work`]): ~3 ns a unit, tables or walk, so ~0.2 ms a row at
 /// the cap against ~17 µs for the defaults.
@@ -1167,7 +1168,7 @@ pub(crate) mod tests {
         let e = err(&padded, &[&padded, &padded]);
         assert!(e.contains("MAX_COMPILED_SLOTS"), "{e}");
         // Full depth-6 trees over six features tabulate 64 leaves × 2⁶ × 6 values each.
-        let full = vec![vec![complete(6, 6); 90]];
+        let full = vec![vec![complete(6, 6); 180]];
         let e = err(&trained_detector, &[&full, &full]);
         assert!(e.contains("MAX_SHAP_TABLE_VALUES"), "{e}");
         // Chains over seven features are walked: 267 units each.
@@ -1257,6 +1258,20 @@ pub(crate) mod tests {
         assert!(c.steps < MAX_ROW_STEPS / 4, "{c:?}");
         assert!(c.table_values < MAX_SHAP_TABLE_VALUES / 4, "{c:?}");
         assert!(c.explain_work < MAX_EXPLAIN_WORK / 4, "{c:?}");
+    }
+
+    #[test]
+    fn the_defaults_fit_the_explaining_caps_with_every_tree_full_and_every_type_class() {
+        // A complete tree of the default depth whose every path splits on distinct features:
+        // the most a tree of that depth can cost TreeSHAP.
+        let depth = TrainConfig::default().gbt.max_depth;
+        let full = crate::shap::shap_cost(&complete(depth, depth));
+        assert_eq!(full.table_values, 1024);
+        let cfg = TrainConfig::default();
+        let types = cfg.types.as_ref().unwrap();
+        let trees = (1 + cfg.folds) * cfg.gbt.rounds + MAX_TYPES * types.rounds;
+        assert!(trees * full.table_values <= MAX_SHAP_TABLE_VALUES);
+        assert!((cfg.gbt.rounds + types.rounds) * full.row_work <= MAX_EXPLAIN_WORK);
     }
 
     #[test]

@@ -238,6 +238,18 @@ fn outer_add(m: &mut [f64], g: &[f64], x: &[f64]) {
     }
 }
 
+/// Refuses, before any training, sequence settings whose model over `n_features` inputs
+/// could not be loaded (the same caps as [`SequenceModel::validate`]).
+pub fn check_params(n_features: usize, params: &SeqParams) -> Result<(), String> {
+    checked_layout(
+        n_features,
+        params.hidden.max(1),
+        params.attention.max(1),
+        params.window,
+    )
+    .map(drop)
+}
+
 impl SequenceModel {
     /// The layout, when the stored weights and standardiser fit the sizes (always, once
     /// [`SequenceModel::validate`] passed; the size fields are public).

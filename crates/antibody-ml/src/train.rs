@@ -21,7 +21,7 @@ use crate::model::{
     MAX_TYPES, NO_TYPE,
 };
 use crate::rng::Rng;
-use crate::seq::{windows, SeqParams, SequenceModel};
+use crate::seq::{check_params, windows, SeqParams, SequenceModel};
 use crate::tree::{ForestCost, MAX_TREES, MAX_TREE_DEPTH};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -192,10 +192,18 @@ pub fn train(ds: &Dataset, cfg: &TrainConfig, progress: &mut dyn Progress) -> Re
     if !ds.has_labels() {
         return Err(MlError::Data("training needs labels".into()));
     }
+    let seq_params = cfg.sequence.as_ref().filter(|_| !ds.entities.is_empty());
+    if let Some(p) = seq_params {
+        // Before the ensemble: a refusal should not wait for minutes of training.
+        check_params(ds.n_features, p).map_err(|e| {
+            MlError::Config(format!(
+                "{e}; train without --entity, or on fewer features, for this data"
+            ))
+        })?;
+    }
     let parts = ds.stratified_split(&[1.0 - cfg.test_fraction, cfg.test_fraction], cfg.seed);
     let (tr, te) = (ds.subset(&parts[0]), ds.subset(&parts[1]));
     let mut ensemble = fit(&tr, cfg, progress)?;
-    let seq_params = cfg.sequence.as_ref().filter(|_| !ds.entities.is_empty());
     if let Some(p) = seq_params {
         ensemble.sequence = Some(fit_sequence(ds, &parts[0], cfg.seed, p, progress)?);
     }
@@ -677,6 +685,48 @@ pub(crate) mod tests {
         assert!(e.contains("isolation forest"), "{e}");
         // The defaults fit even with the most type classes a model may have.
         TrainConfig::default().check_cost(MAX_TYPES).unwrap();
+    }
+
+    #[test]
+    fn a_sequence_part_too_wide_to_load_is_refused_before_training() {
+        // 18 features repeated to 270: the default GRU's window then costs more than a
+        // loaded model may, which must be said before the ensemble trains, not after.
+        let narrow = generated_with(200, 4, true);
+        let wide = 15 * narrow.n_features;
+        let mut ds = Dataset {
+            n_features: wide,
+            x: narrow
+                .x
+                .chunks_exact(narrow.n_features)
+                .flat_map(|row| row.repeat(15))
+                .collect(),
+            ..narrow.clone()
+        };
+        assert!(!ds.entities.is_empty());
+        let mut stages = Vec::new();
+        struct Stages<'a>(&'a mut Vec<String>);
+        impl Progress for Stages<'_> {
+            fn stage(&mut self, name: &str, _: u64) {
+                self.0.push(name.to_string());
+            }
+            fn step(&mut self) {}
+        }
+        let cfg = TrainConfig {
+            sequence: Some(SeqParams::default()),
+            ..quick()
+        };
+        let err = train(&ds, &cfg, &mut Stages(&mut stages))
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(
+            err.contains("MAX_SEQUENCE_WORK") && err.contains("--entity"),
+            "{err}"
+        );
+        assert!(stages.is_empty(), "trained before refusing: {stages:?}");
+        // Without entities the same rows train.
+        ds.entities.clear();
+        train(&ds, &quick(), &mut NoProgress).unwrap();
     }
 
     #[test]
