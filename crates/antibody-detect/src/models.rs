@@ -328,6 +328,8 @@ pub(crate) struct ModelRuntime {
 
 /// Bindings are told apart by tenant and registry id (ids are per tenant).
 type Key = (TenantId, String);
+/// Per binding, `(minute, review items)` of its kept minutes: a snapshot's third section.
+pub(crate) type ReviewBudgets = Vec<(Key, Vec<(i64, u32)>)>;
 
 fn key(b: &ModelBinding) -> Key {
     (b.tenant.clone(), b.id.clone())
@@ -583,6 +585,30 @@ impl ModelRuntime {
     /// so neither alternating nor future-dated timestamps reset or exhaust another minute's.
     /// Once [`BUDGET_MINUTES`] are kept, an older minute cannot be reopened: its event draws
     /// on the oldest kept minute.
+    /// Every binding's review counts, sorted, for a snapshot: restored, a replay decides
+    /// review items exactly as the first run did.
+    pub(crate) fn review_budgets(&self) -> ReviewBudgets {
+        let mut all: ReviewBudgets = self
+            .budget
+            .iter()
+            .map(|(k, m)| (k.clone(), m.iter().map(|(&m, &c)| (m, c)).collect()))
+            .collect();
+        all.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        all
+    }
+
+    /// Restores [`ModelRuntime::review_budgets`]; `set_models` later drops unbound ones.
+    /// A list longer than [`BUDGET_MINUTES`] (a corrupt snapshot) keeps its newest minutes.
+    pub(crate) fn restore_review_budgets(&mut self, budgets: ReviewBudgets) {
+        for (k, minutes) in budgets {
+            let mut kept: BTreeMap<i64, u32> = minutes.into_iter().collect();
+            while kept.len() > BUDGET_MINUTES {
+                kept.pop_first();
+            }
+            self.budget.insert(k, kept);
+        }
+    }
+
     fn take_review_budget(&mut self, k: Key, ts: TimestampMs) -> bool {
         let minutes = self.budget.entry(k).or_default();
         let mut minute = ts.div_euclid(60_000);
@@ -1234,6 +1260,36 @@ mod tests {
         let mut other = Outputs::default();
         forgetful.on_events(&events[3..], &mut other);
         assert_ne!(model_findings(&other), model_findings(&expected)[1..]);
+    }
+
+    #[test]
+    fn the_review_budget_survives_a_snapshot() {
+        let same_minute = |range: std::ops::Range<usize>| -> Vec<_> {
+            range
+                .map(|i| {
+                    let (off, mut ev) = event(i, Some(45.0), "vitals");
+                    ev.ts = 1_800_000_000_000 + i as i64;
+                    (off, ev)
+                })
+                .collect()
+        };
+        let mut p = partition(vec![binding("m1", Slot::Active)]);
+        let mut out = Outputs::default();
+        p.on_events(&same_minute(0..20), &mut out);
+        assert_eq!(out.findings.len(), 20);
+        let bytes = p.snapshot().unwrap();
+        let mut restored = Partition::restore(
+            Arc::new(EngineConfig::default()),
+            Arc::new(RuleSet::compile(&[]).unwrap()),
+            &bytes,
+        )
+        .unwrap();
+        restored.set_models(Arc::new(ModelSet::new(vec![binding("m1", Slot::Active)])));
+        assert_eq!(restored.snapshot().unwrap(), bytes, "restore is lossless");
+        let mut after = Outputs::default();
+        restored.on_events(&same_minute(20..100), &mut after);
+        // What the minute had left, as an uninterrupted run would: not a fresh budget.
+        assert_eq!(after.findings.len(), REVIEW_PER_MINUTE as usize - 20);
     }
 
     #[test]

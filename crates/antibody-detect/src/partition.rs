@@ -9,7 +9,7 @@
 use crate::baseline::{score, MetricBaseline};
 use crate::config::EngineConfig;
 use crate::correlate::OpenIncident;
-use crate::models::{EventOut, History, ModelRuntime, ModelSet, ModelStats};
+use crate::models::{EventOut, History, ModelRuntime, ModelSet, ModelStats, ReviewBudgets};
 use antibody_core::{Event, Explanation, Finding, Incident, Severity, TenantId, TimestampMs};
 use antibody_rules::{RuleHit, RuleSet, RuleState};
 use serde::{Deserialize, Serialize};
@@ -172,6 +172,8 @@ pub struct SnapshotImage {
     tenants: Vec<(TenantId, SharedEntities)>,
     open: Vec<(TenantId, Box<str>)>,
     rules: RuleState,
+    /// The models' review budgets: the snapshot's third section.
+    budgets: ReviewBudgets,
     hint: Arc<AtomicUsize>,
 }
 
@@ -202,8 +204,9 @@ impl SnapshotImage {
         let buf = Vec::with_capacity(hint + hint / 8);
         let bytes = postcard::to_extend(&snap, buf)
             .map_err(|e| crate::EngineError::Snapshot(e.to_string()))?;
-        // Entity histories follow as a second section: a snapshot written before they
-        // existed simply ends here.
+        // Entity histories follow as a second section and review budgets as a third: a
+        // snapshot written before they existed simply ends early, and one without budgets
+        // ends after the histories (omitted too when both are empty).
         let histories: Histories<'_> = snap
             .tenants
             .iter()
@@ -213,11 +216,16 @@ impl SnapshotImage {
                     .map(move |(k, e)| (*t, *k, e.history.as_slice()))
             })
             .collect();
-        let bytes = if histories.is_empty() {
+        let bad = |e: postcard::Error| crate::EngineError::Snapshot(e.to_string());
+        let bytes = if histories.is_empty() && self.budgets.is_empty() {
             bytes
         } else {
-            postcard::to_extend(&histories, bytes)
-                .map_err(|e| crate::EngineError::Snapshot(e.to_string()))?
+            postcard::to_extend(&histories, bytes).map_err(bad)?
+        };
+        let bytes = if self.budgets.is_empty() {
+            bytes
+        } else {
+            postcard::to_extend(&self.budgets, bytes).map_err(bad)?
         };
         self.hint.store(bytes.len(), Relaxed);
         Ok(bytes)
@@ -654,6 +662,7 @@ impl Partition {
                 .collect(),
             open: self.open.iter().cloned().collect(),
             rules: self.rule_state.clone(),
+            budgets: self.models.review_budgets(),
             hint: Arc::clone(&self.snapshot_hint),
         }
     }
@@ -679,12 +688,18 @@ impl Partition {
     ) -> Result<Self, crate::EngineError> {
         let bad = |e: postcard::Error| crate::EngineError::Snapshot(e.to_string());
         let (snap, rest): (SnapshotV1, &[u8]) = postcard::take_from_bytes(bytes).map_err(bad)?;
-        let histories: OwnedHistories = if rest.is_empty() {
+        let (histories, rest): (OwnedHistories, &[u8]) = if rest.is_empty() {
+            (Vec::new(), rest)
+        } else {
+            postcard::take_from_bytes(rest).map_err(bad)?
+        };
+        let budgets: ReviewBudgets = if rest.is_empty() {
             Vec::new()
         } else {
             postcard::from_bytes(rest).map_err(bad)?
         };
         let mut p = Self::new(cfg, rules);
+        p.models.restore_review_budgets(budgets);
         p.metrics = snap.metrics;
         p.metrics.rebuild();
         p.attrs = snap.attrs;
