@@ -873,6 +873,7 @@ pub(crate) mod tests {
     use crate::features::AgentBehavior;
     use crate::train::tests::{generated, quick};
     use crate::train::{train, NoProgress};
+    use crate::tree::tests::chain;
     use crate::tree::{Node, MAX_TREES};
 
     /// A small trained model, trained once per test run and cloned.
@@ -1114,24 +1115,6 @@ pub(crate) mod tests {
                 }
             })
             .collect();
-        Tree { nodes }
-    }
-
-    /// `depth` splits down the left on features 0, 1, …, each with a leaf on the right.
-    fn chain(depth: usize) -> Tree {
-        let mut nodes = Vec::new();
-        for d in 0..depth {
-            nodes.push(Node {
-                feature: d as u32,
-                threshold: 0.0,
-                left: (2 * d + 2) as u32,
-                right: (2 * d + 1) as u32,
-                value: 0.0,
-                cover: 1.0,
-            });
-            nodes.push(Node::leaf(1.0, 1.0));
-        }
-        nodes.push(Node::leaf(1.0, 1.0));
         Tree { nodes }
     }
 

@@ -503,25 +503,7 @@ mod tests {
 
     #[test]
     fn tables_refuse_paths_with_too_many_features() {
-        use crate::tree::Node;
-        // A left chain splitting on features 0, 1, …, depth−1.
-        let chain = |depth: usize| {
-            let mut nodes = Vec::new();
-            for d in 0..depth {
-                nodes.push(Node {
-                    feature: d as u32,
-                    threshold: 0.0,
-                    left: (2 * d + 2) as u32,
-                    right: (2 * d + 1) as u32,
-                    value: 0.0,
-                    cover: (depth + 1 - d) as f64,
-                });
-                nodes.push(Node::leaf(d as f64, 1.0));
-            }
-            nodes.push(Node::leaf(-1.0, 1.0));
-            // Children must follow their parent: node 2d+1 is a leaf, 2d+2 the next split.
-            Tree { nodes }
-        };
+        use crate::tree::tests::chain;
         assert!(chain(MAX_TABLE_FEATURES + 1).validate(12).is_ok());
         assert!(LeafTables::build(&chain(MAX_TABLE_FEATURES + 1)).is_none());
         let t = chain(MAX_TABLE_FEATURES);

@@ -343,6 +343,26 @@ pub(crate) mod tests {
     use super::*;
     use crate::rng::Rng;
 
+    /// A left chain splitting on features 0, 1, …, depth − 1, each split with a leaf on its
+    /// right and covers that add up. Children follow their parent: node 2d + 1 is a leaf,
+    /// 2d + 2 the next split.
+    pub(crate) fn chain(depth: usize) -> Tree {
+        let mut nodes = Vec::new();
+        for d in 0..depth {
+            nodes.push(Node {
+                feature: d as u32,
+                threshold: 0.0,
+                left: (2 * d + 2) as u32,
+                right: (2 * d + 1) as u32,
+                value: 0.0,
+                cover: (depth + 1 - d) as f64,
+            });
+            nodes.push(Node::leaf(d as f64, 1.0));
+        }
+        nodes.push(Node::leaf(-1.0, 1.0));
+        Tree { nodes }
+    }
+
     /// A random tree over `n_features` with consistent covers; features may repeat on a path.
     pub(crate) fn random_tree(rng: &mut Rng, n_features: usize, max_depth: usize) -> Tree {
         fn grow(rng: &mut Rng, t: &mut Tree, i: usize, nf: usize, depth: usize, cover: f64) {
