@@ -23,8 +23,8 @@
 mod shared;
 
 use antibody_ml::data::{Dataset, RawTable};
-use antibody_ml::features::{AgentBehavior, AgentRaw, AGENT_INPUT_COLUMNS};
-use antibody_ml::gen::{generate, DriftLaw, GenConfig};
+use antibody_ml::features::{AgentRaw, AGENT_INPUT_COLUMNS};
+use antibody_ml::gen::DriftLaw;
 use antibody_ml::model::Score;
 use antibody_ml::train::{fit, NoProgress, TrainConfig};
 use std::io::Write;
@@ -52,7 +52,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "oracle over the whole file: {whole} errors in {} rows",
         ds.n_rows()
     );
-    let extra = augment.map(generated).transpose()?;
+    let extra = augment.map(|n| shared::generated(n, 11));
     println!(
         "seed  test rows  allowed (errors / FP)  oracle (errors / FP)  model (errors / FP){}",
         if extra.is_some() {
@@ -175,36 +175,6 @@ fn model_verdicts(
         .iter()
         .map(|s| f64::from(s.probability) >= ensemble.threshold)
         .collect())
-}
-
-/// `antibody gen agent-behavior --rows n --seed 11`, featurised.
-fn generated(n: usize) -> Result<Dataset, Box<dyn std::error::Error>> {
-    let rows = generate(&GenConfig {
-        rows: n,
-        seed: 11,
-        ..GenConfig::default()
-    });
-    let set = AgentBehavior::default();
-    let mut ds = Dataset {
-        n_features: 18,
-        x: vec![0.0; n * 18],
-        ..Dataset::default()
-    };
-    let mut names: Vec<String> = rows.iter().map(|r| r.label.name().to_string()).collect();
-    names.sort();
-    names.dedup();
-    for (r, out) in rows.iter().zip(ds.x.chunks_exact_mut(18)) {
-        set.extract_raw(&r.raw, out);
-        ds.y.push(u8::from(r.is_threat()));
-        let t = names
-            .iter()
-            .position(|n| n == r.label.name())
-            .ok_or("type")?;
-        ds.types.push(t as u16);
-        ds.lines.push(0);
-    }
-    ds.type_names = names;
-    Ok(ds)
 }
 
 /// Appends `g`'s rows to `tr`, mapping its types onto `tr`'s names.

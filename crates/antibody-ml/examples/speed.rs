@@ -4,9 +4,10 @@
 //!
 //! `cargo run --release -p antibody-ml --example speed`
 
-use antibody_ml::data::Dataset;
+mod shared;
+
 use antibody_ml::features::AgentBehavior;
-use antibody_ml::gen::{generate, GenConfig, Scenario};
+use antibody_ml::gen::{generate, GenConfig};
 use antibody_ml::iforest::{IsoParams, IsolationForest};
 use antibody_ml::model::Score;
 use antibody_ml::seq::{windows, SeqParams, SequenceModel, MAX_WINDOW};
@@ -17,28 +18,6 @@ use std::time::Instant;
 
 const NF: usize = 18;
 const BATCH: usize = 1024;
-
-fn dataset(rows: usize, seed: u64) -> Dataset {
-    let generated = generate(&GenConfig {
-        rows,
-        seed,
-        ..GenConfig::default()
-    });
-    let set = AgentBehavior::default();
-    let mut ds = Dataset {
-        n_features: NF,
-        x: vec![0.0; rows * NF],
-        type_names: Scenario::ALL.iter().map(|s| s.name().to_string()).collect(),
-        ..Dataset::default()
-    };
-    for (r, out) in generated.iter().zip(ds.x.chunks_exact_mut(NF)) {
-        set.extract_raw(&r.raw, out);
-        ds.y.push(u8::from(r.is_threat()));
-        ds.types.push(r.label as u16);
-        ds.lines.push(0);
-    }
-    ds
-}
 
 /// Seconds of the fastest of `runs` runs.
 fn best(runs: usize, mut f: impl FnMut()) -> f64 {
@@ -52,8 +31,8 @@ fn best(runs: usize, mut f: impl FnMut()) -> f64 {
 }
 
 fn main() {
-    let train = dataset(8000, 1);
-    let test = dataset(BATCH, 2);
+    let train = shared::generated(8000, 1);
+    let test = shared::generated(BATCH, 2);
     let cfg = TrainConfig::default();
     let fit_once = || fit(&train, &cfg, &mut NoProgress);
     let train_s = best(3, || {
