@@ -328,8 +328,8 @@ pub(crate) struct ModelRuntime {
 
 /// Bindings are told apart by tenant and registry id (ids are per tenant).
 type Key = (TenantId, String);
-/// Per binding, `(minute, review items)` of its kept minutes: a snapshot's third section.
-pub(crate) type ReviewBudgets = Vec<(Key, Vec<(i64, u32)>)>;
+/// Per binding, review items per kept minute: a snapshot's third section.
+pub(crate) type ReviewBudgets = Vec<(Key, BTreeMap<i64, u32>)>;
 
 fn key(b: &ModelBinding) -> Key {
     (b.tenant.clone(), b.id.clone())
@@ -581,17 +581,13 @@ impl ModelRuntime {
         stats.agreed += u64::from(active_reports == shadow_reports);
     }
 
-    /// Charges one review item to the event's minute: each kept minute has its own count,
-    /// so neither alternating nor future-dated timestamps reset or exhaust another minute's.
-    /// Once [`BUDGET_MINUTES`] are kept, an older minute cannot be reopened: its event draws
-    /// on the oldest kept minute.
     /// Every binding's review counts, sorted, for a snapshot: restored, a replay decides
     /// review items exactly as the first run did.
     pub(crate) fn review_budgets(&self) -> ReviewBudgets {
         let mut all: ReviewBudgets = self
             .budget
             .iter()
-            .map(|(k, m)| (k.clone(), m.iter().map(|(&m, &c)| (m, c)).collect()))
+            .map(|(k, m)| (k.clone(), m.clone()))
             .collect();
         all.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         all
@@ -600,8 +596,7 @@ impl ModelRuntime {
     /// Restores [`ModelRuntime::review_budgets`]; `set_models` later drops unbound ones.
     /// A list longer than [`BUDGET_MINUTES`] (a corrupt snapshot) keeps its newest minutes.
     pub(crate) fn restore_review_budgets(&mut self, budgets: ReviewBudgets) {
-        for (k, minutes) in budgets {
-            let mut kept: BTreeMap<i64, u32> = minutes.into_iter().collect();
+        for (k, mut kept) in budgets {
             while kept.len() > BUDGET_MINUTES {
                 kept.pop_first();
             }
@@ -609,6 +604,10 @@ impl ModelRuntime {
         }
     }
 
+    /// Charges one review item to the event's minute: each kept minute has its own count,
+    /// so neither alternating nor future-dated timestamps reset or exhaust another minute's.
+    /// Once [`BUDGET_MINUTES`] are kept, an older minute cannot be reopened: its event draws
+    /// on the oldest kept minute.
     fn take_review_budget(&mut self, k: Key, ts: TimestampMs) -> bool {
         let minutes = self.budget.entry(k).or_default();
         let mut minute = ts.div_euclid(60_000);
