@@ -373,14 +373,16 @@ impl<'de> Visitor<'de> for PlainVisitor {
     }
 }
 
-/// How a playbook wants its actions carried out.
+/// How an action is carried out. On a playbook: what it asks for; on an action: what
+/// actually happens to it (an `auto` playbook's action that waits for a person is `approval`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
     /// Run without asking (within the blast-radius guard and approval thresholds).
     Auto,
-    /// Wait for a human's approval.
-    Approve,
+    /// Wait for a human's approval (`approve` is read as a synonym in playbooks).
+    #[serde(alias = "approve")]
+    Approval,
     /// Only tell people; the action stays `proposed` until someone approves it.
     Notify,
     /// Record what would be done; never run.
@@ -391,15 +393,28 @@ impl Mode {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Auto => "auto",
-            Self::Approve => "approve",
+            Self::Approval => "approval",
             Self::Notify => "notify",
             Self::DryRun => "dry_run",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
-        [Self::Auto, Self::Approve, Self::Notify, Self::DryRun]
+        if s == "approve" {
+            return Some(Self::Approval);
+        }
+        [Self::Auto, Self::Approval, Self::Notify, Self::DryRun]
             .into_iter()
             .find(|m| m.as_str() == s)
+    }
+
+    /// What happens to an action that starts in `status`.
+    pub fn of_status(status: ActionStatus) -> Self {
+        match status {
+            ActionStatus::PendingApproval => Self::Approval,
+            ActionStatus::Proposed => Self::Notify,
+            ActionStatus::DryRun => Self::DryRun,
+            _ => Self::Auto,
+        }
     }
 }
 

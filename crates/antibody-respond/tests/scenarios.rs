@@ -4,7 +4,7 @@ use antibody_core::{
     Explanation, Finding, Incident, IncidentStatus, Severity, TenantId, TimestampMs,
 };
 use antibody_respond::{
-    verify, Action, ActionKind, ActionStatus, Asset, AuditChain, Decision, LifecycleState,
+    verify, Action, ActionKind, ActionStatus, Asset, AuditChain, Decision, LifecycleState, Mode,
     PlaybookSet, PlaybookSource, RespondError, Responder, ResponderConfig, UndoReason, VerdictKind,
 };
 use serde_json::json;
@@ -350,6 +350,8 @@ fn five_sigma_infection_waits_for_approval_then_heals() {
     let e = "agent:infected";
     let a = infect(&mut s, e);
     assert_eq!(a.status, ActionStatus::PendingApproval);
+    // The playbook is `auto`; the action says what happens to it.
+    assert_eq!(a.mode, Mode::Approval);
     assert!(a.why.text.contains("6.0σ ≥ the 5σ"), "{}", a.why.text);
     assert_eq!(s.state(e), LifecycleState::Draining);
     assert_eq!(s.r.verdict(&t(), e, T0 + 3_000).verdict, VerdictKind::Block);

@@ -302,8 +302,10 @@ fn idempotency_ids_are_accepted_once() {
                 {\"id\":\"e-1\",\"entity\":\"agent:i\",\"kind\":\"vitals\",\"metrics\":{\"tokens\":1}}\n";
     let r = s.post_ndjson(ADMIN_KEY, body);
     assert_eq!(r.json()["duplicates"], 1);
+    assert_eq!(r.json()["accepted"], 1, "a repeated id is accepted once");
     let r = s.post_ndjson(ADMIN_KEY, body);
     assert_eq!(r.json()["duplicates"], 2);
+    assert_eq!(r.json()["accepted"], 0);
     let n = eventually(Duration::from_secs(10), || {
         let r = s.get("/v1/entities/agent:i", ADMIN_KEY);
         (r.status == 200).then(|| r.json()["baselines"]["tokens"]["n"].as_u64().unwrap())

@@ -231,7 +231,7 @@ fn a_valid_plan_becomes_proposals_pending_approval() {
         (&json!("quarantine"), &json!("host:ssh-1"))
     );
     assert_eq!(proposal["ttl"], 7200);
-    assert_eq!(proposal["mode"], "approve");
+    assert_eq!(proposal["mode"], "approval");
     let why = proposal["why"]["text"].as_str().unwrap();
     assert!(why.contains("investigator") && why.contains(MODEL), "{why}");
     assert!(why.contains("the host may be compromised"), "{why}");

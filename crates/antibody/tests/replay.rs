@@ -240,7 +240,7 @@ fn playbooks_what_if_prints_what_would_change() {
     assert!(
         changes
             .iter()
-            .all(|c| c["action"]["mode"] == "approve" && c["action"]["ttl"] == 86_400),
+            .all(|c| c["action"]["mode"] == "approval" && c["action"]["ttl"] == 86_400),
         "{changes:?}"
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("what-if:"));

@@ -332,8 +332,8 @@ mod tests {
                 ActionKind::Quarantine
             ]
         );
-        assert_eq!(set.get("prompt-injection").unwrap().mode, Mode::Approve);
-        assert_eq!(set.get("exfiltration").unwrap().mode, Mode::Approve);
+        assert_eq!(set.get("prompt-injection").unwrap().mode, Mode::Approval);
+        assert_eq!(set.get("exfiltration").unwrap().mode, Mode::Approval);
         let web = set.get("web-attack").unwrap();
         assert_eq!(web.rungs, vec![0..2]);
         let bf = set.get("brute-force").unwrap();

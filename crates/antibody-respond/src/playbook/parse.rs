@@ -203,7 +203,7 @@ fn parse_playbook(ctx: &mut Ctx<'_>, item: &Value) -> Option<Playbook> {
             None => {
                 ctx.err(
                     "mode:",
-                    "`mode` must be auto, approve, notify or dry_run".into(),
+                    "`mode` must be auto, approval (or approve), notify or dry_run".into(),
                 );
                 Mode::Auto
             }

@@ -275,7 +275,7 @@ impl Responder {
             kind: step.action,
             target: target.clone(),
             params: step.params.clone(),
-            mode: pb.mode,
+            mode: Mode::of_status(status),
             status,
             ttl: u64::try_from(ttl_ms / 1000).unwrap_or(0),
             executor: step
@@ -324,7 +324,7 @@ impl Responder {
         match pb.mode {
             Mode::DryRun => (ActionStatus::DryRun, "dry run: recorded, never executed".into()),
             Mode::Notify => (ActionStatus::Proposed, "mode notify: proposed to people, not run".into()),
-            Mode::Approve => (
+            Mode::Approval => (
                 ActionStatus::PendingApproval,
                 format!("playbook `{}` requires approval", pb.id),
             ),

@@ -113,7 +113,7 @@ impl Responder {
                 kind: p.kind,
                 target: p.target.clone(),
                 params: p.params.clone(),
-                mode: Mode::Approve,
+                mode: Mode::Approval,
                 status: ActionStatus::PendingApproval,
                 ttl: u64::try_from(p.ttl_ms / 1000).unwrap_or(0),
                 executor: p.kind.as_str().to_owned(),
@@ -240,7 +240,7 @@ mod tests {
             (
                 ActionKind::Quarantine,
                 ActionStatus::PendingApproval,
-                Mode::Approve
+                Mode::Approval
             )
         );
         assert_eq!(q.ttl, 7200);

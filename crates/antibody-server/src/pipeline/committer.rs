@@ -261,7 +261,8 @@ impl Committer {
                 ev.encode(&mut self.encoded);
                 self.bounds.push((start, self.encoded.len()));
             }
-            outcome.accepted = req.events.len() + outcome.duplicates;
+            // A repeated id is accepted once: the contract counts it as a duplicate only.
+            outcome.accepted = req.events.len();
             outcomes.push(outcome);
         }
         let started = Instant::now();
@@ -300,7 +301,7 @@ impl Committer {
         let mut accepted = 0u64;
         let mut dups = 0u64;
         for (req, outcome) in group.drain(..).zip(outcomes) {
-            accepted += (outcome.accepted - outcome.duplicates) as u64;
+            accepted += outcome.accepted as u64;
             dups += outcome.duplicates as u64;
             self.metrics
                 .ingest_durable_latency

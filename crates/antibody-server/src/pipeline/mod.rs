@@ -92,6 +92,7 @@ pub enum PipelineError {
 /// What the committer reports back for one request.
 #[derive(Debug, Clone, Default)]
 pub struct CommitOutcome {
+    /// Events newly stored (a repeated idempotency id is not among them).
     pub accepted: usize,
     pub duplicates: usize,
 }
