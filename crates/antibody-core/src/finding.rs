@@ -51,6 +51,98 @@ impl std::fmt::Display for Severity {
     }
 }
 
+/// Which detector produced a finding. On the wire a string: `baseline`, `rule:<id>` or
+/// `model:<name>`; a name this build does not know is kept as written (`Other`), so findings
+/// stored by a newer build still load.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Detector {
+    /// Per-entity baselines and tracked attributes.
+    Baseline,
+    /// A signature or threshold rule, by id.
+    Rule(String),
+    /// A served model, by name.
+    Model(String),
+    Other(String),
+}
+
+impl Detector {
+    pub fn parse(s: &str) -> Self {
+        if s == "baseline" {
+            Self::Baseline
+        } else if let Some(id) = s.strip_prefix("rule:") {
+            Self::Rule(id.to_owned())
+        } else if let Some(name) = s.strip_prefix("model:") {
+            Self::Model(name.to_owned())
+        } else {
+            Self::Other(s.to_owned())
+        }
+    }
+
+    pub fn is_rule(&self) -> bool {
+        matches!(self, Self::Rule(_))
+    }
+
+    pub fn is_model(&self) -> bool {
+        matches!(self, Self::Model(_))
+    }
+}
+
+impl std::fmt::Display for Detector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Baseline => f.write_str("baseline"),
+            Self::Rule(id) => write!(f, "rule:{id}"),
+            Self::Model(name) => write!(f, "model:{name}"),
+            Self::Other(s) => f.write_str(s),
+        }
+    }
+}
+
+/// Compares with the wire form (`"rule:x"`), without allocating.
+impl PartialEq<str> for Detector {
+    fn eq(&self, other: &str) -> bool {
+        match self {
+            Self::Baseline => other == "baseline",
+            Self::Rule(id) => other.strip_prefix("rule:") == Some(id.as_str()),
+            Self::Model(name) => other.strip_prefix("model:") == Some(name.as_str()),
+            Self::Other(s) => other == s,
+        }
+    }
+}
+
+impl PartialEq<&str> for Detector {
+    fn eq(&self, other: &&str) -> bool {
+        self == *other
+    }
+}
+
+impl From<&str> for Detector {
+    fn from(s: &str) -> Self {
+        Self::parse(s)
+    }
+}
+
+impl From<String> for Detector {
+    fn from(s: String) -> Self {
+        Self::parse(&s)
+    }
+}
+
+/// A string in every format (JSON and the binary snapshots alike), so the encoding is the
+/// one the field had when it was a plain string.
+impl Serialize for Detector {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Detector {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = std::borrow::Cow::<'de, str>::deserialize(d)?;
+        Ok(Self::parse(&s))
+    }
+}
+
 /// A finding kind such as `token_spike`, `sqli` or `rule:my-rule`.
 pub type FindingKind = String;
 
@@ -83,7 +175,7 @@ pub struct Finding {
     pub ts: TimestampMs,
     pub entity: String,
     pub kind: FindingKind,
-    pub detector: String,
+    pub detector: Detector,
     pub severity: Severity,
     pub score: f64,
     pub explanation: Explanation,
@@ -91,4 +183,33 @@ pub struct Finding {
     /// The incident this finding joined, once correlated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub incident: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Detector;
+
+    #[test]
+    fn detectors_round_trip_as_their_strings() {
+        for (s, d) in [
+            ("baseline", Detector::Baseline),
+            (
+                "rule:ssh-brute-force",
+                Detector::Rule("ssh-brute-force".into()),
+            ),
+            ("model:agents", Detector::Model("agents".into())),
+            ("sigma", Detector::Other("sigma".into())),
+        ] {
+            assert_eq!(Detector::parse(s), d);
+            assert!(d == s && d != "rule:other");
+            assert_eq!(d.to_string(), s);
+            let json = serde_json::to_string(&d).unwrap();
+            assert_eq!(json, format!("\"{s}\""));
+            assert_eq!(serde_json::from_str::<Detector>(&json).unwrap(), d);
+            // The binary encoding is the plain string's, as before the enum.
+            let bin = postcard::to_stdvec(&d).unwrap();
+            assert_eq!(bin, postcard::to_stdvec(s).unwrap());
+            assert_eq!(postcard::from_bytes::<Detector>(&bin).unwrap(), d);
+        }
+    }
 }

@@ -12,6 +12,6 @@ pub mod tenant;
 
 pub use clock::{Clock, FakeClock, SystemClock, TimestampMs};
 pub use event::{AttrValue, Event};
-pub use finding::{Evidence, Explanation, Finding, FindingKind, Severity};
+pub use finding::{Detector, Evidence, Explanation, Finding, FindingKind, Severity};
 pub use incident::{Hypothesis, Incident, IncidentStatus, TimelineEntry};
 pub use tenant::TenantId;

@@ -30,7 +30,7 @@
 //!   its evidence holds the sequence probability and each step's attention weight (which
 //!   steps mattered). Review and uncertainty stay the row model's.
 
-use antibody_core::{Event, Explanation, Finding, Severity, TenantId, TimestampMs};
+use antibody_core::{Detector, Event, Explanation, Finding, Severity, TenantId, TimestampMs};
 use antibody_ml::drift::DriftWindow;
 use antibody_ml::features::RawRow;
 use antibody_ml::serve::{Prediction, Scorer};
@@ -685,7 +685,7 @@ fn observe_drift(
         ts: ev.ts,
         entity: format!("model:{}", b.name),
         kind: "model_drift".into(),
-        detector: format!("model:{}", b.name),
+        detector: Detector::Model(b.name.clone()),
         severity: if value >= 2.0 * b.drift_psi {
             Severity::High
         } else {
@@ -819,7 +819,7 @@ fn model_finding(id: String, ev: &Event, b: &ModelBinding, v: &Verdict<'_>) -> F
         ts: ev.ts,
         entity: ev.entity.clone(),
         kind: kind.clone(),
-        detector: kind,
+        detector: Detector::Model(b.name.clone()),
         severity: severity(score, reported, review),
         score: f64::from(score.clamp(0.0, 1.0)),
         explanation: Explanation {

@@ -10,7 +10,9 @@ use crate::baseline::{score, MetricBaseline};
 use crate::config::EngineConfig;
 use crate::correlate::OpenIncident;
 use crate::models::{EventOut, History, ModelRuntime, ModelSet, ModelStats, ReviewBudgets};
-use antibody_core::{Event, Explanation, Finding, Incident, Severity, TenantId, TimestampMs};
+use antibody_core::{
+    Detector, Event, Explanation, Finding, Incident, Severity, TenantId, TimestampMs,
+};
 use antibody_rules::{RuleHit, RuleSet, RuleState};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
@@ -359,7 +361,7 @@ impl Partition {
         if watched {
             let within_baseline = out.findings[first_finding..]
                 .iter()
-                .all(|f| f.detector != "baseline");
+                .all(|f| f.detector != Detector::Baseline);
             out.samples.push(Sample {
                 tenant: ev.tenant.clone(),
                 entity: ev.entity.clone(),
@@ -756,7 +758,7 @@ fn finding(
     id: String,
     ev: &Event,
     kind: &str,
-    detector: String,
+    detector: Detector,
     sev: Severity,
     score: f64,
 ) -> Finding {
@@ -784,7 +786,7 @@ fn baseline_finding(
     dev: crate::baseline::Deviation,
     sev: Severity,
 ) -> Finding {
-    let mut f = finding(id, ev, kind, "baseline".into(), sev, score(dev.sigma));
+    let mut f = finding(id, ev, kind, Detector::Baseline, sev, score(dev.sigma));
     let dir = if dev.value >= dev.mean {
         "above"
     } else {
@@ -834,7 +836,7 @@ fn change_finding(
     } else {
         format!("{attr}_change")
     };
-    let mut f = finding(id, ev, &kind, "baseline".into(), Severity::Medium, 0.5);
+    let mut f = finding(id, ev, &kind, Detector::Baseline, Severity::Medium, 0.5);
     f.explanation = Explanation::text(format!(
         "{attr} changed from `{old}` to `{new}` after {streak} events with the same value"
     ));
@@ -851,7 +853,7 @@ fn rule_finding(id: String, ev: &Event, hit: &RuleHit) -> Finding {
         id,
         ev,
         &hit.kind,
-        format!("rule:{}", hit.rule_id),
+        Detector::Rule(hit.rule_id.to_string()),
         hit.severity,
         hit.score,
     );

@@ -102,7 +102,7 @@ impl Case {
         stats.max_sigma = stats.max_sigma.max(sigma);
         stats.count += 1;
         self.max_sigma = self.max_sigma.max(sigma);
-        if f.detector.starts_with("rule:") {
+        if f.detector.is_rule() {
             self.has_rule_finding = true;
         }
         // Kept as a variable (`{model_threat}`), not a new field: the case is part of the
@@ -179,7 +179,7 @@ const MODEL_THREAT: &str = "model_threat";
 
 /// The threat type a reported model finding names (`evidence.threat_type`).
 fn model_threat(f: &Finding) -> Option<&str> {
-    if !f.detector.starts_with("model:") || f.kind == "model_drift" {
+    if !f.detector.is_model() || f.kind == "model_drift" {
         return None;
     }
     f.evidence.get("threat_type")?.as_str()

@@ -238,7 +238,7 @@ fn untrusted_findings(findings: &[Finding], max: usize) -> String {
             .collect();
         let item = json!({
             "kind": defang(&f.kind, 64),
-            "detector": defang(&f.detector, 64),
+            "detector": defang(&f.detector.to_string(), 64),
             "severity": f.severity,
             "score": f.score,
             "explanation": defang(&f.explanation.text, MAX_UNTRUSTED_VALUE),

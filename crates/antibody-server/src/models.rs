@@ -13,7 +13,7 @@ use antibody_core::TenantId;
 use antibody_detect::{ModelBinding, ModelSet, Slot, Source};
 use antibody_ml::model::Model;
 use antibody_ml::serve::{Scorer, ServedModel};
-use antibody_store::{ModelRecord, Store, StoreError};
+use antibody_store::{ModelFormat, ModelRecord, ModelSlot, Store, StoreError};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -79,7 +79,7 @@ pub struct Loaded {
 
 /// Parses and checks a model file of `format`.
 pub fn load_file(
-    format: &str,
+    format: ModelFormat,
     file: &[u8],
     spec: &BindingSpec,
     cfg: &ModelsConfig,
@@ -92,7 +92,7 @@ pub fn load_file(
         ));
     }
     match format {
-        "ensemble" => {
+        ModelFormat::Ensemble => {
             let model = Model::from_bundle(file).map_err(|e| e.to_string())?;
             let info = ensemble_info(&model);
             Ok(Loaded {
@@ -100,10 +100,7 @@ pub fn load_file(
                 info,
             })
         }
-        "onnx" => load_onnx(file, spec, cfg),
-        other => Err(format!(
-            "unknown model format `{other}`: use `ensemble` (a bundle from `antibody train`) or `onnx`"
-        )),
+        ModelFormat::Onnx => load_onnx(file, spec, cfg),
     }
 }
 
@@ -160,9 +157,9 @@ pub fn binding(
     let spec: BindingSpec =
         serde_json::from_value(rec.binding.clone()).map_err(|e| format!("invalid binding: {e}"))?;
     let sources = sources(&spec.mapping, scorer.input_columns())?;
-    let slot = match rec.slot.as_str() {
-        "active" => Slot::Active,
-        "shadow" => Slot::Shadow,
+    let slot = match rec.slot {
+        ModelSlot::Active => Slot::Active,
+        ModelSlot::Shadow => Slot::Shadow,
         other => return Err(format!("a `{other}` version is not served")),
     };
     let b = ModelBinding {
@@ -220,7 +217,7 @@ pub fn load_live(store: &Store, cfg: &ModelsConfig) -> Result<ModelSet, StoreErr
     for (tenant, rec, file) in store.live_models()? {
         let built = serde_json::from_value::<BindingSpec>(rec.binding.clone())
             .map_err(|e| e.to_string())
-            .and_then(|spec| load_file(&rec.format, &file, &spec, cfg))
+            .and_then(|spec| load_file(rec.format, &file, &spec, cfg))
             .and_then(|l| binding(&tenant, &rec, l.scorer));
         match built {
             Ok(b) => bindings.push(b),
@@ -238,7 +235,7 @@ pub enum SlotChange<'a> {
     /// A new version enters `slot` (`active` or `shadow`).
     Enter {
         id: &'a str,
-        slot: &'a str,
+        slot: ModelSlot,
     },
     Promote {
         id: &'a str,
@@ -261,14 +258,14 @@ pub fn plan(
             .cloned()
             .ok_or_else(|| ApiError::NotFound(format!("model `{id}`")))
     };
-    let in_slot = |slot: &str, except: &str| {
+    let in_slot = |slot: ModelSlot, except: &str| {
         versions
             .iter()
             .find(|r| r.slot == slot && r.id != except)
             .cloned()
     };
     let retire = |mut r: ModelRecord| {
-        r.slot = "retired".into();
+        r.slot = ModelSlot::Retired;
         r
     };
     let mut out = Vec::new();
@@ -276,32 +273,32 @@ pub fn plan(
         SlotChange::Enter { id, slot } => {
             let mut new = find(id)?;
             if let Some(old) = in_slot(slot, id) {
-                if slot == "active" {
+                if slot == ModelSlot::Active {
                     new.replaced = Some(old.id.clone());
                 }
                 out.push(retire(old));
             }
-            new.slot = slot.into();
+            new.slot = slot;
             out.push(new);
         }
         SlotChange::Promote { id } => {
             let mut target = find(id)?;
-            if target.slot == "active" {
+            if target.slot == ModelSlot::Active {
                 return Err(ApiError::Conflict(format!(
                     "model `{id}` is already active"
                 )));
             }
             target.replaced = None;
-            if let Some(old) = in_slot("active", id) {
+            if let Some(old) = in_slot(ModelSlot::Active, id) {
                 target.replaced = Some(old.id.clone());
                 out.push(retire(old));
             }
-            target.slot = "active".into();
+            target.slot = ModelSlot::Active;
             out.push(target);
         }
         SlotChange::Rollback { id } => {
             let target = find(id)?;
-            if target.slot != "active" {
+            if target.slot != ModelSlot::Active {
                 return Err(ApiError::Conflict(format!(
                     "model `{id}` is {}; only the active version can be rolled back",
                     target.slot
@@ -313,7 +310,7 @@ pub fn plan(
                 ))
             })?;
             let mut prev = find(&prev_id)?;
-            prev.slot = "active".into();
+            prev.slot = ModelSlot::Active;
             out.push(retire(target));
             // A shadow that was the rolled-back version's replacement stays a shadow.
             out.push(prev);
@@ -486,12 +483,12 @@ fn retrain_due(versions: &[ModelRecord], labels: usize, min: usize) -> bool {
         && labels >= min
         && versions
             .iter()
-            .any(|r| r.slot == "active" && retrainable(r))
+            .any(|r| r.slot == ModelSlot::Active && retrainable(r))
 }
 
 /// Only ensembles trained by antibody carry the training sample a retrain starts from.
 fn retrainable(rec: &ModelRecord) -> bool {
-    rec.format == "ensemble"
+    rec.format == ModelFormat::Ensemble
 }
 
 /// Trains a new version of `name` from its active version's training sample plus every label
@@ -510,7 +507,7 @@ async fn retrain(
                 .into_iter()
                 .filter(|r| r.name == n)
                 .collect();
-            let Some(active) = versions.into_iter().find(|r| r.slot == "active") else {
+            let Some(active) = versions.into_iter().find(|r| r.slot == ModelSlot::Active) else {
                 return Ok(None);
             };
             let file = s.model_file(&t, &active.id)?.unwrap_or_default();
@@ -558,8 +555,8 @@ async fn retrain(
         id: version_id(name, version),
         name: name.to_owned(),
         version,
-        slot: "new".into(),
-        format: "ensemble".into(),
+        slot: ModelSlot::New,
+        format: ModelFormat::Ensemble,
         binding: active.binding.clone(),
         info,
         created_ms: st.clock.now_ms(),
@@ -580,7 +577,7 @@ async fn retrain(
         &versions,
         SlotChange::Enter {
             id: &rec.id,
-            slot: "shadow",
+            slot: ModelSlot::Shadow,
         },
     )?;
     let t = tenant.clone();
@@ -593,13 +590,13 @@ async fn retrain(
 mod tests {
     use super::*;
 
-    fn rec(id: &str, slot: &str, replaced: Option<&str>) -> ModelRecord {
+    fn rec(id: &str, slot: ModelSlot, replaced: Option<&str>) -> ModelRecord {
         ModelRecord {
             id: id.into(),
             name: "m".into(),
             version: id.trim_start_matches("m-v").parse().unwrap_or(0),
-            slot: slot.into(),
-            format: "ensemble".into(),
+            slot,
+            format: ModelFormat::Ensemble,
             binding: serde_json::json!({}),
             info: serde_json::json!({}),
             created_ms: 0,
@@ -608,47 +605,56 @@ mod tests {
         }
     }
 
-    fn slots(changes: &[ModelRecord]) -> Vec<(String, String, Option<String>)> {
+    fn slots(changes: &[ModelRecord]) -> Vec<(String, ModelSlot, Option<String>)> {
         changes
             .iter()
-            .map(|r| (r.id.clone(), r.slot.clone(), r.replaced.clone()))
+            .map(|r| (r.id.clone(), r.slot, r.replaced.clone()))
             .collect()
     }
 
     #[test]
     fn entering_the_active_slot_retires_and_remembers_the_old_one() {
-        let v = [rec("m-v1", "active", None), rec("m-v2", "new", None)];
+        let v = [
+            rec("m-v1", ModelSlot::Active, None),
+            rec("m-v2", ModelSlot::New, None),
+        ];
         let c = plan(
             &v,
             SlotChange::Enter {
                 id: "m-v2",
-                slot: "active",
+                slot: ModelSlot::Active,
             },
         )
         .unwrap();
         assert_eq!(
             slots(&c),
             [
-                ("m-v1".into(), "retired".into(), None),
-                ("m-v2".into(), "active".into(), Some("m-v1".into()))
+                ("m-v1".into(), ModelSlot::Retired, None),
+                ("m-v2".into(), ModelSlot::Active, Some("m-v1".into()))
             ]
         );
-        let v = [rec("m-v1", "shadow", None), rec("m-v2", "new", None)];
+        let v = [
+            rec("m-v1", ModelSlot::Shadow, None),
+            rec("m-v2", ModelSlot::New, None),
+        ];
         let c = plan(
             &v,
             SlotChange::Enter {
                 id: "m-v2",
-                slot: "shadow",
+                slot: ModelSlot::Shadow,
             },
         )
         .unwrap();
-        assert_eq!(c[0].slot, "retired");
+        assert_eq!(c[0].slot, ModelSlot::Retired);
         assert_eq!(c[1].replaced, None);
     }
 
     #[test]
     fn promote_then_rollback_restores_the_previous_active() {
-        let v = vec![rec("m-v1", "active", None), rec("m-v2", "shadow", None)];
+        let v = vec![
+            rec("m-v1", ModelSlot::Active, None),
+            rec("m-v2", ModelSlot::Shadow, None),
+        ];
         let c = plan(&v, SlotChange::Promote { id: "m-v2" }).unwrap();
         let after: Vec<ModelRecord> = vec![c[0].clone(), c[1].clone()];
         assert_eq!(after[1].replaced.as_deref(), Some("m-v1"));
@@ -656,15 +662,18 @@ mod tests {
         assert_eq!(
             slots(&back),
             [
-                ("m-v2".into(), "retired".into(), Some("m-v1".into())),
-                ("m-v1".into(), "active".into(), None)
+                ("m-v2".into(), ModelSlot::Retired, Some("m-v1".into())),
+                ("m-v1".into(), ModelSlot::Active, None)
             ]
         );
     }
 
     #[test]
     fn refusals_say_why() {
-        let v = vec![rec("m-v1", "active", None), rec("m-v2", "retired", None)];
+        let v = vec![
+            rec("m-v1", ModelSlot::Active, None),
+            rec("m-v2", ModelSlot::Retired, None),
+        ];
         let msg = |r: Result<Vec<ModelRecord>, ApiError>| r.unwrap_err().to_string();
         assert!(msg(plan(&v, SlotChange::Promote { id: "m-v1" })).contains("already active"));
         assert!(msg(plan(&v, SlotChange::Rollback { id: "m-v1" })).contains("nothing to roll back"));
@@ -694,16 +703,16 @@ mod tests {
 
     #[test]
     fn only_a_retrainable_active_version_is_ever_due() {
-        let ensemble = [rec("m-v1", "active", None)];
+        let ensemble = [rec("m-v1", ModelSlot::Active, None)];
         assert!(retrain_due(&ensemble, 4, 4));
         assert!(!retrain_due(&ensemble, 3, 4));
         assert!(!retrain_due(&ensemble, 4, 0), "0 turns retraining off");
         let mut onnx = ensemble.clone();
-        onnx[0].format = "onnx".into();
+        onnx[0].format = ModelFormat::Onnx;
         assert!(!retrain_due(&onnx, 1000, 4));
         // An ensemble in the shadow slot does not make an ONNX active one retrainable.
-        let mut shadow = rec("m-v2", "shadow", None);
-        shadow.format = "ensemble".into();
+        let mut shadow = rec("m-v2", ModelSlot::Shadow, None);
+        shadow.format = ModelFormat::Ensemble;
         assert!(!retrain_due(&[onnx[0].clone(), shadow], 1000, 4));
     }
 

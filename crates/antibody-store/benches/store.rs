@@ -36,7 +36,7 @@ fn finding(tenant: &TenantId, n: u64) -> Finding {
         ts: 1_795_000_000_000 + n as i64 * 10,
         entity: format!("agent:research-{}", n % ENTITIES),
         kind: KINDS[(n % KINDS.len() as u64) as usize].to_owned(),
-        detector: "baseline".to_owned(),
+        detector: antibody_core::Detector::Baseline,
         severity: Severity::High,
         score: 0.87,
         explanation: Explanation::text("tokens 2,210 is 5.7σ above the mean of 812 for this agent"),

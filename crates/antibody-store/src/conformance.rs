@@ -44,7 +44,7 @@ pub(crate) fn finding(tenant: &TenantId, id: &str, ts: i64, entity: &str, kind: 
         ts,
         entity: entity.to_owned(),
         kind: kind.to_owned(),
-        detector: "baseline".to_owned(),
+        detector: antibody_core::Detector::Baseline,
         severity: Severity::High,
         score: 0.8,
         explanation: Explanation::text(format!("{kind} on {entity}")),

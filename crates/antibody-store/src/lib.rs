@@ -24,7 +24,7 @@ pub use error::StoreError;
 pub use findings::{newest_first, FindingCursor, FindingQuery, DEFAULT_LIMIT, MAX_LIMIT};
 pub use incidents::{IncidentQuery, IncidentResponse};
 pub use keys::{KeyInfo, NewKey, Role};
-pub use models::{ModelLabel, ModelRecord, MAX_REVIEW_ITEMS};
+pub use models::{ModelFormat, ModelLabel, ModelRecord, ModelSlot, MAX_REVIEW_ITEMS};
 pub use response::{ActionQuery, AuditQuery, ResponseBatch};
 pub use schema::SCHEMA_VERSION;
 pub use store::{Store, DB_FILE};

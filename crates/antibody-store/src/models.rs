@@ -11,15 +11,71 @@ use antibody_core::{Finding, Severity, TenantId};
 use rusqlite::{params, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
+/// What a model version does now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelSlot {
+    /// Registered, its slot not yet decided (the moment between insert and placement).
+    New,
+    /// Reports findings.
+    Active,
+    /// Scored on the same events without reporting, compared with the active one.
+    Shadow,
+    /// Kept for rollback and lineage; not served.
+    Retired,
+}
+
+impl ModelSlot {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::New => "new",
+            Self::Active => "active",
+            Self::Shadow => "shadow",
+            Self::Retired => "retired",
+        }
+    }
+}
+
+impl std::fmt::Display for ModelSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How a model file is encoded.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelFormat {
+    /// A bundle from `antibody train` (retrainable).
+    #[default]
+    Ensemble,
+    /// An uploaded ONNX graph (served with `--features onnx`, never retrained).
+    Onnx,
+}
+
+impl ModelFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ensemble => "ensemble",
+            Self::Onnx => "onnx",
+        }
+    }
+}
+
+impl std::fmt::Display for ModelFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One registered model version (its file is stored beside it, see [`Store::model_file`]).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ModelRecord {
     pub id: String,
     pub name: String,
     pub version: u32,
-    pub slot: String,
-    /// `ensemble` or `onnx`.
-    pub format: String,
+    pub slot: ModelSlot,
+    pub format: ModelFormat,
     /// How the model is bound to events (kind, field mapping, thresholds), as the API took it.
     pub binding: serde_json::Value,
     /// Metrics, lineage and format details, for people.
@@ -116,7 +172,7 @@ impl Store {
                 rec.id,
                 rec.name,
                 rec.version,
-                rec.slot,
+                rec.slot.as_str(),
                 body,
                 file
             ])?;
@@ -199,7 +255,7 @@ impl Store {
                 "UPDATE models SET slot = ?3, body = ?4 WHERE tenant = ?1 AND id = ?2",
             )?;
             for (r, body) in &bodies {
-                if stmt.execute(params![tenant.as_str(), r.id, r.slot, body])? == 0 {
+                if stmt.execute(params![tenant.as_str(), r.id, r.slot.as_str(), body])? == 0 {
                     return Err(StoreError::Invalid(format!("no model `{}`", r.id)));
                 }
             }
@@ -287,13 +343,13 @@ mod tests {
     use super::*;
     use crate::conformance::finding;
 
-    fn record(id: &str, name: &str, version: u32, slot: &str) -> ModelRecord {
+    fn record(id: &str, name: &str, version: u32, slot: ModelSlot) -> ModelRecord {
         ModelRecord {
             id: id.into(),
             name: name.into(),
             version,
-            slot: slot.into(),
-            format: "ensemble".into(),
+            slot,
+            format: ModelFormat::Ensemble,
             binding: serde_json::json!({"kind": "vitals"}),
             info: serde_json::json!({}),
             created_ms: 1,
@@ -307,12 +363,12 @@ mod tests {
         let s = Store::open_in_memory().unwrap();
         let (t, u) = (TenantId::new("t"), TenantId::new("u"));
         assert_eq!(s.next_model_version(&t, "m").unwrap(), 1);
-        s.insert_model(&t, &record("m-1", "m", 1, "active"), b"one")
+        s.insert_model(&t, &record("m-1", "m", 1, ModelSlot::Active), b"one")
             .unwrap();
-        s.insert_model(&t, &record("m-2", "m", 2, "shadow"), b"two")
+        s.insert_model(&t, &record("m-2", "m", 2, ModelSlot::Shadow), b"two")
             .unwrap();
         assert!(s
-            .insert_model(&t, &record("m-x", "m", 2, "shadow"), b"")
+            .insert_model(&t, &record("m-x", "m", 2, ModelSlot::Shadow), b"")
             .is_err());
         assert_eq!(s.next_model_version(&t, "m").unwrap(), 3);
         assert_eq!(s.list_models(&t).unwrap().len(), 2);
@@ -323,8 +379,8 @@ mod tests {
             Some(&b"two"[..])
         );
         let mut promote = vec![
-            record("m-1", "m", 1, "retired"),
-            record("m-2", "m", 2, "active"),
+            record("m-1", "m", 1, ModelSlot::Retired),
+            record("m-2", "m", 2, ModelSlot::Active),
         ];
         promote[1].replaced = Some("m-1".into());
         s.set_model_slots(&t, &promote).unwrap();

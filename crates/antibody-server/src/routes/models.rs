@@ -7,7 +7,7 @@ use crate::error::ApiError;
 use crate::models::{self, BindingSpec, SlotChange};
 use crate::state::AppState;
 use antibody_detect::ModelStats;
-use antibody_store::{ModelRecord, Role, DEFAULT_LIMIT, MAX_LIMIT};
+use antibody_store::{ModelFormat, ModelRecord, ModelSlot, Role, DEFAULT_LIMIT, MAX_LIMIT};
 use axum::body::Body;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
@@ -22,19 +22,14 @@ use sha2::{Digest, Sha256};
 #[serde(deny_unknown_fields)]
 pub struct UploadReq {
     name: String,
-    /// `ensemble` (default) or `onnx`.
-    #[serde(default = "default_format")]
-    format: String,
+    #[serde(default)]
+    format: ModelFormat,
     /// The model file, base64.
     file: String,
     #[serde(flatten)]
     binding: BindingSpec,
     /// `active` or `shadow`; default: active for a new name, else shadow.
-    slot: Option<String>,
-}
-
-fn default_format() -> String {
-    "ensemble".into()
+    slot: Option<ModelSlot>,
 }
 
 pub async fn upload(
@@ -49,8 +44,8 @@ pub async fn upload(
     let file = base64::engine::general_purpose::STANDARD
         .decode(req.file.as_bytes())
         .map_err(|e| ApiError::BadRequest(format!("`file` is not base64: {e}")))?;
-    let slot = match req.slot.as_deref() {
-        None | Some("active" | "shadow") => req.slot.clone(),
+    let slot = match req.slot {
+        None | Some(ModelSlot::Active | ModelSlot::Shadow) => req.slot,
         Some(other) => {
             return Err(ApiError::BadRequest(format!(
                 "`slot` must be `active` or `shadow`, not `{other}`"
@@ -58,14 +53,10 @@ pub async fn upload(
         }
     };
     let tenant = auth.0.tenant.clone();
-    let (format, spec, cfg) = (
-        req.format.clone(),
-        req.binding.clone(),
-        st.models.cfg.clone(),
-    );
+    let (format, spec, cfg) = (req.format, req.binding.clone(), st.models.cfg.clone());
     let bytes = file.clone();
     let loaded =
-        tokio::task::spawn_blocking(move || models::load_file(&format, &bytes, &spec, &cfg))
+        tokio::task::spawn_blocking(move || models::load_file(format, &bytes, &spec, &cfg))
             .await
             .map_err(|e| ApiError::Internal(e.to_string()))?
             .map_err(|e| ApiError::BadRequest(format!("the model cannot be served: {e}")))?;
@@ -77,8 +68,8 @@ pub async fn upload(
         id: models::version_id(&req.name, version),
         name: req.name.clone(),
         version,
-        slot: "new".into(),
-        format: req.format.clone(),
+        slot: ModelSlot::New,
+        format: req.format,
         binding: serde_json::to_value(&req.binding)
             .map_err(|e| ApiError::Internal(e.to_string()))?,
         info: loaded.info,
@@ -88,23 +79,21 @@ pub async fn upload(
     };
     // The mapping is checked against the model's inputs before anything is stored.
     let mut probe = rec.clone();
-    probe.slot = "shadow".into();
+    probe.slot = ModelSlot::Shadow;
     models::binding(&tenant, &probe, loaded.scorer)
         .map_err(|e| ApiError::BadRequest(format!("the model cannot be bound: {e}")))?;
     let (t, r) = (tenant.clone(), rec.clone());
     st.db(move |s| s.insert_model(&t, &r, &file)).await?;
     let versions = versions_of(&st, &tenant, &rec.name).await?;
     let slot = slot.unwrap_or_else(|| {
-        let has_active = versions.iter().any(|v| v.slot == "active");
-        if has_active { "shadow" } else { "active" }.to_owned()
+        let has_active = versions.iter().any(|v| v.slot == ModelSlot::Active);
+        if has_active {
+            ModelSlot::Shadow
+        } else {
+            ModelSlot::Active
+        }
     });
-    let changed = models::plan(
-        &versions,
-        SlotChange::Enter {
-            id: &rec.id,
-            slot: &slot,
-        },
-    )?;
+    let changed = models::plan(&versions, SlotChange::Enter { id: &rec.id, slot })?;
     apply(&st, &auth, "model_upload", &rec.id, changed).await?;
     let stored = get(&st, &tenant, &rec.id).await?;
     Ok((StatusCode::CREATED, Json(json!(stored))))
