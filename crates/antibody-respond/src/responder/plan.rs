@@ -328,14 +328,16 @@ impl Responder {
                 ActionStatus::PendingApproval,
                 format!("playbook `{}` requires approval", pb.id),
             ),
-            Mode::Auto if rec.case.max_sigma >= policy.approval_sigma => (
+            // The thresholds hold back automatic enforcement; telling people is what a
+            // person would be waiting on, so a notify step is not held for them.
+            Mode::Auto if kind != ActionKind::Notify && rec.case.max_sigma >= policy.approval_sigma => (
                 ActionStatus::PendingApproval,
                 format!(
                     "deviation {:.1}σ ≥ the {}σ approval threshold",
                     rec.case.max_sigma, policy.approval_sigma
                 ),
             ),
-            Mode::Auto if rec.assessment.risk >= policy.approval_risk => (
+            Mode::Auto if kind != ActionKind::Notify && rec.assessment.risk >= policy.approval_risk => (
                 ActionStatus::PendingApproval,
                 format!(
                     "risk {} ≥ the {} approval threshold",
