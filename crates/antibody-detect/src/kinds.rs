@@ -56,7 +56,11 @@ pub fn emitted(cfg: &EngineConfig, rules: &RuleSet) -> BTreeSet<String> {
     let changes = cfg.tracked_attrs.iter().map(|a| change_kind(a));
     let rule_kinds = rules.rules().map(|r| r.kind.to_string());
     metrics
-        .chain([OTHER_METRIC.to_owned(), MODEL_DRIFT.to_owned(), model_kind("*")])
+        .chain([
+            OTHER_METRIC.to_owned(),
+            MODEL_DRIFT.to_owned(),
+            model_kind("*"),
+        ])
         .chain(mapped)
         .chain(changes)
         .chain(rule_kinds)

@@ -259,7 +259,10 @@ mod tests {
             actor: ENGINE.into(),
             action: action.clone(),
         };
-        assert!(!decision(&action).audit_record(1).data.contains_key("result"));
+        assert!(!decision(&action)
+            .audit_record(1)
+            .data
+            .contains_key("result"));
         action.status = ActionStatus::Succeeded;
         action.result = Some(ActionResult {
             ok: true,

@@ -1119,7 +1119,10 @@ fn a_latency_spike_is_told_to_people_never_contained() {
     s.r.on_action_started(&t(), &acts[0].id, T0 + 1).unwrap();
     s.result(&acts[0].id, true, T0 + 2);
     s.close("i-1", e, "latency_spike", T0 + 400_000);
-    assert_eq!(states(&s.log, e), [LifecycleState::Suspected, LifecycleState::Healthy]);
+    assert_eq!(
+        states(&s.log, e),
+        [LifecycleState::Suspected, LifecycleState::Healthy]
+    );
 }
 
 #[test]

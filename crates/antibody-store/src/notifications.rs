@@ -229,10 +229,7 @@ mod tests {
                 .map(|n| n.id)
                 .collect()
         };
-        let page = NotificationQuery {
-            limit: 2,
-            ..all()
-        };
+        let page = NotificationQuery { limit: 2, ..all() };
         assert_eq!(ids(&page), ["n-4", "n-3"]);
         let next = NotificationQuery {
             before: Some(FindingCursor {

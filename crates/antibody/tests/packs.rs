@@ -34,9 +34,21 @@ fn line(entity: &str, kind: &str, attrs: &str, metrics: &str) -> String {
 /// A steady baseline of `metric` for `entity`, then one value far outside it.
 fn spike(entity: &str, metric: &str, normal: u32, value: u32) -> String {
     let mut body: String = (0..20)
-        .map(|i| line(entity, "vitals", "", &format!("\"{metric}\":{}", normal + i % 3 * 10)))
+        .map(|i| {
+            line(
+                entity,
+                "vitals",
+                "",
+                &format!("\"{metric}\":{}", normal + i % 3 * 10),
+            )
+        })
         .collect();
-    body.push_str(&line(entity, "vitals", "", &format!("\"{metric}\":{value}")));
+    body.push_str(&line(
+        entity,
+        "vitals",
+        "",
+        &format!("\"{metric}\":{value}"),
+    ));
     body
 }
 
@@ -48,7 +60,10 @@ fn attacks() -> Vec<(&'static str, String)> {
     let sqli = line(
         "host:web-1",
         "http",
-        &http("203.0.113.10", "id=1%27%20UNION%20SELECT%20password%20FROM%20users--"),
+        &http(
+            "203.0.113.10",
+            "id=1%27%20UNION%20SELECT%20password%20FROM%20users--",
+        ),
         "",
     );
     let brute: String = (0..15)
@@ -69,7 +84,10 @@ fn attacks() -> Vec<(&'static str, String)> {
             line(
                 "host:db-1",
                 "net",
-                &format!("\"src_ip\":\"203.0.113.13\",\"dst_ip\":\"10.0.0.5\",\"dst_port\":{}", 1000 + port),
+                &format!(
+                    "\"src_ip\":\"203.0.113.13\",\"dst_ip\":\"10.0.0.5\",\"dst_port\":{}",
+                    1000 + port
+                ),
                 "",
             )
         })
@@ -77,8 +95,14 @@ fn attacks() -> Vec<(&'static str, String)> {
     vec![
         ("web-attack", sqli),
         ("brute-force", brute),
-        ("token-explosion", spike("agent:tokens", "tokens", 1000, 500_000)),
-        ("latency-spike", spike("agent:slow", "latency_ms", 800, 90_000)),
+        (
+            "token-explosion",
+            spike("agent:tokens", "tokens", 1000, 500_000),
+        ),
+        (
+            "latency-spike",
+            spike("agent:slow", "latency_ms", 800, 90_000),
+        ),
         ("request-flood", flood),
         ("port-scan", scan),
     ]
@@ -128,7 +152,12 @@ fn a_stock_install_answers_each_attack_with_its_playbook_and_never_fails_for_con
     assert_eq!(kinds("port-scan"), ["block_ip"]);
     let failed: Vec<&Value> = all.iter().filter(|a| a["status"] == "failed").collect();
     assert!(failed.is_empty(), "{failed:#?}");
-    for ip in ["203.0.113.10", "203.0.113.11", "203.0.113.12", "203.0.113.13"] {
+    for ip in [
+        "203.0.113.10",
+        "203.0.113.11",
+        "203.0.113.12",
+        "203.0.113.13",
+    ] {
         assert!(
             all.iter()
                 .any(|a| a["target"] == ip && a["status"] == "succeeded"),
@@ -200,7 +229,10 @@ fn the_inbox_is_tenant_scoped_paged_and_validated_and_receives_escalations() {
     let first = s.get("/v1/notifications?limit=1", ADMIN_KEY).json();
     let next = first["next"].as_str().expect("a next cursor").to_owned();
     let second = s
-        .get(&format!("/v1/notifications?limit=1&before={next}"), ADMIN_KEY)
+        .get(
+            &format!("/v1/notifications?limit=1&before={next}"),
+            ADMIN_KEY,
+        )
         .json();
     let (a, b) = (&first["items"][0], &second["items"][0]);
     assert_ne!(a["id"], b["id"]);
@@ -211,7 +243,13 @@ fn the_inbox_is_tenant_scoped_paged_and_validated_and_receives_escalations() {
 
     // Bad input is a 400 in the API's shape; an ingest key may not read; another tenant sees
     // nothing.
-    for q in ["kind=email", "limit=0", "since=yesterday", "before=nope", "colour=red"] {
+    for q in [
+        "kind=email",
+        "limit=0",
+        "since=yesterday",
+        "before=nope",
+        "colour=red",
+    ] {
         let r = s.get(&format!("/v1/notifications?{q}"), ADMIN_KEY);
         assert_eq!(r.status, 400, "{q}: {}", r.text());
         assert_eq!(r.error_code(), "bad_request", "{q}");

@@ -52,7 +52,12 @@ impl Inbox {
         now: TimestampMs,
     ) -> Result<(), StoreError> {
         let n = Notification {
-            id: notification_id(&[NotificationKind::Escalation.as_str(), incident, entity, reason]),
+            id: notification_id(&[
+                NotificationKind::Escalation.as_str(),
+                incident,
+                entity,
+                reason,
+            ]),
             ts: now,
             kind: NotificationKind::Escalation,
             severity,
@@ -177,11 +182,17 @@ mod tests {
         let got = listed(&store, "acme");
         assert_eq!(got.len(), 1);
         let n = &got[0];
-        assert_eq!((n.kind, n.severity), (NotificationKind::Notify, Severity::High));
+        assert_eq!(
+            (n.kind, n.severity),
+            (NotificationKind::Notify, Severity::High)
+        );
         assert_eq!(n.channel.as_deref(), Some("security"));
         assert_eq!(n.message, "source blocked");
         assert_eq!(n.action.as_deref(), Some("a-1"));
-        assert_eq!((n.incident.as_str(), n.entity.as_str()), ("i-1", "host:web"));
+        assert_eq!(
+            (n.incident.as_str(), n.entity.as_str()),
+            ("i-1", "host:web")
+        );
         let item = rx.try_recv().unwrap();
         assert_eq!((item.event, item.tenant.as_str()), ("notification", "acme"));
         assert!(item.data.contains("source blocked"));
@@ -196,7 +207,13 @@ mod tests {
     fn without_a_message_the_why_is_the_text() {
         let (inbox, _rx, store) = inbox();
         let action = notify_action(Params::new());
-        inbox.notify(&TenantId::new("acme"), "host:web", &action, Severity::Low, 5);
+        inbox.notify(
+            &TenantId::new("acme"),
+            "host:web",
+            &action,
+            Severity::Low,
+            5,
+        );
         let n = &listed(&store, "acme")[0];
         assert_eq!(n.message, action.why.text);
         assert_eq!(n.channel, None);
