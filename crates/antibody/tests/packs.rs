@@ -207,9 +207,15 @@ fn the_inbox_is_tenant_scoped_paged_and_validated_and_receives_escalations() {
     assert_eq!(r.status, 200, "{}", r.text());
     let (_, sqli) = attacks().remove(0);
     let scan = attacks().remove(5).1;
-    for body in [&sqli, &scan] {
-        assert_eq!(s.post_ndjson(ADMIN_KEY, body).status, 202);
-    }
+    // The web attack's notification is also shown live.
+    let mut stream = common::open_stream(&s, ADMIN_KEY);
+    assert_eq!(s.post_ndjson(ADMIN_KEY, &sqli).status, 202);
+    let live = common::next_event(&mut stream, "notification");
+    assert_eq!(
+        (&live["kind"], &live["playbook"]),
+        (&"notify".into(), &"web-attack".into())
+    );
+    assert_eq!(s.post_ndjson(ADMIN_KEY, &scan).status, 202);
     let esc = eventually(Duration::from_secs(20), || {
         items(&s, "/v1/notifications?kind=escalation")
             .into_iter()
