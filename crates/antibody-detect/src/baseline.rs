@@ -231,21 +231,6 @@ fn deviation(x: f64, mean: f64, var: f64, cfg: &BaselineConfig) -> Deviation {
     }
 }
 
-/// Maps a metric name to the anomaly kind of API.md.
-pub fn default_kind_for_metric(metric: &str) -> &'static str {
-    match metric {
-        "tokens" => "token_spike",
-        "latency_ms" => "latency_spike",
-        "tool_calls" => "tool_explosion",
-        "retries" => "retry_spike",
-        "cost_usd" => "cost_spike",
-        "errors" | "error_rate" => "error_spike",
-        "input_tokens" => "input_spike",
-        "output_tokens" => "output_spike",
-        _ => "metric_spike",
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -365,14 +350,6 @@ mod tests {
         let mut b = learned(&cfg, 10.0, 20);
         assert!(b.observe(f64::NAN, &cfg).is_none());
         assert!(b.mean().is_finite());
-    }
-
-    #[test]
-    fn metric_kinds_follow_the_api() {
-        assert_eq!(default_kind_for_metric("tokens"), "token_spike");
-        assert_eq!(default_kind_for_metric("error_rate"), "error_spike");
-        assert_eq!(default_kind_for_metric("output_tokens"), "output_spike");
-        assert_eq!(default_kind_for_metric("queue_depth"), "metric_spike");
     }
 
     #[test]

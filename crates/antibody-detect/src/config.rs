@@ -1,6 +1,6 @@
 //! Engine configuration (the `[engine]` table of `antibody.toml`).
 
-use crate::baseline::{default_kind_for_metric, BaselineConfig};
+use crate::baseline::BaselineConfig;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -59,7 +59,7 @@ impl EngineConfig {
     pub fn kind_for_metric(&self, metric: &str) -> String {
         match self.metric_kinds.get(metric) {
             Some(k) => k.clone(),
-            None => default_kind_for_metric(metric).to_owned(),
+            None => crate::kinds::metric_kind(metric).to_owned(),
         }
     }
 }

@@ -6,6 +6,7 @@ pub mod baseline;
 pub mod config;
 pub mod correlate;
 pub mod engine;
+pub mod kinds;
 pub mod models;
 pub mod partition;
 

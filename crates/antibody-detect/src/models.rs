@@ -684,7 +684,7 @@ fn observe_drift(
         tenant: ev.tenant.clone(),
         ts: ev.ts,
         entity: format!("model:{}", b.name),
-        kind: "model_drift".into(),
+        kind: crate::kinds::MODEL_DRIFT.into(),
         detector: Detector::Model(b.name.clone()),
         severity: if value >= 2.0 * b.drift_psi {
             Severity::High
@@ -740,7 +740,7 @@ fn model_finding(id: String, ev: &Event, b: &ModelBinding, v: &Verdict<'_>) -> F
         .collect();
     let share = |i: usize| if total > 0.0 { phi[i] / total } else { 0.0 };
     let threat = b.scorer.class_name(p.threat_type);
-    let kind = format!("model:{}", b.name);
+    let kind = crate::kinds::model_kind(&b.name);
     let mut text = format!(
         "model `{}` v{} scores {:.3} (threshold {:.3})",
         b.name,

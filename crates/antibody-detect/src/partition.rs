@@ -831,11 +831,7 @@ fn change_finding(
     new: &str,
     streak: u32,
 ) -> Finding {
-    let kind = if attr == "prompt_hash" {
-        "prompt_change".to_owned()
-    } else {
-        format!("{attr}_change")
-    };
+    let kind = crate::kinds::change_kind(attr);
     let mut f = finding(id, ev, &kind, Detector::Baseline, Severity::Medium, 0.5);
     f.explanation = Explanation::text(format!(
         "{attr} changed from `{old}` to `{new}` after {streak} events with the same value"

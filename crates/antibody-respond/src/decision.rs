@@ -119,6 +119,10 @@ impl Decision {
                 data.insert("target".into(), action.target.clone());
                 data.insert("incident".into(), action.incident.clone());
                 data.insert("entity".into(), entity.clone());
+                // What the executor said it did (or why it could not): the record of the effect.
+                if let Some(result) = &action.result {
+                    data.insert("result".into(), result.message.clone());
+                }
                 let kind = if actor == ENGINE {
                     "action"
                 } else {
@@ -226,6 +230,47 @@ mod tests {
         };
         let r = esc.audit_record(1);
         assert_eq!((r.actor.as_str(), r.kind.as_str()), (ENGINE, "escalation"));
+    }
+
+    #[test]
+    fn an_actions_record_carries_its_result() {
+        use crate::action::{ActionResult, ActionStatus, Mode, Params, Why};
+        let mut action = Action {
+            id: "a-1".into(),
+            incident: "i-1".into(),
+            kind: ActionKind::Notify,
+            target: "host:h".into(),
+            params: Params::new(),
+            mode: Mode::Auto,
+            status: ActionStatus::Executing,
+            ttl: 60,
+            executor: "notify".into(),
+            result: None,
+            why: Why {
+                playbook: "p".into(),
+                rule: "r".into(),
+                text: "t".into(),
+                numbers: BTreeMap::new(),
+            },
+        };
+        let decision = |action: &Action| Decision::Action {
+            tenant: TenantId::new("t"),
+            entity: "host:h".into(),
+            actor: ENGINE.into(),
+            action: action.clone(),
+        };
+        assert!(!decision(&action)
+            .audit_record(1)
+            .data
+            .contains_key("result"));
+        action.status = ActionStatus::Succeeded;
+        action.result = Some(ActionResult {
+            ok: true,
+            message: "delivered to the built-in inbox".into(),
+            ts: 2,
+        });
+        let r = decision(&action).audit_record(2);
+        assert_eq!(r.data["result"], "delivered to the built-in inbox");
     }
 
     #[test]

@@ -317,13 +317,14 @@ fn probation_failure_climbs_the_ladder() {
     let ds = s.samples(e, 1, false, T0 + 2);
     let next = actions(&ds);
     assert_eq!(next.len(), 1);
-    assert_eq!(next[0].kind, ActionKind::Reset);
+    assert_eq!(next[0].kind, ActionKind::Quarantine);
     assert_eq!(next[0].why.numbers["rung"], 2.0);
-    assert_eq!(s.state(e), LifecycleState::Healing);
+    assert!(s.state(e).is_contained(), "{:?}", s.state(e));
     // The failed arm is skipped for this entity next time.
     let id = next[0].id.clone();
     s.result(&id, true, T0 + 3);
-    s.samples(e, 5, true, T0 + 4);
+    s.r.heal_now("k-1", &t(), e, T0 + 4).unwrap();
+    s.samples(e, 5, true, T0 + 5);
     assert_eq!(s.state(e), LifecycleState::Healthy);
     s.close("i-1", e, "token_spike", T0 + 10);
     let ds = s.hit("i-2", e, spike("token_spike", 7.5), T0 + 20);
@@ -331,7 +332,7 @@ fn probation_failure_climbs_the_ladder() {
         matches!(d, Decision::Skipped { kind: ActionKind::RateLimit, reason, .. } if reason.contains("already failed"))
     });
     assert!(skipped, "{ds:#?}");
-    assert_eq!(actions(&ds)[0].kind, ActionKind::Reset);
+    assert_eq!(actions(&ds)[0].kind, ActionKind::Quarantine);
 }
 
 fn infect(s: &mut Sim, e: &str) -> Action {
@@ -585,7 +586,7 @@ fn a_failing_rung_moves_to_the_next() {
     s.r.approve("k-1", &t(), &rate.id, T0).unwrap();
     let ds = s.result(&rate.id, false, T0 + 1);
     let next = actions(&ds);
-    assert_eq!(next.last().unwrap().kind, ActionKind::Reset);
+    assert_eq!(next.last().unwrap().kind, ActionKind::Quarantine);
     assert!(escalations(&ds).is_empty());
 }
 
@@ -968,4 +969,193 @@ fn an_executor_that_never_answers_fails_the_step() {
     assert_eq!(actions(&ds)[0].status, ActionStatus::Failed);
     assert!(escalations(&ds)[0].contains("no result from the executor"));
     assert_eq!(s.r.action(&t(), &id).unwrap().status, ActionStatus::Failed);
+}
+
+// ---- the default pack on a stock install
+
+/// What a stock install carries out with no `[executors]` configured: the kinds antibody
+/// enforces itself, and `notify` through the built-in inbox. Not `reset` (recorded for the
+/// agent's SDK, not enforced), nor `webhook`, `command`, `signal` (need configuration).
+const STOCK: [ActionKind; 7] = [
+    ActionKind::BlockIp,
+    ActionKind::RateLimit,
+    ActionKind::Quarantine,
+    ActionKind::Isolate,
+    ActionKind::RevokeTools,
+    ActionKind::BudgetCap,
+    ActionKind::Notify,
+];
+
+/// Each finding kind detection emits (plus `threat_intel`, a kind to come) → the default
+/// playbook that answers it.
+const ANSWERS: &[(&str, &str)] = &[
+    ("token_spike", "token-explosion"),
+    ("input_spike", "token-explosion"),
+    ("output_spike", "token-explosion"),
+    ("tool_explosion", "tool-loop"),
+    ("cost_spike", "cost-overrun"),
+    ("latency_spike", "latency-spike"),
+    ("retry_spike", "retry-storm"),
+    ("error_spike", "error-spike"),
+    ("metric_spike", "metric-spike"),
+    ("prompt_change", "prompt-change"),
+    ("tool_version_change", "prompt-change"),
+    ("sqli", "web-attack"),
+    ("xss", "web-attack"),
+    ("path_traversal", "web-attack"),
+    ("cmd_injection", "web-attack"),
+    ("prompt_injection", "prompt-injection"),
+    ("jailbreak", "prompt-injection"),
+    ("brute_force", "brute-force"),
+    ("port_scan", "port-scan"),
+    ("request_flood", "request-flood"),
+    ("exfiltration", "exfiltration"),
+    ("model:agents", "model-threat"),
+    ("model_drift", "model-drift"),
+    ("threat_intel", "threat-intel"),
+];
+
+/// A finding of `kind` as its detector would report it, with an attacking address in the
+/// evidence (IP-blocking playbooks target it; the others ignore it).
+fn finding_of(kind: &'static str) -> F {
+    let detector = if kind.starts_with("model:") {
+        kind
+    } else if kind.ends_with("_spike") || kind.ends_with("_change") || kind == "tool_explosion" {
+        "baseline"
+    } else {
+        "rule:default"
+    };
+    F {
+        kind,
+        detector,
+        severity: Severity::Medium,
+        score: 0.7,
+        evidence: json!({"src_ip": "198.51.100.7", "sigma": 3.5}),
+    }
+}
+
+/// One incident fed a finding from `f` every second until its suspect window is over (at
+/// once for a rule hit); the actions taken, in order.
+fn sustained(s: &mut Sim, entity: &str, f: impl Fn() -> F) -> Vec<Action> {
+    for i in 0..3 {
+        s.hit("i-1", entity, f(), T0 + i * 1_000);
+        s.tick(T0 + i * 1_000 + 500);
+    }
+    actions(&s.log).into_iter().cloned().collect()
+}
+
+#[test]
+fn every_default_step_runs_on_a_stock_install() {
+    let set = PlaybookSet::default_pack().unwrap();
+    assert!(set.playbooks().len() >= 15, "{}", set.playbooks().len());
+    for pb in set.playbooks() {
+        for step in &pb.steps {
+            assert!(
+                STOCK.contains(&step.action) && step.executor.is_none(),
+                "playbook `{}` needs a `{}` executor a stock install lacks",
+                pb.id,
+                step.executor.as_deref().unwrap_or(step.action.as_str())
+            );
+        }
+    }
+}
+
+#[test]
+fn every_kind_detection_emits_is_answered_by_a_default_playbook() {
+    use antibody_respond::playbook::glob;
+    let emitted = antibody_detect::kinds::emitted(
+        &antibody_detect::EngineConfig::default(),
+        &antibody_rules::RuleSet::default_pack(),
+    );
+    let set = PlaybookSet::default_pack().unwrap();
+    for kind in &emitted {
+        let Some((example, _)) = ANSWERS.iter().find(|(k, _)| glob(kind, k)) else {
+            panic!("`{kind}` is emitted but has no expected playbook in ANSWERS");
+        };
+        let matched = set.playbooks().iter().find_map(|pb| {
+            pb.matches(std::iter::once(*example), None, 5.0, "agent:a", None)
+                .map(|_| pb.id.as_str())
+        });
+        assert!(matched.is_some(), "no default playbook answers `{kind}`");
+    }
+}
+
+#[test]
+fn each_finding_kind_gets_its_playbooks_first_rung_of_stock_actions() {
+    let set = PlaybookSet::default_pack().unwrap();
+    for &(kind, want) in ANSWERS {
+        let mut s = Sim::new();
+        let acts = sustained(&mut s, "agent:a", || finding_of(kind));
+        let pb = set.get(want).unwrap();
+        let rung: Vec<ActionKind> = pb.steps[pb.rungs[0].clone()]
+            .iter()
+            .map(|s| s.action)
+            .collect();
+        let got: Vec<ActionKind> = acts.iter().map(|a| a.kind).collect();
+        assert_eq!(got, rung, "{kind}: {:#?}", s.log);
+        for a in &acts {
+            assert_eq!(a.why.playbook, want, "{kind}");
+            assert!(STOCK.contains(&a.kind), "{kind}: {}", a.kind);
+            assert_ne!(a.status, ActionStatus::Failed, "{kind}");
+        }
+        // Every approved action succeeds (as the stock executors report) without escalating.
+        for a in acts.iter().filter(|a| a.status == ActionStatus::Approved) {
+            s.r.on_action_started(&t(), &a.id, T0 + 5_000).unwrap();
+            let ds = s.result(&a.id, true, T0 + 5_001);
+            assert!(escalations(&ds).is_empty(), "{kind}: {ds:#?}");
+        }
+        assert!(escalations(&s.log).is_empty(), "{kind}: {:#?}", s.log);
+    }
+}
+
+#[test]
+fn a_latency_spike_is_told_to_people_never_contained() {
+    let mut s = Sim::new();
+    let e = "agent:slow";
+    let ds = s.hit("i-1", e, spike("latency_spike", 9.0), T0);
+    let acts: Vec<Action> = actions(&ds).into_iter().cloned().collect();
+    assert_eq!(acts.len(), 1);
+    assert_eq!(acts[0].kind, ActionKind::Notify);
+    // Far past the 5σ approval threshold, yet telling people waits for nobody.
+    assert_eq!(acts[0].status, ActionStatus::Approved);
+    s.r.on_action_started(&t(), &acts[0].id, T0 + 1).unwrap();
+    s.result(&acts[0].id, true, T0 + 2);
+    s.close("i-1", e, "latency_spike", T0 + 400_000);
+    assert_eq!(
+        states(&s.log, e),
+        [LifecycleState::Suspected, LifecycleState::Healthy]
+    );
+}
+
+#[test]
+fn a_severe_cost_spike_waits_for_approval_but_its_notification_goes_out() {
+    let mut s = Sim::new();
+    let ds = s.hit("i-1", "agent:spender", spike("cost_spike", 8.0), T0);
+    let status: Vec<(ActionKind, ActionStatus)> =
+        actions(&ds).iter().map(|a| (a.kind, a.status)).collect();
+    assert_eq!(
+        status,
+        [
+            (ActionKind::BudgetCap, ActionStatus::PendingApproval),
+            (ActionKind::Notify, ActionStatus::Approved),
+        ]
+    );
+}
+
+#[test]
+fn a_model_that_names_a_cause_runs_that_causes_playbook() {
+    let mut s = Sim::new();
+    let f = F {
+        kind: "model:agents",
+        detector: "model:agents",
+        severity: Severity::High,
+        score: 0.97,
+        evidence: json!({"threat_type": "data_exfiltration"}),
+    };
+    let acts = sustained(&mut s, "agent:leaky", || F {
+        evidence: f.evidence.clone(),
+        ..f
+    });
+    assert_eq!(acts[0].why.playbook, "exfiltration");
+    assert_eq!(acts[0].kind, ActionKind::Isolate);
 }

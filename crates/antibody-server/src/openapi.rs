@@ -74,3 +74,55 @@ fn responses(method: &str, authed: bool) -> Value {
     }
     r
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    /// The project's contract, `docs/API.md`, lists every route in its "Endpoints" table.
+    const API_MD: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/API.md"));
+
+    /// `(METHOD, path)` of every row of the form "| `GET` | `/v1/x` | …".
+    fn documented() -> BTreeSet<(String, String)> {
+        API_MD
+            .lines()
+            .filter_map(|l| {
+                let mut cells = l.strip_prefix('|')?.split('|').map(str::trim);
+                let method = cells.next()?.strip_prefix('`')?.strip_suffix('`')?;
+                let path = cells.next()?.strip_prefix('`')?.strip_suffix('`')?;
+                let known = ["GET", "POST", "PUT", "DELETE"].contains(&method);
+                (known && path.starts_with('/')).then(|| (method.to_owned(), path.to_owned()))
+            })
+            .collect()
+    }
+
+    fn served() -> BTreeSet<(String, String)> {
+        let doc = super::document();
+        let mut out = BTreeSet::new();
+        for (path, ops) in doc["paths"].as_object().into_iter().flatten() {
+            for method in ops.as_object().into_iter().flatten().map(|(m, _)| m) {
+                out.insert((method.to_uppercase(), path.clone()));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn every_documented_route_is_served_and_every_served_route_is_documented() {
+        let (doc, served) = (documented(), served());
+        assert!(
+            doc.len() > 30,
+            "the Endpoints table of docs/API.md was not found"
+        );
+        let missing: Vec<_> = doc.difference(&served).collect();
+        assert!(
+            missing.is_empty(),
+            "in docs/API.md but not in /openapi.json: {missing:?}"
+        );
+        let undocumented: Vec<_> = served.difference(&doc).collect();
+        assert!(
+            undocumented.is_empty(),
+            "served but not in docs/API.md: {undocumented:?}"
+        );
+    }
+}

@@ -1,5 +1,6 @@
 //! Embedded storage on SQLite in WAL mode, one file `<data-dir>/antibody.db`: tenants,
-//! hashed API keys, findings, incidents and engine metadata.
+//! hashed API keys, findings, incidents, the response engine's records, the model registry,
+//! the notifications inbox and engine metadata.
 //!
 //! The store is synchronous (call it from `spawn_blocking`). Writes go through one writer
 //! connection, each call one transaction; reads use a pool of read-only connections, so in
@@ -12,6 +13,7 @@ mod findings;
 mod incidents;
 mod keys;
 mod models;
+mod notifications;
 mod response;
 mod schema;
 mod store;
@@ -25,6 +27,7 @@ pub use findings::{newest_first, FindingCursor, FindingQuery, DEFAULT_LIMIT, MAX
 pub use incidents::{IncidentQuery, IncidentResponse};
 pub use keys::{KeyInfo, NewKey, Role};
 pub use models::{ModelFormat, ModelLabel, ModelRecord, ModelSlot, MAX_REVIEW_ITEMS};
+pub use notifications::{Notification, NotificationKind, NotificationQuery};
 pub use response::{ActionQuery, AuditQuery, ResponseBatch};
 pub use schema::SCHEMA_VERSION;
 pub use store::{Store, DB_FILE};

@@ -137,6 +137,22 @@ const MIGRATIONS: &[&str] = &[
         WHERE json_extract(body, '$.evidence.review') = 1
           AND json_extract(body, '$.severity') = 'info';
     ",
+    // 6: the built-in notifications inbox (notify actions with no channel configured, and
+    // escalations), newest first per tenant, or per incident.
+    "
+    CREATE TABLE notifications (
+        tenant   TEXT NOT NULL,
+        id       TEXT NOT NULL,
+        ts       INTEGER NOT NULL,
+        kind     TEXT NOT NULL,
+        incident TEXT NOT NULL,
+        entity   TEXT NOT NULL,
+        body     TEXT NOT NULL,
+        PRIMARY KEY (tenant, id)
+    ) STRICT;
+    CREATE INDEX notifications_ts       ON notifications (tenant, ts DESC, id DESC);
+    CREATE INDEX notifications_incident ON notifications (tenant, incident, ts DESC, id DESC);
+    ",
 ];
 
 /// The schema version this build writes.

@@ -92,11 +92,20 @@ pub enum InputFormat {
     Authlog,
 }
 
+/// A directory named on the command line must exist: the loaders take a missing one for an
+/// empty one, and a typo would replay the defaults alone (a what-if of "0 changed").
+fn existing_dir<'a>(flag: &str, dir: &'a Path) -> Result<&'a Path> {
+    if dir.is_dir() {
+        Ok(dir)
+    } else {
+        bail!("{flag} {}: no such directory", dir.display())
+    }
+}
+
 pub fn run(args: ReplayArgs) -> Result<()> {
     let rules = match &args.rules {
-        Some(dir) => {
-            RuleSet::load_dir(dir).with_context(|| format!("invalid rules in {}", dir.display()))?
-        }
+        Some(dir) => RuleSet::load_dir(existing_dir("--rules", dir)?)
+            .with_context(|| format!("invalid rules in {}", dir.display()))?,
         None => RuleSet::default_pack(),
     };
     let cfg = EngineConfig::default();
@@ -111,7 +120,7 @@ pub fn run(args: ReplayArgs) -> Result<()> {
             .map_err(|e| anyhow::anyhow!("the default playbook pack: {e}"))?;
         let candidate = match &args.playbooks {
             Some(dir) => Some(
-                antibody_server::load_playbooks(dir)
+                antibody_server::load_playbooks(existing_dir("--playbooks", dir)?)
                     .with_context(|| format!("invalid playbooks in {}", dir.display()))?,
             ),
             None => None,

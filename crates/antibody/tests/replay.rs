@@ -262,3 +262,25 @@ fn playbooks_what_if_prints_what_would_change() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A directory named with `--playbooks` or `--rules` that does not exist is a mistake, not
+/// an empty set: the replay refuses it and names it, instead of reporting "0 changed".
+#[test]
+fn a_missing_playbooks_or_rules_dir_is_refused() {
+    let events = manifest_path("tests/golden/events.ndjson");
+    let missing = tempfile::tempdir().unwrap().path().join("no-such-dir");
+    for flag in ["--playbooks", "--rules"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_antibody"))
+            .args(["replay", events.to_str().unwrap(), flag])
+            .arg(&missing)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{flag}: {stderr}");
+        assert!(
+            stderr.contains("no-such-dir") && stderr.contains(flag),
+            "{flag}: {stderr}"
+        );
+        assert!(out.stdout.is_empty(), "{flag}: nothing replayed");
+    }
+}

@@ -191,7 +191,47 @@ pub struct PlaybookSet {
     playbooks: Vec<Playbook>,
 }
 
+/// The built-in pack, lowest priority first: a later file wins when two triggers match (see
+/// [`PlaybookSet::load`]). Catch-alls that only tell people come first, so a playbook for a
+/// named cause (matched by diagnosis as well as by kind) outranks them; `token-explosion`
+/// outranks `tool-loop`, whose diagnosis a token spike alone also points at.
 const DEFAULT_PACK: &[(&str, &str)] = &[
+    (
+        "default/metric_spike.yml",
+        include_str!("../../playbooks/default/metric_spike.yml"),
+    ),
+    (
+        "default/model_threat.yml",
+        include_str!("../../playbooks/default/model_threat.yml"),
+    ),
+    (
+        "default/model_drift.yml",
+        include_str!("../../playbooks/default/model_drift.yml"),
+    ),
+    (
+        "default/error_spike.yml",
+        include_str!("../../playbooks/default/error_spike.yml"),
+    ),
+    (
+        "default/latency_spike.yml",
+        include_str!("../../playbooks/default/latency_spike.yml"),
+    ),
+    (
+        "default/retry_storm.yml",
+        include_str!("../../playbooks/default/retry_storm.yml"),
+    ),
+    (
+        "default/prompt_change.yml",
+        include_str!("../../playbooks/default/prompt_change.yml"),
+    ),
+    (
+        "default/threat_intel.yml",
+        include_str!("../../playbooks/default/threat_intel.yml"),
+    ),
+    (
+        "default/request_flood.yml",
+        include_str!("../../playbooks/default/request_flood.yml"),
+    ),
     (
         "default/prompt_injection.yml",
         include_str!("../../playbooks/default/prompt_injection.yml"),
@@ -324,14 +364,7 @@ mod tests {
         }
         let tokens = set.get("token-explosion").unwrap();
         let ladder: Vec<ActionKind> = tokens.steps.iter().map(|s| s.action).collect();
-        assert_eq!(
-            ladder,
-            [
-                ActionKind::RateLimit,
-                ActionKind::Reset,
-                ActionKind::Quarantine
-            ]
-        );
+        assert_eq!(ladder, [ActionKind::RateLimit, ActionKind::Quarantine]);
         assert_eq!(set.get("prompt-injection").unwrap().mode, Mode::Approval);
         assert_eq!(set.get("exfiltration").unwrap().mode, Mode::Approval);
         let web = set.get("web-attack").unwrap();

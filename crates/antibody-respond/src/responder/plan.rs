@@ -321,6 +321,9 @@ impl Responder {
         tenant: &TenantId,
         now: TimestampMs,
     ) -> (ActionStatus, String) {
+        // The σ and risk thresholds hold back automatic enforcement; telling people is what a
+        // person would be waiting on, so a notify step is not held by them.
+        let enforces = kind != ActionKind::Notify;
         match pb.mode {
             Mode::DryRun => (ActionStatus::DryRun, "dry run: recorded, never executed".into()),
             Mode::Notify => (ActionStatus::Proposed, "mode notify: proposed to people, not run".into()),
@@ -328,14 +331,14 @@ impl Responder {
                 ActionStatus::PendingApproval,
                 format!("playbook `{}` requires approval", pb.id),
             ),
-            Mode::Auto if rec.case.max_sigma >= policy.approval_sigma => (
+            Mode::Auto if enforces && rec.case.max_sigma >= policy.approval_sigma => (
                 ActionStatus::PendingApproval,
                 format!(
                     "deviation {:.1}σ ≥ the {}σ approval threshold",
                     rec.case.max_sigma, policy.approval_sigma
                 ),
             ),
-            Mode::Auto if rec.assessment.risk >= policy.approval_risk => (
+            Mode::Auto if enforces && rec.assessment.risk >= policy.approval_risk => (
                 ActionStatus::PendingApproval,
                 format!(
                     "risk {} ≥ the {} approval threshold",

@@ -4,7 +4,8 @@
 //! `/v1/entities/{entity}/verdict`), and `reset`, `revoke_tools`, `budget_cap` (recorded
 //! actions that SDKs and the gateway read) — take effect the moment the responder records
 //! them. Kinds that reach outside (`notify`, `webhook`, `command`, `signal`) go to a
-//! configured [`Executor`]; their results come back to the stage as messages.
+//! configured [`Executor`]; their results come back to the stage as messages. With no
+//! notify channel configured, `notify` goes to the built-in inbox ([`super::inbox`]).
 
 use super::RespondMsg;
 use antibody_core::{TenantId, TimestampMs};
@@ -21,6 +22,8 @@ pub struct Executors {
     registry: Option<Arc<antibody_executors::Registry>>,
     /// The optional LLM investigator (`[investigator]`).
     investigator: super::InvestigatorSetup,
+    /// Where `notify` goes while no notify executor is configured.
+    inbox: Option<Arc<super::inbox::Inbox>>,
 }
 
 fn is_internal(kind: ActionKind) -> bool {
@@ -91,7 +94,13 @@ impl Executors {
             external,
             registry: Some(Arc::new(registry)),
             investigator: super::InvestigatorSetup::default(),
+            inbox: None,
         })
+    }
+
+    pub(crate) fn with_inbox(mut self, inbox: Arc<super::inbox::Inbox>) -> Self {
+        self.inbox = Some(inbox);
+        self
     }
 
     /// Adds the `[investigator]` section: its limits always, its client when `base_url` is
@@ -154,13 +163,22 @@ impl Executors {
             return out;
         }
         let Some(exec) = self.find(action.kind) else {
-            let msg = format!(
-                "no `{}` executor is configured; add it under [executors] in antibody.toml",
-                action.kind
-            );
+            let (ok, msg) = match (&self.inbox, action.kind) {
+                (Some(inbox), ActionKind::Notify) => {
+                    let severity = super::inbox::severity(responder, tenant, &action.incident);
+                    inbox.notify(tenant, entity, action, severity, now)
+                }
+                _ => (
+                    false,
+                    format!(
+                        "no `{}` executor is configured; add it under [executors] in antibody.toml",
+                        action.kind
+                    ),
+                ),
+            };
             out.extend(
                 responder
-                    .on_action_result(tenant, &action.id, false, &msg, now)
+                    .on_action_result(tenant, &action.id, ok, &msg, now)
                     .unwrap_or_default(),
             );
             return out;

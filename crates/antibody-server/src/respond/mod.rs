@@ -11,9 +11,11 @@
 //! replays after a crash are folded in again (the responder is idempotent per incident
 //! version), so pending approvals, active blocks and lifecycle states survive a restart.
 //!
-//! Incident summaries and the optional LLM investigator: see [`investigate`].
+//! Incident summaries and the optional LLM investigator: see [`investigate`]. The built-in
+//! notifications inbox (notify with no channel configured, every escalation): see [`inbox`].
 
 mod execute;
+mod inbox;
 mod investigate;
 
 use crate::metrics::Metrics;
@@ -144,6 +146,7 @@ pub(crate) struct RespondStage {
     drift_every: u64,
     investigator: InvestigatorSetup,
     asking: investigate::Asking,
+    inbox: Arc<inbox::Inbox>,
 }
 
 pub(crate) struct StageParts {
@@ -200,6 +203,7 @@ impl RespondStage {
             );
         }
         let investigator = p.executors.investigator();
+        let inbox = Arc::new(inbox::Inbox::new(p.store.clone(), p.stream.clone()));
         Ok(Self {
             responder: p.responder,
             store: p.store,
@@ -209,7 +213,7 @@ impl RespondStage {
             chains,
             views: BTreeMap::new(),
             snapshot_path: p.snapshot_path,
-            executors: p.executors,
+            executors: p.executors.with_inbox(inbox.clone()),
             watch: p.watch,
             own: p.own,
             since: None,
@@ -217,6 +221,7 @@ impl RespondStage {
             drift_every: p.drift_every.max(1),
             investigator,
             asking: investigate::Asking::default(),
+            inbox,
         })
     }
 
@@ -611,7 +616,8 @@ impl RespondStage {
         }
     }
 
-    /// Runs approved actions and due undos; returns the decisions their immediate results cause.
+    /// Runs approved actions and due undos, hands escalations to the inbox; returns the
+    /// decisions their immediate results cause.
     fn carry_out(&mut self, d: &Decision, now: TimestampMs) -> Vec<Decision> {
         match d {
             Decision::Action {
@@ -639,6 +645,22 @@ impl RespondStage {
             } => {
                 let asset = self.responder.asset(tenant, entity).cloned();
                 self.executors.undo(tenant, entity, action, asset);
+                Vec::new()
+            }
+            Decision::Escalation {
+                tenant,
+                entity,
+                incident,
+                reason,
+            } => {
+                let severity = inbox::severity(&self.responder, tenant, incident);
+                let delivered = self
+                    .inbox
+                    .escalate(tenant, entity, incident, reason, severity, now);
+                if let Err(e) = delivered {
+                    self.metrics.store_errors.fetch_add(1, Relaxed);
+                    tracing::error!(error = %e, incident, "an escalation did not reach the inbox");
+                }
                 Vec::new()
             }
             _ => Vec::new(),

@@ -27,7 +27,7 @@ pub struct FindingParams {
     before: Option<String>,
 }
 
-fn parse_limit(limit: Option<&str>) -> Result<usize, ApiError> {
+pub(super) fn parse_limit(limit: Option<&str>) -> Result<usize, ApiError> {
     match limit {
         None => Ok(DEFAULT_LIMIT),
         Some(s) => match s.parse::<usize>() {
@@ -40,7 +40,7 @@ fn parse_limit(limit: Option<&str>) -> Result<usize, ApiError> {
 }
 
 /// `since` as RFC 3339 or epoch milliseconds.
-fn parse_since(s: &str) -> Result<i64, ApiError> {
+pub(super) fn parse_since(s: &str) -> Result<i64, ApiError> {
     s.parse::<i64>()
         .ok()
         .or_else(|| parse_rfc3339(s))

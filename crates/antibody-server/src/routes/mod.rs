@@ -7,6 +7,7 @@ mod catalog;
 mod events;
 mod findings;
 mod models;
+mod notifications;
 mod ops;
 mod respond;
 mod stream;
@@ -99,10 +100,11 @@ pub fn endpoints() -> Vec<Endpoint> {
         ep("get", "/v1/playbooks", "The playbooks in force", Some("analyst"), get(catalog::list_playbooks)),
         ep("put", "/v1/playbooks/{name}", "Replace <data-dir>/playbooks/<name>.yml (YAML body); validated with the rest, applied without a restart (bootstrap admin)", Some("admin"), axum::routing::put(catalog::put_playbooks)),
         ep("get", "/v1/audit/verify", "Re-hash the audit chain and report where it breaks", Some("analyst"), get(respond::audit_verify)),
+        ep("get", "/v1/notifications", "The built-in inbox: notify actions while no channel is configured, and escalations; newest first (filters: incident, entity, kind, since, limit, before)", Some("analyst"), get(notifications::list)),
         ep(
             "get",
             "/v1/stream",
-            "Server-sent events: finding, incident, action, state, escalation",
+            "Server-sent events: finding, incident, action, state, escalation, notification",
             Some("analyst"),
             get(stream::stream),
         ),
