@@ -1,17 +1,20 @@
-//! Snapshots written by earlier builds still restore. `tests/fixtures/responder-v1.snap` is a
-//! snapshot file exactly as the server wrote it before snapshots were versioned (postcard
-//! bytes, then their CRC-32): a responder with a pending approval, an active block, an entity
-//! on probation and an asset, built by [`scenario`].
+//! Snapshots written by earlier builds still restore. Each `tests/fixtures/responder-vN.snap`
+//! is a snapshot file exactly as a build writing format version N left it on disk, holding
+//! the state [`scenario`] builds: a pending approval, an active block, an entity on
+//! probation and an asset. Version 1 is the unversioned format (postcard bytes, then their
+//! CRC-32, written by the server) from before snapshots had a header.
 //!
-//! The fixture was made by the ignored test [`write_fixture`], run at the commit that added
-//! it: `cargo test -p antibody-respond --test snapshot_compat -- --ignored write_fixture`.
-//! A fixture is never regenerated: it stands for bytes an older build left on disk.
+//! A fixture is made once, by the ignored test [`write_fixture`] at the commit that
+//! introduces its version (`cargo test -p antibody-respond --test snapshot_compat --
+//! --ignored write_fixture`; version 1's was written before the header existed), and never
+//! regenerated: it stands for bytes an older build left behind.
 
 use antibody_core::{
     Explanation, Finding, Incident, IncidentStatus, Severity, TenantId, TimestampMs,
 };
 use antibody_respond::{
     ActionStatus, Asset, Decision, LifecycleState, PlaybookSet, Responder, ResponderConfig,
+    SNAPSHOT_VERSION,
 };
 use serde_json::json;
 use std::path::PathBuf;
@@ -103,14 +106,38 @@ fn scenario() -> Responder {
     r.upsert_asset(&t(), asset).unwrap();
     // An active block: a brute force's source, blocked for an hour.
     let evidence = json!({"group_by": "src_ip", "group": ATTACKER, "src_ip": ATTACKER});
-    let ds = hit(&mut r, "i-1", "host:bastion", "brute_force", 8.0, evidence, T0);
+    let ds = hit(
+        &mut r,
+        "i-1",
+        "host:bastion",
+        "brute_force",
+        8.0,
+        evidence,
+        T0,
+    );
     r.on_action_result(&t(), &action_id(&ds), true, "blocked", T0 + 1_000)
         .unwrap();
     // A pending approval: a 7.5σ spike is over the 5σ approval threshold.
     let spike = json!({"metric": "tokens", "sigma": 7.5});
-    hit(&mut r, "i-2", "agent:x", "token_spike", 7.5, spike.clone(), T0 + 2_000);
+    hit(
+        &mut r,
+        "i-2",
+        "agent:x",
+        "token_spike",
+        7.5,
+        spike.clone(),
+        T0 + 2_000,
+    );
     // Probation: the same, approved and applied.
-    let ds = hit(&mut r, "i-3", "agent:p", "token_spike", 7.5, spike, T0 + 3_000);
+    let ds = hit(
+        &mut r,
+        "i-3",
+        "agent:p",
+        "token_spike",
+        7.5,
+        spike,
+        T0 + 3_000,
+    );
     let id = action_id(&ds);
     r.approve("k-alice", &t(), &id, T0 + 4_000).unwrap();
     r.on_action_result(&t(), &id, true, "limited", T0 + 5_000)
@@ -147,13 +174,39 @@ fn the_scenario_holds_before_any_snapshot() {
     assert_scenario(&mut scenario());
 }
 
-/// Writes the fixture of the running build's format (see the module docs).
+fn restore_fixture(name: &str) -> Responder {
+    let bytes = std::fs::read(fixture(name)).unwrap();
+    Responder::restore(
+        Arc::new(ResponderConfig::default()),
+        Arc::new(PlaybookSet::default_pack().unwrap()),
+        &bytes,
+    )
+    .unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
 #[test]
-#[ignore = "writes tests/fixtures/responder-v1.snap; run once, by hand"]
+fn a_version_1_snapshot_restores_everything() {
+    assert_scenario(&mut restore_fixture("responder-v1.snap"));
+}
+
+#[test]
+fn a_version_2_snapshot_restores_everything() {
+    assert_scenario(&mut restore_fixture("responder-v2.snap"));
+}
+
+#[test]
+fn a_restored_snapshot_is_written_back_in_the_current_version() {
+    let restored = restore_fixture("responder-v1.snap");
+    let bytes = restored.snapshot().unwrap();
+    assert_eq!(&bytes[6..8], SNAPSHOT_VERSION.to_le_bytes());
+    assert_eq!(bytes, scenario().snapshot().unwrap());
+}
+
+/// Writes the fixture of the running build's format version (see the module docs).
+#[test]
+#[ignore = "writes tests/fixtures/responder-v<current>.snap; run once per format version"]
 fn write_fixture() {
-    let body = scenario().snapshot().unwrap();
-    let crc = crc32fast::hash(&body).to_le_bytes();
-    let path = fixture("responder-v1.snap");
+    let path = fixture(&format!("responder-v{SNAPSHOT_VERSION}.snap"));
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(&path, [body.as_slice(), &crc].concat()).unwrap();
+    std::fs::write(&path, scenario().snapshot().unwrap()).unwrap();
 }

@@ -313,11 +313,12 @@ impl Responder {
         let ekey = (tenant.clone(), entity.to_owned());
         let needed = self.cfg.policy(tenant.as_str()).probation_samples;
         let case = self.driving_case(&ekey);
+        // A sample from before the probation began is one the engine replayed after a crash.
         let Some(e) = self
             .st
             .entities
             .get_mut(&ekey)
-            .filter(|e| e.state == LifecycleState::Probation)
+            .filter(|e| e.state == LifecycleState::Probation && now >= e.since)
         else {
             return out;
         };
@@ -343,6 +344,16 @@ impl Responder {
             &mut out,
         );
         out
+    }
+
+    /// Entities whose events should be sampled (on probation), e.g. to tell a restarted
+    /// engine, whose checkpoint may predate the probation.
+    pub fn sampled_entities(&self) -> impl Iterator<Item = (&TenantId, &str)> + '_ {
+        self.st
+            .entities
+            .iter()
+            .filter(|(_, e)| e.state == LifecycleState::Probation)
+            .map(|((t, e), _)| (t, e.as_str()))
     }
 
     /// Probation passed: the running rung's arm gets a success and the ladder is done.

@@ -145,15 +145,27 @@ pub(crate) enum Work {
 /// killed its thread) or the log unwritable marks the service not ready, so `/readyz` fails
 /// and orchestration can restart it; the log replay then recovers every acknowledged event.
 #[derive(Debug)]
-pub(crate) struct Health(AtomicBool);
+pub(crate) struct Health {
+    ok: AtomicBool,
+    /// The first failure, shown by `/readyz`.
+    why: std::sync::OnceLock<String>,
+}
 
 impl Health {
+    pub(crate) fn new() -> Self {
+        Self {
+            ok: AtomicBool::new(true),
+            why: std::sync::OnceLock::new(),
+        }
+    }
+
     pub(crate) fn is_ok(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
+        self.ok.load(Ordering::Relaxed)
     }
 
     pub(crate) fn fail(&self, why: &str) {
-        if self.0.swap(false, Ordering::Relaxed) {
+        let _ = self.why.set(why.to_owned());
+        if self.ok.swap(false, Ordering::Relaxed) {
             tracing::error!(
                 why,
                 "pipeline degraded: /readyz now fails; restart the service"
@@ -258,7 +270,7 @@ impl Pipeline {
             .metrics
             .checkpoint_offset
             .store(start_offset, Ordering::Relaxed);
-        let ready = Arc::new(Health(AtomicBool::new(true)));
+        let ready = Arc::new(Health::new());
         let (stream, _) = broadcast::channel(4096);
         let (sink_tx, sink_rx) = mpsc::sync_channel(256);
         let checkpoint = Arc::new(AtomicU64::new(start_offset));
@@ -334,6 +346,7 @@ impl Pipeline {
             watch,
             own: respond_tx.clone(),
             drift_every: cfg.drift_check_ticks,
+            health: ready.clone(),
         })
         .map_err(|e| PipelineError::Snapshot(format!("response stage: {e}")))?;
         let respond_thread = spawn("antibody-respond", move || stage.run(respond_rx))?;
@@ -506,12 +519,17 @@ impl Pipeline {
     }
 
     pub fn is_ready(&self) -> bool {
-        self.ready.0.load(Ordering::Relaxed)
+        self.ready.is_ok()
+    }
+
+    /// Why the service is not ready, when a stage failed (rather than recovery or shutdown).
+    pub fn failure(&self) -> Option<&str> {
+        self.ready.why.get().map(String::as_str)
     }
 
     /// Stops accepting events, drains every queue, writes a final snapshot and joins the threads.
     pub fn shutdown(&self) {
-        self.ready.0.store(false, Ordering::Relaxed);
+        self.ready.ok.store(false, Ordering::Relaxed);
         let threads = match self.threads.lock() {
             Ok(mut t) => std::mem::take(&mut *t),
             Err(_) => Vec::new(),

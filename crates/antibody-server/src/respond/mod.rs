@@ -17,7 +17,8 @@ mod execute;
 mod investigate;
 
 use crate::metrics::Metrics;
-use crate::pipeline::StreamItem;
+use crate::pipeline::{Health, StreamItem};
+use crate::ServerError;
 use antibody_core::{Clock, Finding, Incident, TenantId, TimestampMs};
 use antibody_detect::Sample;
 use antibody_respond::{
@@ -144,6 +145,8 @@ pub(crate) struct RespondStage {
     drift_every: u64,
     investigator: InvestigatorSetup,
     asking: investigate::Asking,
+    /// Marked failed when a decision cannot be stored (`/readyz` then says why).
+    health: Arc<Health>,
 }
 
 pub(crate) struct StageParts {
@@ -157,23 +160,33 @@ pub(crate) struct StageParts {
     pub watch: Watch,
     pub own: std::sync::mpsc::Sender<RespondMsg>,
     pub drift_every: u64,
+    pub health: Arc<Health>,
 }
 
-/// Loads the responder from its snapshot, or starts one with the stored assets.
+/// Loads the responder from its snapshot, or, when there is none, starts one with the stored
+/// assets. An unreadable snapshot stops start-up: starting afresh would silently drop the
+/// pending approvals and active blocks it holds.
 pub(crate) fn load_responder(
     path: &std::path::Path,
     cfg: Arc<antibody_respond::ResponderConfig>,
     playbooks: Arc<antibody_respond::PlaybookSet>,
     store: &Store,
-) -> Result<Responder, StoreError> {
-    if let Ok(bytes) = std::fs::read(path) {
-        match decode_snapshot(&bytes)
-            .and_then(|b| Responder::restore(cfg.clone(), playbooks.clone(), b).ok())
-        {
-            Some(r) => return Ok(r),
-            None => {
-                tracing::warn!(path = %path.display(), "responder snapshot unreadable; starting afresh")
-            }
+) -> Result<Responder, ServerError> {
+    match std::fs::read(path) {
+        Ok(bytes) => {
+            return Responder::restore(cfg, playbooks, &bytes).map_err(|source| {
+                ServerError::ResponderSnapshot {
+                    path: path.to_path_buf(),
+                    source,
+                }
+            })
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(source) => {
+            return Err(ServerError::Io {
+                context: format!("reading the responder snapshot {}", path.display()),
+                source,
+            })
         }
     }
     let mut r = Responder::new(cfg, playbooks);
@@ -183,11 +196,6 @@ pub(crate) fn load_responder(
         }
     }
     Ok(r)
-}
-
-fn decode_snapshot(bytes: &[u8]) -> Option<&[u8]> {
-    let (body, crc) = bytes.split_at(bytes.len().checked_sub(4)?);
-    (crc32fast::hash(body) == u32::from_le_bytes(crc.try_into().ok()?)).then_some(body)
 }
 
 impl RespondStage {
@@ -200,6 +208,10 @@ impl RespondStage {
             );
         }
         let investigator = p.executors.investigator();
+        // The engine's checkpoint may predate a probation: sample those entities again.
+        for (tenant, entity) in p.responder.sampled_entities() {
+            (p.watch)(tenant, entity, true);
+        }
         Ok(Self {
             responder: p.responder,
             store: p.store,
@@ -217,6 +229,7 @@ impl RespondStage {
             drift_every: p.drift_every.max(1),
             investigator,
             asking: investigate::Asking::default(),
+            health: p.health,
         })
     }
 
@@ -646,8 +659,11 @@ impl RespondStage {
     }
 
     /// Store writes are retried: the decisions were already taken and cannot be re-derived.
+    /// A write that still fails leaves the audit chain without records of decisions already
+    /// carried out, so the service stops being ready (invariant 7) instead of going on.
     fn store_retrying(&self, f: impl Fn(&Store) -> Result<(), StoreError>) {
         let mut delay = Duration::from_millis(10);
+        let mut last = None;
         for _ in 0..10 {
             match f(&self.store) {
                 Ok(()) => return,
@@ -656,10 +672,14 @@ impl RespondStage {
                     tracing::error!(error = %e, "storing response decisions failed; retrying");
                     std::thread::sleep(delay);
                     delay = (delay * 2).min(Duration::from_secs(2));
+                    last = Some(e);
                 }
             }
         }
-        tracing::error!("giving up storing a batch of response decisions");
+        let error = last.map_or_else(String::new, |e| e.to_string());
+        self.health.fail(&format!(
+            "storing response decisions and their audit records failed after retries ({error})"
+        ));
     }
 
     fn snapshot(&self) {
@@ -670,13 +690,9 @@ impl RespondStage {
                 return;
             }
         };
-        if let Err(e) = write_atomically(&self.snapshot_path, &bytes) {
+        // The bytes carry their own header and checksum (`Responder::snapshot`).
+        if let Err(e) = crate::durable_file::replace(&self.snapshot_path, &[&bytes]) {
             tracing::error!(error = %e, "writing the responder snapshot failed");
         }
     }
-}
-
-fn write_atomically(path: &std::path::Path, body: &[u8]) -> std::io::Result<()> {
-    let crc = crc32fast::hash(body).to_le_bytes();
-    crate::durable_file::replace(path, &[body, &crc])
 }
