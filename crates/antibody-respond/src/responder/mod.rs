@@ -22,6 +22,7 @@
 //!    actions aimed elsewhere (an attacker's address) are judged when the incident closes
 //!    quietly. Failure moves to the next rung or escalates, per the step's `on_failure`.
 
+mod fallback;
 mod human;
 mod plan;
 mod propose;
@@ -94,6 +95,9 @@ struct CaseRecord {
     closed: bool,
     fleet: Option<String>,
     plan: Option<Plan>,
+    /// Snapshotted as a section of its own, so the state's encoding keeps its shape.
+    #[serde(skip)]
+    fallback: fallback::Fallback,
 }
 
 impl CaseRecord {
@@ -101,6 +105,11 @@ impl CaseRecord {
         self.plan
             .as_ref()
             .is_some_and(|p| p.state == PlanState::Running)
+    }
+
+    /// The hypothesis the ladder serves: the leading one, unless it is a fallback's.
+    fn plan_cause(&self) -> Cause {
+        self.fallback.cause.unwrap_or(self.cause)
     }
 }
 
@@ -437,6 +446,7 @@ impl Responder {
                 closed: false,
                 fleet: None,
                 plan: None,
+                fallback: fallback::Fallback::default(),
             },
         };
         rec.case.absorb(incident, findings);
@@ -583,6 +593,7 @@ impl Responder {
             .as_ref()
             .filter(|p| p.state == PlanState::Running)
             .and_then(|p| self.rung_outcome(p));
+        let cause = rec.plan_cause();
         if let Some(plan) = rec.plan.as_mut().filter(|p| p.state == PlanState::Running) {
             directed = plan.directed;
             match outcome {
@@ -590,7 +601,7 @@ impl Responder {
                     let kind = plan.order[plan.pos].kind;
                     self.st
                         .memory
-                        .record(&key.0, &ekey.1, rec.cause, kind, true, now);
+                        .record(&key.0, &ekey.1, cause, kind, true, now);
                     plan.state = PlanState::Done;
                     judged = true;
                 }

@@ -7,6 +7,7 @@
 //! | id | section | since |
 //! |---|---|---|
 //! | 1 | the state, postcard (the shape version 1 had) | 1 |
+//! | 2 | the playbooks each case ran and the hypothesis it serves ([`super::fallback`]) | 2 |
 //!
 //! Growth: new state goes into a new section (a field kept out of the state's postcard with
 //! `#[serde(skip)]`), which an older snapshot simply lacks; a reader skips sections it does
@@ -31,12 +32,14 @@ pub const SNAPSHOT_VERSION: u16 = 2;
 #[repr(u16)]
 enum Section {
     State = 1,
+    Fallback = 2,
 }
 
 impl Section {
     fn name(self) -> &'static str {
         match self {
             Self::State => "state",
+            Self::Fallback => "fallback",
         }
     }
 }
@@ -69,12 +72,14 @@ pub enum SnapshotError {
 #[derive(Debug, Default)]
 struct Sections<'a> {
     state: Option<&'a [u8]>,
+    fallback: Option<&'a [u8]>,
 }
 
 impl<'a> Sections<'a> {
     fn put(&mut self, id: u16, bytes: &'a [u8]) -> Result<(), SnapshotError> {
         let (slot, section) = match id {
             x if x == Section::State as u16 => (&mut self.state, Section::State),
+            x if x == Section::Fallback as u16 => (&mut self.fallback, Section::Fallback),
             // A section of a newer build: skipped.
             _ => return Ok(()),
         };
@@ -98,7 +103,10 @@ fn read(bytes: &[u8]) -> Result<Sections<'_>, SnapshotError> {
         return Err(SnapshotError::Checksum);
     }
     let Some(rest) = body.strip_prefix(MAGIC.as_slice()) else {
-        return Ok(Sections { state: Some(body) });
+        return Ok(Sections {
+            state: Some(body),
+            fallback: None,
+        });
     };
     let (version, mut rest) = take::<2>(rest)?;
     let version = u16::from_le_bytes(version);
@@ -168,9 +176,13 @@ fn decode<T: serde::de::DeserializeOwned>(
 impl Responder {
     /// The whole state as a snapshot file (see the module docs for the format).
     pub fn snapshot(&self) -> Result<Vec<u8>, RespondError> {
-        let state =
-            postcard::to_stdvec(&self.st).map_err(|e| SnapshotError::Encode(e.to_string()))?;
-        Ok(write(&[(Section::State, &state)])?)
+        let encode = |e: postcard::Error| SnapshotError::Encode(e.to_string());
+        let state = postcard::to_stdvec(&self.st).map_err(encode)?;
+        let fallback = postcard::to_stdvec(&self.fallback_section()).map_err(encode)?;
+        Ok(write(&[
+            (Section::State, &state),
+            (Section::Fallback, &fallback),
+        ])?)
     }
 
     /// Rebuilds a responder from [`Responder::snapshot`] bytes of this or an earlier
@@ -185,7 +197,11 @@ impl Responder {
             .state
             .ok_or(SnapshotError::Missing(Section::State.name()))?;
         let st: State = decode(Section::State, state)?;
-        Ok(Self { cfg, playbooks, st })
+        let mut r = Self { cfg, playbooks, st };
+        if let Some(bytes) = sections.fallback {
+            r.restore_fallbacks(decode(Section::Fallback, bytes)?);
+        }
+        Ok(r)
     }
 }
 

@@ -613,7 +613,9 @@ impl RespondStage {
             Decision::Transition(t) => ("state", serde_json::to_string(t)),
             Decision::Fleet(f) => ("incident", serde_json::to_string(&f.to_incident())),
             Decision::Escalation { .. } => ("escalation", serde_json::to_string(d)),
-            Decision::Assessment { .. } | Decision::Skipped { .. } => return,
+            Decision::Assessment { .. } | Decision::Skipped { .. } | Decision::Fallback { .. } => {
+                return
+            }
         };
         if let Ok(data) = data {
             let _ = self.stream.send(StreamItem {
