@@ -1,6 +1,7 @@
 //! Response state that survives crashes and refuses to be silently lost: pending approvals,
 //! active blocks and entity states survive a kill -9; an unreadable responder snapshot stops
-//! start-up and names the file; a failed audit write makes the service not ready.
+//! start-up and names the file; a failed audit write makes the service not ready. And a
+//! healed agent that settles at a new level re-converges instead of relapsing.
 
 mod common;
 
@@ -174,4 +175,115 @@ fn a_failed_audit_write_makes_the_service_not_ready() {
     let message = r.json()["error"]["message"].as_str().unwrap().to_owned();
     assert!(message.contains("audit"), "{message}");
     assert!(message.contains("refused by the test"), "{message}");
+}
+
+/// Tokens around `level` for `entity`, `n` events.
+fn vitals(entity: &str, level: u32, n: u32) -> String {
+    (0..n)
+        .map(|i| {
+            format!(
+                "{{\"entity\":\"{entity}\",\"kind\":\"vitals\",\"metrics\":{{\"tokens\":{}}}}}\n",
+                level + i % 3 * (level / 100)
+            )
+        })
+        .collect()
+}
+
+fn token_findings(s: &TestServer, entity: &str) -> usize {
+    let r = s.get(
+        &format!("/v1/findings?entity={entity}&kind=token_spike&limit=1000"),
+        ADMIN_KEY,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json()["items"].as_array().map_or(0, Vec::len)
+}
+
+/// The lifecycle states `entity` went through, from the audit chain.
+fn states(s: &TestServer, entity: &str) -> Vec<String> {
+    let r = s.get(&format!("/v1/audit?subject={entity}&kind=state"), ADMIN_KEY);
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json()["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["record"]["data"]["to"].as_str().map(str::to_owned))
+        .collect()
+}
+
+fn tokens_learned(s: &TestServer, entity: &str) -> u64 {
+    let r = s.get(&format!("/v1/entities/{entity}"), ADMIN_KEY);
+    r.json()["baselines"]["tokens"]["n"].as_u64().unwrap_or(0)
+}
+
+const SHIFTED: &str = "agent:shift";
+
+/// A server configured with `baseline` (`[engine.baseline]` lines) on which [`SHIFTED`]'s
+/// token explosion was rate-limited automatically, and which passed probation and is
+/// healthy again; the temp dir holds the config and data.
+fn healed_agent(baseline: &str) -> (TestServer, tempfile::TempDir) {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("antibody.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[respond.policy]\napproval_sigma = 1000000.0\napproval_risk = 10.0\n\
+             [engine.baseline]\n{baseline}\n"
+        ),
+    )
+    .unwrap();
+    let data = tmp.path().join("data");
+    let s = TestServer::start_in(&data, &["--config", config.to_str().unwrap()]);
+    const E: &str = SHIFTED;
+    assert_eq!(s.post_ndjson(ADMIN_KEY, &vitals(E, 1000, 30)).status, 202);
+    assert_eq!(s.post_ndjson(ADMIN_KEY, &vitals(E, 20_000, 1)).status, 202);
+    eventually(Duration::from_secs(15), || {
+        (entity_state(&s, E) == "probation").then_some(())
+    });
+    assert_eq!(s.post_ndjson(ADMIN_KEY, &vitals(E, 1000, 5)).status, 202);
+    eventually(Duration::from_secs(15), || {
+        (states(&s, E).last().map(String::as_str) == Some("healthy")).then_some(())
+    });
+    assert_eq!(token_findings(&s, E), 1);
+    (s, tmp)
+}
+
+/// Heal → re-converge: the agent's legitimate new level (+50 %) after the heal raises no
+/// finding and no second incident cycle; a real attack during the window is still seen.
+#[test]
+fn a_healed_agent_settles_at_a_new_level_without_relapsing() {
+    const E: &str = SHIFTED;
+    let (s, _tmp) = healed_agent("reconverge_ms = 600000");
+    let before = tokens_learned(&s, E);
+    assert_eq!(s.post_ndjson(ADMIN_KEY, &vitals(E, 1500, 60)).status, 202);
+    eventually(Duration::from_secs(15), || {
+        (tokens_learned(&s, E) >= before + 60).then_some(())
+    });
+    assert_eq!(token_findings(&s, E), 1, "the new level is not reported");
+    assert_eq!(states(&s, E).last().map(String::as_str), Some("healthy"));
+    assert_eq!(
+        states(&s, E).iter().filter(|st| *st == "suspected").count(),
+        1,
+        "one incident cycle: {:?}",
+        states(&s, E)
+    );
+    assert_eq!(s.post_ndjson(ADMIN_KEY, &vitals(E, 500_000, 1)).status, 202);
+    eventually(Duration::from_secs(15), || {
+        (token_findings(&s, E) == 2).then_some(())
+    });
+}
+
+/// The control: without re-convergence the same shift is reported again and again and the
+/// agent relapses into a second incident cycle.
+#[test]
+fn without_reconvergence_the_same_shift_relapses() {
+    const E: &str = SHIFTED;
+    let (s, _tmp) = healed_agent("reconverge_ms = 0");
+    assert_eq!(s.post_ndjson(ADMIN_KEY, &vitals(E, 1500, 60)).status, 202);
+    eventually(Duration::from_secs(15), || {
+        (token_findings(&s, E) > 1).then_some(())
+    });
+    eventually(Duration::from_secs(15), || {
+        let suspected = states(&s, E).iter().filter(|st| *st == "suspected").count();
+        (suspected == 2).then_some(())
+    });
 }

@@ -138,6 +138,12 @@ pub(crate) enum Work {
         entity: String,
         on: bool,
     },
+    /// The entity healed: its baselines re-converge until this engine time.
+    Reconverge {
+        tenant: TenantId,
+        entity: String,
+        until: antibody_core::TimestampMs,
+    },
     Stop,
 }
 
@@ -326,12 +332,17 @@ impl Pipeline {
         }
         drop(sink_tx);
         let watchers = workers.clone();
-        let watch: crate::respond::Watch = Box::new(move |tenant, entity, on| {
+        let reconverge_ms = parts.engine.baseline.reconverge_ms;
+        let watch: crate::respond::Watch = Box::new(move |tenant, entity, cmd| {
             let p = partition_of(tenant, entity, watchers.len());
-            let work = Work::Watch {
-                tenant: tenant.clone(),
-                entity: entity.to_owned(),
-                on,
+            let (tenant, entity) = (tenant.clone(), entity.to_owned());
+            let work = match cmd {
+                crate::respond::EntityCmd::Sample(on) => Work::Watch { tenant, entity, on },
+                crate::respond::EntityCmd::Reconverge(from) => Work::Reconverge {
+                    tenant,
+                    entity,
+                    until: from.saturating_add(reconverge_ms),
+                },
             };
             let _ = watchers[p].send(work);
         });

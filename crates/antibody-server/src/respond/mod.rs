@@ -122,8 +122,16 @@ pub(crate) enum RespondMsg {
     Stop,
 }
 
-/// Where the stage asks the engine to start or stop sampling an entity.
-pub(crate) type Watch = Box<dyn Fn(&TenantId, &str, bool) + Send>;
+/// What the stage asks of the engine partition that owns an entity.
+pub(crate) enum EntityCmd {
+    /// Start or stop sampling its events (probation).
+    Sample(bool),
+    /// It healed at this time: its baselines re-converge to a new level for a while.
+    Reconverge(TimestampMs),
+}
+
+/// Where the stage sends an [`EntityCmd`].
+pub(crate) type Watch = Box<dyn Fn(&TenantId, &str, EntityCmd) + Send>;
 
 pub(crate) struct RespondStage {
     responder: Responder,
@@ -210,7 +218,7 @@ impl RespondStage {
         let investigator = p.executors.investigator();
         // The engine's checkpoint may predate a probation: sample those entities again.
         for (tenant, entity) in p.responder.sampled_entities() {
-            (p.watch)(tenant, entity, true);
+            (p.watch)(tenant, entity, EntityCmd::Sample(true));
         }
         Ok(Self {
             responder: p.responder,
@@ -547,7 +555,10 @@ impl RespondStage {
                 }
                 Decision::Transition(t) => {
                     let on = self.responder.wants_samples(&t.tenant, &t.entity);
-                    (self.watch)(&t.tenant, &t.entity, on);
+                    (self.watch)(&t.tenant, &t.entity, EntityCmd::Sample(on));
+                    if t.from == LifecycleState::Probation && t.to == LifecycleState::Healthy {
+                        (self.watch)(&t.tenant, &t.entity, EntityCmd::Reconverge(t.ts));
+                    }
                 }
                 Decision::Fleet(f) => fleet.push(f.to_incident()),
                 _ => {}
