@@ -1,5 +1,7 @@
 //! Fallback diagnosis: when the leading hypothesis's ladder is spent, the next hypotheses of
-//! the diagnosis get their own playbooks, in rank order, before people are called.
+//! the diagnosis get their own playbooks, in rank order, before people are called. (The
+//! leading hypothesis counts too when the ladder that ran was chosen by finding kind and its
+//! cause names another playbook.)
 //!
 //! A hypothesis's playbook is the first whose trigger names its cause (`diagnoses`), whose
 //! risk and entity filters accept the case and whose `hits` are reached. A hypothesis
