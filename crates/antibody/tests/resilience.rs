@@ -106,9 +106,18 @@ fn pending_approvals_active_blocks_and_entity_states_survive_kill_9() {
         ["draining", "quarantined"].contains(&after.as_str()),
         "{after}"
     );
-    // The restored approval still works.
+    // The restored approval still works, and the probation goes on to its end.
     let r = s.post_json(&format!("/v1/actions/{id}/approve"), ADMIN_KEY, "");
     assert_eq!(r.status, 200, "{}", r.text());
+    let mut normal = infection("agent:heal");
+    normal.truncate(normal.rfind("{\"entity\"").unwrap());
+    assert_eq!(s.post_ndjson(ADMIN_KEY, &normal).status, 202);
+    eventually(Duration::from_secs(15), || {
+        let r = s.get("/v1/audit?subject=agent:heal&kind=state", ADMIN_KEY);
+        let items = r.json()["items"].as_array().cloned().unwrap_or_default();
+        let last = items.last().map(|e| e["record"]["data"]["to"].clone());
+        (last == Some(Value::from("healthy"))).then_some(())
+    });
 }
 
 #[test]

@@ -313,12 +313,11 @@ impl Responder {
         let ekey = (tenant.clone(), entity.to_owned());
         let needed = self.cfg.policy(tenant.as_str()).probation_samples;
         let case = self.driving_case(&ekey);
-        // A sample from before the probation began is one the engine replayed after a crash.
         let Some(e) = self
             .st
             .entities
             .get_mut(&ekey)
-            .filter(|e| e.state == LifecycleState::Probation && now >= e.since)
+            .filter(|e| e.state == LifecycleState::Probation)
         else {
             return out;
         };

@@ -346,6 +346,13 @@ impl Pipeline {
             };
             let _ = watchers[p].send(work);
         });
+        // The engine's checkpoint may predate a probation: those entities are sampled again,
+        // from the first event after the replay (replayed ones were judged before the crash).
+        let sampled: Vec<(TenantId, String)> = parts
+            .responder
+            .sampled_entities()
+            .map(|(t, e)| (t.clone(), e.to_owned()))
+            .collect();
         let stage = crate::respond::RespondStage::new(crate::respond::StageParts {
             responder: parts.responder,
             store: parts.store.clone(),
@@ -375,6 +382,14 @@ impl Pipeline {
             ready.clone(),
         );
         committer.recover(start_offset)?;
+        for (tenant, entity) in sampled {
+            let p = partition_of(&tenant, &entity, workers.len());
+            let _ = workers[p].send(Work::Watch {
+                tenant,
+                entity,
+                on: true,
+            });
+        }
         let (ingest_tx, ingest_rx) = mpsc::sync_channel(1024);
         let queued = Arc::new(AtomicU64::new(0));
         let q = queued.clone();

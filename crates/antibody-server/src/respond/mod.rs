@@ -216,10 +216,6 @@ impl RespondStage {
             );
         }
         let investigator = p.executors.investigator();
-        // The engine's checkpoint may predate a probation: sample those entities again.
-        for (tenant, entity) in p.responder.sampled_entities() {
-            (p.watch)(tenant, entity, EntityCmd::Sample(true));
-        }
         Ok(Self {
             responder: p.responder,
             store: p.store,
