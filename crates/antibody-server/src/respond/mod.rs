@@ -10,7 +10,7 @@
 //! command and executor result, and with every engine checkpoint; incidents the engine
 //! replays after a crash are folded in again (the responder is idempotent per incident
 //! version), so pending approvals, active blocks and lifecycle states survive a restart. An
-//! unreadable snapshot stops start-up ([`load_responder`]); decisions that cannot be stored
+//! unreadable snapshot stops start-up (`load_responder`); decisions that cannot be stored
 //! make the service not ready.
 //!
 //! Incident summaries and the optional LLM investigator: see [`investigate`].
