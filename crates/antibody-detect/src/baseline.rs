@@ -19,6 +19,15 @@
 //!   `relearn_after` consecutive anomalous samples (default 50) the metric restarts its
 //!   warm-up from the new level. Every one of those samples was already reported, so an
 //!   attacker cannot get a shift learned without first raising that many findings.
+//! * **Re-convergence after a heal.** Once the response engine has healed an entity (its
+//!   probation passed), the entity may legitimately settle at a new level. For
+//!   `reconverge_ms` of engine time its baselines are observed with
+//!   [`MetricBaseline::observe_reconverging`]: a value within `reconverge_band` σ (default
+//!   20) of both baselines is learned, not reported, and both EWMAs (the anchor too) learn
+//!   with weight `reconverge_alpha` (default 0.25), so a moderate new level is absorbed in a
+//!   few samples instead of raising `relearn_after` findings and a new incident. A value
+//!   beyond the band (a real attack) is reported and not learned, as ever. The price is a
+//!   bounded window in which a shift of up to the band goes unreported.
 //!
 //! Severity bands by σ: [3, 4) low, [4, 5) medium, [5, 7) high, ≥ 7 critical (the bands move
 //! with a custom threshold: low starts at the threshold). Score = 1 − e^(−σ/5).
@@ -35,6 +44,12 @@ pub struct BaselineConfig {
     pub threshold: f64,
     pub rel_std_floor: f64,
     pub relearn_after: u32,
+    /// Engine time after a heal during which an entity's baselines re-converge (0: never).
+    pub reconverge_ms: i64,
+    /// EWMA weight of both baselines while re-converging.
+    pub reconverge_alpha: f64,
+    /// While re-converging, values within this many σ are learned rather than reported.
+    pub reconverge_band: f64,
 }
 
 impl Default for BaselineConfig {
@@ -46,6 +61,9 @@ impl Default for BaselineConfig {
             threshold: 3.0,
             rel_std_floor: 0.05,
             relearn_after: 50,
+            reconverge_ms: 600_000,
+            reconverge_alpha: 0.25,
+            reconverge_band: 20.0,
         }
     }
 }
@@ -67,6 +85,17 @@ impl BaselineConfig {
         }
         if !(0.0..1.0).contains(&self.rel_std_floor) {
             return Err("baseline.rel_std_floor must be in [0, 1)".into());
+        }
+        if self.reconverge_ms < 0 {
+            return Err("baseline.reconverge_ms must be ≥ 0".into());
+        }
+        if !(self.reconverge_alpha > 0.0 && self.reconverge_alpha < 1.0) {
+            return Err("baseline.reconverge_alpha must be in (0, 1)".into());
+        }
+        if !(self.reconverge_band >= self.threshold && self.reconverge_band.is_finite()) {
+            return Err(
+                "baseline.reconverge_band must be a number of σ ≥ baseline.threshold".into(),
+            );
         }
         Ok(())
     }
@@ -145,6 +174,31 @@ impl MetricBaseline {
 
     /// Observes `x`: returns the deviation when it is anomalous, and learns it otherwise.
     pub fn observe(&mut self, x: f64, cfg: &BaselineConfig) -> Option<Deviation> {
+        let anchor_alpha = cfg.alpha / cfg.anchor_slowdown;
+        self.judge(x, cfg, cfg.threshold, (cfg.alpha, anchor_alpha))
+    }
+
+    /// [`MetricBaseline::observe`] while the entity re-converges after a heal (module docs):
+    /// values within `reconverge_band` σ are learned, fast.
+    pub fn observe_reconverging(&mut self, x: f64, cfg: &BaselineConfig) -> Option<Deviation> {
+        let alpha = cfg.reconverge_alpha;
+        self.judge(
+            x,
+            cfg,
+            cfg.reconverge_band.max(cfg.threshold),
+            (alpha, alpha),
+        )
+    }
+
+    /// Reports `x` at `limit` σ or more against either baseline; learns it otherwise, with
+    /// the EWMA weights `(fast, anchor)`.
+    fn judge(
+        &mut self,
+        x: f64,
+        cfg: &BaselineConfig,
+        limit: f64,
+        alphas: (f64, f64),
+    ) -> Option<Deviation> {
         // Beyond ±1e150 squares overflow to ∞ and a single value would blind the baseline
         // for good; such a value is not a measurement.
         if !x.is_finite() || x.abs() > 1e150 {
@@ -158,12 +212,12 @@ impl MetricBaseline {
         let anchor = deviation(x, self.anchor_mean, self.anchor_var, cfg);
         // Report against the recent baseline when it alone is enough; the anchor speaks only
         // when the recent baseline has drifted along with a slow ramp.
-        let (worst, against_anchor) = if fast.sigma < cfg.threshold && anchor.sigma > fast.sigma {
+        let (worst, against_anchor) = if fast.sigma < limit && anchor.sigma > fast.sigma {
             (anchor, true)
         } else {
             (fast, false)
         };
-        if worst.sigma >= cfg.threshold {
+        if worst.sigma >= limit {
             self.anomalous_run += 1;
             if self.anomalous_run >= cfg.relearn_after {
                 *self = Self::new();
@@ -174,7 +228,7 @@ impl MetricBaseline {
             });
         }
         self.anomalous_run = 0;
-        self.learn(x, cfg);
+        self.learn(x, alphas);
         None
     }
 
@@ -192,15 +246,10 @@ impl MetricBaseline {
         self.reset_if_overflowed();
     }
 
-    fn learn(&mut self, x: f64, cfg: &BaselineConfig) {
+    fn learn(&mut self, x: f64, (alpha, anchor_alpha): (f64, f64)) {
         self.n = self.n.saturating_add(1);
-        ewma(&mut self.mean, &mut self.var, x, cfg.alpha);
-        ewma(
-            &mut self.anchor_mean,
-            &mut self.anchor_var,
-            x,
-            cfg.alpha / cfg.anchor_slowdown,
-        );
+        ewma(&mut self.mean, &mut self.var, x, alpha);
+        ewma(&mut self.anchor_mean, &mut self.anchor_var, x, anchor_alpha);
         self.reset_if_overflowed();
     }
 
@@ -330,6 +379,59 @@ mod tests {
             "relearned mean {}",
             b.mean()
         );
+    }
+
+    /// After a heal, a legitimate new level (+50 %) is absorbed within a few samples, where
+    /// the steady rule reports every sample until `relearn_after`; a spike far beyond the new
+    /// level is still reported, and not learned, while re-converging.
+    #[test]
+    fn reconvergence_absorbs_a_level_shift_but_not_an_attack() {
+        let cfg = BaselineConfig::default();
+        let shift = |b: &mut MetricBaseline, reconverging: bool| -> Vec<u32> {
+            (0..100)
+                .filter(|&i| {
+                    let x = noisy(1500.0, i);
+                    let d = if reconverging {
+                        b.observe_reconverging(x, &cfg)
+                    } else {
+                        b.observe(x, &cfg)
+                    };
+                    d.is_some()
+                })
+                .collect()
+        };
+        let mut steady = learned(&cfg, 1000.0, 100);
+        let flagged = shift(&mut steady, false);
+        assert_eq!(flagged, (0..cfg.relearn_after).collect::<Vec<_>>());
+
+        let mut healed = learned(&cfg, 1000.0, 100);
+        let flagged = shift(&mut healed, true);
+        assert!(flagged.is_empty(), "flagged samples {flagged:?}");
+        assert!((healed.mean() - 1500.0).abs() < 50.0, "{}", healed.mean());
+
+        let before = healed;
+        let d = healed
+            .observe_reconverging(50_000.0, &cfg)
+            .expect("an attack is reported while re-converging");
+        assert!(d.sigma >= cfg.reconverge_band, "{d:?}");
+        assert_eq!(healed.mean(), before.mean(), "and not learned");
+        // The window over, the new level holds under the steady rule, anchor included.
+        for i in 0..200 {
+            assert_eq!(healed.observe(noisy(1500.0, i), &cfg), None, "sample {i}");
+        }
+    }
+
+    #[test]
+    fn reconvergence_settings_are_checked() {
+        let bad = |f: fn(&mut BaselineConfig)| {
+            let mut cfg = BaselineConfig::default();
+            f(&mut cfg);
+            cfg.validate().unwrap_err()
+        };
+        assert!(bad(|c| c.reconverge_ms = -1).contains("reconverge_ms"));
+        assert!(bad(|c| c.reconverge_alpha = 1.0).contains("reconverge_alpha"));
+        assert!(bad(|c| c.reconverge_band = 2.0).contains("reconverge_band"));
+        assert!(BaselineConfig::default().validate().is_ok());
     }
 
     #[test]

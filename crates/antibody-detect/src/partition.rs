@@ -87,6 +87,10 @@ struct EntityState {
     /// entities (see [`SnapshotImage::encode`]), so older snapshots without it still load.
     #[serde(skip)]
     history: Vec<History>,
+    /// Until this engine time the baselines re-converge after a heal (see
+    /// [`Partition::reconverge`]); 0 when not. The snapshot's fourth section.
+    #[serde(skip)]
+    reconverge_until: TimestampMs,
 }
 
 /// A read-only view of one entity for the API.
@@ -153,6 +157,9 @@ struct SnapshotV1 {
 /// The snapshot's second section: `(tenant, entity, histories)` of every entity that has any.
 type Histories<'a> = Vec<(&'a TenantId, &'a str, &'a [History])>;
 type OwnedHistories = Vec<(TenantId, String, Vec<History>)>;
+/// The fourth: `(tenant, entity, until)` of every entity re-converging.
+type Reconverging<'a> = Vec<(&'a TenantId, &'a str, TimestampMs)>;
+type OwnedReconverging = Vec<(TenantId, String, TimestampMs)>;
 
 /// [`SnapshotV1`] borrowed from a live partition, for writing.
 #[derive(Serialize)]
@@ -206,9 +213,9 @@ impl SnapshotImage {
         let buf = Vec::with_capacity(hint + hint / 8);
         let bytes = postcard::to_extend(&snap, buf)
             .map_err(|e| crate::EngineError::Snapshot(e.to_string()))?;
-        // Entity histories follow as a second section and review budgets as a third: a
-        // snapshot written before they existed simply ends early, and one without budgets
-        // ends after the histories (omitted too when both are empty).
+        // Entity histories follow as a second section, review budgets as a third and
+        // re-converging entities as a fourth: a snapshot written before they existed simply
+        // ends early, and trailing empty sections are omitted.
         let histories: Histories<'_> = snap
             .tenants
             .iter()
@@ -218,16 +225,31 @@ impl SnapshotImage {
                     .map(move |(k, e)| (*t, *k, e.history.as_slice()))
             })
             .collect();
+        let reconverging: Reconverging<'_> = snap
+            .tenants
+            .iter()
+            .flat_map(|(t, es)| {
+                es.iter()
+                    .filter(|(_, e)| e.reconverge_until != 0)
+                    .map(move |(k, e)| (*t, *k, e.reconverge_until))
+            })
+            .collect();
         let bad = |e: postcard::Error| crate::EngineError::Snapshot(e.to_string());
-        let bytes = if histories.is_empty() && self.budgets.is_empty() {
+        let from_budgets = !self.budgets.is_empty() || !reconverging.is_empty();
+        let bytes = if histories.is_empty() && !from_budgets {
             bytes
         } else {
             postcard::to_extend(&histories, bytes).map_err(bad)?
         };
-        let bytes = if self.budgets.is_empty() {
+        let bytes = if from_budgets {
+            postcard::to_extend(&self.budgets, bytes).map_err(bad)?
+        } else {
+            bytes
+        };
+        let bytes = if reconverging.is_empty() {
             bytes
         } else {
-            postcard::to_extend(&self.budgets, bytes).map_err(bad)?
+            postcard::to_extend(&reconverging, bytes).map_err(bad)?
         };
         self.hint.store(bytes.len(), Relaxed);
         Ok(bytes)
@@ -443,6 +465,15 @@ impl Partition {
         entity_mut(&mut self.tenants, tenant, entity).watched = on;
     }
 
+    /// The response engine healed this entity: until engine time `until` its baselines
+    /// re-converge, learning a moderate new level instead of reporting it (see
+    /// [`crate::baseline`]). An entity the partition does not track is left alone.
+    pub fn reconverge(&mut self, tenant: &TenantId, entity: &str, until: TimestampMs) {
+        if let Some(state) = self.tenants.get_mut(tenant).and_then(|m| m.get_mut(entity)) {
+            Arc::make_mut(state).reconverge_until = until;
+        }
+    }
+
     /// Baselines and tracked attributes; returns whether the entity is watched.
     fn detect_metrics(&mut self, offset: u64, ev: &Event, out: &mut Outputs) -> bool {
         let first = out.findings.len();
@@ -455,6 +486,10 @@ impl Partition {
         let max_names = self.cfg.max_metric_names_per_tenant;
         let state = entity_mut(&mut self.tenants, &ev.tenant, &ev.entity);
         state.last_seen = state.last_seen.max(ev.ts);
+        let reconverging = ev.ts < state.reconverge_until;
+        if !reconverging {
+            state.reconverge_until = 0;
+        }
         for (name, value) in &ev.metrics {
             let Some(id) = metrics.intern(name) else {
                 continue;
@@ -479,7 +514,12 @@ impl Partition {
                 }
             };
             let n = baseline.n();
-            if let Some(dev) = baseline.observe(*value, cfg) {
+            let deviation = if reconverging {
+                baseline.observe_reconverging(*value, cfg)
+            } else {
+                baseline.observe(*value, cfg)
+            };
+            if let Some(dev) = deviation {
                 let fid = finding_id(offset, out.findings.len() - first);
                 out.findings.push(baseline_finding(
                     fid,
@@ -695,7 +735,12 @@ impl Partition {
         } else {
             postcard::take_from_bytes(rest).map_err(bad)?
         };
-        let budgets: ReviewBudgets = if rest.is_empty() {
+        let (budgets, rest): (ReviewBudgets, &[u8]) = if rest.is_empty() {
+            (Vec::new(), rest)
+        } else {
+            postcard::take_from_bytes(rest).map_err(bad)?
+        };
+        let reconverging: OwnedReconverging = if rest.is_empty() {
             Vec::new()
         } else {
             postcard::from_bytes(rest).map_err(bad)?
@@ -728,6 +773,9 @@ impl Partition {
             if let Some(state) = p.tenants.get_mut(&t).and_then(|m| m.get_mut(e.as_str())) {
                 Arc::make_mut(state).history = h;
             }
+        }
+        for (t, e, until) in reconverging {
+            p.reconverge(&t, &e, until);
         }
         p.index_config();
         Ok(p)
@@ -1117,6 +1165,63 @@ mod tests {
             bytes.extend_from_slice(&tail);
             let _ = restore(&bytes);
         }
+    }
+
+    /// `n` events of agent:a from `ts` on, one a second, tokens ±1 % around `level`.
+    fn level(level: f64, ts: i64, n: i64) -> Vec<Event> {
+        (0..n)
+            .map(|i| {
+                vitals(
+                    "agent:a",
+                    ts + i * 1000,
+                    level + (i % 3) as f64 * 10.0,
+                    "p1",
+                )
+            })
+            .collect()
+    }
+
+    fn token_findings(out: &Outputs) -> usize {
+        out.findings
+            .iter()
+            .filter(|f| f.kind == "token_spike")
+            .count()
+    }
+
+    /// A healed entity settles at +50 %: re-converging, it stops being reported within a few
+    /// samples (here: none), where the steady rule reports `relearn_after` samples in a row;
+    /// the window survives a snapshot and ends at its engine time; an attack is still seen.
+    #[test]
+    fn a_healed_entity_reconverges_to_a_new_level() {
+        let t = TenantId::new("t1");
+        let cfg = EngineConfig::default();
+        let relearn = cfg.baseline.relearn_after as usize;
+        let mut steady = part();
+        run(&mut steady, &level(1000.0, 0, 30), 0);
+        let out = run(&mut steady, &level(1500.0, 30_000, 80), 30);
+        assert_eq!(token_findings(&out), relearn);
+
+        let mut healed = part();
+        run(&mut healed, &level(1000.0, 0, 30), 0);
+        healed.reconverge(&t, "agent:a", 30_000 + 600_000);
+        let bytes = healed.snapshot().unwrap();
+        let mut healed = restore(&bytes).unwrap();
+        assert_eq!(healed.snapshot().unwrap(), bytes, "restore is lossless");
+        let out = run(&mut healed, &level(1500.0, 30_000, 80), 30);
+        assert_eq!(token_findings(&out), 0, "{:?}", kinds(&out));
+        let attack = run(&mut healed, &level(90_000.0, 110_000, 1), 110);
+        assert_eq!(token_findings(&attack), 1, "an attack is still reported");
+        // Past the window the steady rule is back, and the new level holds under it.
+        let later = run(&mut healed, &level(1500.0, 700_000, 60), 111);
+        assert_eq!(token_findings(&later), 0);
+        assert_eq!(healed.image().tenants[0].1[0].1.reconverge_until, 0);
+    }
+
+    #[test]
+    fn reconverging_an_unknown_entity_creates_nothing() {
+        let mut p = part();
+        p.reconverge(&TenantId::new("t1"), "agent:ghost", 10);
+        assert_eq!(p.entity_count(), 0);
     }
 
     #[test]

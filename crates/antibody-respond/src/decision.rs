@@ -5,6 +5,7 @@
 use crate::action::{Action, ActionKind};
 use crate::assess::Assessment;
 use crate::audit::AuditRecord;
+use crate::diagnose::Cause;
 use crate::fleet::FleetIncident;
 use crate::lifecycle::Transition;
 use antibody_core::{Hypothesis, TenantId, TimestampMs};
@@ -70,6 +71,18 @@ pub enum Decision {
     },
     /// A fleet incident opened, grew or closed.
     Fleet(FleetIncident),
+    /// The ladder of playbook `spent` is spent (`reason`); the next hypothesis of the
+    /// diagnosis, `cause` at `confidence`, gets its playbook before people are called.
+    Fallback {
+        tenant: TenantId,
+        entity: String,
+        incident: String,
+        spent: String,
+        cause: Cause,
+        confidence: f64,
+        playbook: String,
+        reason: String,
+    },
 }
 
 impl Decision {
@@ -79,7 +92,8 @@ impl Decision {
             | Self::Action { tenant, .. }
             | Self::Undo { tenant, .. }
             | Self::Escalation { tenant, .. }
-            | Self::Skipped { tenant, .. } => tenant,
+            | Self::Skipped { tenant, .. }
+            | Self::Fallback { tenant, .. } => tenant,
             Self::Transition(t) => &t.tenant,
             Self::Fleet(f) => &f.tenant,
         }
@@ -180,6 +194,28 @@ impl Decision {
                     if f.closed { " (closed)" } else { "" }
                 );
                 (ENGINE, "fleet", f.id.clone(), detail)
+            }
+            Self::Fallback {
+                entity,
+                incident,
+                spent,
+                cause,
+                confidence,
+                playbook,
+                reason,
+                ..
+            } => {
+                data.insert("incident".into(), incident.clone());
+                data.insert("spent".into(), spent.clone());
+                data.insert("cause".into(), cause.as_str().to_owned());
+                data.insert("confidence".into(), confidence.to_string());
+                data.insert("playbook".into(), playbook.clone());
+                let detail = format!(
+                    "falling back to hypothesis `{}` (confidence {confidence}) → playbook \
+                     `{playbook}`: the ladder of `{spent}` is spent ({reason})",
+                    cause.as_str()
+                );
+                (ENGINE, "fallback", entity.clone(), detail)
             }
         };
         AuditRecord {

@@ -25,7 +25,7 @@ pub enum RespondError {
     #[error("invalid asset: {0}")]
     InvalidAsset(String),
     #[error("snapshot: {0}")]
-    Snapshot(String),
+    Snapshot(#[from] crate::SnapshotError),
 }
 
 impl RespondError {

@@ -18,7 +18,8 @@
 //!   [`Decision::audit_record`] to an [`AuditChain`], run `approved` actions and undos with an
 //!   [`Executor`], and report back with [`Responder::on_action_started`] /
 //!   [`Responder::on_action_result`].
-//! * Snapshot with [`Responder::snapshot`] / [`Responder::restore`] (postcard).
+//! * Snapshot with [`Responder::snapshot`] / [`Responder::restore`]: a versioned file of
+//!   sections with a checksum; older versions still restore, damage is a [`SnapshotError`].
 //!
 //! Formulas live in the module docs: risk in [`assess`], diagnosis in [`diagnose`], ladder
 //! order in [`memory`], fleet correlation in [`fleet`], the lifecycle in [`lifecycle`]; the
@@ -56,4 +57,5 @@ pub use executor::{Completion, ExecOp, ExecRequest, ExecResult, Executor};
 pub use fleet::FleetIncident;
 pub use lifecycle::{LifecycleState, Transition};
 pub use playbook::{Playbook, PlaybookSet, PlaybookSource};
+pub use responder::snapshot::{SnapshotError, SNAPSHOT_VERSION};
 pub use responder::{Approval, BlockEntry, Responder, Verdict, VerdictKind};

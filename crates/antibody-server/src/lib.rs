@@ -43,6 +43,16 @@ pub enum ServerError {
     Config(String),
     #[error("playbooks:\n{0}")]
     Playbooks(#[from] antibody_respond::PlaybookErrors),
+    #[error(
+        "the responder snapshot {} is unreadable ({source}). It holds pending approvals, \
+         active blocks and entity states: restore it from a backup, or move it aside to start \
+         afresh without them",
+        path.display()
+    )]
+    ResponderSnapshot {
+        path: PathBuf,
+        source: antibody_respond::RespondError,
+    },
 }
 
 /// The default playbook pack plus `<dir>/*.yml` and `*.yaml`, in name order; a missing dir

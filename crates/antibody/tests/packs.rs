@@ -202,7 +202,9 @@ fn the_inbox_is_tenant_scoped_paged_and_validated_and_receives_escalations() {
         "/v1/playbooks/hooks",
         Some(ADMIN_KEY),
         &[("Content-Type", "application/yaml")],
-        b"- id: scan-hook\n  trigger: {kinds: [port_scan]}\n  steps:\n    - action: webhook\n      params: {url: \"http://127.0.0.1:9/hook\"}\n",
+        // Its trigger also names the scan's diagnosis, so no other playbook is left to fall
+        // back to (see `responder::fallback`).
+        b"- id: scan-hook\n  trigger: {kinds: [port_scan], diagnoses: [reconnaissance]}\n  steps:\n    - action: webhook\n      params: {url: \"http://127.0.0.1:9/hook\"}\n",
     );
     assert_eq!(r.status, 200, "{}", r.text());
     let (_, sqli) = attacks().remove(0);

@@ -484,10 +484,12 @@ fn a_failing_webhook_is_retried_then_escalated() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     std::fs::create_dir_all(data.join("playbooks")).unwrap();
+    // It also answers every hypothesis of a brute force, so no other playbook is left to
+    // fall back to (see PLAYBOOKS.md): the failure escalates.
     std::fs::write(
         data.join("playbooks/hook.yml"),
         format!(
-            "- id: tell-the-soc\n  description: Post brute force to the SOC\n  trigger:\n    kinds: [brute_force]\n  mode: auto\n  steps:\n    - action: webhook\n      target: soc\n      params: {{url: \"http://127.0.0.1:{port}/hook\"}}\n      on_failure: escalate\n"
+            "- id: tell-the-soc\n  description: Post brute force to the SOC\n  trigger:\n    kinds: [brute_force]\n    diagnoses: [brute_force, credential_abuse]\n  mode: auto\n  steps:\n    - action: webhook\n      target: soc\n      params: {{url: \"http://127.0.0.1:{port}/hook\"}}\n      on_failure: escalate\n"
         ),
     )
     .unwrap();

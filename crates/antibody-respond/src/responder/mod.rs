@@ -1,7 +1,7 @@
 //! The [`Responder`]: one state holder that turns incidents, ticks, action results, samples
 //! and human answers into [`Decision`]s. Pure and deterministic: time comes in as `now`,
 //! randomness from its own seeded generator, and every map is ordered. Its whole state
-//! snapshots through postcard ([`Responder::snapshot`]).
+//! snapshots into a versioned file ([`Responder::snapshot`], format in [`snapshot`]).
 //!
 //! Fleet correlation needs every entity of a group in one responder: run one per tenant (or
 //! one in all), not one per detection partition.
@@ -22,9 +22,11 @@
 //!    actions aimed elsewhere (an attacker's address) are judged when the incident closes
 //!    quietly. Failure moves to the next rung or escalates, per the step's `on_failure`.
 
+mod fallback;
 mod human;
 mod plan;
 mod propose;
+pub(crate) mod snapshot;
 mod tick;
 
 use crate::action::{Action, ActionKind, ActionStatus};
@@ -93,6 +95,9 @@ struct CaseRecord {
     closed: bool,
     fleet: Option<String>,
     plan: Option<Plan>,
+    /// Snapshotted as a section of its own, so the state's encoding keeps its shape.
+    #[serde(skip)]
+    fallback: fallback::Fallback,
 }
 
 impl CaseRecord {
@@ -100,6 +105,11 @@ impl CaseRecord {
         self.plan
             .as_ref()
             .is_some_and(|p| p.state == PlanState::Running)
+    }
+
+    /// The hypothesis the ladder serves: the leading one, unless it is a fallback's.
+    fn plan_cause(&self) -> Cause {
+        self.fallback.cause.unwrap_or(self.cause)
     }
 }
 
@@ -368,19 +378,6 @@ impl Responder {
             .collect()
     }
 
-    pub fn snapshot(&self) -> Result<Vec<u8>, RespondError> {
-        postcard::to_stdvec(&self.st).map_err(|e| RespondError::Snapshot(e.to_string()))
-    }
-
-    pub fn restore(
-        cfg: Arc<ResponderConfig>,
-        playbooks: Arc<PlaybookSet>,
-        bytes: &[u8],
-    ) -> Result<Self, RespondError> {
-        let st = postcard::from_bytes(bytes).map_err(|e| RespondError::Snapshot(e.to_string()))?;
-        Ok(Self { cfg, playbooks, st })
-    }
-
     /// Takes an incident update (or its closing) with the findings that joined it in this
     /// step, and decides.
     pub fn on_incident(
@@ -393,6 +390,14 @@ impl Responder {
         let key = (incident.tenant.clone(), incident.id.clone());
         if incident.status == IncidentStatus::Closed {
             self.close_case(&key, incident, findings, now, &mut out);
+            return out;
+        }
+        // A version already absorbed (the engine replays its log tail after a crash) is no
+        // news: judged again, it would fail a probation on an anomaly already acted on.
+        let seen = self.st.cases.get(&key).is_some_and(|r| {
+            r.case.finding_count >= incident.finding_count && r.case.updated >= incident.updated
+        });
+        if seen {
             return out;
         }
         let Some(mut rec) = self.absorb(&key, incident, findings, &mut out) else {
@@ -441,6 +446,7 @@ impl Responder {
                 closed: false,
                 fleet: None,
                 plan: None,
+                fallback: fallback::Fallback::default(),
             },
         };
         rec.case.absorb(incident, findings);
@@ -587,6 +593,7 @@ impl Responder {
             .as_ref()
             .filter(|p| p.state == PlanState::Running)
             .and_then(|p| self.rung_outcome(p));
+        let cause = rec.plan_cause();
         if let Some(plan) = rec.plan.as_mut().filter(|p| p.state == PlanState::Running) {
             directed = plan.directed;
             match outcome {
@@ -594,7 +601,7 @@ impl Responder {
                     let kind = plan.order[plan.pos].kind;
                     self.st
                         .memory
-                        .record(&key.0, &ekey.1, rec.cause, kind, true, now);
+                        .record(&key.0, &ekey.1, cause, kind, true, now);
                     plan.state = PlanState::Done;
                     judged = true;
                 }
@@ -747,20 +754,6 @@ mod tests {
             action_id(&t, "i-1", "a", 0, "bc")
         );
         assert!(a.starts_with("a-") && a.len() == 18);
-    }
-
-    #[test]
-    fn snapshot_round_trips_and_garbage_is_an_error() {
-        let mut r = responder();
-        let mut asset = Asset::new("agent:a");
-        asset.group = Some("g".into());
-        r.upsert_asset(&TenantId::new("t"), asset).unwrap();
-        let bytes = r.snapshot().unwrap();
-        let back =
-            Responder::restore(Arc::clone(&r.cfg), Arc::clone(&r.playbooks), &bytes).unwrap();
-        assert_eq!(back.st, r.st);
-        let err = Responder::restore(Arc::clone(&r.cfg), Arc::clone(&r.playbooks), &bytes[..3]);
-        assert!(matches!(err, Err(RespondError::Snapshot(_))));
     }
 
     #[test]

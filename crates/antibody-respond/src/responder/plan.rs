@@ -5,6 +5,7 @@ use super::{ActionRecord, Approval, CaseRecord, Key, Plan, PlanState, Responder}
 use crate::action::{Action, ActionKind, ActionStatus, Mode, TargetKind, Why};
 use crate::config::TenantPolicy;
 use crate::decision::{Decision, ENGINE};
+use crate::diagnose::Cause;
 use crate::duration::format_ms;
 use crate::lifecycle::LifecycleState;
 use crate::playbook::{glob, Playbook};
@@ -64,7 +65,29 @@ impl Responder {
         if hits(pb, rec) < u64::from(pb.hits) {
             return;
         }
-        let cause = rec.cause;
+        let (id, cause) = (pb.id.clone(), rec.cause);
+        self.begin_plan(key, &id, rule, cause, now, out);
+    }
+
+    /// Starts the ladder of playbook `pb_id` for the case at `key`, serving the hypothesis
+    /// `cause`; a ladder whose every rung already failed here falls back at once.
+    pub(super) fn begin_plan(
+        &mut self,
+        key: &Key,
+        pb_id: &str,
+        rule: String,
+        cause: Cause,
+        now: TimestampMs,
+        out: &mut Vec<Decision>,
+    ) {
+        let pbs = Arc::clone(&self.playbooks);
+        let (Some(pb), Some(entity)) = (
+            pbs.get(pb_id),
+            self.st.cases.get(key).map(|r| r.case.entity.clone()),
+        ) else {
+            return;
+        };
+        let ekey = (key.0.clone(), entity);
         let rungs: Vec<(usize, ActionKind)> = pb
             .rungs
             .iter()
@@ -116,7 +139,10 @@ impl Responder {
                 "playbook `{}`: every rung already failed for this entity",
                 pb.id
             );
-            self.exhaust(&ekey, &key.1, Some(reason), now, out);
+            if !self.fall_back(key, &reason, now, out) {
+                let reason = self.all_spent(key, reason);
+                self.exhaust(&ekey, &key.1, Some(reason), now, out);
+            }
         } else {
             self.run_rung(key, now, out);
         }
@@ -290,7 +316,7 @@ impl Responder {
             entity: rec.case.entity.clone(),
             reversible: step.action.is_reversible(&step.params),
             action,
-            cause: rec.cause,
+            cause: rec.plan_cause(),
             on_failure: step.on_failure,
             created: now,
             expires: None,
@@ -408,6 +434,18 @@ impl Responder {
         }
     }
 
+    /// An escalation's reason, naming the playbooks of every hypothesis tried when there
+    /// were fallbacks.
+    pub(super) fn all_spent(&self, key: &Key, reason: String) -> String {
+        match self.spent_playbooks(key).as_slice() {
+            [] | [_] => reason,
+            tried => format!(
+                "{reason}; every hypothesis's playbook is spent ({})",
+                tried.join(", ")
+            ),
+        }
+    }
+
     /// The ladder is spent or a step said escalate: the entity waits for a human.
     pub(super) fn exhaust(
         &mut self,
@@ -452,7 +490,7 @@ fn skip(
 }
 
 /// Findings that match the trigger's kinds (or all findings for a diagnosis match).
-fn hits(pb: &Playbook, rec: &CaseRecord) -> u64 {
+pub(super) fn hits(pb: &Playbook, rec: &CaseRecord) -> u64 {
     let by_kind: u64 = rec
         .case
         .kinds
@@ -534,7 +572,7 @@ fn why(
                 o.kind,
                 o.arm.successes,
                 o.arm.failures,
-                rec.cause.as_str()
+                rec.plan_cause().as_str()
             );
         }
     }

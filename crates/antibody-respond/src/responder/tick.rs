@@ -292,7 +292,7 @@ impl Responder {
                 self.transition(&ekey, LifecycleState::Probation, reason, ENGINE, now, out);
             }
         } else if rec.closed {
-            let (cause, kind) = (rec.cause, plan.order[plan.pos].kind);
+            let (cause, kind) = (rec.plan_cause(), plan.order[plan.pos].kind);
             self.st
                 .memory
                 .record(&case.0, &ekey.1, cause, kind, true, now);
@@ -345,6 +345,16 @@ impl Responder {
         out
     }
 
+    /// Entities whose events should be sampled (on probation), e.g. to tell a restarted
+    /// engine, whose checkpoint may predate the probation.
+    pub fn sampled_entities(&self) -> impl Iterator<Item = (&TenantId, &str)> + '_ {
+        self.st
+            .entities
+            .iter()
+            .filter(|(_, e)| e.state == LifecycleState::Probation)
+            .map(|((t, e), _)| (t, e.as_str()))
+    }
+
     /// Probation passed: the running rung's arm gets a success and the ladder is done.
     fn judge_success(&mut self, case: &Key, now: TimestampMs) {
         let Some(rec) = self.st.cases.get_mut(case) else {
@@ -357,7 +367,7 @@ impl Responder {
         let kind = plan.order[plan.pos].kind;
         self.st
             .memory
-            .record(&case.0, &rec.case.entity, rec.cause, kind, true, now);
+            .record(&case.0, &rec.case.entity, rec.plan_cause(), kind, true, now);
         if rec.closed {
             self.st.cases.remove(case);
         }
@@ -386,6 +396,7 @@ impl Responder {
                 return;
             }
         };
+        let cause = rec.plan_cause();
         let Some(plan) = rec.plan.as_mut() else {
             self.st.cases.insert(key, rec);
             return;
@@ -393,7 +404,7 @@ impl Responder {
         let current = plan.order[plan.pos].clone();
         self.st
             .memory
-            .record(&ekey.0, &ekey.1, rec.cause, current.kind, false, now);
+            .record(&ekey.0, &ekey.1, cause, current.kind, false, now);
         let playbook_rule = self
             .playbooks
             .get(&plan.playbook)
@@ -414,12 +425,18 @@ impl Responder {
             return;
         }
         plan.state = PlanState::Stopped;
-        self.st.cases.insert(key, rec);
+        // No rung left (and no `stop`): the ladder is spent, the next hypothesis may help.
+        let spent = rule != OnFailure::Stop && plan.pos + 1 >= plan.order.len();
+        self.st.cases.insert(key.clone(), rec);
+        if spent && self.fall_back(&key, &reason, now, out) {
+            return;
+        }
         let escalation = match rule {
             OnFailure::Stop => None,
             OnFailure::Escalate => Some(reason),
             OnFailure::Next => Some(format!("{reason}; the ladder is spent")),
         };
+        let escalation = escalation.map(|r| if spent { self.all_spent(&key, r) } else { r });
         self.exhaust(ekey, &incident, escalation, now, out);
     }
 }

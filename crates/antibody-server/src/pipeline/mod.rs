@@ -139,6 +139,12 @@ pub(crate) enum Work {
         entity: String,
         on: bool,
     },
+    /// The entity healed: its baselines re-converge until this engine time.
+    Reconverge {
+        tenant: TenantId,
+        entity: String,
+        until: antibody_core::TimestampMs,
+    },
     Stop,
 }
 
@@ -146,15 +152,27 @@ pub(crate) enum Work {
 /// killed its thread) or the log unwritable marks the service not ready, so `/readyz` fails
 /// and orchestration can restart it; the log replay then recovers every acknowledged event.
 #[derive(Debug)]
-pub(crate) struct Health(AtomicBool);
+pub(crate) struct Health {
+    ok: AtomicBool,
+    /// The first failure, shown by `/readyz`.
+    why: std::sync::OnceLock<String>,
+}
 
 impl Health {
+    pub(crate) fn new() -> Self {
+        Self {
+            ok: AtomicBool::new(true),
+            why: std::sync::OnceLock::new(),
+        }
+    }
+
     pub(crate) fn is_ok(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
+        self.ok.load(Ordering::Relaxed)
     }
 
     pub(crate) fn fail(&self, why: &str) {
-        if self.0.swap(false, Ordering::Relaxed) {
+        let _ = self.why.set(why.to_owned());
+        if self.ok.swap(false, Ordering::Relaxed) {
             tracing::error!(
                 why,
                 "pipeline degraded: /readyz now fails; restart the service"
@@ -259,7 +277,7 @@ impl Pipeline {
             .metrics
             .checkpoint_offset
             .store(start_offset, Ordering::Relaxed);
-        let ready = Arc::new(Health(AtomicBool::new(true)));
+        let ready = Arc::new(Health::new());
         let (stream, _) = broadcast::channel(4096);
         let (sink_tx, sink_rx) = mpsc::sync_channel(256);
         let checkpoint = Arc::new(AtomicU64::new(start_offset));
@@ -315,15 +333,27 @@ impl Pipeline {
         }
         drop(sink_tx);
         let watchers = workers.clone();
-        let watch: crate::respond::Watch = Box::new(move |tenant, entity, on| {
+        let reconverge_ms = parts.engine.baseline.reconverge_ms;
+        let watch: crate::respond::Watch = Box::new(move |tenant, entity, cmd| {
             let p = partition_of(tenant, entity, watchers.len());
-            let work = Work::Watch {
-                tenant: tenant.clone(),
-                entity: entity.to_owned(),
-                on,
+            let (tenant, entity) = (tenant.clone(), entity.to_owned());
+            let work = match cmd {
+                crate::respond::EntityCmd::Sample(on) => Work::Watch { tenant, entity, on },
+                crate::respond::EntityCmd::Reconverge(from) => Work::Reconverge {
+                    tenant,
+                    entity,
+                    until: from.saturating_add(reconverge_ms),
+                },
             };
             let _ = watchers[p].send(work);
         });
+        // The engine's checkpoint may predate a probation: those entities are sampled again,
+        // from the first event after the replay (replayed ones were judged before the crash).
+        let sampled: Vec<(TenantId, String)> = parts
+            .responder
+            .sampled_entities()
+            .map(|(t, e)| (t.clone(), e.to_owned()))
+            .collect();
         let stage = crate::respond::RespondStage::new(crate::respond::StageParts {
             responder: parts.responder,
             store: parts.store.clone(),
@@ -335,6 +365,7 @@ impl Pipeline {
             watch,
             own: respond_tx.clone(),
             drift_every: cfg.drift_check_ticks,
+            health: ready.clone(),
         })
         .map_err(|e| PipelineError::Snapshot(format!("response stage: {e}")))?;
         let respond_thread = spawn("antibody-respond", move || stage.run(respond_rx))?;
@@ -352,6 +383,14 @@ impl Pipeline {
             ready.clone(),
         );
         committer.recover(start_offset)?;
+        for (tenant, entity) in sampled {
+            let p = partition_of(&tenant, &entity, workers.len());
+            let _ = workers[p].send(Work::Watch {
+                tenant,
+                entity,
+                on: true,
+            });
+        }
         let (ingest_tx, ingest_rx) = mpsc::sync_channel(1024);
         let queued = Arc::new(AtomicU64::new(0));
         let q = queued.clone();
@@ -507,12 +546,17 @@ impl Pipeline {
     }
 
     pub fn is_ready(&self) -> bool {
-        self.ready.0.load(Ordering::Relaxed)
+        self.ready.is_ok()
+    }
+
+    /// Why the service is not ready, when a stage failed (rather than recovery or shutdown).
+    pub fn failure(&self) -> Option<&str> {
+        self.ready.why.get().map(String::as_str)
     }
 
     /// Stops accepting events, drains every queue, writes a final snapshot and joins the threads.
     pub fn shutdown(&self) {
-        self.ready.0.store(false, Ordering::Relaxed);
+        self.ready.ok.store(false, Ordering::Relaxed);
         let threads = match self.threads.lock() {
             Ok(mut t) => std::mem::take(&mut *t),
             Err(_) => Vec::new(),

@@ -118,6 +118,11 @@ impl Worker {
                     let _ = reply.send(self.partition.model_stats());
                 }
                 Work::Watch { tenant, entity, on } => self.partition.watch(&tenant, &entity, on),
+                Work::Reconverge {
+                    tenant,
+                    entity,
+                    until,
+                } => self.partition.reconverge(&tenant, &entity, until),
                 Work::Stop => break,
             }
         }

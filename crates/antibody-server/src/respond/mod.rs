@@ -9,7 +9,9 @@
 //! Durability: the responder is snapshotted to `snapshots/responder.snap` after every human
 //! command and executor result, and with every engine checkpoint; incidents the engine
 //! replays after a crash are folded in again (the responder is idempotent per incident
-//! version), so pending approvals, active blocks and lifecycle states survive a restart.
+//! version), so pending approvals, active blocks and lifecycle states survive a restart. An
+//! unreadable snapshot stops start-up (`load_responder`); decisions that cannot be stored
+//! make the service not ready.
 //!
 //! Incident summaries and the optional LLM investigator: see [`investigate`]. The built-in
 //! notifications inbox (notify with no channel configured, every escalation): see [`inbox`].
@@ -19,7 +21,8 @@ mod inbox;
 mod investigate;
 
 use crate::metrics::Metrics;
-use crate::pipeline::StreamItem;
+use crate::pipeline::{Health, StreamItem};
+use crate::ServerError;
 use antibody_core::{Clock, Finding, Incident, TenantId, TimestampMs};
 use antibody_detect::Sample;
 use antibody_respond::{
@@ -123,8 +126,16 @@ pub(crate) enum RespondMsg {
     Stop,
 }
 
-/// Where the stage asks the engine to start or stop sampling an entity.
-pub(crate) type Watch = Box<dyn Fn(&TenantId, &str, bool) + Send>;
+/// What the stage asks of the engine partition that owns an entity.
+pub(crate) enum EntityCmd {
+    /// Start or stop sampling its events (probation).
+    Sample(bool),
+    /// It healed at this time: its baselines re-converge to a new level for a while.
+    Reconverge(TimestampMs),
+}
+
+/// Where the stage sends an [`EntityCmd`].
+pub(crate) type Watch = Box<dyn Fn(&TenantId, &str, EntityCmd) + Send>;
 
 pub(crate) struct RespondStage {
     responder: Responder,
@@ -147,6 +158,8 @@ pub(crate) struct RespondStage {
     investigator: InvestigatorSetup,
     asking: investigate::Asking,
     inbox: Arc<inbox::Inbox>,
+    /// Marked failed when a decision cannot be stored (`/readyz` then says why).
+    health: Arc<Health>,
 }
 
 pub(crate) struct StageParts {
@@ -160,23 +173,33 @@ pub(crate) struct StageParts {
     pub watch: Watch,
     pub own: std::sync::mpsc::Sender<RespondMsg>,
     pub drift_every: u64,
+    pub health: Arc<Health>,
 }
 
-/// Loads the responder from its snapshot, or starts one with the stored assets.
+/// Loads the responder from its snapshot, or, when there is none, starts one with the stored
+/// assets. An unreadable snapshot stops start-up: starting afresh would silently drop the
+/// pending approvals and active blocks it holds.
 pub(crate) fn load_responder(
     path: &std::path::Path,
     cfg: Arc<antibody_respond::ResponderConfig>,
     playbooks: Arc<antibody_respond::PlaybookSet>,
     store: &Store,
-) -> Result<Responder, StoreError> {
-    if let Ok(bytes) = std::fs::read(path) {
-        match decode_snapshot(&bytes)
-            .and_then(|b| Responder::restore(cfg.clone(), playbooks.clone(), b).ok())
-        {
-            Some(r) => return Ok(r),
-            None => {
-                tracing::warn!(path = %path.display(), "responder snapshot unreadable; starting afresh")
-            }
+) -> Result<Responder, ServerError> {
+    match std::fs::read(path) {
+        Ok(bytes) => {
+            return Responder::restore(cfg, playbooks, &bytes).map_err(|source| {
+                ServerError::ResponderSnapshot {
+                    path: path.to_path_buf(),
+                    source,
+                }
+            })
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(source) => {
+            return Err(ServerError::Io {
+                context: format!("reading the responder snapshot {}", path.display()),
+                source,
+            })
         }
     }
     let mut r = Responder::new(cfg, playbooks);
@@ -186,11 +209,6 @@ pub(crate) fn load_responder(
         }
     }
     Ok(r)
-}
-
-fn decode_snapshot(bytes: &[u8]) -> Option<&[u8]> {
-    let (body, crc) = bytes.split_at(bytes.len().checked_sub(4)?);
-    (crc32fast::hash(body) == u32::from_le_bytes(crc.try_into().ok()?)).then_some(body)
 }
 
 impl RespondStage {
@@ -222,6 +240,7 @@ impl RespondStage {
             investigator,
             asking: investigate::Asking::default(),
             inbox,
+            health: p.health,
         })
     }
 
@@ -539,7 +558,10 @@ impl RespondStage {
                 }
                 Decision::Transition(t) => {
                     let on = self.responder.wants_samples(&t.tenant, &t.entity);
-                    (self.watch)(&t.tenant, &t.entity, on);
+                    (self.watch)(&t.tenant, &t.entity, EntityCmd::Sample(on));
+                    if t.from == LifecycleState::Probation && t.to == LifecycleState::Healthy {
+                        (self.watch)(&t.tenant, &t.entity, EntityCmd::Reconverge(t.ts));
+                    }
                 }
                 Decision::Fleet(f) => fleet.push(f.to_incident()),
                 _ => {}
@@ -605,7 +627,9 @@ impl RespondStage {
             Decision::Transition(t) => ("state", serde_json::to_string(t)),
             Decision::Fleet(f) => ("incident", serde_json::to_string(&f.to_incident())),
             Decision::Escalation { .. } => ("escalation", serde_json::to_string(d)),
-            Decision::Assessment { .. } | Decision::Skipped { .. } => return,
+            Decision::Assessment { .. } | Decision::Skipped { .. } | Decision::Fallback { .. } => {
+                return
+            }
         };
         if let Ok(data) = data {
             let _ = self.stream.send(StreamItem {
@@ -668,8 +692,11 @@ impl RespondStage {
     }
 
     /// Store writes are retried: the decisions were already taken and cannot be re-derived.
+    /// A write that still fails leaves the audit chain without records of decisions already
+    /// carried out, so the service stops being ready (invariant 7) instead of going on.
     fn store_retrying(&self, f: impl Fn(&Store) -> Result<(), StoreError>) {
         let mut delay = Duration::from_millis(10);
+        let mut last = None;
         for _ in 0..10 {
             match f(&self.store) {
                 Ok(()) => return,
@@ -678,10 +705,14 @@ impl RespondStage {
                     tracing::error!(error = %e, "storing response decisions failed; retrying");
                     std::thread::sleep(delay);
                     delay = (delay * 2).min(Duration::from_secs(2));
+                    last = Some(e);
                 }
             }
         }
-        tracing::error!("giving up storing a batch of response decisions");
+        let error = last.map_or_else(String::new, |e| e.to_string());
+        self.health.fail(&format!(
+            "storing response decisions and their audit records failed after retries ({error})"
+        ));
     }
 
     fn snapshot(&self) {
@@ -692,13 +723,9 @@ impl RespondStage {
                 return;
             }
         };
-        if let Err(e) = write_atomically(&self.snapshot_path, &bytes) {
+        // The bytes carry their own header and checksum (`Responder::snapshot`).
+        if let Err(e) = crate::durable_file::replace(&self.snapshot_path, &[&bytes]) {
             tracing::error!(error = %e, "writing the responder snapshot failed");
         }
     }
-}
-
-fn write_atomically(path: &std::path::Path, body: &[u8]) -> std::io::Result<()> {
-    let crc = crc32fast::hash(body).to_le_bytes();
-    crate::durable_file::replace(path, &[body, &crc])
 }

@@ -16,9 +16,11 @@ pub async fn healthz() -> Json<Value> {
 
 pub async fn readyz(State(st): State<AppState>) -> Result<Json<Value>, ApiError> {
     if !st.pipeline.is_ready() {
-        return Err(ApiError::Unavailable(
-            "not ready: recovering or shutting down".into(),
-        ));
+        let why = st
+            .pipeline
+            .failure()
+            .unwrap_or("recovering or shutting down");
+        return Err(ApiError::Unavailable(format!("not ready: {why}")));
     }
     Ok(Json(
         json!({"status": "ready", "queued_events": st.pipeline.queued_events()}),
