@@ -7,7 +7,7 @@ use crate::assess::Assessment;
 use crate::audit::AuditRecord;
 use crate::fleet::FleetIncident;
 use crate::lifecycle::Transition;
-use antibody_core::{Hypothesis, TenantId, TimestampMs};
+use antibody_core::{Hypothesis, Resolution, TenantId, TimestampMs};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -70,6 +70,17 @@ pub enum Decision {
     },
     /// A fleet incident opened, grew or closed.
     Fleet(FleetIncident),
+    /// The engine resolved an incident: `healed` when its entity passed probation,
+    /// `mitigated` or `quiet` when it went quiet with or without an action that worked.
+    /// The response stage applies it unless a person decided already (see
+    /// [`crate::workflow::IncidentWork::engine_resolve`]).
+    Resolved {
+        tenant: TenantId,
+        incident: String,
+        entity: String,
+        resolution: Resolution,
+        reason: String,
+    },
 }
 
 impl Decision {
@@ -79,7 +90,8 @@ impl Decision {
             | Self::Action { tenant, .. }
             | Self::Undo { tenant, .. }
             | Self::Escalation { tenant, .. }
-            | Self::Skipped { tenant, .. } => tenant,
+            | Self::Skipped { tenant, .. }
+            | Self::Resolved { tenant, .. } => tenant,
             Self::Transition(t) => &t.tenant,
             Self::Fleet(f) => &f.tenant,
         }
@@ -176,6 +188,19 @@ impl Decision {
                     if f.closed { " (closed)" } else { "" }
                 );
                 (ENGINE, "fleet", f.id.clone(), detail)
+            }
+            Self::Resolved {
+                incident,
+                entity,
+                resolution,
+                reason,
+                ..
+            } => {
+                data.insert("op".into(), "resolve".into());
+                data.insert("resolution".into(), resolution.to_string());
+                data.insert("entity".into(), entity.clone());
+                let detail = format!("resolved ({resolution}): {reason}");
+                (ENGINE, "incident", incident.clone(), detail)
             }
         };
         AuditRecord {

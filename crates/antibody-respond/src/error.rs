@@ -26,14 +26,29 @@ pub enum RespondError {
     InvalidAsset(String),
     #[error("snapshot: {0}")]
     Snapshot(String),
+    #[error("incident `{0}` not found")]
+    IncidentNotFound(String),
+    #[error("incident `{id}` is {status}; {expected}")]
+    IncidentStatus {
+        id: String,
+        status: String,
+        expected: &'static str,
+    },
+    #[error("{0}")]
+    InvalidInput(String),
 }
 
 impl RespondError {
     /// The snake_case code of the API's error body.
     pub fn code(&self) -> &'static str {
         match self {
-            Self::ActionNotFound(_) | Self::EntityNotFound(_) => "not_found",
-            Self::WrongStatus { .. } | Self::NotHealable { .. } => "conflict",
+            Self::ActionNotFound(_) | Self::EntityNotFound(_) | Self::IncidentNotFound(_) => {
+                "not_found"
+            }
+            Self::WrongStatus { .. } | Self::NotHealable { .. } | Self::IncidentStatus { .. } => {
+                "conflict"
+            }
+            Self::InvalidInput(_) => "bad_request",
             Self::DuplicateApprover { .. } => "duplicate_approver",
             Self::InvalidAsset(_) => "invalid_asset",
             Self::UnknownCause(_) => "unknown_cause",

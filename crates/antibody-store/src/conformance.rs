@@ -83,6 +83,7 @@ pub(crate) fn incident(
             event: "opened".to_owned(),
             finding: None,
         }],
+        workflow: Default::default(),
     }
 }
 

@@ -427,6 +427,7 @@ mod tests {
             findings: vec!["f-1".into()],
             actions: vec![],
             timeline: vec![],
+            workflow: Default::default(),
         };
         s.upsert_incidents(std::slice::from_ref(&inc)).unwrap();
         let view = crate::IncidentResponse {
