@@ -12,6 +12,7 @@ mod findings;
 mod incidents;
 mod keys;
 mod models;
+mod postmortems;
 mod response;
 mod schema;
 mod store;
@@ -25,6 +26,7 @@ pub use findings::{newest_first, FindingCursor, FindingQuery, DEFAULT_LIMIT, MAX
 pub use incidents::{IncidentQuery, IncidentResponse};
 pub use keys::{KeyInfo, NewKey, Role};
 pub use models::{ModelLabel, ModelRecord, MAX_REVIEW_ITEMS};
+pub use postmortems::{StoredPostmortem, MAX_POSTMORTEM_AUDIT};
 pub use response::{ActionQuery, AuditQuery, ResponseBatch};
 pub use schema::SCHEMA_VERSION;
 pub use store::{Store, DB_FILE};

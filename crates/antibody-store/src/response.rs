@@ -440,6 +440,7 @@ mod tests {
             }],
             actions: vec![serde_json::json!({"id": "a-1", "kind": "rate_limit"})],
             summary: None,
+            work: Default::default(),
         };
         s.put_incident_responses(&[(t.clone(), "i-1".into(), view)])
             .unwrap();
@@ -476,6 +477,7 @@ mod tests {
                     diagnosis: vec![],
                     actions: vec![],
                     summary: None,
+                    work: Default::default(),
                 },
             )]
         };
@@ -525,6 +527,7 @@ mod tests {
                 version: 7,
                 investigator: None,
             }),
+            work: Default::default(),
         };
         s.put_incident_responses(&[(t.clone(), "i-1".into(), view.clone())])
             .unwrap();

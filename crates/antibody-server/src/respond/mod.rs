@@ -584,6 +584,7 @@ impl RespondStage {
                     diagnosis: Vec::new(),
                     actions: Vec::new(),
                     summary: None,
+                    work: Default::default(),
                 }))
             }
         }
