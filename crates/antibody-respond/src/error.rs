@@ -36,6 +36,9 @@ pub enum RespondError {
     },
     #[error("{0}")]
     InvalidInput(String),
+    /// What the call needed to read is out of reach now (storage); retry.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 impl RespondError {
@@ -49,6 +52,7 @@ impl RespondError {
                 "conflict"
             }
             Self::InvalidInput(_) => "bad_request",
+            Self::Unavailable(_) => "unavailable",
             Self::DuplicateApprover { .. } => "duplicate_approver",
             Self::InvalidAsset(_) => "invalid_asset",
             Self::UnknownCause(_) => "unknown_cause",

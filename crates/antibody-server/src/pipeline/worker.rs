@@ -118,6 +118,24 @@ impl Worker {
                     let _ = reply.send(self.partition.model_stats());
                 }
                 Work::Watch { tenant, entity, on } => self.partition.watch(&tenant, &entity, on),
+                Work::Seal {
+                    tenant,
+                    entity,
+                    incident,
+                    now,
+                } => {
+                    self.partition
+                        .seal(&tenant, &entity, &incident, now, &mut out);
+                    self.flush(&mut out, None);
+                }
+                Work::Entities {
+                    tenant,
+                    listing,
+                    reply,
+                } => {
+                    let page = crate::entities::scan(self.partition.entities(&tenant), &listing);
+                    let _ = reply.send(page);
+                }
                 Work::Stop => break,
             }
         }
