@@ -230,7 +230,7 @@ mod tests {
         let (_d, s) = store();
         let (a, b) = (TenantId::new("a"), TenantId::new("b"));
         let f = crate::conformance::finding(&a, "f-1", 5, "agent:x", "token_spike");
-        s.insert_findings(&[f.clone()]).unwrap();
+        s.insert_findings(std::slice::from_ref(&f)).unwrap();
         let got = s
             .findings_by_id(&a, &["f-1".into(), "f-missing".into()])
             .unwrap();
