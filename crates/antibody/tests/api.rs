@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{eventually, TestServer, ADMIN_KEY};
+use common::{eventually, next_event, open_stream, TestServer, ADMIN_KEY};
 use serde_json::Value;
 use std::time::Duration;
 
@@ -347,49 +347,6 @@ fn operational_endpoints() {
     }
 }
 
-/// Opens `/v1/stream` and returns the reader once the response headers are in (the
-/// subscription exists from then on).
-fn open_stream(s: &TestServer, key: &str) -> std::io::BufReader<std::net::TcpStream> {
-    use std::io::{BufRead, Write};
-    let mut conn = std::net::TcpStream::connect(s.addr).unwrap();
-    conn.set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
-    write!(
-        conn,
-        "GET /v1/stream HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\n\r\n"
-    )
-    .unwrap();
-    let mut reader = std::io::BufReader::new(conn);
-    let mut line = String::new();
-    reader.read_line(&mut line).unwrap();
-    assert!(line.contains("200"), "{line}");
-    loop {
-        line.clear();
-        reader.read_line(&mut line).unwrap();
-        if line == "\r\n" {
-            return reader;
-        }
-    }
-}
-
-/// The data line of the next `event: finding` on the stream.
-fn next_finding(reader: &mut std::io::BufReader<std::net::TcpStream>) -> Value {
-    use std::io::BufRead;
-    let mut line = String::new();
-    let mut in_finding = false;
-    for _ in 0..1000 {
-        line.clear();
-        assert!(reader.read_line(&mut line).unwrap() > 0, "stream closed");
-        let l = line.trim_end();
-        if l == "event: finding" {
-            in_finding = true;
-        } else if let (true, Some(data)) = (in_finding, l.strip_prefix("data: ")) {
-            return serde_json::from_str(data).unwrap();
-        }
-    }
-    panic!("no finding on the stream");
-}
-
 #[test]
 fn stream_delivers_only_the_callers_tenants_findings() {
     let s = TestServer::start();
@@ -402,12 +359,18 @@ fn stream_delivers_only_the_callers_tenants_findings() {
             .status,
         202
     );
-    assert_eq!(next_finding(&mut a_stream)["entity"], "agent:a-only");
+    assert_eq!(
+        next_event(&mut a_stream, "finding")["entity"],
+        "agent:a-only"
+    );
     assert_eq!(
         s.post_ndjson(&b_admin, &spike_events("agent:b-only"))
             .status,
         202
     );
     // B's first finding is its own: A's never reached B's stream.
-    assert_eq!(next_finding(&mut b_stream)["entity"], "agent:b-only");
+    assert_eq!(
+        next_event(&mut b_stream, "finding")["entity"],
+        "agent:b-only"
+    );
 }

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{eventually, TestServer, ADMIN_KEY};
+use common::{eventually, next_event, open_stream, TestServer, ADMIN_KEY};
 use serde_json::Value;
 use std::time::{Duration, Instant};
 
@@ -157,8 +157,16 @@ fn people_ack_assign_note_resolve_and_reopen_an_incident() {
     let r = s.get(&at("postmortem"), ADMIN_KEY);
     assert_eq!((r.status, r.error_code().as_str()), (404, "not_found"));
 
+    let mut stream = open_stream(&s, ADMIN_KEY);
     let acked = post(&s, &at("ack"), ADMIN_KEY, "");
     assert_eq!(acked.status, 200, "{}", acked.text());
+    let streamed = loop {
+        let inc = next_event(&mut stream, "incident");
+        if inc["id"] == incident.as_str() && inc["status"] == "acknowledged" {
+            break inc;
+        }
+    };
+    assert_eq!(streamed["acknowledged_by"], acked.json()["acknowledged_by"]);
     let acked = acked.json();
     assert_eq!(acked["status"], "acknowledged");
     let me = acked["acknowledged_by"].as_str().unwrap().to_owned();

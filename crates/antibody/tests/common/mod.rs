@@ -276,6 +276,47 @@ pub fn eventually<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
     }
 }
 
+/// Opens `/v1/stream` and returns the reader once the response headers are in (the
+/// subscription exists from then on).
+pub fn open_stream(s: &TestServer, key: &str) -> BufReader<TcpStream> {
+    let mut conn = TcpStream::connect(s.addr).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    write!(
+        conn,
+        "GET /v1/stream HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\n\r\n"
+    )
+    .unwrap();
+    let mut reader = BufReader::new(conn);
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    assert!(line.contains("200"), "{line}");
+    loop {
+        line.clear();
+        reader.read_line(&mut line).unwrap();
+        if line == "\r\n" {
+            return reader;
+        }
+    }
+}
+
+/// The data of the next `event: <event>` on the stream.
+pub fn next_event(reader: &mut BufReader<TcpStream>, event: &str) -> serde_json::Value {
+    let mut line = String::new();
+    let mut in_event = false;
+    for _ in 0..10_000 {
+        line.clear();
+        assert!(reader.read_line(&mut line).unwrap() > 0, "stream closed");
+        let l = line.trim_end();
+        if let Some(name) = l.strip_prefix("event: ") {
+            in_event = name == event;
+        } else if let (true, Some(data)) = (in_event, l.strip_prefix("data: ")) {
+            return serde_json::from_str(data).unwrap();
+        }
+    }
+    panic!("no {event} on the stream");
+}
+
 /// Runs `antibody` with `args` and fails the test with its stderr unless it succeeds.
 pub fn run_ok(args: &[&str]) -> std::process::Output {
     let out = Command::new(env!("CARGO_BIN_EXE_antibody"))
