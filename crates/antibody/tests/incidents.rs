@@ -62,24 +62,31 @@ fn new_tenant(s: &TestServer) -> String {
         .to_owned()
 }
 
-#[test]
-fn an_approved_infection_heals_everywhere_and_its_incident_resolves_healed() {
-    let s = TestServer::start();
-    let pending = infect(&s, "agent:x");
+/// Infects `entity`, approves its action, feeds one probation of normal vitals and waits
+/// until it reads healthy; returns (action id, incident id).
+fn heal(s: &TestServer, entity: &str) -> (String, String) {
+    let pending = infect(s, entity);
     let (id, incident) = (
         pending["id"].as_str().unwrap().to_owned(),
         pending["incident"].as_str().unwrap().to_owned(),
     );
-    let r = post(&s, &format!("/v1/actions/{id}/approve"), ADMIN_KEY, "");
+    let r = post(s, &format!("/v1/actions/{id}/approve"), ADMIN_KEY, "");
     assert_eq!(r.status, 200, "{}", r.text());
     eventually(WAIT, || {
-        (entity_state(&s, "agent:x") == "probation").then_some(())
+        (entity_state(s, entity) == "probation").then_some(())
     });
     // Fresh normal vitals: one probation's worth of samples within baseline.
-    assert_eq!(s.post_ndjson(ADMIN_KEY, &normal("agent:x", 5)).status, 202);
+    assert_eq!(s.post_ndjson(ADMIN_KEY, &normal(entity, 5)).status, 202);
     eventually(WAIT, || {
-        (entity_state(&s, "agent:x") == "healthy").then_some(())
+        (entity_state(s, entity) == "healthy").then_some(())
     });
+    (id, incident)
+}
+
+#[test]
+fn an_approved_infection_heals_everywhere_and_its_incident_resolves_healed() {
+    let s = TestServer::start();
+    let (id, incident) = heal(&s, "agent:x");
     let listed = items(&s, "/v1/entities?state=healthy&kind=agent", ADMIN_KEY);
     assert!(
         listed.iter().any(|e| e["entity"] == "agent:x"),
@@ -142,6 +149,39 @@ fn an_approved_infection_heals_everywhere_and_its_incident_resolves_healed() {
     assert_eq!(s.post_ndjson(ADMIN_KEY, &spike("agent:x")).status, 202);
     let next = eventually(WAIT, || {
         let open = items(&s, "/v1/incidents?entity=agent:x&status=open", ADMIN_KEY);
+        open.into_iter().next()
+    });
+    assert_ne!(next["id"], incident.as_str());
+}
+
+/// Engine checkpoints do not record seals: after a crash the replayed log reopens the
+/// healed incident in detection, and the response stage seals it again.
+#[test]
+fn a_healed_incident_stays_closed_to_new_findings_after_a_crash() {
+    let mut s = TestServer::start();
+    let (_, incident) = heal(&s, "agent:c");
+    eventually(WAIT, || {
+        let inc = s
+            .get(&format!("/v1/incidents/{incident}"), ADMIN_KEY)
+            .json();
+        (inc["resolution"] == "healed").then_some(())
+    });
+    s.kill9();
+    s.restart();
+    eventually(WAIT, || {
+        let e = s.get("/v1/entities/agent:c", ADMIN_KEY).json();
+        e["open_incident"].is_null().then_some(())
+    });
+    let inc = s
+        .get(&format!("/v1/incidents/{incident}"), ADMIN_KEY)
+        .json();
+    assert_eq!(
+        (inc["status"].as_str(), inc["resolution"].as_str()),
+        (Some("resolved"), Some("healed"))
+    );
+    assert_eq!(s.post_ndjson(ADMIN_KEY, &spike("agent:c")).status, 202);
+    let next = eventually(WAIT, || {
+        let open = items(&s, "/v1/incidents?entity=agent:c&status=open", ADMIN_KEY);
         open.into_iter().next()
     });
     assert_ne!(next["id"], incident.as_str());

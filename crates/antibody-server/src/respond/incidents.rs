@@ -5,7 +5,7 @@
 //! opens a new incident) and gets a post-mortem, except a quiet close nobody acted on.
 
 use super::{RespondStage, StreamItem};
-use antibody_core::{Incident, Resolution, TenantId, TimestampMs};
+use antibody_core::{Incident, IncidentStatus, Resolution, TenantId, TimestampMs};
 use antibody_respond::postmortem::{self, Sources, MAX_EVIDENCE};
 use antibody_respond::{AuditRecord, Cause, Decision, IncidentOp, RespondError};
 use antibody_store::{ResponseBatch, StoreError};
@@ -80,6 +80,21 @@ impl RespondStage {
             }
         }
         Ok(())
+    }
+
+    /// Detection still correlating into an incident resolved here means its seal was lost
+    /// (engine checkpoints do not record seals, so a crash replay can reopen it there):
+    /// seal it again. A seal naming an incident the partition no longer holds does nothing.
+    pub(super) fn reseal(&mut self, incidents: &[Incident], now: TimestampMs) {
+        for inc in incidents
+            .iter()
+            .filter(|i| i.status == IncidentStatus::Open)
+        {
+            let work = &self.view(&inc.tenant, &inc.id).work;
+            if work.status == Some(IncidentStatus::Resolved) {
+                (self.seal)(&inc.tenant, &inc.entity, &inc.id, now);
+            }
+        }
     }
 
     /// Applies an engine resolution to the incident's view; false when it changes nothing

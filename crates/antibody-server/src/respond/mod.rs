@@ -359,6 +359,7 @@ impl RespondStage {
         samples: &[Sample],
         now: TimestampMs,
     ) {
+        self.reseal(incidents, now);
         let mut decisions = Vec::new();
         for inc in incidents {
             let joined: Vec<Finding> = findings
