@@ -383,18 +383,37 @@ fn opt_duration(ms: Option<i64>) -> String {
 
 /// The post-mortem as Markdown, section by section.
 pub fn render_markdown(pm: &Postmortem) -> String {
-    let mut md = format!("# Post-mortem: {}\n\n", one_line(&pm.title));
-    md.push_str(&format!(
-        "Incident `{}` · entity `{}` · resolved **{}** by `{}` · generated {}\n\n{}\n\n",
+    let mut md = String::new();
+    for section in [
+        md_head(pm),
+        md_root_cause(&pm.root_cause),
+        md_impact(&pm.impact),
+        md_times(&pm.times),
+        md_actions(&pm.actions),
+        md_evidence(&pm.evidence),
+        md_timeline(&pm.timeline),
+        md_notes(&pm.notes),
+    ] {
+        md.push_str(&section);
+    }
+    md
+}
+
+fn md_head(pm: &Postmortem) -> String {
+    format!(
+        "# Post-mortem: {}\n\nIncident `{}` · entity `{}` · resolved **{}** by `{}` · \
+         generated {}\n\n{}\n\n",
+        one_line(&pm.title),
         pm.incident,
         pm.entity,
         pm.resolution,
         pm.resolved_by,
         format_rfc3339(pm.generated),
         one_line(&pm.summary)
-    ));
-    md.push_str("## Root cause\n\n");
-    let rc = &pm.root_cause;
+    )
+}
+
+fn md_root_cause(rc: &RootCause) -> String {
     let confidence = rc
         .confidence
         .map_or_else(String::new, |c| format!(", confidence {c:.2}"));
@@ -403,15 +422,16 @@ pub fn render_markdown(pm: &Postmortem) -> String {
         CauseSource::Diagnosis => "top diagnosis",
         CauseSource::Unknown => "not established",
     };
-    md.push_str(&format!(
-        "{} ({source}{confidence})\n\n",
+    format!(
+        "## Root cause\n\n{} ({source}{confidence})\n\n",
         one_line(&rc.cause)
-    ));
-    md.push_str("## Impact\n\n");
-    let i = &pm.impact;
-    md.push_str(&format!(
-        "- Entities: {}\n- Other targets: {}\n- Severity {}, risk {:.1}; {} finding(s) of {}\n\
-         - Anomalous for {}; {} from the first finding to the resolution\n\n",
+    )
+}
+
+fn md_impact(i: &Impact) -> String {
+    format!(
+        "## Impact\n\n- Entities: {}\n- Other targets: {}\n- Severity {}, risk {:.1}; {} \
+         finding(s) of {}\n- Anomalous for {}; {} from the first finding to the resolution\n\n",
         list(&i.entities),
         list(&i.targets),
         i.severity,
@@ -420,12 +440,14 @@ pub fn render_markdown(pm: &Postmortem) -> String {
         list(&i.kinds),
         duration(i.anomaly_ms),
         duration(i.duration_ms)
-    ));
-    md.push_str("## Times\n\n| measure | value |\n|---|---|\n");
-    let t = &pm.times;
-    md.push_str(&format!(
-        "| started | {} |\n| detected | {} |\n| responded | {} |\n| resolved | {} |\n\
-         | time to detect | {} |\n| time to respond | {} |\n| time to recover | {} |\n\n",
+    )
+}
+
+fn md_times(t: &Times) -> String {
+    format!(
+        "## Times\n\n| measure | value |\n|---|---|\n| started | {} |\n| detected | {} |\n\
+         | responded | {} |\n| resolved | {} |\n| time to detect | {} |\n\
+         | time to respond | {} |\n| time to recover | {} |\n\n",
         format_rfc3339(t.started),
         t.detected.as_deref().unwrap_or("n/a"),
         t.responded.as_deref().unwrap_or("n/a"),
@@ -433,27 +455,35 @@ pub fn render_markdown(pm: &Postmortem) -> String {
         opt_duration(t.time_to_detect_ms),
         opt_duration(t.time_to_respond_ms),
         opt_duration(t.time_to_recover_ms)
-    ));
-    md.push_str("## Actions and outcomes\n\n");
-    if pm.actions.is_empty() {
+    )
+}
+
+fn md_actions(actions: &[ActionOutcome]) -> String {
+    let mut md = String::from("## Actions and outcomes\n\n");
+    if actions.is_empty() {
         md.push_str("None.\n\n");
-    } else {
-        md.push_str("| action | kind | target | status | took effect | result |\n|---|---|---|---|---|---|\n");
-        for a in &pm.actions {
-            md.push_str(&format!(
-                "| `{}` | {} | {} | {} | {} | {} |\n",
-                a.id,
-                a.kind,
-                cell(&a.target),
-                a.status,
-                if a.took_effect { "yes" } else { "no" },
-                cell(a.result.as_deref().unwrap_or(""))
-            ));
-        }
-        md.push('\n');
+        return md;
     }
-    md.push_str("## Evidence\n\n");
-    for e in &pm.evidence {
+    md.push_str("| action | kind | target | status | took effect | result |\n");
+    md.push_str("|---|---|---|---|---|---|\n");
+    for a in actions {
+        md.push_str(&format!(
+            "| `{}` | {} | {} | {} | {} | {} |\n",
+            a.id,
+            a.kind,
+            cell(&a.target),
+            a.status,
+            if a.took_effect { "yes" } else { "no" },
+            cell(a.result.as_deref().unwrap_or(""))
+        ));
+    }
+    md.push('\n');
+    md
+}
+
+fn md_evidence(evidence: &[EvidenceItem]) -> String {
+    let mut md = String::from("## Evidence\n\n");
+    for e in evidence {
         md.push_str(&format!(
             "- {} `{}` {} ({}, score {:.2}): {}\n",
             format_rfc3339(e.ts),
@@ -464,8 +494,13 @@ pub fn render_markdown(pm: &Postmortem) -> String {
             one_line(&e.explanation.text)
         ));
     }
-    md.push_str("\n## Timeline\n\n");
-    for m in &pm.timeline {
+    md.push('\n');
+    md
+}
+
+fn md_timeline(moments: &[Moment]) -> String {
+    let mut md = String::from("## Timeline\n\n");
+    for m in moments {
         let who = m
             .actor
             .as_deref()
@@ -476,16 +511,21 @@ pub fn render_markdown(pm: &Postmortem) -> String {
             one_line(&m.text)
         ));
     }
-    if !pm.notes.is_empty() {
-        md.push_str("\n## Notes\n\n");
-        for n in &pm.notes {
-            md.push_str(&format!(
-                "- {} `{}`: {}\n",
-                format_rfc3339(n.ts),
-                n.actor,
-                one_line(&n.text)
-            ));
-        }
+    md
+}
+
+fn md_notes(notes: &[Note]) -> String {
+    if notes.is_empty() {
+        return String::new();
+    }
+    let mut md = String::from("\n## Notes\n\n");
+    for n in notes {
+        md.push_str(&format!(
+            "- {} `{}`: {}\n",
+            format_rfc3339(n.ts),
+            n.actor,
+            one_line(&n.text)
+        ));
     }
     md
 }

@@ -32,26 +32,8 @@ impl RespondStage {
         let text = work.apply(id, &op, inc.status, who, now)?;
         view.work = work;
         let view = view.clone();
-        let mut data = BTreeMap::from([
-            ("op".to_owned(), op.name().to_owned()),
-            (
-                "status".to_owned(),
-                view.work.status(inc.status).to_string(),
-            ),
-            ("entity".to_owned(), inc.entity.clone()),
-        ]);
-        if let IncidentOp::Resolve { resolution, .. } = &op {
-            data.insert("resolution".into(), resolution.to_string());
-        }
-        let record = AuditRecord {
-            ts: now,
-            tenant: t.to_string(),
-            actor: who.to_owned(),
-            kind: "incident".into(),
-            subject: id.to_owned(),
-            detail: text,
-            data,
-        };
+        let status = view.work.status(inc.status);
+        let record = op_record(t, who, &inc, &op, status, text, now);
         let entry = self.chains.entry(t.clone()).or_default().append(record);
         let views = [(t.clone(), id.to_owned(), view)];
         let batch = ResponseBatch {
@@ -202,6 +184,35 @@ impl RespondStage {
         };
         self.store
             .put_postmortem(t, &pm, &postmortem::render_markdown(&pm))
+    }
+}
+
+/// The audit record of a person's operation on `inc`, now `status`.
+fn op_record(
+    t: &TenantId,
+    who: &str,
+    inc: &Incident,
+    op: &IncidentOp,
+    status: IncidentStatus,
+    detail: String,
+    now: TimestampMs,
+) -> AuditRecord {
+    let mut data = BTreeMap::from([
+        ("op".to_owned(), op.name().to_owned()),
+        ("status".to_owned(), status.to_string()),
+        ("entity".to_owned(), inc.entity.clone()),
+    ]);
+    if let IncidentOp::Resolve { resolution, .. } = op {
+        data.insert("resolution".into(), resolution.to_string());
+    }
+    AuditRecord {
+        ts: now,
+        tenant: t.to_string(),
+        actor: who.to_owned(),
+        kind: "incident".into(),
+        subject: inc.id.clone(),
+        detail,
+        data,
     }
 }
 
