@@ -13,5 +13,7 @@ pub mod tenant;
 pub use clock::{Clock, FakeClock, SystemClock, TimestampMs};
 pub use event::{AttrValue, Event};
 pub use finding::{Detector, Evidence, Explanation, Finding, FindingKind, Severity};
-pub use incident::{Hypothesis, Incident, IncidentStatus, TimelineEntry};
+pub use incident::{
+    Hypothesis, Incident, IncidentStatus, Note, Resolution, TimelineEntry, Workflow,
+};
 pub use tenant::TenantId;

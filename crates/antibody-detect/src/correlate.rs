@@ -1,4 +1,7 @@
 //! Correlation: findings of one `(tenant, entity)` within a window join one open incident.
+//! An incident leaves the engine when it was quiet for a whole window ([`OpenIncident::close`],
+//! resolved `quiet`; the response engine may call it `mitigated`) or when the response stage
+//! resolved it ([`OpenIncident::seal`]); a later finding of the entity opens a new one.
 //!
 //! ## Risk (0–10)
 //! `risk = base(max severity) + min(distinct kinds − 1, 2) + max score + min(log10(count), 1)`,
@@ -7,7 +10,8 @@
 //! with three kinds of finding and a hundred findings reaches 9–10.
 
 use antibody_core::{
-    Finding, Incident, IncidentStatus, Severity, TenantId, TimelineEntry, TimestampMs,
+    Finding, Incident, IncidentStatus, Resolution, Severity, TenantId, TimelineEntry, TimestampMs,
+    Workflow,
 };
 use serde::{Deserialize, Serialize};
 
@@ -95,20 +99,40 @@ impl OpenIncident {
 
     /// The incident as the API shows it.
     pub fn to_incident(&self) -> Incident {
-        self.build(IncidentStatus::Open, self.timeline.clone())
+        self.build(
+            IncidentStatus::Open,
+            self.timeline.clone(),
+            Workflow::default(),
+        )
     }
 
-    /// Closes the incident at `ts` (quiet for a whole window).
+    /// Closes the incident at `ts` (quiet for a whole window): resolved `quiet` by the
+    /// engine, as far as detection can tell.
     pub fn close(self, ts: TimestampMs) -> Incident {
         let mut timeline = self.timeline.clone();
         timeline.push((ts, "incident closed: quiet for a full window".into(), None));
-        self.build(IncidentStatus::Closed, timeline)
+        let workflow = Workflow {
+            resolution: Some(Resolution::Quiet),
+            resolved_by: Some("engine".into()),
+            resolved_at: Some(ts),
+            ..Workflow::default()
+        };
+        self.build(IncidentStatus::Resolved, timeline, workflow)
+    }
+
+    /// Takes the incident out of correlation at `ts` because the response stage resolved it
+    /// (its resolution lives in the stage's record, not here).
+    pub fn seal(self, ts: TimestampMs) -> Incident {
+        let mut timeline = self.timeline.clone();
+        timeline.push((ts, "incident closed to new findings: resolved".into(), None));
+        self.build(IncidentStatus::Resolved, timeline, Workflow::default())
     }
 
     fn build(
         &self,
         status: IncidentStatus,
         timeline: Vec<(TimestampMs, String, Option<String>)>,
+        workflow: Workflow,
     ) -> Incident {
         Incident {
             id: self.id.clone(),
@@ -134,6 +158,7 @@ impl OpenIncident {
                 .into_iter()
                 .map(|(ts, event, finding)| TimelineEntry { ts, event, finding })
                 .collect(),
+            workflow,
         }
     }
 }
@@ -183,7 +208,20 @@ mod tests {
         assert_eq!(i.risk, risk(Severity::High, 2, 0.7, 3));
         assert!(inc.accepts(2000 + 300_000, 300_000));
         assert!(!inc.accepts(2001 + 300_000, 300_000));
-        let closed = inc.close(400_000);
-        assert_eq!(closed.status, IncidentStatus::Closed);
+        let closed = inc.clone().close(400_000);
+        assert_eq!(closed.status, IncidentStatus::Resolved);
+        assert_eq!(closed.workflow.resolution, Some(Resolution::Quiet));
+        let sealed = inc.seal(10_000);
+        assert_eq!(sealed.status, IncidentStatus::Resolved);
+        assert_eq!(
+            sealed.workflow.resolution, None,
+            "the stage's record says how"
+        );
+        assert!(sealed
+            .timeline
+            .last()
+            .unwrap()
+            .event
+            .contains("closed to new findings"));
     }
 }

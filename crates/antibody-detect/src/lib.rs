@@ -13,7 +13,7 @@ pub mod partition;
 pub use config::EngineConfig;
 pub use engine::{partition_of, Engine};
 pub use models::{ModelBinding, ModelSet, ModelStats, Slot, Source};
-pub use partition::{EntityView, LifecycleState, Outputs, Partition, Sample, SnapshotImage};
+pub use partition::{EntityFacts, EntityView, Outputs, Partition, Sample, SnapshotImage};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {

@@ -27,16 +27,6 @@ use std::sync::Arc;
 /// Engine time between two sweeps for idle entities.
 const SWEEP_EVERY_MS: i64 = 60_000;
 
-/// Lifecycle state of an entity as far as detection knows it. The response engine adds
-/// the later states (draining, quarantined, healing, probation, exhausted).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LifecycleState {
-    Initializing,
-    Healthy,
-    Suspected,
-}
-
 /// What the engine produced for one step.
 #[derive(Debug, Default)]
 pub struct Outputs {
@@ -93,14 +83,25 @@ struct EntityState {
     reconverge_until: TimestampMs,
 }
 
-/// A read-only view of one entity for the API.
+/// A read-only view of one entity for the API. Its lifecycle state is the response
+/// engine's; detection contributes the facts.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct EntityView {
     pub entity: String,
-    pub state: LifecycleState,
+    /// No baseline of the entity is warm yet (it has metrics, all still learning).
+    pub learning: bool,
     pub baselines: BTreeMap<String, BaselineView>,
     pub last_seen: TimestampMs,
     pub open_incident: Option<String>,
+}
+
+/// What detection knows of one entity, for listing (see [`Partition::entities`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct EntityFacts<'a> {
+    pub entity: &'a str,
+    pub learning: bool,
+    pub last_seen: TimestampMs,
+    pub open_incident: Option<&'a str>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -666,20 +667,58 @@ impl Partition {
                 )
             })
             .collect();
-        let lifecycle = if state.incident.is_some() {
-            LifecycleState::Suspected
-        } else if !state.metrics.is_empty() && !state.metrics.iter().any(|(_, b)| b.is_warm(cfg)) {
-            LifecycleState::Initializing
-        } else {
-            LifecycleState::Healthy
-        };
         Some(EntityView {
             entity: entity.to_owned(),
-            state: lifecycle,
+            learning: learning(state, cfg),
             baselines,
             last_seen: state.last_seen,
             open_incident: state.incident.as_ref().map(|i| i.id().to_owned()),
         })
+    }
+
+    /// Every entity of `tenant` in this partition, in no particular order.
+    pub fn entities<'a>(&'a self, tenant: &TenantId) -> impl Iterator<Item = EntityFacts<'a>> + 'a {
+        let cfg = &self.cfg.baseline;
+        self.tenants
+            .get(tenant)
+            .into_iter()
+            .flat_map(|m| m.iter())
+            .map(move |(name, state)| EntityFacts {
+                entity: name,
+                learning: learning(state, cfg),
+                last_seen: state.last_seen,
+                open_incident: state.incident.as_ref().map(|i| i.id()),
+            })
+    }
+
+    /// The response stage resolved incident `id` of the entity: it takes no more findings
+    /// (the entity's next finding opens a new incident) and its last version goes out.
+    pub fn seal(
+        &mut self,
+        tenant: &TenantId,
+        entity: &str,
+        id: &str,
+        now: TimestampMs,
+        out: &mut Outputs,
+    ) {
+        let open = self
+            .tenants
+            .get(tenant)
+            .and_then(|m| m.get(entity))
+            .and_then(|s| s.incident.as_ref())
+            .is_some_and(|i| i.id() == id);
+        if !open {
+            return;
+        }
+        // Updates still pending go out first, or they would follow the sealed version.
+        self.flush_incidents(out);
+        if let Some(inc) = entity_mut(&mut self.tenants, tenant, entity)
+            .incident
+            .take()
+        {
+            out.incidents.push(inc.seal(now));
+        }
+        self.open.remove(&(tenant.clone(), Box::from(entity)));
     }
 
     /// Serialises the whole partition (entities in sorted order, so equal states give equal bytes).
@@ -780,6 +819,11 @@ impl Partition {
         p.index_config();
         Ok(p)
     }
+}
+
+/// The entity has metrics and none of their baselines is warm yet.
+fn learning(state: &EntityState, cfg: &crate::baseline::BaselineConfig) -> bool {
+    !state.metrics.is_empty() && !state.metrics.iter().any(|(_, b)| b.is_warm(cfg))
 }
 
 fn entity_mut<'a>(
@@ -1034,7 +1078,7 @@ mod tests {
         assert_ne!(out.findings[0].incident, out.findings[2].incident);
         assert_eq!(out.incidents.len(), 2);
         let agent = p.entity_view(&TenantId::new("t1"), "agent:a").unwrap();
-        assert_eq!(agent.state, LifecycleState::Suspected);
+        assert!(agent.open_incident.is_some());
         assert_eq!(
             agent.baselines["tokens"].n,
             30 + 1,
@@ -1113,7 +1157,7 @@ mod tests {
     }
 
     #[test]
-    fn quiet_incidents_close_on_tick_and_entity_turns_healthy() {
+    fn quiet_incidents_close_on_tick_as_quiet_resolutions() {
         let mut p = part();
         run(&mut p, &history()[..32], 0);
         let t = TenantId::new("t1");
@@ -1124,12 +1168,59 @@ mod tests {
         assert_eq!(out.incidents.len(), 1);
         assert_eq!(
             out.incidents[0].status,
-            antibody_core::IncidentStatus::Closed
+            antibody_core::IncidentStatus::Resolved
         );
         assert_eq!(
-            p.entity_view(&t, "agent:a").unwrap().state,
-            LifecycleState::Healthy
+            out.incidents[0].workflow.resolution,
+            Some(antibody_core::Resolution::Quiet)
         );
+        assert_eq!(p.entity_view(&t, "agent:a").unwrap().open_incident, None);
+    }
+
+    #[test]
+    fn a_sealed_incident_takes_no_more_findings() {
+        let mut p = part();
+        let t = TenantId::new("t1");
+        let out = run(&mut p, &history()[..31], 0);
+        let id = out.incidents[0].id.clone();
+        let mut out = Outputs::default();
+        p.seal(&t, "agent:a", "i-other", 40_000, &mut out);
+        assert!(
+            out.incidents.is_empty(),
+            "only the named incident is sealed"
+        );
+        p.seal(&t, "agent:a", &id, 40_000, &mut out);
+        assert_eq!(out.incidents.len(), 1);
+        assert_eq!(out.incidents[0].id, id);
+        assert_eq!(
+            out.incidents[0].status,
+            antibody_core::IncidentStatus::Resolved
+        );
+        assert_eq!(p.entity_view(&t, "agent:a").unwrap().open_incident, None);
+        // The next anomaly, well within the old window, opens a new incident.
+        let out = run(&mut p, &[vitals("agent:a", 41_000, 90_000.0, "p1")], 100);
+        let next = out.findings[0].incident.clone().unwrap();
+        assert_ne!(next, id);
+        let mut ticked = Outputs::default();
+        p.on_tick(41_500, &mut ticked);
+        assert!(
+            ticked.incidents.is_empty(),
+            "the sealed one never closes again"
+        );
+    }
+
+    #[test]
+    fn entities_lists_a_tenants_facts() {
+        let mut p = part();
+        run(&mut p, &history()[..31], 0);
+        run(&mut p, &[vitals("agent:new", 0, 5.0, "p")], 40);
+        let mut facts: Vec<EntityFacts<'_>> = p.entities(&TenantId::new("t1")).collect();
+        facts.sort_by_key(|f| f.entity);
+        let names: Vec<&str> = facts.iter().map(|f| f.entity).collect();
+        assert_eq!(names, vec!["agent:a", "agent:new"]);
+        assert!(!facts[0].learning && facts[0].open_incident.is_some());
+        assert!(facts[1].learning && facts[1].open_incident.is_none());
+        assert_eq!(p.entities(&TenantId::new("other")).count(), 0);
     }
 
     #[test]
@@ -1137,7 +1228,7 @@ mod tests {
         let mut p = part();
         run(&mut p, &[vitals("agent:new", 0, 5.0, "p")], 0);
         let v = p.entity_view(&TenantId::new("t1"), "agent:new").unwrap();
-        assert_eq!(v.state, LifecycleState::Initializing);
+        assert!(v.learning);
         assert!(
             p.entity_view(&TenantId::new("other"), "agent:new")
                 .is_none(),

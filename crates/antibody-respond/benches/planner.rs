@@ -53,6 +53,7 @@ fn case(
         findings: Vec::new(),
         actions: Vec::new(),
         timeline: Vec::new(),
+        workflow: Default::default(),
     };
     (incident, vec![finding])
 }

@@ -266,6 +266,7 @@ pub(crate) mod tests {
             findings: Vec::new(),
             actions: Vec::new(),
             timeline: Vec::new(),
+            workflow: Default::default(),
         }
     }
 

@@ -19,7 +19,8 @@ pub struct AuditRecord {
     pub tenant: String,
     /// The key id of the person, or `engine` for automatic decisions.
     pub actor: String,
-    /// `action`, `approval`, `state`, `escalation`, `skip`, `fleet`, `assessment`, `undo`, `feedback`.
+    /// `action`, `approval`, `state`, `escalation`, `skip`, `fleet`, `assessment`, `undo`,
+    /// `feedback`, `incident` (ack, assign, note, resolve, reopen: `data.op`).
     pub kind: String,
     /// What it is about: an action id, an entity, an incident.
     pub subject: String,

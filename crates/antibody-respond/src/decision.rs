@@ -8,7 +8,7 @@ use crate::audit::AuditRecord;
 use crate::diagnose::Cause;
 use crate::fleet::FleetIncident;
 use crate::lifecycle::Transition;
-use antibody_core::{Hypothesis, TenantId, TimestampMs};
+use antibody_core::{Hypothesis, Resolution, TenantId, TimestampMs};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -83,6 +83,17 @@ pub enum Decision {
         playbook: String,
         reason: String,
     },
+    /// The engine resolved an incident: `healed` when its entity passed probation,
+    /// `mitigated` or `quiet` when it went quiet with or without an action that worked.
+    /// The response stage applies it unless a person decided already (see
+    /// [`crate::workflow::IncidentWork::engine_resolve`]).
+    Resolved {
+        tenant: TenantId,
+        incident: String,
+        entity: String,
+        resolution: Resolution,
+        reason: String,
+    },
 }
 
 impl Decision {
@@ -94,6 +105,7 @@ impl Decision {
             | Self::Escalation { tenant, .. }
             | Self::Skipped { tenant, .. }
             | Self::Fallback { tenant, .. } => tenant,
+            Self::Resolved { tenant, .. } => tenant,
             Self::Transition(t) => &t.tenant,
             Self::Fleet(f) => &f.tenant,
         }
@@ -216,6 +228,19 @@ impl Decision {
                     cause.as_str()
                 );
                 (ENGINE, "fallback", entity.clone(), detail)
+            }
+            Self::Resolved {
+                incident,
+                entity,
+                resolution,
+                reason,
+                ..
+            } => {
+                data.insert("op".into(), "resolve".into());
+                data.insert("resolution".into(), resolution.to_string());
+                data.insert("entity".into(), entity.clone());
+                let detail = format!("resolved ({resolution}): {reason}");
+                (ENGINE, "incident", incident.clone(), detail)
             }
         };
         AuditRecord {

@@ -26,14 +26,33 @@ pub enum RespondError {
     InvalidAsset(String),
     #[error("snapshot: {0}")]
     Snapshot(#[from] crate::SnapshotError),
+    #[error("incident `{0}` not found")]
+    IncidentNotFound(String),
+    #[error("incident `{id}` is {status}; {expected}")]
+    IncidentStatus {
+        id: String,
+        status: String,
+        expected: &'static str,
+    },
+    #[error("{0}")]
+    InvalidInput(String),
+    /// What the call needed to read is out of reach now (storage); retry.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 impl RespondError {
     /// The snake_case code of the API's error body.
     pub fn code(&self) -> &'static str {
         match self {
-            Self::ActionNotFound(_) | Self::EntityNotFound(_) => "not_found",
-            Self::WrongStatus { .. } | Self::NotHealable { .. } => "conflict",
+            Self::ActionNotFound(_) | Self::EntityNotFound(_) | Self::IncidentNotFound(_) => {
+                "not_found"
+            }
+            Self::WrongStatus { .. } | Self::NotHealable { .. } | Self::IncidentStatus { .. } => {
+                "conflict"
+            }
+            Self::InvalidInput(_) => "bad_request",
+            Self::Unavailable(_) => "unavailable",
             Self::DuplicateApprover { .. } => "duplicate_approver",
             Self::InvalidAsset(_) => "invalid_asset",
             Self::UnknownCause(_) => "unknown_cause",

@@ -8,7 +8,8 @@
 
 use crate::playbook::glob;
 use antibody_core::{
-    Hypothesis, Incident, IncidentStatus, Severity, TenantId, TimelineEntry, TimestampMs,
+    Hypothesis, Incident, IncidentStatus, Resolution, Severity, TenantId, TimelineEntry,
+    TimestampMs, Workflow,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -73,7 +74,7 @@ impl FleetIncident {
             tenant: self.tenant.clone(),
             entity: format!("group:{}", self.group),
             status: if self.closed {
-                IncidentStatus::Closed
+                IncidentStatus::Resolved
             } else {
                 IncidentStatus::Open
             },
@@ -95,6 +96,17 @@ impl FleetIncident {
                 event: text,
                 finding: None,
             }],
+            // A closed fleet incident went quiet; its cause was outside by definition.
+            workflow: if self.closed {
+                Workflow {
+                    resolution: Some(Resolution::External),
+                    resolved_by: Some(crate::decision::ENGINE.to_owned()),
+                    resolved_at: Some(self.updated),
+                    ..Workflow::default()
+                }
+            } else {
+                Workflow::default()
+            },
         }
     }
 }

@@ -13,7 +13,10 @@
 //! * Call [`Responder::on_incident`] with every incident update and the findings that joined
 //!   it, [`Responder::on_tick`] every second, [`Responder::on_sample`] for events of
 //!   entities that [`Responder::wants_samples`], and the human calls (`approve`, `reject`,
-//!   `approve_all`, `reject_all`, `heal_now`, `undo`, `feedback`) from the routes.
+//!   `approve_all`, `reject_all`, `heal_now`, `heal_all`, `undo`, `feedback`) from the routes.
+//! * Keep people's work on incidents (ack, assign, notes, resolve, reopen) as an
+//!   [`IncidentWork`] per incident beside detection's record, and apply the responder's
+//!   `Decision::Resolved` to it; write a [`postmortem`] when an incident is resolved.
 //! * For each decision: publish it (`/v1/stream`), append
 //!   [`Decision::audit_record`] to an [`AuditChain`], run `approved` actions and undos with an
 //!   [`Executor`], and report back with [`Responder::on_action_started`] /
@@ -42,8 +45,10 @@ pub mod investigate;
 pub mod lifecycle;
 pub mod memory;
 pub mod playbook;
+pub mod postmortem;
 mod responder;
 pub mod rng;
+pub mod workflow;
 
 pub use action::{Action, ActionKind, ActionResult, ActionStatus, Mode, ParamValue, Params, Why};
 pub use assess::Assessment;
@@ -59,3 +64,4 @@ pub use lifecycle::{LifecycleState, Transition};
 pub use playbook::{Playbook, PlaybookSet, PlaybookSource};
 pub use responder::snapshot::{SnapshotError, SNAPSHOT_VERSION};
 pub use responder::{Approval, BlockEntry, Responder, Verdict, VerdictKind};
+pub use workflow::{IncidentOp, IncidentWork};

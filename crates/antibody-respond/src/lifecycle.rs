@@ -36,6 +36,21 @@ pub enum LifecycleState {
 }
 
 impl LifecycleState {
+    pub const ALL: [LifecycleState; 8] = [
+        Self::Initializing,
+        Self::Healthy,
+        Self::Suspected,
+        Self::Draining,
+        Self::Quarantined,
+        Self::Healing,
+        Self::Probation,
+        Self::Exhausted,
+    ];
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Initializing => "initializing",
@@ -46,6 +61,16 @@ impl LifecycleState {
             Self::Healing => "healing",
             Self::Probation => "probation",
             Self::Exhausted => "exhausted",
+        }
+    }
+
+    /// The state the API shows for an entity the responder holds in `self`: an entity it
+    /// deems healthy whose baselines are all still `learning` reads `initializing`.
+    pub fn shown(self, learning: bool) -> Self {
+        if self == Self::Healthy && learning {
+            Self::Initializing
+        } else {
+            self
         }
     }
 
@@ -92,17 +117,7 @@ pub struct Transition {
 mod tests {
     use super::LifecycleState::*;
     use super::*;
-
-    const ALL: [LifecycleState; 8] = [
-        Initializing,
-        Healthy,
-        Suspected,
-        Draining,
-        Quarantined,
-        Healing,
-        Probation,
-        Exhausted,
-    ];
+    const ALL: [LifecycleState; 8] = LifecycleState::ALL;
 
     #[test]
     fn the_documented_paths_are_allowed() {
@@ -153,6 +168,15 @@ mod tests {
         for s in ALL {
             assert!(!s.can_go(s), "{s} → itself");
             assert!(!s.can_go(Initializing), "{s} → initializing");
+        }
+    }
+
+    #[test]
+    fn only_a_healthy_entity_still_learning_shows_initializing() {
+        assert_eq!(Healthy.shown(true), Initializing);
+        assert_eq!(Healthy.shown(false), Healthy);
+        for s in ALL.into_iter().filter(|s| *s != Healthy) {
+            assert_eq!(s.shown(true), s, "{s}");
         }
     }
 

@@ -50,6 +50,7 @@ fn version(n: u64, ts: TimestampMs) -> (Incident, Finding) {
         findings: Vec::new(),
         actions: Vec::new(),
         timeline: Vec::new(),
+        workflow: Default::default(),
     };
     (incident, finding)
 }

@@ -1,7 +1,7 @@
 //! End-to-end scenarios of the responder with explicit timestamps (a fake clock).
 
 use antibody_core::{
-    Explanation, Finding, Incident, IncidentStatus, Severity, TenantId, TimestampMs,
+    Explanation, Finding, Incident, IncidentStatus, Resolution, Severity, TenantId, TimestampMs,
 };
 use antibody_respond::{
     verify, Action, ActionKind, ActionStatus, Asset, AuditChain, Decision, LifecycleState, Mode,
@@ -79,7 +79,7 @@ impl Sim {
             &[kind],
             Severity::Low,
             ts,
-            IncidentStatus::Closed,
+            IncidentStatus::Resolved,
         );
         let ds = self.r.on_incident(&incident, &[], ts);
         self.keep(ds)
@@ -164,7 +164,22 @@ fn incident(
         findings: Vec::new(),
         actions: Vec::new(),
         timeline: Vec::new(),
+        workflow: Default::default(),
     }
+}
+
+/// The engine's resolutions among `ds`, as (incident, resolution).
+fn resolutions(ds: &[Decision]) -> Vec<(&str, Resolution)> {
+    ds.iter()
+        .filter_map(|d| match d {
+            Decision::Resolved {
+                incident,
+                resolution,
+                ..
+            } => Some((incident.as_str(), *resolution)),
+            _ => None,
+        })
+        .collect()
 }
 
 fn actions(ds: &[Decision]) -> Vec<&Action> {
@@ -283,6 +298,8 @@ fn token_explosion_rate_limits_then_probation_then_healthy() {
     assert_eq!(s.state(e), LifecycleState::Probation);
     let ds = s.samples(e, 1, true, T0 + 7_000);
     assert_eq!(states(&ds, e), [LifecycleState::Healthy]);
+    assert_eq!(resolutions(&ds), [("i-1", Resolution::Healed)]);
+    assert!(resolutions(&s.log[..s.log.len() - ds.len()]).is_empty());
     assert_eq!(
         states(&s.log, e),
         [
@@ -396,8 +413,13 @@ fn rejected_infection_stays_quarantined_until_heal_now() {
     for i in 1..5 {
         s.tick(T0 + 50_000 + i * HOUR);
     }
-    s.close("i-9", e, "token_spike", T0 + 5 * HOUR);
+    let ds = s.close("i-9", e, "token_spike", T0 + 5 * HOUR);
     assert_eq!(s.state(e), LifecycleState::Quarantined);
+    assert_eq!(
+        resolutions(&ds),
+        [("i-9", Resolution::Quiet)],
+        "nothing it proposed took effect"
+    );
     assert!(matches!(
         s.r.heal_now("k-bob", &t(), "agent:fine", T0),
         Err(RespondError::NotHealable { .. })
@@ -416,8 +438,32 @@ fn rejected_infection_stays_quarantined_until_heal_now() {
             "k-bob"
         )
     );
-    s.samples(e, 5, true, T0 + 7 * HOUR);
+    let ds = s.samples(e, 5, true, T0 + 7 * HOUR);
     assert_eq!(s.state(e), LifecycleState::Healthy);
+    assert_eq!(resolutions(&ds), [("i-9", Resolution::Healed)]);
+}
+
+#[test]
+fn heal_all_heals_every_contained_or_exhausted_entity() {
+    let mut s = Sim::new();
+    let a = infect(&mut s, "agent:one");
+    s.r.reject("k-alice", &t(), &a.id, T0 + 5_000).unwrap();
+    s.tick(T0 + 40_000);
+    assert_eq!(s.state("agent:one"), LifecycleState::Quarantined);
+    s.hit("i-5", "agent:two", spike("token_spike", 4.0), T0 + 41_000);
+    assert_eq!(s.state("agent:two"), LifecycleState::Suspected);
+    let other = TenantId::new("other");
+    assert!(s.r.heal_all("k-bob", &other, T0 + 50_000).is_empty());
+    let ds = s.r.heal_all("k-bob", &t(), T0 + 50_000);
+    assert_eq!(states(&ds, "agent:one"), [LifecycleState::Probation]);
+    assert!(
+        states(&ds, "agent:two").is_empty(),
+        "suspected is not healable"
+    );
+    assert!(
+        s.r.heal_all("k-bob", &t(), T0 + 50_001).is_empty(),
+        "nothing left"
+    );
 }
 
 #[test]
@@ -952,8 +998,9 @@ fn web_attack_blocks_and_notifies_and_a_quiet_close_counts_as_success() {
     let notify = &acts[1].id;
     s.r.on_action_started(&t(), notify, T0 + 1).unwrap();
     s.result(notify, true, T0 + 2);
-    s.close("i-1", "service:shop", "sqli", T0 + 400_000);
+    let ds = s.close("i-1", "service:shop", "sqli", T0 + 400_000);
     assert_eq!(s.state("service:shop"), LifecycleState::Healthy);
+    assert_eq!(resolutions(&ds), [("i-1", Resolution::Mitigated)]);
     let ds = s.hit("i-2", "service:shop", sqli("203.0.113.51"), T0 + HOUR);
     let block = actions(&ds)[0].clone();
     assert_eq!(block.why.numbers["successes"], 1.0, "{:#?}", block.why);

@@ -84,6 +84,7 @@ fn hit(
         findings: Vec::new(),
         actions: Vec::new(),
         timeline: Vec::new(),
+        workflow: Default::default(),
     };
     r.on_incident(&incident, &[finding], ts)
 }

@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod demo;
 mod durable_file;
+pub mod entities;
 pub mod error;
 pub mod metrics;
 pub mod models;

@@ -83,6 +83,7 @@ pub(crate) fn incident(
             event: "opened".to_owned(),
             finding: None,
         }],
+        workflow: Default::default(),
     }
 }
 
@@ -386,14 +387,14 @@ pub(crate) fn incidents_upsert_updates(s: &Store) {
     s.upsert_incidents(std::slice::from_ref(&inc)).unwrap();
     assert_eq!(s.get_incident(&a, "i-1").unwrap(), Some(inc.clone()));
 
-    inc.status = IncidentStatus::Closed;
+    inc.status = IncidentStatus::Resolved;
     inc.updated = NOW + 500;
     inc.finding_count = 2;
     inc.findings.push("f-2".to_owned());
     s.upsert_incidents(std::slice::from_ref(&inc)).unwrap();
     assert_eq!(s.get_incident(&a, "i-1").unwrap(), Some(inc.clone()));
     let closed = IncidentQuery {
-        status: Some(IncidentStatus::Closed),
+        status: Some(IncidentStatus::Resolved),
         ..Default::default()
     };
     assert_eq!(s.list_incidents(&a, &closed).unwrap(), vec![inc]);
@@ -409,7 +410,7 @@ pub(crate) fn incidents_filters_and_order(s: &Store) {
     s.upsert_incidents(&[
         incident(&a, "i-1", "agent:x", IncidentStatus::Open, NOW + 30),
         incident(&a, "i-2", "agent:y", IncidentStatus::Open, NOW + 10),
-        incident(&a, "i-3", "agent:x", IncidentStatus::Closed, NOW + 20),
+        incident(&a, "i-3", "agent:x", IncidentStatus::Resolved, NOW + 20),
     ])
     .unwrap();
     let list = |q: IncidentQuery| -> Vec<String> {
@@ -446,7 +447,7 @@ pub(crate) fn incidents_are_isolated(s: &Store) {
     let (a, b) = two_tenants(s);
     s.upsert_incidents(&[incident(&a, "i-1", "agent:x", IncidentStatus::Open, NOW)])
         .unwrap();
-    let theirs = incident(&b, "i-1", "agent:z", IncidentStatus::Closed, NOW + 1);
+    let theirs = incident(&b, "i-1", "agent:z", IncidentStatus::Resolved, NOW + 1);
     s.upsert_incidents(std::slice::from_ref(&theirs)).unwrap();
     // B's upsert of the same id did not touch A's incident.
     assert_eq!(

@@ -1,5 +1,8 @@
 //! Incidents: mutable, upserted whole by `(tenant, id)` as the correlator updates them,
-//! listed most recently updated first.
+//! listed most recently updated first. The response stage's record of each incident
+//! (assessment, actions, people's work) lives apart in `incident_response`, so neither
+//! writer overwrites the other; reads merge the two, and `incidents.status` holds the status
+//! shown: the record's once it has one, detection's before.
 
 use crate::findings::{DEFAULT_LIMIT, MAX_LIMIT};
 use crate::{Store, StoreError};
@@ -91,9 +94,11 @@ pub(crate) fn upsert_incidents(
     tx: &Transaction<'_>,
     incidents: &[Incident],
 ) -> Result<(), StoreError> {
+    // A status people (or the engine's resolutions) set wins over detection's.
     let mut stmt = tx.prepare_cached(
         "INSERT INTO incidents (tenant, id, entity, status, updated_ms, body)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         VALUES (?1, ?2, ?3, COALESCE((SELECT r.status FROM incident_response r
+                                      WHERE r.tenant = ?1 AND r.incident = ?2), ?4), ?5, ?6)
          ON CONFLICT (tenant, id) DO UPDATE SET
              entity = excluded.entity, status = excluded.status,
              updated_ms = excluded.updated_ms, body = excluded.body",
@@ -130,8 +135,7 @@ fn check_finite(i: &Incident) -> Result<(), StoreError> {
 }
 
 /// The body omits the tenant (the core type skips it); the column is authoritative. The
-/// responder's view, when there is one, supplies risk, confidence, blast radius, diagnosis
-/// and actions.
+/// responder's view, when there is one, supplies risk, diagnosis, actions and people's work.
 fn decode(tenant: &TenantId, body: &str, response: Option<&str>) -> Result<Incident, StoreError> {
     let mut i: Incident = serde_json::from_str(body).map_err(|source| StoreError::Corrupt {
         what: "incident".to_owned(),
@@ -147,6 +151,7 @@ fn decode(tenant: &TenantId, body: &str, response: Option<&str>) -> Result<Incid
         i.risk = r.risk;
         i.diagnosis = r.diagnosis;
         i.actions = r.actions;
+        r.work.overlay(&mut i);
     }
     Ok(i)
 }
@@ -163,6 +168,9 @@ pub struct IncidentResponse {
     /// The template or investigator summary (`GET /v1/incidents/{id}` shows it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub summary: Option<antibody_respond::investigate::Summary>,
+    /// People's work on the incident and the engine's resolutions.
+    #[serde(default)]
+    pub work: antibody_respond::IncidentWork,
 }
 
 impl Store {
@@ -180,8 +188,12 @@ pub(crate) fn put_incident_responses(
     items: &[(TenantId, String, IncidentResponse)],
 ) -> Result<(), StoreError> {
     let mut stmt = tx.prepare_cached(
-        "INSERT INTO incident_response (tenant, incident, body) VALUES (?1, ?2, ?3)
-         ON CONFLICT (tenant, incident) DO UPDATE SET body = excluded.body",
+        "INSERT INTO incident_response (tenant, incident, body, status) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (tenant, incident) DO UPDATE SET
+             body = excluded.body, status = excluded.status",
+    )?;
+    let mut shown = tx.prepare_cached(
+        "UPDATE incidents SET status = ?3 WHERE tenant = ?1 AND id = ?2 AND status != ?3",
     )?;
     for (tenant, incident, r) in items {
         if !(r.risk.is_finite() && r.confidence.is_finite()) {
@@ -193,7 +205,134 @@ pub(crate) fn put_incident_responses(
             what: format!("incident response {incident}"),
             source,
         })?;
-        stmt.execute((tenant.as_str(), incident, &body))?;
+        let status = r.work.status.map(|s| s.as_str());
+        stmt.execute((tenant.as_str(), incident, &body, status))?;
+        if let Some(status) = status {
+            shown.execute((tenant.as_str(), incident, status))?;
+        }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use antibody_core::Resolution;
+    use antibody_respond::{IncidentOp, IncidentWork};
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("i.db")).unwrap();
+        (dir, s)
+    }
+
+    fn incident(t: &TenantId, id: &str, status: IncidentStatus, updated: i64) -> Incident {
+        crate::conformance::incident(t, id, "agent:x", status, updated)
+    }
+
+    fn response(work: IncidentWork) -> IncidentResponse {
+        IncidentResponse {
+            risk: 6.0,
+            confidence: 0.5,
+            blast_radius: 1,
+            diagnosis: vec![],
+            actions: vec![],
+            summary: None,
+            work,
+        }
+    }
+
+    fn by_status(s: &Store, t: &TenantId, status: IncidentStatus) -> Vec<String> {
+        let q = IncidentQuery {
+            status: Some(status),
+            ..IncidentQuery::default()
+        };
+        let items = s.list_incidents(t, &q).unwrap();
+        items.into_iter().map(|i| i.id).collect()
+    }
+
+    #[test]
+    fn a_later_detection_update_never_overwrites_peoples_work() {
+        let (_d, s) = store();
+        let t = TenantId::new("a");
+        s.upsert_incidents(&[incident(&t, "i-1", IncidentStatus::Open, 10)])
+            .unwrap();
+        let mut work = IncidentWork::default();
+        work.apply("i-1", &IncidentOp::Ack, IncidentStatus::Open, "k-1", 20)
+            .unwrap();
+        let assign = IncidentOp::Assign { to: "bob".into() };
+        work.apply("i-1", &assign, IncidentStatus::Open, "k-1", 21)
+            .unwrap();
+        s.put_incident_responses(&[(t.clone(), "i-1".into(), response(work))])
+            .unwrap();
+        assert_eq!(by_status(&s, &t, IncidentStatus::Acknowledged), ["i-1"]);
+        // Detection keeps updating the incident, then closes it quietly.
+        s.upsert_incidents(&[incident(&t, "i-1", IncidentStatus::Open, 30)])
+            .unwrap();
+        s.upsert_incidents(&[incident(&t, "i-1", IncidentStatus::Resolved, 40)])
+            .unwrap();
+        let got = s.get_incident(&t, "i-1").unwrap().unwrap();
+        assert_eq!(got.status, IncidentStatus::Acknowledged);
+        assert_eq!(got.updated, 40, "detection's facts move on");
+        assert_eq!(got.workflow.assignee.as_deref(), Some("bob"));
+        assert_eq!(got.workflow.acknowledged_by.as_deref(), Some("k-1"));
+        assert!(got
+            .timeline
+            .iter()
+            .any(|e| e.event == "acknowledged by k-1"));
+        assert_eq!(by_status(&s, &t, IncidentStatus::Acknowledged), ["i-1"]);
+        assert!(by_status(&s, &t, IncidentStatus::Resolved).is_empty());
+    }
+
+    #[test]
+    fn an_untouched_incident_shows_detections_status_and_resolution() {
+        let (_d, s) = store();
+        let t = TenantId::new("a");
+        let mut closed = incident(&t, "i-1", IncidentStatus::Resolved, 10);
+        closed.workflow.resolution = Some(Resolution::Quiet);
+        s.upsert_incidents(&[closed, incident(&t, "i-2", IncidentStatus::Open, 5)])
+            .unwrap();
+        assert_eq!(by_status(&s, &t, IncidentStatus::Resolved), ["i-1"]);
+        assert_eq!(by_status(&s, &t, IncidentStatus::Open), ["i-2"]);
+        // The engine resolving it (healed) is a status of its own, over detection's open.
+        let mut work = IncidentWork::default();
+        assert!(work.engine_resolve(Resolution::Healed, "probation passed", 20));
+        s.put_incident_responses(&[(t.clone(), "i-2".into(), response(work))])
+            .unwrap();
+        assert_eq!(by_status(&s, &t, IncidentStatus::Resolved), ["i-1", "i-2"]);
+        let got = s.get_incident(&t, "i-2").unwrap().unwrap();
+        assert_eq!(got.workflow.resolution, Some(Resolution::Healed));
+        // Another tenant's incident of the same id is untouched.
+        let b = TenantId::new("b");
+        s.upsert_incidents(&[incident(&b, "i-2", IncidentStatus::Open, 5)])
+            .unwrap();
+        assert_eq!(by_status(&s, &b, IncidentStatus::Open), ["i-2"]);
+    }
+
+    #[test]
+    fn a_database_with_closed_incidents_migrates_to_resolved() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        let old_body = r#"{"id":"i-1","entity":"agent:a","status":"closed","opened":0,
+            "updated":5,"risk":4.5,"severity":"medium","kinds":[],"finding_count":1,
+            "max_score":0.5,"diagnosis":[],"findings":[],"actions":[],"timeline":[]}"#;
+        {
+            let conn = rusqlite::Connection::open(&path).unwrap();
+            for sql in &crate::schema::MIGRATIONS[..5] {
+                conn.execute_batch(sql).unwrap();
+            }
+            conn.pragma_update(None, "user_version", 5).unwrap();
+            conn.execute(
+                "INSERT INTO incidents (tenant, id, entity, status, updated_ms, body)
+                 VALUES ('a', 'i-1', 'agent:a', 'closed', 5, ?1)",
+                [old_body],
+            )
+            .unwrap();
+        }
+        let s = Store::open(&path).unwrap();
+        let t = TenantId::new("a");
+        assert_eq!(by_status(&s, &t, IncidentStatus::Resolved), ["i-1"]);
+        let got = s.get_incident(&t, "i-1").unwrap().unwrap();
+        assert_eq!(got.status, IncidentStatus::Resolved);
+    }
 }

@@ -427,6 +427,7 @@ mod tests {
             findings: vec!["f-1".into()],
             actions: vec![],
             timeline: vec![],
+            workflow: Default::default(),
         };
         s.upsert_incidents(std::slice::from_ref(&inc)).unwrap();
         let view = crate::IncidentResponse {
@@ -439,6 +440,7 @@ mod tests {
             }],
             actions: vec![serde_json::json!({"id": "a-1", "kind": "rate_limit"})],
             summary: None,
+            work: Default::default(),
         };
         s.put_incident_responses(&[(t.clone(), "i-1".into(), view)])
             .unwrap();
@@ -475,6 +477,7 @@ mod tests {
                     diagnosis: vec![],
                     actions: vec![],
                     summary: None,
+                    work: Default::default(),
                 },
             )]
         };
@@ -524,6 +527,7 @@ mod tests {
                 version: 7,
                 investigator: None,
             }),
+            work: Default::default(),
         };
         s.put_incident_responses(&[(t.clone(), "i-1".into(), view.clone())])
             .unwrap();

@@ -6,7 +6,7 @@ use crate::StoreError;
 use rusqlite::Connection;
 
 /// Migration `i` moves the schema from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[
+pub(crate) const MIGRATIONS: &[&str] = &[
     // 1: tenants, keys, findings, incidents, meta.
     //
     // Findings and incidents carry no foreign key to `tenants`: the engine sink must never
@@ -152,6 +152,23 @@ const MIGRATIONS: &[&str] = &[
     ) STRICT;
     CREATE INDEX notifications_ts       ON notifications (tenant, ts DESC, id DESC);
     CREATE INDEX notifications_incident ON notifications (tenant, incident, ts DESC, id DESC);
+    ",
+    // 7: incidents people work. The response stage's record of an incident carries the
+    // status people (or the engine's own resolutions) set; `incidents.status` shows it over
+    // detection's (see `incidents::upsert_incidents`). `closed` is now `resolved`. Post-mortems
+    // of resolved incidents, and the index they read an incident's actions through.
+    "
+    ALTER TABLE incident_response ADD COLUMN status TEXT;
+    UPDATE incidents SET status = 'resolved' WHERE status = 'closed';
+    CREATE INDEX actions_incident ON actions (tenant, incident);
+    CREATE TABLE postmortems (
+        tenant       TEXT NOT NULL,
+        incident     TEXT NOT NULL,
+        generated_ms INTEGER NOT NULL,
+        body         TEXT NOT NULL,
+        markdown     TEXT NOT NULL,
+        PRIMARY KEY (tenant, incident)
+    ) STRICT;
     ",
 ];
 

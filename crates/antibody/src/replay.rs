@@ -572,7 +572,8 @@ mod tests {
         assert_eq!(types, ["finding", "incident", "incident"]);
         assert_eq!(out[0]["kind"], "brute_force");
         assert_eq!(out[1]["status"], "open");
-        assert_eq!(out[2]["status"], "closed");
+        assert_eq!(out[2]["status"], "resolved");
+        assert_eq!(out[2]["resolution"], "quiet");
         assert_eq!(
             (stats.events, stats.incidents, stats.findings["brute_force"]),
             (10, 1, 1)

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{eventually, TestServer, ADMIN_KEY};
+use common::{eventually, next_event, open_stream, TestServer, ADMIN_KEY};
 use serde_json::Value;
 use std::time::Duration;
 
@@ -87,13 +87,15 @@ fn detection_isolation_roles_and_errors() {
     assert_eq!(inc.status, 200);
     let risk = inc.json()["risk"].as_f64().unwrap();
     assert!((0.0..=10.0).contains(&risk) && risk > 0.0);
-    let ent = s.get("/v1/entities/agent:a1", &a_analyst).json();
-    // Detection marks it suspected; the response engine may already be containing it.
-    let state = ent["state"].as_str().unwrap();
-    assert!(
-        ["suspected", "draining", "quarantined"].contains(&state),
-        "{state}"
-    );
+    // The response engine owns the state: suspected once it took the incident, or already
+    // containing it.
+    let ent = eventually(Duration::from_secs(10), || {
+        let ent = s.get("/v1/entities/agent:a1", &a_analyst).json();
+        let state = ent["state"].as_str().unwrap_or("").to_owned();
+        ["suspected", "draining", "quarantined"]
+            .contains(&state.as_str())
+            .then_some(ent)
+    });
     assert!(ent["baselines"]["tokens"]["n"].as_u64().unwrap() >= 15);
 
     // Every endpoint with tenant B's key: A's objects do not exist for B.
@@ -337,6 +339,9 @@ fn operational_endpoints() {
         "/v1/findings",
         "/v1/incidents/{id}",
         "/v1/entities/{entity}",
+        "/v1/entities",
+        "/v1/incidents/{id}/resolve",
+        "/v1/incidents/{id}/postmortem",
         "/v1/stream",
         "/v1/keys/{id}",
     ] {
@@ -349,15 +354,15 @@ fn stream_delivers_only_the_callers_tenants_findings() {
     let s = TestServer::start();
     let r = s.post_json("/v1/tenants", ADMIN_KEY, r#"{"name":"other"}"#);
     let b_admin = r.json()["admin_key"].as_str().unwrap().to_owned();
-    let mut a_stream = common::open_stream(&s, ADMIN_KEY);
-    let mut b_stream = common::open_stream(&s, &b_admin);
+    let mut a_stream = open_stream(&s, ADMIN_KEY);
+    let mut b_stream = open_stream(&s, &b_admin);
     assert_eq!(
         s.post_ndjson(ADMIN_KEY, &spike_events("agent:a-only"))
             .status,
         202
     );
     assert_eq!(
-        common::next_event(&mut a_stream, "finding")["entity"],
+        next_event(&mut a_stream, "finding")["entity"],
         "agent:a-only"
     );
     assert_eq!(
@@ -367,7 +372,7 @@ fn stream_delivers_only_the_callers_tenants_findings() {
     );
     // B's first finding is its own: A's never reached B's stream.
     assert_eq!(
-        common::next_event(&mut b_stream, "finding")["entity"],
+        next_event(&mut b_stream, "finding")["entity"],
         "agent:b-only"
     );
 }

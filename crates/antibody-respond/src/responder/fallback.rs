@@ -219,6 +219,7 @@ mod tests {
             findings: Vec::new(),
             actions: Vec::new(),
             timeline: Vec::new(),
+            workflow: Default::default(),
         };
         r.on_incident(&incident, &[finding], now)
     }

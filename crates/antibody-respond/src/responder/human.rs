@@ -1,4 +1,4 @@
-//! What people do: approve, reject (one or all), heal now, undo. Every call names the
+//! What people do: approve, reject (one or all), heal now (one or all), undo. Every call names the
 //! actor's key id, which lands in the decisions and so in the audit chain.
 
 use super::{in_force, ActionRecord, Key, PlanState, Responder};
@@ -258,6 +258,22 @@ impl Responder {
             &mut out,
         );
         Ok(out)
+    }
+
+    /// Heal-now for every contained or exhausted entity of the tenant, in name order.
+    pub fn heal_all(&mut self, actor: &str, tenant: &TenantId, now: TimestampMs) -> Vec<Decision> {
+        let healable: Vec<String> = self
+            .entity_states(tenant)
+            .filter(|(_, s)| s.is_contained() || *s == LifecycleState::Exhausted)
+            .map(|(e, _)| e.to_owned())
+            .collect();
+        let mut out = Vec::new();
+        for entity in healable {
+            if let Ok(d) = self.heal_now(actor, tenant, &entity, now) {
+                out.extend(d);
+            }
+        }
+        out
     }
 
     /// Undoes an approved or applied action (`POST /v1/actions/{id}/undo`).

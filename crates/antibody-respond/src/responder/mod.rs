@@ -21,6 +21,9 @@
 //!    containment or severe incidents, healing otherwise, probation once they succeeded);
 //!    actions aimed elsewhere (an attacker's address) are judged when the incident closes
 //!    quietly. Failure moves to the next rung or escalates, per the step's `on_failure`.
+//! 6. The incident ends resolved: `healed` when its entity passes probation (a
+//!    [`Decision::Resolved`]; the server stops detection adding to it), else, once quiet for a
+//!    window, `mitigated` when an action of its ladder took effect and `quiet` when none did.
 
 mod fallback;
 mod human;
@@ -42,7 +45,9 @@ use crate::memory::{ImmuneMemory, RungOrder};
 use crate::playbook::{OnFailure, PlaybookSet};
 use crate::rng::SplitMix64;
 use crate::RespondError;
-use antibody_core::{Finding, Hypothesis, Incident, IncidentStatus, TenantId, TimestampMs};
+use antibody_core::{
+    Finding, Hypothesis, Incident, IncidentStatus, Resolution, TenantId, TimestampMs,
+};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -281,6 +286,18 @@ impl Responder {
         self.st.feedback.record(tenant, kinds, root_cause)
     }
 
+    /// The tenant's entities that are not simply healthy, by name, with their state.
+    pub fn entity_states<'a>(
+        &'a self,
+        tenant: &'a TenantId,
+    ) -> impl Iterator<Item = (&'a str, LifecycleState)> + 'a {
+        self.st
+            .entities
+            .range((tenant.clone(), String::new())..)
+            .take_while(move |((t, _), _)| t == tenant)
+            .map(|((_, e), r)| (e.as_str(), r.state))
+    }
+
     pub fn entity_state(&self, tenant: &TenantId, entity: &str) -> LifecycleState {
         self.st
             .entities
@@ -388,7 +405,7 @@ impl Responder {
     ) -> Vec<Decision> {
         let mut out = Vec::new();
         let key = (incident.tenant.clone(), incident.id.clone());
-        if incident.status == IncidentStatus::Closed {
+        if incident.status == IncidentStatus::Resolved {
             self.close_case(&key, incident, findings, now, &mut out);
             return out;
         }
@@ -594,6 +611,11 @@ impl Responder {
             .filter(|p| p.state == PlanState::Running)
             .and_then(|p| self.rung_outcome(p));
         let cause = rec.plan_cause();
+        let acted = matches!(outcome, Some(RungOutcome::Worked { .. }))
+            || rec
+                .plan
+                .as_ref()
+                .is_some_and(|p| p.state == PlanState::Done);
         if let Some(plan) = rec.plan.as_mut().filter(|p| p.state == PlanState::Running) {
             directed = plan.directed;
             match outcome {
@@ -622,6 +644,21 @@ impl Responder {
             let reason = format!("incident {} closed", key.1);
             self.transition(&ekey, LifecycleState::Healthy, reason, ENGINE, now, out);
         }
+        let (resolution, reason) = if acted {
+            (Resolution::Mitigated, "quiet after an action took effect")
+        } else {
+            (
+                Resolution::Quiet,
+                "quiet for a full window; no action took effect",
+            )
+        };
+        out.push(Decision::Resolved {
+            tenant: key.0.clone(),
+            incident: key.1.clone(),
+            entity: ekey.1,
+            resolution,
+            reason: reason.to_owned(),
+        });
     }
 
     /// Moves an entity along the lifecycle if the guard allows; returns whether it moved.
@@ -771,6 +808,70 @@ mod tests {
         assert_eq!(r.st.groups[&key], 1);
         r.remove_asset(&t, "b");
         assert!(!r.st.groups.contains_key(&key));
+    }
+
+    /// An update of incident `i-1` of `agent:a` carrying one decisive token spike.
+    fn spike(ts: TimestampMs) -> (Incident, Finding) {
+        use crate::assess::tests::{finding, incident};
+        let evidence = serde_json::json!({"metric": "tokens", "sigma": 7.5});
+        let f = finding("agent:a", "token_spike", "baseline", 0.9, evidence);
+        let inc = incident("agent:a", antibody_core::Severity::High, &["token_spike"]);
+        (inc, Finding { ts, ..f })
+    }
+
+    #[test]
+    fn passing_probation_resolves_the_driving_incident_healed() {
+        let mut cfg = ResponderConfig::default();
+        cfg.policy.approval_sigma = 8.0;
+        let pbs = PlaybookSet::default_pack().unwrap();
+        let mut r = Responder::new(Arc::new(cfg), Arc::new(pbs));
+        let t = TenantId::new("t");
+        let (inc, f) = spike(1_000);
+        let ds = r.on_incident(&inc, &[f], 1_000);
+        let id = ds
+            .iter()
+            .find_map(|d| match d {
+                Decision::Action { action, .. } => Some(action.id.clone()),
+                _ => None,
+            })
+            .unwrap();
+        r.on_action_result(&t, &id, true, "ok", 2_000).unwrap();
+        assert_eq!(r.entity_state(&t, "agent:a"), LifecycleState::Probation);
+        let resolved = |ds: &[Decision]| {
+            ds.iter()
+                .filter(|d| matches!(d, Decision::Resolved { .. }))
+                .cloned()
+                .collect::<Vec<_>>()
+        };
+        for i in 0..4 {
+            assert!(resolved(&r.on_sample(&t, "agent:a", true, 3_000 + i)).is_empty());
+        }
+        let ds = r.on_sample(&t, "agent:a", true, 3_004);
+        assert_eq!(r.entity_state(&t, "agent:a"), LifecycleState::Healthy);
+        assert_eq!(
+            resolved(&ds),
+            vec![Decision::Resolved {
+                tenant: t.clone(),
+                incident: "i-1".into(),
+                entity: "agent:a".into(),
+                resolution: Resolution::Healed,
+                reason: "agent:a passed probation: 5 samples within baseline".into(),
+            }]
+        );
+        assert_eq!(resolved(&ds)[0].audit_record(9).kind, "incident");
+        // The sealed incident's last version then closes the case as done, not again healed.
+        let closed = Incident {
+            status: IncidentStatus::Resolved,
+            ..inc
+        };
+        let ds = r.on_incident(&closed, &[], 5_000);
+        assert!(matches!(
+            resolved(&ds)[..],
+            [Decision::Resolved {
+                resolution: Resolution::Mitigated,
+                ..
+            }]
+        ));
     }
 
     #[test]

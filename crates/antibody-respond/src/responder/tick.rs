@@ -9,7 +9,7 @@ use crate::decision::{Decision, UndoReason, ENGINE};
 use crate::lifecycle::LifecycleState;
 use crate::playbook::OnFailure;
 use crate::RespondError;
-use antibody_core::{TenantId, TimestampMs};
+use antibody_core::{Resolution, TenantId, TimestampMs};
 
 /// Housekeeping (retention, offence memory) runs at most this often.
 const PRUNE_EVERY_MS: i64 = 60_000;
@@ -300,8 +300,8 @@ impl Responder {
         }
     }
 
-    /// A sample of an entity on probation: within baseline counts toward healthy, outside
-    /// fails the running rung.
+    /// A sample of an entity on probation: within baseline counts toward healthy (and the
+    /// incident that drove it is resolved `healed`), outside fails the running rung.
     pub fn on_sample(
         &mut self,
         tenant: &TenantId,
@@ -334,14 +334,24 @@ impl Responder {
             self.judge_success(case, now);
         }
         let reason = format!("{needed} samples within baseline");
-        self.transition(
+        let healed = self.transition(
             &ekey,
             LifecycleState::Healthy,
-            reason,
+            reason.clone(),
             ENGINE,
             now,
             &mut out,
         );
+        // The incident that drove the entity is over: healed, not merely quiet.
+        if let Some((tenant, incident)) = case.filter(|_| healed) {
+            out.push(Decision::Resolved {
+                tenant,
+                incident,
+                entity: entity.to_owned(),
+                resolution: Resolution::Healed,
+                reason: format!("{entity} passed probation: {reason}"),
+            });
+        }
         out
     }
 

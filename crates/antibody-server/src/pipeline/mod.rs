@@ -145,6 +145,19 @@ pub(crate) enum Work {
         entity: String,
         until: antibody_core::TimestampMs,
     },
+    /// The response stage resolved an incident: detection adds no more findings to it.
+    Seal {
+        tenant: TenantId,
+        entity: String,
+        incident: String,
+        now: i64,
+    },
+    /// One partition's part of an entity list page (see `crate::entities`).
+    Entities {
+        tenant: TenantId,
+        listing: Arc<crate::entities::Listing>,
+        reply: oneshot::Sender<crate::entities::Page>,
+    },
     Stop,
 }
 
@@ -354,6 +367,17 @@ impl Pipeline {
             .sampled_entities()
             .map(|(t, e)| (t.clone(), e.to_owned()))
             .collect();
+        let sealers = workers.clone();
+        let seal: crate::respond::Seal = Box::new(move |tenant, entity, incident, now| {
+            let p = partition_of(tenant, entity, sealers.len());
+            let work = Work::Seal {
+                tenant: tenant.clone(),
+                entity: entity.to_owned(),
+                incident: incident.to_owned(),
+                now,
+            };
+            let _ = sealers[p].send(work);
+        });
         let stage = crate::respond::RespondStage::new(crate::respond::StageParts {
             responder: parts.responder,
             store: parts.store.clone(),
@@ -363,6 +387,7 @@ impl Pipeline {
             snapshot_path: cfg.data_dir.join("snapshots").join("responder.snap"),
             executors: parts.executors,
             watch,
+            seal,
             own: respond_tx.clone(),
             drift_every: cfg.drift_check_ticks,
             health: ready.clone(),
@@ -512,6 +537,36 @@ impl Pipeline {
         rx.await.map_err(|_| SubmitError::Stopped)
     }
 
+    /// One page of the tenant's entities: every partition scans its own (in order with its
+    /// other work), the responder's states overlaid (see `crate::entities`).
+    pub async fn entities(
+        &self,
+        tenant: &TenantId,
+        listing: crate::entities::Listing,
+    ) -> Result<crate::entities::Page, SubmitError> {
+        let listing = Arc::new(listing);
+        let mut waiting = Vec::with_capacity(self.workers.len());
+        for w in &self.workers {
+            let (reply, rx) = oneshot::channel();
+            let work = Work::Entities {
+                tenant: tenant.clone(),
+                listing: listing.clone(),
+                reply,
+            };
+            let tx = w.clone();
+            tokio::task::spawn_blocking(move || tx.send(work))
+                .await
+                .map_err(|_| SubmitError::Stopped)?
+                .map_err(|_| SubmitError::Stopped)?;
+            waiting.push(rx);
+        }
+        let mut parts = Vec::with_capacity(waiting.len());
+        for rx in waiting {
+            parts.push(rx.await.map_err(|_| SubmitError::Stopped)?);
+        }
+        Ok(crate::entities::merge(&listing, parts))
+    }
+
     /// Sends a clock tick to every partition (closes quiet incidents, expires windows).
     pub fn tick(&self, now: i64) {
         for w in &self.workers {
@@ -524,8 +579,7 @@ impl Pipeline {
     pub async fn human(
         &self,
         h: crate::respond::Human,
-    ) -> Result<Result<Vec<antibody_respond::Action>, antibody_respond::RespondError>, SubmitError>
-    {
+    ) -> Result<Result<crate::respond::Changed, antibody_respond::RespondError>, SubmitError> {
         let (reply, rx) = oneshot::channel();
         self.respond
             .send(crate::respond::RespondMsg::Human(h, reply))

@@ -346,6 +346,7 @@ mod tests {
             findings: Vec::new(),
             actions: Vec::new(),
             timeline: Vec::new(),
+            workflow: Default::default(),
         }
     }
 

@@ -123,6 +123,24 @@ impl Worker {
                     entity,
                     until,
                 } => self.partition.reconverge(&tenant, &entity, until),
+                Work::Seal {
+                    tenant,
+                    entity,
+                    incident,
+                    now,
+                } => {
+                    self.partition
+                        .seal(&tenant, &entity, &incident, now, &mut out);
+                    self.flush(&mut out, None);
+                }
+                Work::Entities {
+                    tenant,
+                    listing,
+                    reply,
+                } => {
+                    let page = crate::entities::scan(self.partition.entities(&tenant), &listing);
+                    let _ = reply.send(page);
+                }
                 Work::Stop => break,
             }
         }

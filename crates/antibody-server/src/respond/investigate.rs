@@ -439,6 +439,7 @@ mod tests {
                 serde_json::json!({"id": "a-3", "kind": "nuke", "target": "x", "status": "approved"}),
             ],
             summary: None,
+            work: Default::default(),
         };
         let inv = Investigation {
             status: InvestigationStatus::Answered,

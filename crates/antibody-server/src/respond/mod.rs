@@ -15,9 +15,11 @@
 //!
 //! Incident summaries and the optional LLM investigator: see [`investigate`]. The built-in
 //! notifications inbox (notify with no channel configured, every escalation): see [`inbox`].
+//! People's work on incidents, the engine's resolutions and post-mortems: see [`incidents`].
 
 mod execute;
 mod inbox;
+mod incidents;
 mod investigate;
 
 use crate::metrics::Metrics;
@@ -75,6 +77,12 @@ pub enum HumanCmd {
     Heal {
         entity: String,
     },
+    HealAll,
+    /// Ack, assign, note, resolve or reopen an incident.
+    Incident {
+        id: String,
+        op: antibody_respond::IncidentOp,
+    },
     Feedback {
         kinds: Vec<String>,
         root_cause: String,
@@ -90,9 +98,21 @@ pub enum HumanCmd {
 
 #[derive(Debug)]
 pub enum ReadQuery {
-    Verdict { tenant: TenantId, entity: String },
-    Blocklist { tenant: TenantId },
-    State { tenant: TenantId, entity: String },
+    Verdict {
+        tenant: TenantId,
+        entity: String,
+    },
+    Blocklist {
+        tenant: TenantId,
+    },
+    State {
+        tenant: TenantId,
+        entity: String,
+    },
+    /// The tenant's entities the responder holds in a state other than healthy.
+    States {
+        tenant: TenantId,
+    },
 }
 
 #[derive(Debug)]
@@ -100,6 +120,14 @@ pub enum ReadReply {
     Verdict(Verdict),
     Blocklist(Vec<BlockEntry>),
     State(LifecycleState),
+    States(BTreeMap<String, LifecycleState>),
+}
+
+/// What a person's command changed: the actions, and the entities that changed state.
+#[derive(Debug, Default)]
+pub struct Changed {
+    pub actions: Vec<Action>,
+    pub entities: Vec<String>,
 }
 
 pub(crate) enum RespondMsg {
@@ -111,7 +139,7 @@ pub(crate) enum RespondMsg {
         stored: std::time::Instant,
     },
     Tick(TimestampMs),
-    Human(Human, oneshot::Sender<Result<Vec<Action>, RespondError>>),
+    Human(Human, oneshot::Sender<Result<Changed, RespondError>>),
     Read(ReadQuery, oneshot::Sender<ReadReply>),
     Executed {
         tenant: TenantId,
@@ -137,6 +165,9 @@ pub(crate) enum EntityCmd {
 /// Where the stage sends an [`EntityCmd`].
 pub(crate) type Watch = Box<dyn Fn(&TenantId, &str, EntityCmd) + Send>;
 
+/// Where the stage tells the engine that an incident of an entity was resolved, at `now`.
+pub(crate) type Seal = Box<dyn Fn(&TenantId, &str, &str, TimestampMs) + Send>;
+
 pub(crate) struct RespondStage {
     responder: Responder,
     store: Arc<Store>,
@@ -148,6 +179,7 @@ pub(crate) struct RespondStage {
     snapshot_path: PathBuf,
     executors: Executors,
     watch: Watch,
+    seal: Seal,
     /// Messages the stage sends itself (executor completions).
     own: std::sync::mpsc::Sender<RespondMsg>,
     /// When the incident updates being handled were stored, for the action latency metric.
@@ -171,6 +203,7 @@ pub(crate) struct StageParts {
     pub snapshot_path: PathBuf,
     pub executors: Executors,
     pub watch: Watch,
+    pub seal: Seal,
     pub own: std::sync::mpsc::Sender<RespondMsg>,
     pub drift_every: u64,
     pub health: Arc<Health>,
@@ -233,6 +266,7 @@ impl RespondStage {
             snapshot_path: p.snapshot_path,
             executors: p.executors.with_inbox(inbox.clone()),
             watch: p.watch,
+            seal: p.seal,
             own: p.own,
             since: None,
             ticks: 0,
@@ -349,6 +383,7 @@ impl RespondStage {
         samples: &[Sample],
         now: TimestampMs,
     ) {
+        self.reseal(incidents, now);
         let mut decisions = Vec::new();
         for inc in incidents {
             let joined: Vec<Finding> = findings
@@ -371,7 +406,7 @@ impl RespondStage {
         self.apply(decisions, now);
     }
 
-    fn on_human(&mut self, h: Human, now: TimestampMs) -> Result<Vec<Action>, RespondError> {
+    fn on_human(&mut self, h: Human, now: TimestampMs) -> Result<Changed, RespondError> {
         let (t, who) = (&h.tenant, h.actor.as_str());
         let r = &mut self.responder;
         let decisions = match h.cmd {
@@ -381,6 +416,11 @@ impl RespondStage {
             HumanCmd::ApproveAll => r.approve_all(who, t, now),
             HumanCmd::RejectAll => r.reject_all(who, t, now),
             HumanCmd::Heal { entity } => r.heal_now(who, t, &entity, now)?,
+            HumanCmd::HealAll => r.heal_all(who, t, now),
+            HumanCmd::Incident { id, op } => {
+                self.work_incident(t, who, &id, op, now)?;
+                Vec::new()
+            }
             HumanCmd::Record {
                 kind,
                 subject,
@@ -400,20 +440,7 @@ impl RespondStage {
                 Vec::new()
             }
             HumanCmd::Feedback { kinds, root_cause } => {
-                let cause = r.feedback(t, &kinds, &root_cause)?;
-                let mut data = BTreeMap::new();
-                data.insert("root_cause".to_owned(), cause.as_str().to_owned());
-                let record = antibody_respond::AuditRecord {
-                    ts: now,
-                    tenant: t.to_string(),
-                    actor: who.to_owned(),
-                    kind: "feedback".into(),
-                    subject: kinds.join(","),
-                    detail: format!("root cause named: {}", cause.as_str()),
-                    data,
-                };
-                let entry = self.chains.entry(t.clone()).or_default().append(record);
-                self.store_retrying(|s| s.append_audit(std::slice::from_ref(&entry)));
+                self.feedback(t, who, &kinds, &root_cause, now)?;
                 Vec::new()
             }
             HumanCmd::PutAssets(assets) => {
@@ -426,17 +453,47 @@ impl RespondStage {
                 Vec::new()
             }
         };
-        let actions: Vec<Action> = decisions
-            .iter()
-            .filter_map(|d| match d {
+        let mut changed = Changed::default();
+        for d in &decisions {
+            match d {
                 Decision::Action { action, .. } | Decision::Undo { action, .. } => {
-                    Some(action.clone())
+                    changed.actions.push(action.clone());
                 }
-                _ => None,
-            })
-            .collect();
+                Decision::Transition(tr) if !changed.entities.contains(&tr.entity) => {
+                    changed.entities.push(tr.entity.clone());
+                }
+                _ => {}
+            }
+        }
         self.apply(decisions, now);
-        Ok(actions)
+        Ok(changed)
+    }
+
+    /// A named root cause re-ranks the tenant's diagnoses of incidents with these kinds
+    /// (`POST /v1/feedback`, and resolving an incident with a diagnosis cause); audited.
+    fn feedback(
+        &mut self,
+        t: &TenantId,
+        who: &str,
+        kinds: &[String],
+        root_cause: &str,
+        now: TimestampMs,
+    ) -> Result<(), RespondError> {
+        let cause = self.responder.feedback(t, kinds, root_cause)?;
+        let mut data = BTreeMap::new();
+        data.insert("root_cause".to_owned(), cause.as_str().to_owned());
+        let record = antibody_respond::AuditRecord {
+            ts: now,
+            tenant: t.to_string(),
+            actor: who.to_owned(),
+            kind: "feedback".into(),
+            subject: kinds.join(","),
+            detail: format!("root cause named: {}", cause.as_str()),
+            data,
+        };
+        let entry = self.chains.entry(t.clone()).or_default().append(record);
+        self.store_retrying(|s| s.append_audit(std::slice::from_ref(&entry)));
+        Ok(())
     }
 
     fn read(&self, q: ReadQuery, now: TimestampMs) -> ReadReply {
@@ -450,6 +507,12 @@ impl RespondStage {
             ReadQuery::State { tenant, entity } => {
                 ReadReply::State(self.responder.entity_state(&tenant, &entity))
             }
+            ReadQuery::States { tenant } => ReadReply::States(
+                self.responder
+                    .entity_states(&tenant)
+                    .map(|(e, s)| (e.to_owned(), s))
+                    .collect(),
+            ),
         }
     }
 
@@ -458,7 +521,9 @@ impl RespondStage {
     fn apply(&mut self, decisions: Vec<Decision>, now: TimestampMs) {
         let mut queue = decisions;
         while !queue.is_empty() {
-            let batch = std::mem::take(&mut queue);
+            let mut batch = std::mem::take(&mut queue);
+            // An engine resolution that changes nothing (a person decided) is not recorded.
+            batch.retain(|d| self.admit(d, now));
             // Bounded transactions: the sink shares SQLite's single writer, and a long
             // response transaction would hold back findings becoming visible.
             for chunk in batch.chunks(PERSIST_CHUNK) {
@@ -467,6 +532,7 @@ impl RespondStage {
             for d in &batch {
                 self.publish(d);
                 self.observe_applied(d);
+                self.after_resolved(d, now);
                 queue.extend(self.carry_out(d, now));
             }
         }
@@ -564,6 +630,8 @@ impl RespondStage {
                     }
                 }
                 Decision::Fleet(f) => fleet.push(f.to_incident()),
+                // `admit` changed the view already.
+                Decision::Resolved { incident, .. } => touched.push((tenant, incident.clone())),
                 _ => {}
             }
         }
@@ -593,6 +661,16 @@ impl RespondStage {
     /// The incident's response view: in memory, else as stored (after a restart, or once
     /// memory was trimmed), else a new one.
     fn view(&mut self, tenant: &TenantId, incident: &str) -> &mut IncidentResponse {
+        self.view_or(tenant, incident, None)
+    }
+
+    /// [`Self::view`], a new one starting from `seed`'s risk, diagnosis and actions.
+    fn view_or(
+        &mut self,
+        tenant: &TenantId,
+        incident: &str,
+        seed: Option<&Incident>,
+    ) -> &mut IncidentResponse {
         use std::collections::btree_map::Entry;
         match self.views.entry((tenant.clone(), incident.to_owned())) {
             Entry::Occupied(e) => e.into_mut(),
@@ -605,12 +683,13 @@ impl RespondStage {
                         None
                     });
                 e.insert(stored.unwrap_or_else(|| IncidentResponse {
-                    risk: 0.0,
+                    risk: seed.map_or(0.0, |i| i.risk),
                     confidence: 0.0,
                     blast_radius: 0,
-                    diagnosis: Vec::new(),
-                    actions: Vec::new(),
+                    diagnosis: seed.map(|i| i.diagnosis.clone()).unwrap_or_default(),
+                    actions: seed.map(|i| i.actions.clone()).unwrap_or_default(),
                     summary: None,
+                    work: Default::default(),
                 }))
             }
         }
@@ -627,9 +706,12 @@ impl RespondStage {
             Decision::Transition(t) => ("state", serde_json::to_string(t)),
             Decision::Fleet(f) => ("incident", serde_json::to_string(&f.to_incident())),
             Decision::Escalation { .. } => ("escalation", serde_json::to_string(d)),
-            Decision::Assessment { .. } | Decision::Skipped { .. } | Decision::Fallback { .. } => {
-                return
-            }
+            // Resolutions are published with the incident as stored, once stored (see
+            // `after_resolved`).
+            Decision::Assessment { .. }
+            | Decision::Skipped { .. }
+            | Decision::Fallback { .. }
+            | Decision::Resolved { .. } => return,
         };
         if let Ok(data) = data {
             let _ = self.stream.send(StreamItem {

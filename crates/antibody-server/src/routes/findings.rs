@@ -1,4 +1,4 @@
-//! Read endpoints: findings, incidents, entities. Every query is scoped to the caller's
+//! Read endpoints: findings, incidents, one entity. Every query is scoped to the caller's
 //! tenant; another tenant's id is simply not found.
 
 use super::{bad_path, bad_query};
@@ -117,15 +117,14 @@ pub async fn list_incidents(
 ) -> Result<Json<Value>, ApiError> {
     auth.require(Role::Analyst, "read incidents")?;
     let Query(p) = q.map_err(bad_query)?;
+    // `closed` is the old name of `resolved`, kept for older clients.
     let status = match p.status.as_deref() {
         None => None,
-        Some("open") => Some(IncidentStatus::Open),
-        Some("closed") => Some(IncidentStatus::Closed),
-        Some(other) => {
-            return Err(ApiError::BadRequest(format!(
-                "`status` must be `open` or `closed`, not `{other}`"
-            )))
-        }
+        Some(s) => Some(IncidentStatus::parse(s).ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "`status` must be `open`, `acknowledged` or `resolved` (or `closed`), not `{s}`"
+            ))
+        })?),
     };
     let query = IncidentQuery {
         status,
@@ -173,27 +172,32 @@ pub async fn get_entity(
 ) -> Result<Json<Value>, ApiError> {
     auth.require(Role::Analyst, "read entities")?;
     let Path(entity) = entity.map_err(bad_path)?;
+    let stopped = |_| ApiError::Unavailable("the engine is not running".into());
     let view = st
         .pipeline
         .entity(&auth.0.tenant, &entity)
         .await
         .map_err(|e| match e {
-            SubmitError::Overloaded | SubmitError::Stopped => {
-                ApiError::Unavailable("the engine is not running".into())
-            }
+            SubmitError::Overloaded | SubmitError::Stopped => stopped(()),
         })?;
-    let v = view.ok_or_else(|| ApiError::NotFound(format!("entity `{entity}`")))?;
-    // The response engine owns the lifecycle beyond detection's own view (draining,
-    // quarantined, healing, probation, exhausted).
+    // The response engine owns the lifecycle; detection knows the facts.
     let q = crate::respond::ReadQuery::State {
         tenant: auth.0.tenant.clone(),
         entity: entity.clone(),
     };
-    let state = match st.pipeline.read(q).await {
-        Ok(crate::respond::ReadReply::State(s)) if !matches!(s, LifecycleState::Healthy) => {
-            json!(s)
+    let held = match st.pipeline.read(q).await.map_err(|_| stopped(()))? {
+        crate::respond::ReadReply::State(s) => s,
+        _ => return Err(ApiError::Internal("unexpected reply".into())),
+    };
+    let Some(v) = view else {
+        // Detection forgot it (idle) but the responder still holds it: say so.
+        if held == LifecycleState::Healthy {
+            return Err(ApiError::NotFound(format!("entity `{entity}`")));
         }
-        _ => json!(v.state),
+        return Ok(Json(json!({
+            "entity": entity, "state": held, "baselines": {}, "last_seen": null,
+            "open_incident": null,
+        })));
     };
     let baselines: serde_json::Map<String, Value> = v
         .baselines
@@ -202,7 +206,7 @@ pub async fn get_entity(
         .collect();
     Ok(Json(json!({
         "entity": v.entity,
-        "state": state,
+        "state": held.shown(v.learning),
         "baselines": baselines,
         "last_seen": format_rfc3339(v.last_seen),
         "open_incident": v.open_incident,

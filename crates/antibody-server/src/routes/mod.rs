@@ -4,8 +4,10 @@
 
 mod admin;
 mod catalog;
+mod entities;
 mod events;
 mod findings;
+mod incidents;
 mod models;
 mod notifications;
 mod ops;
@@ -62,7 +64,7 @@ pub fn endpoints() -> Vec<Endpoint> {
         ep(
             "get",
             "/v1/incidents",
-            "List incidents, most recently updated first (filters: status, entity, limit)",
+            "List incidents, most recently updated first (filters: status open|acknowledged|resolved (closed = resolved), entity, limit)",
             Some("analyst"),
             get(findings::list_incidents),
         ),
@@ -73,6 +75,14 @@ pub fn endpoints() -> Vec<Endpoint> {
             Some("analyst"),
             get(findings::get_incident),
         ),
+        ep("post", "/v1/incidents/{id}/ack", "Acknowledge an open incident (empty body)", Some("analyst"), post(incidents::ack)),
+        ep("post", "/v1/incidents/{id}/assign", "Assign an incident: {\"to\"}", Some("analyst"), post(incidents::assign)),
+        ep("post", "/v1/incidents/{id}/notes", "Add a note to an incident: {\"text\"}", Some("analyst"), post(incidents::note)),
+        ep("post", "/v1/incidents/{id}/resolve", "Resolve an incident: {\"resolution\": healed|mitigated|false_positive|external|accepted_risk, \"root_cause\"?}; writes its post-mortem", Some("analyst"), post(incidents::resolve)),
+        ep("post", "/v1/incidents/{id}/reopen", "Reopen a resolved incident (empty body)", Some("analyst"), post(incidents::reopen)),
+        ep("get", "/v1/incidents/{id}/postmortem", "The post-mortem of a resolved incident (JSON; ?format=md for Markdown)", Some("analyst"), get(incidents::postmortem)),
+        ep("get", "/v1/entities", "The tenant's entities with their lifecycle state, and counts per state (filters: state, kind, q, limit, cursor)", Some("analyst"), get(entities::list_entities)),
+        ep("post", "/v1/entities/heal-all", "Heal every contained or exhausted entity of the tenant", Some("analyst"), post(entities::heal_all)),
         ep(
             "get",
             "/v1/entities/{entity}",
@@ -104,7 +114,7 @@ pub fn endpoints() -> Vec<Endpoint> {
         ep(
             "get",
             "/v1/stream",
-            "Server-sent events: finding, incident, action, state, escalation, notification",
+            "Server-sent events: finding, incident (also on ack, assign, note, resolve, reopen), action, state, escalation, notification",
             Some("analyst"),
             get(stream::stream),
         ),

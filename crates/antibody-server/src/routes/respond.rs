@@ -31,7 +31,7 @@ impl From<RespondError> for ApiError {
         let status = match code {
             "not_found" => 404,
             "conflict" | "duplicate_approver" => 409,
-            "snapshot" => 503,
+            "snapshot" | "unavailable" => 503,
             _ => 400,
         };
         ApiError::Invalid {
@@ -43,6 +43,15 @@ impl From<RespondError> for ApiError {
 }
 
 async fn human(st: &AppState, auth: &Auth, cmd: HumanCmd) -> Result<Vec<Action>, ApiError> {
+    Ok(changed(st, auth, cmd).await?.actions)
+}
+
+/// A person's command to the response stage; what it changed.
+pub(super) async fn changed(
+    st: &AppState,
+    auth: &Auth,
+    cmd: HumanCmd,
+) -> Result<crate::respond::Changed, ApiError> {
     let h = Human {
         tenant: auth.0.tenant.clone(),
         actor: auth.0.id.clone(),

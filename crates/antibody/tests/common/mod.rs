@@ -260,6 +260,22 @@ fn dechunk(mut b: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Polls `f` until it returns `Some`, up to `timeout`: the pipeline is asynchronous, so a
+/// finding appears shortly after the 202. Polling a real server is the one place a test waits.
+pub fn eventually<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "condition not met within {timeout:?}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// Opens `/v1/stream` and returns the reader once the response headers are in (the
 /// subscription exists from then on).
 pub fn open_stream(s: &TestServer, key: &str) -> BufReader<TcpStream> {
@@ -288,7 +304,7 @@ pub fn open_stream(s: &TestServer, key: &str) -> BufReader<TcpStream> {
 pub fn next_event(reader: &mut BufReader<TcpStream>, event: &str) -> serde_json::Value {
     let mut line = String::new();
     let mut in_event = false;
-    for _ in 0..1000 {
+    for _ in 0..10_000 {
         line.clear();
         assert!(reader.read_line(&mut line).unwrap() > 0, "stream closed");
         let l = line.trim_end();
@@ -299,22 +315,6 @@ pub fn next_event(reader: &mut BufReader<TcpStream>, event: &str) -> serde_json:
         }
     }
     panic!("no {event} on the stream");
-}
-
-/// Polls `f` until it returns `Some`, up to `timeout`: the pipeline is asynchronous, so a
-/// finding appears shortly after the 202. Polling a real server is the one place a test waits.
-pub fn eventually<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = std::time::Instant::now() + timeout;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "condition not met within {timeout:?}"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }
 
 /// Runs `antibody` with `args` and fails the test with its stderr unless it succeeds.
