@@ -19,6 +19,8 @@ pub enum NotificationKind {
     /// The responder handed an entity to a human (a step failed, a ladder is spent, an
     /// approval timed out).
     Escalation,
+    /// An action waits for a person's approval (or is proposed to people).
+    Approval,
 }
 
 impl NotificationKind {
@@ -26,11 +28,12 @@ impl NotificationKind {
         match self {
             Self::Notify => "notify",
             Self::Escalation => "escalation",
+            Self::Approval => "approval",
         }
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        [Self::Notify, Self::Escalation]
+        [Self::Notify, Self::Escalation, Self::Approval]
             .into_iter()
             .find(|k| k.as_str() == s)
     }

@@ -187,7 +187,17 @@ fn a_stock_install_answers_each_attack_with_its_playbook_and_never_fails_for_con
             "{audit:#?}"
         );
     }
-    assert_eq!(notes.len(), 2, "{notes:#?}");
+    let delivered = notes.iter().filter(|n| n["kind"] == "notify").count();
+    assert_eq!(delivered, 2, "{notes:#?}");
+    // Every other entry asks a person about an action that waits for them.
+    for n in notes.iter().filter(|n| n["kind"] != "notify") {
+        assert_eq!(n["kind"], "approval", "{n}");
+        let a = all
+            .iter()
+            .find(|a| a["id"] == n["action"])
+            .expect("its action");
+        assert_eq!(a["mode"], "approval", "{a}");
+    }
     let escalated = escalations(&s);
     assert!(escalated.is_empty(), "{escalated:#?}");
 }

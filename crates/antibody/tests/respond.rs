@@ -139,6 +139,12 @@ fn a_five_sigma_infection_waits_for_approval() {
         actions(&s, "?status=pending_approval").into_iter().next()
     });
     let id = pending["id"].as_str().unwrap().to_owned();
+    // People learn that it waits for them: the inbox names the action.
+    let asked = eventually(Duration::from_secs(10), || {
+        let n = s.get("/v1/notifications?kind=approval", ADMIN_KEY).json();
+        n["items"].as_array().and_then(|a| a.first().cloned())
+    });
+    assert_eq!(asked["action"], id.as_str(), "{asked}");
     // The incident shows the responder's view: diagnosis and the action.
     let inc = s
         .get(

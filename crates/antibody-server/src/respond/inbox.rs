@@ -72,6 +72,35 @@ impl Inbox {
         self.deliver(tenant, &n)
     }
 
+    /// Tells people an action waits for them (`pending_approval` or `proposed`), once per
+    /// action.
+    pub(crate) fn approval_needed(
+        &self,
+        tenant: &TenantId,
+        entity: &str,
+        action: &Action,
+        severity: Severity,
+        now: TimestampMs,
+    ) -> Result<(), StoreError> {
+        let n = Notification {
+            id: notification_id(&[NotificationKind::Approval.as_str(), &action.id]),
+            ts: now,
+            kind: NotificationKind::Approval,
+            severity,
+            incident: action.incident.clone(),
+            entity: entity.to_owned(),
+            channel: None,
+            subject: format!("approval needed: {} {}", action.kind, action.target),
+            message: format!(
+                "{} (approve or reject: POST /v1/actions/{}/approve | /reject)",
+                action.why.text, action.id
+            ),
+            action: Some(action.id.clone()),
+            playbook: Some(action.why.playbook.clone()),
+        };
+        self.deliver(tenant, &n)
+    }
+
     /// Stores, then publishes what was new (a replayed decision is neither stored nor shown
     /// twice).
     fn deliver(&self, tenant: &TenantId, n: &Notification) -> Result<(), StoreError> {

@@ -722,7 +722,8 @@ impl RespondStage {
         }
     }
 
-    /// Runs approved actions and due undos, hands escalations to the inbox; returns the
+    /// Runs approved actions and due undos, hands escalations and approval requests to the
+    /// inbox; returns the
     /// decisions their immediate results cause.
     fn carry_out(&mut self, d: &Decision, now: TimestampMs) -> Vec<Decision> {
         match d {
@@ -742,6 +743,26 @@ impl RespondStage {
                     &self.own,
                     now,
                 )
+            }
+            Decision::Action {
+                tenant,
+                entity,
+                action,
+                ..
+            } if matches!(
+                action.status,
+                ActionStatus::PendingApproval | ActionStatus::Proposed
+            ) =>
+            {
+                let severity = inbox::severity(&self.responder, tenant, &action.incident);
+                let delivered = self
+                    .inbox
+                    .approval_needed(tenant, entity, action, severity, now);
+                if let Err(e) = delivered {
+                    self.metrics.store_errors.fetch_add(1, Relaxed);
+                    tracing::error!(error = %e, action = %action.id, "an approval request did not reach the inbox");
+                }
+                Vec::new()
             }
             Decision::Undo {
                 tenant,
