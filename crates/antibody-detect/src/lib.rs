@@ -8,11 +8,13 @@ pub mod correlate;
 pub mod engine;
 pub mod models;
 pub mod partition;
+pub mod rulebook;
 
 pub use config::EngineConfig;
 pub use engine::{partition_of, Engine};
 pub use models::{ModelBinding, ModelSet, ModelStats, Slot, Source};
 pub use partition::{EntityView, LifecycleState, Outputs, Partition, Sample, SnapshotImage};
+pub use rulebook::RuleBook;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
