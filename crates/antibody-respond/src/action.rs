@@ -379,7 +379,8 @@ impl<'de> Visitor<'de> for PlainVisitor {
 pub enum Mode {
     /// Run without asking (within the blast-radius guard and approval thresholds).
     Auto,
-    /// Wait for a human's approval.
+    /// Wait for a human's approval (`approval` is read as this too).
+    #[serde(alias = "approval")]
     Approve,
     /// Only tell people; the action stays `proposed` until someone approves it.
     Notify,

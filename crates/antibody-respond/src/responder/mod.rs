@@ -25,6 +25,7 @@
 mod human;
 mod plan;
 mod propose;
+mod tenant;
 mod tick;
 
 use crate::action::{Action, ActionKind, ActionStatus};
@@ -178,7 +179,9 @@ pub struct BlockEntry {
 
 pub struct Responder {
     cfg: Arc<ResponderConfig>,
+    /// The global playbooks; a tenant may have its own set ([`Responder::playbooks_for`]).
     playbooks: Arc<PlaybookSet>,
+    layers: tenant::Layers,
     st: State,
 }
 
@@ -199,7 +202,12 @@ impl Responder {
             guard: BlastGuard::default(),
             last_prune: 0,
         };
-        Self { cfg, playbooks, st }
+        Self {
+            cfg,
+            playbooks,
+            layers: tenant::Layers::default(),
+            st,
+        }
     }
 
     /// Swaps the playbook set (after `PUT /v1/playbooks`); running ladders whose playbook
@@ -378,7 +386,12 @@ impl Responder {
         bytes: &[u8],
     ) -> Result<Self, RespondError> {
         let st = postcard::from_bytes(bytes).map_err(|e| RespondError::Snapshot(e.to_string()))?;
-        Ok(Self { cfg, playbooks, st })
+        Ok(Self {
+            cfg,
+            playbooks,
+            layers: tenant::Layers::default(),
+            st,
+        })
     }
 
     /// Takes an incident update (or its closing) with the findings that joined it in this
@@ -407,7 +420,7 @@ impl Responder {
         self.mark_anomalous(&ekey, &key, now, &mut out);
         let decisive = self.st.cases.get(&key).is_some_and(|r| {
             r.case.has_rule_finding
-                || r.case.max_sigma >= self.cfg.policy(key.0.as_str()).skip_sigma
+                || r.case.max_sigma >= self.layers.policy(&self.cfg, &key.0).skip_sigma
         });
         let planned = self.st.cases.get(&key).is_some_and(|r| r.plan.is_some());
         if planned {
@@ -627,7 +640,7 @@ impl Responder {
         now: TimestampMs,
         out: &mut Vec<Decision>,
     ) -> bool {
-        let drain_ms = self.cfg.policy(ekey.0.as_str()).drain_ms;
+        let drain_ms = self.layers.policy(&self.cfg, &ekey.0).drain_ms;
         let e = self
             .st
             .entities
