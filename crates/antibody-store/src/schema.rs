@@ -137,6 +137,22 @@ const MIGRATIONS: &[&str] = &[
         WHERE json_extract(body, '$.evidence.review') = 1
           AND json_extract(body, '$.severity') = 'info';
     ",
+    // 6: tenants' own playbooks, rules and response policy, every version kept (see docs.rs).
+    "
+    CREATE TABLE tenant_docs (
+        tenant      TEXT NOT NULL,
+        kind        TEXT NOT NULL,
+        name        TEXT NOT NULL,
+        version     INTEGER NOT NULL,
+        ts          INTEGER NOT NULL,
+        actor       TEXT NOT NULL,
+        format      TEXT NOT NULL,
+        sha256      TEXT NOT NULL,
+        rollback_of INTEGER,
+        body        TEXT NOT NULL,
+        PRIMARY KEY (tenant, kind, name, version)
+    ) STRICT;
+    ",
 ];
 
 /// The schema version this build writes.
