@@ -818,3 +818,244 @@ fn write_atomically(dir: &Path, name: &str, text: &str) -> Result<(), LayerError
         .and_then(|d| d.sync_all())
         .map_err(io)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use antibody_respond::Mode;
+
+    /// Records what would have taken effect.
+    #[derive(Default)]
+    struct Seen(Mutex<Vec<String>>);
+
+    impl Seen {
+        fn take(&self) -> Vec<String> {
+            std::mem::take(&mut *self.0.lock().unwrap())
+        }
+        fn push(&self, s: String) {
+            self.0.lock().unwrap().push(s);
+        }
+    }
+
+    impl Apply for Seen {
+        fn rules(&self, book: RuleBook) {
+            let own: Vec<String> = book.tenants().map(|(t, _)| t.to_string()).collect();
+            self.push(format!("rules for {own:?}"));
+        }
+        fn playbooks(&self, _: Arc<PlaybookSet>) {
+            self.push("global playbooks".into());
+        }
+        fn tenant_playbooks(&self, t: TenantId, set: Option<Arc<PlaybookSet>>) {
+            self.push(format!("playbooks of {t}: {}", set.is_some()));
+        }
+        fn tenant_policy(&self, t: TenantId, p: Option<Arc<TenantPolicy>>) {
+            self.push(format!("policy of {t}: {}", p.is_some()));
+        }
+    }
+
+    const DRY_BF: &str = "- id: brute-force\n  trigger: {kinds: [brute_force]}\n  mode: dry_run\n  steps:\n    - action: notify\n";
+    const CANARY: &str = "- id: canary\n  kind: canary\n  severity: high\n  events: {kinds: [http]}\n  signature: {fields: [query], literals: [canary-7f3a]}\n";
+
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        path: PathBuf,
+        store: Store,
+        cat: Catalog,
+        seen: Seen,
+    }
+
+    fn fixture() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_path_buf();
+        let store = Store::open_in_memory().unwrap();
+        let cat = Catalog::load(&path, Arc::default(), &store).unwrap();
+        Fixture {
+            _dir: dir,
+            path,
+            store,
+            cat,
+            seen: Seen::default(),
+        }
+    }
+
+    fn put<'a>(t: &'a TenantId, kind: DocKind, name: &'a str, text: &'a str) -> Put<'a> {
+        Put {
+            tenant: t,
+            actor: "k-b",
+            kind,
+            name,
+            format: if kind == DocKind::Policy {
+                DocFormat::Toml
+            } else {
+                DocFormat::Yaml
+            },
+            text,
+            now: 1_000,
+        }
+    }
+
+    #[test]
+    fn a_tenant_playbook_replaces_the_global_one_for_that_tenant_only_and_rolls_back() {
+        let f = fixture();
+        let (a, b) = (TenantId::new("a"), TenantId::new("b"));
+        let s = f
+            .cat
+            .put(&f.store, &f.seen, put(&b, DocKind::Playbooks, "bf", DRY_BF))
+            .unwrap();
+        assert_eq!(s.version.as_ref().map(|v| v.version), Some(1));
+        assert_eq!(f.seen.take(), ["playbooks of b: true"]);
+        let mode = |t: &TenantId| {
+            f.cat
+                .playbooks_in_force(t, Layer::Tenant)
+                .get("brute-force")
+                .map(|p| p.mode)
+        };
+        assert_eq!(mode(&b), Some(Mode::DryRun));
+        assert_eq!(mode(&a), Some(Mode::Auto));
+        assert_eq!(s.note.kind, "playbooks_put");
+        assert_eq!(s.note.data["before_sha256"], "none");
+        assert_eq!(
+            s.note.data["after_sha256"],
+            antibody_store::doc_sha256(DRY_BF)
+        );
+
+        let notify = DRY_BF.replace("dry_run", "notify");
+        let s = f
+            .cat
+            .put(
+                &f.store,
+                &f.seen,
+                put(&b, DocKind::Playbooks, "bf", &notify),
+            )
+            .unwrap();
+        assert_eq!(s.note.data["diff"], "-  mode: dry_run\n+  mode: notify");
+        assert_eq!(mode(&b), Some(Mode::Notify));
+        let (_, against, diff) = f
+            .cat
+            .version(&f.store, &b, DocKind::Playbooks, "bf", 2, None)
+            .unwrap();
+        assert_eq!(against, Some(1));
+        assert!(diff.contains(&"+  mode: notify".to_owned()), "{diff:?}");
+
+        let s = f
+            .cat
+            .rollback(
+                &f.store,
+                &f.seen,
+                &b,
+                "k-b",
+                DocKind::Playbooks,
+                "bf",
+                1,
+                2_000,
+            )
+            .unwrap();
+        let v = s.version.unwrap();
+        assert_eq!((v.version, v.rollback_of), (3, Some(1)));
+        assert_eq!(s.note.kind, "playbooks_rollback");
+        assert_eq!(mode(&b), Some(Mode::DryRun));
+        let versions = f
+            .cat
+            .versions(&f.store, &b, DocKind::Playbooks, "bf")
+            .unwrap();
+        assert_eq!(versions.len(), 3);
+        assert!(matches!(
+            f.cat.versions(&f.store, &a, DocKind::Playbooks, "bf"),
+            Err(LayerError::NotFound(_))
+        ));
+        // The global file of a name shows when the tenant has none.
+        let view = f
+            .cat
+            .doc(
+                &f.store,
+                &a,
+                DocKind::Playbooks,
+                "brute_force",
+                Layer::Tenant,
+            )
+            .unwrap();
+        assert_eq!(view.layer, Layer::Global);
+        assert!(view.text.contains("id: brute-force"));
+    }
+
+    #[test]
+    fn invalid_documents_list_every_error_and_change_nothing() {
+        let f = fixture();
+        let b = TenantId::new("b");
+        let bad = "- id: one\n  trigger: {kinds: [x]}\n  mode: yolo\n  steps:\n    - action: notify\n- id: two\n  steps: []\n";
+        let err = f
+            .cat
+            .put(&f.store, &f.seen, put(&b, DocKind::Playbooks, "bad", bad))
+            .unwrap_err();
+        let LayerError::Invalid { code, errors } = err else {
+            panic!("{err:?}")
+        };
+        assert_eq!(code, "invalid_yaml");
+        assert!(errors.contains("tenant/bad.yml:3:"), "{errors}");
+        assert!(errors.contains("tenant/bad.yml:7:"), "{errors}");
+        let err = f
+            .cat
+            .put(
+                &f.store,
+                &f.seen,
+                put(&b, DocKind::Policy, POLICY, "approvers = 0\nmode = 1\n"),
+            )
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                LayerError::Invalid {
+                    code: "invalid_policy",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(f.seen.take().is_empty());
+        assert!(f.store.doc_tenants(DocKind::Playbooks).unwrap().is_empty());
+        assert!(matches!(
+            f.cat
+                .put(&f.store, &f.seen, put(&b, DocKind::Rules, "../x", CANARY)),
+            Err(LayerError::BadRequest(_))
+        ));
+    }
+
+    #[test]
+    fn tenant_layers_load_again_from_the_store_and_follow_global_changes() {
+        let f = fixture();
+        let b = TenantId::new("b");
+        f.cat
+            .put(&f.store, &f.seen, put(&b, DocKind::Rules, "canary", CANARY))
+            .unwrap();
+        let policy = "[modes]\nbrute-force = \"approval\"\n";
+        f.cat
+            .put(&f.store, &f.seen, put(&b, DocKind::Policy, POLICY, policy))
+            .unwrap();
+        assert_eq!(f.seen.take(), ["rules for [\"b\"]", "policy of b: true"]);
+        let again = Catalog::load(&f.path, Arc::default(), &f.store).unwrap();
+        let book = again.rule_book();
+        let own = book.tenant(&b).expect("b's rules");
+        assert_eq!(own.len(), book.global().len() + 1);
+        let (_, policies) = again.tenant_layers();
+        assert_eq!(
+            policies[&b].mode_for("brute-force", Mode::Auto),
+            Mode::Approve
+        );
+        let listed = again.rules_in_force(&b, Layer::Tenant);
+        assert!(listed
+            .iter()
+            .any(|(r, l)| &*r.id == "canary" && *l == Layer::Tenant));
+
+        // A global rule file reaches b's own set too.
+        let extra = CANARY.replace("id: canary", "id: global-canary");
+        f.cat
+            .put_global(&f.store, &f.seen, DocKind::Rules, "extra", &extra)
+            .unwrap();
+        assert_eq!(f.seen.take(), ["rules for [\"b\"]"]);
+        let own = f.cat.rules_in_force(&b, Layer::Tenant);
+        assert!(own
+            .iter()
+            .any(|(r, l)| &*r.id == "global-canary" && *l == Layer::Global));
+        assert!(f.path.join("rules/extra.yml").exists());
+    }
+}
