@@ -454,3 +454,119 @@ fn key_and_tenant_changes_are_in_the_audit_chain() {
         .as_bool()
         .unwrap_or(false));
 }
+
+/// Runs the binary with no ambient server settings, so only the given flags count.
+fn cli(args: &[&str]) -> std::process::Output {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_antibody"));
+    for var in [
+        "ANTIBODY_URL",
+        "ANTIBODY_KEY",
+        "ANTIBODY_ADMIN_KEY",
+        "ANTIBODY_DATA_DIR",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd.args(args).output().expect("run antibody")
+}
+
+#[test]
+fn the_cli_gets_puts_lists_versions_and_rolls_back_for_the_keys_tenant() {
+    let s = TestServer::start();
+    let b = tenant(&s, "beta");
+    let url = format!("http://{}", s.addr);
+    let run = |args: &[&str]| {
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(["--url", &url, "--key", &b.key]);
+        cli(&all)
+    };
+    let ok = |args: &[&str]| {
+        let out = run(args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    for cmd in ["playbooks", "rules", "policy"] {
+        let out = cli(&[cmd, "--help"]);
+        assert!(
+            out.status.success() && !out.stdout.is_empty(),
+            "{cmd} --help"
+        );
+        for sub in ["get", "put", "versions", "rollback"] {
+            assert!(
+                cli(&[cmd, sub, "--help"]).status.success(),
+                "{cmd} {sub} --help"
+            );
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p.to_str().unwrap().to_owned()
+    };
+
+    // The global file is the starting point; the tenant's own version replaces it.
+    assert!(ok(&["playbooks", "get", "brute_force"]).contains("id: brute-force"));
+    let first = file("bf.yml", LONG_BLOCK);
+    assert!(ok(&["playbooks", "put", "bf", &first]).contains("version 1"));
+    let second = file("bf2.yml", &LONG_BLOCK.replace("[2h]", "[3h]"));
+    assert!(ok(&["playbooks", "put", "bf", &second]).contains("version 2"));
+    let listed = ok(&["playbooks", "get"]);
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.starts_with("brute-force") && l.contains("tenant")),
+        "{listed}"
+    );
+    assert_eq!(
+        ok(&["playbooks", "get", "bf", "--version", "1"]),
+        LONG_BLOCK
+    );
+    let table = ok(&["playbooks", "versions", "bf"]);
+    assert_eq!(table.lines().count(), 3, "{table}");
+    let diff = ok(&["playbooks", "versions", "bf", "--show", "2"]);
+    assert!(
+        diff.contains("-      ttl: [2h]") && diff.contains("+      ttl: [3h]"),
+        "{diff}"
+    );
+    assert!(ok(&["playbooks", "rollback", "bf", "1"]).contains("version 3, restoring version 1"));
+    assert_eq!(ok(&["playbooks", "get", "bf"]), LONG_BLOCK);
+
+    // A refusal shows every error with its line and fails.
+    let bad = file("bad.yml", "- id: x\n  kind: canary\n- id: y\n");
+    let out = run(&["rules", "put", "bad", &bad]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("tenant/bad.yml:1:") && err.contains("tenant/bad.yml:3:"),
+        "{err}"
+    );
+    let out = run(&["playbooks", "put", "bf", &first, "--global"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a tenant admin cannot replace global files"
+    );
+
+    // The policy, from TOML and JSON files.
+    let toml = file("policy.toml", "mode = \"approval\"\n");
+    assert!(ok(&["policy", "put", &toml]).contains("version 1"));
+    let json = file("policy.json", r#"{"modes": {"brute-force": "dry_run"}}"#);
+    assert!(ok(&["policy", "put", &json]).contains("version 2"));
+    let v: Value = serde_json::from_str(&ok(&["policy", "get"])).unwrap();
+    assert_eq!(v["policy"]["modes"]["brute-force"], "dry_run");
+    assert_eq!(
+        v["policy"]["mode"],
+        Value::Null,
+        "version 2 replaced version 1"
+    );
+    assert!(ok(&["policy", "rollback", "1"]).contains("version 3"));
+    assert_eq!(
+        ok(&["policy", "get", "--document"]),
+        "mode = \"approval\"\n"
+    );
+    assert_eq!(ok(&["policy", "versions"]).lines().count(), 4);
+}
