@@ -326,7 +326,8 @@ impl Partition {
     /// Swaps in new rule sets; threshold windows of rules that kept their id carry on, in
     /// the global set and in each tenant's own. A tenant that gets a set of its own starts
     /// with empty windows for it; one that loses its set drops them.
-    pub fn set_rules(&mut self, book: RuleBook) {
+    pub fn set_rules(&mut self, rules: impl Into<RuleBook>) {
+        let book: RuleBook = rules.into();
         self.rules = book.global().clone();
         self.tenant_rules.retain(|t, _| book.tenant(t).is_some());
         for (t, set) in book.tenants() {
