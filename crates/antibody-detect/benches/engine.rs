@@ -125,6 +125,35 @@ fn bench(c: &mut Criterion) {
             BatchSize::LargeInput,
         )
     });
+    // The same events when their tenant has rules of its own (here: the pack again, as its
+    // whole set): one tenant lookup per event instead of none.
+    let mut book = antibody_detect::RuleBook::from(rules.clone());
+    book.set_tenant(
+        TenantId::new("bench"),
+        Some(Arc::new(RuleSet::default_pack())),
+    );
+    let mut own = Partition::new(cfg.clone(), book.clone());
+    for _ in 0..3 {
+        for (i, ev) in evs.iter().enumerate() {
+            own.on_event(i as u64, ev, &mut out);
+            out.clear();
+        }
+    }
+    let own_snapshot = own.snapshot().expect("snapshot");
+    g.bench_function("mixed_100k_events_tenant_rules", |b| {
+        b.iter_batched_ref(
+            || Partition::restore(cfg.clone(), book.clone(), &own_snapshot).expect("restore"),
+            |p| {
+                let mut out = Outputs::default();
+                for (i, ev) in evs.iter().enumerate() {
+                    p.on_event(i as u64, ev, &mut out);
+                    out.clear();
+                }
+                p.flush_incidents(&mut out);
+            },
+            BatchSize::LargeInput,
+        )
+    });
     g.finish();
 
     // A checkpoint pauses the partition only while it takes the image (entity states are

@@ -9,11 +9,13 @@ pub mod engine;
 pub mod kinds;
 pub mod models;
 pub mod partition;
+pub mod rulebook;
 
 pub use config::EngineConfig;
 pub use engine::{partition_of, Engine};
 pub use models::{ModelBinding, ModelSet, ModelStats, Slot, Source};
 pub use partition::{EntityFacts, EntityView, Outputs, Partition, Sample, SnapshotImage};
+pub use rulebook::RuleBook;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {

@@ -10,6 +10,7 @@ use crate::baseline::{score, MetricBaseline};
 use crate::config::EngineConfig;
 use crate::correlate::OpenIncident;
 use crate::models::{EventOut, History, ModelRuntime, ModelSet, ModelStats, ReviewBudgets};
+use crate::rulebook::RuleBook;
 use antibody_core::{
     Detector, Event, Explanation, Finding, Incident, Severity, TenantId, TimestampMs,
 };
@@ -162,6 +163,9 @@ type OwnedHistories = Vec<(TenantId, String, Vec<History>)>;
 type Reconverging<'a> = Vec<(&'a TenantId, &'a str, TimestampMs)>;
 type OwnedReconverging = Vec<(TenantId, String, TimestampMs)>;
 
+/// The snapshot's fourth section: the windows of tenants' own rule sets, by tenant.
+type TenantRuleStates = Vec<(TenantId, RuleState)>;
+
 /// [`SnapshotV1`] borrowed from a live partition, for writing.
 #[derive(Serialize)]
 struct SnapshotRef<'a> {
@@ -184,6 +188,8 @@ pub struct SnapshotImage {
     rules: RuleState,
     /// The models' review budgets: the snapshot's third section.
     budgets: ReviewBudgets,
+    /// Tenants' own rule windows, in tenant order: the fourth section.
+    tenant_rules: TenantRuleStates,
     hint: Arc<AtomicUsize>,
 }
 
@@ -215,8 +221,9 @@ impl SnapshotImage {
         let bytes = postcard::to_extend(&snap, buf)
             .map_err(|e| crate::EngineError::Snapshot(e.to_string()))?;
         // Entity histories follow as a second section, review budgets as a third and
-        // re-converging entities as a fourth: a snapshot written before they existed simply
-        // ends early, and trailing empty sections are omitted.
+        // re-converging entities as a fourth, tenants' own rule windows as a fifth: a snapshot
+        // written before they existed simply ends early, and trailing empty sections are
+        // left out.
         let histories: Histories<'_> = snap
             .tenants
             .iter()
@@ -236,29 +243,40 @@ impl SnapshotImage {
             })
             .collect();
         let bad = |e: postcard::Error| crate::EngineError::Snapshot(e.to_string());
-        let from_budgets = !self.budgets.is_empty() || !reconverging.is_empty();
-        let bytes = if histories.is_empty() && !from_budgets {
-            bytes
-        } else {
-            postcard::to_extend(&histories, bytes).map_err(bad)?
-        };
-        let bytes = if from_budgets {
-            postcard::to_extend(&self.budgets, bytes).map_err(bad)?
-        } else {
-            bytes
-        };
-        let bytes = if reconverging.is_empty() {
-            bytes
-        } else {
-            postcard::to_extend(&reconverging, bytes).map_err(bad)?
-        };
+        let sections = [
+            !histories.is_empty(),
+            !self.budgets.is_empty(),
+            !reconverging.is_empty(),
+            !self.tenant_rules.is_empty(),
+        ];
+        let count = sections.iter().rposition(|&s| s).map_or(0, |i| i + 1);
+        let mut bytes = bytes;
+        if count > 0 {
+            bytes = postcard::to_extend(&histories, bytes).map_err(bad)?;
+        }
+        if count > 1 {
+            bytes = postcard::to_extend(&self.budgets, bytes).map_err(bad)?;
+        }
+        if count > 2 {
+            bytes = postcard::to_extend(&reconverging, bytes).map_err(bad)?;
+        }
+        if count > 3 {
+            bytes = postcard::to_extend(&self.tenant_rules, bytes).map_err(bad)?;
+        }
         self.hint.store(bytes.len(), Relaxed);
         Ok(bytes)
     }
 }
 
+/// A tenant with rules of its own: its whole set and that set's windows.
+struct TenantRules {
+    set: Arc<RuleSet>,
+    state: RuleState,
+}
+
 pub struct Partition {
     cfg: Arc<EngineConfig>,
+    /// The global rule set, for every tenant without a set of its own.
     rules: Arc<RuleSet>,
     /// Entity states behind `Arc`: a checkpoint image shares them, and the partition copies
     /// one only when it changes it while an image still holds it (copy-on-write).
@@ -268,6 +286,8 @@ pub struct Partition {
     attrs: Interner,
     tracked_attr_ids: Vec<u16>,
     rule_state: RuleState,
+    /// Tenants with rules of their own (see [`RuleBook`]); usually none.
+    tenant_rules: HashMap<TenantId, TenantRules>,
     /// Entities with an open incident, in a stable order for ticks.
     open: BTreeSet<(TenantId, Box<str>)>,
     /// Entities whose incident changed since the last [`Partition::flush_incidents`].
@@ -285,11 +305,13 @@ pub struct Partition {
 }
 
 impl Partition {
-    pub fn new(cfg: Arc<EngineConfig>, rules: Arc<RuleSet>) -> Self {
-        let rule_state = rules.new_state();
+    pub fn new(cfg: Arc<EngineConfig>, rules: impl Into<RuleBook>) -> Self {
+        let book: RuleBook = rules.into();
+        let rule_state = book.global().new_state();
         let mut p = Self {
             cfg,
-            rules,
+            rules: book.global().clone(),
+            tenant_rules: HashMap::default(),
             tenants: HashMap::default(),
             metrics: Interner::default(),
             metric_kinds: Vec::new(),
@@ -306,6 +328,7 @@ impl Partition {
             review: Vec::new(),
             snapshot_hint: Arc::default(),
         };
+        p.set_rules(book);
         p.index_config();
         p
     }
@@ -324,9 +347,25 @@ impl Partition {
             .collect();
     }
 
-    /// Swaps in a new rule set; threshold windows of rules that kept their id carry on.
-    pub fn set_rules(&mut self, rules: Arc<RuleSet>) {
-        self.rules = rules;
+    /// Swaps in new rule sets; threshold windows of rules that kept their id carry on, in
+    /// the global set and in each tenant's own. A tenant that gets a set of its own starts
+    /// with empty windows for it; one that loses its set drops them.
+    pub fn set_rules(&mut self, rules: impl Into<RuleBook>) {
+        let book: RuleBook = rules.into();
+        self.rules = book.global().clone();
+        self.tenant_rules.retain(|t, _| book.tenant(t).is_some());
+        for (t, set) in book.tenants() {
+            match self.tenant_rules.get_mut(t) {
+                Some(own) => own.set = set.clone(),
+                None => {
+                    let own = TenantRules {
+                        state: set.new_state(),
+                        set: set.clone(),
+                    };
+                    self.tenant_rules.insert(t.clone(), own);
+                }
+            }
+        }
     }
 
     /// Number of tracked entities.
@@ -428,8 +467,18 @@ impl Partition {
 
     fn evaluate_rules(&mut self, offset: u64, ev: &Event, first_finding: usize, out: &mut Outputs) {
         self.hits.clear();
-        self.rules
-            .evaluate(&mut self.rule_state, ev, &mut self.hits);
+        // One lookup per event, and none at all while no tenant has rules of its own.
+        let own = if self.tenant_rules.is_empty() {
+            None
+        } else {
+            self.tenant_rules.get_mut(&ev.tenant)
+        };
+        match own {
+            Some(t) => t.set.evaluate(&mut t.state, ev, &mut self.hits),
+            None => self
+                .rules
+                .evaluate(&mut self.rule_state, ev, &mut self.hits),
+        }
         let hits = std::mem::take(&mut self.hits);
         for hit in &hits {
             let id = finding_id(offset, out.findings.len() - first_finding);
@@ -622,6 +671,9 @@ impl Partition {
             self.forget_idle(now);
         }
         self.rules.expire(&mut self.rule_state, now);
+        for t in self.tenant_rules.values_mut() {
+            t.set.expire(&mut t.state, now);
+        }
         let window = self.cfg.correlation_window_ms;
         let mut closed = Vec::new();
         for key in &self.open {
@@ -744,6 +796,15 @@ impl Partition {
             open: self.open.iter().cloned().collect(),
             rules: self.rule_state.clone(),
             budgets: self.models.review_budgets(),
+            tenant_rules: {
+                let mut own: TenantRuleStates = self
+                    .tenant_rules
+                    .iter()
+                    .map(|(t, r)| (t.clone(), r.state.clone()))
+                    .collect();
+                own.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+                own
+            },
             hint: Arc::clone(&self.snapshot_hint),
         }
     }
@@ -761,10 +822,11 @@ impl Partition {
         ids
     }
 
-    /// Rebuilds a partition from [`Partition::snapshot`] bytes.
+    /// Rebuilds a partition from [`Partition::snapshot`] bytes. Windows of a tenant's own
+    /// rules are kept only when `rules` still gives that tenant a set of its own.
     pub fn restore(
         cfg: Arc<EngineConfig>,
-        rules: Arc<RuleSet>,
+        rules: impl Into<RuleBook>,
         bytes: &[u8],
     ) -> Result<Self, crate::EngineError> {
         let bad = |e: postcard::Error| crate::EngineError::Snapshot(e.to_string());
@@ -779,12 +841,22 @@ impl Partition {
         } else {
             postcard::take_from_bytes(rest).map_err(bad)?
         };
-        let reconverging: OwnedReconverging = if rest.is_empty() {
+        let (reconverging, rest): (OwnedReconverging, &[u8]) = if rest.is_empty() {
+            (Vec::new(), rest)
+        } else {
+            postcard::take_from_bytes(rest).map_err(bad)?
+        };
+        let own: TenantRuleStates = if rest.is_empty() {
             Vec::new()
         } else {
             postcard::from_bytes(rest).map_err(bad)?
         };
         let mut p = Self::new(cfg, rules);
+        for (t, state) in own {
+            if let Some(r) = p.tenant_rules.get_mut(&t) {
+                r.state = state;
+            }
+        }
         p.models.restore_review_budgets(budgets);
         p.metrics = snap.metrics;
         p.metrics.rebuild();
@@ -1153,6 +1225,56 @@ mod tests {
             kinds(&out),
             vec!["brute_force"],
             "the window survived the snapshot"
+        );
+    }
+
+    /// Tenant `t2` counts failed logins to 3 with a rule of its own; `t1` keeps the pack's 10.
+    fn book_with_own_rules_for_t2() -> RuleBook {
+        let own = antibody_rules::RuleSource::new(
+            "tenant/strict.yml",
+            "- id: auth-brute-force\n  kind: brute_force\n  severity: high\n  events: {kinds: [auth], where: {outcome: failure}}\n  threshold: {group_by: src_ip, count: 3, window: 2m}\n",
+        );
+        let set = RuleSet::compile_layered(&antibody_rules::default_pack_sources(), &[own])
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut book = RuleBook::from(rules());
+        book.set_tenant(TenantId::new("t2"), Some(Arc::new(set)));
+        book
+    }
+
+    fn failures_of(tenant: &str, n: i64, ip: &str) -> Vec<Event> {
+        (0..n)
+            .map(|i| Event {
+                tenant: TenantId::new(tenant),
+                ..auth_failure(i * 100, ip)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_tenants_own_rules_apply_to_its_events_only_and_survive_a_snapshot() {
+        let cfg = Arc::new(EngineConfig::default());
+        let mut p = Partition::new(cfg.clone(), book_with_own_rules_for_t2());
+        let out = run(&mut p, &failures_of("t1", 5, "203.0.113.1"), 0);
+        assert!(out.findings.is_empty(), "t1 still needs 10");
+        let out = run(&mut p, &failures_of("t2", 3, "203.0.113.1"), 10);
+        assert_eq!(kinds(&out), vec!["brute_force"]);
+
+        // Mid-window for t2: its own windows are the snapshot's fourth section.
+        let mut q = Partition::new(cfg.clone(), book_with_own_rules_for_t2());
+        run(&mut q, &failures_of("t2", 2, "198.51.100.9"), 0);
+        let bytes = q.snapshot().unwrap();
+        let mut r = Partition::restore(cfg.clone(), book_with_own_rules_for_t2(), &bytes).unwrap();
+        assert_eq!(r.snapshot().unwrap(), bytes, "restore is lossless");
+        let out = run(&mut r, &failures_of("t2", 1, "198.51.100.9"), 2);
+        assert_eq!(kinds(&out), vec!["brute_force"], "the window survived");
+
+        // Without its own set any more, t2 is back on the global rules.
+        r.set_rules(RuleBook::from(rules()));
+        let out = run(&mut r, &failures_of("t2", 3, "192.0.2.1"), 3);
+        assert!(out.findings.is_empty());
+        assert_eq!(
+            restore(&r.snapshot().unwrap()).unwrap().tenant_rules.len(),
+            0
         );
     }
 

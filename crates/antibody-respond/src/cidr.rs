@@ -3,8 +3,9 @@
 use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
 
-/// A network such as `10.0.0.0/8`; a bare address is a /32 (or /128).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// A network such as `10.0.0.0/8`; a bare address is a /32 (or /128). Serialised as that
+/// text, so policy documents and JSON name networks the way people write them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Cidr {
     addr: IpAddr,
     prefix: u8,
@@ -34,6 +35,21 @@ impl Cidr {
             }
             _ => false,
         }
+    }
+}
+
+impl Serialize for Cidr {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Cidr {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        Cidr::parse(&text).ok_or_else(|| {
+            serde::de::Error::custom(format!("`{text}` is not an IP address or CIDR block"))
+        })
     }
 }
 

@@ -1,8 +1,12 @@
 //! Responder configuration (the `[respond]` table of `antibody.toml`): the default tenant
 //! policy, per-tenant overrides, fleet correlation, the blast-radius guard and the seed.
+//! A tenant's admin may also set its policy at run time (`PUT /v1/policy`); that document
+//! is read over the configured policy and handed to [`crate::Responder::set_tenant_policy`].
 
+use crate::action::Mode;
 use crate::fleet::FleetConfig;
 use crate::guard::GuardConfig;
+use crate::playbook::AllowList;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -36,6 +40,14 @@ pub struct TenantPolicy {
     pub drain_ms: i64,
     /// Fresh samples within baseline that end probation.
     pub probation_samples: u32,
+    /// Forces one mode on every playbook (`approve` while a tenant onboards, say).
+    pub mode: Option<Mode>,
+    /// Forces a mode per playbook id; wins over `mode`.
+    pub modes: BTreeMap<String, Mode>,
+    /// Entities and addresses no playbook acts on, on top of each playbook's own list.
+    pub allow: AllowList,
+    /// Blast-radius caps for the tenant; `[respond.guard]` when absent.
+    pub guard: Option<GuardConfig>,
 }
 
 impl Default for TenantPolicy {
@@ -50,34 +62,82 @@ impl Default for TenantPolicy {
             skip_sigma: 7.0,
             drain_ms: 30_000,
             probation_samples: 5,
+            mode: None,
+            modes: BTreeMap::new(),
+            allow: AllowList::default(),
+            guard: None,
         }
     }
 }
 
 impl TenantPolicy {
+    /// The first problem, for configuration errors.
     pub fn validate(&self) -> Result<(), String> {
-        let checks = [
-            (self.approval_sigma > 0.0, "approval_sigma must be positive"),
-            (
-                (0.0..=10.0).contains(&self.approval_risk),
-                "approval_risk must be 0–10",
-            ),
-            ((1..=5).contains(&self.approvers), "approvers must be 1–5"),
-            (
-                self.approval_timeout_ms > 0,
-                "approval_timeout_ms must be positive",
-            ),
-            (self.skip_sigma > 0.0, "skip_sigma must be positive"),
-            (self.drain_ms >= 0, "drain_ms must not be negative"),
-            (
-                self.probation_samples > 0,
-                "probation_samples must be positive",
-            ),
-        ];
-        match checks.iter().find(|(ok, _)| !ok) {
-            Some((_, msg)) => Err((*msg).to_owned()),
+        match self.problems().into_iter().next() {
+            Some((_, msg)) => Err(msg.to_owned()),
             None => Ok(()),
         }
+    }
+
+    /// Every problem, each with the field it is about.
+    pub fn problems(&self) -> Vec<(&'static str, &'static str)> {
+        let checks = [
+            (
+                self.approval_sigma > 0.0,
+                "approval_sigma",
+                "approval_sigma must be positive",
+            ),
+            (
+                (0.0..=10.0).contains(&self.approval_risk),
+                "approval_risk",
+                "approval_risk must be 0–10",
+            ),
+            (
+                (1..=5).contains(&self.approvers),
+                "approvers",
+                "approvers must be 1–5",
+            ),
+            (
+                self.approval_timeout_ms > 0,
+                "approval_timeout_ms",
+                "approval_timeout_ms must be positive",
+            ),
+            (
+                self.skip_sigma > 0.0,
+                "skip_sigma",
+                "skip_sigma must be positive",
+            ),
+            (
+                self.drain_ms >= 0,
+                "drain_ms",
+                "drain_ms must not be negative",
+            ),
+            (
+                self.probation_samples > 0,
+                "probation_samples",
+                "probation_samples must be positive",
+            ),
+            (
+                self.allow.entities.iter().all(|e| !e.trim().is_empty()),
+                "allow",
+                "allow.entities must not hold an empty pattern",
+            ),
+        ];
+        checks
+            .iter()
+            .filter(|(ok, _, _)| !ok)
+            .map(|(_, field, msg)| (*field, *msg))
+            .collect()
+    }
+
+    /// The mode a playbook's actions take for this tenant: the playbook's override here,
+    /// else the tenant-wide one, else the playbook's own.
+    pub fn mode_for(&self, playbook: &str, own: Mode) -> Mode {
+        self.modes
+            .get(playbook)
+            .copied()
+            .or(self.mode)
+            .unwrap_or(own)
     }
 }
 
@@ -165,6 +225,37 @@ mod tests {
         );
         assert_eq!(c.policy("acme").approvers, 0);
         assert_eq!(c.policy("other").approvers, 1);
+    }
+
+    #[test]
+    fn every_problem_is_listed_with_its_field() {
+        let p = TenantPolicy {
+            approvers: 9,
+            drain_ms: -1,
+            ..TenantPolicy::default()
+        };
+        assert_eq!(
+            p.problems(),
+            vec![
+                ("approvers", "approvers must be 1–5"),
+                ("drain_ms", "drain_ms must not be negative")
+            ]
+        );
+        assert!(TenantPolicy::default().problems().is_empty());
+    }
+
+    #[test]
+    fn modes_override_per_playbook_then_for_all() {
+        let mut p: TenantPolicy = serde_json::from_str(
+            r#"{"mode":"approval","modes":{"port-scan":"dry_run"},"allow":{"cidrs":["10.0.0.0/8"]}}"#,
+        )
+        .unwrap();
+        assert_eq!(p.mode_for("brute-force", Mode::Auto), Mode::Approval);
+        assert_eq!(p.mode_for("port-scan", Mode::Auto), Mode::DryRun);
+        assert!(p.allow.covering("10.1.2.3").is_some());
+        p.mode = None;
+        assert_eq!(p.mode_for("brute-force", Mode::Auto), Mode::Auto);
+        assert!(serde_json::from_str::<TenantPolicy>(r#"{"allow":{"cidrs":["nope"]}}"#).is_err());
     }
 
     #[test]

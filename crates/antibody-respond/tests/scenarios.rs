@@ -704,6 +704,48 @@ fn blast_radius_guard_sends_the_overflow_to_approval() {
     assert!(a.why.text.contains("blast-radius guard"), "{}", a.why.text);
 }
 
+/// A tenant's own policy, set at run time: forced approval, its own allow-list and caps;
+/// taking it away puts the tenant back on the configured policy at the next decision.
+#[test]
+fn a_tenant_policy_forces_approval_allow_lists_and_caps_until_taken_away() {
+    let mut s = Sim::new();
+    let policy: antibody_respond::TenantPolicy = serde_json::from_value(json!({
+        "modes": {"brute-force": "approval"},
+        "allow": {"cidrs": ["192.0.2.0/24"]},
+    }))
+    .unwrap();
+    s.r.set_tenant_policy(t(), Some(Arc::new(policy)));
+    let ds = s.hit("i-1", "host:a", brute_force("203.0.113.1"), T0);
+    let a = actions(&ds)[0].clone();
+    assert_eq!(a.status, ActionStatus::PendingApproval);
+    assert_eq!(a.mode, antibody_respond::Mode::Approval);
+    assert!(
+        a.why.text.contains("the tenant policy sets mode approval"),
+        "{}",
+        a.why.text
+    );
+    let ds = s.hit("i-2", "host:b", brute_force("192.0.2.7"), T0 + 1);
+    assert!(actions(&ds).is_empty());
+    assert!(ds
+        .iter()
+        .any(|d| matches!(d, Decision::Skipped { reason, .. }
+        if reason.contains("`192.0.2.0/24` in the tenant policy"))));
+
+    let capped: antibody_respond::TenantPolicy =
+        serde_json::from_value(json!({"guard": {"per_tenant_per_minute": 1}})).unwrap();
+    s.r.set_tenant_policy(t(), Some(Arc::new(capped)));
+    let first = actions(&s.hit("i-3", "host:c", brute_force("203.0.113.3"), T0 + 2))[0].status;
+    let second = actions(&s.hit("i-4", "host:d", brute_force("203.0.113.4"), T0 + 3))[0].status;
+    assert_eq!(
+        (first, second),
+        (ActionStatus::Approved, ActionStatus::PendingApproval)
+    );
+
+    s.r.set_tenant_policy(t(), None);
+    let ds = s.hit("i-5", "host:e", brute_force("203.0.113.5"), T0 + 4);
+    assert_eq!(actions(&ds)[0].status, ActionStatus::Approved);
+}
+
 #[test]
 fn dry_run_and_notify_modes_never_execute() {
     let pb = PlaybookSource::new(

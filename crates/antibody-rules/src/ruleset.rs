@@ -158,16 +158,29 @@ pub struct RuleSet {
 impl RuleSet {
     /// Parses and validates every source, then compiles. Returns every problem found.
     pub fn compile(sources: &[RuleSource]) -> Result<RuleSet, RuleErrors> {
+        Self::compile_layered(sources, &[])
+    }
+
+    /// Compiles `top` over `base`: a rule of `top` replaces the `base` rule with the same id,
+    /// others add (a tenant's own rules over the global set). Both layers are validated and
+    /// every problem is returned, in source order.
+    pub fn compile_layered(base: &[RuleSource], top: &[RuleSource]) -> Result<RuleSet, RuleErrors> {
         let mut errors = Vec::new();
         let mut specs = Vec::new();
-        for src in sources {
+        for src in base {
             specs.extend(parse_source(src, &mut errors));
         }
+        let mut over = Vec::new();
+        for src in top {
+            over.extend(parse_source(src, &mut errors));
+        }
+        specs.retain(|s: &RuleSpec| !over.iter().any(|o: &RuleSpec| o.id == s.id));
+        specs.extend(over);
         check_duplicates(&specs, &mut errors);
         if errors.is_empty() {
             return build(specs).map_err(RuleErrors);
         }
-        let order = |file: &str| sources.iter().position(|s| s.name == file);
+        let order = |file: &str| base.iter().chain(top).position(|s| s.name == file);
         errors.sort_by_key(|e| (order(&e.file), e.line));
         Err(RuleErrors(errors))
     }

@@ -342,6 +342,45 @@ fn duplicate_ids_are_reported_across_files_in_file_order() {
 }
 
 #[test]
+fn a_top_layer_replaces_rules_by_id_and_adds_the_rest() {
+    let base = [RuleSource::new("global.yml", THRESHOLD)];
+    let top = [RuleSource::new(
+        "tenant/mine.yml",
+        format!(
+            "{}- id: canary\n  kind: canary\n  severity: high\n  events: {{kinds: [http]}}\n  signature: {{fields: [query], literals: [canary-7f3a]}}\n",
+            THRESHOLD.replace("count: 3", "count: 2")
+        ),
+    )];
+    let set = RuleSet::compile_layered(&base, &top).unwrap();
+    let ids: Vec<(&str, &str)> = set.rules().map(|r| (&*r.id, r.file.as_str())).collect();
+    assert_eq!(
+        ids,
+        [("fails", "tenant/mine.yml"), ("canary", "tenant/mine.yml")]
+    );
+    // The replacement counts to 2, not 3.
+    let mut state = set.new_state();
+    let fail = event(
+        "t",
+        0,
+        "auth",
+        &[("outcome", "failure"), ("src_ip", "192.0.2.1")],
+    );
+    assert!(eval(&set, &mut state, &fail).is_empty());
+    assert_eq!(eval(&set, &mut state, &fail).len(), 1);
+    // Errors of both layers come back together, base first.
+    let bad_top = [RuleSource::new("tenant/bad.yml", "- id: x\n- id: x\n")];
+    let bad_base = [RuleSource::new("global.yml", "- id: [")];
+    let err = RuleSet::compile_layered(&bad_base, &bad_top).unwrap_err();
+    assert!(err.0[0].file == "global.yml", "{err}");
+    assert!(
+        err.0
+            .iter()
+            .any(|e| e.file == "tenant/bad.yml" && e.line == Some(2)),
+        "{err}"
+    );
+}
+
+#[test]
 fn load_dir_adds_user_rules_in_name_order() {
     let dir = tempfile::tempdir().unwrap();
     let missing = RuleSet::load_dir(&dir.path().join("nope")).unwrap();

@@ -1,11 +1,13 @@
 //! The antibody service: the durable ingest pipeline and the HTTP API around the engine.
 //! [`Server::open`] recovers state from the data dir; [`Server::serve`] runs until shutdown.
 
+pub mod audit;
 pub mod auth;
 pub mod demo;
 mod durable_file;
 pub mod entities;
 pub mod error;
+pub mod layers;
 pub mod metrics;
 pub mod models;
 pub mod openapi;
@@ -17,7 +19,6 @@ pub mod state;
 use antibody_core::ingest::Limits;
 use antibody_core::Clock;
 use antibody_detect::EngineConfig;
-use antibody_rules::RuleSet;
 use antibody_store::{Role, Store, DEFAULT_TENANT};
 use axum::Router;
 use pipeline::{Pipeline, PipelineConfig, PipelineParts};
@@ -171,11 +172,24 @@ impl Server {
             cfg.admin_key.as_deref(),
             clock.now_ms(),
         )?;
-        let rules = Arc::new(RuleSet::load_dir(&cfg.data_dir.join("rules"))?);
-        tracing::info!(rules = rules.len(), "rules loaded");
-        let playbooks = Arc::new(load_playbooks(&cfg.data_dir.join("playbooks"))?);
-        tracing::info!(playbooks = playbooks.playbooks().len(), "playbooks loaded");
         cfg.responder.validate().map_err(ServerError::Config)?;
+        let responder_cfg = Arc::new(cfg.responder.clone());
+        let catalog = Arc::new(layers::Catalog::load(
+            &cfg.data_dir,
+            responder_cfg.clone(),
+            &store,
+        )?);
+        let rules = catalog.rule_book();
+        let playbooks = catalog.global_playbooks();
+        let (own_playbooks, own_policies) = catalog.tenant_layers();
+        tracing::info!(
+            rules = rules.global().len(),
+            playbooks = playbooks.playbooks().len(),
+            tenant_rules = rules.tenants().count(),
+            tenant_playbooks = own_playbooks.len(),
+            tenant_policies = own_policies.len(),
+            "rules, playbooks and tenant layers loaded"
+        );
         std::fs::create_dir_all(cfg.data_dir.join("snapshots")).map_err(|source| {
             ServerError::Io {
                 context: "creating the snapshots dir".into(),
@@ -190,12 +204,19 @@ impl Server {
                 .map_err(|e| ServerError::Config(e.to_string()))?
                 .with_investigator(cfg.investigator.clone(), runtime)
                 .map_err(|e| ServerError::Config(e.to_string()))?;
-        let responder = respond::load_responder(
+        let mut responder = respond::load_responder(
             &cfg.data_dir.join("snapshots").join("responder.snap"),
-            Arc::new(cfg.responder.clone()),
-            playbooks.clone(),
+            responder_cfg,
+            playbooks,
             &store,
         )?;
+        // Tenant layers are configuration, not responder state: set before any replay.
+        for (t, set) in own_playbooks {
+            responder.set_tenant_playbooks(t, Some(set));
+        }
+        for (t, policy) in own_policies {
+            responder.set_tenant_policy(t, Some(policy));
+        }
         let metrics = Arc::new(metrics::Metrics::default());
         let models = Arc::new(models::load_live(&store, &cfg.models)?);
         tracing::info!(models = models.bindings().len(), "models loaded");
@@ -205,7 +226,7 @@ impl Server {
             metrics: metrics.clone(),
             clock: clock.clone(),
             engine: Arc::new(cfg.engine.clone()),
-            rules: rules.clone(),
+            rules,
             responder,
             executors,
         };
@@ -219,7 +240,7 @@ impl Server {
             limits: Arc::new(cfg.limits.clone()),
             keys: Arc::new(auth::KeyCache::default()),
             shutdown: stop_rx,
-            catalog: Arc::new(state::Catalog::new(cfg.data_dir.clone(), rules, playbooks)),
+            catalog,
             ingest_permits: Arc::new(tokio::sync::Semaphore::new(
                 cfg.max_concurrent_ingest.max(1),
             )),

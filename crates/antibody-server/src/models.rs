@@ -367,18 +367,8 @@ pub async fn audit(
     subject: &str,
     detail: &str,
 ) {
-    let h = crate::respond::Human {
-        tenant: tenant.clone(),
-        actor: actor.to_owned(),
-        cmd: crate::respond::HumanCmd::Record {
-            kind: kind.to_owned(),
-            subject: subject.to_owned(),
-            detail: detail.to_owned(),
-        },
-    };
-    if !matches!(st.pipeline.human(h).await, Ok(Ok(_))) {
-        tracing::error!(%tenant, kind, subject, "a model registry change could not be audited");
-    }
+    let note = crate::audit::AuditNote::new(kind, subject, detail.to_owned());
+    crate::audit::record(&st.pipeline, tenant, actor, note).await;
 }
 
 /// Records an analyst's label on a model finding (features in the model's order) and, once

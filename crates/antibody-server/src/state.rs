@@ -21,7 +21,8 @@ pub struct AppState {
     pub shutdown: tokio::sync::watch::Receiver<bool>,
     /// Ingest bodies being read or parsed at once; more → 429 before any byte is read.
     pub ingest_permits: Arc<tokio::sync::Semaphore>,
-    pub catalog: Arc<Catalog>,
+    /// Rules, playbooks and policies in force, global and per tenant.
+    pub catalog: Arc<crate::layers::Catalog>,
     pub body_timeout: std::time::Duration,
     pub models: Arc<crate::models::ModelsState>,
 }
@@ -38,28 +39,5 @@ impl AppState {
             .await
             .map_err(|e| ApiError::Internal(e.to_string()))?
             .map_err(ApiError::from)
-    }
-}
-
-/// The rule and playbook sets in force, and the lock that serialises their replacement.
-pub struct Catalog {
-    pub data_dir: std::path::PathBuf,
-    pub rules: std::sync::RwLock<Arc<antibody_rules::RuleSet>>,
-    pub playbooks: std::sync::RwLock<Arc<antibody_respond::PlaybookSet>>,
-    pub write: tokio::sync::Mutex<()>,
-}
-
-impl Catalog {
-    pub fn new(
-        data_dir: std::path::PathBuf,
-        rules: Arc<antibody_rules::RuleSet>,
-        playbooks: Arc<antibody_respond::PlaybookSet>,
-    ) -> Self {
-        Self {
-            data_dir,
-            rules: std::sync::RwLock::new(rules),
-            playbooks: std::sync::RwLock::new(playbooks),
-            write: tokio::sync::Mutex::new(()),
-        }
     }
 }

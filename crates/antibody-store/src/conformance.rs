@@ -18,7 +18,8 @@ macro_rules! store_suite {
             findings_filters_and_order, findings_limit_and_cursor, findings_are_isolated,
             non_finite_numbers_are_refused, incidents_upsert_updates,
             incidents_filters_and_order, incidents_are_isolated, write_batch_is_atomic,
-            meta_kv, checkpoint_commits_with_batch);
+            meta_kv, checkpoint_commits_with_batch, tenant_delete_revokes_its_keys,
+            tenant_docs_are_versioned);
     };
     (@tests $open:expr; $($name:ident),* $(,)?) => {
         $(
@@ -131,6 +132,83 @@ pub(crate) fn tenant_name_conflict(s: &Store) {
         Err(StoreError::Conflict(_))
     ));
     assert_eq!(s.list_tenants().unwrap().len(), 2);
+}
+
+pub(crate) fn tenant_delete_revokes_its_keys(s: &Store) {
+    let (a, b) = two_tenants(s);
+    let key = s.create_key(&a, Role::Admin, false, NOW).unwrap();
+    let kept = s.create_key(&b, Role::Admin, false, NOW).unwrap();
+    assert!(s.delete_tenant(&a).unwrap());
+    assert!(!s.delete_tenant(&a).unwrap());
+    assert_eq!(s.get_tenant(&a).unwrap(), None);
+    assert!(s.authenticate(&key.secret).unwrap().is_none());
+    assert!(s.authenticate(&kept.secret).unwrap().is_some());
+    assert!(matches!(
+        s.delete_tenant(&TenantId::new(crate::DEFAULT_TENANT)),
+        Err(StoreError::Conflict(_))
+    ));
+}
+
+pub(crate) fn tenant_docs_are_versioned(s: &Store) {
+    use crate::{doc_sha256, DocFormat, DocKind, NewDoc};
+    let new = |name: &'static str, text: &'static str, ts: i64| NewDoc {
+        kind: DocKind::Playbooks,
+        name,
+        format: DocFormat::Yaml,
+        text,
+        actor: "k-1",
+        ts,
+        rollback_of: None,
+    };
+    let (a, b) = two_tenants(s);
+    assert_eq!(s.put_doc(&a, &new("bf", "one", 1)).unwrap().version, 1);
+    let v2 = s.put_doc(&a, &new("bf", "two", 2)).unwrap();
+    assert_eq!(
+        (v2.version, v2.sha256.as_str()),
+        (2, doc_sha256("two").as_str())
+    );
+    s.put_doc(&a, &new("web", "w", 3)).unwrap();
+    s.put_doc(&b, &new("bf", "theirs", 4)).unwrap();
+    let back = NewDoc {
+        rollback_of: Some(1),
+        ..new("bf", "one", 5)
+    };
+    assert_eq!(s.put_doc(&a, &back).unwrap().version, 3);
+
+    let newest = s.doc(&a, DocKind::Playbooks, "bf", None).unwrap().unwrap();
+    assert_eq!((newest.info.version, newest.text.as_str()), (3, "one"));
+    assert_eq!(newest.info.rollback_of, Some(1));
+    let second = s
+        .doc(&a, DocKind::Playbooks, "bf", Some(2))
+        .unwrap()
+        .unwrap();
+    assert_eq!(second.text, "two");
+    assert!(s
+        .doc(&a, DocKind::Playbooks, "bf", Some(9))
+        .unwrap()
+        .is_none());
+    assert!(s.doc(&a, DocKind::Rules, "bf", None).unwrap().is_none());
+    let versions: Vec<u32> = s
+        .doc_versions(&a, DocKind::Playbooks, "bf")
+        .unwrap()
+        .iter()
+        .map(|v| v.version)
+        .collect();
+    assert_eq!(versions, [1, 2, 3]);
+    let current: Vec<(String, String)> = s
+        .current_docs(&a, DocKind::Playbooks)
+        .unwrap()
+        .into_iter()
+        .map(|d| (d.name, d.text))
+        .collect();
+    assert_eq!(
+        current,
+        [("bf".into(), "one".into()), ("web".into(), "w".into())]
+    );
+    let mut both = vec![a, b];
+    both.sort();
+    assert_eq!(s.doc_tenants(DocKind::Playbooks).unwrap(), both);
+    assert!(s.doc_tenants(DocKind::Policy).unwrap().is_empty());
 }
 
 pub(crate) fn keys_crud_and_authenticate(s: &Store) {

@@ -8,6 +8,7 @@
 //! filters by it: another tenant's id reads as "not found".
 
 mod batch;
+mod docs;
 mod error;
 mod findings;
 mod incidents;
@@ -23,6 +24,7 @@ mod tenants;
 #[cfg(test)]
 mod conformance;
 
+pub use docs::{doc_sha256, Doc, DocFormat, DocKind, DocVersion, NewDoc};
 pub use error::StoreError;
 pub use findings::{newest_first, FindingCursor, FindingQuery, DEFAULT_LIMIT, MAX_LIMIT};
 pub use incidents::{IncidentQuery, IncidentResponse};

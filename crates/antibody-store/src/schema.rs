@@ -170,6 +170,22 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (tenant, incident)
     ) STRICT;
     ",
+    // 8: tenants' own playbooks, rules and response policy, every version kept (see docs.rs).
+    "
+    CREATE TABLE tenant_docs (
+        tenant      TEXT NOT NULL,
+        kind        TEXT NOT NULL,
+        name        TEXT NOT NULL,
+        version     INTEGER NOT NULL,
+        ts          INTEGER NOT NULL,
+        actor       TEXT NOT NULL,
+        format      TEXT NOT NULL,
+        sha256      TEXT NOT NULL,
+        rollback_of INTEGER,
+        body        TEXT NOT NULL,
+        PRIMARY KEY (tenant, kind, name, version)
+    ) STRICT;
+    ",
 ];
 
 /// The schema version this build writes.

@@ -60,6 +60,25 @@ impl Store {
         })
     }
 
+    /// Deletes a tenant and every key of it, so nobody can act for it any more. Its stored
+    /// records (findings, incidents, audit chain, documents) stay, for the record. `false`
+    /// when there is no such tenant; the default tenant cannot be deleted.
+    pub fn delete_tenant(&self, id: &TenantId) -> Result<bool, StoreError> {
+        if id.as_str() == DEFAULT_TENANT {
+            return Err(StoreError::Conflict(
+                "the default tenant holds the bootstrap key and cannot be deleted".to_owned(),
+            ));
+        }
+        self.write(|tx| {
+            tx.prepare_cached("DELETE FROM api_keys WHERE tenant = ?1")?
+                .execute([id.as_str()])?;
+            let n = tx
+                .prepare_cached("DELETE FROM tenants WHERE id = ?1")?
+                .execute([id.as_str()])?;
+            Ok(n > 0)
+        })
+    }
+
     /// All tenants, oldest first.
     pub fn list_tenants(&self) -> Result<Vec<Tenant>, StoreError> {
         self.read(|conn| {

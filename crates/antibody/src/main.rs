@@ -3,6 +3,7 @@
 mod bench;
 mod bench_respond;
 mod config;
+mod layers_cli;
 mod ml;
 mod models_cli;
 mod replay;
@@ -55,6 +56,12 @@ enum Command {
     Gen(ml::GenArgs),
     /// The model registry of a running server: list, upload, promote, roll back, review queue.
     Models(models_cli::ModelsArgs),
+    /// The key's tenant's playbooks on a running server: in force, get, put, versions, rollback.
+    Playbooks(layers_cli::DocsArgs),
+    /// The key's tenant's rules on a running server: in force, get, put, versions, rollback.
+    Rules(layers_cli::DocsArgs),
+    /// The key's tenant's response policy on a running server: get, put, versions, rollback.
+    Policy(layers_cli::PolicyArgs),
 }
 
 #[derive(Args)]
@@ -131,6 +138,9 @@ fn main() -> Result<()> {
         Command::Explain(args) => ml::explain(args),
         Command::Gen(args) => ml::gen(args),
         Command::Models(args) => models_cli::run(args),
+        Command::Playbooks(args) => layers_cli::run_docs("playbooks", args),
+        Command::Rules(args) => layers_cli::run_docs("rules", args),
+        Command::Policy(args) => layers_cli::run_policy(args),
         Command::Tenants(TenantsCmd::Create { name, dir }) => {
             let store = open_store(&dir.data_dir)?;
             let now = SystemClock.now_ms();

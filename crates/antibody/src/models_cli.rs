@@ -34,8 +34,9 @@ pub struct ModelsArgs {
     cmd: ModelsCmd,
 }
 
+/// Where the server is and which key to use; shared with `antibody playbooks|rules|policy`.
 #[derive(clap::Args)]
-struct ServerArgs {
+pub(crate) struct ServerArgs {
     /// Base URL of the antibody server (plain HTTP).
     #[arg(
         long,
@@ -46,8 +47,8 @@ struct ServerArgs {
     )]
     url: String,
 
-    /// API key: `analyst` reads (list, review), `admin` changes (upload, promote, rollback).
-    /// Falls back to `ANTIBODY_ADMIN_KEY`, then to `<data-dir>/admin.key`.
+    /// API key (it picks the tenant): `analyst` reads, `admin` changes. Falls back to
+    /// `ANTIBODY_ADMIN_KEY`, then to `<data-dir>/admin.key`.
     #[arg(
         long,
         env = "ANTIBODY_KEY",
@@ -179,7 +180,12 @@ struct UploadArgs {
 /// Runs one command. A failure (a refusal by the server above all) is an answer, not a bug:
 /// it is printed as one plain line, without the backtrace `main` would add, and exits 1.
 pub fn run(args: ModelsArgs) -> Result<()> {
-    if let Err(e) = execute(args) {
+    answer(execute(args))
+}
+
+/// A command's failure is printed as one plain line and exits 1 (see [`run`]).
+pub(crate) fn answer(result: Result<()>) -> Result<()> {
+    if let Err(e) = result {
         let _ = std::io::stdout().flush();
         eprintln!("error: {e:#}");
         std::process::exit(1);
@@ -429,12 +435,12 @@ fn render_review(items: &[Value]) -> String {
     table(&header, &rows)
 }
 
-fn text(v: &Value) -> String {
+pub(crate) fn text(v: &Value) -> String {
     v.as_str().unwrap_or("-").to_owned()
 }
 
 /// Left-aligned columns two spaces apart, padded to the widest cell.
-fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+pub(crate) fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
@@ -455,7 +461,7 @@ fn table(header: &[&str], rows: &[Vec<String>]) -> String {
 }
 
 /// Percent-encodes one path segment (ids are typed by people).
-fn encode_segment(s: &str) -> String {
+pub(crate) fn encode_segment(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
@@ -483,7 +489,7 @@ fn error_message(body: &[u8]) -> String {
 }
 
 /// One server, one key; each call is a fresh connection (a command makes one request).
-struct Client {
+pub(crate) struct Client {
     /// `host:port` to connect to.
     addr: String,
     /// The `Host` header.
@@ -494,13 +500,13 @@ struct Client {
 }
 
 impl Client {
-    fn new(server: &ServerArgs) -> Result<Self> {
+    pub(crate) fn new(server: &ServerArgs) -> Result<Self> {
         let uri: Uri = server
             .url
             .parse()
             .with_context(|| format!("invalid --url {:?}", server.url))?;
         if uri.scheme_str() != Some("http") {
-            bail!("--url must start with http:// (antibody models speaks plain HTTP/1.1)");
+            bail!("--url must start with http:// (the CLI speaks plain HTTP/1.1)");
         }
         let authority = uri.authority().context("--url has no host")?;
         Ok(Self {
@@ -518,15 +524,28 @@ impl Client {
         })
     }
 
-    /// Sends one request; a 2xx answer's JSON, or the server's refusal as the error.
-    fn call(&self, method: Method, path: &str, body: Option<String>) -> Result<Value> {
+    /// Sends one request (a JSON body, if any); a 2xx answer's JSON, or the server's
+    /// refusal as the error.
+    pub(crate) fn call(&self, method: Method, path: &str, body: Option<String>) -> Result<Value> {
+        self.call_as(method, path, body, "application/json")
+    }
+
+    /// [`Client::call`] with a body of another `content_type` (YAML, TOML).
+    pub(crate) fn call_as(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<String>,
+        content_type: &str,
+    ) -> Result<Value> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
         let what = format!("{method} {path}");
         let (status, bytes) = runtime
             .block_on(async {
-                tokio::time::timeout(REQUEST_TIMEOUT, self.send(method, path, body)).await
+                let sent = self.send(method, path, body, content_type);
+                tokio::time::timeout(REQUEST_TIMEOUT, sent).await
             })
             .map_err(|_| anyhow::anyhow!("{what}: no answer within {REQUEST_TIMEOUT:?}"))??;
         if !status.is_success() {
@@ -541,6 +560,7 @@ impl Client {
         method: Method,
         path: &str,
         body: Option<String>,
+        content_type: &str,
     ) -> Result<(StatusCode, Bytes)> {
         let tcp = tokio::net::TcpStream::connect(&self.addr)
             .await
@@ -558,7 +578,7 @@ impl Client {
             .header(AUTHORIZATION, self.bearer.as_str())
             .header(ACCEPT, "application/json");
         if body.is_some() {
-            req = req.header(CONTENT_TYPE, "application/json");
+            req = req.header(CONTENT_TYPE, content_type);
         }
         let req = req.body(Full::new(Bytes::from(body.unwrap_or_default())))?;
         let resp = sender

@@ -358,8 +358,9 @@ fn a_pending_approval_survives_a_restart() {
     );
 }
 
-/// Rules and playbooks are listed, and replaced through the API without a restart: a bad
-/// file is refused with every error and changes nothing; a good one takes effect at once.
+/// The global rules and playbooks (`?scope=global`) are listed, and replaced through the API
+/// without a restart: a bad file is refused with every error and changes nothing; a good
+/// one takes effect at once. (Tenants' own layers: tests/tenant.rs.)
 #[test]
 fn rules_and_playbooks_are_replaced_live() {
     let s = TestServer::start();
@@ -382,11 +383,18 @@ fn rules_and_playbooks_are_replaced_live() {
         )
     };
 
-    let bad = put("/v1/rules/custom", ADMIN_KEY, "- id: Bad Id\n  kind: x\n");
+    let bad = put(
+        "/v1/rules/custom?scope=global",
+        ADMIN_KEY,
+        "- id: Bad Id\n  kind: x\n",
+    );
     assert_eq!(bad.status, 400, "{}", bad.text());
     assert_eq!(bad.error_code(), "invalid_yaml");
     assert!(bad.text().contains("custom.yml"), "{}", bad.text());
-    assert_eq!(put("/v1/rules/..%2Fescape", ADMIN_KEY, "[]").status, 400);
+    assert_eq!(
+        put("/v1/rules/..%2Fescape?scope=global", ADMIN_KEY, "[]").status,
+        400
+    );
 
     // Tenant admins cannot change what every tenant shares.
     let other = s
@@ -396,9 +404,12 @@ fn rules_and_playbooks_are_replaced_live() {
         .unwrap()
         .to_owned();
     let rule = "- id: canary-token\n  kind: canary\n  severity: high\n  events: {kinds: [http]}\n  signature:\n    fields: [query]\n    literals: [canary-7f3a]\n";
-    assert_eq!(put("/v1/rules/custom", &other, rule).status, 403);
+    assert_eq!(
+        put("/v1/rules/custom?scope=global", &other, rule).status,
+        403
+    );
 
-    let ok = put("/v1/rules/custom", ADMIN_KEY, rule);
+    let ok = put("/v1/rules/custom?scope=global", ADMIN_KEY, rule);
     assert_eq!(ok.status, 200, "{}", ok.text());
     assert_eq!(
         s.get("/v1/rules", ADMIN_KEY).json()["items"]
@@ -419,7 +430,7 @@ fn rules_and_playbooks_are_replaced_live() {
     assert!(s.dir.join("rules/custom.yml").exists());
 
     let pb = "- id: canary-notify\n  description: Tell someone\n  trigger:\n    kinds: [canary]\n  mode: notify\n  steps:\n    - action: notify\n      target: security\n";
-    let ok = put("/v1/playbooks/canary", ADMIN_KEY, pb);
+    let ok = put("/v1/playbooks/canary?scope=global", ADMIN_KEY, pb);
     assert_eq!(ok.status, 200, "{}", ok.text());
     let ids: Vec<String> = s.get("/v1/playbooks", ADMIN_KEY).json()["items"]
         .as_array()

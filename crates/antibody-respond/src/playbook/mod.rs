@@ -87,8 +87,9 @@ pub struct Trigger {
     pub entities: Selector,
 }
 
-/// Entities and addresses a playbook never acts on.
-#[derive(Clone, Debug, Default, PartialEq)]
+/// Entities and addresses a playbook (or a tenant's policy) never acts on.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct AllowList {
     /// Entity or target globs.
     pub entities: Vec<String>,

@@ -87,7 +87,7 @@ impl Responder {
             .st
             .assets
             .get(&(key.0.clone(), rec.case.entity.clone()));
-        let pbs = Arc::clone(&self.playbooks);
+        let pbs = Arc::clone(self.playbooks_for(&key.0));
         rec.diagnosis.iter().find_map(|h| {
             let cause = Cause::parse(&h.cause)?;
             let (pb, rule) = pbs.playbooks().iter().find_map(|pb| {

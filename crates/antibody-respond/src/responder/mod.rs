@@ -30,6 +30,7 @@ mod human;
 mod plan;
 mod propose;
 pub(crate) mod snapshot;
+mod tenant;
 mod tick;
 
 use crate::action::{Action, ActionKind, ActionStatus};
@@ -193,7 +194,9 @@ pub struct BlockEntry {
 
 pub struct Responder {
     cfg: Arc<ResponderConfig>,
+    /// The global playbooks; a tenant may have its own set ([`Responder::playbooks_for`]).
     playbooks: Arc<PlaybookSet>,
+    layers: tenant::Layers,
     st: State,
 }
 
@@ -214,7 +217,12 @@ impl Responder {
             guard: BlastGuard::default(),
             last_prune: 0,
         };
-        Self { cfg, playbooks, st }
+        Self {
+            cfg,
+            playbooks,
+            layers: tenant::Layers::default(),
+            st,
+        }
     }
 
     /// Swaps the playbook set (after `PUT /v1/playbooks`); running ladders whose playbook
@@ -429,7 +437,7 @@ impl Responder {
         self.mark_anomalous(&ekey, &key, now, &mut out);
         let decisive = self.st.cases.get(&key).is_some_and(|r| {
             r.case.has_rule_finding
-                || r.case.max_sigma >= self.cfg.policy(key.0.as_str()).skip_sigma
+                || r.case.max_sigma >= self.layers.policy(&self.cfg, &key.0).skip_sigma
         });
         let planned = self.st.cases.get(&key).is_some_and(|r| r.plan.is_some());
         if planned {
@@ -671,7 +679,7 @@ impl Responder {
         now: TimestampMs,
         out: &mut Vec<Decision>,
     ) -> bool {
-        let drain_ms = self.cfg.policy(ekey.0.as_str()).drain_ms;
+        let drain_ms = self.layers.policy(&self.cfg, &ekey.0).drain_ms;
         let e = self
             .st
             .entities

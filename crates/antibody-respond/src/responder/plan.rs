@@ -39,7 +39,7 @@ impl Responder {
                 return;
             }
         }
-        let pbs = Arc::clone(&self.playbooks);
+        let pbs = Arc::clone(self.playbooks_for(&key.0));
         let asset = self.st.assets.get(&ekey);
         // Kinds a fleet incident explains are not this entity's problem.
         let group = asset.and_then(|a| a.group.as_deref());
@@ -80,7 +80,7 @@ impl Responder {
         now: TimestampMs,
         out: &mut Vec<Decision>,
     ) {
-        let pbs = Arc::clone(&self.playbooks);
+        let pbs = Arc::clone(self.playbooks_for(&key.0));
         let (Some(pb), Some(entity)) = (
             pbs.get(pb_id),
             self.st.cases.get(key).map(|r| r.case.entity.clone()),
@@ -171,7 +171,7 @@ impl Responder {
         let Some(plan) = rec.plan.as_ref().filter(|p| p.state == PlanState::Running) else {
             return 0;
         };
-        let pbs = Arc::clone(&self.playbooks);
+        let pbs = Arc::clone(self.playbooks_for(&key.0));
         let range = pbs.get(&plan.playbook).and_then(|pb| {
             plan.order
                 .get(plan.pos)
@@ -242,7 +242,12 @@ impl Responder {
                 }
             }
         }
-        if pb.mode == Mode::DryRun {
+        if self
+            .layers
+            .policy(&self.cfg, &key.0)
+            .mode_for(&pb.id, pb.mode)
+            == Mode::DryRun
+        {
             plan.state = PlanState::Done;
         }
         created
@@ -265,20 +270,20 @@ impl Responder {
         if self.st.actions.contains_key(&id) || already_skipped {
             return Made::Exists;
         }
-        let refusal = match pb.allow.covering(&target) {
-            Some(entry) => Some(format!("allow-listed by `{entry}` in playbook `{}`", pb.id)),
-            None => step.action.validate_target(&target).err(),
+        let policy = self.layers.policy(&self.cfg, &key.0).clone();
+        let refusal = match (pb.allow.covering(&target), policy.allow.covering(&target)) {
+            (Some(entry), _) => Some(format!("allow-listed by `{entry}` in playbook `{}`", pb.id)),
+            (None, Some(entry)) => Some(format!("allow-listed by `{entry}` in the tenant policy")),
+            (None, None) => step.action.validate_target(&target).err(),
         };
         if let Some(reason) = refusal {
             out.push(skip(key, rec, pb, step.action, &target, reason));
             return Made::Skipped(id);
         }
-        let cfg = Arc::clone(&self.cfg);
-        let policy = cfg.policy(key.0.as_str());
         let okey = (key.0.clone(), step.action, target.clone());
         let offence = self.st.offences.get(&okey).map_or(0, |o| o.0);
         let ttl_ms = step.ttl_ms(offence);
-        let (status, reason) = self.decide_status(pb, step.action, rec, policy, &key.0, now);
+        let (status, reason) = self.decide_status(pb, step.action, rec, &policy, &key.0, now);
         if status != ActionStatus::DryRun {
             let o = self.st.offences.entry(okey).or_insert((0, now));
             *o = (o.0.saturating_add(1), now);
@@ -347,15 +352,30 @@ impl Responder {
         tenant: &TenantId,
         now: TimestampMs,
     ) -> (ActionStatus, String) {
+        let mode = policy.mode_for(&pb.id, pb.mode);
+        // A mode the tenant's policy forced says so in the reason shown with the action.
+        let forced = if mode == pb.mode {
+            String::new()
+        } else {
+            format!(
+                " (the tenant policy sets mode {} for `{}`)",
+                mode.as_str(),
+                pb.id
+            )
+        };
         // The σ and risk thresholds hold back automatic enforcement; telling people is what a
         // person would be waiting on, so a notify step is not held by them.
         let enforces = kind != ActionKind::Notify;
-        match pb.mode {
-            Mode::DryRun => (ActionStatus::DryRun, "dry run: recorded, never executed".into()),
-            Mode::Notify => (ActionStatus::Proposed, "mode notify: proposed to people, not run".into()),
-            Mode::Approval => (
+        match mode {
+            Mode::DryRun => (ActionStatus::DryRun, format!("dry run: recorded, never executed{forced}")),
+            Mode::Notify => (ActionStatus::Proposed, format!("mode notify: proposed to people, not run{forced}")),
+            Mode::Approval if forced.is_empty() => (
                 ActionStatus::PendingApproval,
                 format!("playbook `{}` requires approval", pb.id),
+            ),
+            Mode::Approval => (
+                ActionStatus::PendingApproval,
+                format!("approval required{forced}"),
             ),
             Mode::Auto if enforces && rec.case.max_sigma >= policy.approval_sigma => (
                 ActionStatus::PendingApproval,
@@ -371,7 +391,12 @@ impl Responder {
                     rec.assessment.risk, policy.approval_risk
                 ),
             ),
-            Mode::Auto => match self.st.guard.check(&self.cfg.guard, tenant, kind, now) {
+            Mode::Auto => match self.st.guard.check(
+                policy.guard.as_ref().unwrap_or(&self.cfg.guard),
+                tenant,
+                kind,
+                now,
+            ) {
                 Ok(()) => {
                     self.st.guard.record(tenant, kind, now);
                     (ActionStatus::Approved, "automatic within policy".into())
@@ -395,7 +420,7 @@ impl Responder {
         let Some(plan) = rec.plan.as_ref().filter(|p| p.directed) else {
             return;
         };
-        let policy = self.cfg.policy(key.0.as_str());
+        let policy = self.layers.policy(&self.cfg, &key.0);
         let severe = rec.case.max_sigma >= policy.approval_sigma
             || rec.assessment.risk >= policy.approval_risk;
         let statuses: Vec<(ActionKind, ActionStatus)> = plan

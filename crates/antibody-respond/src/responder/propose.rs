@@ -9,7 +9,7 @@ use crate::action::{Action, ActionKind, ActionStatus, Mode, Why};
 use crate::cidr::target_ip;
 use crate::decision::{Decision, ENGINE};
 use crate::investigate::{proposal_text, Brief, PlannedAction, Proposal, INVESTIGATOR};
-use crate::playbook::{AllowList, OnFailure};
+use crate::playbook::OnFailure;
 use antibody_core::{TenantId, TimestampMs};
 use std::collections::BTreeMap;
 
@@ -53,8 +53,8 @@ impl Responder {
                 }
             }
         }
-        let mut allow = AllowList::default();
-        for pb in self.playbooks.playbooks() {
+        let mut allow = self.policy_for(tenant).allow.clone();
+        for pb in self.playbooks_for(tenant).playbooks() {
             allow.extend(&pb.allow);
         }
         Some(Brief {
@@ -95,7 +95,7 @@ impl Responder {
             return out;
         };
         let (entity, assessment, cause) = (rec.case.entity.clone(), rec.assessment, rec.cause);
-        let policy = self.cfg.policy(tenant.as_str()).clone();
+        let policy = self.policy_for(tenant).clone();
         for p in proposals {
             let id = proposal_id(tenant, incident, p.kind, &p.target);
             if self.st.actions.contains_key(&id) {

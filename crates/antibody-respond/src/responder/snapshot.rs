@@ -197,7 +197,12 @@ impl Responder {
             .state
             .ok_or(SnapshotError::Missing(Section::State.name()))?;
         let st: State = decode(Section::State, state)?;
-        let mut r = Self { cfg, playbooks, st };
+        let mut r = Self {
+            cfg,
+            playbooks,
+            layers: super::tenant::Layers::default(),
+            st,
+        };
         if let Some(bytes) = sections.fallback {
             r.restore_fallbacks(decode(Section::Fallback, bytes)?);
         }

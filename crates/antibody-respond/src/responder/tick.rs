@@ -34,7 +34,7 @@ impl Responder {
     fn tick_entities(&mut self, now: TimestampMs, out: &mut Vec<Decision>) {
         let keys: Vec<Key> = self.st.entities.keys().cloned().collect();
         for ekey in keys {
-            let policy = self.cfg.policy(ekey.0.as_str());
+            let policy = self.layers.policy(&self.cfg, &ekey.0);
             let (suspect_ticks, state) =
                 (policy.suspect_ticks, self.entity_state(&ekey.0, &ekey.1));
             let Some(e) = self.st.entities.get_mut(&ekey) else {
@@ -107,7 +107,7 @@ impl Responder {
                 }
                 continue;
             }
-            let policy = self.cfg.policy(r.tenant.as_str());
+            let policy = self.layers.policy(&self.cfg, &r.tenant);
             match policy.on_approval_timeout {
                 OnTimeout::Escalate => {
                     if let Some(a) = r.approval.as_mut() {
@@ -284,7 +284,7 @@ impl Responder {
         let ekey = (case.0.clone(), rec.case.entity.clone());
         if plan.directed {
             if !contain {
-                let n = self.cfg.policy(case.0.as_str()).probation_samples;
+                let n = self.layers.policy(&self.cfg, &case.0).probation_samples;
                 let reason = format!(
                     "{} succeeded; watching {n} samples",
                     plan.order[plan.pos].kind
@@ -311,7 +311,7 @@ impl Responder {
     ) -> Vec<Decision> {
         let mut out = Vec::new();
         let ekey = (tenant.clone(), entity.to_owned());
-        let needed = self.cfg.policy(tenant.as_str()).probation_samples;
+        let needed = self.layers.policy(&self.cfg, tenant).probation_samples;
         let case = self.driving_case(&ekey);
         let Some(e) = self
             .st

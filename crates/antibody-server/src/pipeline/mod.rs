@@ -25,9 +25,9 @@ mod worker;
 
 use crate::metrics::Metrics;
 use antibody_core::{Clock, Event, TenantId};
+use antibody_detect::RuleBook;
 use antibody_detect::{partition_of, EngineConfig, EntityView, ModelSet, ModelStats, Partition};
 use antibody_log::{LogOptions, SegmentLog};
-use antibody_rules::RuleSet;
 use antibody_store::Store;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -128,8 +128,8 @@ pub(crate) enum Work {
     Checkpoint {
         next_offset: u64,
     },
-    /// A new rule set (after `PUT /v1/rules/{name}`).
-    Rules(Arc<RuleSet>),
+    /// New rule sets, global and tenants' own (after `PUT /v1/rules/{name}`).
+    Rules(RuleBook),
     /// A new set of bound models (after a registry change).
     Models(Arc<ModelSet>),
     ModelStats(oneshot::Sender<BTreeMap<(TenantId, String), ModelStats>>),
@@ -220,7 +220,8 @@ pub struct PipelineParts {
     pub metrics: Arc<Metrics>,
     pub clock: Arc<dyn Clock>,
     pub engine: Arc<EngineConfig>,
-    pub rules: Arc<RuleSet>,
+    /// Bound before the log tail is replayed, like models: tenants' own rules included.
+    pub rules: RuleBook,
     /// Bound before the log tail is replayed, so replayed events are scored as before.
     pub models: Arc<ModelSet>,
     pub responder: antibody_respond::Responder,
@@ -467,8 +468,8 @@ impl Pipeline {
         }
     }
 
-    /// Hands a new rule set to every partition (in order with their other work).
-    pub fn set_rules(&self, rules: Arc<RuleSet>) {
+    /// Hands new rule sets to every partition (in order with their other work).
+    pub fn set_rules(&self, rules: RuleBook) {
         for w in &self.workers {
             let _ = w.send(Work::Rules(rules.clone()));
         }
@@ -505,6 +506,26 @@ impl Pipeline {
         let _ = self
             .respond
             .send(crate::respond::RespondMsg::Playbooks(playbooks));
+    }
+
+    /// Gives a tenant its own playbook set (or takes it away) in the response engine.
+    pub fn set_tenant_playbooks(
+        &self,
+        tenant: TenantId,
+        set: Option<Arc<antibody_respond::PlaybookSet>>,
+    ) {
+        let msg = crate::respond::RespondMsg::TenantPlaybooks(tenant, set);
+        let _ = self.respond.send(msg);
+    }
+
+    /// Gives a tenant its own response policy (or takes it away) in the response engine.
+    pub fn set_tenant_policy(
+        &self,
+        tenant: TenantId,
+        policy: Option<Arc<antibody_respond::TenantPolicy>>,
+    ) {
+        let msg = crate::respond::RespondMsg::TenantPolicy(tenant, policy);
+        let _ = self.respond.send(msg);
     }
 
     /// True when the ingest queue is at its limit (new requests get 429 unread).

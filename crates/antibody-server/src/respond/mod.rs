@@ -87,11 +87,13 @@ pub enum HumanCmd {
         kinds: Vec<String>,
         root_cause: String,
     },
-    /// A change made elsewhere (e.g. the model registry), appended to the audit chain.
+    /// A change made elsewhere (the model registry, keys and tenants, tenant documents),
+    /// appended to the audit chain; `data` holds its details (before/after, version, …).
     Record {
         kind: String,
         subject: String,
         detail: String,
+        data: BTreeMap<String, String>,
     },
     PutAssets(Vec<Asset>),
 }
@@ -151,6 +153,10 @@ pub(crate) enum RespondMsg {
     Investigated(investigate::Answer),
     Checkpoint,
     Playbooks(Arc<antibody_respond::PlaybookSet>),
+    /// A tenant's own playbook set (`None`: back to the global one).
+    TenantPlaybooks(TenantId, Option<Arc<antibody_respond::PlaybookSet>>),
+    /// A tenant's own response policy (`None`: back to the configured one).
+    TenantPolicy(TenantId, Option<Arc<antibody_respond::TenantPolicy>>),
     Stop,
 }
 
@@ -368,6 +374,8 @@ impl RespondStage {
                 RespondMsg::Investigated(answer) => self.on_answer(answer, now),
                 RespondMsg::Checkpoint => self.snapshot(),
                 RespondMsg::Playbooks(p) => self.responder.set_playbooks(p),
+                RespondMsg::TenantPlaybooks(t, p) => self.responder.set_tenant_playbooks(t, p),
+                RespondMsg::TenantPolicy(t, p) => self.responder.set_tenant_policy(t, p),
                 RespondMsg::Stop => break,
             }
         }
@@ -425,6 +433,7 @@ impl RespondStage {
                 kind,
                 subject,
                 detail,
+                data,
             } => {
                 let record = antibody_respond::AuditRecord {
                     ts: now,
@@ -433,7 +442,7 @@ impl RespondStage {
                     kind,
                     subject,
                     detail,
-                    data: BTreeMap::new(),
+                    data,
                 };
                 let entry = self.chains.entry(t.clone()).or_default().append(record);
                 self.store_retrying(|s| s.append_audit(std::slice::from_ref(&entry)));

@@ -1,6 +1,8 @@
-//! Tenants and keys (API.md "Admin").
+//! Tenants and keys (API.md "Admin"). Every creation and deletion is audited in the
+//! acting key's tenant chain.
 
 use super::bad_path;
+use crate::audit::{record, AuditNote};
 use crate::auth::Auth;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -49,12 +51,55 @@ pub async fn create_tenant(
             Ok(created)
         })
         .await?;
+    let note = AuditNote::new(
+        "tenant_create",
+        tenant.id.as_str(),
+        format!(
+            "tenant `{}` created with admin key {}",
+            tenant.name, key.info.id
+        ),
+    )
+    .with("name", tenant.name.clone())
+    .with("admin_key", key.info.id.clone());
+    record(&st.pipeline, &auth.0.tenant, &auth.0.id, note).await;
     Ok((
         StatusCode::CREATED,
         Json(
             json!({"id": tenant.id, "name": tenant.name, "admin_key": key.secret, "admin_key_id": key.info.id}),
         ),
     ))
+}
+
+/// Deletes a tenant and revokes its keys; its records stay (the audit chain above all).
+pub async fn delete_tenant(
+    State(st): State<AppState>,
+    auth: Auth,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<StatusCode, ApiError> {
+    super::require_bootstrap(&auth, "manage tenants")?;
+    let Path(id) = id.map_err(bad_path)?;
+    let tenant = antibody_core::TenantId::new(&id);
+    let t = tenant.clone();
+    let deleted = st
+        .db(move |s| {
+            let keys = s.list_keys(&t)?.len();
+            let deleted = s.delete_tenant(&t)?;
+            s.make_durable()?;
+            Ok(deleted.then_some(keys))
+        })
+        .await?;
+    let Some(keys) = deleted else {
+        return Err(ApiError::NotFound(format!("tenant `{id}`")));
+    };
+    st.keys.clear();
+    let note = AuditNote::new(
+        "tenant_delete",
+        &id,
+        format!("tenant {id} deleted; {keys} keys revoked"),
+    )
+    .with("keys_revoked", keys.to_string());
+    record(&st.pipeline, &auth.0.tenant, &auth.0.id, note).await;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 pub async fn list_tenants(State(st): State<AppState>, auth: Auth) -> Result<Json<Value>, ApiError> {
@@ -91,6 +136,13 @@ pub async fn create_key(
             Ok(key)
         })
         .await?;
+    let note = AuditNote::new(
+        "key_create",
+        &key.info.id,
+        format!("{} key {} created", role.as_str(), key.info.id),
+    )
+    .with("role", role.as_str());
+    record(&st.pipeline, &auth.0.tenant, &auth.0.id, note).await;
     Ok((
         StatusCode::CREATED,
         Json(
@@ -115,16 +167,25 @@ pub async fn delete_key(
     let Path(id) = id.map_err(bad_path)?;
     let tenant = auth.0.tenant.clone();
     let key = id.clone();
+    // The role is read first, for the audit record.
     let deleted = st
         .db(move |s| {
+            let role = s
+                .list_keys(&tenant)?
+                .into_iter()
+                .find(|k| k.id == key)
+                .map(|k| k.role);
             let deleted = s.delete_key(&tenant, &key)?;
             s.make_durable()?;
-            Ok(deleted)
+            Ok(role.filter(|_| deleted))
         })
         .await?;
-    if !deleted {
+    let Some(role) = deleted else {
         return Err(ApiError::NotFound(format!("key `{id}`")));
-    }
+    };
     st.keys.clear();
+    let note = AuditNote::new("key_delete", &id, format!("{role} key {id} deleted"))
+        .with("role", role.as_str());
+    record(&st.pipeline, &auth.0.tenant, &auth.0.id, note).await;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -1,124 +1,159 @@
-//! `GET/PUT /v1/rules` and `/v1/playbooks`: read the sets in force, and replace one YAML
-//! file of `<data-dir>/rules/` or `<data-dir>/playbooks/`. A new file is validated together
-//! with everything else (every error reported, nothing written on error), written
-//! atomically, and takes effect without a restart. Rules and playbooks are shared by every
-//! tenant, so replacing them takes the bootstrap admin.
+//! Playbooks, rules and the response policy (API.md "Tenant layers"), for the key's tenant:
+//! what is in force (the tenant's own documents over the global layer), its documents, their
+//! versions and diffs, changes and rollbacks. `?scope=global` addresses the global layer
+//! instead: readable by any analyst, replaced only by the bootstrap admin (the files of
+//! `<data-dir>/rules/` and `<data-dir>/playbooks/`). The work is in [`crate::layers`].
 
-use super::bad_path;
+use super::{bad_path, bad_query};
 use crate::auth::Auth;
 use crate::error::ApiError;
+use crate::layers::{self, Layer, LayerError, Put, Stored};
 use crate::state::AppState;
-use antibody_respond::{PlaybookSet, PlaybookSource};
-use antibody_rules::{RuleSet, RuleSource};
-use antibody_store::Role;
+use antibody_store::{DocFormat, DocKind, Role};
 use axum::body::Body;
-use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, State};
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
 use axum::Json;
+use serde::Deserialize;
 use serde_json::{json, Value};
-use std::sync::Arc;
 
-const MAX_FILE: usize = 1 << 20;
+/// A document kind addressed by a route (`/v1/playbooks/…`, `/v1/rules/…`).
+pub trait Kind: Send + Sync + 'static {
+    const KIND: DocKind;
+}
 
-/// `name` becomes `<name>.yml`: letters, digits, `-` and `_` only, so it cannot leave the dir.
-fn file_name(name: &str) -> Result<String, ApiError> {
-    let ok = (1..=64).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    if ok {
-        Ok(format!("{name}.yml"))
-    } else {
-        Err(ApiError::BadRequest(
-            "the file name must be 1–64 characters of letters, digits, `-` and `_`".into(),
-        ))
+pub struct Playbooks;
+impl Kind for Playbooks {
+    const KIND: DocKind = DocKind::Playbooks;
+}
+
+pub struct Rules;
+impl Kind for Rules {
+    const KIND: DocKind = DocKind::Rules;
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scope {
+    #[default]
+    Tenant,
+    Global,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ScopeQuery {
+    #[serde(default)]
+    scope: Scope,
+}
+
+impl ScopeQuery {
+    fn layer(&self) -> Layer {
+        match self.scope {
+            Scope::Tenant => Layer::Tenant,
+            Scope::Global => Layer::Global,
+        }
     }
 }
 
-fn invalid(errors: impl std::fmt::Display) -> ApiError {
-    ApiError::Invalid {
-        code: "invalid_yaml",
-        status: 400,
-        message: errors.to_string(),
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiffQuery {
+    /// The version to compare with (default: the one before).
+    diff: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RollbackReq {
+    version: u32,
+}
+
+fn api(e: LayerError) -> ApiError {
+    match e {
+        LayerError::Invalid { code, errors } => ApiError::Invalid {
+            code,
+            status: 400,
+            message: errors,
+        },
+        LayerError::BadRequest(m) => ApiError::BadRequest(m),
+        LayerError::NotFound(m) => ApiError::NotFound(m),
+        LayerError::Store(e) => ApiError::from(e),
+        LayerError::Io(m) => ApiError::Internal(m),
     }
 }
 
-/// The files of `dir` with `name` replaced by (or extended with) `text`.
-fn sources_with(
-    dir: &std::path::Path,
-    name: &str,
-    text: &str,
-) -> Result<Vec<(String, String)>, ApiError> {
-    let mut out: Vec<(String, String)> = crate::yaml_files(dir)
+/// Runs a catalog call (store and compile work) off the async workers.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, LayerError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
         .map_err(|e| ApiError::Internal(e.to_string()))?
-        .into_iter()
-        .filter(|(p, _)| p.file_name().and_then(|f| f.to_str()) != Some(name))
-        .map(|(p, t)| (p.display().to_string(), t))
-        .collect();
-    out.push((dir.join(name).display().to_string(), text.to_owned()));
-    Ok(out)
+        .map_err(api)
 }
 
-fn write_atomically(dir: &std::path::Path, name: &str, text: &str) -> Result<(), ApiError> {
-    use std::io::Write;
-    let io = |e: std::io::Error| ApiError::Internal(format!("writing {name}: {e}"));
-    std::fs::create_dir_all(dir).map_err(io)?;
-    let tmp = dir.join(format!(".{name}.tmp"));
-    let mut f = std::fs::File::create(&tmp).map_err(io)?;
-    f.write_all(text.as_bytes())
-        .and_then(|()| f.sync_all())
-        .map_err(io)?;
-    std::fs::rename(&tmp, dir.join(name)).map_err(io)?;
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io)
+/// Appends the change to the caller's tenant chain and shapes the answer.
+async fn stored(st: &AppState, auth: &Auth, s: Stored, in_force: usize) -> Json<Value> {
+    let mut out = json!({"name": s.name, "in_force": in_force});
+    match &s.version {
+        Some(v) => {
+            out["layer"] = json!("tenant");
+            out["version"] = json!(v.version);
+            out["ts"] = json!(v.ts);
+            out["actor"] = json!(v.actor);
+            out["sha256"] = json!(v.sha256);
+            out["rollback_of"] = json!(v.rollback_of);
+        }
+        None => {
+            out["layer"] = json!("global");
+            out["file"] = json!(format!("{}.yml", s.name));
+        }
+    }
+    crate::audit::record(&st.pipeline, &auth.0.tenant, &auth.0.id, s.note).await;
+    Json(out)
 }
 
-pub async fn list_rules(State(st): State<AppState>, auth: Auth) -> Result<Json<Value>, ApiError> {
-    auth.require(Role::Analyst, "read rules")?;
-    let rules = st
-        .catalog
-        .rules
-        .read()
-        .map_err(|_| ApiError::Internal("rules lock".into()))?
-        .clone();
-    let items: Vec<_> = rules.rules().collect();
-    Ok(Json(json!({"items": items})))
+fn in_force(st: &AppState, auth: &Auth, kind: DocKind, layer: Layer) -> usize {
+    match kind {
+        DocKind::Rules => st.catalog.rules_in_force(&auth.0.tenant, layer).len(),
+        _ => st
+            .catalog
+            .playbooks_in_force(&auth.0.tenant, layer)
+            .playbooks()
+            .len(),
+    }
 }
 
-pub async fn put_rules(
+pub async fn list_rules(
     State(st): State<AppState>,
     auth: Auth,
-    name: Result<Path<String>, PathRejection>,
-    body: Body,
+    q: Result<Query<ScopeQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let compile = |files: Vec<(String, String)>| {
-        let mut sources = antibody_rules::default_pack_sources();
-        sources.extend(files.into_iter().map(|(n, t)| RuleSource::new(n, t)));
-        RuleSet::compile(&sources).map(Arc::new).map_err(invalid)
-    };
-    let (file, rules, _guard) = replace(&st, &auth, name, body, "rules", compile).await?;
-    let n = rules.len();
-    *st.catalog
-        .rules
-        .write()
-        .map_err(|_| ApiError::Internal("rules lock".into()))? = rules.clone();
-    st.pipeline.set_rules(rules);
-    tracing::info!(file, rules = n, "rules replaced");
-    Ok(Json(json!({"file": file, "rules": n})))
+    auth.require(Role::Analyst, "read rules")?;
+    let Query(q) = q.map_err(bad_query)?;
+    let items: Vec<Value> = st
+        .catalog
+        .rules_in_force(&auth.0.tenant, q.layer())
+        .into_iter()
+        .map(|(r, layer)| {
+            let mut v = json!(r);
+            v["layer"] = json!(layer);
+            v
+        })
+        .collect();
+    Ok(Json(json!({"items": items})))
 }
 
 pub async fn list_playbooks(
     State(st): State<AppState>,
     auth: Auth,
+    q: Result<Query<ScopeQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     auth.require(Role::Analyst, "read playbooks")?;
-    let set = st
-        .catalog
-        .playbooks
-        .read()
-        .map_err(|_| ApiError::Internal("playbooks lock".into()))?
-        .clone();
+    let Query(q) = q.map_err(bad_query)?;
+    let set = st.catalog.playbooks_in_force(&auth.0.tenant, q.layer());
     let items: Vec<Value> = set
         .playbooks()
         .iter()
@@ -126,53 +161,241 @@ pub async fn list_playbooks(
             json!({
                 "id": p.id, "description": p.description, "mode": p.mode.as_str(),
                 "steps": p.steps.len(), "file": p.file, "line": p.line,
+                "layer": layers::layer_of(&p.file),
             })
         })
         .collect();
     Ok(Json(json!({"items": items})))
 }
 
-pub async fn put_playbooks(
+pub async fn get_doc<K: Kind>(
+    State(st): State<AppState>,
+    auth: Auth,
+    name: Result<Path<String>, PathRejection>,
+    q: Result<Query<ScopeQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    auth.require(Role::Analyst, "read playbooks, rules and policy")?;
+    let Path(name) = name.map_err(bad_path)?;
+    let Query(q) = q.map_err(bad_query)?;
+    let (cat, store, tenant) = (st.catalog.clone(), st.store.clone(), auth.0.tenant.clone());
+    let view = blocking(move || cat.doc(&store, &tenant, K::KIND, &name, q.layer())).await?;
+    Ok(Json(json!(view)))
+}
+
+pub async fn put_doc<K: Kind>(
+    State(st): State<AppState>,
+    auth: Auth,
+    name: Result<Path<String>, PathRejection>,
+    q: Result<Query<ScopeQuery>, QueryRejection>,
+    body: Body,
+) -> Result<Json<Value>, ApiError> {
+    auth.require(Role::Admin, "change playbooks, rules and policy")?;
+    let Path(name) = name.map_err(bad_path)?;
+    let Query(q) = q.map_err(bad_query)?;
+    if q.scope == Scope::Global {
+        super::require_bootstrap(&auth, "replace global rules or playbooks")?;
+    }
+    let text = super::text_body(body, layers::MAX_DOC).await?;
+    put_text(&st, &auth, K::KIND, name, DocFormat::Yaml, text, q.layer()).await
+}
+
+async fn put_text(
+    st: &AppState,
+    auth: &Auth,
+    kind: DocKind,
+    name: String,
+    format: DocFormat,
+    text: String,
+    layer: Layer,
+) -> Result<Json<Value>, ApiError> {
+    let (cat, store, pipeline) = (st.catalog.clone(), st.store.clone(), st.pipeline.clone());
+    let (tenant, actor, now) = (auth.0.tenant.clone(), auth.0.id.clone(), st.clock.now_ms());
+    let s = blocking(move || match layer {
+        Layer::Global => cat.put_global(&store, &*pipeline, kind, &name, &text),
+        Layer::Tenant => {
+            let p = Put {
+                tenant: &tenant,
+                actor: &actor,
+                kind,
+                name: &name,
+                format,
+                text: &text,
+                now,
+            };
+            cat.put(&store, &*pipeline, p)
+        }
+    })
+    .await?;
+    tracing::info!(tenant = %auth.0.tenant, kind = kind.as_str(), name = s.name, ?layer, "document replaced");
+    Ok(stored(st, auth, s, in_force(st, auth, kind, layer)).await)
+}
+
+pub async fn versions<K: Kind>(
+    State(st): State<AppState>,
+    auth: Auth,
+    name: Result<Path<String>, PathRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Path(name) = name.map_err(bad_path)?;
+    list_versions(&st, &auth, K::KIND, name).await
+}
+
+async fn list_versions(
+    st: &AppState,
+    auth: &Auth,
+    kind: DocKind,
+    name: String,
+) -> Result<Json<Value>, ApiError> {
+    auth.require(Role::Analyst, "read playbooks, rules and policy")?;
+    let (cat, store, tenant) = (st.catalog.clone(), st.store.clone(), auth.0.tenant.clone());
+    let n = name.clone();
+    let items = blocking(move || cat.versions(&store, &tenant, kind, &n)).await?;
+    Ok(Json(json!({"name": name, "items": items})))
+}
+
+pub async fn version<K: Kind>(
+    State(st): State<AppState>,
+    auth: Auth,
+    path: Result<Path<(String, u32)>, PathRejection>,
+    q: Result<Query<DiffQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Path((name, v)) = path.map_err(bad_path)?;
+    show_version(&st, &auth, K::KIND, name, v, q).await
+}
+
+async fn show_version(
+    st: &AppState,
+    auth: &Auth,
+    kind: DocKind,
+    name: String,
+    v: u32,
+    q: Result<Query<DiffQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    auth.require(Role::Analyst, "read playbooks, rules and policy")?;
+    let Query(q) = q.map_err(bad_query)?;
+    let (cat, store, tenant) = (st.catalog.clone(), st.store.clone(), auth.0.tenant.clone());
+    let (doc, against, diff) =
+        blocking(move || cat.version(&store, &tenant, kind, &name, v, q.diff)).await?;
+    let mut out = json!(doc);
+    out["against"] = json!(against);
+    out["diff"] = json!(diff);
+    Ok(Json(out))
+}
+
+pub async fn rollback<K: Kind>(
     State(st): State<AppState>,
     auth: Auth,
     name: Result<Path<String>, PathRejection>,
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
-    let compile = |files: Vec<(String, String)>| {
-        let mut sources = PlaybookSet::default_sources();
-        sources.extend(files.into_iter().map(|(n, t)| PlaybookSource::new(n, t)));
-        PlaybookSet::load(&sources).map(Arc::new).map_err(invalid)
-    };
-    let (file, set, _guard) = replace(&st, &auth, name, body, "playbooks", compile).await?;
-    let n = set.playbooks().len();
-    *st.catalog
-        .playbooks
-        .write()
-        .map_err(|_| ApiError::Internal("playbooks lock".into()))? = set.clone();
-    st.pipeline.set_playbooks(set);
-    tracing::info!(file, playbooks = n, "playbooks replaced");
-    Ok(Json(json!({"file": file, "playbooks": n})))
+    let Path(name) = name.map_err(bad_path)?;
+    roll_back(&st, &auth, K::KIND, name, body).await
 }
 
-/// The shared path of both PUTs: check the caller and the name, validate the new file with
-/// every other file of `<data-dir>/<dir>/` (the default pack included by `compile`), and
-/// write it only when the whole set compiles. Returns the file name and the new set; the
-/// catalog's write lock is held until the caller has swapped the set in.
-async fn replace<'a, T>(
-    st: &'a AppState,
+async fn roll_back(
+    st: &AppState,
     auth: &Auth,
-    name: Result<Path<String>, PathRejection>,
+    kind: DocKind,
+    name: String,
     body: Body,
-    dir: &str,
-    compile: impl FnOnce(Vec<(String, String)>) -> Result<T, ApiError>,
-) -> Result<(String, T, tokio::sync::MutexGuard<'a, ()>), ApiError> {
-    super::require_bootstrap(auth, "replace shared rules or playbooks")?;
-    let Path(name) = name.map_err(bad_path)?;
-    let file = file_name(&name)?;
-    let text = super::text_body(body, MAX_FILE).await?;
-    let guard = st.catalog.write.lock().await;
-    let dir = st.catalog.data_dir.join(dir);
-    let set = compile(sources_with(&dir, &file, &text)?)?;
-    write_atomically(&dir, &file, &text)?;
-    Ok((file, set, guard))
+) -> Result<Json<Value>, ApiError> {
+    auth.require(Role::Admin, "change playbooks, rules and policy")?;
+    let req: RollbackReq = super::json_body(body, 1024).await?;
+    let (cat, store, pipeline) = (st.catalog.clone(), st.store.clone(), st.pipeline.clone());
+    let (tenant, actor, now) = (auth.0.tenant.clone(), auth.0.id.clone(), st.clock.now_ms());
+    let s = blocking(move || {
+        cat.rollback(
+            &store,
+            &*pipeline,
+            &tenant,
+            &actor,
+            kind,
+            &name,
+            req.version,
+            now,
+        )
+    })
+    .await?;
+    Ok(stored(st, auth, s, in_force(st, auth, kind, Layer::Tenant)).await)
+}
+
+pub async fn get_policy(State(st): State<AppState>, auth: Auth) -> Result<Json<Value>, ApiError> {
+    auth.require(Role::Analyst, "read the response policy")?;
+    let (policy, layer) = st.catalog.policy_in_force(&auth.0.tenant);
+    let tenant = auth.0.tenant.clone();
+    let doc = st
+        .db(move |s| s.doc(&tenant, DocKind::Policy, layers::POLICY, None))
+        .await?;
+    Ok(Json(
+        json!({"layer": layer, "policy": policy, "document": doc}),
+    ))
+}
+
+pub async fn put_policy(
+    State(st): State<AppState>,
+    auth: Auth,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<Value>, ApiError> {
+    auth.require(Role::Admin, "change the response policy")?;
+    let format = policy_format(&headers)?;
+    let text = super::text_body(body, layers::MAX_DOC).await?;
+    let name = layers::POLICY.to_owned();
+    put_text(
+        &st,
+        &auth,
+        DocKind::Policy,
+        name,
+        format,
+        text,
+        Layer::Tenant,
+    )
+    .await
+}
+
+pub async fn policy_versions(
+    State(st): State<AppState>,
+    auth: Auth,
+) -> Result<Json<Value>, ApiError> {
+    list_versions(&st, &auth, DocKind::Policy, layers::POLICY.to_owned()).await
+}
+
+pub async fn policy_version(
+    State(st): State<AppState>,
+    auth: Auth,
+    v: Result<Path<u32>, PathRejection>,
+    q: Result<Query<DiffQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Path(v) = v.map_err(bad_path)?;
+    show_version(&st, &auth, DocKind::Policy, layers::POLICY.to_owned(), v, q).await
+}
+
+pub async fn rollback_policy(
+    State(st): State<AppState>,
+    auth: Auth,
+    body: Body,
+) -> Result<Json<Value>, ApiError> {
+    roll_back(&st, &auth, DocKind::Policy, layers::POLICY.to_owned(), body).await
+}
+
+/// TOML or JSON, by `Content-Type`.
+fn policy_format(headers: &HeaderMap) -> Result<DocFormat, ApiError> {
+    let ct = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let essence = ct.split(';').next().unwrap_or("").trim();
+    if essence.ends_with("toml") {
+        Ok(DocFormat::Toml)
+    } else if essence.ends_with("json") {
+        Ok(DocFormat::Json)
+    } else {
+        Err(ApiError::Invalid {
+            code: "unsupported_media_type",
+            status: 415,
+            message: format!(
+                "send the policy as `Content-Type: application/toml` or `application/json`, not `{ct}`"
+            ),
+        })
+    }
 }
