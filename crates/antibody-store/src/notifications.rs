@@ -32,10 +32,10 @@ impl NotificationKind {
         }
     }
 
+    pub const ALL: [Self; 3] = [Self::Notify, Self::Escalation, Self::Approval];
+
     pub fn parse(s: &str) -> Option<Self> {
-        [Self::Notify, Self::Escalation, Self::Approval]
-            .into_iter()
-            .find(|k| k.as_str() == s)
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
     }
 }
 

@@ -1,6 +1,7 @@
 //! The built-in notifications inbox. Until a channel is configured (`[executors.notify]`),
-//! a playbook's `notify` step is delivered here, and every escalation is, so what a person
-//! must see reaches one on a stock install. A notification is stored (SQLite, idempotent by
+//! a playbook's `notify` step is delivered here; every escalation and every action that
+//! waits for a person's approval is too, so what a person must see reaches one on a stock
+//! install. A notification is stored (SQLite, idempotent by
 //! an id derived from what it is about, so a decision re-derived after a crash is not
 //! repeated), then published on `/v1/stream` as `notification`; `GET /v1/notifications`
 //! lists them. A delivered action's result — and so its audit record — names the inbox.

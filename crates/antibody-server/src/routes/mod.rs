@@ -123,7 +123,7 @@ pub fn endpoints() -> Vec<Endpoint> {
         ep("get", "/v1/policy/versions/{version}", "One policy version's text with a line diff against the version before it (or ?diff=<version>)", Some("analyst"), get(catalog::policy_version)),
         ep("post", "/v1/policy/rollback", "Store policy version {\"version\"} again as the newest: validated, in force at once, audited", Some("admin"), post(catalog::rollback_policy)),
         ep("get", "/v1/audit/verify", "Re-hash the audit chain and report where it breaks", Some("analyst"), get(respond::audit_verify)),
-        ep("get", "/v1/notifications", "The built-in inbox: notify actions while no channel is configured, and escalations; newest first (filters: incident, entity, kind, since, limit, before)", Some("analyst"), get(notifications::list)),
+        ep("get", "/v1/notifications", "The built-in inbox: notify actions while no channel is configured, escalations and actions awaiting approval; newest first (filters: incident, entity, kind, since, limit, before)", Some("analyst"), get(notifications::list)),
         ep(
             "get",
             "/v1/stream",

@@ -51,8 +51,13 @@ pub async fn list(
 }
 
 fn parse_kind(s: &str) -> Result<NotificationKind, ApiError> {
-    NotificationKind::parse(s)
-        .ok_or_else(|| ApiError::BadRequest("`kind` must be `notify` or `escalation`".into()))
+    NotificationKind::parse(s).ok_or_else(|| {
+        let kinds: Vec<String> = NotificationKind::ALL
+            .iter()
+            .map(|k| format!("`{}`", k.as_str()))
+            .collect();
+        ApiError::BadRequest(format!("`kind` must be one of {}", kinds.join(", ")))
+    })
 }
 
 fn parse_cursor(s: &str) -> Result<FindingCursor, ApiError> {
