@@ -170,7 +170,7 @@ pub enum IngestError {
 }
 
 impl IngestError {
-    /// The API error code.
+    /// The API error code (its HTTP status is the server's to choose: `antibody_server::error::CODES`).
     pub fn code(&self) -> &'static str {
         match self {
             IngestError::TooLarge { .. } => "payload_too_large",
@@ -179,17 +179,6 @@ impl IngestError {
             IngestError::InvalidJson { .. } => "invalid_json",
             IngestError::UnsupportedEncoding(_) => "unsupported_encoding",
             IngestError::BadGzip(_) => "invalid_gzip",
-        }
-    }
-
-    /// The HTTP status.
-    pub fn status(&self) -> u16 {
-        match self {
-            IngestError::TooLarge { .. } | IngestError::TooManyEvents { .. } => 413,
-            IngestError::UnsupportedEncoding(_) => 415,
-            IngestError::NothingParseable { .. }
-            | IngestError::InvalidJson { .. }
-            | IngestError::BadGzip(_) => 400,
         }
     }
 

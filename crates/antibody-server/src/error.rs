@@ -1,5 +1,7 @@
-//! API errors: one enum, one table of (status, code), one JSON shape:
-//! `{"error": {"code": "snake_case", "message": "human sentence"}}`.
+//! API errors: one enum, one table of codes and their HTTP statuses ([`CODES`]), one JSON
+//! shape: `{"error": {"code": "snake_case", "message": "human sentence"}}`. The crates below
+//! name their own codes (`IngestError::code`, `RespondError::code`, …); only this table says
+//! which status each one answers with.
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -9,12 +11,9 @@ use serde_json::json;
 pub enum ApiError {
     #[error("{0}")]
     BadRequest(String),
+    /// A refusal with its own code; its status comes from [`CODES`].
     #[error("{message}")]
-    Invalid {
-        code: &'static str,
-        status: u16,
-        message: String,
-    },
+    Invalid { code: &'static str, message: String },
     #[error("missing or unknown API key: send `Authorization: Bearer <key>`")]
     Unauthorized,
     #[error("this key's role ({have}) cannot {action}; use a key with the `{need}` role")]
@@ -35,22 +34,63 @@ pub enum ApiError {
     Internal(String),
 }
 
+/// Every error code the API answers with, and its HTTP status. The one place a status is
+/// chosen; docs/API.md lists the same table.
+pub const CODES: &[(&str, u16)] = &[
+    ("bad_request", 400),
+    ("invalid_json", 400),
+    ("no_valid_events", 400),
+    ("invalid_gzip", 400),
+    ("invalid_asset", 400),
+    ("invalid_yaml", 400),
+    ("invalid_policy", 400),
+    ("invalid_resolution", 400),
+    ("unknown_cause", 400),
+    ("unauthorized", 401),
+    ("forbidden", 403),
+    ("not_found", 404),
+    ("method_not_allowed", 405),
+    ("request_timeout", 408),
+    ("conflict", 409),
+    ("duplicate_approver", 409),
+    ("payload_too_large", 413),
+    ("too_many_events", 413),
+    ("unsupported_encoding", 415),
+    ("unsupported_media_type", 415),
+    ("overloaded", 429),
+    ("internal", 500),
+    ("unavailable", 503),
+    ("snapshot", 503),
+];
+
+/// The status of `code`; a code missing from [`CODES`] is a bug (a test walks every code
+/// the crates produce), answered as an internal error rather than guessed.
+pub fn status_of(code: &str) -> StatusCode {
+    CODES
+        .iter()
+        .find(|(c, _)| *c == code)
+        .and_then(|(_, s)| StatusCode::from_u16(*s).ok())
+        .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+}
+
 impl ApiError {
-    fn status_code(&self) -> (StatusCode, &'static str) {
+    pub fn code(&self) -> &'static str {
         match self {
-            Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
-            Self::Invalid { code, status, .. } => (
-                StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_REQUEST),
-                code,
-            ),
-            Self::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
-            Self::Forbidden { .. } => (StatusCode::FORBIDDEN, "forbidden"),
-            Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
-            Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
-            Self::Overloaded { .. } => (StatusCode::TOO_MANY_REQUESTS, "overloaded"),
-            Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
-            Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            Self::BadRequest(_) => "bad_request",
+            Self::Invalid { code, .. } => code,
+            Self::Unauthorized => "unauthorized",
+            Self::Forbidden { .. } => "forbidden",
+            Self::NotFound(_) => "not_found",
+            Self::Conflict(_) => "conflict",
+            Self::Overloaded { .. } => "overloaded",
+            Self::Unavailable(_) => "unavailable",
+            Self::Internal(_) => "internal",
         }
+    }
+
+    fn status_code(&self) -> (StatusCode, &'static str) {
+        let code = self.code();
+        (status_of(code), code)
     }
 }
 
@@ -70,7 +110,15 @@ impl From<antibody_core::ingest::IngestError> for ApiError {
     fn from(e: antibody_core::ingest::IngestError) -> Self {
         Self::Invalid {
             code: e.code(),
-            status: e.status(),
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<antibody_respond::RespondError> for ApiError {
+    fn from(e: antibody_respond::RespondError) -> Self {
+        Self::Invalid {
+            code: e.code(),
             message: e.to_string(),
         }
     }
@@ -87,5 +135,77 @@ impl IntoResponse for ApiError {
             }
         }
         resp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use antibody_core::ingest::IngestError;
+    use antibody_respond::RespondError;
+
+    #[test]
+    fn every_code_the_crates_produce_has_one_status() {
+        let mut seen = std::collections::BTreeSet::new();
+        for (code, status) in CODES {
+            assert!(seen.insert(*code), "{code} listed twice");
+            assert!(StatusCode::from_u16(*status).is_ok(), "{code}: {status}");
+        }
+        let ingest = [
+            IngestError::TooLarge { limit: 1 },
+            IngestError::TooManyEvents { limit: 1 },
+            IngestError::NothingParseable {
+                first_error: String::new(),
+            },
+            IngestError::InvalidJson {
+                line: 1,
+                column: 1,
+                message: String::new(),
+            },
+            IngestError::UnsupportedEncoding(String::new()),
+            IngestError::BadGzip(String::new()),
+        ];
+        let respond = [
+            RespondError::ActionNotFound(String::new()),
+            RespondError::IncidentNotFound(String::new()),
+            RespondError::InvalidInput(String::new()),
+            RespondError::Unavailable(String::new()),
+            RespondError::InvalidAsset(String::new()),
+            RespondError::UnknownCause(String::new()),
+            RespondError::NotHealable {
+                entity: String::new(),
+                state: String::new(),
+            },
+            RespondError::DuplicateApprover {
+                id: String::new(),
+                actor: String::new(),
+            },
+        ];
+        let codes = ingest
+            .iter()
+            .map(IngestError::code)
+            .chain(respond.iter().map(RespondError::code))
+            .chain(["invalid_yaml", "invalid_policy"]);
+        for code in codes {
+            assert!(
+                CODES.iter().any(|(c, _)| *c == code),
+                "`{code}` has no status in CODES"
+            );
+        }
+        assert_eq!(status_of("too_many_events"), StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(status_of("duplicate_approver"), StatusCode::CONFLICT);
+        assert_eq!(status_of("no_such_code"), StatusCode::INTERNAL_SERVER_ERROR);
+    }
+
+    #[test]
+    fn docs_api_md_lists_every_code() {
+        let doc = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/API.md"));
+        for (code, status) in CODES {
+            let row = doc
+                .lines()
+                .find(|l| l.starts_with(&format!("| `{code}` |")))
+                .unwrap_or_else(|| panic!("docs/API.md has no row for `{code}`"));
+            assert!(row.contains(&format!("| {status} |")), "{row}");
+        }
     }
 }

@@ -338,7 +338,6 @@ async fn not_found(uri: axum::http::Uri) -> error::ApiError {
 async fn method_not_allowed() -> error::ApiError {
     error::ApiError::Invalid {
         code: "method_not_allowed",
-        status: 405,
         message: "this route does not accept that method".into(),
     }
 }

@@ -80,7 +80,7 @@ mod tests {
         };
         let err = decode_body(b"12345", None, &limits).unwrap_err();
         assert_eq!(err, IngestError::TooLarge { limit: 4 });
-        assert_eq!((err.code(), err.status()), ("payload_too_large", 413));
+        assert_eq!(err.code(), "payload_too_large");
     }
 
     #[test]
@@ -139,7 +139,7 @@ mod tests {
         let err = decode_body(&raw, Some("gzip"), &Limits::default()).unwrap_err();
         assert!(matches!(err, IngestError::BadGzip(_)), "{err:?}");
         let err = decode_body(b"not gzip at all", Some("gzip"), &Limits::default()).unwrap_err();
-        assert_eq!((err.code(), err.status()), ("invalid_gzip", 400));
+        assert_eq!(err.code(), "invalid_gzip");
     }
 
     #[test]
@@ -153,7 +153,7 @@ mod tests {
         for enc in ["br", "deflate", "gzip, br"] {
             let err = decode_body(b"x", Some(enc), &Limits::default()).unwrap_err();
             assert_eq!(err, IngestError::UnsupportedEncoding(enc.into()));
-            assert_eq!((err.code(), err.status()), ("unsupported_encoding", 415));
+            assert_eq!(err.code(), "unsupported_encoding");
         }
     }
 }

@@ -477,7 +477,7 @@ fn a_syntax_error_in_a_json_array_fails_the_body() {
             message: "expected value".into()
         }
     );
-    assert_eq!((err.code(), err.status()), ("invalid_json", 400));
+    assert_eq!(err.code(), "invalid_json");
     let trailing = format!("{} {}", obj(""), obj(""));
     assert!(matches!(
         parse(&trailing, BodyFormat::Json),
@@ -602,7 +602,7 @@ fn event_count_is_bounded() {
     )
     .unwrap_err();
     assert_eq!(err, IngestError::TooManyEvents { limit: 3 });
-    assert_eq!((err.code(), err.status()), ("too_many_events", 413));
+    assert_eq!(err.code(), "too_many_events");
     // Rejected items count too; blank lines do not.
     let body = format!("{}\n\n{{}}\n\n{}\n", obj(""), obj(""));
     assert_eq!(
@@ -628,7 +628,7 @@ fn nothing_parseable_explains_why() {
     ] {
         let err = parse(body, format).unwrap_err();
         assert!(err.to_string().contains("the body is empty"), "{err}");
-        assert_eq!((err.code(), err.status()), ("no_valid_events", 400));
+        assert_eq!(err.code(), "no_valid_events");
     }
     let err = parse("[]", BodyFormat::Json).unwrap_err();
     assert!(err.to_string().contains("the body is empty"), "{err}");

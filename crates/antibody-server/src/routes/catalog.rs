@@ -74,7 +74,6 @@ fn api(e: LayerError) -> ApiError {
     match e {
         LayerError::Invalid { code, errors } => ApiError::Invalid {
             code,
-            status: 400,
             message: errors,
         },
         LayerError::BadRequest(m) => ApiError::BadRequest(m),
@@ -392,7 +391,6 @@ fn policy_format(headers: &HeaderMap) -> Result<DocFormat, ApiError> {
     } else {
         Err(ApiError::Invalid {
             code: "unsupported_media_type",
-            status: 415,
             message: format!(
                 "send the policy as `Content-Type: application/toml` or `application/json`, not `{ct}`"
             ),

@@ -121,7 +121,6 @@ pub async fn resolve(
         .filter(|r| Resolution::BY_PEOPLE.contains(r))
         .ok_or_else(|| ApiError::Invalid {
             code: "invalid_resolution",
-            status: 400,
             message: format!(
                 "`resolution` must be one of {}, not `{}`",
                 people_resolutions(),

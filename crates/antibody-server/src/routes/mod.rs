@@ -251,7 +251,6 @@ pub(crate) async fn read_body(
     match tokio::time::timeout(timeout, axum::body::to_bytes(body, limit)).await {
         Err(_) => Err(ApiError::Invalid {
             code: "request_timeout",
-            status: 408,
             message: format!(
                 "the request body did not arrive within {} s",
                 timeout.as_secs()
@@ -264,7 +263,6 @@ pub(crate) async fn read_body(
             Err(if too_large {
                 ApiError::Invalid {
                     code: "payload_too_large",
-                    status: 413,
                     message: format!(
                         "request body exceeds {limit} bytes; split it into smaller batches"
                     ),

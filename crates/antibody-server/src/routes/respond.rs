@@ -8,7 +8,7 @@ use crate::pipeline::SubmitError;
 use crate::respond::{Human, HumanCmd, ReadQuery, ReadReply};
 use crate::state::AppState;
 use antibody_core::clock::format_rfc3339;
-use antibody_respond::{Action, Asset, RespondError};
+use antibody_respond::{Action, Asset};
 use antibody_store::{ActionQuery, AuditQuery, Role, DEFAULT_LIMIT, MAX_LIMIT};
 use axum::body::Body;
 use axum::extract::rejection::{PathRejection, QueryRejection};
@@ -23,23 +23,6 @@ const MAX_BODY: usize = 4 << 20;
 
 fn stopped(_: SubmitError) -> ApiError {
     ApiError::Unavailable("the response engine is not running".into())
-}
-
-impl From<RespondError> for ApiError {
-    fn from(e: RespondError) -> Self {
-        let code = e.code();
-        let status = match code {
-            "not_found" => 404,
-            "conflict" | "duplicate_approver" => 409,
-            "snapshot" | "unavailable" => 503,
-            _ => 400,
-        };
-        ApiError::Invalid {
-            code,
-            status,
-            message: e.to_string(),
-        }
-    }
 }
 
 async fn human(st: &AppState, auth: &Auth, cmd: HumanCmd) -> Result<Vec<Action>, ApiError> {
@@ -96,7 +79,6 @@ pub async fn post_assets(
             .collect();
         return Err(ApiError::Invalid {
             code: "invalid_asset",
-            status: 400,
             message: msg.join("; "),
         });
     }
