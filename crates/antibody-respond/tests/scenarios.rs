@@ -5,7 +5,8 @@ use antibody_core::{
 };
 use antibody_respond::{
     verify, Action, ActionKind, ActionStatus, Asset, AuditChain, Decision, LifecycleState,
-    PlaybookSet, PlaybookSource, RespondError, Responder, ResponderConfig, UndoReason, VerdictKind,
+    BlockEntry, Enforcement, PlaybookSet, PlaybookSource, RespondError, Responder,
+    ResponderConfig, TenantView, UndoReason, Verdict, VerdictKind,
 };
 use serde_json::json;
 use std::sync::Arc;
@@ -21,6 +22,8 @@ struct Sim {
     r: Responder,
     log: Vec<Decision>,
     n: u64,
+    /// The view as the response stage keeps it: updated from each step's decisions.
+    enf: Enforcement,
 }
 
 impl Sim {
@@ -43,12 +46,29 @@ impl Sim {
             r: Responder::new(Arc::new(cfg), Arc::new(pbs)),
             log: Vec::new(),
             n: 0,
+            enf: Enforcement::default(),
         }
     }
 
     fn keep(&mut self, ds: Vec<Decision>) -> Vec<Decision> {
         self.log.extend(ds.iter().cloned());
+        let changes: Vec<_> = ds.iter().filter_map(antibody_respond::enforce::change_of).collect();
+        self.enf.apply(&self.r, &changes);
         ds
+    }
+
+    /// The entity's verdict from the incrementally kept view, checked against a view built
+    /// afresh from the responder's state.
+    fn verdict(&self, entity: &str, now: TimestampMs) -> Verdict {
+        let v = self.enf.verdict(&t(), entity, now);
+        assert_eq!(v, TenantView::build(&self.r, &t()).verdict(entity, now));
+        v
+    }
+
+    fn blocklist(&self, now: TimestampMs) -> Vec<BlockEntry> {
+        let b = self.enf.blocklist(&t(), now);
+        assert_eq!(b, TenantView::build(&self.r, &t()).blocklist(now));
+        b
     }
 
     /// One incident update carrying one finding.
@@ -212,10 +232,10 @@ fn ssh_brute_force_blocks_the_source_until_the_ttl_then_undoes() {
     assert_eq!(s.state("host:bastion"), LifecycleState::Suspected);
 
     s.result(&a.id, true, T0 + 1_000);
-    let v = s.r.verdict(&t(), "ip:203.0.113.9", T0 + 2_000);
+    let v = s.verdict("ip:203.0.113.9", T0 + 2_000);
     assert_eq!(v.verdict, VerdictKind::Block);
     assert_eq!(v.until, Some(T0 + 1_000 + HOUR));
-    assert_eq!(s.r.blocklist(&t(), T0 + 2_000)[0].target, "203.0.113.9");
+    assert_eq!(s.blocklist(T0 + 2_000)[0].target, "203.0.113.9");
 
     assert!(s.tick(T0 + 1_000 + HOUR - 1).is_empty());
     let ds = s.tick(T0 + 1_000 + HOUR);
@@ -231,10 +251,10 @@ fn ssh_brute_force_blocks_the_source_until_the_ttl_then_undoes() {
         ActionStatus::Expired
     );
     assert_eq!(
-        s.r.verdict(&t(), "ip:203.0.113.9", T0 + 2 * HOUR).verdict,
+        s.verdict("ip:203.0.113.9", T0 + 2 * HOUR).verdict,
         VerdictKind::Allow
     );
-    assert!(s.r.blocklist(&t(), T0 + 2 * HOUR).is_empty());
+    assert!(s.blocklist(T0 + 2 * HOUR).is_empty());
 
     s.close("i-1", "host:bastion", "brute_force", T0 + 2 * HOUR);
     assert_eq!(s.state("host:bastion"), LifecycleState::Healthy);
@@ -352,7 +372,7 @@ fn five_sigma_infection_waits_for_approval_then_heals() {
     assert_eq!(a.status, ActionStatus::PendingApproval);
     assert!(a.why.text.contains("6.0σ ≥ the 5σ"), "{}", a.why.text);
     assert_eq!(s.state(e), LifecycleState::Draining);
-    assert_eq!(s.r.verdict(&t(), e, T0 + 3_000).verdict, VerdictKind::Block);
+    assert_eq!(s.verdict(e, T0 + 3_000).verdict, VerdictKind::Quarantine);
     s.tick(T0 + 40_000);
     assert_eq!(s.state(e), LifecycleState::Quarantined);
 
@@ -604,7 +624,7 @@ fn allow_listed_addresses_are_never_blocked() {
         again.iter().all(|d| !matches!(d, Decision::Skipped { .. })),
         "reported once"
     );
-    assert!(s.r.blocklist(&t(), T0 + 2).is_empty());
+    assert!(s.blocklist(T0 + 2).is_empty());
 }
 
 #[test]
@@ -687,7 +707,7 @@ fn dry_run_and_notify_modes_never_execute() {
     let ds = s.hit("i-2", "host:b", flood, T0);
     let a = actions(&ds)[0].clone();
     assert_eq!(a.status, ActionStatus::Proposed);
-    assert!(s.r.blocklist(&t(), T0).is_empty());
+    assert!(s.blocklist(T0).is_empty());
     let ds = s.r.approve("k-1", &t(), &a.id, T0 + 1).unwrap();
     assert_eq!(actions(&ds)[0].status, ActionStatus::Approved);
 }
@@ -862,7 +882,7 @@ fn throttle_verdict_for_a_rate_limited_agent() {
     s.hit("i-1", "agent:t", spike("token_spike", 7.5), T0);
     let a = actions(&s.log)[0].clone();
     s.result(&a.id, true, T0 + 1);
-    let v = s.r.verdict(&t(), "agent:t", T0 + 2);
+    let v = s.verdict("agent:t", T0 + 2);
     assert_eq!(
         (v.verdict, v.until),
         (VerdictKind::Throttle, Some(T0 + 1 + HOUR))
