@@ -607,16 +607,18 @@ impl<'a> Acc<'a> {
                     self.budget = Some(b);
                 }
                 if b.spent_usd >= b.limit_usd {
-                    let end = cap.window_end.map_or(e.until, |w| Some(w.min(lasting(e.until))));
+                    let end = cap
+                        .window_end
+                        .map_or(e.until, |w| Some(w.min(lasting(e.until))));
                     (VerdictKind::Block, end)
                 } else {
                     (VerdictKind::Throttle, e.until)
                 }
             }
         };
-        let stronger = self.best.is_none_or(|(v, u, _)| {
-            (verdict, lasting(until)) > (v, lasting(u))
-        });
+        let stronger = self
+            .best
+            .is_none_or(|(v, u, _)| (verdict, lasting(until)) > (v, lasting(u)));
         if stronger {
             self.best = Some((verdict, until, e.incident.as_ref()));
         }
@@ -761,13 +763,10 @@ impl Enforcement {
 
     /// Publishes every tenant's view of the responder's state (at start).
     pub fn rebuild(&self, r: &Responder) {
-        let views = r
-            .enforcement_tenants()
-            .into_iter()
-            .map(|t| {
-                let view = TenantView::build(r, &t);
-                (t, view)
-            });
+        let views = r.enforcement_tenants().into_iter().map(|t| {
+            let view = TenantView::build(r, &t);
+            (t, view)
+        });
         self.publish(views);
     }
 }
@@ -827,7 +826,11 @@ mod tests {
     #[test]
     fn entries_expire_at_their_until_without_a_rebuild() {
         let mut r = responder();
-        r.applied_for_test(&t(), action("a-1", ActionKind::BlockIp, "203.0.113.9", "{}", 60), T0);
+        r.applied_for_test(
+            &t(),
+            action("a-1", ActionKind::BlockIp, "203.0.113.9", "{}", 60),
+            T0,
+        );
         let v = view(&r);
         for entity in ["ip:203.0.113.9", "203.0.113.9"] {
             let got = v.verdict(entity, T0 + 59_999);
@@ -846,9 +849,24 @@ mod tests {
         let mut r = responder();
         let e = "agent:x";
         let steps = [
-            ("a-1", ActionKind::RateLimit, r#"{"rate":10,"per":"minute"}"#, 3_600),
-            ("a-2", ActionKind::RateLimit, r#"{"rate":1,"per":"second"}"#, 600),
-            ("a-3", ActionKind::RevokeTools, r#"{"tools":["shell","browser"]}"#, 7_200),
+            (
+                "a-1",
+                ActionKind::RateLimit,
+                r#"{"rate":10,"per":"minute"}"#,
+                3_600,
+            ),
+            (
+                "a-2",
+                ActionKind::RateLimit,
+                r#"{"rate":1,"per":"second"}"#,
+                600,
+            ),
+            (
+                "a-3",
+                ActionKind::RevokeTools,
+                r#"{"tools":["shell","browser"]}"#,
+                7_200,
+            ),
             ("a-4", ActionKind::RevokeTools, r#"{"tools":["shell"]}"#, 60),
         ];
         for (id, kind, p, ttl) in steps {
@@ -857,7 +875,10 @@ mod tests {
         let v = view(&r).verdict(e, T0 + 1);
         assert_eq!(v.verdict, VerdictKind::Throttle);
         // The throttle lasting longest names the incident; the tightest rate is told.
-        assert_eq!((v.until, v.incident.as_deref()), (Some(T0 + 3_600_000), Some("i-a-1")));
+        assert_eq!(
+            (v.until, v.incident.as_deref()),
+            (Some(T0 + 3_600_000), Some("i-a-1"))
+        );
         let per = Period::Minute;
         assert_eq!(v.rate, Some(Rate { rate: 10.0, per }));
         let tools: Vec<&str> = v.revoked_tools.iter().map(|s| &**s).collect();
@@ -865,15 +886,24 @@ mod tests {
 
         r.applied_for_test(&t(), action("a-5", ActionKind::Quarantine, e, "{}", 60), T0);
         let v = view(&r).verdict(e, T0 + 1);
-        assert_eq!((v.verdict, v.until), (VerdictKind::Quarantine, Some(T0 + MIN)));
+        assert_eq!(
+            (v.verdict, v.until),
+            (VerdictKind::Quarantine, Some(T0 + MIN))
+        );
         assert_eq!(v.incident.as_deref(), Some("i-a-5"));
         assert!(v.rate.is_some() && v.revoked_tools.len() == 2, "{v:?}");
         // After the quarantine and the short throttle: the hour-long one again.
         let v = view(&r).verdict(e, T0 + 20 * MIN);
-        assert_eq!((v.verdict, v.incident.as_deref()), (VerdictKind::Throttle, Some("i-a-1")));
+        assert_eq!(
+            (v.verdict, v.incident.as_deref()),
+            (VerdictKind::Throttle, Some("i-a-1"))
+        );
         // Only a revocation left: allow, with the tools.
         let v = view(&r).verdict(e, T0 + 90 * MIN);
-        assert_eq!((v.verdict, v.until), (VerdictKind::Allow, Some(T0 + 120 * MIN)));
+        assert_eq!(
+            (v.verdict, v.until),
+            (VerdictKind::Allow, Some(T0 + 120 * MIN))
+        );
         assert_eq!(v.revoked_tools, [Arc::from("browser"), Arc::from("shell")]);
     }
 
@@ -881,7 +911,11 @@ mod tests {
     fn a_contained_entity_is_quarantined_until_released() {
         let mut r = responder();
         r.state_for_test(&t(), "agent:x", LifecycleState::Draining, "i-9");
-        r.applied_for_test(&t(), action("a-1", ActionKind::RateLimit, "agent:x", r#"{"rate":5}"#, 60), T0);
+        r.applied_for_test(
+            &t(),
+            action("a-1", ActionKind::RateLimit, "agent:x", r#"{"rate":5}"#, 60),
+            T0,
+        );
         let v = view(&r).verdict("agent:x", T0 + 100 * MIN);
         assert_eq!((v.verdict, v.until), (VerdictKind::Quarantine, None));
         assert_eq!(v.incident.as_deref(), Some("i-9"));
@@ -900,13 +934,32 @@ mod tests {
     #[test]
     fn cidr_blocks_cover_their_addresses_and_undo_removes_exactly_one_entry() {
         let mut r = responder();
-        r.applied_for_test(&t(), action("a-1", ActionKind::BlockIp, "10.0.0.0/24", "{}", 600), T0);
-        r.applied_for_test(&t(), action("a-2", ActionKind::BlockIp, "ip:10.0.0.7", "{}", 60), T0);
-        r.applied_for_test(&t(), action("a-3", ActionKind::BlockIp, "10.0.0.7", "{}", 120), T0);
-        r.applied_for_test(&t(), action("a-4", ActionKind::BlockIp, "2001:db8::/32", "{}", 60), T0);
+        r.applied_for_test(
+            &t(),
+            action("a-1", ActionKind::BlockIp, "10.0.0.0/24", "{}", 600),
+            T0,
+        );
+        r.applied_for_test(
+            &t(),
+            action("a-2", ActionKind::BlockIp, "ip:10.0.0.7", "{}", 60),
+            T0,
+        );
+        r.applied_for_test(
+            &t(),
+            action("a-3", ActionKind::BlockIp, "10.0.0.7", "{}", 120),
+            T0,
+        );
+        r.applied_for_test(
+            &t(),
+            action("a-4", ActionKind::BlockIp, "2001:db8::/32", "{}", 60),
+            T0,
+        );
         let mut v = view(&r);
-        let listed: Vec<(String, Option<TimestampMs>)> =
-            v.blocklist(T0).into_iter().map(|b| (b.target, b.until)).collect();
+        let listed: Vec<(String, Option<TimestampMs>)> = v
+            .blocklist(T0)
+            .into_iter()
+            .map(|b| (b.target, b.until))
+            .collect();
         assert_eq!(
             listed,
             [
@@ -934,11 +987,22 @@ mod tests {
     fn tenants_are_isolated() {
         let mut r = responder();
         let other = TenantId::new("other");
-        r.applied_for_test(&t(), action("a-1", ActionKind::Quarantine, "agent:x", "{}", 60), T0);
-        r.applied_for_test(&other, action("a-2", ActionKind::BlockIp, "192.0.2.1", "{}", 60), T0);
+        r.applied_for_test(
+            &t(),
+            action("a-1", ActionKind::Quarantine, "agent:x", "{}", 60),
+            T0,
+        );
+        r.applied_for_test(
+            &other,
+            action("a-2", ActionKind::BlockIp, "192.0.2.1", "{}", 60),
+            T0,
+        );
         let enf = Enforcement::default();
         enf.rebuild(&r);
-        assert_eq!(enf.verdict(&t(), "agent:x", T0).verdict, VerdictKind::Quarantine);
+        assert_eq!(
+            enf.verdict(&t(), "agent:x", T0).verdict,
+            VerdictKind::Quarantine
+        );
         assert_eq!(enf.verdict(&other, "agent:x", T0), Verdict::allow());
         assert!(enf.blocklist(&t(), T0).is_empty());
         assert_eq!(enf.blocklist(&other, T0).len(), 1);
@@ -958,7 +1022,13 @@ mod tests {
     fn a_budget_counts_per_window_then_blocks_until_the_window_ends() {
         let mut r = responder();
         let e = "agent:spender";
-        let cap = action("a-1", ActionKind::BudgetCap, e, r#"{"usd":10,"period":"minute"}"#, 3_600);
+        let cap = action(
+            "a-1",
+            ActionKind::BudgetCap,
+            e,
+            r#"{"usd":10,"period":"minute"}"#,
+            3_600,
+        );
         r.applied_for_test(&t(), cap, T0);
         let mut v = view(&r);
         let budget = |v: &TenantView, now| v.verdict(e, now).budget.unwrap();
@@ -967,7 +1037,11 @@ mod tests {
         assert!(r.capped(&t(), e));
         let spend = |r: &mut Responder, v: &mut TenantView, usd, offset, ts| {
             let ids = r.on_spend(&t(), e, usd, offset, ts);
-            v.update(r, &t(), &ids.into_iter().map(Change::Action).collect::<Vec<_>>());
+            v.update(
+                r,
+                &t(),
+                &ids.into_iter().map(Change::Action).collect::<Vec<_>>(),
+            );
         };
         spend(&mut r, &mut v, 4.0, 1, T0 - 1); // before the cap: not counted
         spend(&mut r, &mut v, 4.0, 2, T0 + 1_000);
@@ -980,7 +1054,10 @@ mod tests {
         assert_eq!(budget(&v, T0 + 2_000), want);
         spend(&mut r, &mut v, 7.0, 3, T0 + 30_000);
         let got = v.verdict(e, T0 + 31_000);
-        assert_eq!((got.verdict, got.until), (VerdictKind::Block, Some(T0 + MIN)));
+        assert_eq!(
+            (got.verdict, got.until),
+            (VerdictKind::Block, Some(T0 + MIN))
+        );
         assert_eq!(got.budget.unwrap().remaining_usd, 0.0);
         // The next window starts from zero, even before the view hears of new spend.
         let got = v.verdict(e, T0 + MIN);
@@ -999,13 +1076,23 @@ mod tests {
     fn a_budget_without_a_period_counts_over_its_lifetime() {
         let mut r = responder();
         let e = "agent:spender";
-        r.applied_for_test(&t(), action("a-1", ActionKind::BudgetCap, e, r#"{"usd":1}"#, 600), T0);
+        r.applied_for_test(
+            &t(),
+            action("a-1", ActionKind::BudgetCap, e, r#"{"usd":1}"#, 600),
+            T0,
+        );
         assert_eq!(r.on_spend(&t(), e, 0.6, 1, T0 + 1), ["a-1"]);
         assert_eq!(r.on_spend(&t(), e, 0.6, 2, T0 + 5 * MIN), ["a-1"]);
-        assert!(r.on_spend(&t(), e, 0.6, 3, T0 + 10 * MIN).is_empty(), "after the TTL");
+        assert!(
+            r.on_spend(&t(), e, 0.6, 3, T0 + 10 * MIN).is_empty(),
+            "after the TTL"
+        );
         assert!(r.on_spend(&t(), e, f64::NAN, 4, T0 + 1).is_empty());
         let v = view(&r).verdict(e, T0 + 6 * MIN);
-        assert_eq!((v.verdict, v.until), (VerdictKind::Block, Some(T0 + 10 * MIN)));
+        assert_eq!(
+            (v.verdict, v.until),
+            (VerdictKind::Block, Some(T0 + 10 * MIN))
+        );
         assert!((v.budget.unwrap().spent_usd - 1.2).abs() < 1e-9);
     }
 

@@ -310,7 +310,8 @@ impl Responder {
     /// Should the server feed this entity's events to [`Responder::on_sample`] (probation)
     /// and their cost to [`Responder::on_spend`] (a budget cap)?
     pub fn wants_samples(&self, tenant: &TenantId, entity: &str) -> bool {
-        self.entity_state(tenant, entity) == LifecycleState::Probation || self.capped(tenant, entity)
+        self.entity_state(tenant, entity) == LifecycleState::Probation
+            || self.capped(tenant, entity)
     }
 
     pub fn snapshot(&self) -> Result<Vec<u8>, RespondError> {

@@ -418,10 +418,21 @@ impl Responder {
         let Some(r) = self.st.actions.get(id) else {
             return;
         };
-        let why = r.action.result.as_ref().map_or("", |res| res.message.as_str());
+        let why = r
+            .action
+            .result
+            .as_ref()
+            .map_or("", |res| res.message.as_str());
         let reason = format!("{} {id} was recorded, not applied: {why}", r.action.kind);
         let on_failure = Some(r.on_failure);
-        self.rung_ended(Some(case), ekey, on_failure, Ended::Unapplied(reason), now, out);
+        self.rung_ended(
+            Some(case),
+            ekey,
+            on_failure,
+            Ended::Unapplied(reason),
+            now,
+            out,
+        );
     }
 
     /// The running rung did not work. Records the failure, then follows `on_failure` (the

@@ -14,7 +14,11 @@ fn serves(r: &ActionRecord) -> bool {
 
 impl Responder {
     /// The target of a tenant's action and, while it is applied, what the view needs of it.
-    pub(crate) fn applied(&self, tenant: &TenantId, id: &str) -> Option<(&str, Option<Applied<'_>>)> {
+    pub(crate) fn applied(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+    ) -> Option<(&str, Option<Applied<'_>>)> {
         let r = self.st.actions.get(id).filter(|r| &r.tenant == tenant)?;
         let applied = serves(r)
             .then(|| {
@@ -58,7 +62,12 @@ impl Responder {
 
     /// The tenants with anything in the view.
     pub(crate) fn enforcement_tenants(&self) -> BTreeSet<TenantId> {
-        let actions = self.st.actions.values().filter(|r| serves(r)).map(|r| &r.tenant);
+        let actions = self
+            .st
+            .actions
+            .values()
+            .filter(|r| serves(r))
+            .map(|r| &r.tenant);
         let entities = self
             .st
             .entities
@@ -125,14 +134,21 @@ impl Responder {
 impl Responder {
     /// Puts `action` in the state as applied at `at` (its TTL counting from there), as an
     /// executor's success would, for the view's unit tests.
-    pub(crate) fn applied_for_test(&mut self, tenant: &TenantId, mut action: crate::action::Action, at: TimestampMs) {
+    pub(crate) fn applied_for_test(
+        &mut self,
+        tenant: &TenantId,
+        mut action: crate::action::Action,
+        at: TimestampMs,
+    ) {
         action.status = ActionStatus::Succeeded;
         action.result = Some(crate::action::ActionResult {
             ok: true,
             message: String::new(),
             ts: at,
         });
-        let ttl_ms = i64::try_from(action.ttl).unwrap_or(i64::MAX).saturating_mul(1000);
+        let ttl_ms = i64::try_from(action.ttl)
+            .unwrap_or(i64::MAX)
+            .saturating_mul(1000);
         let record = ActionRecord {
             tenant: tenant.clone(),
             entity: action.target.clone(),
@@ -147,7 +163,11 @@ impl Responder {
             action,
         };
         let key = (tenant.clone(), record.action.target.clone());
-        self.st.by_target.entry(key).or_default().push(record.action.id.clone());
+        self.st
+            .by_target
+            .entry(key)
+            .or_default()
+            .push(record.action.id.clone());
         self.st.actions.insert(record.action.id.clone(), record);
     }
 
