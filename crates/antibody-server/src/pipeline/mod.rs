@@ -181,6 +181,8 @@ pub struct Pipeline {
     respond_thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Findings shown before their store commit; read endpoints merge them in.
     pub visible: Arc<visible::Uncommitted>,
+    /// What the response stage has in force: verdicts and blocklists, read without a lock.
+    pub enforcement: Arc<antibody_respond::Enforcement>,
 }
 
 pub struct PipelineParts {
@@ -323,6 +325,7 @@ impl Pipeline {
             };
             let _ = watchers[p].send(work);
         });
+        let enforcement = Arc::new(antibody_respond::Enforcement::default());
         let stage = crate::respond::RespondStage::new(crate::respond::StageParts {
             responder: parts.responder,
             store: parts.store.clone(),
@@ -334,6 +337,7 @@ impl Pipeline {
             watch,
             own: respond_tx.clone(),
             drift_every: cfg.drift_check_ticks,
+            enforcement: enforcement.clone(),
         })
         .map_err(|e| PipelineError::Snapshot(format!("response stage: {e}")))?;
         let respond_thread = spawn("antibody-respond", move || stage.run(respond_rx))?;
@@ -368,6 +372,7 @@ impl Pipeline {
             respond: respond_tx,
             respond_thread: std::sync::Mutex::new(Some(respond_thread)),
             visible,
+            enforcement,
         }))
     }
 
@@ -493,7 +498,7 @@ impl Pipeline {
         rx.await.map_err(|_| SubmitError::Stopped)
     }
 
-    /// A read of the response engine's live state (verdicts, blocklist, lifecycle).
+    /// A read of the response engine's live state (an entity's lifecycle).
     pub async fn read(
         &self,
         q: crate::respond::ReadQuery,

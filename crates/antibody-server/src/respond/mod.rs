@@ -11,6 +11,11 @@
 //! replays after a crash are folded in again (the responder is idempotent per incident
 //! version), so pending approvals, active blocks and lifecycle states survive a restart.
 //!
+//! Enforcement: after every apply that changed what is in force (an action of a kind the
+//! view serves, a containment, a budget's spend), the stage rebuilds the touched tenants'
+//! [`Enforcement`] views from the responder's state and swaps them in; HTTP handlers read
+//! verdicts and the blocklist from there without a lock or a message to this thread.
+//!
 //! Incident summaries and the optional LLM investigator: see [`investigate`].
 
 mod execute;
@@ -20,9 +25,10 @@ use crate::metrics::Metrics;
 use crate::pipeline::StreamItem;
 use antibody_core::{Clock, Finding, Incident, TenantId, TimestampMs};
 use antibody_detect::Sample;
+use antibody_respond::enforce::{change_of, Change};
 use antibody_respond::{
-    Action, ActionStatus, Asset, AuditChain, AuditEntry, BlockEntry, Decision, LifecycleState,
-    RespondError, Responder, Verdict,
+    Action, ActionKind, ActionStatus, Asset, AuditChain, AuditEntry, Decision, Enforcement,
+    LifecycleState, RespondError, Responder,
 };
 use antibody_store::{IncidentResponse, ResponseBatch, Store, StoreError};
 use std::collections::BTreeMap;
@@ -85,15 +91,11 @@ pub enum HumanCmd {
 
 #[derive(Debug)]
 pub enum ReadQuery {
-    Verdict { tenant: TenantId, entity: String },
-    Blocklist { tenant: TenantId },
     State { tenant: TenantId, entity: String },
 }
 
 #[derive(Debug)]
 pub enum ReadReply {
-    Verdict(Verdict),
-    Blocklist(Vec<BlockEntry>),
     State(LifecycleState),
 }
 
@@ -144,6 +146,8 @@ pub(crate) struct RespondStage {
     drift_every: u64,
     investigator: InvestigatorSetup,
     asking: investigate::Asking,
+    /// The published enforcement view (see the module doc).
+    enforcement: Arc<Enforcement>,
 }
 
 pub(crate) struct StageParts {
@@ -157,6 +161,7 @@ pub(crate) struct StageParts {
     pub watch: Watch,
     pub own: std::sync::mpsc::Sender<RespondMsg>,
     pub drift_every: u64,
+    pub enforcement: Arc<Enforcement>,
 }
 
 /// Loads the responder from its snapshot, or starts one with the stored assets.
@@ -200,6 +205,8 @@ impl RespondStage {
             );
         }
         let investigator = p.executors.investigator();
+        // What the snapshot holds in force is served from the first request on.
+        p.enforcement.rebuild(&p.responder);
         Ok(Self {
             responder: p.responder,
             store: p.store,
@@ -217,6 +224,7 @@ impl RespondStage {
             drift_every: p.drift_every.max(1),
             investigator,
             asking: investigate::Asking::default(),
+            enforcement: p.enforcement,
         })
     }
 
@@ -288,7 +296,7 @@ impl RespondStage {
                     let _ = reply.send(result);
                 }
                 RespondMsg::Read(q, reply) => {
-                    let _ = reply.send(self.read(q, now));
+                    let _ = reply.send(self.read(q));
                 }
                 RespondMsg::Executed {
                     tenant,
@@ -336,6 +344,7 @@ impl RespondStage {
                 .collect();
             decisions.extend(self.responder.on_incident(inc, &joined, now));
         }
+        let mut spent = Vec::new();
         for s in samples {
             decisions.extend(self.responder.on_sample(
                 &s.tenant,
@@ -343,7 +352,17 @@ impl RespondStage {
                 s.within_baseline,
                 s.ts,
             ));
+            if let Some(usd) = s.cost_usd {
+                let caps = self
+                    .responder
+                    .on_spend(&s.tenant, &s.entity, usd, s.offset, s.ts);
+                spent.extend(
+                    caps.into_iter()
+                        .map(|id| (s.tenant.clone(), Change::Action(id))),
+                );
+            }
         }
+        self.enforcement.apply(&self.responder, &spent);
         self.apply(decisions, now);
     }
 
@@ -415,14 +434,8 @@ impl RespondStage {
         Ok(actions)
     }
 
-    fn read(&self, q: ReadQuery, now: TimestampMs) -> ReadReply {
+    fn read(&self, q: ReadQuery) -> ReadReply {
         match q {
-            ReadQuery::Verdict { tenant, entity } => {
-                ReadReply::Verdict(self.responder.verdict(&tenant, &entity, now))
-            }
-            ReadQuery::Blocklist { tenant } => {
-                ReadReply::Blocklist(self.responder.blocklist(&tenant, now))
-            }
             ReadQuery::State { tenant, entity } => {
                 ReadReply::State(self.responder.entity_state(&tenant, &entity))
             }
@@ -430,9 +443,10 @@ impl RespondStage {
     }
 
     /// Records, stores, publishes and carries out decisions, and whatever the executors'
-    /// immediate results decide in turn.
+    /// immediate results decide in turn; then swaps in the enforcement they changed.
     fn apply(&mut self, decisions: Vec<Decision>, now: TimestampMs) {
         let mut queue = decisions;
+        let mut changes = Vec::new();
         while !queue.is_empty() {
             let batch = std::mem::take(&mut queue);
             // Bounded transactions: the sink shares SQLite's single writer, and a long
@@ -443,9 +457,11 @@ impl RespondStage {
             for d in &batch {
                 self.publish(d);
                 self.observe_applied(d);
+                changes.extend(change_of(d));
                 queue.extend(self.carry_out(d, now));
             }
         }
+        self.enforcement.apply(&self.responder, &changes);
         self.pump(now);
     }
 
@@ -453,10 +469,7 @@ impl RespondStage {
     fn check_drift(&mut self, now: TimestampMs) {
         let tenants: Vec<TenantId> = self.chains.keys().cloned().collect();
         for tenant in tenants {
-            let applied = self
-                .responder
-                .actions(&tenant, Some(ActionStatus::Succeeded));
-            for (id, message) in self.executors.drifted(&tenant, applied) {
+            for (id, message) in self.executors.drifted(&self.responder, &tenant) {
                 let record = antibody_respond::AuditRecord {
                     ts: now,
                     tenant: tenant.to_string(),
@@ -521,6 +534,11 @@ impl RespondStage {
                     touched.push((tenant, incident.clone()));
                 }
                 Decision::Action { action, .. } | Decision::Undo { action, .. } => {
+                    if action.kind == ActionKind::BudgetCap {
+                        // A cap counts its entity's spend while it is applied.
+                        let on = self.responder.wants_samples(&tenant, &action.target);
+                        (self.watch)(&tenant, &action.target, on);
+                    }
                     actions.push((tenant.clone(), action.clone()));
                     let summary = serde_json::json!({
                         "id": action.id, "kind": action.kind, "target": action.target, "status": action.status
