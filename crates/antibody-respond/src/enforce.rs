@@ -748,7 +748,10 @@ impl Enforcement {
         }
         let views: Vec<(TenantId, TenantView)> = by_tenant
             .into_iter()
-            .map(|(tenant, changes)| {
+            .map(|(tenant, mut changes)| {
+                // Each change re-reads the current state: one read per source is enough.
+                changes.sort_unstable();
+                changes.dedup();
                 let mut view = self
                     .tenant(tenant)
                     .map_or_else(TenantView::default, |v| TenantView::clone(&v));

@@ -4,6 +4,7 @@
 use super::{ActionRecord, Responder};
 use crate::action::{ActionKind, ActionStatus, EffectPoint};
 use crate::enforce::{Applied, CapTerms, Change};
+use crate::lifecycle::LifecycleState;
 use antibody_core::{TenantId, TimestampMs};
 use std::collections::BTreeSet;
 
@@ -123,6 +124,27 @@ impl Responder {
             .collect()
     }
 
+    /// Every entity whose events the engine should sample (probation or a budget cap), so
+    /// the server can ask for them again after a restart.
+    pub fn sampled_entities(&self) -> Vec<(TenantId, String)> {
+        let probation = self
+            .st
+            .entities
+            .iter()
+            .filter(|(_, e)| e.state == LifecycleState::Probation)
+            .map(|(k, _)| k.clone());
+        let capped = self
+            .st
+            .actions
+            .values()
+            .filter(|r| {
+                r.action.kind == ActionKind::BudgetCap && r.action.status == ActionStatus::Succeeded
+            })
+            .map(|r| (r.tenant.clone(), r.action.target.clone()));
+        let all: BTreeSet<(TenantId, String)> = probation.chain(capped).collect();
+        all.into_iter().collect()
+    }
+
     /// Forgets the spend of caps the responder no longer remembers.
     pub(super) fn prune_spend(&mut self) {
         let actions = &self.st.actions;
@@ -183,7 +205,7 @@ impl Responder {
         &mut self,
         tenant: &TenantId,
         entity: &str,
-        state: crate::lifecycle::LifecycleState,
+        state: LifecycleState,
         incident: &str,
     ) {
         self.st.entities.insert(
@@ -198,5 +220,79 @@ impl Responder {
                 good_samples: 0,
             },
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::action::{Action, ActionKind, ActionStatus, Mode, Why};
+    use crate::config::ResponderConfig;
+    use crate::enforce::{TenantView, VerdictKind};
+    use crate::lifecycle::LifecycleState;
+    use crate::playbook::PlaybookSet;
+    use crate::Responder;
+    use antibody_core::TenantId;
+    use std::sync::Arc;
+
+    fn cap(id: &str, target: &str) -> Action {
+        Action {
+            id: id.into(),
+            incident: "i-1".into(),
+            kind: ActionKind::BudgetCap,
+            target: target.into(),
+            params: serde_json::from_str(r#"{"usd":2}"#).unwrap(),
+            mode: Mode::Auto,
+            status: ActionStatus::Approved,
+            ttl: 3_600,
+            executor: "budget_cap".into(),
+            result: None,
+            why: Why {
+                playbook: "p".into(),
+                rule: "r".into(),
+                text: "t".into(),
+                numbers: Default::default(),
+            },
+        }
+    }
+
+    #[test]
+    fn spend_survives_a_snapshot_and_older_snapshots_still_restore() {
+        let (cfg, pbs) = (
+            Arc::new(ResponderConfig::default()),
+            Arc::new(PlaybookSet::default()),
+        );
+        let mut r = Responder::new(cfg.clone(), pbs.clone());
+        let t = TenantId::new("acme");
+        r.applied_for_test(&t, cap("a-1", "agent:x"), 1_000);
+        assert_eq!(r.on_spend(&t, "agent:x", 2.5, 7, 2_000), ["a-1"]);
+        let back = Responder::restore(cfg.clone(), pbs.clone(), &r.snapshot().unwrap()).unwrap();
+        let v = TenantView::build(&back, &t).verdict("agent:x", 3_000);
+        assert_eq!(v.verdict, VerdictKind::Block);
+        assert_eq!(v.budget.unwrap().spent_usd, 2.5);
+        // The replayed event is not counted again after the restore.
+        let mut back = back;
+        assert!(back.on_spend(&t, "agent:x", 2.5, 7, 2_000).is_empty());
+        // A snapshot from before budgets: the state alone.
+        let old = postcard::to_stdvec(&r.st).unwrap();
+        let back = Responder::restore(cfg, pbs, &old).unwrap();
+        assert!(back.spend.is_empty() && back.st == r.st);
+    }
+
+    #[test]
+    fn probation_and_caps_are_the_entities_to_sample() {
+        let mut r = Responder::new(
+            Arc::new(ResponderConfig::default()),
+            Arc::new(PlaybookSet::default()),
+        );
+        let t = TenantId::new("acme");
+        r.applied_for_test(&t, cap("a-1", "agent:x"), 1_000);
+        r.state_for_test(&t, "agent:p", LifecycleState::Probation, "i-2");
+        r.state_for_test(&t, "agent:q", LifecycleState::Healing, "i-3");
+        let want = [
+            (t.clone(), "agent:p".to_owned()),
+            (t.clone(), "agent:x".to_owned()),
+        ];
+        assert_eq!(r.sampled_entities(), want);
+        assert!(r.wants_samples(&t, "agent:x") && !r.wants_samples(&t, "agent:q"));
     }
 }

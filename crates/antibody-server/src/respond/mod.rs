@@ -205,8 +205,12 @@ impl RespondStage {
             );
         }
         let investigator = p.executors.investigator();
-        // What the snapshot holds in force is served from the first request on.
+        // What the snapshot holds in force is served from the first request on, and the
+        // entities it samples are sampled again (the engine's snapshot may be older).
         p.enforcement.rebuild(&p.responder);
+        for (tenant, entity) in p.responder.sampled_entities() {
+            (p.watch)(&tenant, &entity, true);
+        }
         Ok(Self {
             responder: p.responder,
             store: p.store,
