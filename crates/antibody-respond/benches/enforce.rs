@@ -88,7 +88,8 @@ fn responder() -> Responder {
     let attackers = (0..ADDRESSES).map(|i| {
         let ip = format!("198.51.{}.{}", i / 256, i % 256);
         let evidence = json!({"group_by": "src_ip", "group": ip});
-        incident(ENTITIES + i, "host:bastion", "brute_force", evidence)
+        // One host per attacker: an entity's running ladder would absorb the next incident.
+        incident(ENTITIES + i, &format!("host:ssh-{i}"), "brute_force", evidence)
     });
     for (inc, f) in agents.chain(attackers) {
         for d in r.on_incident(&inc, &[f], inc.updated) {
