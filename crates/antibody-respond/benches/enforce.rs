@@ -89,7 +89,12 @@ fn responder() -> Responder {
         let ip = format!("198.51.{}.{}", i / 256, i % 256);
         let evidence = json!({"group_by": "src_ip", "group": ip});
         // One host per attacker: an entity's running ladder would absorb the next incident.
-        incident(ENTITIES + i, &format!("host:ssh-{i}"), "brute_force", evidence)
+        incident(
+            ENTITIES + i,
+            &format!("host:ssh-{i}"),
+            "brute_force",
+            evidence,
+        )
     });
     for (inc, f) in agents.chain(attackers) {
         for d in r.on_incident(&inc, &[f], inc.updated) {

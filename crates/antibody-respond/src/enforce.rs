@@ -378,11 +378,90 @@ impl Key {
     }
 }
 
+/// Everything held under one key, with the verdict it reads until something lapses: a
+/// lookup then shares it rather than folding the entries again.
+struct Slot {
+    entries: Vec<Entry>,
+    verdict: Verdict,
+    /// The first moment an entry lapses or a budget window ends.
+    fresh_until: TimestampMs,
+}
+
+impl Slot {
+    fn new(entries: Vec<Entry>) -> Self {
+        let mut acc = Acc::default();
+        for e in &entries {
+            // Before anything lapses, every entry holds as built.
+            acc.add(e, TimestampMs::MIN);
+        }
+        let fresh_until = entries
+            .iter()
+            .flat_map(|e| {
+                let window = match &e.effect {
+                    Effect::Budget(cap) => cap.window_end,
+                    _ => None,
+                };
+                [e.until, window]
+            })
+            .flatten()
+            .min()
+            .unwrap_or(TimestampMs::MAX);
+        Self {
+            verdict: acc.finish(),
+            entries,
+            fresh_until,
+        }
+    }
+}
+
+/// A looked-up verdict: shared with the view while nothing under the key has lapsed, else
+/// folded afresh. Derefs to [`Verdict`].
+pub struct Answer(Held);
+
+enum Held {
+    Allow,
+    Shared(Arc<Slot>),
+    Folded(Box<Verdict>),
+}
+
+static ALLOW: Verdict = Verdict {
+    verdict: VerdictKind::Allow,
+    until: None,
+    incident: None,
+    rate: None,
+    revoked_tools: Vec::new(),
+    budget: None,
+};
+
+impl std::ops::Deref for Answer {
+    type Target = Verdict;
+
+    fn deref(&self) -> &Verdict {
+        match &self.0 {
+            Held::Allow => &ALLOW,
+            Held::Shared(slot) => &slot.verdict,
+            Held::Folded(v) => v,
+        }
+    }
+}
+
+impl PartialEq<Verdict> for Answer {
+    fn eq(&self, other: &Verdict) -> bool {
+        **self == *other
+    }
+}
+
+impl std::fmt::Debug for Answer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        Verdict::fmt(self, f)
+    }
+}
+
 /// Entries by key, in shards that are copied on write.
 #[derive(Clone)]
 struct Shards<K> {
     pick: foldhash::fast::RandomState,
-    maps: Vec<Arc<Map<K, Vec<Entry>>>>,
+    maps: Vec<Arc<Map<K, Arc<Slot>>>>,
 }
 
 impl<K> Default for Shards<K> {
@@ -400,12 +479,12 @@ impl<K: Hash + Eq + Clone> Shards<K> {
         (self.pick.hash_one(key) as usize) & (SHARDS - 1)
     }
 
-    fn get<Q>(&self, key: &Q) -> Option<&[Entry]>
+    fn get<Q>(&self, key: &Q) -> Option<&Arc<Slot>>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.maps[self.shard(key)].get(key).map(Vec::as_slice)
+        self.maps[self.shard(key)].get(key)
     }
 
     /// Replaces `source`'s entry under `key`; returns (key existed, key exists).
@@ -413,22 +492,32 @@ impl<K: Hash + Eq + Clone> Shards<K> {
         let i = self.shard(&key);
         let held = self.maps[i].get(&key);
         let had = held.is_some();
-        if !held.is_some_and(|es| es.iter().any(|e| &e.source == source)) && entry.is_none() {
+        if !held.is_some_and(|s| s.entries.iter().any(|e| &e.source == source)) && entry.is_none() {
             return (had, had);
         }
-        let map = Arc::make_mut(&mut self.maps[i]);
-        let entries = map.entry(key.clone()).or_default();
-        entries.retain(|e| &e.source != source);
+        let mut entries: Vec<Entry> = held
+            .map(|s| {
+                s.entries
+                    .iter()
+                    .filter(|e| &e.source != source)
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
         entries.extend(entry);
+        let map = Arc::make_mut(&mut self.maps[i]);
         if entries.is_empty() {
             map.remove(&key);
             return (had, false);
         }
+        map.insert(key, Arc::new(Slot::new(entries)));
         (had, true)
     }
 
     fn iter(&self) -> impl Iterator<Item = (&K, &Vec<Entry>)> {
-        self.maps.iter().flat_map(|m| m.iter())
+        self.maps
+            .iter()
+            .flat_map(|m| m.iter().map(|(k, s)| (k, &s.entries)))
     }
 }
 
@@ -512,24 +601,17 @@ impl TenantView {
     }
 
     /// What to do with `entity` at `now`.
-    pub fn verdict(&self, entity: &str, now: TimestampMs) -> Verdict {
-        let mut acc = Acc::default();
-        match target_ip(entity) {
-            Some(ip) => {
-                let v6 = ip.is_ipv6();
-                for &(_, len, _) in self.prefixes.iter().filter(|p| p.0 == v6) {
-                    for e in self.nets.get(&Net::new(ip, len)).unwrap_or_default() {
-                        acc.add(e, now);
-                    }
-                }
-            }
-            None => {
-                for e in self.names.get(entity).unwrap_or_default() {
-                    acc.add(e, now);
-                }
-            }
-        }
-        acc.finish()
+    pub fn verdict(&self, entity: &str, now: TimestampMs) -> Answer {
+        let Some(ip) = target_ip(entity) else {
+            return answer(self.names.get(entity).into_iter(), now);
+        };
+        let v6 = ip.is_ipv6();
+        let slots = self
+            .prefixes
+            .iter()
+            .filter(|p| p.0 == v6)
+            .filter_map(|&(_, len, _)| self.nets.get(&Net::new(ip, len)));
+        answer(slots, now)
     }
 
     /// The addresses and blocks blocked at `now`, one line per target (the block that lasts
@@ -557,6 +639,27 @@ impl TenantView {
             .collect();
         out.sort_by_key(|(net, _)| *net);
         out.into_iter().map(|(_, e)| e).collect()
+    }
+}
+
+/// The verdict of the slots found for one entity: the one slot's own while it is fresh.
+fn answer<'a>(mut slots: impl Iterator<Item = &'a Arc<Slot>>, now: TimestampMs) -> Answer {
+    let Some(first) = slots.next() else {
+        return Answer(Held::Allow);
+    };
+    let mut acc = Acc::default();
+    match slots.next() {
+        None if now < first.fresh_until => return Answer(Held::Shared(first.clone())),
+        None => first.entries.iter().for_each(|e| acc.add(e, now)),
+        Some(second) => {
+            for slot in [first, second].into_iter().chain(slots) {
+                slot.entries.iter().for_each(|e| acc.add(e, now));
+            }
+        }
+    }
+    match acc.finish() {
+        v if v == ALLOW => Answer(Held::Allow),
+        v => Answer(Held::Folded(Box::new(v))),
     }
 }
 
@@ -708,11 +811,11 @@ pub struct Enforcement {
 
 impl Enforcement {
     /// What to do with `entity` of `tenant` at `now`.
-    pub fn verdict(&self, tenant: &TenantId, entity: &str, now: TimestampMs) -> Verdict {
+    pub fn verdict(&self, tenant: &TenantId, entity: &str, now: TimestampMs) -> Answer {
         self.tenants
             .load()
             .get(tenant)
-            .map_or_else(Verdict::allow, |v| v.verdict(entity, now))
+            .map_or(Answer(Held::Allow), |v| v.verdict(entity, now))
     }
 
     /// The tenant's blocklist at `now`.
@@ -1097,6 +1200,42 @@ mod tests {
             (VerdictKind::Block, Some(T0 + 10 * MIN))
         );
         assert!((v.budget.unwrap().spent_usd - 1.2).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_shared_verdict_equals_a_fresh_fold_at_every_moment() {
+        let mut r = responder();
+        let e = "agent:x";
+        let steps = [
+            ("a-1", ActionKind::RateLimit, r#"{"rate":3}"#, 120),
+            ("a-2", ActionKind::Quarantine, "{}", 60),
+            ("a-3", ActionKind::RevokeTools, "{}", 300),
+            (
+                "a-4",
+                ActionKind::BudgetCap,
+                r#"{"usd":1,"period":"minute"}"#,
+                240,
+            ),
+        ];
+        for (id, kind, p, ttl) in steps {
+            r.applied_for_test(&t(), action(id, kind, e, p, ttl), T0);
+        }
+        r.on_spend(&t(), e, 2.0, 1, T0 + 1);
+        let v = view(&r);
+        let slot = v.names.get(e).unwrap();
+        for minute in 0..6 {
+            for delta in [-1, 0, 1] {
+                let now = T0 + minute * MIN + delta;
+                let mut acc = Acc::default();
+                slot.entries.iter().for_each(|x| acc.add(x, now));
+                assert_eq!(
+                    v.verdict(e, now),
+                    acc.finish(),
+                    "at {minute} min {delta:+} ms"
+                );
+            }
+        }
+        assert_eq!(slot.fresh_until, T0 + MIN);
     }
 
     #[test]
