@@ -141,6 +141,10 @@ fn bench(c: &mut Criterion) {
             })
         });
     }
+    // One agent asked again and again: its slot stays in cache.
+    g.bench_function("verdict_same_throttled_agent", |b| {
+        b.iter(|| black_box(enf.verdict(&tenant, &agents[42], now)))
+    });
     g.finish();
 }
 
