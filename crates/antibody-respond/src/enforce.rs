@@ -26,10 +26,10 @@
 //!
 //! ## Reading
 //! Every lookup compares each entry's `until` with `now`, so an expired entry reads as absent
-//! before the next publish. The strongest verdict wins (`quarantine` > `block` > `throttle`
-//! > `allow`), among equals the one that lasts longest (a lifecycle hold longest of all); it
-//! gives `until` and `incident` (for `allow` with revoked tools only: the revocation that
-//! lasts longest). `rate` is the tightest throttle in force, `revoked_tools` the sorted
+//! before the next publish. The strongest verdict wins (`quarantine`, then `block`,
+//! `throttle`, `allow`), among equals the one that lasts longest (a lifecycle hold longest of
+//! all); it gives `until` and `incident` (for `allow` with revoked tools only: the revocation
+//! that lasts longest). `rate` is the tightest throttle in force, `revoked_tools` the sorted
 //! union, `budget` the cap with the least left.
 //!
 //! ## Budgets
@@ -233,7 +233,8 @@ impl Spend {
     /// anything changed (see the module doc for which events count).
     pub(crate) fn count(&mut self, cap: &CapTerms, usd: f64, offset: u64, ts: TimestampMs) -> bool {
         let fresh = self.through.is_none_or(|t| offset > t);
-        if !fresh || !(usd.is_finite() && usd > 0.0) || ts < cap.start || ts >= cap.until {
+        let money = usd.is_finite() && usd > 0.0;
+        if !fresh || !money || ts < cap.start || ts >= cap.until {
             return false;
         }
         self.through = Some(offset);
@@ -713,10 +714,13 @@ fn lasting(until: Option<TimestampMs>) -> TimestampMs {
     until.unwrap_or(TimestampMs::MAX)
 }
 
+/// The strongest effect so far: its verdict, until and incident.
+type Best<'a> = (VerdictKind, Option<TimestampMs>, Option<&'a Arc<str>>);
+
 /// Folds the entries of one entity into its verdict.
 #[derive(Default)]
 struct Acc<'a> {
-    best: Option<(VerdictKind, Option<TimestampMs>, Option<&'a Arc<str>>)>,
+    best: Option<Best<'a>>,
     rate: Option<Rate>,
     tools: Vec<Arc<str>>,
     budget: Option<Budget>,
