@@ -54,7 +54,7 @@ use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// Entity maps hash with foldhash: fast on short keys and seeded per process, so senders
 /// cannot precompute colliding entity names.
@@ -152,7 +152,7 @@ impl Verdict {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct BlockEntry {
     /// `1.2.3.4` or `10.0.0.0/24` (the network address of the block).
-    pub target: String,
+    pub target: Arc<str>,
     pub until: Option<TimestampMs>,
     pub action: Arc<str>,
     pub incident: Option<Arc<str>>,
@@ -571,6 +571,9 @@ pub struct TenantView {
     /// (v6, prefix length) of the nets held, with how many: an address lookup tries each.
     prefixes: Vec<(bool, u8, usize)>,
     keys: usize,
+    /// Every net's longest block in address order, made by the first blocklist read of this
+    /// version of the view: firewalls poll, and the list only changes with a publish.
+    blocks: OnceLock<Vec<BlockEntry>>,
 }
 
 impl TenantView {
@@ -583,6 +586,7 @@ impl TenantView {
 
     /// Re-reads the entries of what changed from the responder's state.
     pub fn update(&mut self, r: &Responder, tenant: &TenantId, changes: &[Change]) {
+        self.blocks = OnceLock::new();
         for change in changes {
             match change {
                 Change::Action(id) => {
@@ -659,19 +663,29 @@ impl TenantView {
     /// The addresses and blocks blocked at `now`, one line per target (the block that lasts
     /// longest), in address order.
     pub fn blocklist(&self, now: TimestampMs) -> Vec<BlockEntry> {
+        self.blocks
+            .get_or_init(|| self.longest_blocks())
+            .iter()
+            .filter(|b| b.until.is_none_or(|u| now < u))
+            .cloned()
+            .collect()
+    }
+
+    fn longest_blocks(&self) -> Vec<BlockEntry> {
         let mut out: Vec<(Net, BlockEntry)> = self
             .nets
             .iter()
             .filter_map(|(net, entries)| {
+                // If the longest block has lapsed, so have the others.
                 let block = entries
                     .iter()
-                    .filter(|e| e.effect == Effect::Block && in_force(e, now))
+                    .filter(|e| e.effect == Effect::Block)
                     .max_by_key(|e| lasting(e.until))?;
                 let Source::Action(action) = &block.source else {
                     return None;
                 };
                 let entry = BlockEntry {
-                    target: net.to_string(),
+                    target: Arc::from(net.to_string()),
                     until: block.until,
                     action: action.clone(),
                     incident: block.incident.clone(),
@@ -989,7 +1003,7 @@ mod tests {
             assert_eq!(got.until, Some(T0 + MIN));
             assert_eq!(got.incident.as_deref(), Some("i-a-1"));
         }
-        assert_eq!(v.blocklist(T0)[0].target, "203.0.113.9");
+        assert_eq!(&*v.blocklist(T0)[0].target, "203.0.113.9");
         assert_eq!(v.verdict("ip:203.0.113.9", T0 + MIN), Verdict::allow());
         assert!(v.blocklist(T0 + MIN).is_empty());
         assert_eq!(v.verdict("ip:203.0.113.10", T0), Verdict::allow());
@@ -1109,7 +1123,7 @@ mod tests {
         let listed: Vec<(String, Option<TimestampMs>)> = v
             .blocklist(T0)
             .into_iter()
-            .map(|b| (b.target, b.until))
+            .map(|b| (b.target.to_string(), b.until))
             .collect();
         assert_eq!(
             listed,

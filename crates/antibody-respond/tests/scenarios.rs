@@ -264,7 +264,7 @@ fn ssh_brute_force_blocks_the_source_until_the_ttl_then_undoes() {
     let v = s.verdict("ip:203.0.113.9", T0 + 2_000);
     assert_eq!(v.verdict, VerdictKind::Block);
     assert_eq!(v.until, Some(T0 + 1_000 + HOUR));
-    assert_eq!(s.blocklist(T0 + 2_000)[0].target, "203.0.113.9");
+    assert_eq!(&*s.blocklist(T0 + 2_000)[0].target, "203.0.113.9");
 
     assert!(s.tick(T0 + 1_000 + HOUR - 1).is_empty());
     let ds = s.tick(T0 + 1_000 + HOUR);
