@@ -38,14 +38,19 @@ pub struct Outputs {
     pub samples: Vec<Sample>,
 }
 
-/// A fresh observation of a watched entity: did its event stay within the baselines?
-/// The response engine's probation counts these.
+/// A fresh observation of a watched entity: did its event stay within the baselines, and
+/// what did it cost? The response engine's probation counts the first, budget caps the
+/// second.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Sample {
     pub tenant: TenantId,
     pub entity: String,
     pub ts: TimestampMs,
     pub within_baseline: bool,
+    /// The event's log offset: a replay after a crash repeats it, so spend counts once.
+    pub offset: u64,
+    /// The event's `cost_usd` metric.
+    pub cost_usd: Option<f64>,
 }
 
 impl Outputs {
@@ -429,6 +434,12 @@ impl Partition {
                 entity: ev.entity.clone(),
                 ts: ev.ts,
                 within_baseline,
+                offset,
+                cost_usd: ev
+                    .metrics
+                    .iter()
+                    .find(|(m, _)| m == "cost_usd")
+                    .map(|(_, v)| *v),
             });
         }
         self.evaluate_rules(offset, ev, first_finding, out);
@@ -1445,18 +1456,24 @@ mod tests {
         let out = run(&mut p, &[vitals("agent:a", 30_000, 1000.0, "p1")], 30);
         assert!(out.samples.is_empty(), "not watched yet");
         p.watch(&t, "agent:a", true);
+        let mut costly = vitals("agent:a", 32_500, 1005.0, "p1");
+        costly.metrics.push(("cost_usd".into(), 0.25));
         let out = run(
             &mut p,
             &[
                 vitals("agent:a", 31_000, 1010.0, "p1"),
                 vitals("agent:a", 32_000, 90_000.0, "p1"),
+                costly,
             ],
             31,
         );
         let within: Vec<bool> = out.samples.iter().map(|s| s.within_baseline).collect();
-        assert_eq!(within, vec![true, false]);
+        assert_eq!(within, vec![true, false, true]);
+        let seen: Vec<(u64, Option<f64>)> =
+            out.samples.iter().map(|s| (s.offset, s.cost_usd)).collect();
+        assert_eq!(seen, [(31, None), (32, None), (33, Some(0.25))]);
         p.watch(&t, "agent:a", false);
-        assert!(run(&mut p, &[vitals("agent:a", 33_000, 1000.0, "p1")], 33)
+        assert!(run(&mut p, &[vitals("agent:a", 33_000, 1000.0, "p1")], 34)
             .samples
             .is_empty());
     }

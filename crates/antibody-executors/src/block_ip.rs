@@ -1,24 +1,24 @@
-//! The `block_ip` executor: puts the address on the tenant's blocklist (served to firewalls
-//! and bouncers) until the action's TTL runs out, and optionally runs a firewall command
-//! template — e.g. `nft add element inet filter blocklist { {target} }` with its `delete`
-//! as the undo. The blocklist entry and the firewall rule stand or fall together: a failed
-//! firewall command takes the entry back out, and a failed undo leaves both in place.
+//! The `block_ip` executor: pushes a block to the host firewall by command template — e.g.
+//! `nft add element inet filter blocklist { {target} }` with its `delete` as the undo and an
+//! optional check for drift. It exists only when `[executors.block_ip] argv` is configured;
+//! the block itself is served by antibody's enforcement view (`/v1/blocklist`,
+//! `antibody_respond::enforce`) once the action succeeds, so a failed firewall command
+//! fails the action and nothing is served.
 
 use crate::command::{run_argv, run_detached, show, vars};
 use crate::common::{self, claim, is_dry_run};
 use crate::drift::{Drift, DriftCheck};
-use crate::enforcement::{expiry, normalize_address, Enforcement};
 use crate::ledger::Ledger;
 use crate::reply::Reply;
 use crate::template::ArgvTemplate;
-use antibody_core::Clock;
+use antibody_respond::cidr::{target_ip, Cidr};
 use antibody_respond::executor::{Completion, ExecOp, ExecRequest, ExecResult, Executor};
 use antibody_respond::ActionKind;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// A firewall command to run beside the blocklist.
+/// The host firewall's commands.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FirewallCommand {
     pub apply: ArgvTemplate,
@@ -29,48 +29,45 @@ pub struct FirewallCommand {
 }
 
 pub struct BlockIpExecutor {
-    enforcement: Enforcement,
-    clock: Arc<dyn Clock>,
-    firewall: Option<Arc<FirewallCommand>>,
+    firewall: Arc<FirewallCommand>,
     ledger: Arc<Ledger>,
 }
 
-/// What one request will do.
+/// `1.2.3.4`, `ip:1.2.3.4`, `[::1]` → the bare address; `10.0.0.0/8` → itself.
+fn normalize_address(target: &str) -> Result<String, String> {
+    if let Some(ip) = target_ip(target) {
+        return Ok(ip.to_string());
+    }
+    Cidr::parse(target)
+        .map(|c| c.to_string())
+        .ok_or_else(|| format!("`{target}` is not an IP address or CIDR block"))
+}
+
+/// What one request will run: the address and the argv (`None`: no undo configured).
 struct Plan {
     address: String,
-    expires_at: i64,
     argv: Option<Vec<String>>,
 }
 
 impl BlockIpExecutor {
-    pub fn new(
-        enforcement: Enforcement,
-        clock: Arc<dyn Clock>,
-        firewall: Option<FirewallCommand>,
-    ) -> Self {
+    pub fn new(firewall: FirewallCommand) -> Self {
         Self {
-            enforcement,
-            clock,
-            firewall: firewall.map(Arc::new),
+            firewall: Arc::new(firewall),
             ledger: Arc::default(),
         }
     }
 
     fn plan(&self, request: &ExecRequest) -> Result<Plan, String> {
-        let address = normalize_address(&request.action.target).map_err(|e| e.to_string())?;
-        let template = self.firewall.as_ref().and_then(|f| match request.op {
-            ExecOp::Apply => Some(&f.apply),
-            ExecOp::Undo => f.undo.as_ref(),
-        });
+        let address = normalize_address(&request.action.target)?;
+        let template = match request.op {
+            ExecOp::Apply => Some(&self.firewall.apply),
+            ExecOp::Undo => self.firewall.undo.as_ref(),
+        };
         let argv = template
             .map(|t| t.render(&vars(request, &address)))
             .transpose()
             .map_err(|e| format!("firewall command: {e}"))?;
-        Ok(Plan {
-            address,
-            expires_at: expiry(self.clock.now_ms(), request.action.ttl),
-            argv,
-        })
+        Ok(Plan { address, argv })
     }
 
     fn dry_run(request: &ExecRequest, plan: &Plan) -> ExecResult {
@@ -79,79 +76,33 @@ impl BlockIpExecutor {
             details.insert("argv".into(), show(argv));
         }
         let would = match request.op {
-            ExecOp::Apply => {
-                details.insert("expires_at".into(), plan.expires_at.to_string());
-                format!("block {} for {} s", plan.address, request.action.ttl)
-            }
-            ExecOp::Undo => format!("unblock {}", plan.address),
+            ExecOp::Apply => format!("block {} at the firewall", plan.address),
+            ExecOp::Undo => format!("unblock {} at the firewall", plan.address),
         };
         common::dry_run(&would, details)
     }
 }
 
-/// Adds the entry, then runs the firewall command; takes the entry back if it fails.
-fn apply(
-    enforcement: &Enforcement,
-    request: &ExecRequest,
-    plan: &Plan,
-    timeout: Duration,
-) -> ExecResult {
-    let action = &request.action;
-    let written = enforcement.write(|s| {
-        s.block(
-            &request.tenant,
-            &action.id,
-            &plan.address,
-            plan.expires_at,
-            &action.why.text,
-        )
-    });
-    if let Err(e) = written {
-        return ExecResult::failed(e.to_string());
-    }
-    let mut result = match &plan.argv {
-        Some(argv) => run_argv(argv, timeout),
-        None => ExecResult::ok(""),
+/// Runs the op's firewall command; an undo without a configured `undo_argv` has nothing to
+/// run.
+fn run(request: &ExecRequest, plan: &Plan, timeout: Duration) -> ExecResult {
+    let Some(argv) = &plan.argv else {
+        return ExecResult::ok(format!(
+            "no firewall undo is configured; {} stays blocked at the firewall",
+            plan.address
+        ));
     };
-    if !result.ok {
-        enforcement.remove(&request.tenant, &action.id);
-        result.message = format!(
-            "firewall command failed, {} not blocked: {}",
-            plan.address, result.message
-        );
-        return result;
-    }
-    result.message = format!("blocked {} for {} s", plan.address, action.ttl);
-    result.details.insert("target".into(), plan.address.clone());
-    result
-        .details
-        .insert("expires_at".into(), plan.expires_at.to_string());
-    result
-}
-
-/// Runs the firewall undo, then removes the entry; a failed undo keeps the entry.
-fn undo(
-    enforcement: &Enforcement,
-    request: &ExecRequest,
-    plan: &Plan,
-    timeout: Duration,
-) -> ExecResult {
-    let mut result = match &plan.argv {
-        Some(argv) => run_argv(argv, timeout),
-        None => ExecResult::ok(""),
+    let mut result = run_argv(argv, timeout);
+    let what = match (request.op, result.ok) {
+        (ExecOp::Apply, true) => format!("blocked {} at the firewall", plan.address),
+        (ExecOp::Apply, false) => format!("firewall command failed, {} not blocked", plan.address),
+        (ExecOp::Undo, true) => format!("unblocked {} at the firewall", plan.address),
+        (ExecOp::Undo, false) => format!("firewall undo failed, {} stays blocked", plan.address),
     };
-    if !result.ok {
-        result.message = format!(
-            "firewall undo failed, {} stays blocked: {}",
-            plan.address, result.message
-        );
-        return result;
-    }
-    let removed = enforcement.remove(&request.tenant, &request.action.id);
-    result.message = if removed {
-        format!("unblocked {}", plan.address)
+    result.message = if result.ok || result.message.is_empty() {
+        what
     } else {
-        format!("{} was not on the blocklist", plan.address)
+        format!("{what}: {}", result.message)
     };
     result.details.insert("target".into(), plan.address.clone());
     result
@@ -182,18 +133,10 @@ impl Executor for BlockIpExecutor {
         let Some(reply) = claim(&self.ledger, &request, reply) else {
             return;
         };
-        let enforcement = self.enforcement.clone();
-        let timeout = self.firewall.as_ref().map_or(Duration::ZERO, |f| f.timeout);
-        let work = move |request: &ExecRequest| match request.op {
-            ExecOp::Apply => apply(&enforcement, request, &plan, timeout),
-            ExecOp::Undo => undo(&enforcement, request, &plan, timeout),
-        };
-        if self.firewall.is_some() {
-            run_detached(self.ledger.clone(), request, reply, work);
-        } else {
-            let result = work(&request);
-            common::finish(&self.ledger, &request, reply, result);
-        }
+        let timeout = self.firewall.timeout;
+        run_detached(self.ledger.clone(), request, reply, move |request| {
+            run(request, &plan, timeout)
+        });
     }
 }
 
@@ -202,26 +145,14 @@ impl DriftCheck for BlockIpExecutor {
         if is_dry_run(request) {
             return None;
         }
-        let now = self.clock.now_ms();
-        if !self
-            .enforcement
-            .holds(&request.tenant, &request.action.id, now)
-        {
-            return Some(Drift::new(
-                request,
-                format!("{} is no longer on the blocklist", request.action.target),
-            ));
-        }
-        let firewall = self.firewall.as_ref()?;
-        let check = firewall.check.as_ref()?;
+        let check = self.firewall.check.as_ref()?;
         let argv = match normalize_address(&request.action.target)
-            .map_err(|e| e.to_string())
             .and_then(|a| check.render(&vars(request, &a)).map_err(|e| e.to_string()))
         {
             Ok(argv) => argv,
             Err(e) => return Some(Drift::new(request, format!("cannot check: {e}"))),
         };
-        let result = run_argv(&argv, firewall.timeout);
+        let result = run_argv(&argv, self.firewall.timeout);
         (!result.ok).then(|| {
             Drift::new(
                 request,
@@ -235,7 +166,6 @@ impl DriftCheck for BlockIpExecutor {
 mod tests {
     use super::*;
     use crate::testkit::{action, execute, request};
-    use antibody_core::{FakeClock, TenantId};
     use antibody_respond::Params;
 
     fn argv(items: &[&str]) -> Vec<String> {
@@ -251,41 +181,8 @@ mod tests {
         }
     }
 
-    fn setup(fw: Option<FirewallCommand>) -> (BlockIpExecutor, Enforcement, Arc<FakeClock>) {
-        let enforcement = Enforcement::default();
-        let clock = Arc::new(FakeClock::new(1_000));
-        let exec = BlockIpExecutor::new(enforcement.clone(), clock.clone(), fw);
-        (exec, enforcement, clock)
-    }
-
     fn req(id: &str, target: &str, op: ExecOp) -> ExecRequest {
         request(action(id, ActionKind::BlockIp, target, Params::new()), op)
-    }
-
-    #[test]
-    fn blocks_until_the_ttl_and_unblocks() {
-        let (exec, enf, clock) = setup(None);
-        let tenant = TenantId::new("acme");
-        let r = execute(&exec, req("a-1", "ip:10.0.0.1", ExecOp::Apply));
-        assert!(r.ok, "{r:?}");
-        assert_eq!(r.message, "blocked 10.0.0.1 for 60 s");
-        assert_eq!(r.details["expires_at"], "61000");
-        assert_eq!(enf.render_text(&tenant, 1_000), "10.0.0.1\n");
-        assert_eq!(exec.check(&req("a-1", "10.0.0.1", ExecOp::Apply)), None);
-        clock.set(61_000);
-        assert!(exec.check(&req("a-1", "10.0.0.1", ExecOp::Apply)).is_some());
-        let r = execute(&exec, req("a-1", "10.0.0.1", ExecOp::Undo));
-        assert_eq!(r.message, "unblocked 10.0.0.1");
-        assert!(enf.blocklist(&tenant, 0).is_empty());
-    }
-
-    #[test]
-    fn refuses_non_addresses() {
-        let (exec, enf, _) = setup(None);
-        let r = execute(&exec, req("a-1", "agent:x", ExecOp::Apply));
-        assert!(!r.ok);
-        assert!(r.message.contains("not an IP address"), "{}", r.message);
-        assert_eq!(enf.snapshot(), Default::default());
     }
 
     #[test]
@@ -295,9 +192,10 @@ mod tests {
             &["/bin/echo", "delete", "{target}"],
             &["/bin/true"],
         );
-        let (exec, enf, _) = setup(Some(fw));
+        let exec = BlockIpExecutor::new(fw);
         let r = execute(&exec, req("a-1", "192.168.1.0/24", ExecOp::Apply));
         assert!(r.ok, "{r:?}");
+        assert_eq!(r.message, "blocked 192.168.1.0/24 at the firewall");
         assert_eq!(r.details["stdout"], "add { 192.168.1.0/24 }\n");
         assert_eq!(
             exec.check(&req("a-1", "192.168.1.0/24", ExecOp::Apply)),
@@ -305,24 +203,29 @@ mod tests {
         );
         let r = execute(&exec, req("a-1", "192.168.1.0/24", ExecOp::Undo));
         assert_eq!(r.details["stdout"], "delete 192.168.1.0/24\n");
-        assert!(enf.blocklist(&TenantId::new("acme"), 0).is_empty());
     }
 
     #[test]
-    fn a_failing_firewall_leaves_no_half_state() {
-        let fw = firewall(&["/bin/false"], &["/bin/false"], &["/bin/false"]);
-        let (exec, enf, _) = setup(Some(fw));
-        let r = execute(&exec, req("a-1", "10.0.0.1", ExecOp::Apply));
+    fn refuses_non_addresses() {
+        let exec = BlockIpExecutor::new(firewall(&["/bin/true"], &["/bin/true"], &["/bin/true"]));
+        let r = execute(&exec, req("a-1", "agent:x", ExecOp::Apply));
+        assert!(!r.ok);
+        assert!(r.message.contains("not an IP address"), "{}", r.message);
+    }
+
+    #[test]
+    fn failures_and_drift_are_reported() {
+        let exec =
+            BlockIpExecutor::new(firewall(&["/bin/false"], &["/bin/false"], &["/bin/false"]));
+        let r = execute(&exec, req("a-1", "ip:10.0.0.1", ExecOp::Apply));
         assert!(!r.ok);
         assert!(
-            r.message.starts_with("firewall command failed"),
+            r.message
+                .starts_with("firewall command failed, 10.0.0.1 not blocked"),
             "{}",
             r.message
         );
-        assert_eq!(enf.snapshot(), Default::default());
-
-        let fw = firewall(&["/bin/true"], &["/bin/false"], &["/bin/false"]);
-        let (exec, enf, _) = setup(Some(fw));
+        let exec = BlockIpExecutor::new(firewall(&["/bin/true"], &["/bin/false"], &["/bin/false"]));
         assert!(execute(&exec, req("a-1", "10.0.0.1", ExecOp::Apply)).ok);
         let drift = exec.check(&req("a-1", "10.0.0.1", ExecOp::Apply)).unwrap();
         assert!(
@@ -332,6 +235,6 @@ mod tests {
         );
         let r = execute(&exec, req("a-1", "10.0.0.1", ExecOp::Undo));
         assert!(!r.ok);
-        assert_eq!(enf.render_text(&TenantId::new("acme"), 1_000), "10.0.0.1\n");
+        assert!(r.message.contains("stays blocked"), "{}", r.message);
     }
 }

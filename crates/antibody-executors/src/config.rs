@@ -22,14 +22,14 @@
 //! [executors.signal]             # off unless enabled: it signals processes
 //! enabled = true
 //!
-//! [executors.block_ip]           # always on; the firewall command is optional
+//! [executors.block_ip]           # optional: also push blocks to the host firewall
 //! argv = ["nft", "add", "element", "inet", "filter", "blocklist", "{ {target} }"]
 //! undo_argv = ["nft", "delete", "element", "inet", "filter", "blocklist", "{ {target} }"]
 //! allow = ["nft"]
 //! ```
 //!
-//! `rate_limit` and `quarantine` need no configuration and are always on. Secrets are only
-//! ever references (`env:VAR`, `file:PATH`); no value appears in `Debug` output.
+//! The blocklist and the other in-product effects (`rate_limit`, `quarantine`, …) need no
+//! executor: antibody serves them itself. Secrets are only ever references (`env:VAR`, `file:PATH`); no value appears in `Debug` output.
 
 use crate::block_ip::FirewallCommand;
 use crate::command::CommandConfig;

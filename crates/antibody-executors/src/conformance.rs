@@ -5,7 +5,6 @@
 
 use crate::block_ip::{BlockIpExecutor, FirewallCommand};
 use crate::command::{CommandConfig, CommandExecutor};
-use crate::enforcement::Enforcement;
 use crate::http::{Endpoint, RetryPolicy};
 use crate::notify::{NotifyConfig, NotifyExecutor, NotifyFormat, UrlSource};
 use crate::secret::{Secret, SecretError, SecretRef, SecretSource};
@@ -14,9 +13,8 @@ use crate::template::ArgvTemplate;
 use crate::testkit::{
     action, closed_port_url, execute, request, runtime, strs, FakeServer, Sleeper,
 };
-use crate::verdict::{VerdictAction, VerdictExecutor};
 use crate::webhook::{WebhookConfig, WebhookExecutor};
-use antibody_core::{FakeClock, TenantId};
+use antibody_core::FakeClock;
 use antibody_respond::executor::{ExecOp, ExecRequest, Executor};
 use antibody_respond::{ActionKind, Asset, Mode, ParamValue, Params};
 use std::collections::BTreeMap;
@@ -40,8 +38,6 @@ trait Subject {
     }
 }
 
-const TENANT: &str = "acme";
-
 fn quick_policy() -> RetryPolicy {
     RetryPolicy {
         timeout: Duration::from_secs(2),
@@ -54,87 +50,50 @@ fn argv(items: &[&str]) -> Vec<String> {
     items.iter().map(|s| (*s).to_owned()).collect()
 }
 
-struct EnforcementSubject {
-    name: &'static str,
-    exec: Box<dyn Executor>,
-    enforcement: Enforcement,
-    kind: ActionKind,
-    /// Where the firewall command (if any) leaves its marks.
-    dir: Option<tempfile::TempDir>,
+/// `block_ip` with a "firewall" of `mkdir`/`rmdir` on marker dirs in a temp dir.
+struct FirewallSubject {
+    exec: BlockIpExecutor,
+    dir: tempfile::TempDir,
 }
 
-impl EnforcementSubject {
-    fn block_ip(with_firewall: bool) -> Self {
-        let enforcement = Enforcement::default();
-        let dir = with_firewall.then(|| tempfile::tempdir().unwrap());
-        let firewall = dir.as_ref().map(|d| {
-            let path = format!("{}/{{target}}", d.path().display());
-            FirewallCommand {
-                apply: ArgvTemplate::parse(&argv(&["/bin/mkdir", &path]), &[]).unwrap(),
-                undo: Some(ArgvTemplate::parse(&argv(&["/bin/rmdir", &path]), &[]).unwrap()),
-                check: None,
-                timeout: Duration::from_secs(10),
-            }
-        });
-        let exec = BlockIpExecutor::new(enforcement.clone(), Arc::new(FakeClock::new(0)), firewall);
+impl FirewallSubject {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let path = format!("{}/{{target}}", dir.path().display());
+        let firewall = FirewallCommand {
+            apply: ArgvTemplate::parse(&argv(&["/bin/mkdir", &path]), &[]).unwrap(),
+            undo: Some(ArgvTemplate::parse(&argv(&["/bin/rmdir", &path]), &[]).unwrap()),
+            check: None,
+            timeout: Duration::from_secs(10),
+        };
         Self {
-            name: if with_firewall {
-                "block_ip+firewall"
-            } else {
-                "block_ip"
-            },
-            exec: Box::new(exec),
-            enforcement,
-            kind: ActionKind::BlockIp,
+            exec: BlockIpExecutor::new(firewall),
             dir,
         }
     }
-
-    fn verdict(action: VerdictAction, kind: ActionKind) -> Self {
-        let enforcement = Enforcement::default();
-        let exec = VerdictExecutor::new(action, enforcement.clone(), Arc::new(FakeClock::new(0)));
-        Self {
-            name: kind.as_str(),
-            exec: Box::new(exec),
-            enforcement,
-            kind,
-            dir: None,
-        }
-    }
 }
 
-impl Subject for EnforcementSubject {
+impl Subject for FirewallSubject {
     fn name(&self) -> &str {
-        self.name
+        "block_ip"
     }
     fn executor(&self) -> &dyn Executor {
-        self.exec.as_ref()
+        &self.exec
     }
     fn request(&self, id: &str, op: ExecOp) -> ExecRequest {
-        let (target, params) = match self.kind {
-            ActionKind::BlockIp => ("10.0.0.7", Params::new()),
-            ActionKind::RateLimit => (
-                "agent:x",
-                Params::from([("rate".to_owned(), ParamValue::Int(5))]),
-            ),
-            _ => ("agent:x", Params::new()),
-        };
-        request(action(id, self.kind, target, params), op)
+        request(
+            action(id, ActionKind::BlockIp, "10.0.0.7", Params::new()),
+            op,
+        )
     }
     fn failing(&self, id: &str) -> ExecRequest {
-        let target = if self.kind == ActionKind::BlockIp {
-            "not-an-address"
-        } else {
-            ""
-        };
-        request(action(id, self.kind, target, Params::new()), ExecOp::Apply)
+        request(
+            action(id, ActionKind::BlockIp, "not-an-address", Params::new()),
+            ExecOp::Apply,
+        )
     }
     fn world(&self) -> String {
-        let t = TenantId::new(TENANT);
-        let state = self
-            .enforcement
-            .read(|s| (s.render_json(&t, 0), s.verdict(&t, "agent:x", 0)));
-        format!("{state:?} {}", listing(self.dir.as_ref()))
+        listing(Some(&self.dir))
     }
 }
 
@@ -355,16 +314,7 @@ impl Subject for SignalSubject {
 
 fn subjects(rt: &Runtime) -> Vec<Box<dyn Subject>> {
     vec![
-        Box::new(EnforcementSubject::block_ip(false)),
-        Box::new(EnforcementSubject::block_ip(true)),
-        Box::new(EnforcementSubject::verdict(
-            VerdictAction::RateLimit,
-            ActionKind::RateLimit,
-        )),
-        Box::new(EnforcementSubject::verdict(
-            VerdictAction::Quarantine,
-            ActionKind::Quarantine,
-        )),
+        Box::new(FirewallSubject::new()),
         Box::new(WebhookSubject::new(rt)),
         Box::new(NotifySubject::new(rt)),
         Box::new(CommandSubject::new()),

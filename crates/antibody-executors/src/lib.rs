@@ -1,9 +1,9 @@
 //! Executors: the code that carries out response actions in the world, behind the
 //! [`antibody_respond::executor::Executor`] trait.
 //!
-//! * `block_ip`, `rate_limit`, `quarantine` write the [`Enforcement`] state that the server
-//!   serves to firewalls and bouncers (`GET /v1/blocklist`) and to SDKs and proxies
-//!   (`GET /v1/entities/{entity}/verdict`); `block_ip` may also run a firewall command.
+//! * `block_ip` runs a firewall command when one is configured. The block itself, like
+//!   `rate_limit`, `quarantine` and the other in-product effects, is served by antibody's
+//!   enforcement view (`antibody_respond::enforce`), not by an executor.
 //! * `webhook` and `notify` POST JSON (HMAC-signed, with timeout and retries).
 //! * `command` runs an argv template, never a shell; `signal` signals the asset's pid.
 //!
@@ -18,7 +18,6 @@ pub mod command;
 mod common;
 pub mod config;
 pub mod drift;
-pub mod enforcement;
 pub mod http;
 pub mod investigator;
 pub mod ledger;
@@ -29,7 +28,6 @@ pub mod runner;
 pub mod secret;
 pub mod signal;
 pub mod template;
-pub mod verdict;
 pub mod webhook;
 
 #[cfg(test)]
@@ -41,7 +39,6 @@ pub use block_ip::{BlockIpExecutor, FirewallCommand};
 pub use command::{CommandConfig, CommandExecutor};
 pub use config::{ConfigError, ExecutorsConfig, RawExecutorsConfig};
 pub use drift::{Drift, DriftCheck};
-pub use enforcement::{BlockEntry, Enforcement, EnforcementState, Verdict, VerdictKind};
 pub use investigator::{
     AskError, AskPolicy, Investigator, InvestigatorConfig, InvestigatorConfigError,
     RawInvestigatorConfig,
@@ -50,5 +47,4 @@ pub use notify::{NotifyConfig, NotifyExecutor, NotifyFormat, UrlSource};
 pub use registry::{Context, Registry, RegistryError};
 pub use secret::{Secret, SecretError, SecretRef, SecretSource};
 pub use signal::SignalExecutor;
-pub use verdict::{VerdictAction, VerdictExecutor};
 pub use webhook::{WebhookConfig, WebhookExecutor};

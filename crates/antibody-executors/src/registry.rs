@@ -5,11 +5,9 @@ use crate::block_ip::BlockIpExecutor;
 use crate::command::CommandExecutor;
 use crate::config::ExecutorsConfig;
 use crate::drift::{Drift, DriftCheck};
-use crate::enforcement::Enforcement;
 use crate::notify::NotifyExecutor;
 use crate::secret::SecretSource;
 use crate::signal::SignalExecutor;
-use crate::verdict::{VerdictAction, VerdictExecutor};
 use crate::webhook::WebhookExecutor;
 use antibody_core::Clock;
 use antibody_respond::executor::{ExecRequest, Executor};
@@ -44,7 +42,6 @@ pub struct Context {
     pub runtime: Handle,
     pub clock: Arc<dyn Clock>,
     pub secrets: Arc<dyn SecretSource>,
-    pub enforcement: Enforcement,
 }
 
 struct Entry {
@@ -62,21 +59,14 @@ impl Registry {
         Self::default()
     }
 
-    /// Every executor the configuration enables.
+    /// Every executor the configuration enables. Kinds antibody serves itself (`block_ip`,
+    /// `rate_limit`, `quarantine`, …: `antibody_respond::enforce`) have none, except
+    /// `block_ip` when a firewall command is configured.
     pub fn build(config: ExecutorsConfig, ctx: &Context) -> Self {
         let mut r = Self::new();
-        let (enforcement, clock) = (&ctx.enforcement, &ctx.clock);
-        r.add_checked(Arc::new(BlockIpExecutor::new(
-            enforcement.clone(),
-            clock.clone(),
-            config.firewall,
-        )));
-        for action in [VerdictAction::RateLimit, VerdictAction::Quarantine] {
-            r.add_checked(Arc::new(VerdictExecutor::new(
-                action,
-                enforcement.clone(),
-                clock.clone(),
-            )));
+        let clock = &ctx.clock;
+        if let Some(firewall) = config.firewall {
+            r.add_checked(Arc::new(BlockIpExecutor::new(firewall)));
         }
         if let Some(webhook) = config.webhook {
             let e = WebhookExecutor::new(
@@ -143,12 +133,12 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{RawExecutorsConfig, RawSignal};
+    use crate::config::{RawBlockIp, RawExecutorsConfig, RawSignal};
     use crate::secret::{Secret, SecretError, SecretRef};
-    use crate::testkit::{action, execute, request, runtime};
-    use antibody_core::{FakeClock, TenantId};
+    use crate::testkit::{action, request, runtime, Sleeper};
+    use antibody_core::FakeClock;
     use antibody_respond::executor::ExecOp;
-    use antibody_respond::Params;
+    use antibody_respond::{Asset, ParamValue, Params};
 
     struct NoSecrets;
 
@@ -166,7 +156,6 @@ mod tests {
             runtime: rt.handle().clone(),
             clock: Arc::new(FakeClock::new(0)),
             secrets: Arc::new(NoSecrets),
-            enforcement: Enforcement::default(),
         }
     }
 
@@ -176,23 +165,12 @@ mod tests {
         let ctx = context(&rt);
         let raw = RawExecutorsConfig::default();
         let r = Registry::build(ExecutorsConfig::try_from(raw).unwrap(), &ctx);
-        assert_eq!(
-            r.kinds(),
-            [
-                ActionKind::BlockIp,
-                ActionKind::RateLimit,
-                ActionKind::Quarantine,
-                ActionKind::Webhook
-            ]
-        );
-        assert_eq!(
-            r.executor(ActionKind::Quarantine).unwrap().name(),
-            "quarantine"
-        );
+        assert_eq!(r.kinds(), [ActionKind::Webhook]);
+        assert_eq!(r.executor(ActionKind::Webhook).unwrap().name(), "webhook");
         let err = r.executor(ActionKind::Signal).err().unwrap();
         assert_eq!(
             err.to_string(),
-            "no executor is configured for signal actions (configured: block_ip, rate_limit, quarantine, webhook)"
+            "no executor is configured for signal actions (configured: webhook)"
         );
         assert_eq!(
             RegistryError::NoExecutor {
@@ -210,32 +188,42 @@ mod tests {
         let ctx = context(&rt);
         let raw = RawExecutorsConfig {
             signal: RawSignal { enabled: true },
+            block_ip: RawBlockIp {
+                argv: Some(vec!["/bin/true".into()]),
+                check_argv: Some(vec!["/bin/false".into()]),
+                ..RawBlockIp::default()
+            },
             ..RawExecutorsConfig::default()
         };
         let r = Registry::build(ExecutorsConfig::try_from(raw).unwrap(), &ctx);
-        assert!(r.executor(ActionKind::Signal).is_ok());
+        assert_eq!(
+            r.kinds(),
+            [ActionKind::BlockIp, ActionKind::Webhook, ActionKind::Signal]
+        );
         let block = request(
             action("a-1", ActionKind::BlockIp, "1.2.3.4", Params::new()),
             ExecOp::Apply,
         );
+        let drift = r.check_drift(&block).unwrap();
         assert!(
-            r.check_drift(&block).is_some(),
-            "never applied, so not in force"
+            drift.message.starts_with("firewall check failed"),
+            "{drift:?}"
         );
-        assert!(
-            execute(
-                r.executor(ActionKind::BlockIp).unwrap().as_ref(),
-                block.clone()
-            )
-            .ok
+        // A running process the action should have stopped: the signal executor tells.
+        let child = Sleeper::start();
+        let params = Params::from([("signal".to_owned(), ParamValue::Str("STOP".into()))]);
+        let mut stop = request(
+            action("a-2", ActionKind::Signal, "agent:x", params),
+            ExecOp::Apply,
         );
-        assert_eq!(r.check_drift(&block), None);
-        assert_eq!(
-            ctx.enforcement.render_text(&TenantId::new("acme"), 0),
-            "1.2.3.4\n"
-        );
+        stop.asset = Some(Asset {
+            pid: Some(child.0.id()),
+            ..Asset::new("agent:x")
+        });
+        let drift = r.check_drift(&stop).unwrap();
+        assert!(drift.message.contains("no longer stopped"), "{drift:?}");
         let webhook = request(
-            action("a-2", ActionKind::Webhook, "x", Params::new()),
+            action("a-3", ActionKind::Webhook, "x", Params::new()),
             ExecOp::Apply,
         );
         assert_eq!(r.check_drift(&webhook), None, "webhook has no drift check");

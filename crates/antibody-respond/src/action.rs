@@ -61,7 +61,20 @@ const fn p(name: &'static str, ty: ParamType, required: bool) -> ParamSpec {
 }
 
 const SIGNALS: &[&str] = &["TERM", "KILL", "STOP", "CONT", "HUP", "INT"];
-const PERIODS: &[&str] = &["second", "minute", "hour", "day"];
+const PERIODS: &[&str] = crate::enforce::Period::NAMES;
+
+/// Where an applied action takes effect.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EffectPoint {
+    /// Served by antibody itself: the enforcement view behind `/v1/entities/{e}/verdict`
+    /// and `/v1/blocklist` ([`crate::enforce`]).
+    View,
+    /// Carried out in the world by a configured executor.
+    Executor,
+    /// Needs a control point antibody does not have (an agent control API): the action is
+    /// recorded for people, never reported as applied.
+    Unattached,
+}
 
 impl ActionKind {
     pub const ALL: [ActionKind; 11] = [
@@ -103,6 +116,20 @@ impl ActionKind {
             Self::BlockIp => TargetKind::Address,
             Self::Notify | Self::Webhook | Self::Command => TargetKind::Free,
             _ => TargetKind::Entity,
+        }
+    }
+
+    /// Where an applied action of this kind takes effect.
+    pub fn effect_point(self) -> EffectPoint {
+        match self {
+            Self::BlockIp
+            | Self::RateLimit
+            | Self::Quarantine
+            | Self::Isolate
+            | Self::RevokeTools
+            | Self::BudgetCap => EffectPoint::View,
+            Self::Notify | Self::Webhook | Self::Command | Self::Signal => EffectPoint::Executor,
+            Self::Reset => EffectPoint::Unattached,
         }
     }
 
@@ -431,6 +458,9 @@ pub enum ActionStatus {
     Undone,
     Expired,
     DryRun,
+    /// Terminal: the effect needs a control point that is not attached, so nothing was
+    /// applied; people carry it out (the result says how). Last, so older snapshots decode.
+    Recorded,
 }
 
 impl ActionStatus {
@@ -446,6 +476,7 @@ impl ActionStatus {
             Self::Undone => "undone",
             Self::Expired => "expired",
             Self::DryRun => "dry_run",
+            Self::Recorded => "recorded",
         }
     }
 
@@ -453,7 +484,12 @@ impl ActionStatus {
     pub fn is_terminal(self) -> bool {
         matches!(
             self,
-            Self::Rejected | Self::Failed | Self::Undone | Self::Expired | Self::DryRun
+            Self::Rejected
+                | Self::Failed
+                | Self::Undone
+                | Self::Expired
+                | Self::DryRun
+                | Self::Recorded
         )
     }
 }

@@ -19,8 +19,12 @@
 //!   `Decision::Resolved` to it; write a [`postmortem`] when an incident is resolved.
 //! * For each decision: publish it (`/v1/stream`), append
 //!   [`Decision::audit_record`] to an [`AuditChain`], run `approved` actions and undos with an
-//!   [`Executor`], and report back with [`Responder::on_action_started`] /
-//!   [`Responder::on_action_result`].
+//!   [`Executor`] (by the kind's [`EffectPoint`]: kinds the view serves succeed at once,
+//!   kinds with no control point end with [`Responder::on_action_recorded`]), and report back
+//!   with [`Responder::on_action_started`] / [`Responder::on_action_result`].
+//! * Feed the `cost_usd` of capped entities' events to [`Responder::on_spend`], and publish
+//!   what the decisions changed into an [`Enforcement`] ([`enforce::change_of`]), which
+//!   serves verdicts and the blocklist without a lock.
 //! * Snapshot with [`Responder::snapshot`] / [`Responder::restore`]: a versioned file of
 //!   sections with a checksum; older versions still restore, damage is a [`SnapshotError`].
 //!
@@ -37,6 +41,7 @@ pub mod config;
 pub mod decision;
 pub mod diagnose;
 pub mod duration;
+pub mod enforce;
 pub mod error;
 pub mod executor;
 pub mod fleet;
@@ -50,18 +55,21 @@ mod responder;
 pub mod rng;
 pub mod workflow;
 
-pub use action::{Action, ActionKind, ActionResult, ActionStatus, Mode, ParamValue, Params, Why};
+pub use action::{
+    Action, ActionKind, ActionResult, ActionStatus, EffectPoint, Mode, ParamValue, Params, Why,
+};
 pub use assess::Assessment;
 pub use asset::Asset;
 pub use audit::{verify, AuditChain, AuditEntry, AuditRecord, ChainBreak};
 pub use config::{OnTimeout, ResponderConfig, TenantPolicy};
 pub use decision::{Decision, UndoReason};
 pub use diagnose::Cause;
+pub use enforce::{BlockEntry, Enforcement, TenantView, Verdict, VerdictKind};
 pub use error::{PlaybookError, PlaybookErrors, RespondError};
 pub use executor::{Completion, ExecOp, ExecRequest, ExecResult, Executor};
 pub use fleet::FleetIncident;
 pub use lifecycle::{LifecycleState, Transition};
 pub use playbook::{Playbook, PlaybookSet, PlaybookSource};
 pub use responder::snapshot::{SnapshotError, SNAPSHOT_VERSION};
-pub use responder::{Approval, BlockEntry, Responder, Verdict, VerdictKind};
+pub use responder::{Approval, Responder};
 pub use workflow::{IncidentOp, IncidentWork};

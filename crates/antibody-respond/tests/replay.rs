@@ -92,11 +92,11 @@ fn a_replayed_incident_version_does_not_fail_a_probation() {
 #[test]
 fn entities_on_probation_are_the_ones_to_sample() {
     let (mut r, _, _) = on_probation();
-    let sampled: Vec<_> = r.sampled_entities().collect();
-    assert_eq!(sampled, [(&t(), E)]);
+    let sampled = r.sampled_entities();
+    assert_eq!(sampled, [(t(), E.to_owned())]);
     for i in 0..5 {
         r.on_sample(&t(), E, true, T0 + 3_000 + i);
     }
     assert_eq!(r.entity_state(&t(), E), LifecycleState::Healthy);
-    assert_eq!(r.sampled_entities().count(), 0);
+    assert!(r.sampled_entities().is_empty());
 }

@@ -3,9 +3,11 @@
 use antibody_core::{
     Explanation, Finding, Incident, IncidentStatus, Resolution, Severity, TenantId, TimestampMs,
 };
+use antibody_respond::enforce::{Budget, Change, Period, Rate};
 use antibody_respond::{
-    verify, Action, ActionKind, ActionStatus, Asset, AuditChain, Decision, LifecycleState, Mode,
-    PlaybookSet, PlaybookSource, RespondError, Responder, ResponderConfig, UndoReason, VerdictKind,
+    verify, Action, ActionKind, ActionStatus, Asset, AuditChain, BlockEntry, Decision, Enforcement,
+    LifecycleState, Mode, PlaybookSet, PlaybookSource, RespondError, Responder, ResponderConfig,
+    TenantView, UndoReason, Verdict, VerdictKind,
 };
 use serde_json::json;
 use std::sync::Arc;
@@ -21,6 +23,8 @@ struct Sim {
     r: Responder,
     log: Vec<Decision>,
     n: u64,
+    /// The view as the response stage keeps it: updated from each step's decisions.
+    enf: Enforcement,
 }
 
 impl Sim {
@@ -43,12 +47,32 @@ impl Sim {
             r: Responder::new(Arc::new(cfg), Arc::new(pbs)),
             log: Vec::new(),
             n: 0,
+            enf: Enforcement::default(),
         }
     }
 
     fn keep(&mut self, ds: Vec<Decision>) -> Vec<Decision> {
         self.log.extend(ds.iter().cloned());
+        let changes: Vec<_> = ds
+            .iter()
+            .filter_map(antibody_respond::enforce::change_of)
+            .collect();
+        self.enf.apply(&self.r, &changes);
         ds
+    }
+
+    /// The entity's verdict from the incrementally kept view, checked against a view built
+    /// afresh from the responder's state.
+    fn verdict(&self, entity: &str, now: TimestampMs) -> Verdict {
+        let v = Verdict::clone(&self.enf.verdict(&t(), entity, now));
+        assert_eq!(TenantView::build(&self.r, &t()).verdict(entity, now), v);
+        v
+    }
+
+    fn blocklist(&self, now: TimestampMs) -> Vec<BlockEntry> {
+        let b = self.enf.blocklist(&t(), now);
+        assert_eq!(b, TenantView::build(&self.r, &t()).blocklist(now));
+        b
     }
 
     /// One incident update carrying one finding.
@@ -85,6 +109,14 @@ impl Sim {
         self.keep(ds)
     }
 
+    fn keep_human(
+        &mut self,
+        f: impl FnOnce(&mut Responder) -> Result<Vec<Decision>, RespondError>,
+    ) -> Vec<Decision> {
+        let ds = f(&mut self.r).unwrap();
+        self.keep(ds)
+    }
+
     fn tick(&mut self, now: TimestampMs) -> Vec<Decision> {
         let ds = self.r.on_tick(now);
         self.keep(ds)
@@ -93,6 +125,23 @@ impl Sim {
     fn result(&mut self, id: &str, ok: bool, now: TimestampMs) -> Vec<Decision> {
         let ds = self.r.on_action_result(&t(), id, ok, "done", now).unwrap();
         self.keep(ds)
+    }
+
+    /// The server's answer for a kind with no control point attached.
+    fn record(&mut self, id: &str, now: TimestampMs) -> Vec<Decision> {
+        let why = "no agent control point is attached";
+        let ds = self.r.on_action_recorded(&t(), id, why, now).unwrap();
+        self.keep(ds)
+    }
+
+    /// The entity's event at log `offset` cost `usd`.
+    fn spend(&mut self, entity: &str, usd: f64, offset: u64, ts: TimestampMs) {
+        let changed = self.r.on_spend(&t(), entity, usd, offset, ts);
+        let changes: Vec<_> = changed
+            .into_iter()
+            .map(|id| (t(), Change::Action(id)))
+            .collect();
+        self.enf.apply(&self.r, &changes);
     }
 
     fn samples(&mut self, entity: &str, n: u32, ok: bool, now: TimestampMs) -> Vec<Decision> {
@@ -227,10 +276,10 @@ fn ssh_brute_force_blocks_the_source_until_the_ttl_then_undoes() {
     assert_eq!(s.state("host:bastion"), LifecycleState::Suspected);
 
     s.result(&a.id, true, T0 + 1_000);
-    let v = s.r.verdict(&t(), "ip:203.0.113.9", T0 + 2_000);
+    let v = s.verdict("ip:203.0.113.9", T0 + 2_000);
     assert_eq!(v.verdict, VerdictKind::Block);
     assert_eq!(v.until, Some(T0 + 1_000 + HOUR));
-    assert_eq!(s.r.blocklist(&t(), T0 + 2_000)[0].target, "203.0.113.9");
+    assert_eq!(&*s.blocklist(T0 + 2_000)[0].target, "203.0.113.9");
 
     assert!(s.tick(T0 + 1_000 + HOUR - 1).is_empty());
     let ds = s.tick(T0 + 1_000 + HOUR);
@@ -246,10 +295,10 @@ fn ssh_brute_force_blocks_the_source_until_the_ttl_then_undoes() {
         ActionStatus::Expired
     );
     assert_eq!(
-        s.r.verdict(&t(), "ip:203.0.113.9", T0 + 2 * HOUR).verdict,
+        s.verdict("ip:203.0.113.9", T0 + 2 * HOUR).verdict,
         VerdictKind::Allow
     );
-    assert!(s.r.blocklist(&t(), T0 + 2 * HOUR).is_empty());
+    assert!(s.blocklist(T0 + 2 * HOUR).is_empty());
 
     s.close("i-1", "host:bastion", "brute_force", T0 + 2 * HOUR);
     assert_eq!(s.state("host:bastion"), LifecycleState::Healthy);
@@ -372,7 +421,7 @@ fn five_sigma_infection_waits_for_approval_then_heals() {
     assert_eq!(a.mode, Mode::Approval);
     assert!(a.why.text.contains("6.0σ ≥ the 5σ"), "{}", a.why.text);
     assert_eq!(s.state(e), LifecycleState::Draining);
-    assert_eq!(s.r.verdict(&t(), e, T0 + 3_000).verdict, VerdictKind::Block);
+    assert_eq!(s.verdict(e, T0 + 3_000).verdict, VerdictKind::Quarantine);
     s.tick(T0 + 40_000);
     assert_eq!(s.state(e), LifecycleState::Quarantined);
 
@@ -653,7 +702,7 @@ fn allow_listed_addresses_are_never_blocked() {
         again.iter().all(|d| !matches!(d, Decision::Skipped { .. })),
         "reported once"
     );
-    assert!(s.r.blocklist(&t(), T0 + 2).is_empty());
+    assert!(s.blocklist(T0 + 2).is_empty());
 }
 
 #[test]
@@ -778,7 +827,7 @@ fn dry_run_and_notify_modes_never_execute() {
     let ds = s.hit("i-2", "host:b", flood, T0);
     let a = actions(&ds)[0].clone();
     assert_eq!(a.status, ActionStatus::Proposed);
-    assert!(s.r.blocklist(&t(), T0).is_empty());
+    assert!(s.blocklist(T0).is_empty());
     let ds = s.r.approve("k-1", &t(), &a.id, T0 + 1).unwrap();
     assert_eq!(actions(&ds)[0].status, ActionStatus::Approved);
 }
@@ -953,11 +1002,131 @@ fn throttle_verdict_for_a_rate_limited_agent() {
     s.hit("i-1", "agent:t", spike("token_spike", 7.5), T0);
     let a = actions(&s.log)[0].clone();
     s.result(&a.id, true, T0 + 1);
-    let v = s.r.verdict(&t(), "agent:t", T0 + 2);
+    let v = s.verdict("agent:t", T0 + 2);
     assert_eq!(
         (v.verdict, v.until),
         (VerdictKind::Throttle, Some(T0 + 1 + HOUR))
     );
+    let per = Period::Minute;
+    assert_eq!(v.rate, Some(Rate { rate: 10.0, per }));
+    assert_eq!(v.incident.as_deref(), Some("i-1"));
+}
+
+/// `reset` needs an agent control point antibody does not have: it ends `recorded`, the
+/// entity is not put on probation as if healed, and the ladder climbs to quarantine — with
+/// no failure held against reset in immune memory, since it never ran.
+#[test]
+fn a_recorded_reset_climbs_the_ladder_instead_of_probation() {
+    // The default token-explosion ladder without reset, as it was before it dropped the rung.
+    let mut sources = PlaybookSet::default_sources();
+    sources.push(PlaybookSource::new(
+        "tokens.yml",
+        "- id: token-explosion\n  trigger: {kinds: [token_spike]}\n  steps:\n    \
+         - {action: rate_limit, ttl: 1h, params: {rate: 10, per: minute}}\n    \
+         - {action: reset, params: {memory: true}}\n    \
+         - {action: quarantine, ttl: 24h, on_failure: escalate}\n",
+    ));
+    let mut cfg = ResponderConfig::default();
+    cfg.policy.approval_sigma = 8.0;
+    let mut s = Sim::with(cfg, PlaybookSet::load(&sources).unwrap());
+    let e = "agent:looper";
+    s.hit("i-1", e, spike("token_spike", 7.5), T0);
+    let rate = actions(&s.log)[0].clone();
+    s.result(&rate.id, true, T0 + 1);
+    let ds = s.samples(e, 1, false, T0 + 2);
+    let reset = actions(&ds)[0].clone();
+    assert_eq!(
+        (reset.kind, reset.status),
+        (ActionKind::Reset, ActionStatus::Approved)
+    );
+    let ds = s.record(&reset.id, T0 + 3);
+    let acts = actions(&ds);
+    assert_eq!(acts[0].status, ActionStatus::Recorded);
+    assert!(!acts[0].result.as_ref().unwrap().ok);
+    assert_eq!(acts[1].kind, ActionKind::Quarantine);
+    assert_eq!(states(&ds, e), [LifecycleState::Draining]);
+    assert!(escalations(&ds).is_empty(), "the ladder goes on");
+    assert!(s
+        .r
+        .on_action_recorded(&t(), &reset.id, "again", T0 + 4)
+        .is_err());
+
+    // Contained, then released by a person; the next incident skips the rate limit that
+    // failed, but not the reset that never ran.
+    s.result(&acts[1].id, true, T0 + 5);
+    s.keep_human(|r| r.heal_now("k-1", &t(), e, T0 + 6));
+    s.samples(e, 5, true, T0 + 7);
+    assert_eq!(s.state(e), LifecycleState::Healthy);
+    s.close("i-1", e, "token_spike", T0 + 20);
+    let ds = s.hit("i-2", e, spike("token_spike", 7.5), T0 + 30);
+    let skipped: Vec<ActionKind> = ds
+        .iter()
+        .filter_map(|d| match d {
+            Decision::Skipped { kind, .. } => Some(*kind),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(skipped, [ActionKind::RateLimit]);
+    assert_eq!(actions(&ds)[0].kind, ActionKind::Reset);
+}
+
+/// A ladder whose only rung can just be recorded ends exhausted with an escalation to the
+/// people who must carry it out.
+#[test]
+fn a_reset_only_ladder_escalates_and_never_heals_on_paper() {
+    let pb = PlaybookSource::new(
+        "reset.yml",
+        "- id: reset-only\n  trigger: {kinds: [tool_explosion]}\n  mode: auto\n  steps: [{action: reset}]\n",
+    );
+    let mut cfg = ResponderConfig::default();
+    cfg.policy.approval_sigma = 8.0;
+    let mut s = Sim::with(cfg, PlaybookSet::load(&[pb]).unwrap());
+    let e = "agent:tools";
+    s.hit("i-1", e, spike("tool_explosion", 7.5), T0);
+    let reset = actions(&s.log)[0].clone();
+    assert_eq!(reset.status, ActionStatus::Approved);
+    assert_eq!(s.state(e), LifecycleState::Healing);
+    let ds = s.record(&reset.id, T0 + 1);
+    assert_eq!(states(&ds, e), [LifecycleState::Exhausted]);
+    let esc = escalations(&ds);
+    assert_eq!(esc.len(), 1, "{ds:#?}");
+    assert!(esc[0].contains("was recorded, not applied"), "{}", esc[0]);
+    assert!(!s.r.wants_samples(&t(), e));
+    assert_eq!(s.verdict(e, T0 + 2), Verdict::allow());
+}
+
+/// The default cost-overrun playbook caps the agent's spend: throttled with the budget while
+/// money is left, blocked once it is spent, until the day's window ends.
+#[test]
+fn a_budget_cap_throttles_then_blocks_until_the_window_ends() {
+    let mut s = Sim::lenient();
+    let e = "agent:spender";
+    s.hit("i-1", e, spike("cost_spike", 7.5), T0);
+    let cap = actions(&s.log)
+        .into_iter()
+        .find(|a| a.kind == ActionKind::BudgetCap)
+        .unwrap()
+        .clone();
+    assert!(!s.r.wants_samples(&t(), e), "approved, not applied yet");
+    s.result(&cap.id, true, T0 + 1);
+    assert!(s.r.wants_samples(&t(), e), "the cap's spend is counted");
+    let v = s.verdict(e, T0 + 2);
+    assert_eq!(v.verdict, VerdictKind::Throttle);
+    let full = Budget {
+        limit_usd: 10.0,
+        spent_usd: 0.0,
+        remaining_usd: 10.0,
+    };
+    assert_eq!(v.budget, Some(full));
+    s.spend(e, 3.5, 100, T0 + 10);
+    assert_eq!(s.verdict(e, T0 + 11).budget.unwrap().remaining_usd, 6.5);
+    s.spend(e, 6.5, 101, T0 + 12);
+    let v = s.verdict(e, T0 + 13);
+    assert_eq!(
+        (v.verdict, v.until),
+        (VerdictKind::Block, Some(T0 + 1 + 24 * HOUR))
+    );
+    assert_eq!(v.incident.as_deref(), Some("i-1"));
 }
 
 #[test]

@@ -155,9 +155,9 @@ fn assert_scenario(r: &mut Responder) {
         .collect();
     assert_eq!(pending.len(), 1, "{pending:?}");
     assert_eq!(pending[0].target, "agent:x");
-    let blocks = r.blocklist(&t(), now);
+    let blocks = antibody_respond::TenantView::build(r, &t()).blocklist(now);
     assert_eq!(blocks.len(), 1, "{blocks:?}");
-    assert_eq!(blocks[0].target, ATTACKER);
+    assert_eq!(&*blocks[0].target, ATTACKER);
     assert_eq!(blocks[0].until, Some(T0 + 1_000 + HOUR));
     assert_eq!(r.entity_state(&t(), "agent:p"), LifecycleState::Probation);
     assert!(r.wants_samples(&t(), "agent:p"));

@@ -174,27 +174,6 @@ impl Store {
         })
     }
 
-    /// Actions of every tenant in the given statuses (to rebuild enforcement at start).
-    pub fn actions_in_status(
-        &self,
-        statuses: &[&str],
-    ) -> Result<Vec<(TenantId, Action)>, StoreError> {
-        self.read(|conn| {
-            let marks = vec!["?"; statuses.len()].join(",");
-            let sql = format!(
-                "SELECT tenant, body FROM actions WHERE status IN ({marks}) ORDER BY tenant, id"
-            );
-            let mut stmt = conn.prepare(&sql)?;
-            let mut rows = stmt.query(params_from_iter(statuses.iter()))?;
-            let mut out = Vec::new();
-            while let Some(row) = rows.next()? {
-                let tenant = TenantId::new(&row.get::<_, String>(0)?);
-                out.push((tenant, decode("action", &row.get::<_, String>(1)?)?));
-            }
-            Ok(out)
-        })
-    }
-
     /// Appends audit entries. The (tenant, index) key makes a replayed append a no-op and a
     /// conflicting one an error, never a silent overwrite.
     pub fn append_audit(&self, entries: &[AuditEntry]) -> Result<(), StoreError> {

@@ -5,7 +5,9 @@
 
 use antibody_core::TimestampMs;
 use antibody_detect::{Engine, Outputs};
-use antibody_respond::{Action, ActionStatus, Decision, PlaybookSet, Responder, ResponderConfig};
+use antibody_respond::{
+    Action, ActionStatus, Decision, EffectPoint, PlaybookSet, Responder, ResponderConfig,
+};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::io::{self, Write};
@@ -204,11 +206,15 @@ fn emit<W: Write>(
                             r.on_action_started(tenant, &action.id, now)
                                 .unwrap_or_default(),
                         );
-                        let msg = "dry run: nothing was changed";
-                        next.extend(
+                        // As `serve` would: a kind with no control point is only recorded.
+                        let done = if action.kind.effect_point() == EffectPoint::Unattached {
+                            let msg = "dry run: no agent control point is attached; recorded";
+                            r.on_action_recorded(tenant, &action.id, msg, now)
+                        } else {
+                            let msg = "dry run: nothing was changed";
                             r.on_action_result(tenant, &action.id, true, msg, now)
-                                .unwrap_or_default(),
-                        );
+                        };
+                        next.extend(done.unwrap_or_default());
                     }
                 }
                 Decision::Undo { action, .. } => {

@@ -32,6 +32,7 @@ mod propose;
 pub(crate) mod snapshot;
 mod tenant;
 mod tick;
+mod view;
 
 use crate::action::{Action, ActionKind, ActionStatus};
 use crate::assess::{assess, Assessment, Case};
@@ -39,6 +40,7 @@ use crate::asset::Asset;
 use crate::config::ResponderConfig;
 use crate::decision::{Decision, ENGINE};
 use crate::diagnose::{diagnose, Cause, FeedbackMemory};
+use crate::enforce::Spend;
 use crate::fleet::FleetState;
 use crate::guard::BlastGuard;
 use crate::lifecycle::{LifecycleState, Transition};
@@ -168,36 +170,15 @@ struct State {
     last_prune: TimestampMs,
 }
 
-/// Pull-based enforcement answer for `GET /v1/entities/{entity}/verdict`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum VerdictKind {
-    Allow,
-    Throttle,
-    Block,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-pub struct Verdict {
-    pub verdict: VerdictKind,
-    /// When it lapses; `None` for allow or an open-ended containment.
-    pub until: Option<TimestampMs>,
-}
-
-/// One line of `GET /v1/blocklist`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct BlockEntry {
-    pub target: String,
-    pub until: Option<TimestampMs>,
-    pub action: String,
-}
-
 pub struct Responder {
     cfg: Arc<ResponderConfig>,
     /// The global playbooks; a tenant may have its own set ([`Responder::playbooks_for`]).
     playbooks: Arc<PlaybookSet>,
     layers: tenant::Layers,
     st: State,
+    /// Budget caps' spend by action id ([`crate::enforce`]); a second snapshot section, so
+    /// snapshots without it still restore.
+    spend: BTreeMap<String, Spend>,
 }
 
 impl Responder {
@@ -222,6 +203,7 @@ impl Responder {
             playbooks,
             layers: tenant::Layers::default(),
             st,
+            spend: BTreeMap::new(),
         }
     }
 
@@ -334,6 +316,19 @@ impl Responder {
             .map(|r| &r.action)
     }
 
+    /// A tenant's applied (`succeeded`) actions, each with the entity it was decided for
+    /// (whose asset its executor was given).
+    pub fn applied_actions<'a>(
+        &'a self,
+        tenant: &'a TenantId,
+    ) -> impl Iterator<Item = (&'a str, &'a Action)> + 'a {
+        self.st
+            .actions
+            .values()
+            .filter(move |r| &r.tenant == tenant && r.action.status == ActionStatus::Succeeded)
+            .map(|r| (r.entity.as_str(), &r.action))
+    }
+
     /// The approval state of a pending action.
     pub fn approval(&self, tenant: &TenantId, id: &str) -> Option<&Approval> {
         self.st
@@ -343,64 +338,11 @@ impl Responder {
             .and_then(|r| r.approval.as_ref())
     }
 
-    /// Should the server feed this entity's events to [`Responder::on_sample`]?
+    /// Should the server feed this entity's events to [`Responder::on_sample`] (probation)
+    /// and their cost to [`Responder::on_spend`] (a budget cap)?
     pub fn wants_samples(&self, tenant: &TenantId, entity: &str) -> bool {
         self.entity_state(tenant, entity) == LifecycleState::Probation
-    }
-
-    /// What the request path should do with `entity` now.
-    pub fn verdict(&self, tenant: &TenantId, entity: &str, now: TimestampMs) -> Verdict {
-        if self.entity_state(tenant, entity).is_contained() {
-            return Verdict {
-                verdict: VerdictKind::Block,
-                until: None,
-            };
-        }
-        let mut best = Verdict {
-            verdict: VerdictKind::Allow,
-            until: None,
-        };
-        let names = [Some(entity), entity.strip_prefix("ip:")];
-        for name in names.into_iter().flatten() {
-            let Some(ids) = self.st.by_target.get(&(tenant.clone(), name.to_owned())) else {
-                continue;
-            };
-            for r in ids.iter().filter_map(|id| self.st.actions.get(id)) {
-                let v = match r.action.kind {
-                    ActionKind::BlockIp | ActionKind::Quarantine | ActionKind::Isolate => {
-                        VerdictKind::Block
-                    }
-                    ActionKind::RateLimit | ActionKind::BudgetCap => VerdictKind::Throttle,
-                    _ => continue,
-                };
-                if !in_force(r, now) {
-                    continue;
-                }
-                if v > best.verdict || (v == best.verdict && r.expires > best.until) {
-                    best = Verdict {
-                        verdict: v,
-                        until: r.expires,
-                    };
-                }
-            }
-        }
-        best
-    }
-
-    /// Addresses blocked now, for firewalls and bouncers.
-    pub fn blocklist(&self, tenant: &TenantId, now: TimestampMs) -> Vec<BlockEntry> {
-        self.st
-            .actions
-            .values()
-            .filter(|r| {
-                &r.tenant == tenant && r.action.kind == ActionKind::BlockIp && in_force(r, now)
-            })
-            .map(|r| BlockEntry {
-                target: r.action.target.clone(),
-                until: r.expires,
-                action: r.action.id.clone(),
-            })
-            .collect()
+            || self.capped(tenant, entity)
     }
 
     /// Takes an incident update (or its closing) with the findings that joined it in this
@@ -635,7 +577,9 @@ impl Responder {
                     plan.state = PlanState::Done;
                     judged = true;
                 }
-                Some(RungOutcome::Nothing) => plan.state = PlanState::Stopped,
+                Some(RungOutcome::Nothing | RungOutcome::Recorded(_)) => {
+                    plan.state = PlanState::Stopped
+                }
                 _ => {}
             }
         }
@@ -736,16 +680,21 @@ impl Responder {
 
 /// Where the running rung stands, once none of its actions is waiting or running.
 enum RungOutcome {
-    /// At least one action applied (the rest were rejected or undone).
+    /// At least one action applied (the rest were rejected, undone or only recorded).
     Worked { contain: bool },
     /// Nothing was applied: every action was rejected or undone.
     Nothing,
+    /// Nothing was applied and this action was only recorded: its effect needs a control
+    /// point that is not attached. The rung did not help, so the ladder goes on as after a
+    /// failure (next rung, or escalate to the people who must carry it out) — but immune
+    /// memory counts no failure, because the action never ran.
+    Recorded(String),
 }
 
 impl Responder {
     /// `None` while an action of the rung is still proposed, pending, approved or running.
     fn rung_outcome(&self, plan: &Plan) -> Option<RungOutcome> {
-        let (mut worked, mut contain) = (false, false);
+        let (mut worked, mut contain, mut recorded) = (false, false, None);
         for id in &plan.actions {
             let r = self.st.actions.get(id)?;
             match r.action.status {
@@ -753,14 +702,15 @@ impl Responder {
                     worked = true;
                     contain |= r.action.kind.is_containment();
                 }
+                ActionStatus::Recorded => recorded = recorded.or(Some(id)),
                 ActionStatus::Rejected | ActionStatus::Undone => {}
                 _ => return None,
             }
         }
-        Some(if worked {
-            RungOutcome::Worked { contain }
-        } else {
-            RungOutcome::Nothing
+        Some(match recorded {
+            _ if worked => RungOutcome::Worked { contain },
+            Some(id) => RungOutcome::Recorded(id.clone()),
+            None => RungOutcome::Nothing,
         })
     }
 }
@@ -887,8 +837,7 @@ mod tests {
         let r = responder();
         let t = TenantId::new("t");
         assert_eq!(r.entity_state(&t, "agent:x"), LifecycleState::Healthy);
-        assert_eq!(r.verdict(&t, "agent:x", 0).verdict, VerdictKind::Allow);
         assert!(!r.wants_samples(&t, "agent:x"));
-        assert!(r.blocklist(&t, 0).is_empty());
+        assert!(r.enforcement_sources(&t).is_empty());
     }
 }

@@ -8,6 +8,7 @@
 //! |---|---|---|
 //! | 1 | the state, postcard (the shape version 1 had) | 1 |
 //! | 2 | the playbooks each case ran and the hypothesis it serves ([`super::fallback`]) | 2 |
+//! | 3 | budget caps' spend by action id ([`crate::enforce`]) | 2 |
 //!
 //! Growth: new state goes into a new section (a field kept out of the state's postcard with
 //! `#[serde(skip)]`), which an older snapshot simply lacks; a reader skips sections it does
@@ -33,6 +34,7 @@ pub const SNAPSHOT_VERSION: u16 = 2;
 enum Section {
     State = 1,
     Fallback = 2,
+    Spend = 3,
 }
 
 impl Section {
@@ -40,6 +42,7 @@ impl Section {
         match self {
             Self::State => "state",
             Self::Fallback => "fallback",
+            Self::Spend => "spend",
         }
     }
 }
@@ -73,6 +76,7 @@ pub enum SnapshotError {
 struct Sections<'a> {
     state: Option<&'a [u8]>,
     fallback: Option<&'a [u8]>,
+    spend: Option<&'a [u8]>,
 }
 
 impl<'a> Sections<'a> {
@@ -80,6 +84,7 @@ impl<'a> Sections<'a> {
         let (slot, section) = match id {
             x if x == Section::State as u16 => (&mut self.state, Section::State),
             x if x == Section::Fallback as u16 => (&mut self.fallback, Section::Fallback),
+            x if x == Section::Spend as u16 => (&mut self.spend, Section::Spend),
             // A section of a newer build: skipped.
             _ => return Ok(()),
         };
@@ -106,6 +111,7 @@ fn read(bytes: &[u8]) -> Result<Sections<'_>, SnapshotError> {
         return Ok(Sections {
             state: Some(body),
             fallback: None,
+            spend: None,
         });
     };
     let (version, mut rest) = take::<2>(rest)?;
@@ -179,9 +185,11 @@ impl Responder {
         let encode = |e: postcard::Error| SnapshotError::Encode(e.to_string());
         let state = postcard::to_stdvec(&self.st).map_err(encode)?;
         let fallback = postcard::to_stdvec(&self.fallback_section()).map_err(encode)?;
+        let spend = postcard::to_stdvec(&self.spend).map_err(encode)?;
         Ok(write(&[
             (Section::State, &state),
             (Section::Fallback, &fallback),
+            (Section::Spend, &spend),
         ])?)
     }
 
@@ -202,9 +210,13 @@ impl Responder {
             playbooks,
             layers: super::tenant::Layers::default(),
             st,
+            spend: std::collections::BTreeMap::new(),
         };
         if let Some(bytes) = sections.fallback {
             r.restore_fallbacks(decode(Section::Fallback, bytes)?);
+        }
+        if let Some(bytes) = sections.spend {
+            r.spend = decode(Section::Spend, bytes)?;
         }
         Ok(r)
     }

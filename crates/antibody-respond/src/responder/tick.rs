@@ -165,6 +165,7 @@ impl Responder {
             .retain(|_, (_, last)| now.saturating_sub(*last) <= OFFENCE_MEMORY_MS);
         self.st.guard.prune(now);
         self.st.cases.retain(|_, c| !c.closed || c.running());
+        self.prune_spend();
     }
 
     /// The executor started an approved action.
@@ -239,6 +240,40 @@ impl Responder {
         Ok(out)
     }
 
+    /// The action's effect needs a control point that is not attached
+    /// ([`crate::action::EffectPoint::Unattached`]): it ends `recorded` with `message` (what
+    /// people must do instead), never `succeeded`; the ladder treats it as not applied (see
+    /// `RungOutcome::Recorded`).
+    pub fn on_action_recorded(
+        &mut self,
+        tenant: &TenantId,
+        id: &str,
+        message: &str,
+        now: TimestampMs,
+    ) -> Result<Vec<Decision>, RespondError> {
+        let r = self
+            .st
+            .actions
+            .get_mut(id)
+            .filter(|r| &r.tenant == tenant)
+            .ok_or_else(|| RespondError::ActionNotFound(id.to_owned()))?;
+        if !matches!(
+            r.action.status,
+            ActionStatus::Approved | ActionStatus::Executing
+        ) {
+            return Err(RespondError::WrongStatus {
+                id: id.to_owned(),
+                status: r.action.status.to_string(),
+                expected: "only an approved or executing action can be recorded",
+            });
+        }
+        let case = (r.tenant.clone(), r.action.incident.clone());
+        finish(r, ActionStatus::Recorded, false, message.to_owned(), now);
+        let mut out: Vec<Decision> = self.action_decision(id, ENGINE).into_iter().collect();
+        self.rung_progress(&case, now, &mut out);
+        Ok(out)
+    }
+
     /// Marks an action failed and follows its step's `on_failure` (or escalates when it is
     /// no longer part of a running ladder).
     fn fail_action(&mut self, id: &str, message: &str, now: TimestampMs, out: &mut Vec<Decision>) {
@@ -269,8 +304,9 @@ impl Responder {
         }
     }
 
-    /// All of the running rung's actions succeeded: entity-directed rungs go on probation
-    /// (containment holds until its TTL or heal-now); others wait for the incident to close.
+    /// All of the running rung's actions finished. When something applied, entity-directed
+    /// rungs go on probation (containment holds until its TTL or heal-now) and others wait
+    /// for the incident to close; when actions were only recorded, the ladder goes on.
     fn rung_progress(&mut self, case: &Key, now: TimestampMs, out: &mut Vec<Decision>) {
         let Some(rec) = self.st.cases.get(case) else {
             return;
@@ -278,8 +314,14 @@ impl Responder {
         let Some(plan) = rec.plan.as_ref().filter(|p| p.state == PlanState::Running) else {
             return;
         };
-        let Some(RungOutcome::Worked { contain }) = self.rung_outcome(plan) else {
-            return;
+        let contain = match self.rung_outcome(plan) {
+            Some(RungOutcome::Worked { contain }) => contain,
+            Some(RungOutcome::Recorded(id)) => {
+                let ekey = (case.0.clone(), rec.case.entity.clone());
+                self.rung_unapplied(case, &ekey, &id, now, out);
+                return;
+            }
+            _ => return,
         };
         let ekey = (case.0.clone(), rec.case.entity.clone());
         if plan.directed {
@@ -355,16 +397,6 @@ impl Responder {
         out
     }
 
-    /// Entities whose events should be sampled (on probation), e.g. to tell a restarted
-    /// engine, whose checkpoint may predate the probation.
-    pub fn sampled_entities(&self) -> impl Iterator<Item = (&TenantId, &str)> + '_ {
-        self.st
-            .entities
-            .iter()
-            .filter(|(_, e)| e.state == LifecycleState::Probation)
-            .map(|((t, e), _)| (t, e.as_str()))
-    }
-
     /// Probation passed: the running rung's arm gets a success and the ladder is done.
     fn judge_success(&mut self, case: &Key, now: TimestampMs) {
         let Some(rec) = self.st.cases.get_mut(case) else {
@@ -383,6 +415,36 @@ impl Responder {
         }
     }
 
+    /// The running rung's action `id` was only recorded and nothing else applied: the
+    /// ladder follows the step's `on_failure`, without a failure in immune memory.
+    fn rung_unapplied(
+        &mut self,
+        case: &Key,
+        ekey: &Key,
+        id: &str,
+        now: TimestampMs,
+        out: &mut Vec<Decision>,
+    ) {
+        let Some(r) = self.st.actions.get(id) else {
+            return;
+        };
+        let why = r
+            .action
+            .result
+            .as_ref()
+            .map_or("", |res| res.message.as_str());
+        let reason = format!("{} {id} was recorded, not applied: {why}", r.action.kind);
+        let on_failure = Some(r.on_failure);
+        self.rung_ended(
+            Some(case),
+            ekey,
+            on_failure,
+            Ended::Unapplied(reason),
+            now,
+            out,
+        );
+    }
+
     /// The running rung did not work. Records the failure, then follows `on_failure` (the
     /// rung's first step's, unless the failing step's own is given).
     pub(super) fn rung_failed(
@@ -394,6 +456,23 @@ impl Responder {
         now: TimestampMs,
         out: &mut Vec<Decision>,
     ) {
+        self.rung_ended(case, ekey, on_failure, Ended::Failed(reason), now, out);
+    }
+
+    /// Follows `on_failure` after a rung that did not help.
+    fn rung_ended(
+        &mut self,
+        case: Option<&Key>,
+        ekey: &Key,
+        on_failure: Option<OnFailure>,
+        ended: Ended,
+        now: TimestampMs,
+        out: &mut Vec<Decision>,
+    ) {
+        let (reason, judged) = match ended {
+            Ended::Failed(reason) => (reason, true),
+            Ended::Unapplied(reason) => (reason, false),
+        };
         let incident = case.map_or_else(String::new, |c| c.1.clone());
         let rec = case.and_then(|c| self.st.cases.remove(c).map(|r| (c.clone(), r)));
         let (key, mut rec) = match rec {
@@ -412,9 +491,11 @@ impl Responder {
             return;
         };
         let current = plan.order[plan.pos].clone();
-        self.st
-            .memory
-            .record(&ekey.0, &ekey.1, cause, current.kind, false, now);
+        if judged {
+            self.st
+                .memory
+                .record(&ekey.0, &ekey.1, cause, current.kind, false, now);
+        }
         let playbook_rule = self
             .playbooks
             .get(&plan.playbook)
@@ -449,4 +530,12 @@ impl Responder {
         let escalation = escalation.map(|r| if spent { self.all_spent(&key, r) } else { r });
         self.exhaust(ekey, &incident, escalation, now, out);
     }
+}
+
+/// How a rung that did not help ended.
+enum Ended {
+    /// It ran and did not work (a failed action, an anomaly on probation).
+    Failed(String),
+    /// Nothing in it was applied (its action could only be recorded).
+    Unapplied(String),
 }

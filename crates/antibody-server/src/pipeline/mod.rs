@@ -213,6 +213,8 @@ pub struct Pipeline {
     respond_thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Findings shown before their store commit; read endpoints merge them in.
     pub visible: Arc<visible::Uncommitted>,
+    /// What the response stage has in force: verdicts and blocklists, read without a lock.
+    pub enforcement: Arc<antibody_respond::Enforcement>,
 }
 
 pub struct PipelineParts {
@@ -361,13 +363,10 @@ impl Pipeline {
             };
             let _ = watchers[p].send(work);
         });
-        // The engine's checkpoint may predate a probation: those entities are sampled again,
-        // from the first event after the replay (replayed ones were judged before the crash).
-        let sampled: Vec<(TenantId, String)> = parts
-            .responder
-            .sampled_entities()
-            .map(|(t, e)| (t.clone(), e.to_owned()))
-            .collect();
+        // The engine's checkpoint may predate a probation or a budget cap: those entities are
+        // sampled again, from the first event after the replay (replayed ones were judged, and
+        // their spend counted, before the crash).
+        let sampled: Vec<(TenantId, String)> = parts.responder.sampled_entities();
         let sealers = workers.clone();
         let seal: crate::respond::Seal = Box::new(move |tenant, entity, incident, now| {
             let p = partition_of(tenant, entity, sealers.len());
@@ -379,6 +378,7 @@ impl Pipeline {
             };
             let _ = sealers[p].send(work);
         });
+        let enforcement = Arc::new(antibody_respond::Enforcement::default());
         let stage = crate::respond::RespondStage::new(crate::respond::StageParts {
             responder: parts.responder,
             store: parts.store.clone(),
@@ -392,6 +392,7 @@ impl Pipeline {
             own: respond_tx.clone(),
             drift_every: cfg.drift_check_ticks,
             health: ready.clone(),
+            enforcement: enforcement.clone(),
         })
         .map_err(|e| PipelineError::Snapshot(format!("response stage: {e}")))?;
         let respond_thread = spawn("antibody-respond", move || stage.run(respond_rx))?;
@@ -434,6 +435,7 @@ impl Pipeline {
             respond: respond_tx,
             respond_thread: std::sync::Mutex::new(Some(respond_thread)),
             visible,
+            enforcement,
         }))
     }
 
@@ -608,7 +610,7 @@ impl Pipeline {
         rx.await.map_err(|_| SubmitError::Stopped)
     }
 
-    /// A read of the response engine's live state (verdicts, blocklist, lifecycle).
+    /// A read of the response engine's live state (an entity's lifecycle).
     pub async fn read(
         &self,
         q: crate::respond::ReadQuery,

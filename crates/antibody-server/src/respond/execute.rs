@@ -1,16 +1,18 @@
-//! Carrying out approved actions. Kinds enforced by antibody itself — `block_ip` (served at
-//! `/v1/blocklist`; with `[executors.block_ip] argv` also applied to the host firewall by
-//! command, and then reported by that command's result), `rate_limit`, `quarantine`, `isolate` (served at
-//! `/v1/entities/{entity}/verdict`), and `reset`, `revoke_tools`, `budget_cap` (recorded
-//! actions that SDKs and the gateway read) — take effect the moment the responder records
-//! them. Kinds that reach outside (`notify`, `webhook`, `command`, `signal`) go to a
-//! configured [`Executor`]; their results come back to the stage as messages. With no
-//! notify channel configured, `notify` goes to the built-in inbox ([`super::inbox`]).
+//! Carrying out approved actions, by the kind's [`EffectPoint`]:
+//! * served by antibody's enforcement view (`block_ip`, `rate_limit`, `quarantine`,
+//!   `isolate`, `revoke_tools`, `budget_cap`): in force the moment the action succeeds, and
+//!   the result says where it is served. With `[executors.block_ip] argv`, `block_ip` first
+//!   runs that firewall command, and its result decides.
+//! * reaching outside (`notify`, `webhook`, `command`, `signal`): a configured [`Executor`];
+//!   results come back to the stage as messages.
+//! * needing a control point antibody does not have (`reset`: an agent control API): the
+//!   action ends `recorded`, saying who must do it — never `succeeded`.
+//! With no notify channel configured, `notify` goes to the built-in inbox ([`super::inbox`]).
 
 use super::RespondMsg;
 use antibody_core::{TenantId, TimestampMs};
 use antibody_respond::{
-    Action, ActionKind, Asset, Decision, ExecOp, ExecRequest, Executor, Responder,
+    Action, ActionKind, Asset, Decision, EffectPoint, ExecOp, ExecRequest, Executor, Responder,
 };
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
@@ -26,33 +28,49 @@ pub struct Executors {
     inbox: Option<Arc<super::inbox::Inbox>>,
 }
 
-fn is_internal(kind: ActionKind) -> bool {
-    !matches!(
-        kind,
-        ActionKind::Notify | ActionKind::Webhook | ActionKind::Command | ActionKind::Signal
+/// Where an applied action of a kind the view serves can be read.
+fn served_at(action: &Action) -> String {
+    let verdict = |entity: &str| format!("/v1/entities/{entity}/verdict");
+    match action.kind {
+        ActionKind::BlockIp if action.target.contains('/') => "/v1/blocklist".to_owned(),
+        ActionKind::BlockIp => {
+            let entity = action.target.strip_prefix("ip:").unwrap_or(&action.target);
+            format!("/v1/blocklist and {}", verdict(&format!("ip:{entity}")))
+        }
+        _ => verdict(&action.target),
+    }
+}
+
+/// Why an action of a kind with no control point attached is only recorded.
+fn unattached(action: &Action) -> String {
+    format!(
+        "recorded, not applied: no agent control point is attached; {} {} must be done by the agent's operator",
+        action.kind, action.target
     )
 }
 
 impl Executors {
     /// Applied external actions whose effect no longer holds (a firewall rule someone
-    /// deleted, a stopped process that was resumed): `(action id, what changed)`.
-    pub(crate) fn drifted<'a>(
+    /// deleted, a stopped process that was resumed): `(action id, what changed)`. Each is
+    /// checked with the asset of the entity it was decided for, as it was carried out.
+    pub(crate) fn drifted(
         &self,
+        responder: &Responder,
         tenant: &TenantId,
-        applied: impl Iterator<Item = &'a Action>,
     ) -> Vec<(String, String)> {
         let Some(registry) = &self.registry else {
             return Vec::new();
         };
-        applied
-            .filter(|a| self.find(a.kind).is_some())
-            .filter_map(|a| {
+        responder
+            .applied_actions(tenant)
+            .filter(|(_, a)| self.find(a.kind).is_some())
+            .filter_map(|(entity, a)| {
                 let request = ExecRequest {
                     tenant: tenant.clone(),
-                    entity: a.target.clone(),
+                    entity: entity.to_owned(),
                     op: ExecOp::Apply,
                     action: a.clone(),
-                    asset: None,
+                    asset: responder.asset(tenant, entity).cloned(),
                 };
                 registry
                     .check_drift(&request)
@@ -68,28 +86,17 @@ impl Executors {
         clock: Arc<dyn antibody_core::Clock>,
     ) -> Result<Self, antibody_executors::ConfigError> {
         let config = antibody_executors::ExecutorsConfig::try_from(raw)?;
-        // With a firewall command configured, `block_ip` also reaches the host firewall.
-        let firewall = config.firewall.is_some();
         let ctx = antibody_executors::Context {
             runtime,
             clock,
             secrets: Arc::new(EnvOrFile),
-            // Internal kinds are enforced from the responder's own state; this one stays empty.
-            enforcement: antibody_executors::Enforcement::new(Default::default()),
         };
         let registry = antibody_executors::Registry::build(config, &ctx);
-        let mut external: Vec<Arc<dyn Executor>> = [
-            ActionKind::Notify,
-            ActionKind::Webhook,
-            ActionKind::Command,
-            ActionKind::Signal,
-        ]
-        .into_iter()
-        .filter_map(|k| registry.executor(k).ok())
-        .collect();
-        if firewall {
-            external.extend(registry.executor(ActionKind::BlockIp).ok());
-        }
+        let external: Vec<Arc<dyn Executor>> = registry
+            .kinds()
+            .into_iter()
+            .filter_map(|k| registry.executor(k).ok())
+            .collect();
         Ok(Self {
             external,
             registry: Some(Arc::new(registry)),
@@ -153,11 +160,26 @@ impl Executors {
                 return Vec::new();
             }
         };
-        if is_internal(action.kind) && self.find(action.kind).is_none() {
-            let msg = format!("{} {} enforced by antibody", action.kind, action.target);
+        let point = action.kind.effect_point();
+        if point == EffectPoint::View && self.find(action.kind).is_none() {
+            let msg = format!(
+                "{} {} in force; served at {}",
+                action.kind,
+                action.target,
+                served_at(action)
+            );
             out.extend(
                 responder
                     .on_action_result(tenant, &action.id, true, &msg, now)
+                    .unwrap_or_default(),
+            );
+            return out;
+        }
+        if point == EffectPoint::Unattached && self.find(action.kind).is_none() {
+            let msg = unattached(action);
+            out.extend(
+                responder
+                    .on_action_recorded(tenant, &action.id, &msg, now)
                     .unwrap_or_default(),
             );
             return out;
@@ -205,8 +227,8 @@ impl Executors {
         out
     }
 
-    /// Undoes an external action that left state behind; internal ones lapse with the
-    /// responder's record.
+    /// Undoes an external action that left state behind; what the view serves lapses with
+    /// the responder's record.
     pub(crate) fn undo(
         &self,
         tenant: &TenantId,
@@ -214,9 +236,7 @@ impl Executors {
         action: &Action,
         asset: Option<Asset>,
     ) {
-        if (is_internal(action.kind) && self.find(action.kind).is_none())
-            || !action.kind.is_reversible(&action.params)
-        {
+        if !action.kind.is_reversible(&action.params) {
             return;
         }
         let Some(exec) = self.find(action.kind) else {

@@ -16,6 +16,11 @@
 //! Incident summaries and the optional LLM investigator: see [`investigate`]. The built-in
 //! notifications inbox (notify with no channel configured, every escalation): see [`inbox`].
 //! People's work on incidents, the engine's resolutions and post-mortems: see [`incidents`].
+//!
+//! Enforcement: after every apply that changed what is in force (an action of a kind the
+//! view serves, a containment, a budget's spend), the stage rebuilds the touched tenants'
+//! [`Enforcement`] views from the responder's state and swaps them in; HTTP handlers read
+//! verdicts and the blocklist from there without a lock or a message to this thread.
 
 mod execute;
 mod inbox;
@@ -27,9 +32,10 @@ use crate::pipeline::{Health, StreamItem};
 use crate::ServerError;
 use antibody_core::{Clock, Finding, Incident, TenantId, TimestampMs};
 use antibody_detect::Sample;
+use antibody_respond::enforce::{change_of, Change};
 use antibody_respond::{
-    Action, ActionStatus, Asset, AuditChain, AuditEntry, BlockEntry, Decision, LifecycleState,
-    RespondError, Responder, Verdict,
+    Action, ActionKind, ActionStatus, Asset, AuditChain, AuditEntry, Decision, Enforcement,
+    LifecycleState, RespondError, Responder,
 };
 use antibody_store::{IncidentResponse, ResponseBatch, Store, StoreError};
 use std::collections::BTreeMap;
@@ -100,13 +106,6 @@ pub enum HumanCmd {
 
 #[derive(Debug)]
 pub enum ReadQuery {
-    Verdict {
-        tenant: TenantId,
-        entity: String,
-    },
-    Blocklist {
-        tenant: TenantId,
-    },
     State {
         tenant: TenantId,
         entity: String,
@@ -119,8 +118,6 @@ pub enum ReadQuery {
 
 #[derive(Debug)]
 pub enum ReadReply {
-    Verdict(Verdict),
-    Blocklist(Vec<BlockEntry>),
     State(LifecycleState),
     States(BTreeMap<String, LifecycleState>),
 }
@@ -162,7 +159,7 @@ pub(crate) enum RespondMsg {
 
 /// What the stage asks of the engine partition that owns an entity.
 pub(crate) enum EntityCmd {
-    /// Start or stop sampling its events (probation).
+    /// Start or stop sampling its events (probation, a budget cap).
     Sample(bool),
     /// It healed at this time: its baselines re-converge to a new level for a while.
     Reconverge(TimestampMs),
@@ -198,6 +195,8 @@ pub(crate) struct RespondStage {
     inbox: Arc<inbox::Inbox>,
     /// Marked failed when a decision cannot be stored (`/readyz` then says why).
     health: Arc<Health>,
+    /// The published enforcement view (see the module doc).
+    enforcement: Arc<Enforcement>,
 }
 
 pub(crate) struct StageParts {
@@ -213,6 +212,7 @@ pub(crate) struct StageParts {
     pub own: std::sync::mpsc::Sender<RespondMsg>,
     pub drift_every: u64,
     pub health: Arc<Health>,
+    pub enforcement: Arc<Enforcement>,
 }
 
 /// Loads the responder from its snapshot, or, when there is none, starts one with the stored
@@ -261,6 +261,10 @@ impl RespondStage {
         }
         let investigator = p.executors.investigator();
         let inbox = Arc::new(inbox::Inbox::new(p.store.clone(), p.stream.clone()));
+        // What the snapshot holds in force is served from the first request on (the
+        // entities it samples are asked for again once the log replay is done: see
+        // `pipeline::start`).
+        p.enforcement.rebuild(&p.responder);
         Ok(Self {
             responder: p.responder,
             store: p.store,
@@ -281,6 +285,7 @@ impl RespondStage {
             asking: investigate::Asking::default(),
             inbox,
             health: p.health,
+            enforcement: p.enforcement,
         })
     }
 
@@ -352,7 +357,7 @@ impl RespondStage {
                     let _ = reply.send(result);
                 }
                 RespondMsg::Read(q, reply) => {
-                    let _ = reply.send(self.read(q, now));
+                    let _ = reply.send(self.read(q));
                 }
                 RespondMsg::Executed {
                     tenant,
@@ -403,6 +408,7 @@ impl RespondStage {
                 .collect();
             decisions.extend(self.responder.on_incident(inc, &joined, now));
         }
+        let mut spent = Vec::new();
         for s in samples {
             decisions.extend(self.responder.on_sample(
                 &s.tenant,
@@ -410,7 +416,17 @@ impl RespondStage {
                 s.within_baseline,
                 s.ts,
             ));
+            if let Some(usd) = s.cost_usd {
+                let caps = self
+                    .responder
+                    .on_spend(&s.tenant, &s.entity, usd, s.offset, s.ts);
+                spent.extend(
+                    caps.into_iter()
+                        .map(|id| (s.tenant.clone(), Change::Action(id))),
+                );
+            }
         }
+        self.enforcement.apply(&self.responder, &spent);
         self.apply(decisions, now);
     }
 
@@ -505,14 +521,8 @@ impl RespondStage {
         Ok(())
     }
 
-    fn read(&self, q: ReadQuery, now: TimestampMs) -> ReadReply {
+    fn read(&self, q: ReadQuery) -> ReadReply {
         match q {
-            ReadQuery::Verdict { tenant, entity } => {
-                ReadReply::Verdict(self.responder.verdict(&tenant, &entity, now))
-            }
-            ReadQuery::Blocklist { tenant } => {
-                ReadReply::Blocklist(self.responder.blocklist(&tenant, now))
-            }
             ReadQuery::State { tenant, entity } => {
                 ReadReply::State(self.responder.entity_state(&tenant, &entity))
             }
@@ -526,9 +536,10 @@ impl RespondStage {
     }
 
     /// Records, stores, publishes and carries out decisions, and whatever the executors'
-    /// immediate results decide in turn.
+    /// immediate results decide in turn; then swaps in the enforcement they changed.
     fn apply(&mut self, decisions: Vec<Decision>, now: TimestampMs) {
         let mut queue = decisions;
+        let mut changes = Vec::new();
         while !queue.is_empty() {
             let mut batch = std::mem::take(&mut queue);
             // An engine resolution that changes nothing (a person decided) is not recorded.
@@ -542,9 +553,11 @@ impl RespondStage {
                 self.publish(d);
                 self.observe_applied(d);
                 self.after_resolved(d, now);
+                changes.extend(change_of(d));
                 queue.extend(self.carry_out(d, now));
             }
         }
+        self.enforcement.apply(&self.responder, &changes);
         self.pump(now);
     }
 
@@ -552,10 +565,7 @@ impl RespondStage {
     fn check_drift(&mut self, now: TimestampMs) {
         let tenants: Vec<TenantId> = self.chains.keys().cloned().collect();
         for tenant in tenants {
-            let applied = self
-                .responder
-                .actions(&tenant, Some(ActionStatus::Succeeded));
-            for (id, message) in self.executors.drifted(&tenant, applied) {
+            for (id, message) in self.executors.drifted(&self.responder, &tenant) {
                 let record = antibody_respond::AuditRecord {
                     ts: now,
                     tenant: tenant.to_string(),
@@ -620,6 +630,11 @@ impl RespondStage {
                     touched.push((tenant, incident.clone()));
                 }
                 Decision::Action { action, .. } | Decision::Undo { action, .. } => {
+                    if action.kind == ActionKind::BudgetCap {
+                        // A cap counts its entity's spend while it is applied.
+                        let on = self.responder.wants_samples(&tenant, &action.target);
+                        (self.watch)(&tenant, &action.target, EntityCmd::Sample(on));
+                    }
                     actions.push((tenant.clone(), action.clone()));
                     let summary = serde_json::json!({
                         "id": action.id, "kind": action.kind, "target": action.target, "status": action.status

@@ -101,7 +101,7 @@ pub fn endpoints() -> Vec<Endpoint> {
         ep("post", "/v1/actions/approve-all", "Approve every pending action of the tenant", Some("analyst"), post(respond::approve_all)),
         ep("post", "/v1/actions/reject-all", "Reject every pending action of the tenant", Some("analyst"), post(respond::reject_all)),
         ep("post", "/v1/entities/{entity}/heal", "Heal a contained entity now (ends quarantine; probation follows)", Some("analyst"), post(respond::heal)),
-        ep("get", "/v1/entities/{entity}/verdict", "Pull-based enforcement: allow, throttle or block, and until when", Some("any"), get(respond::verdict)),
+        ep("get", "/v1/entities/{entity}/verdict", "Pull-based enforcement: allow, throttle, block or quarantine, until when, why (incident), the rate, revoked tools and budget", Some("any"), get(respond::verdict)),
         ep("get", "/v1/blocklist", "Blocked IPs and CIDRs: plain text, one per line; ?format=json with TTLs", Some("any"), get(respond::blocklist)),
         ep("post", "/v1/feedback", "Label a finding or incident; a root_cause re-ranks diagnoses for the tenant", Some("analyst"), post(respond::feedback)),
         ep("get", "/v1/audit", "The tenant's audit chain, oldest first (filters: after, subject, actor, kind, limit; format=ndjson)", Some("analyst"), get(respond::audit)),

@@ -5,10 +5,10 @@ use super::{bad_path, bad_query};
 use crate::auth::Auth;
 use crate::error::ApiError;
 use crate::pipeline::SubmitError;
-use crate::respond::{Human, HumanCmd, ReadQuery, ReadReply};
+use crate::respond::{Human, HumanCmd};
 use crate::state::AppState;
 use antibody_core::clock::format_rfc3339;
-use antibody_respond::{Action, Asset};
+use antibody_respond::{Action, Asset, Verdict};
 use antibody_store::{ActionQuery, AuditQuery, Role, DEFAULT_LIMIT, MAX_LIMIT};
 use axum::body::Body;
 use axum::extract::rejection::{PathRejection, QueryRejection};
@@ -115,7 +115,7 @@ pub struct ActionParams {
     limit: Option<usize>,
 }
 
-const STATUSES: [&str; 10] = [
+const STATUSES: [&str; 11] = [
     "proposed",
     "pending_approval",
     "approved",
@@ -126,6 +126,7 @@ const STATUSES: [&str; 10] = [
     "undone",
     "expired",
     "dry_run",
+    "recorded",
 ];
 
 pub async fn list_actions(
@@ -242,22 +243,31 @@ pub async fn heal(
 
 // ---- enforcement points: any key of the tenant (bouncers and SDKs use ingest keys)
 
+/// `{"verdict", "until", "incident", "rate", "revoked_tools", "budget"}` from the published
+/// enforcement view: no lock, no round trip to the response thread.
 pub async fn verdict(
     State(st): State<AppState>,
     auth: Auth,
     entity: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Path(entity) = entity.map_err(bad_path)?;
-    let q = ReadQuery::Verdict {
-        tenant: auth.0.tenant.clone(),
-        entity,
-    };
-    match st.pipeline.read(q).await.map_err(stopped)? {
-        ReadReply::Verdict(v) => Ok(Json(
-            json!({"verdict": v.verdict, "until": v.until.map(format_rfc3339)}),
-        )),
-        _ => Err(ApiError::Internal("unexpected reply".into())),
-    }
+    let now = st.clock.now_ms();
+    let v = st
+        .pipeline
+        .enforcement
+        .verdict(&auth.0.tenant, &entity, now);
+    Ok(Json(verdict_json(&v)))
+}
+
+fn verdict_json(v: &Verdict) -> Value {
+    json!({
+        "verdict": v.verdict,
+        "until": v.until.map(format_rfc3339),
+        "incident": v.incident,
+        "rate": v.rate,
+        "revoked_tools": v.revoked_tools,
+        "budget": v.budget,
+    })
 }
 
 #[derive(Deserialize)]
@@ -282,17 +292,7 @@ pub async fn blocklist(
         }
     };
     let now = st.clock.now_ms();
-    let entries = match st
-        .pipeline
-        .read(ReadQuery::Blocklist {
-            tenant: auth.0.tenant.clone(),
-        })
-        .await
-        .map_err(stopped)?
-    {
-        ReadReply::Blocklist(b) => b,
-        _ => return Err(ApiError::Internal("unexpected reply".into())),
-    };
+    let entries = st.pipeline.enforcement.blocklist(&auth.0.tenant, now);
     if json_wanted {
         let items: Vec<Value> = entries
             .iter()
@@ -302,6 +302,7 @@ pub async fn blocklist(
                     "until": e.until.map(format_rfc3339),
                     "ttl": e.until.map(|u| ((u - now).max(0) + 999) / 1000),
                     "action": e.action,
+                    "incident": e.incident,
                 })
             })
             .collect();
