@@ -4,10 +4,10 @@
 //!   the result says where it is served. With `[executors.block_ip] argv`, `block_ip` first
 //!   runs that firewall command, and its result decides.
 //! * reaching outside (`notify`, `webhook`, `command`, `signal`): a configured [`Executor`];
-//!   results come back to the stage as messages.
+//!   results come back to the stage as messages. With no notify channel configured,
+//!   `notify` goes to the built-in inbox ([`super::inbox`]).
 //! * needing a control point antibody does not have (`reset`: an agent control API): the
 //!   action ends `recorded`, saying who must do it — never `succeeded`.
-//! With no notify channel configured, `notify` goes to the built-in inbox ([`super::inbox`]).
 
 use super::RespondMsg;
 use antibody_core::{TenantId, TimestampMs};
