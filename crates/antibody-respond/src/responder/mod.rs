@@ -29,6 +29,7 @@ mod fallback;
 mod human;
 mod plan;
 mod propose;
+mod resolve;
 pub(crate) mod snapshot;
 mod tenant;
 mod tick;

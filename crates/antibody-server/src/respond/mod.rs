@@ -285,6 +285,7 @@ impl RespondStage {
     }
 
     pub(crate) fn run(mut self, rx: Receiver<RespondMsg>) {
+        self.recover_postmortems();
         let mut held: Option<RespondMsg> = None;
         loop {
             let msg = match held.take() {
@@ -391,9 +392,10 @@ impl RespondStage {
         samples: &[Sample],
         now: TimestampMs,
     ) {
-        self.reseal(incidents, now);
+        let sealed = self.reseal(incidents, now);
         let mut decisions = Vec::new();
-        for inc in incidents {
+        // An incident resolved here takes no more decisions, whatever still joins it.
+        for inc in incidents.iter().filter(|i| !sealed.contains(&i.id)) {
             let joined: Vec<Finding> = findings
                 .iter()
                 .filter(|f| {
@@ -418,7 +420,10 @@ impl RespondStage {
         let (t, who) = (&h.tenant, h.actor.as_str());
         let r = &mut self.responder;
         let decisions = match h.cmd {
-            HumanCmd::Approve { id } => r.approve(who, t, &id, now)?,
+            HumanCmd::Approve { id } => {
+                self.approvable(t, &id)?;
+                self.responder.approve(who, t, &id, now)?
+            }
             HumanCmd::Reject { id } => r.reject(who, t, &id, now)?,
             HumanCmd::Undo { id } => r.undo(who, t, &id, now)?,
             HumanCmd::ApproveAll => r.approve_all(who, t, now),
@@ -445,7 +450,7 @@ impl RespondStage {
                     data,
                 };
                 let entry = self.chains.entry(t.clone()).or_default().append(record);
-                self.store_retrying(|s| s.append_audit(std::slice::from_ref(&entry)));
+                let _ = self.store_retrying(|s| s.append_audit(std::slice::from_ref(&entry)));
                 Vec::new()
             }
             HumanCmd::Feedback { kinds, root_cause } => {
@@ -501,7 +506,7 @@ impl RespondStage {
             data,
         };
         let entry = self.chains.entry(t.clone()).or_default().append(record);
-        self.store_retrying(|s| s.append_audit(std::slice::from_ref(&entry)));
+        let _ = self.store_retrying(|s| s.append_audit(std::slice::from_ref(&entry)));
         Ok(())
     }
 
@@ -570,7 +575,7 @@ impl RespondStage {
                     .entry(tenant.clone())
                     .or_default()
                     .append(record);
-                self.store_retrying(|s| s.append_audit(std::slice::from_ref(&entry)));
+                let _ = self.store_retrying(|s| s.append_audit(std::slice::from_ref(&entry)));
                 let data = serde_json::json!({"action": id, "message": message}).to_string();
                 let _ = self.stream.send(StreamItem {
                     tenant: tenant.clone(),
@@ -661,7 +666,7 @@ impl RespondStage {
             incidents: &fleet,
             views: &views,
         };
-        self.store_retrying(|s| s.write_response_batch(&batch));
+        let _ = self.store_retrying(|s| s.write_response_batch(&batch));
         if self.views.len() > MAX_VIEWS {
             self.views.clear();
         }
@@ -805,26 +810,31 @@ impl RespondStage {
 
     /// Store writes are retried: the decisions were already taken and cannot be re-derived.
     /// A write that still fails leaves the audit chain without records of decisions already
-    /// carried out, so the service stops being ready (invariant 7) instead of going on.
-    fn store_retrying(&self, f: impl Fn(&Store) -> Result<(), StoreError>) {
+    /// carried out, so the service stops being ready (invariant 7) instead of going on; the
+    /// error tells a caller that can still refuse (a person's request) not to go on.
+    fn store_retrying(
+        &self,
+        f: impl Fn(&Store) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
         let mut delay = Duration::from_millis(10);
-        let mut last = None;
-        for _ in 0..10 {
-            match f(&self.store) {
-                Ok(()) => return,
-                Err(e) => {
-                    self.metrics.store_errors.fetch_add(1, Relaxed);
-                    tracing::error!(error = %e, "storing response decisions failed; retrying");
-                    std::thread::sleep(delay);
-                    delay = (delay * 2).min(Duration::from_secs(2));
-                    last = Some(e);
-                }
+        let mut attempt = 1;
+        loop {
+            let e = match f(&self.store) {
+                Ok(()) => return Ok(()),
+                Err(e) => e,
+            };
+            self.metrics.store_errors.fetch_add(1, Relaxed);
+            if attempt == 10 {
+                self.health.fail(&format!(
+                    "storing response decisions and their audit records failed after retries ({e})"
+                ));
+                return Err(e);
             }
+            tracing::error!(error = %e, "storing response decisions failed; retrying");
+            std::thread::sleep(delay);
+            delay = (delay * 2).min(Duration::from_secs(2));
+            attempt += 1;
         }
-        let error = last.map_or_else(String::new, |e| e.to_string());
-        self.health.fail(&format!(
-            "storing response decisions and their audit records failed after retries ({error})"
-        ));
     }
 
     fn snapshot(&self) {
