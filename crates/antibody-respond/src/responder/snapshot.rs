@@ -8,6 +8,7 @@
 //! |---|---|---|
 //! | 1 | the state, postcard (the shape version 1 had) | 1 |
 //! | 2 | the playbooks each case ran and the hypothesis it serves ([`super::fallback`]) | 2 |
+//! | 3 | healed entities still re-converging, with the end ([`super::reconverge`]) | 2 |
 //!
 //! Growth: new state goes into a new section (a field kept out of the state's postcard with
 //! `#[serde(skip)]`), which an older snapshot simply lacks; a reader skips sections it does
@@ -33,6 +34,7 @@ pub const SNAPSHOT_VERSION: u16 = 2;
 enum Section {
     State = 1,
     Fallback = 2,
+    Reconverge = 3,
 }
 
 impl Section {
@@ -40,6 +42,7 @@ impl Section {
         match self {
             Self::State => "state",
             Self::Fallback => "fallback",
+            Self::Reconverge => "reconverge",
         }
     }
 }
@@ -73,6 +76,7 @@ pub enum SnapshotError {
 struct Sections<'a> {
     state: Option<&'a [u8]>,
     fallback: Option<&'a [u8]>,
+    reconverge: Option<&'a [u8]>,
 }
 
 impl<'a> Sections<'a> {
@@ -80,6 +84,7 @@ impl<'a> Sections<'a> {
         let (slot, section) = match id {
             x if x == Section::State as u16 => (&mut self.state, Section::State),
             x if x == Section::Fallback as u16 => (&mut self.fallback, Section::Fallback),
+            x if x == Section::Reconverge as u16 => (&mut self.reconverge, Section::Reconverge),
             // A section of a newer build: skipped.
             _ => return Ok(()),
         };
@@ -105,7 +110,7 @@ fn read(bytes: &[u8]) -> Result<Sections<'_>, SnapshotError> {
     let Some(rest) = body.strip_prefix(MAGIC.as_slice()) else {
         return Ok(Sections {
             state: Some(body),
-            fallback: None,
+            ..Sections::default()
         });
     };
     let (version, mut rest) = take::<2>(rest)?;
@@ -179,9 +184,11 @@ impl Responder {
         let encode = |e: postcard::Error| SnapshotError::Encode(e.to_string());
         let state = postcard::to_stdvec(&self.st).map_err(encode)?;
         let fallback = postcard::to_stdvec(&self.fallback_section()).map_err(encode)?;
+        let reconverge = postcard::to_stdvec(&self.reconverge_section()).map_err(encode)?;
         Ok(write(&[
             (Section::State, &state),
             (Section::Fallback, &fallback),
+            (Section::Reconverge, &reconverge),
         ])?)
     }
 
@@ -205,6 +212,9 @@ impl Responder {
         };
         if let Some(bytes) = sections.fallback {
             r.restore_fallbacks(decode(Section::Fallback, bytes)?);
+        }
+        if let Some(bytes) = sections.reconverge {
+            r.restore_reconverge(decode(Section::Reconverge, bytes)?);
         }
         Ok(r)
     }
@@ -232,6 +242,21 @@ mod tests {
         asset.group = Some("g".into());
         r.upsert_asset(&TenantId::new("t"), asset).unwrap();
         r
+    }
+
+    #[test]
+    fn reconvergence_round_trips_in_its_own_section() {
+        let mut r = with_asset();
+        r.reconverge(&TenantId::new("t"), "agent:a", 700_000);
+        let back = restore(&r.snapshot().unwrap()).unwrap();
+        assert_eq!(back.st.reconverge, r.st.reconverge);
+        assert_eq!(back.st, r.st);
+        // The state section keeps its shape: without section 3 nothing re-converges.
+        let body = postcard::to_stdvec(&r.st).unwrap();
+        let v1 = [body.as_slice(), &crc32fast::hash(&body).to_le_bytes()].concat();
+        let old = restore(&v1).unwrap();
+        assert_eq!(old.reconverging().count(), 0);
+        assert_eq!(old.st.assets, r.st.assets);
     }
 
     fn snap_err(bytes: &[u8]) -> SnapshotError {

@@ -164,7 +164,7 @@ pub(crate) enum RespondMsg {
 pub(crate) enum EntityCmd {
     /// Start or stop sampling its events (probation).
     Sample(bool),
-    /// It healed at this time: its baselines re-converge to a new level for a while.
+    /// It healed: its baselines re-converge to a new level until this engine time.
     Reconverge(TimestampMs),
 }
 
@@ -193,6 +193,8 @@ pub(crate) struct RespondStage {
     ticks: u64,
     /// Ticks between two drift checks of applied external actions.
     drift_every: u64,
+    /// How long a healed entity's baselines re-converge.
+    reconverge_ms: i64,
     investigator: InvestigatorSetup,
     asking: investigate::Asking,
     inbox: Arc<inbox::Inbox>,
@@ -212,6 +214,7 @@ pub(crate) struct StageParts {
     pub seal: Seal,
     pub own: std::sync::mpsc::Sender<RespondMsg>,
     pub drift_every: u64,
+    pub reconverge_ms: i64,
     pub health: Arc<Health>,
 }
 
@@ -277,6 +280,7 @@ impl RespondStage {
             since: None,
             ticks: 0,
             drift_every: p.drift_every.max(1),
+            reconverge_ms: p.reconverge_ms,
             investigator,
             asking: investigate::Asking::default(),
             inbox,
@@ -640,7 +644,10 @@ impl RespondStage {
                     let on = self.responder.wants_samples(&t.tenant, &t.entity);
                     (self.watch)(&t.tenant, &t.entity, EntityCmd::Sample(on));
                     if t.from == LifecycleState::Probation && t.to == LifecycleState::Healthy {
-                        (self.watch)(&t.tenant, &t.entity, EntityCmd::Reconverge(t.ts));
+                        // Remembered too: the engine's checkpoint may predate the heal.
+                        let until = t.ts.saturating_add(self.reconverge_ms);
+                        self.responder.reconverge(&t.tenant, &t.entity, until);
+                        (self.watch)(&t.tenant, &t.entity, EntityCmd::Reconverge(until));
                     }
                 }
                 Decision::Fleet(f) => fleet.push(f.to_incident()),
