@@ -85,6 +85,31 @@ impl Store {
         })
     }
 
+    /// Incidents resolved in the response stage's record (by a person, or `healed` or
+    /// `mitigated` by the engine) that have no post-mortem: a crash or a failed write came
+    /// between the resolution and the report. At most `limit`, oldest first.
+    pub fn resolved_without_postmortem(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<(TenantId, String)>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT r.tenant, r.incident FROM incident_response r
+                 WHERE r.status = 'resolved'
+                   AND json_extract(r.body, '$.work.workflow.resolution') NOT IN ('quiet')
+                   AND NOT EXISTS (SELECT 1 FROM postmortems p
+                                   WHERE p.tenant = r.tenant AND p.incident = r.incident)
+                 ORDER BY json_extract(r.body, '$.work.workflow.resolved_at'), r.tenant, r.incident
+                 LIMIT ?1",
+            )?;
+            let rows = stmt.query_map([limit], |r| {
+                Ok((TenantId::new(&r.get::<_, String>(0)?), r.get(1)?))
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+    }
+
     /// The tenant's findings with these ids (those that exist), in no particular order.
     pub fn findings_by_id(
         &self,
@@ -223,6 +248,81 @@ mod tests {
         );
         s.delete_postmortem(&a, "i-1").unwrap();
         assert_eq!(s.get_postmortem(&a, "i-1").unwrap(), None);
+    }
+
+    #[test]
+    fn resolved_incidents_without_a_postmortem_are_found() {
+        use antibody_respond::{IncidentOp, IncidentWork};
+        let (_d, s) = store();
+        let (a, b) = (TenantId::new("a"), TenantId::new("b"));
+        let work = |op: Option<IncidentOp>, engine: Option<Resolution>, at: i64| {
+            let mut w = IncidentWork::default();
+            if let Some(op) = op {
+                w.apply("i", &op, IncidentStatus::Open, "k-1", at).unwrap();
+            }
+            if let Some(r) = engine {
+                w.engine_resolve(r, "why", at);
+            }
+            crate::IncidentResponse {
+                risk: 0.0,
+                confidence: 0.0,
+                blast_radius: 0,
+                diagnosis: Vec::new(),
+                actions: Vec::new(),
+                summary: None,
+                work: w,
+            }
+        };
+        let resolve = |r| IncidentOp::Resolve {
+            resolution: r,
+            root_cause: None,
+        };
+        let rows = [
+            (
+                a.clone(),
+                "i-fp",
+                work(Some(resolve(Resolution::FalsePositive)), None, 3),
+            ),
+            (
+                a.clone(),
+                "i-healed",
+                work(None, Some(Resolution::Healed), 2),
+            ),
+            (
+                a.clone(),
+                "i-reported",
+                work(Some(resolve(Resolution::External)), None, 1),
+            ),
+            (a.clone(), "i-open", work(Some(IncidentOp::Ack), None, 1)),
+            (
+                b.clone(),
+                "i-b",
+                work(Some(resolve(Resolution::Mitigated)), None, 4),
+            ),
+        ];
+        let rows: Vec<_> = rows
+            .into_iter()
+            .map(|(t, id, w)| (t, id.to_owned(), w))
+            .collect();
+        s.put_incident_responses(&rows).unwrap();
+        let inc = resolved(&a);
+        let src = Sources {
+            incident: &inc,
+            findings: &[],
+            actions: &[],
+            audit: &[],
+            now: 11,
+        };
+        let pm = Postmortem {
+            incident: "i-reported".into(),
+            ..generate(&src).unwrap()
+        };
+        s.put_postmortem(&a, &pm, "# md").unwrap();
+        let got = s.resolved_without_postmortem(10).unwrap();
+        let want = [(&a, "i-healed"), (&a, "i-fp"), (&b, "i-b")];
+        let got: Vec<(&TenantId, &str)> = got.iter().map(|(t, i)| (t, i.as_str())).collect();
+        assert_eq!(got, want);
+        assert_eq!(s.resolved_without_postmortem(1).unwrap().len(), 1);
     }
 
     #[test]

@@ -296,3 +296,28 @@ fn without_reconvergence_the_same_shift_relapses() {
         (suspected == 2).then_some(())
     });
 }
+
+/// A heal the engine's checkpoint does not know yet (no checkpoint since; the responder's
+/// snapshot is newer) still re-converges after a crash: the stage asks again at start.
+#[test]
+fn reconvergence_after_a_heal_survives_a_crash() {
+    const E: &str = SHIFTED;
+    // No engine checkpoint during the test: the restart replays the whole log.
+    let (mut s, _tmp) = healed_agent("reconverge_ms = 600000\n[log]\ncheckpoint_secs = 3600");
+    // Any person's command writes the responder's snapshot, which now holds the heal.
+    let r = s.post_json("/v1/actions/approve-all", ADMIN_KEY, "");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let learned = tokens_learned(&s, E);
+    s.kill9();
+    s.restart();
+    eventually(Duration::from_secs(15), || {
+        (tokens_learned(&s, E) >= learned).then_some(())
+    });
+    let before = tokens_learned(&s, E);
+    assert_eq!(s.post_ndjson(ADMIN_KEY, &vitals(E, 1500, 60)).status, 202);
+    eventually(Duration::from_secs(15), || {
+        (tokens_learned(&s, E) >= before + 60).then_some(())
+    });
+    assert_eq!(token_findings(&s, E), 1, "the new level is not reported");
+    assert_eq!(states(&s, E).last().map(String::as_str), Some("healthy"));
+}

@@ -29,6 +29,8 @@ mod fallback;
 mod human;
 mod plan;
 mod propose;
+mod reconverge;
+mod resolve;
 pub(crate) mod snapshot;
 mod tenant;
 mod tick;
@@ -168,6 +170,10 @@ struct State {
     fleet: FleetState,
     guard: BlastGuard,
     last_prune: TimestampMs,
+    /// Healed entities whose baselines re-converge until then ([`reconverge`]); a snapshot
+    /// section of its own, so the state's encoding keeps its shape.
+    #[serde(skip)]
+    reconverge: BTreeMap<Key, TimestampMs>,
 }
 
 pub struct Responder {
@@ -197,6 +203,7 @@ impl Responder {
             fleet: FleetState::default(),
             guard: BlastGuard::default(),
             last_prune: 0,
+            reconverge: BTreeMap::new(),
         };
         Self {
             cfg,

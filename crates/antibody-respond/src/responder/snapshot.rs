@@ -9,6 +9,7 @@
 //! | 1 | the state, postcard (the shape version 1 had) | 1 |
 //! | 2 | the playbooks each case ran and the hypothesis it serves ([`super::fallback`]) | 2 |
 //! | 3 | budget caps' spend by action id ([`crate::enforce`]) | 2 |
+//! | 4 | healed entities still re-converging, with the end ([`super::reconverge`]) | 2 |
 //!
 //! Growth: new state goes into a new section (a field kept out of the state's postcard with
 //! `#[serde(skip)]`), which an older snapshot simply lacks; a reader skips sections it does
@@ -35,6 +36,7 @@ enum Section {
     State = 1,
     Fallback = 2,
     Spend = 3,
+    Reconverge = 4,
 }
 
 impl Section {
@@ -43,6 +45,7 @@ impl Section {
             Self::State => "state",
             Self::Fallback => "fallback",
             Self::Spend => "spend",
+            Self::Reconverge => "reconverge",
         }
     }
 }
@@ -77,6 +80,7 @@ struct Sections<'a> {
     state: Option<&'a [u8]>,
     fallback: Option<&'a [u8]>,
     spend: Option<&'a [u8]>,
+    reconverge: Option<&'a [u8]>,
 }
 
 impl<'a> Sections<'a> {
@@ -85,6 +89,7 @@ impl<'a> Sections<'a> {
             x if x == Section::State as u16 => (&mut self.state, Section::State),
             x if x == Section::Fallback as u16 => (&mut self.fallback, Section::Fallback),
             x if x == Section::Spend as u16 => (&mut self.spend, Section::Spend),
+            x if x == Section::Reconverge as u16 => (&mut self.reconverge, Section::Reconverge),
             // A section of a newer build: skipped.
             _ => return Ok(()),
         };
@@ -110,8 +115,7 @@ fn read(bytes: &[u8]) -> Result<Sections<'_>, SnapshotError> {
     let Some(rest) = body.strip_prefix(MAGIC.as_slice()) else {
         return Ok(Sections {
             state: Some(body),
-            fallback: None,
-            spend: None,
+            ..Sections::default()
         });
     };
     let (version, mut rest) = take::<2>(rest)?;
@@ -186,10 +190,12 @@ impl Responder {
         let state = postcard::to_stdvec(&self.st).map_err(encode)?;
         let fallback = postcard::to_stdvec(&self.fallback_section()).map_err(encode)?;
         let spend = postcard::to_stdvec(&self.spend).map_err(encode)?;
+        let reconverge = postcard::to_stdvec(&self.reconverge_section()).map_err(encode)?;
         Ok(write(&[
             (Section::State, &state),
             (Section::Fallback, &fallback),
             (Section::Spend, &spend),
+            (Section::Reconverge, &reconverge),
         ])?)
     }
 
@@ -218,6 +224,9 @@ impl Responder {
         if let Some(bytes) = sections.spend {
             r.spend = decode(Section::Spend, bytes)?;
         }
+        if let Some(bytes) = sections.reconverge {
+            r.restore_reconverge(decode(Section::Reconverge, bytes)?);
+        }
         Ok(r)
     }
 }
@@ -244,6 +253,21 @@ mod tests {
         asset.group = Some("g".into());
         r.upsert_asset(&TenantId::new("t"), asset).unwrap();
         r
+    }
+
+    #[test]
+    fn reconvergence_round_trips_in_its_own_section() {
+        let mut r = with_asset();
+        r.reconverge(&TenantId::new("t"), "agent:a", 700_000);
+        let back = restore(&r.snapshot().unwrap()).unwrap();
+        assert_eq!(back.st.reconverge, r.st.reconverge);
+        assert_eq!(back.st, r.st);
+        // The state section keeps its shape: without section 3 nothing re-converges.
+        let body = postcard::to_stdvec(&r.st).unwrap();
+        let v1 = [body.as_slice(), &crc32fast::hash(&body).to_le_bytes()].concat();
+        let old = restore(&v1).unwrap();
+        assert_eq!(old.reconverging().count(), 0);
+        assert_eq!(old.st.assets, r.st.assets);
     }
 
     fn snap_err(bytes: &[u8]) -> SnapshotError {

@@ -164,6 +164,7 @@ impl Responder {
             .offences
             .retain(|_, (_, last)| now.saturating_sub(*last) <= OFFENCE_MEMORY_MS);
         self.st.guard.prune(now);
+        self.st.reconverge.retain(|_, until| *until > now);
         self.st.cases.retain(|_, c| !c.closed || c.running());
         self.prune_spend();
     }

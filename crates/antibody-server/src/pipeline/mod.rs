@@ -349,16 +349,15 @@ impl Pipeline {
         }
         drop(sink_tx);
         let watchers = workers.clone();
-        let reconverge_ms = parts.engine.baseline.reconverge_ms;
         let watch: crate::respond::Watch = Box::new(move |tenant, entity, cmd| {
             let p = partition_of(tenant, entity, watchers.len());
             let (tenant, entity) = (tenant.clone(), entity.to_owned());
             let work = match cmd {
                 crate::respond::EntityCmd::Sample(on) => Work::Watch { tenant, entity, on },
-                crate::respond::EntityCmd::Reconverge(from) => Work::Reconverge {
+                crate::respond::EntityCmd::Reconverge(until) => Work::Reconverge {
                     tenant,
                     entity,
-                    until: from.saturating_add(reconverge_ms),
+                    until,
                 },
             };
             let _ = watchers[p].send(work);
@@ -367,6 +366,12 @@ impl Pipeline {
         // sampled again, from the first event after the replay (replayed ones were judged, and
         // their spend counted, before the crash).
         let sampled: Vec<(TenantId, String)> = parts.responder.sampled_entities();
+        // Likewise a heal: healed entities re-converge again, until the same time.
+        let reconverging: Vec<(TenantId, String, i64)> = parts
+            .responder
+            .reconverging()
+            .map(|(t, e, until)| (t.clone(), e.to_owned(), until))
+            .collect();
         let sealers = workers.clone();
         let seal: crate::respond::Seal = Box::new(move |tenant, entity, incident, now| {
             let p = partition_of(tenant, entity, sealers.len());
@@ -391,6 +396,7 @@ impl Pipeline {
             seal,
             own: respond_tx.clone(),
             drift_every: cfg.drift_check_ticks,
+            reconverge_ms: parts.engine.baseline.reconverge_ms,
             health: ready.clone(),
             enforcement: enforcement.clone(),
         })
@@ -416,6 +422,14 @@ impl Pipeline {
                 tenant,
                 entity,
                 on: true,
+            });
+        }
+        for (tenant, entity, until) in reconverging {
+            let p = partition_of(&tenant, &entity, workers.len());
+            let _ = workers[p].send(Work::Reconverge {
+                tenant,
+                entity,
+                until,
             });
         }
         let (ingest_tx, ingest_rx) = mpsc::sync_channel(1024);

@@ -11,6 +11,9 @@ use antibody_respond::{AuditRecord, Cause, Decision, IncidentOp, RespondError};
 use antibody_store::{ResponseBatch, StoreError};
 use std::collections::BTreeMap;
 
+/// Missing post-mortems written at one start at most (the rest at the next).
+const MAX_RECOVERED: usize = 1_000;
+
 impl RespondStage {
     /// A person's operation on incident `id`.
     pub(super) fn work_incident(
@@ -26,15 +29,14 @@ impl RespondStage {
             .get_incident(t, id)
             .map_err(unavailable)?
             .ok_or_else(|| RespondError::IncidentNotFound(id.to_owned()))?;
-        let view = self.view_or(t, id, Some(&inc));
-        // Applied to a copy: a refused operation leaves the view as it was.
-        let mut work = view.work.clone();
-        let text = work.apply(id, &op, inc.status, who, now)?;
-        view.work = work;
-        let view = view.clone();
+        let mut view = self.view_or(t, id, Some(&inc)).clone();
+        // Applied to a copy: a refused operation, or one that cannot be stored, leaves the
+        // view and the audit chain as they were.
+        let text = view.work.apply(id, &op, inc.status, who, now)?;
         let status = view.work.status(inc.status);
         let record = op_record(t, who, &inc, &op, status, text, now);
-        let entry = self.chains.entry(t.clone()).or_default().append(record);
+        let mut chain = self.chains.get(t).cloned().unwrap_or_default();
+        let entry = chain.append(record);
         let views = [(t.clone(), id.to_owned(), view)];
         let batch = ResponseBatch {
             audit: std::slice::from_ref(&entry),
@@ -43,9 +45,26 @@ impl RespondStage {
             incidents: &[],
             views: &views,
         };
-        self.store_retrying(|s| s.write_response_batch(&batch));
+        if self
+            .store_retrying(|s| s.write_response_batch(&batch))
+            .is_err()
+        {
+            return Err(RespondError::Unavailable(
+                "the incident's change could not be stored; retry shortly".into(),
+            ));
+        }
+        self.chains.insert(t.clone(), chain);
+        let [(_, _, view)] = views;
+        self.views.insert((t.clone(), id.to_owned()), view);
         match op {
-            IncidentOp::Resolve { root_cause, .. } => {
+            IncidentOp::Resolve {
+                resolution,
+                root_cause,
+            } => {
+                // The responder stops working it: waiting actions rejected, its ladder
+                // stopped, and for a resolution that needed no containment, that lifted.
+                let decisions = self.responder.resolve_incident(who, t, id, resolution, now);
+                self.apply(decisions, now);
                 // A diagnosis cause teaches the diagnosis, exactly as `POST /v1/feedback`.
                 if let Some(cause) = root_cause.filter(|c| Cause::parse(c.trim()).is_some()) {
                     self.feedback(t, who, &inc.kinds, cause.trim(), now)?;
@@ -54,7 +73,7 @@ impl RespondStage {
                 self.resolved(t, id, true);
             }
             IncidentOp::Reopen => {
-                self.store_retrying(|s| s.delete_postmortem(t, id));
+                let _ = self.store_retrying(|s| s.delete_postmortem(t, id));
                 self.publish_incident(t, id);
             }
             _ => {
@@ -64,10 +83,29 @@ impl RespondStage {
         Ok(())
     }
 
+    /// An action of an incident resolved here is not approved: nobody works that case any
+    /// more (reopen it first).
+    pub(super) fn approvable(&mut self, t: &TenantId, action: &str) -> Result<(), RespondError> {
+        let Some(incident) = self.responder.action(t, action).map(|a| a.incident.clone()) else {
+            // The responder answers for an unknown action.
+            return Ok(());
+        };
+        if self.view(t, &incident).work.status == Some(IncidentStatus::Resolved) {
+            return Err(RespondError::IncidentStatus {
+                id: incident,
+                status: IncidentStatus::Resolved.to_string(),
+                expected: "its actions are not approved; reopen it first",
+            });
+        }
+        Ok(())
+    }
+
     /// Detection still correlating into an incident resolved here means its seal was lost
     /// (engine checkpoints do not record seals, so a crash replay can reopen it there):
     /// seal it again. A seal naming an incident the partition no longer holds does nothing.
-    pub(super) fn reseal(&mut self, incidents: &[Incident], now: TimestampMs) {
+    /// Returns the ids of the incidents sealed again.
+    pub(super) fn reseal(&mut self, incidents: &[Incident], now: TimestampMs) -> Vec<String> {
+        let mut sealed = Vec::new();
         for inc in incidents
             .iter()
             .filter(|i| i.status == IncidentStatus::Open)
@@ -75,8 +113,10 @@ impl RespondStage {
             let work = &self.view(&inc.tenant, &inc.id).work;
             if work.status == Some(IncidentStatus::Resolved) {
                 (self.seal)(&inc.tenant, &inc.entity, &inc.id, now);
+                sealed.push(inc.id.clone());
             }
         }
+        sealed
     }
 
     /// Applies an engine resolution to the incident's view; false when it changes nothing
@@ -123,11 +163,33 @@ impl RespondStage {
             return;
         };
         if report {
-            if let Err(e) = self.write_postmortem(t, &inc) {
-                self.metrics
-                    .store_errors
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                tracing::error!(incident = id, error = %e, "writing a post-mortem failed");
+            // Retried like every response write; one that still fails marks the service
+            // not ready, and the next start writes it (`recover_postmortems`).
+            let _ = self.store_retrying(|_| self.write_postmortem(t, &inc));
+        }
+    }
+
+    /// Writes the post-mortems a crash or a failed write left out: those of incidents
+    /// resolved here (not quiet) that have none, at most [`MAX_RECOVERED`] per start.
+    pub(super) fn recover_postmortems(&self) {
+        let missing = match self.store.resolved_without_postmortem(MAX_RECOVERED) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::error!(error = %e, "finding resolved incidents without a post-mortem failed");
+                return;
+            }
+        };
+        for (t, id) in missing {
+            match self.store.get_incident(&t, &id) {
+                Ok(Some(inc)) => {
+                    tracing::info!(
+                        incident = id,
+                        "writing a post-mortem missing since the last run"
+                    );
+                    let _ = self.store_retrying(|_| self.write_postmortem(&t, &inc));
+                }
+                Ok(None) => {}
+                Err(e) => tracing::error!(incident = id, error = %e, "reading an incident failed"),
             }
         }
     }

@@ -295,7 +295,7 @@ impl RespondStage {
         let view = (key.0.clone(), key.1.clone(), v.clone());
         let chain = self.chains.entry(key.0.clone()).or_default();
         let entries: Vec<_> = records.into_iter().map(|r| chain.append(r)).collect();
-        self.store_retrying(|s| {
+        let _ = self.store_retrying(|s| {
             s.append_audit(&entries)?;
             s.put_incident_responses(std::slice::from_ref(&view))
         });

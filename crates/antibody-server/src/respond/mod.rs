@@ -161,7 +161,7 @@ pub(crate) enum RespondMsg {
 pub(crate) enum EntityCmd {
     /// Start or stop sampling its events (probation, a budget cap).
     Sample(bool),
-    /// It healed at this time: its baselines re-converge to a new level for a while.
+    /// It healed: its baselines re-converge to a new level until this engine time.
     Reconverge(TimestampMs),
 }
 
@@ -190,6 +190,8 @@ pub(crate) struct RespondStage {
     ticks: u64,
     /// Ticks between two drift checks of applied external actions.
     drift_every: u64,
+    /// How long a healed entity's baselines re-converge.
+    reconverge_ms: i64,
     investigator: InvestigatorSetup,
     asking: investigate::Asking,
     inbox: Arc<inbox::Inbox>,
@@ -211,6 +213,7 @@ pub(crate) struct StageParts {
     pub seal: Seal,
     pub own: std::sync::mpsc::Sender<RespondMsg>,
     pub drift_every: u64,
+    pub reconverge_ms: i64,
     pub health: Arc<Health>,
     pub enforcement: Arc<Enforcement>,
 }
@@ -281,6 +284,7 @@ impl RespondStage {
             since: None,
             ticks: 0,
             drift_every: p.drift_every.max(1),
+            reconverge_ms: p.reconverge_ms,
             investigator,
             asking: investigate::Asking::default(),
             inbox,
@@ -290,6 +294,7 @@ impl RespondStage {
     }
 
     pub(crate) fn run(mut self, rx: Receiver<RespondMsg>) {
+        self.recover_postmortems();
         let mut held: Option<RespondMsg> = None;
         loop {
             let msg = match held.take() {
@@ -396,9 +401,10 @@ impl RespondStage {
         samples: &[Sample],
         now: TimestampMs,
     ) {
-        self.reseal(incidents, now);
+        let sealed = self.reseal(incidents, now);
         let mut decisions = Vec::new();
-        for inc in incidents {
+        // An incident resolved here takes no more decisions, whatever still joins it.
+        for inc in incidents.iter().filter(|i| !sealed.contains(&i.id)) {
             let joined: Vec<Finding> = findings
                 .iter()
                 .filter(|f| {
@@ -434,7 +440,10 @@ impl RespondStage {
         let (t, who) = (&h.tenant, h.actor.as_str());
         let r = &mut self.responder;
         let decisions = match h.cmd {
-            HumanCmd::Approve { id } => r.approve(who, t, &id, now)?,
+            HumanCmd::Approve { id } => {
+                self.approvable(t, &id)?;
+                self.responder.approve(who, t, &id, now)?
+            }
             HumanCmd::Reject { id } => r.reject(who, t, &id, now)?,
             HumanCmd::Undo { id } => r.undo(who, t, &id, now)?,
             HumanCmd::ApproveAll => r.approve_all(who, t, now),
@@ -461,7 +470,7 @@ impl RespondStage {
                     data,
                 };
                 let entry = self.chains.entry(t.clone()).or_default().append(record);
-                self.store_retrying(|s| s.append_audit(std::slice::from_ref(&entry)));
+                let _ = self.store_retrying(|s| s.append_audit(std::slice::from_ref(&entry)));
                 Vec::new()
             }
             HumanCmd::Feedback { kinds, root_cause } => {
@@ -517,7 +526,7 @@ impl RespondStage {
             data,
         };
         let entry = self.chains.entry(t.clone()).or_default().append(record);
-        self.store_retrying(|s| s.append_audit(std::slice::from_ref(&entry)));
+        let _ = self.store_retrying(|s| s.append_audit(std::slice::from_ref(&entry)));
         Ok(())
     }
 
@@ -580,7 +589,7 @@ impl RespondStage {
                     .entry(tenant.clone())
                     .or_default()
                     .append(record);
-                self.store_retrying(|s| s.append_audit(std::slice::from_ref(&entry)));
+                let _ = self.store_retrying(|s| s.append_audit(std::slice::from_ref(&entry)));
                 let data = serde_json::json!({"action": id, "message": message}).to_string();
                 let _ = self.stream.send(StreamItem {
                     tenant: tenant.clone(),
@@ -650,7 +659,10 @@ impl RespondStage {
                     let on = self.responder.wants_samples(&t.tenant, &t.entity);
                     (self.watch)(&t.tenant, &t.entity, EntityCmd::Sample(on));
                     if t.from == LifecycleState::Probation && t.to == LifecycleState::Healthy {
-                        (self.watch)(&t.tenant, &t.entity, EntityCmd::Reconverge(t.ts));
+                        // Remembered too: the engine's checkpoint may predate the heal.
+                        let until = t.ts.saturating_add(self.reconverge_ms);
+                        self.responder.reconverge(&t.tenant, &t.entity, until);
+                        (self.watch)(&t.tenant, &t.entity, EntityCmd::Reconverge(until));
                     }
                 }
                 Decision::Fleet(f) => fleet.push(f.to_incident()),
@@ -676,7 +688,7 @@ impl RespondStage {
             incidents: &fleet,
             views: &views,
         };
-        self.store_retrying(|s| s.write_response_batch(&batch));
+        let _ = self.store_retrying(|s| s.write_response_batch(&batch));
         if self.views.len() > MAX_VIEWS {
             self.views.clear();
         }
@@ -820,26 +832,31 @@ impl RespondStage {
 
     /// Store writes are retried: the decisions were already taken and cannot be re-derived.
     /// A write that still fails leaves the audit chain without records of decisions already
-    /// carried out, so the service stops being ready (invariant 7) instead of going on.
-    fn store_retrying(&self, f: impl Fn(&Store) -> Result<(), StoreError>) {
+    /// carried out, so the service stops being ready (invariant 7) instead of going on; the
+    /// error tells a caller that can still refuse (a person's request) not to go on.
+    fn store_retrying(
+        &self,
+        f: impl Fn(&Store) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
         let mut delay = Duration::from_millis(10);
-        let mut last = None;
-        for _ in 0..10 {
-            match f(&self.store) {
-                Ok(()) => return,
-                Err(e) => {
-                    self.metrics.store_errors.fetch_add(1, Relaxed);
-                    tracing::error!(error = %e, "storing response decisions failed; retrying");
-                    std::thread::sleep(delay);
-                    delay = (delay * 2).min(Duration::from_secs(2));
-                    last = Some(e);
-                }
+        let mut attempt = 1;
+        loop {
+            let e = match f(&self.store) {
+                Ok(()) => return Ok(()),
+                Err(e) => e,
+            };
+            self.metrics.store_errors.fetch_add(1, Relaxed);
+            if attempt == 10 {
+                self.health.fail(&format!(
+                    "storing response decisions and their audit records failed after retries ({e})"
+                ));
+                return Err(e);
             }
+            tracing::error!(error = %e, "storing response decisions failed; retrying");
+            std::thread::sleep(delay);
+            delay = (delay * 2).min(Duration::from_secs(2));
+            attempt += 1;
         }
-        let error = last.map_or_else(String::new, |e| e.to_string());
-        self.health.fail(&format!(
-            "storing response decisions and their audit records failed after retries ({error})"
-        ));
     }
 
     fn snapshot(&self) {

@@ -182,10 +182,15 @@ pub async fn postmortem(
         .await?;
     let inc = inc.ok_or_else(|| ApiError::NotFound(format!("incident `{id}`")))?;
     let pm = pm.ok_or_else(|| {
+        let resolved = inc.status == antibody_core::IncidentStatus::Resolved;
         let why = match inc.workflow.resolution {
-            Some(r) if inc.status == antibody_core::IncidentStatus::Resolved => {
-                format!("it was resolved `{r}` with nothing done")
+            Some(Resolution::Quiet) if resolved => {
+                "it closed quietly with nothing done: there is nothing to report".to_owned()
             }
+            Some(r) if resolved => format!(
+                "it was resolved `{r}` but its post-mortem was not stored; \
+                 it is written again when the service next starts"
+            ),
             _ => format!("it is {}; one is written when it is resolved", inc.status),
         };
         ApiError::NotFound(format!("a post-mortem of incident `{id}` ({why})"))
