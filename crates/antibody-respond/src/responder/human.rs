@@ -9,7 +9,7 @@ use crate::RespondError;
 use antibody_core::{TenantId, TimestampMs};
 
 impl Responder {
-    fn record_mut(
+    pub(super) fn record_mut(
         &mut self,
         tenant: &TenantId,
         id: &str,

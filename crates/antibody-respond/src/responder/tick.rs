@@ -176,12 +176,7 @@ impl Responder {
         id: &str,
         _now: TimestampMs,
     ) -> Result<Vec<Decision>, RespondError> {
-        let r = self
-            .st
-            .actions
-            .get_mut(id)
-            .filter(|r| &r.tenant == tenant)
-            .ok_or_else(|| RespondError::ActionNotFound(id.to_owned()))?;
+        let r = self.record_mut(tenant, id)?;
         if r.action.status != ActionStatus::Approved {
             return Err(RespondError::WrongStatus {
                 id: id.to_owned(),
@@ -203,12 +198,7 @@ impl Responder {
         message: &str,
         now: TimestampMs,
     ) -> Result<Vec<Decision>, RespondError> {
-        let r = self
-            .st
-            .actions
-            .get_mut(id)
-            .filter(|r| &r.tenant == tenant)
-            .ok_or_else(|| RespondError::ActionNotFound(id.to_owned()))?;
+        let r = self.record_mut(tenant, id)?;
         match r.action.status {
             ActionStatus::Approved | ActionStatus::Executing => {}
             s if r.action.result.is_some() && s != ActionStatus::Rejected => return Ok(Vec::new()),
@@ -252,12 +242,7 @@ impl Responder {
         message: &str,
         now: TimestampMs,
     ) -> Result<Vec<Decision>, RespondError> {
-        let r = self
-            .st
-            .actions
-            .get_mut(id)
-            .filter(|r| &r.tenant == tenant)
-            .ok_or_else(|| RespondError::ActionNotFound(id.to_owned()))?;
+        let r = self.record_mut(tenant, id)?;
         if !matches!(
             r.action.status,
             ActionStatus::Approved | ActionStatus::Executing
