@@ -464,6 +464,24 @@ pub enum ActionStatus {
 }
 
 impl ActionStatus {
+    pub const ALL: [ActionStatus; 11] = [
+        Self::Proposed,
+        Self::PendingApproval,
+        Self::Approved,
+        Self::Rejected,
+        Self::Executing,
+        Self::Succeeded,
+        Self::Failed,
+        Self::Undone,
+        Self::Expired,
+        Self::DryRun,
+        Self::Recorded,
+    ];
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Proposed => "proposed",

@@ -5,7 +5,7 @@
 use crate::findings::{DEFAULT_LIMIT, MAX_LIMIT};
 use crate::{Store, StoreError};
 use antibody_core::TenantId;
-use antibody_respond::{Action, Asset, AuditEntry};
+use antibody_respond::{Action, ActionStatus, Asset, AuditEntry};
 use rusqlite::types::Value;
 use rusqlite::{params_from_iter, OptionalExtension};
 use serde::de::DeserializeOwned;
@@ -14,8 +14,7 @@ use serde::Serialize;
 /// Filters for `list_actions`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ActionQuery {
-    /// `ActionStatus::as_str()` value, e.g. `pending_approval`.
-    pub status: Option<String>,
+    pub status: Option<ActionStatus>,
     pub limit: usize,
 }
 
@@ -159,7 +158,7 @@ impl Store {
         let mut params = vec![Value::Text(tenant.as_str().to_owned())];
         if let Some(status) = &q.status {
             sql.push_str(" AND status = ?");
-            params.push(Value::Text(status.clone()));
+            params.push(Value::Text(status.as_str().to_owned()));
         }
         sql.push_str(" ORDER BY updated_ms DESC, id DESC LIMIT ?");
         params.push(Value::Integer(q.limit.min(MAX_LIMIT) as i64));

@@ -8,7 +8,7 @@ use crate::pipeline::SubmitError;
 use crate::respond::{Human, HumanCmd};
 use crate::state::AppState;
 use antibody_core::clock::format_rfc3339;
-use antibody_respond::{Action, Asset, Verdict};
+use antibody_respond::{Action, ActionStatus, Asset, Verdict};
 use antibody_store::{ActionQuery, AuditQuery, Role, DEFAULT_LIMIT, MAX_LIMIT};
 use axum::body::Body;
 use axum::extract::rejection::{PathRejection, QueryRejection};
@@ -115,19 +115,12 @@ pub struct ActionParams {
     limit: Option<usize>,
 }
 
-const STATUSES: [&str; 11] = [
-    "proposed",
-    "pending_approval",
-    "approved",
-    "rejected",
-    "executing",
-    "succeeded",
-    "failed",
-    "undone",
-    "expired",
-    "dry_run",
-    "recorded",
-];
+fn parse_status(s: &str) -> Result<ActionStatus, ApiError> {
+    ActionStatus::parse(s).ok_or_else(|| {
+        let all: Vec<&str> = ActionStatus::ALL.iter().map(|v| v.as_str()).collect();
+        ApiError::BadRequest(format!("`status` must be one of {}", all.join(", ")))
+    })
+}
 
 pub async fn list_actions(
     State(st): State<AppState>,
@@ -136,14 +129,7 @@ pub async fn list_actions(
 ) -> Result<Json<Value>, ApiError> {
     auth.require(Role::Analyst, "read actions")?;
     let Query(p) = q.map_err(bad_query)?;
-    if let Some(s) = &p.status {
-        if !STATUSES.contains(&s.as_str()) {
-            return Err(ApiError::BadRequest(format!(
-                "`status` must be one of {}",
-                STATUSES.join(", ")
-            )));
-        }
-    }
+    let status = p.status.as_deref().map(parse_status).transpose()?;
     let limit = p.limit.unwrap_or(DEFAULT_LIMIT);
     if !(1..=MAX_LIMIT).contains(&limit) {
         return Err(ApiError::BadRequest(format!(
@@ -151,10 +137,7 @@ pub async fn list_actions(
         )));
     }
     let tenant = auth.0.tenant.clone();
-    let query = ActionQuery {
-        status: p.status,
-        limit,
-    };
+    let query = ActionQuery { status, limit };
     let items = st.db(move |s| s.list_actions(&tenant, &query)).await?;
     Ok(Json(json!({"items": items})))
 }
