@@ -321,3 +321,69 @@ fn reconvergence_after_a_heal_survives_a_crash() {
     assert_eq!(token_findings(&s, E), 1, "the new level is not reported");
     assert_eq!(states(&s, E).last().map(String::as_str), Some("healthy"));
 }
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// The previous build's data dir (store schema 5, a version-1 responder snapshot, its log),
+/// killed -9 with an active block and a pending approval (see
+/// `tests/fixtures/data-dir-v5/README.md`): this build starts on it and holds both.
+#[test]
+fn the_previous_builds_data_dir_starts_with_its_blocks_and_approvals() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fixture =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/data-dir-v5");
+    copy_dir(&fixture, tmp.path());
+    let s = TestServer::start_in(tmp.path(), &[]);
+    assert_eq!(s.request("GET", "/readyz", None, &[], b"").status, 200);
+    // The block: in force until its year is up, then expired, never lost.
+    let block = actions(&s, "?limit=1000")
+        .into_iter()
+        .find(|a| a["kind"] == "block_ip" && a["target"] == "203.0.113.77")
+        .expect("the block_ip action survives");
+    let entry = s.get("/v1/blocklist?format=json", ADMIN_KEY).json()["items"]
+        .as_array()
+        .and_then(|items| items.first().cloned());
+    match block["status"].as_str() {
+        Some("succeeded") => {
+            let entry = entry.expect("a block in force is on the blocklist");
+            assert_eq!(entry["target"], "203.0.113.77", "{entry}");
+            assert_eq!(entry["action"], block["id"], "{entry}");
+        }
+        Some("expired") => assert!(entry.is_none(), "{entry:?}"),
+        other => panic!("block_ip is {other:?}: {block}"),
+    }
+    // The pending approval, the contained agent and its asset, and the approval still works.
+    let pending = pending_for(&s, "agent:x").expect("the pending approval survives");
+    assert_eq!(pending["kind"], "rate_limit", "{pending}");
+    let verdict = s.get("/v1/entities/agent:x/verdict", ADMIN_KEY).json();
+    assert_eq!(verdict["verdict"], "quarantine", "{verdict}");
+    let assets = s.get("/v1/assets", ADMIN_KEY).json();
+    assert_eq!(assets["items"][0]["owner"], "team-research", "{assets}");
+    let id = pending["id"].as_str().unwrap();
+    let r = s.post_json(&format!("/v1/actions/{id}/approve"), ADMIN_KEY, "");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let status = eventually(Duration::from_secs(10), || {
+        let a = s.get(&format!("/v1/actions/{id}"), ADMIN_KEY).json();
+        (a["status"] != "pending_approval").then(|| a["status"].clone())
+    });
+    assert!(["approved", "executing", "succeeded"].contains(&status.as_str().unwrap_or("")));
+    // Old incidents read in the new shape; the audit chain carries on unbroken.
+    let incidents = s.get("/v1/incidents", ADMIN_KEY).json();
+    assert!(
+        !incidents["items"].as_array().unwrap().is_empty(),
+        "{incidents}"
+    );
+    let verify = s.get("/v1/audit/verify", ADMIN_KEY).json();
+    assert_eq!(verify["ok"], true, "{verify}");
+}
