@@ -169,8 +169,23 @@ impl Responder {
         tenant: &TenantId,
         now: TimestampMs,
     ) -> Vec<Decision> {
+        self.approve_all_but(actor, tenant, &std::collections::BTreeSet::new(), now)
+    }
+
+    /// [`Responder::approve_all`], leaving the actions in `skip` waiting (the server skips
+    /// those of incidents people resolved).
+    pub fn approve_all_but(
+        &mut self,
+        actor: &str,
+        tenant: &TenantId,
+        skip: &std::collections::BTreeSet<String>,
+        now: TimestampMs,
+    ) -> Vec<Decision> {
         let mut out = Vec::new();
         for id in self.pending(tenant, None) {
+            if skip.contains(&id) {
+                continue;
+            }
             if let Ok(d) = self.approve(actor, tenant, &id, now) {
                 out.extend(d);
             }

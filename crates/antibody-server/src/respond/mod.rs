@@ -446,7 +446,19 @@ impl RespondStage {
             }
             HumanCmd::Reject { id } => r.reject(who, t, &id, now)?,
             HumanCmd::Undo { id } => r.undo(who, t, &id, now)?,
-            HumanCmd::ApproveAll => r.approve_all(who, t, now),
+            HumanCmd::ApproveAll => {
+                // As one approve each: an action of a resolved incident keeps waiting.
+                let pending: Vec<String> = self
+                    .responder
+                    .actions(t, Some(ActionStatus::PendingApproval))
+                    .map(|a| a.id.clone())
+                    .collect();
+                let skip: std::collections::BTreeSet<String> = pending
+                    .into_iter()
+                    .filter(|id| self.approvable(t, id).is_err())
+                    .collect();
+                self.responder.approve_all_but(who, t, &skip, now)
+            }
             HumanCmd::RejectAll => r.reject_all(who, t, now),
             HumanCmd::Heal { entity } => r.heal_now(who, t, &entity, now)?,
             HumanCmd::HealAll => r.heal_all(who, t, now),
