@@ -173,7 +173,7 @@ impl Responder {
     }
 
     /// [`Responder::approve_all`], leaving the actions in `skip` waiting (the server skips
-    /// those of incidents people resolved).
+    /// those of incidents a person resolved: see `RespondStage::approvable`).
     pub fn approve_all_but(
         &mut self,
         actor: &str,

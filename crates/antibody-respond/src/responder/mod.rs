@@ -802,6 +802,27 @@ mod tests {
             .unwrap();
         r.on_action_result(&t, &id, true, "ok", 2_000).unwrap();
         assert_eq!(r.entity_state(&t, "agent:a"), LifecycleState::Probation);
+        // A late proposal still waits for a person when the entity heals: it is moot then.
+        let proposal = crate::investigate::Proposal {
+            step: 1,
+            kind: crate::action::ActionKind::Quarantine,
+            target: "agent:a".into(),
+            params: Default::default(),
+            ttl_ms: 3_600_000,
+            why: String::new(),
+        };
+        let asked = r.propose(&t, "i-1", "m", &[proposal], 2_500);
+        let waiting = asked
+            .iter()
+            .find_map(|d| match d {
+                Decision::Action { action, .. } => Some(action.id.clone()),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(
+            r.action(&t, &waiting).unwrap().status,
+            ActionStatus::PendingApproval
+        );
         let resolved = |ds: &[Decision]| {
             ds.iter()
                 .filter(|d| matches!(d, Decision::Resolved { .. }))
@@ -824,6 +845,10 @@ mod tests {
             }]
         );
         assert_eq!(resolved(&ds)[0].audit_record(9).kind, "incident");
+        assert_eq!(
+            r.action(&t, &waiting).unwrap().status,
+            ActionStatus::Rejected
+        );
         // The sealed incident's last version then closes the case as done, not again healed.
         let closed = Incident {
             status: IncidentStatus::Resolved,

@@ -32,14 +32,7 @@ impl Responder {
         let key = (tenant.clone(), incident.to_owned());
         let why = format!("incident {incident} resolved {resolution} by {actor}");
         let mut out = Vec::new();
-        for id in self.incident_actions(&key, |s| {
-            matches!(s, ActionStatus::PendingApproval | ActionStatus::Proposed)
-        }) {
-            if let Some(r) = self.st.actions.get_mut(&id) {
-                finish(r, ActionStatus::Rejected, false, why.clone(), now);
-                out.extend(self.action_decision(&id, actor));
-            }
-        }
+        self.reject_waiting(&key, actor, &why, now, &mut out);
         if let Some(rec) = self.st.cases.get_mut(&key) {
             rec.closed = true;
             if let Some(p) = rec.plan.as_mut().filter(|p| p.state == PlanState::Running) {
@@ -65,6 +58,26 @@ impl Responder {
             self.stand_down(&ekey, &key, why, actor, now, &mut out);
         }
         out
+    }
+
+    /// Rejects the incident's actions still waiting for a person (proposed or pending):
+    /// nobody should be asked about a case that is over.
+    pub(super) fn reject_waiting(
+        &mut self,
+        key: &Key,
+        actor: &str,
+        why: &str,
+        now: TimestampMs,
+        out: &mut Vec<Decision>,
+    ) {
+        for id in self.incident_actions(key, |s| {
+            matches!(s, ActionStatus::PendingApproval | ActionStatus::Proposed)
+        }) {
+            if let Some(r) = self.st.actions.get_mut(&id) {
+                finish(r, ActionStatus::Rejected, false, why.to_owned(), now);
+                out.extend(self.action_decision(&id, actor));
+            }
+        }
     }
 
     /// Ids of the incident's actions whose status passes `keep`, in id order.

@@ -370,8 +370,13 @@ impl Responder {
             now,
             &mut out,
         );
-        // The incident that drove the entity is over: healed, not merely quiet.
+        // The incident that drove the entity is over: healed, not merely quiet. What still
+        // waited for a person's approval is moot (a quiet close leaves it waiting: going
+        // quiet is no proof).
         if let Some((tenant, incident)) = case.filter(|_| healed) {
+            let key = (tenant.clone(), incident.clone());
+            let why = format!("incident {incident} resolved healed: {entity} passed probation");
+            self.reject_waiting(&key, ENGINE, &why, now, &mut out);
             out.push(Decision::Resolved {
                 tenant,
                 incident,

@@ -83,14 +83,22 @@ impl RespondStage {
         Ok(())
     }
 
-    /// An action of an incident resolved here is not approved: nobody works that case any
-    /// more (reopen it first).
+    /// An action of an incident a person resolved is not approved: that person closed the
+    /// case (reopen it first). Their resolution rejected what waited then; this guards what
+    /// arrives later (a late investigator proposal). An engine resolution does not count:
+    /// going quiet is no reason to drop a containment that still waits for a person.
     pub(super) fn approvable(&mut self, t: &TenantId, action: &str) -> Result<(), RespondError> {
         let Some(incident) = self.responder.action(t, action).map(|a| a.incident.clone()) else {
             // The responder answers for an unknown action.
             return Ok(());
         };
-        if self.view(t, &incident).work.status == Some(IncidentStatus::Resolved) {
+        let work = &self.view(t, &incident).work;
+        let by_person = work
+            .workflow
+            .resolved_by
+            .as_deref()
+            .is_some_and(|who| who != antibody_respond::decision::ENGINE);
+        if work.status == Some(IncidentStatus::Resolved) && by_person {
             return Err(RespondError::IncidentStatus {
                 id: incident,
                 status: IncidentStatus::Resolved.to_string(),

@@ -447,7 +447,7 @@ impl RespondStage {
             HumanCmd::Reject { id } => r.reject(who, t, &id, now)?,
             HumanCmd::Undo { id } => r.undo(who, t, &id, now)?,
             HumanCmd::ApproveAll => {
-                // As one approve each: an action of a resolved incident keeps waiting.
+                // As one approve each: an action of an incident a person resolved keeps waiting.
                 let pending: Vec<String> = self
                     .responder
                     .actions(t, Some(ActionStatus::PendingApproval))
