@@ -64,7 +64,7 @@ async fn work(
 
 /// Bodies of ack and reopen are empty or `{}`.
 async fn no_body(body: Body) -> Result<(), ApiError> {
-    let bytes = super::read_body(body, MAX_BODY, std::time::Duration::from_secs(30)).await?;
+    let bytes = super::read_body(body, MAX_BODY, super::SMALL_BODY_TIMEOUT).await?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(());
     }

@@ -275,7 +275,7 @@ pub(crate) async fn read_body(
 }
 
 /// Small request bodies (admin, response, configuration) get this long to arrive.
-const SMALL_BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+pub(crate) const SMALL_BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Reads a JSON body of at most `limit` bytes into `T`, in the API's error shape.
 pub(crate) async fn json_body<T: serde::de::DeserializeOwned>(
