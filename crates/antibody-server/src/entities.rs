@@ -16,9 +16,6 @@ use antibody_detect::EntityFacts;
 use antibody_respond::LifecycleState;
 use std::collections::{BTreeMap, BinaryHeap};
 
-pub const DEFAULT_LIMIT: usize = 100;
-pub const MAX_LIMIT: usize = 1000;
-
 /// One page request, with the responder's view of the tenant.
 #[derive(Clone, Debug, Default)]
 pub struct Listing {

@@ -805,18 +805,9 @@ fn sources_with(dir: &Path, file: &str, text: &str) -> Result<Vec<(String, Strin
 }
 
 fn write_atomically(dir: &Path, name: &str, text: &str) -> Result<(), LayerError> {
-    use std::io::Write;
     let io = |e: std::io::Error| LayerError::Io(format!("writing {name}: {e}"));
     std::fs::create_dir_all(dir).map_err(io)?;
-    let tmp = dir.join(format!(".{name}.tmp"));
-    let mut f = std::fs::File::create(&tmp).map_err(io)?;
-    f.write_all(text.as_bytes())
-        .and_then(|()| f.sync_all())
-        .map_err(io)?;
-    std::fs::rename(&tmp, dir.join(name)).map_err(io)?;
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io)
+    crate::durable_file::replace(&dir.join(name), &[text.as_bytes()]).map_err(io)
 }
 
 #[cfg(test)]

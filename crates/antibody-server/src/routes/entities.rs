@@ -4,7 +4,7 @@
 use super::bad_query;
 use super::respond::changed;
 use crate::auth::Auth;
-use crate::entities::{cursor, parse_cursor, Listing, DEFAULT_LIMIT, MAX_LIMIT};
+use crate::entities::{cursor, parse_cursor, Listing};
 use crate::error::ApiError;
 use crate::respond::{HumanCmd, ReadQuery, ReadReply};
 use crate::state::AppState;
@@ -38,16 +38,7 @@ fn parse(p: EntityParams) -> Result<Listing, ApiError> {
             ))
         })?),
     };
-    let limit = match p.limit.as_deref() {
-        None => DEFAULT_LIMIT,
-        Some(s) => s
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=MAX_LIMIT).contains(n))
-            .ok_or_else(|| {
-                ApiError::BadRequest(format!("`limit` must be an integer from 1 to {MAX_LIMIT}"))
-            })?,
-    };
+    let limit = super::findings::parse_limit(p.limit.as_deref())?;
     let after = match p.cursor.as_deref() {
         None => None,
         Some(c) => Some(parse_cursor(c).ok_or_else(|| {
