@@ -138,13 +138,22 @@ fn bench(c: &mut Criterion) {
             b.iter(|| {
                 // A stride through the entities, so lookups do not stay in one cache line.
                 i = (i + 7_919) % entities.len();
-                black_box(enf.verdict(&tenant, &entities[i], now))
+                black_box(enf.verdict(&tenant, &entities[i], now).kind())
             })
         });
     }
     // One agent asked again and again: its slot stays in cache.
     g.bench_function("verdict_same_throttled_agent", |b| {
-        b.iter(|| black_box(enf.verdict(&tenant, &agents[42], now)))
+        b.iter(|| black_box(enf.verdict(&tenant, &agents[42], now).kind()))
+    });
+    // What the verdict route and the gateway's refusals read: the lookup, then the details.
+    let mut i = 0;
+    g.bench_function("verdict_details_throttled_agent_of_100k", |b| {
+        b.iter(|| {
+            i = (i + 7_919) % agents.len();
+            let answer = enf.verdict(&tenant, &agents[i], now);
+            black_box((answer.kind(), answer.rate, answer.revoked_tools.len()))
+        })
     });
     g.finish();
 }
