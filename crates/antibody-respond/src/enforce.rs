@@ -7,8 +7,10 @@
 //! decisions changed), which the response stage publishes into an [`Enforcement`] after
 //! every apply that changed enforcement. Readers never lock and never ask the response
 //! thread: [`Enforcement::verdict`] loads the published views (one atomic pointer), hashes
-//! the entity once and reads its few entries. A change rebuilds one tenant's view, and in it
-//! only the shard of the entities it touched.
+//! the entity once and reads one index bucket, which holds the verdict's kind and how long it
+//! stays true beside the key; the entity's entries and full verdict are read only when the
+//! answer's details are ([`Answer`] derefs to [`Verdict`]). A change rebuilds one tenant's
+//! view, and in it only the shard of the entities it touched.
 //!
 //! ## Effects
 //! | source | effect | verdict |
