@@ -374,3 +374,64 @@ fn common_ingest_mistakes_are_answered_with_what_to_do() {
     assert_eq!(no_key.status, 401);
     assert!(no_key.text().contains("admin.key"), "{}", no_key.text());
 }
+
+/// The README's commands as a newcomer pastes them: its shell blocks, one command a line.
+fn readme_commands(section: Option<&str>) -> Vec<String> {
+    let readme = include_str!("../../../README.md");
+    let text = match section {
+        Some(title) => {
+            let start = readme.find(title).expect("section");
+            let rest = &readme[start + title.len()..];
+            &rest[..rest.find("\n## ").unwrap_or(rest.len())]
+        }
+        None => readme,
+    };
+    text.split("```sh")
+        .skip(1)
+        .filter_map(|b| b.split("```").next())
+        .flat_map(str::lines)
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn the_readme_starts_one_server_and_fills_in_the_ids_it_uses() {
+    let starts: Vec<String> = readme_commands(None)
+        .into_iter()
+        .filter(|l| l.contains("antibody serve") || l.contains("-- serve"))
+        .collect();
+    let on_default_port: Vec<&String> = starts.iter().filter(|l| !l.contains("--listen")).collect();
+    assert_eq!(on_default_port.len(), 1, "servers started on :8080: {starts:?}");
+    assert!(
+        starts.iter().all(|l| l == on_default_port[0] || l.contains("--data-dir")),
+        "a second server needs its own data dir: {starts:?}"
+    );
+    for line in readme_commands(Some("## Quickstart")) {
+        assert!(
+            !line.contains("_ID") && !line.contains("<"),
+            "a placeholder the reader must fill in: {line}"
+        );
+    }
+}
+
+#[test]
+fn cargo_build_at_the_root_builds_what_cargo_run_builds() {
+    let out = std::process::Command::new(env!("CARGO"))
+        .args(["metadata", "--format-version", "1", "--no-deps", "--offline"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("cargo metadata");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let defaults: Vec<&str> = meta["workspace_default_members"]
+        .as_array()
+        .expect("cargo reports default members")
+        .iter()
+        .filter_map(|m| m.as_str())
+        .collect();
+    // One package, the binary `cargo run` builds: the same crates with the same features.
+    assert_eq!(defaults.len(), 1, "{defaults:?}");
+    assert!(defaults[0].contains("crates/antibody#"), "{defaults:?}");
+}
