@@ -384,11 +384,17 @@ fn bootstrap(
             store.insert_key_with_secret(&tenant, Role::Admin, true, secret, now)?
         }
         Some(secret) => {
-            if store.authenticate(secret)?.is_none() {
-                tracing::warn!(
+            match store.authenticate(secret)? {
+                None => tracing::warn!(
                     "ANTIBODY_ADMIN_KEY ignored: a bootstrap admin key already exists; to \
                      replace it, rotate it (POST /v1/keys/{{id}}/rotate)"
-                );
+                ),
+                Some(k) if k.is_expired(now) => tracing::warn!(
+                    key = %k.id,
+                    "ANTIBODY_ADMIN_KEY names a key that has expired (rotated away); unset it \
+                     and use the key that replaced it"
+                ),
+                Some(_) => {}
             }
             return Ok(None);
         }
