@@ -399,22 +399,37 @@ mod hint_tests {
     fn ndjson_sent_as_json_and_curl_d_newline_stripping_say_what_to_do() {
         let one = r#"{"entity":"a","kind":"k"}"#;
         let ndjson = error_of(&format!("{one}\n{one}\n"));
-        assert!(ndjson.contains("application/x-ndjson") && ndjson.contains("NDJSON"), "{ndjson}");
+        assert!(
+            ndjson.contains("application/x-ndjson") && ndjson.contains("NDJSON"),
+            "{ndjson}"
+        );
         let stripped = error_of(&format!("{one}{one}{one}"));
-        assert!(stripped.contains("curl -d") && stripped.contains("--data-binary"), "{stripped}");
+        assert!(
+            stripped.contains("curl -d") && stripped.contains("--data-binary"),
+            "{stripped}"
+        );
         let spaced = error_of(&format!("{one} {one}"));
         assert!(spaced.contains("curl -d"), "{spaced}");
         // Other syntax errors keep serde's message alone.
         let other = error_of(r#"{"entity":"a","kind":"k"} x"#);
-        assert!(!other.contains("curl") && !other.contains("NDJSON"), "{other}");
+        assert!(
+            !other.contains("curl") && !other.contains("NDJSON"),
+            "{other}"
+        );
         let broken = error_of(r#"{"entity":"a",,}"#);
         assert!(!broken.contains("curl"), "{broken}");
         // The same stripped file sent as NDJSON: one line, refused saying why.
         let t = TenantId::new("t");
         let line = format!("{one}{one}");
-        let e = parse_events(line.as_bytes(), BodyFormat::Ndjson, &t, 0, &Limits::default())
-            .unwrap_err()
-            .to_string();
+        let e = parse_events(
+            line.as_bytes(),
+            BodyFormat::Ndjson,
+            &t,
+            0,
+            &Limits::default(),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("curl -d"), "{e}");
     }
 }

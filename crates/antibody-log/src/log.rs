@@ -273,7 +273,9 @@ impl SegmentLog {
         let zeros = vec![0u8; len.min(WRITE_CHUNK)];
         let wrote = write_segment(&mut self.active.file, &zeros);
         let cut = self.active.file.set_len(self.active.bytes);
-        wrote.and(cut).map_err(|e| LogError::io(&self.active.path, e))
+        wrote
+            .and(cut)
+            .map_err(|e| LogError::io(&self.active.path, e))
     }
 
     /// Reads from `offset` to the end of the log as of now, including records appended but not
@@ -389,7 +391,9 @@ impl SegmentLog {
             self.poisoned = true;
             match self.roll_back() {
                 Ok(()) => self.rolled_back = true,
-                Err(e) => warn!(error = %e, "could not yet discard the records of a failed write; retrying at recovery"),
+                Err(e) => {
+                    warn!(error = %e, "could not yet discard the records of a failed write; retrying at recovery")
+                }
             }
         }
         result
@@ -425,7 +429,10 @@ impl SegmentLog {
             // No new descriptor needed: running out of them may be the very failure.
             cut(&self.active.file)
         } else {
-            OpenOptions::new().write(true).open(&path).and_then(|f| cut(&f))
+            OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .and_then(|f| cut(&f))
         }
         .map_err(|e| LogError::io(&path, e))?;
         warn!(segment = %path.display(), kept_bytes = mark.bytes, segments_deleted = newer.len(), "discarded the log's unsynced records after a failure");

@@ -65,9 +65,10 @@ pub fn record_offline(
         .audit_heads()?
         .into_iter()
         .find(|h| h.record.tenant == tenant.as_str());
-    let mut chain = head
-        .as_ref()
-        .map_or_else(antibody_respond::AuditChain::new, antibody_respond::AuditChain::resume);
+    let mut chain = head.as_ref().map_or_else(
+        antibody_respond::AuditChain::new,
+        antibody_respond::AuditChain::resume,
+    );
     let entry = chain.append(antibody_respond::AuditRecord {
         ts: now_ms,
         tenant: tenant.as_str().to_owned(),

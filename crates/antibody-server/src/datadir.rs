@@ -197,7 +197,11 @@ mod tests {
         assert_eq!(mode(&dir.join("log")), 0o700);
         assert_eq!(mode(&dir.join("antibody.db")), 0o600);
         assert_eq!(mode(&dir.join("log/0.seg")), 0o600);
-        assert_eq!(mode(&outside), 0o644, "a link's target is not ours to change");
+        assert_eq!(
+            mode(&outside),
+            0o644,
+            "a link's target is not ours to change"
+        );
         assert_eq!(make_private(&dir).unwrap(), 0, "idempotent");
     }
 }

@@ -413,13 +413,7 @@ fn bootstrap(
         }
     };
     if key.created_ms == now {
-        audit::record_offline(
-            store,
-            &tenant,
-            FIRST_START,
-            audit::key_created(&key),
-            now,
-        )?;
+        audit::record_offline(store, &tenant, FIRST_START, audit::key_created(&key), now)?;
     }
     Ok(None)
 }

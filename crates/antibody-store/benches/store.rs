@@ -148,7 +148,12 @@ fn authenticate(c: &mut Criterion) {
         b.iter(|| store.touch_key(&generated.info.id, 2).unwrap())
     });
     group.bench_function("reject_unknown_repeated", |b| {
-        b.iter(|| assert!(store.authenticate("a-wrong-key-typed-twice").unwrap().is_none()))
+        b.iter(|| {
+            assert!(store
+                .authenticate("a-wrong-key-typed-twice")
+                .unwrap()
+                .is_none())
+        })
     });
     group.sample_size(10);
     group.bench_function("authenticate_chosen_argon2id", |b| {

@@ -215,7 +215,9 @@ pub(crate) fn tenant_docs_are_versioned(s: &Store) {
 pub(crate) fn keys_crud_and_authenticate(s: &Store) {
     let (a, _) = two_tenants(s);
     let admin = s.create_key(&a, Role::Admin, true, NOW, None).unwrap();
-    let ingest = s.create_key(&a, Role::Ingest, false, NOW + 1, None).unwrap();
+    let ingest = s
+        .create_key(&a, Role::Ingest, false, NOW + 1, None)
+        .unwrap();
     let id_part = admin.info.id.strip_prefix("k-").unwrap();
     assert!(
         admin.secret.starts_with(&format!("ab_{id_part}_")),
@@ -253,7 +255,9 @@ pub(crate) fn keys_crud_and_authenticate(s: &Store) {
 
 pub(crate) fn key_for_unknown_tenant(s: &Store) {
     let ghost = TenantId::new("t-ghost");
-    let err = s.create_key(&ghost, Role::Admin, false, NOW, None).unwrap_err();
+    let err = s
+        .create_key(&ghost, Role::Admin, false, NOW, None)
+        .unwrap_err();
     assert!(matches!(err, StoreError::UnknownTenant(_)), "{err}");
     let err = s
         .insert_key_with_secret(&ghost, Role::Admin, false, "preset", NOW)
@@ -309,7 +313,10 @@ pub(crate) fn the_last_working_admin_key_of_a_tenant_stays(s: &Store) {
     assert!(s.delete_key(&a, &first.info.id, NOW).unwrap().is_some());
     assert!(s.delete_key(&a, &expiring.info.id, NOW).is_err());
     // Once expired, it may go; other roles always may.
-    assert!(s.delete_key(&a, &expiring.info.id, NOW + 10).unwrap().is_some());
+    assert!(s
+        .delete_key(&a, &expiring.info.id, NOW + 10)
+        .unwrap()
+        .is_some());
     assert!(s.delete_key(&a, &ingest.info.id, NOW).unwrap().is_some());
 }
 
@@ -327,7 +334,10 @@ pub(crate) fn keys_expire_and_rotate_without_a_gap(s: &Store) {
         .rotate_key(&a, &old.info.id, NOW + 10, 500, None)
         .unwrap()
         .unwrap();
-    assert_eq!((r.new.info.role, r.new.info.bootstrap), (Role::Ingest, false));
+    assert_eq!(
+        (r.new.info.role, r.new.info.bootstrap),
+        (Role::Ingest, false)
+    );
     assert_ne!(r.new.secret, old.secret);
     // Both work during the grace period; then only the new one.
     let old_now = s.authenticate(&old.secret).unwrap().unwrap();
@@ -341,9 +351,15 @@ pub(crate) fn keys_expire_and_rotate_without_a_gap(s: &Store) {
     let short = s
         .create_key(&a, Role::Analyst, false, NOW, Some(NOW + 5))
         .unwrap();
-    let r = s.rotate_key(&a, &short.info.id, NOW, 1_000, None).unwrap().unwrap();
+    let r = s
+        .rotate_key(&a, &short.info.id, NOW, 1_000, None)
+        .unwrap()
+        .unwrap();
     assert_eq!(r.old.expires_ms, Some(NOW + 5));
-    assert!(s.rotate_key(&a, &short.info.id, NOW + 5, 1, None).unwrap().is_none());
+    assert!(s
+        .rotate_key(&a, &short.info.id, NOW + 5, 1, None)
+        .unwrap()
+        .is_none());
     assert!(s
         .rotate_key(&TenantId::new("t-other"), &new_now.id, NOW, 1, None)
         .unwrap()
@@ -353,7 +369,11 @@ pub(crate) fn keys_expire_and_rotate_without_a_gap(s: &Store) {
     s.touch_key(&new_now.id, NOW + 200).unwrap();
     let listed = s.list_keys(&a).unwrap();
     let touched = listed.iter().find(|k| k.id == new_now.id).unwrap();
-    assert_eq!(touched.last_used_ms, Some(NOW + 100), "at most once a minute");
+    assert_eq!(
+        touched.last_used_ms,
+        Some(NOW + 100),
+        "at most once a minute"
+    );
     s.touch_key(&new_now.id, NOW + 100 + 60_000).unwrap();
     let listed = s.list_keys(&a).unwrap();
     let touched = listed.iter().find(|k| k.id == new_now.id).unwrap();

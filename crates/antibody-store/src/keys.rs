@@ -3,15 +3,15 @@
 //! the secret itself is handed out once, at creation.
 
 use crate::{random_hex, Store, StoreError};
+use antibody_core::{TenantId, TimestampMs};
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
-use std::collections::HashSet;
-use std::sync::{Mutex, MutexGuard, PoisonError};
-use antibody_core::{TenantId, TimestampMs};
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSqlOutput, ValueRef};
 use rusqlite::{OptionalExtension, Row, ToSql, Transaction};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use std::collections::HashSet;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 /// What a key may do inside its tenant.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -584,11 +584,11 @@ mod tests {
         assert_eq!(store.authenticate(secret).unwrap(), Some(info.clone()));
         let (sha, phc): (Vec<u8>, Option<String>) = store
             .read(|c| {
-                Ok(c.query_row(
-                    "SELECT secret_sha256, secret_phc FROM api_keys",
-                    [],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )?)
+                Ok(
+                    c.query_row("SELECT secret_sha256, secret_phc FROM api_keys", [], |r| {
+                        Ok((r.get(0)?, r.get(1)?))
+                    })?,
+                )
             })
             .unwrap();
         assert_ne!(sha, hash_secret(secret).to_vec());
@@ -600,7 +600,9 @@ mod tests {
     fn new_key_debug_hides_the_secret() {
         let store = Store::open_in_memory().unwrap();
         let t = store.create_tenant("default", 1).unwrap();
-        let key = store.create_key(&t.id, Role::Ingest, false, 1, None).unwrap();
+        let key = store
+            .create_key(&t.id, Role::Ingest, false, 1, None)
+            .unwrap();
         assert!(!format!("{key:?}").contains(&key.secret));
     }
 
@@ -626,7 +628,9 @@ mod tests {
     fn unknown_role_in_a_row_is_an_error_not_a_guess() {
         let store = Store::open_in_memory().unwrap();
         let t = store.create_tenant("default", 1).unwrap();
-        let key = store.create_key(&t.id, Role::Ingest, false, 1, None).unwrap();
+        let key = store
+            .create_key(&t.id, Role::Ingest, false, 1, None)
+            .unwrap();
         store
             .write(|tx| Ok(tx.execute("UPDATE api_keys SET role = 'root'", [])?))
             .unwrap();

@@ -188,7 +188,9 @@ mod tests {
         let (tenant, key) = {
             let s = Store::open(&path).unwrap();
             let t = s.create_tenant("default", 1).unwrap();
-            let key = s.create_key(&t.id, crate::Role::Admin, true, 1, None).unwrap();
+            let key = s
+                .create_key(&t.id, crate::Role::Admin, true, 1, None)
+                .unwrap();
             s.insert_findings(&[finding(&t.id, "f-1", 5, "agent:x", "sqli")])
                 .unwrap();
             s.set_meta("engine.offset", "9").unwrap();

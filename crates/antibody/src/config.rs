@@ -256,10 +256,22 @@ mod tests {
             format!("{:?}", default.server)
         );
         for section in [
-            "[limits]", "[log]", "[engine]", "[engine.baseline]", "[respond]",
-            "[respond.policy]", "[respond.fleet]", "[respond.guard]", "[executors.webhook]",
-            "[executors.notify]", "[executors.notify.channels]", "[executors.command]",
-            "[executors.signal]", "[executors.block_ip]", "[investigator]", "[models]",
+            "[limits]",
+            "[log]",
+            "[engine]",
+            "[engine.baseline]",
+            "[respond]",
+            "[respond.policy]",
+            "[respond.fleet]",
+            "[respond.guard]",
+            "[executors.webhook]",
+            "[executors.notify]",
+            "[executors.notify.channels]",
+            "[executors.command]",
+            "[executors.signal]",
+            "[executors.block_ip]",
+            "[investigator]",
+            "[models]",
             "# [tls]",
         ] {
             assert!(text.contains(section), "{section} missing from the example");

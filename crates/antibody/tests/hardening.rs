@@ -148,6 +148,13 @@ fn the_bootstrap_key_is_deleted_only_by_itself_and_a_tenant_keeps_an_admin_key()
     let r = delete_key(&s, &second, &boot_id);
     assert_eq!(r.status, 403, "{}", r.text());
     assert!(r.text().contains("bootstrap"), "{}", r.text());
+    let r = s.post_json(&format!("/v1/keys/{boot_id}/rotate"), &second, "");
+    assert_eq!(
+        r.status,
+        403,
+        "only the bootstrap key rotates itself: {}",
+        r.text()
+    );
     // The other admin can go (the bootstrap one is left), then the bootstrap key is the
     // tenant's last admin key and stays, even asked by itself.
     assert_eq!(delete_key(&s, ADMIN_KEY, &second_id).status, 204);
@@ -171,7 +178,10 @@ fn keys_expire_rotate_without_downtime_and_every_change_is_audited() {
     let s = TestServer::start();
     let (ingest, ingest_id) = new_key(&s, ADMIN_KEY, r#"{"role":"ingest","expires_in":"30d"}"#);
     let listed = items(&s, "/v1/keys", ADMIN_KEY);
-    let row = listed.iter().find(|k| k["id"] == ingest_id.as_str()).unwrap();
+    let row = listed
+        .iter()
+        .find(|k| k["id"] == ingest_id.as_str())
+        .unwrap();
     let expires = row["expires_ms"].as_i64().unwrap();
     let created = row["created_ms"].as_i64().unwrap();
     assert_eq!(expires - created, 30 * 86_400_000);
@@ -179,9 +189,16 @@ fn keys_expire_rotate_without_downtime_and_every_change_is_audited() {
     let ev = r#"{"entity":"host:a","kind":"note"}"#;
     assert_eq!(s.post_ndjson(&ingest, ev).status, 202);
     let listed = items(&s, "/v1/keys", ADMIN_KEY);
-    let row = listed.iter().find(|k| k["id"] == ingest_id.as_str()).unwrap();
+    let row = listed
+        .iter()
+        .find(|k| k["id"] == ingest_id.as_str())
+        .unwrap();
     assert!(row["last_used_ms"].as_i64().is_some(), "{row}");
-    let r = s.post_json("/v1/keys", ADMIN_KEY, r#"{"role":"ingest","expires_in":"soon"}"#);
+    let r = s.post_json(
+        "/v1/keys",
+        ADMIN_KEY,
+        r#"{"role":"ingest","expires_in":"soon"}"#,
+    );
     assert_eq!(r.status, 400, "{}", r.text());
 
     // Rotation: both keys work until the grace period ends, then only the new one, and
@@ -239,13 +256,28 @@ fn the_cli_is_locked_out_while_a_server_runs_and_audits_its_own_changes() {
 
     s.stop();
     let made = antibody(&[
-        "keys", "create", "--role", "analyst", "--expires-in", "7d", "--data-dir", &dir,
+        "keys",
+        "create",
+        "--role",
+        "analyst",
+        "--expires-in",
+        "7d",
+        "--data-dir",
+        &dir,
     ]);
-    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
     let key: serde_json::Value = serde_json::from_slice(&made.stdout).unwrap();
     assert!(key["expires_ms"].as_i64().is_some());
     let made = antibody(&["tenants", "create", "cli-made", "--data-dir", &dir]);
-    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
     let tenant: serde_json::Value = serde_json::from_slice(&made.stdout).unwrap();
 
     s.restart();
@@ -261,14 +293,24 @@ fn the_cli_is_locked_out_while_a_server_runs_and_audits_its_own_changes() {
     assert_eq!(
         by_cli,
         [
-            ("key_create".to_owned(), key["id"].as_str().unwrap().to_owned()),
-            ("tenant_create".to_owned(), tenant["id"].as_str().unwrap().to_owned()),
+            (
+                "key_create".to_owned(),
+                key["id"].as_str().unwrap().to_owned()
+            ),
+            (
+                "tenant_create".to_owned(),
+                tenant["id"].as_str().unwrap().to_owned()
+            ),
         ]
     );
     assert_eq!(s.get("/v1/audit/verify", ADMIN_KEY).json()["ok"], true);
     let admin = tenant["admin_key"].as_str().unwrap();
     let own = items(&s, "/v1/audit?actor=cli", admin);
-    assert_eq!(own.len(), 1, "the new tenant's chain holds its admin key's creation");
+    assert_eq!(
+        own.len(),
+        1,
+        "the new tenant's chain holds its admin key's creation"
+    );
     // The server appends after what the CLI wrote, and the chain still verifies.
     new_key(&s, ADMIN_KEY, r#"{"role":"ingest"}"#);
     eventually(Duration::from_secs(10), || {
@@ -285,7 +327,11 @@ fn the_data_dir_is_private_and_an_older_one_is_tightened() {
     let dir = tmp.path().join("data");
     std::fs::create_dir_all(dir.join("rules")).unwrap();
     std::fs::write(dir.join("rules/old.yml"), "").unwrap();
-    for (p, m) in [(dir.clone(), 0o755), (dir.join("rules"), 0o755), (dir.join("rules/old.yml"), 0o644)] {
+    for (p, m) in [
+        (dir.clone(), 0o755),
+        (dir.join("rules"), 0o755),
+        (dir.join("rules/old.yml"), 0o644),
+    ] {
         std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
     }
     let mut s = TestServer::start_in(&dir, &[]);
@@ -308,17 +354,29 @@ fn the_data_dir_is_private_and_an_older_one_is_tightened() {
             }
         }
     }
-    assert!(seen >= 5, "database, log segment, snapshots, lock, rules file: {seen}");
+    assert!(
+        seen >= 5,
+        "database, log segment, snapshots, lock, rules file: {seen}"
+    );
 }
 
 #[test]
 fn an_unwritable_data_dir_is_reported_once_with_the_fix() {
     // Refused even to root (sysfs takes no new directories), without touching a real disk.
-    let out = antibody(&["serve", "--listen", "127.0.0.1:0", "--data-dir", "/sys/antibody-test-data"]);
+    let out = antibody(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        "/sys/antibody-test-data",
+    ]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.matches("/sys/antibody-test-data").count(), 1, "{err}");
-    assert!(err.contains("--data-dir") && err.contains("write access"), "{err}");
+    assert!(
+        err.contains("--data-dir") && err.contains("write access"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -359,7 +417,11 @@ fn common_ingest_mistakes_are_answered_with_what_to_do() {
     let one = r#"{"entity":"host:a","kind":"note"}"#;
     let as_json = s.post_json("/v1/events", ADMIN_KEY, &format!("{one}\n{one}\n"));
     assert_eq!(as_json.status, 400);
-    assert!(as_json.text().contains("application/x-ndjson"), "{}", as_json.text());
+    assert!(
+        as_json.text().contains("application/x-ndjson"),
+        "{}",
+        as_json.text()
+    );
     // What `curl -d @events.ndjson` sends: newlines gone, form content type.
     let stripped = s.request(
         "POST",
@@ -369,7 +431,11 @@ fn common_ingest_mistakes_are_answered_with_what_to_do() {
         format!("{one}{one}").as_bytes(),
     );
     assert_eq!(stripped.status, 400);
-    assert!(stripped.text().contains("--data-binary"), "{}", stripped.text());
+    assert!(
+        stripped.text().contains("--data-binary"),
+        "{}",
+        stripped.text()
+    );
     let no_key = s.request("POST", "/v1/events", None, &[], one.as_bytes());
     assert_eq!(no_key.status, 401);
     assert!(no_key.text().contains("admin.key"), "{}", no_key.text());
@@ -403,9 +469,15 @@ fn the_readme_starts_one_server_and_fills_in_the_ids_it_uses() {
         .filter(|l| l.contains("antibody serve") || l.contains("-- serve"))
         .collect();
     let on_default_port: Vec<&String> = starts.iter().filter(|l| !l.contains("--listen")).collect();
-    assert_eq!(on_default_port.len(), 1, "servers started on :8080: {starts:?}");
+    assert_eq!(
+        on_default_port.len(),
+        1,
+        "servers started on :8080: {starts:?}"
+    );
     assert!(
-        starts.iter().all(|l| l == on_default_port[0] || l.contains("--data-dir")),
+        starts
+            .iter()
+            .all(|l| l == on_default_port[0] || l.contains("--data-dir")),
         "a second server needs its own data dir: {starts:?}"
     );
     for line in readme_commands(Some("## Quickstart")) {
@@ -419,11 +491,21 @@ fn the_readme_starts_one_server_and_fills_in_the_ids_it_uses() {
 #[test]
 fn cargo_build_at_the_root_builds_what_cargo_run_builds() {
     let out = std::process::Command::new(env!("CARGO"))
-        .args(["metadata", "--format-version", "1", "--no-deps", "--offline"])
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--no-deps",
+            "--offline",
+        ])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .expect("cargo metadata");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let meta: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let defaults: Vec<&str> = meta["workspace_default_members"]
         .as_array()

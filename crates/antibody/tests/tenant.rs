@@ -402,10 +402,7 @@ fn key_and_tenant_changes_are_in_the_audit_chain() {
     );
     let admin_id = created["admin_key_id"].as_str().unwrap().to_owned();
     // The newest: the first start recorded tenant `default`'s own creation before it.
-    let rec = audit(&s, ADMIN_KEY, "tenant_create")
-        .last()
-        .unwrap()["record"]
-        .clone();
+    let rec = audit(&s, ADMIN_KEY, "tenant_create").last().unwrap()["record"].clone();
     assert_eq!(
         (rec["subject"].as_str(), rec["actor"].as_str()),
         (Some(tid.as_str()), Some(boot_id.as_str()))

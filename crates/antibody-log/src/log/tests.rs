@@ -589,7 +589,10 @@ fn no_descriptor_for_a_new_segment_refuses_the_batch_until_one_is_back() {
     log.sync().unwrap();
     fault::inject(Fault::Create);
     assert!(try_append(&mut log, 1, 3..6).is_err());
-    assert_eq!(read_all(&SegmentLog::open(dir.path(), opts(4 * 36)).unwrap(), 0), expected(0..3));
+    assert_eq!(
+        read_all(&SegmentLog::open(dir.path(), opts(4 * 36)).unwrap(), 0),
+        expected(0..3)
+    );
     fault::clear();
     log.recover().unwrap();
     assert_eq!(try_append(&mut log, 1, 3..6).unwrap(), 3..6);

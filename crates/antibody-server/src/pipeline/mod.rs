@@ -211,7 +211,10 @@ impl Health {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if down.is_none() {
-            tracing::error!(why, "the durable log failed: ingest answers 503 until it is back; retrying");
+            tracing::error!(
+                why,
+                "the durable log failed: ingest answers 503 until it is back; retrying"
+            );
         }
         *down = Some(why);
     }
@@ -676,7 +679,11 @@ impl Pipeline {
     /// Why the service is not ready, when a stage or the log failed (rather than recovery
     /// or shutdown).
     pub fn failure(&self) -> Option<String> {
-        self.ready.why.get().cloned().or_else(|| self.ready.log_failure())
+        self.ready
+            .why
+            .get()
+            .cloned()
+            .or_else(|| self.ready.log_failure())
     }
 
     /// Stops accepting events, drains every queue, writes a final snapshot and joins the threads.

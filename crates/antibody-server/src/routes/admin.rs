@@ -183,8 +183,12 @@ pub async fn rotate_key(
     let Path(id) = id.map_err(bad_path)?;
     let req: RotateReq = super::json_body_or_default(body, MAX_ADMIN_BODY).await?;
     let now = st.clock.now_ms();
-    let grace = expiry("grace", Some(req.grace.as_deref().unwrap_or(DEFAULT_GRACE)), 0)?
-        .unwrap_or(0);
+    let grace = expiry(
+        "grace",
+        Some(req.grace.as_deref().unwrap_or(DEFAULT_GRACE)),
+        0,
+    )?
+    .unwrap_or(0);
     let expires = expiry("expires_in", req.expires_in.as_deref(), now)?;
     let (tenant, key) = (auth.0.tenant.clone(), id.clone());
     let target = st
