@@ -560,7 +560,7 @@ mod tests {
             .unwrap();
         assert_eq!(store.authenticate("correct horse").unwrap(), Some(c));
         let salts: HashSet<String> = store
-            .read(|conn| chosen_keys(conn))
+            .read(chosen_keys)
             .unwrap()
             .into_iter()
             .map(|(_, phc)| phc.split('$').nth(4).unwrap_or("").to_owned())
