@@ -287,7 +287,64 @@ fn parse_json(body: &[u8], ctx: Ctx<'_>, batch: &mut Collector) -> Result<(), In
             batch.push(item);
         }
     }
-    de.end().map_err(|e| IngestError::from_json(&e))
+    de.end()
+        .map_err(|e| with_hint(IngestError::from_json(&e), body))
+}
+
+/// The body held several objects where JSON allows one: one per line is NDJSON sent under
+/// the wrong `Content-Type`.
+const NDJSON_AS_JSON: &str = "this body holds one object per line (NDJSON) but was sent as \
+     `Content-Type: application/json`; send it as `application/x-ndjson` (curl: \
+     -H 'Content-Type: application/x-ndjson' --data-binary @events.ndjson)";
+/// Objects back to back on one line: what `curl -d @file` makes of an NDJSON file (it strips
+/// the newlines).
+const CONCATENATED: &str = "objects follow each other on one line, as `curl -d @file` makes of \
+     NDJSON (it strips newlines); send the file with --data-binary @events.ndjson and \
+     -H 'Content-Type: application/x-ndjson'";
+
+/// Adds what to do to a "trailing characters" error that one of the two usual mistakes
+/// above caused: another object right after the first.
+fn with_hint(err: IngestError, body: &[u8]) -> IngestError {
+    let IngestError::InvalidJson {
+        line,
+        column,
+        message,
+    } = err
+    else {
+        return err;
+    };
+    let hint = next_object_at(body, line, column).map(|newline_between| {
+        if newline_between {
+            NDJSON_AS_JSON
+        } else {
+            CONCATENATED
+        }
+    });
+    IngestError::InvalidJson {
+        line,
+        column,
+        message: match hint {
+            Some(h) => format!("{message}; {h}"),
+            None => message,
+        },
+    }
+}
+
+/// When the error at (`line`, `column`; 1-based) is a `{` right after an object's `}`:
+/// whether a newline separates them.
+fn next_object_at(body: &[u8], line: usize, column: usize) -> Option<bool> {
+    let line_start: usize = body
+        .split(|&b| b == b'\n')
+        .take(line.saturating_sub(1))
+        .map(|l| l.len() + 1)
+        .sum();
+    let at = line_start + column.saturating_sub(1);
+    if body.get(at) != Some(&b'{') {
+        return None;
+    }
+    let before = body.get(..at)?;
+    let end = before.iter().rposition(|&b| !is_json_space(b))?;
+    (before[end] == b'}').then(|| before[end..].contains(&b'\n'))
 }
 
 fn invalid_utf8(body: &[u8], valid_up_to: usize) -> IngestError {
@@ -322,6 +379,58 @@ impl<'de> Visitor<'de> for ArrayVisitor<'_, '_> {
             self.batch.push(item);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod hint_tests {
+    use super::*;
+
+    fn error_of(body: &str) -> String {
+        let limits = Limits::default();
+        let t = TenantId::new("t");
+        match parse_events(body.as_bytes(), BodyFormat::Json, &t, 0, &limits) {
+            Err(e) => e.to_string(),
+            Ok(p) => panic!("parsed {} events", p.events.len()),
+        }
+    }
+
+    #[test]
+    fn ndjson_sent_as_json_and_curl_d_newline_stripping_say_what_to_do() {
+        let one = r#"{"entity":"a","kind":"k"}"#;
+        let ndjson = error_of(&format!("{one}\n{one}\n"));
+        assert!(
+            ndjson.contains("application/x-ndjson") && ndjson.contains("NDJSON"),
+            "{ndjson}"
+        );
+        let stripped = error_of(&format!("{one}{one}{one}"));
+        assert!(
+            stripped.contains("curl -d") && stripped.contains("--data-binary"),
+            "{stripped}"
+        );
+        let spaced = error_of(&format!("{one} {one}"));
+        assert!(spaced.contains("curl -d"), "{spaced}");
+        // Other syntax errors keep serde's message alone.
+        let other = error_of(r#"{"entity":"a","kind":"k"} x"#);
+        assert!(
+            !other.contains("curl") && !other.contains("NDJSON"),
+            "{other}"
+        );
+        let broken = error_of(r#"{"entity":"a",,}"#);
+        assert!(!broken.contains("curl"), "{broken}");
+        // The same stripped file sent as NDJSON: one line, refused saying why.
+        let t = TenantId::new("t");
+        let line = format!("{one}{one}");
+        let e = parse_events(
+            line.as_bytes(),
+            BodyFormat::Ndjson,
+            &t,
+            0,
+            &Limits::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("curl -d"), "{e}");
     }
 }
 
@@ -366,7 +475,15 @@ fn parse_line(line: &[u8], ctx: Ctx<'_>) -> Result<Event, String> {
         )
     };
     let item = item_seed(ctx).deserialize(&mut de).map_err(syntax)?;
-    de.end().map_err(syntax)?;
+    de.end().map_err(|e| {
+        let concatenated = next_object_at(line, 1, e.column()).is_some();
+        let message = syntax(e);
+        if concatenated {
+            format!("{message}; {CONCATENATED}")
+        } else {
+            message
+        }
+    })?;
     item
 }
 

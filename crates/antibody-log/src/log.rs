@@ -2,13 +2,13 @@
 
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
-use std::io::Write;
+use std::io::{self, Write};
 use std::iter;
 use std::mem;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use crate::error::LogError;
 use crate::frame::{encode_into, record_len, MAX_PAYLOAD_LEN};
@@ -76,11 +76,7 @@ struct ActiveSegment {
 impl ActiveSegment {
     fn create(dir: &Path, base: u64) -> Result<Self, LogError> {
         let path = segment_path(dir, base);
-        let file = OpenOptions::new()
-            .append(true)
-            .create_new(true)
-            .open(&path)
-            .map_err(|e| LogError::io(&path, e))?;
+        let file = create_segment(&path).map_err(|e| LogError::io(&path, e))?;
         Ok(Self {
             base,
             path,
@@ -99,7 +95,7 @@ impl ActiveSegment {
             .open(&path)
             .map_err(|e| LogError::io(&path, e))?;
         // The previous process may have died before syncing what we are about to build on.
-        file.sync_data().map_err(|e| LogError::io(&path, e))?;
+        sync_segment(&file).map_err(|e| LogError::io(&path, e))?;
         let segment = Self {
             base,
             path,
@@ -109,6 +105,16 @@ impl ActiveSegment {
         };
         Ok((segment, found.records))
     }
+}
+
+/// Where the log stood after its last successful sync (or open): nothing past it was
+/// acknowledged, so a failure discards everything past it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct SyncedMark {
+    /// The segment that was active then.
+    base: u64,
+    /// Its length then.
+    bytes: u64,
 }
 
 /// An append-only log of byte records split into segment files in one directory.
@@ -128,7 +134,12 @@ pub struct SegmentLog {
     pending_records: u64,
     unsynced_data: bool,
     unsynced_dir: bool,
+    synced: SyncedMark,
     poisoned: bool,
+    /// Whether the bytes past `synced` are already gone from disk after a failure.
+    rolled_back: bool,
+    /// Bytes the failed write tried to add: recovery first checks that much fits again.
+    failed_write: usize,
 }
 
 impl SegmentLog {
@@ -159,13 +170,19 @@ impl SegmentLog {
             opts,
             closed_bytes: closed.iter().map(|s| s.bytes).sum(),
             closed,
-            active,
             next_offset,
             pending: Vec::new(),
             pending_records: 0,
             unsynced_data: false,
             unsynced_dir: false,
+            synced: SyncedMark {
+                base: active.base,
+                bytes: active.bytes,
+            },
             poisoned: false,
+            rolled_back: false,
+            failed_write: 0,
+            active,
         })
     }
 
@@ -189,7 +206,9 @@ impl SegmentLog {
     /// The records reach the OS (one `write` per batch and segment where possible) and are
     /// visible to new readers, but are durable only after [`SegmentLog::sync`]. A payload over
     /// [`MAX_PAYLOAD_LEN`] rejects the whole batch before anything is written. An I/O error
-    /// poisons the log: later calls fail with [`LogError::Poisoned`] until it is reopened.
+    /// discards everything appended since the last successful sync (all or nothing: a
+    /// refused batch leaves none of its records behind, even across a crash) and poisons the
+    /// log: later calls fail with [`LogError::Poisoned`] until [`SegmentLog::recover`].
     pub fn append(&mut self, ts_ms: i64, records: &[&[u8]]) -> Result<Range<u64>, LogError> {
         self.check_usable()?;
         if let Some(big) = records.iter().find(|r| r.len() > MAX_PAYLOAD_LEN) {
@@ -200,17 +219,63 @@ impl SegmentLog {
         }
         let start = self.next_offset;
         let written = self.append_all(ts_ms, records);
-        self.poison_on_err(written)?;
+        self.fail_on_err(written)?;
         Ok(start..self.next_offset)
     }
 
     /// Makes every appended record durable: flushes the active segment's data to disk and, if
     /// a segment was created since the last sync, the directory entry too. Call once per group
-    /// of appends, then acknowledge them all.
+    /// of appends, then acknowledge them all. A failure discards every record appended since
+    /// the last successful sync, as a failed append does.
     pub fn sync(&mut self) -> Result<(), LogError> {
         self.check_usable()?;
         let synced = self.sync_all();
-        self.poison_on_err(synced)
+        self.fail_on_err(synced)?;
+        self.synced = SyncedMark {
+            base: self.active.base,
+            bytes: self.active.bytes,
+        };
+        Ok(())
+    }
+
+    /// Whether a failure left the log unusable until [`SegmentLog::recover`].
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned
+    }
+
+    /// Makes a failed log usable again once the cause is gone (space freed, descriptors
+    /// back): finishes discarding what was written since the last successful sync if the
+    /// failure could not, reopens the directory as [`SegmentLog::open`] does, and checks
+    /// that a write as large as the failed one fits again. Fails, and may be called again,
+    /// while the cause persists. A no-op on a healthy log.
+    pub fn recover(&mut self) -> Result<(), LogError> {
+        if !self.poisoned {
+            return Ok(());
+        }
+        if !self.rolled_back {
+            self.roll_back()?;
+            self.rolled_back = true;
+        }
+        let mut fresh = Self::open(&self.dir, self.opts)?;
+        fresh.probe(self.failed_write)?;
+        *self = fresh;
+        info!(dir = %self.dir.display(), next_offset = self.next_offset, "the log is usable again");
+        Ok(())
+    }
+
+    /// Writes `len` bytes (at most one write chunk) past the end of the active segment and
+    /// cuts them off again. Should a crash come between, recovery at open drops the zeros as
+    /// a corrupt tail (a zero header fails its checksum).
+    fn probe(&mut self, len: usize) -> Result<(), LogError> {
+        if len == 0 {
+            return Ok(());
+        }
+        let zeros = vec![0u8; len.min(WRITE_CHUNK)];
+        let wrote = write_segment(&mut self.active.file, &zeros);
+        let cut = self.active.file.set_len(self.active.bytes);
+        wrote
+            .and(cut)
+            .map_err(|e| LogError::io(&self.active.path, e))
     }
 
     /// Reads from `offset` to the end of the log as of now, including records appended but not
@@ -319,9 +384,59 @@ impl SegmentLog {
 
     /// After a failed write or fsync the file's tail is unknown (and Linux may have dropped
     /// the dirty pages), so only a reopen, which re-validates the tail, can continue safely.
-    fn poison_on_err<T>(&mut self, result: Result<T, LogError>) -> Result<T, LogError> {
-        self.poisoned |= result.is_err();
+    /// What was written since the last sync goes at once, not at the reopen: a crash before
+    /// it must not bring back part of a batch that was refused.
+    fn fail_on_err<T>(&mut self, result: Result<T, LogError>) -> Result<T, LogError> {
+        if result.is_err() && !self.poisoned {
+            self.poisoned = true;
+            match self.roll_back() {
+                Ok(()) => self.rolled_back = true,
+                Err(e) => {
+                    warn!(error = %e, "could not yet discard the records of a failed write; retrying at recovery")
+                }
+            }
+        }
         result
+    }
+
+    /// Cuts the log back to the last successful sync: segments created since are deleted
+    /// (newest first, before the truncation, so a crash halfway never leaves a later segment
+    /// behind a shortened one) and the segment active then is truncated to its length then.
+    fn roll_back(&mut self) -> Result<(), LogError> {
+        let mark = self.synced;
+        let newer = self
+            .closed
+            .iter()
+            .map(|s| (s.base, &s.path))
+            .chain(iter::once((self.active.base, &self.active.path)))
+            .filter(|(base, _)| *base > mark.base)
+            .map(|(_, path)| path.clone())
+            .rev()
+            .collect::<Vec<_>>();
+        for path in &newer {
+            match fs::remove_file(path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(LogError::io(path, e)),
+            }
+        }
+        if !newer.is_empty() {
+            sync_dir(&self.dir)?;
+        }
+        let path = segment_path(&self.dir, mark.base);
+        let cut = |file: &File| file.set_len(mark.bytes).and_then(|()| file.sync_all());
+        if self.active.base == mark.base {
+            // No new descriptor needed: running out of them may be the very failure.
+            cut(&self.active.file)
+        } else {
+            OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .and_then(|f| cut(&f))
+        }
+        .map_err(|e| LogError::io(&path, e))?;
+        warn!(segment = %path.display(), kept_bytes = mark.bytes, segments_deleted = newer.len(), "discarded the log's unsynced records after a failure");
+        Ok(())
     }
 
     fn append_all(&mut self, ts_ms: i64, records: &[&[u8]]) -> Result<(), LogError> {
@@ -346,10 +461,10 @@ impl SegmentLog {
         if self.pending.is_empty() {
             return Ok(());
         }
-        self.active
-            .file
-            .write_all(&self.pending)
-            .map_err(|e| LogError::io(&self.active.path, e))?;
+        if let Err(e) = write_segment(&mut self.active.file, &self.pending) {
+            self.failed_write = self.pending.len();
+            return Err(LogError::io(&self.active.path, e));
+        }
         self.active.bytes += self.pending.len() as u64;
         self.active.newest_ts = self.active.newest_ts.max(Some(ts_ms));
         self.next_offset += self.pending_records;
@@ -365,10 +480,7 @@ impl SegmentLog {
     fn roll(&mut self) -> Result<(), LogError> {
         // Recovery repairs only the last segment, so a closed segment and its directory entry
         // must be durable before a later segment can exist on disk.
-        self.active
-            .file
-            .sync_data()
-            .map_err(|e| LogError::io(&self.active.path, e))?;
+        sync_segment(&self.active.file).map_err(|e| LogError::io(&self.active.path, e))?;
         sync_dir(&self.dir)?;
         let next = ActiveSegment::create(&self.dir, self.next_offset)?;
         let old = mem::replace(&mut self.active, next);
@@ -387,10 +499,7 @@ impl SegmentLog {
 
     fn sync_all(&mut self) -> Result<(), LogError> {
         if self.unsynced_data {
-            self.active
-                .file
-                .sync_data()
-                .map_err(|e| LogError::io(&self.active.path, e))?;
+            sync_segment(&self.active.file).map_err(|e| LogError::io(&self.active.path, e))?;
             self.unsynced_data = false;
         }
         if self.unsynced_dir {
@@ -400,6 +509,33 @@ impl SegmentLog {
         Ok(())
     }
 }
+
+// The file calls a failure can come from, with the test seam that makes them fail
+// (`fault`): the recovery paths are tested without filling a real disk.
+
+fn create_segment(path: &Path) -> io::Result<File> {
+    #[cfg(test)]
+    fault::check(fault::Fault::Create)?;
+    OpenOptions::new().append(true).create_new(true).open(path)
+}
+
+fn write_segment(file: &mut File, buf: &[u8]) -> io::Result<()> {
+    #[cfg(test)]
+    if let Some(room) = fault::room(buf.len()) {
+        file.write_all(&buf[..room])?;
+        return Err(io::ErrorKind::StorageFull.into());
+    }
+    file.write_all(buf)
+}
+
+fn sync_segment(file: &File) -> io::Result<()> {
+    #[cfg(test)]
+    fault::check(fault::Fault::Sync)?;
+    file.sync_data()
+}
+
+#[cfg(test)]
+pub(crate) mod fault;
 
 #[cfg(test)]
 mod tests;

@@ -50,3 +50,65 @@ pub async fn record(pipeline: &Pipeline, tenant: &TenantId, actor: &str, note: A
         tracing::error!(%tenant, kind, subject, "a change could not be audited");
     }
 }
+
+/// Appends `note` to `tenant`'s chain directly in the store, for a change made while no
+/// server runs (the CLI, holding the data-dir lock, or the first start before the response
+/// stage exists): the stage resumes every chain from the store when it starts.
+pub fn record_offline(
+    store: &antibody_store::Store,
+    tenant: &TenantId,
+    actor: &str,
+    note: AuditNote,
+    now_ms: i64,
+) -> Result<(), antibody_store::StoreError> {
+    let head = store
+        .audit_heads()?
+        .into_iter()
+        .find(|h| h.record.tenant == tenant.as_str());
+    let mut chain = head.as_ref().map_or_else(
+        antibody_respond::AuditChain::new,
+        antibody_respond::AuditChain::resume,
+    );
+    let entry = chain.append(antibody_respond::AuditRecord {
+        ts: now_ms,
+        tenant: tenant.as_str().to_owned(),
+        actor: actor.to_owned(),
+        kind: note.kind,
+        subject: note.subject,
+        detail: note.detail,
+        data: note.data,
+    });
+    store.append_audit(&[entry])?;
+    store.make_durable()
+}
+
+/// The audit note of a key's creation (by the API, the CLI or the first start).
+pub fn key_created(key: &antibody_store::KeyInfo) -> AuditNote {
+    let mut note = AuditNote::new(
+        "key_create",
+        &key.id,
+        format!("{} key {} created", key.role, key.id),
+    )
+    .with("role", key.role.as_str());
+    if let Some(at) = key.expires_ms {
+        note = note.with("expires", antibody_core::clock::format_rfc3339(at));
+    }
+    if key.bootstrap {
+        note = note.with("bootstrap", "true");
+    }
+    note
+}
+
+/// The audit note of a tenant's creation with its first admin key.
+pub fn tenant_created(tenant: &antibody_store::Tenant, admin_key: &str) -> AuditNote {
+    AuditNote::new(
+        "tenant_create",
+        tenant.id.as_str(),
+        format!(
+            "tenant `{}` created with admin key {admin_key}",
+            tenant.name
+        ),
+    )
+    .with("name", tenant.name.clone())
+    .with("admin_key", admin_key)
+}

@@ -1,5 +1,6 @@
 //! Bearer-key authentication and role checks. Keys are looked up by hash in the store and
-//! cached briefly so the ingest hot path does not hit SQLite per request.
+//! cached briefly so the ingest hot path does not hit SQLite per request (nor Argon2 for a
+//! chosen key); a lookup also records the key's last use.
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -61,6 +62,17 @@ impl Auth {
     }
 }
 
+/// A key past its expiry is refused, saying so (a cached one too: expiry needs no store).
+fn usable(info: KeyInfo, now: i64) -> Result<Auth, ApiError> {
+    match info.expires_ms.filter(|_| info.is_expired(now)) {
+        Some(at) => Err(ApiError::KeyExpired {
+            id: info.id,
+            at: antibody_core::clock::format_rfc3339(at),
+        }),
+        None => Ok(Auth(info)),
+    }
+}
+
 impl FromRequestParts<AppState> for Auth {
     type Rejection = ApiError;
 
@@ -79,16 +91,23 @@ impl FromRequestParts<AppState> for Auth {
             .map(str::trim)
             .filter(|s| !s.is_empty() && s.len() <= 256)
             .ok_or(ApiError::Unauthorized)?;
+        let now = state.clock.now_ms();
         if let Some(info) = state.keys.get(secret) {
-            return Ok(Auth(info));
+            return usable(info, now);
         }
         let store = state.store.clone();
         let owned = secret.to_owned();
-        let found = tokio::task::spawn_blocking(move || store.authenticate(&owned))
-            .await
-            .map_err(|e| ApiError::Internal(e.to_string()))??;
-        let info = found.ok_or(ApiError::Unauthorized)?;
+        let found = tokio::task::spawn_blocking(move || {
+            let found = store.authenticate(&owned)?;
+            if let Some(k) = found.as_ref().filter(|k| !k.is_expired(now)) {
+                store.touch_key(&k.id, now)?;
+            }
+            Ok::<_, antibody_store::StoreError>(found)
+        })
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))??;
+        let info = found.ok_or(ApiError::UnknownKey)?;
         state.keys.put(secret, &info);
-        Ok(Auth(info))
+        usable(info, now)
     }
 }

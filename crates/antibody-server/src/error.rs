@@ -14,8 +14,23 @@ pub enum ApiError {
     /// A refusal with its own code; its status comes from [`CODES`].
     #[error("{message}")]
     Invalid { code: &'static str, message: String },
-    #[error("missing or unknown API key: send `Authorization: Bearer <key>`")]
+    #[error(
+        "no API key: send `Authorization: Bearer <key>`. The bootstrap admin key is in \
+         `admin.key` in the server's data dir (./antibody-data/admin.key by default) unless \
+         ANTIBODY_ADMIN_KEY set it; other keys come from POST /v1/keys or `antibody keys create`"
+    )]
     Unauthorized,
+    #[error(
+        "unknown API key: check that it was copied whole, without quotes or a line break \
+         (the bootstrap admin key is in `admin.key` in the server's data dir), and that it was \
+         not deleted or rotated away"
+    )]
+    UnknownKey,
+    #[error(
+        "API key {id} expired at {at}; use the key that replaced it, or ask an admin for a \
+         new one (POST /v1/keys)"
+    )]
+    KeyExpired { id: String, at: String },
     #[error("this key's role ({have}) cannot {action}; use a key with the `{need}` role")]
     Forbidden {
         have: &'static str,
@@ -78,7 +93,7 @@ impl ApiError {
         match self {
             Self::BadRequest(_) => "bad_request",
             Self::Invalid { code, .. } => code,
-            Self::Unauthorized => "unauthorized",
+            Self::Unauthorized | Self::UnknownKey | Self::KeyExpired { .. } => "unauthorized",
             Self::Forbidden { .. } => "forbidden",
             Self::NotFound(_) => "not_found",
             Self::Conflict(_) => "conflict",

@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod datadir;
 pub mod demo;
 mod durable_file;
 pub mod entities;
@@ -43,6 +44,8 @@ pub enum ServerError {
     },
     #[error("invalid configuration: {0}")]
     Config(String),
+    #[error(transparent)]
+    DataDir(#[from] datadir::DataDirError),
     #[error("playbooks:\n{0}")]
     Playbooks(#[from] antibody_respond::PlaybookErrors),
     #[error(
@@ -154,6 +157,8 @@ pub struct Server {
     demo: bool,
     /// The bootstrap admin key when this start created it (to print once).
     pub new_admin_key: Option<String>,
+    /// Released when the server is dropped, after the pipeline's final checkpoint.
+    _lock: datadir::DataDirLock,
 }
 
 impl Server {
@@ -161,10 +166,14 @@ impl Server {
     /// (which restores the engine snapshot and replays the log tail before returning).
     pub fn open(cfg: ServerConfig, clock: Arc<dyn Clock>) -> Result<Server, ServerError> {
         cfg.engine.validate().map_err(ServerError::Config)?;
-        std::fs::create_dir_all(&cfg.data_dir).map_err(|source| ServerError::Io {
-            context: format!("creating data dir {}", cfg.data_dir.display()),
+        let lock = datadir::DataDirLock::acquire(&cfg.data_dir, "antibody serve")?;
+        let tightened = datadir::make_private(&cfg.data_dir).map_err(|source| ServerError::Io {
+            context: format!("making {} private (0700/0600)", cfg.data_dir.display()),
             source,
         })?;
+        if tightened > 0 {
+            tracing::info!(tightened, data_dir = %cfg.data_dir.display(), "data dir made private: directories 0700, files 0600");
+        }
         let store = Arc::new(Store::open(&cfg.data_dir.join(antibody_store::DB_FILE))?);
         let new_admin_key = bootstrap(
             &store,
@@ -253,6 +262,7 @@ impl Server {
             tick_interval: cfg.tick_interval,
             demo: cfg.demo,
             new_admin_key,
+            _lock: lock,
         })
     }
 
@@ -343,7 +353,8 @@ async fn method_not_allowed() -> error::ApiError {
 }
 
 /// First start: tenant `default` and a bootstrap admin key (the preset one when given),
-/// written to `<data-dir>/admin.key` with mode 0600. Returns a newly generated key.
+/// written to `<data-dir>/admin.key` with mode 0600, both audited. Returns a newly
+/// generated key.
 fn bootstrap(
     store: &Store,
     data_dir: &Path,
@@ -352,30 +363,63 @@ fn bootstrap(
 ) -> Result<Option<String>, ServerError> {
     let tenant = antibody_core::TenantId::new(DEFAULT_TENANT);
     if store.get_tenant(&tenant)?.is_none() {
-        store.create_tenant(DEFAULT_TENANT, now)?;
+        let t = store.create_tenant(DEFAULT_TENANT, now)?;
+        let note = audit::AuditNote::new(
+            "tenant_create",
+            t.id.as_str(),
+            "tenant `default` created at first start".into(),
+        )
+        .with("name", t.name);
+        audit::record_offline(store, &tenant, FIRST_START, note, now)?;
     }
-    let has_bootstrap = store.list_keys(&tenant)?.iter().any(|k| k.bootstrap);
-    // A preset key is registered only while no bootstrap key exists: deleting a bootstrap
-    // key must not be undone by the next restart, and rotating the variable must not leave
-    // the old key valid. To rotate, delete the old key, then restart with the new value.
-    if let Some(secret) = preset {
-        if !has_bootstrap {
-            store.insert_key_with_secret(&tenant, Role::Admin, true, secret, now)?;
-        } else if store.authenticate(secret)?.is_none() {
-            tracing::warn!(
-                "ANTIBODY_ADMIN_KEY ignored: a bootstrap admin key already exists; delete it \
-                 (DELETE /v1/keys/{{id}}) and restart to use the new one"
-            );
+    let has_bootstrap = store
+        .list_keys(&tenant)?
+        .iter()
+        .any(|k| k.bootstrap && !k.is_expired(now));
+    // A preset key is registered only while no working bootstrap key exists: deleting or
+    // rotating one must not be undone by the next restart. To replace it, rotate it
+    // (POST /v1/keys/{id}/rotate); once it has expired the preset applies again.
+    let key = match preset {
+        Some(secret) if !has_bootstrap => {
+            store.insert_key_with_secret(&tenant, Role::Admin, true, secret, now)?
         }
-        return Ok(None);
+        Some(secret) => {
+            match store.authenticate(secret)? {
+                None => tracing::warn!(
+                    "ANTIBODY_ADMIN_KEY ignored: a bootstrap admin key already exists; to \
+                     replace it, rotate it (POST /v1/keys/{{id}}/rotate)"
+                ),
+                Some(k) if k.is_expired(now) => tracing::warn!(
+                    key = %k.id,
+                    "ANTIBODY_ADMIN_KEY names a key that has expired (rotated away); unset it \
+                     and use the key that replaced it"
+                ),
+                Some(_) => {}
+            }
+            return Ok(None);
+        }
+        None if has_bootstrap => return Ok(None),
+        None => {
+            let key = store.create_key(&tenant, Role::Admin, true, now, None)?;
+            write_secret(&data_dir.join("admin.key"), &key.secret)?;
+            audit::record_offline(
+                store,
+                &tenant,
+                FIRST_START,
+                audit::key_created(&key.info),
+                now,
+            )?;
+            return Ok(Some(key.secret));
+        }
+    };
+    if key.created_ms == now {
+        audit::record_offline(store, &tenant, FIRST_START, audit::key_created(&key), now)?;
     }
-    if has_bootstrap {
-        return Ok(None);
-    }
-    let key = store.create_key(&tenant, Role::Admin, true, now)?;
-    write_secret(&data_dir.join("admin.key"), &key.secret)?;
-    Ok(Some(key.secret))
+    Ok(None)
 }
+
+/// The actor of what the server does on its own at start.
+const FIRST_START: &str = "antibody-serve";
 
 fn write_secret(path: &Path, secret: &str) -> Result<(), ServerError> {
     use std::io::Write;

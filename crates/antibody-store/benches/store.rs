@@ -1,10 +1,11 @@
-//! Store throughput and latency: `write_batch` of 1,000 findings per transaction, and
-//! `list_findings` with 100,000 rows present.
+//! Store throughput and latency: `write_batch` of 1,000 findings per transaction,
+//! `list_findings` with 100,000 rows present, and key authentication (what an uncached
+//! request costs: a generated key's indexed SHA-256 lookup, a chosen key's Argon2id check).
 //!
 //! `cargo bench -p antibody-store --bench store -- --warm-up-time 1 --measurement-time 3`
 
 use antibody_core::{Explanation, Finding, Severity, TenantId};
-use antibody_store::{FindingCursor, FindingQuery, Store, DB_FILE};
+use antibody_store::{FindingCursor, FindingQuery, Role, Store, DB_FILE};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 
 const BATCH: u64 = 1_000;
@@ -123,5 +124,43 @@ fn list_findings(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, write_batch, list_findings);
+fn authenticate(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join(DB_FILE)).unwrap();
+    let t = store.create_tenant("default", 1).unwrap();
+    for _ in 0..1_000 {
+        store
+            .create_key(&t.id, Role::Ingest, false, 1, None)
+            .unwrap();
+    }
+    let generated = store
+        .create_key(&t.id, Role::Ingest, false, 1, None)
+        .unwrap();
+    let chosen = "an-operator-chosen-admin-key";
+    store
+        .insert_key_with_secret(&t.id, Role::Admin, true, chosen, 1)
+        .unwrap();
+    let mut group = c.benchmark_group("keys_1000");
+    group.bench_function("authenticate_generated", |b| {
+        b.iter(|| store.authenticate(&generated.secret).unwrap().unwrap())
+    });
+    group.bench_function("touch_key_within_the_minute", |b| {
+        b.iter(|| store.touch_key(&generated.info.id, 2).unwrap())
+    });
+    group.bench_function("reject_unknown_repeated", |b| {
+        b.iter(|| {
+            assert!(store
+                .authenticate("a-wrong-key-typed-twice")
+                .unwrap()
+                .is_none())
+        })
+    });
+    group.sample_size(10);
+    group.bench_function("authenticate_chosen_argon2id", |b| {
+        b.iter(|| store.authenticate(chosen).unwrap().unwrap())
+    });
+    group.finish();
+}
+
+criterion_group!(benches, write_batch, list_findings, authenticate);
 criterion_main!(benches);

@@ -19,7 +19,8 @@ macro_rules! store_suite {
             non_finite_numbers_are_refused, incidents_upsert_updates,
             incidents_filters_and_order, incidents_are_isolated, write_batch_is_atomic,
             meta_kv, checkpoint_commits_with_batch, tenant_delete_revokes_its_keys,
-            tenant_docs_are_versioned);
+            tenant_docs_are_versioned, the_last_working_admin_key_of_a_tenant_stays,
+            keys_expire_and_rotate_without_a_gap);
     };
     (@tests $open:expr; $($name:ident),* $(,)?) => {
         $(
@@ -136,8 +137,8 @@ pub(crate) fn tenant_name_conflict(s: &Store) {
 
 pub(crate) fn tenant_delete_revokes_its_keys(s: &Store) {
     let (a, b) = two_tenants(s);
-    let key = s.create_key(&a, Role::Admin, false, NOW).unwrap();
-    let kept = s.create_key(&b, Role::Admin, false, NOW).unwrap();
+    let key = s.create_key(&a, Role::Admin, false, NOW, None).unwrap();
+    let kept = s.create_key(&b, Role::Admin, false, NOW, None).unwrap();
     assert!(s.delete_tenant(&a).unwrap());
     assert!(!s.delete_tenant(&a).unwrap());
     assert_eq!(s.get_tenant(&a).unwrap(), None);
@@ -213,8 +214,10 @@ pub(crate) fn tenant_docs_are_versioned(s: &Store) {
 
 pub(crate) fn keys_crud_and_authenticate(s: &Store) {
     let (a, _) = two_tenants(s);
-    let admin = s.create_key(&a, Role::Admin, true, NOW).unwrap();
-    let ingest = s.create_key(&a, Role::Ingest, false, NOW + 1).unwrap();
+    let admin = s.create_key(&a, Role::Admin, true, NOW, None).unwrap();
+    let ingest = s
+        .create_key(&a, Role::Ingest, false, NOW + 1, None)
+        .unwrap();
     let id_part = admin.info.id.strip_prefix("k-").unwrap();
     assert!(
         admin.secret.starts_with(&format!("ab_{id_part}_")),
@@ -241,15 +244,20 @@ pub(crate) fn keys_crud_and_authenticate(s: &Store) {
         s.list_keys(&a).unwrap(),
         vec![admin.info.clone(), ingest.info.clone()]
     );
-    assert!(s.delete_key(&a, &ingest.info.id).unwrap());
-    assert!(!s.delete_key(&a, &ingest.info.id).unwrap());
+    assert_eq!(
+        s.delete_key(&a, &ingest.info.id, NOW).unwrap(),
+        Some(ingest.info.clone())
+    );
+    assert_eq!(s.delete_key(&a, &ingest.info.id, NOW).unwrap(), None);
     assert_eq!(s.authenticate(&ingest.secret).unwrap(), None);
     assert_eq!(s.list_keys(&a).unwrap(), vec![admin.info]);
 }
 
 pub(crate) fn key_for_unknown_tenant(s: &Store) {
     let ghost = TenantId::new("t-ghost");
-    let err = s.create_key(&ghost, Role::Admin, false, NOW).unwrap_err();
+    let err = s
+        .create_key(&ghost, Role::Admin, false, NOW, None)
+        .unwrap_err();
     assert!(matches!(err, StoreError::UnknownTenant(_)), "{err}");
     let err = s
         .insert_key_with_secret(&ghost, Role::Admin, false, "preset", NOW)
@@ -280,12 +288,96 @@ pub(crate) fn preset_key_is_idempotent(s: &Store) {
 
 pub(crate) fn keys_are_isolated(s: &Store) {
     let (a, b) = two_tenants(s);
-    let key_a = s.create_key(&a, Role::Admin, false, NOW).unwrap();
-    let key_b = s.create_key(&b, Role::Analyst, false, NOW).unwrap();
-    assert!(!s.delete_key(&b, &key_a.info.id).unwrap());
+    let key_a = s.create_key(&a, Role::Admin, false, NOW, None).unwrap();
+    let key_b = s.create_key(&b, Role::Analyst, false, NOW, None).unwrap();
+    assert_eq!(s.delete_key(&b, &key_a.info.id, NOW).unwrap(), None);
     assert_eq!(s.list_keys(&b).unwrap(), vec![key_b.info.clone()]);
     assert_eq!(s.authenticate(&key_a.secret).unwrap().unwrap().tenant, a);
     assert_eq!(s.authenticate(&key_b.secret).unwrap().unwrap().tenant, b);
+}
+
+pub(crate) fn the_last_working_admin_key_of_a_tenant_stays(s: &Store) {
+    let (a, _) = two_tenants(s);
+    let first = s.create_key(&a, Role::Admin, false, NOW, None).unwrap();
+    let ingest = s.create_key(&a, Role::Ingest, false, NOW, None).unwrap();
+    let refused = s.delete_key(&a, &first.info.id, NOW).unwrap_err();
+    assert!(
+        matches!(&refused, StoreError::Conflict(m) if m.contains("last admin key")),
+        "{refused}"
+    );
+    // An admin key that has expired does not count as a way in.
+    let expiring = s
+        .create_key(&a, Role::Admin, false, NOW, Some(NOW + 10))
+        .unwrap();
+    assert!(s.delete_key(&a, &first.info.id, NOW + 10).is_err());
+    assert!(s.delete_key(&a, &first.info.id, NOW).unwrap().is_some());
+    assert!(s.delete_key(&a, &expiring.info.id, NOW).is_err());
+    // Once expired, it may go; other roles always may.
+    assert!(s
+        .delete_key(&a, &expiring.info.id, NOW + 10)
+        .unwrap()
+        .is_some());
+    assert!(s.delete_key(&a, &ingest.info.id, NOW).unwrap().is_some());
+}
+
+pub(crate) fn keys_expire_and_rotate_without_a_gap(s: &Store) {
+    let (a, _) = two_tenants(s);
+    let old = s
+        .create_key(&a, Role::Ingest, false, NOW, Some(NOW + 1_000_000))
+        .unwrap();
+    let found = s.authenticate(&old.secret).unwrap().unwrap();
+    assert_eq!(found.expires_ms, Some(NOW + 1_000_000));
+    assert!(!found.is_expired(NOW + 999_999));
+    assert!(found.is_expired(NOW + 1_000_000));
+
+    let r = s
+        .rotate_key(&a, &old.info.id, NOW + 10, 500, None)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (r.new.info.role, r.new.info.bootstrap),
+        (Role::Ingest, false)
+    );
+    assert_ne!(r.new.secret, old.secret);
+    // Both work during the grace period; then only the new one.
+    let old_now = s.authenticate(&old.secret).unwrap().unwrap();
+    assert_eq!(old_now.expires_ms, Some(NOW + 510));
+    assert_eq!(old_now, r.old);
+    assert!(!old_now.is_expired(NOW + 509) && old_now.is_expired(NOW + 510));
+    let new_now = s.authenticate(&r.new.secret).unwrap().unwrap();
+    assert_eq!(new_now.expires_ms, None);
+    // A grace longer than the key had left keeps its own expiry; an expired key or one of
+    // another tenant does not rotate.
+    let short = s
+        .create_key(&a, Role::Analyst, false, NOW, Some(NOW + 5))
+        .unwrap();
+    let r = s
+        .rotate_key(&a, &short.info.id, NOW, 1_000, None)
+        .unwrap()
+        .unwrap();
+    assert_eq!(r.old.expires_ms, Some(NOW + 5));
+    assert!(s
+        .rotate_key(&a, &short.info.id, NOW + 5, 1, None)
+        .unwrap()
+        .is_none());
+    assert!(s
+        .rotate_key(&TenantId::new("t-other"), &new_now.id, NOW, 1, None)
+        .unwrap()
+        .is_none());
+
+    s.touch_key(&new_now.id, NOW + 100).unwrap();
+    s.touch_key(&new_now.id, NOW + 200).unwrap();
+    let listed = s.list_keys(&a).unwrap();
+    let touched = listed.iter().find(|k| k.id == new_now.id).unwrap();
+    assert_eq!(
+        touched.last_used_ms,
+        Some(NOW + 100),
+        "at most once a minute"
+    );
+    s.touch_key(&new_now.id, NOW + 100 + 60_000).unwrap();
+    let listed = s.list_keys(&a).unwrap();
+    let touched = listed.iter().find(|k| k.id == new_now.id).unwrap();
+    assert_eq!(touched.last_used_ms, Some(NOW + 60_100));
 }
 
 pub(crate) fn findings_are_idempotent(s: &Store) {

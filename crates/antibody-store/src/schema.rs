@@ -186,6 +186,15 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (tenant, kind, name, version)
     ) STRICT;
     ",
+    // 9: keys that expire and say when they were last used; a key whose secret a person
+    // chose keeps a salted slow hash (Argon2id, PHC string) in `secret_phc`, and random
+    // bytes in `secret_sha256` (see keys.rs).
+    "
+    ALTER TABLE api_keys ADD COLUMN expires_ms INTEGER;
+    ALTER TABLE api_keys ADD COLUMN last_used_ms INTEGER;
+    ALTER TABLE api_keys ADD COLUMN secret_phc TEXT;
+    CREATE INDEX api_keys_chosen ON api_keys (id) WHERE secret_phc IS NOT NULL;
+    ",
 ];
 
 /// The schema version this build writes.

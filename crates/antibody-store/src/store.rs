@@ -22,6 +22,8 @@ const STATEMENT_CACHE: usize = 64;
 pub struct Store {
     writer: Mutex<Connection>,
     readers: Readers,
+    /// Serialises slow (Argon2) key checks and remembers secrets they rejected.
+    pub(crate) chosen_keys: Mutex<crate::keys::ChosenGate>,
 }
 
 enum Readers {
@@ -52,6 +54,7 @@ impl Store {
         Ok(Store {
             writer: Mutex::new(writer),
             readers,
+            chosen_keys: Mutex::default(),
         })
     }
 
@@ -63,6 +66,7 @@ impl Store {
         Ok(Store {
             writer: Mutex::new(writer),
             readers: Readers::Writer,
+            chosen_keys: Mutex::default(),
         })
     }
 
@@ -184,7 +188,9 @@ mod tests {
         let (tenant, key) = {
             let s = Store::open(&path).unwrap();
             let t = s.create_tenant("default", 1).unwrap();
-            let key = s.create_key(&t.id, crate::Role::Admin, true, 1).unwrap();
+            let key = s
+                .create_key(&t.id, crate::Role::Admin, true, 1, None)
+                .unwrap();
             s.insert_findings(&[finding(&t.id, "f-1", 5, "agent:x", "sqli")])
                 .unwrap();
             s.set_meta("engine.offset", "9").unwrap();

@@ -40,7 +40,7 @@ impl Store {
         let (info, secret) = crate::keys::new_key(&tenant, crate::Role::Admin, false, now_ms)?;
         self.write(|tx| {
             insert_tenant(tx, name, &id, now_ms)?;
-            crate::keys::insert_key(tx, &info, &crate::keys::hash_secret(&secret))
+            crate::keys::insert_key(tx, &info, &crate::keys::Stored::generated(&secret))
         })?;
         let t = Tenant {
             id: tenant,

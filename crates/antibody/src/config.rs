@@ -241,6 +241,43 @@ mod tests {
         );
     }
 
+    /// `antibody.example.toml` parses, and what it sets is exactly the default: the file
+    /// documents every section without changing behaviour.
+    #[test]
+    fn the_example_config_parses_and_shows_the_defaults() {
+        let text = include_str!("../../../antibody.example.toml");
+        let file: FileConfig =
+            toml::from_str(text).unwrap_or_else(|e| panic!("antibody.example.toml: {e}"));
+        let example = resolve(file, none()).unwrap();
+        let default = resolve(FileConfig::default(), none()).unwrap();
+        assert_eq!(example.listen, default.listen);
+        assert_eq!(
+            format!("{:?}", example.server),
+            format!("{:?}", default.server)
+        );
+        for section in [
+            "[limits]",
+            "[log]",
+            "[engine]",
+            "[engine.baseline]",
+            "[respond]",
+            "[respond.policy]",
+            "[respond.fleet]",
+            "[respond.guard]",
+            "[executors.webhook]",
+            "[executors.notify]",
+            "[executors.notify.channels]",
+            "[executors.command]",
+            "[executors.signal]",
+            "[executors.block_ip]",
+            "[investigator]",
+            "[models]",
+            "# [tls]",
+        ] {
+            assert!(text.contains(section), "{section} missing from the example");
+        }
+    }
+
     #[test]
     fn investigator_section_is_validated() {
         let file: FileConfig = toml::from_str(

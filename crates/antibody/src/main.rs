@@ -1,5 +1,6 @@
 //! The `antibody` binary: command-line interface and the composition root.
 
+mod admin_cli;
 mod bench;
 mod bench_respond;
 mod config;
@@ -9,10 +10,10 @@ mod models_cli;
 mod replay;
 mod respond_replay;
 
-use antibody_core::{Clock, SystemClock, TenantId};
-use antibody_store::{Role, Store};
+use antibody_core::SystemClock;
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -40,10 +41,10 @@ enum Command {
     Replay(replay::ReplayArgs),
     /// Load-generate NDJSON events against a running server and report throughput and latency.
     Bench(bench::BenchArgs),
-    /// Manage tenants directly in a data dir.
+    /// Manage tenants directly in a data dir no server is using (audited).
     #[command(subcommand)]
     Tenants(TenantsCmd),
-    /// Manage API keys directly in a data dir.
+    /// Manage API keys directly in a data dir no server is using (audited).
     #[command(subcommand)]
     Keys(KeysCmd),
     /// Train a learned detector (isolation forest, boosted trees, fusion) on a labelled CSV.
@@ -122,6 +123,9 @@ enum KeysCmd {
         /// ingest | analyst | admin
         #[arg(long, value_parser = ["ingest", "analyst", "admin"])]
         role: String,
+        /// The key stops working after this long: `30d`, `12h`, `90m` (at most a year).
+        #[arg(long)]
+        expires_in: Option<String>,
         #[command(flatten)]
         dir: DataDirArg,
     },
@@ -142,51 +146,25 @@ fn main() -> Result<()> {
         Command::Rules(args) => layers_cli::run_docs("rules", args),
         Command::Policy(args) => layers_cli::run_policy(args),
         Command::Tenants(TenantsCmd::Create { name, dir }) => {
-            let store = open_store(&dir.data_dir)?;
-            let now = SystemClock.now_ms();
-            let valid = (1..=64).contains(&name.len())
-                && name.bytes().all(|b| {
-                    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_'
-                });
-            if !valid {
-                anyhow::bail!("tenant name must be 1–64 characters of a–z, 0–9, `-` and `_`");
-            }
-            let (t, k) = store.create_tenant_with_admin(&name, now)?;
-            println!(
-                "{}",
-                serde_json::json!({"id": t.id, "name": t.name, "admin_key": k.secret})
-            );
-            Ok(())
+            admin_cli::create_tenant(&name, &dir.data_dir)
         }
-        Command::Keys(KeysCmd::Create { tenant, role, dir }) => {
-            let store = open_store(&dir.data_dir)?;
-            let tenant = TenantId::new(&tenant);
-            store
-                .get_tenant(&tenant)?
-                .with_context(|| format!("no tenant `{tenant}` in {}", dir.data_dir.display()))?;
-            let role = Role::parse(&role).context("role must be ingest, analyst or admin")?;
-            let k = store.create_key(&tenant, role, false, SystemClock.now_ms())?;
-            println!(
-                "{}",
-                serde_json::json!({"id": k.info.id, "key": k.secret, "role": role.as_str(), "tenant": tenant})
-            );
-            Ok(())
-        }
+        Command::Keys(KeysCmd::Create {
+            tenant,
+            role,
+            expires_in,
+            dir,
+        }) => admin_cli::create_key(&tenant, &role, expires_in.as_deref(), &dir.data_dir),
     }
-}
-
-fn open_store(data_dir: &std::path::Path) -> Result<Store> {
-    std::fs::create_dir_all(data_dir)
-        .with_context(|| format!("creating {}", data_dir.display()))?;
-    Store::open(&data_dir.join(antibody_store::DB_FILE))
-        .with_context(|| format!("opening the database in {}", data_dir.display()))
 }
 
 fn init_tracing(format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("ANTIBODY_LOG")
         .unwrap_or_else(|_| "info".into());
+    // Colour only for a person at a terminal: piped or collected logs get plain text.
+    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     if format == "json" {
         builder.json().init();
@@ -213,6 +191,17 @@ fn disable_transparent_huge_pages() {
     }
 }
 
+/// A write past a file-size limit (`ulimit -f`) raises SIGXFSZ, which kills the process by
+/// default; ignored, the write fails with EFBIG instead, and the log refuses the batch and
+/// recovers like after a full disk.
+fn ignore_file_size_signal() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: installs SIG_IGN, no handler code runs; done before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
+}
+
 fn serve(args: ServeArgs) -> Result<()> {
     let file = config::FileConfig::load(args.config.as_deref())?;
     let demo_in_file = file.demo;
@@ -223,6 +212,8 @@ fn serve(args: ServeArgs) -> Result<()> {
         .unwrap_or_else(|| "human".into());
     init_tracing(&log_format);
     disable_transparent_huge_pages();
+    ignore_file_size_signal();
+    antibody_server::datadir::restrict_new_files();
     let overrides = config::Overrides {
         listen: args.listen,
         data_dir: args.data_dir,
@@ -238,7 +229,12 @@ fn serve(args: ServeArgs) -> Result<()> {
         let data_dir = resolved.server.data_dir.clone();
         let server = tokio::task::spawn_blocking(move || antibody_server::Server::open(resolved.server, Arc::new(SystemClock)))
             .await?
-            .with_context(|| format!("starting with data dir {}", data_dir.display()))?;
+            .map_err(|e| match e {
+                // Already names the data dir and the fix: said once.
+                antibody_server::ServerError::DataDir(_) => anyhow::Error::new(e),
+                e => anyhow::Error::new(e)
+                    .context(format!("starting with data dir {}", data_dir.display())),
+            })?;
         if let Some(key) = &server.new_admin_key {
             eprintln!("antibody: created tenant `default` and its admin key (shown once, also in {}/admin.key):\n{key}", data_dir.display());
         }

@@ -1,5 +1,5 @@
-//! The admin subcommands work on a data dir directly, and the keys they print work against
-//! a server on that data dir.
+//! The admin subcommands work on a data dir directly (while no server holds it), and the
+//! keys they print work against a server on that data dir.
 
 mod common;
 
@@ -41,6 +41,8 @@ fn tenants_and_keys_created_offline_work_online() {
         2
     );
 
+    // The CLI writes to a data dir only while no server holds it.
+    drop(s);
     let bad = Command::new(env!("CARGO_BIN_EXE_antibody"))
         .args([
             "keys",

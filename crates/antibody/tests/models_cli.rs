@@ -191,7 +191,7 @@ fn refusals_show_the_servers_message_and_exit_1() {
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let err = stderr(&out);
     assert!(err.contains("HTTP 401 Unauthorized"), "{err}");
-    assert!(err.contains("missing or unknown API key"), "{err}");
+    assert!(err.contains("unknown API key"), "{err}");
     assert!(out.stdout.is_empty());
 
     // Not a model: the server's reason, as it worded it.

@@ -505,7 +505,7 @@ fn ndjson_rejects_bad_lines_only() {
         errors,
         [
             (1, "invalid JSON at column 11: EOF while parsing a value"),
-            (3, "invalid JSON at column 38: trailing characters"),
+            (3, "invalid JSON at column 38: trailing characters; objects follow each other on one line, as `curl -d @file` makes of NDJSON (it strips newlines); send the file with --data-binary @events.ndjson and -H 'Content-Type: application/x-ndjson'"),
             (4, "each event must be a JSON object, found an array"),
         ]
     );

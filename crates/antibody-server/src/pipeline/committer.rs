@@ -1,5 +1,10 @@
 //! The committer owns the durable log: it deduplicates idempotency ids, appends every queued
 //! request in one batch, fsyncs once, acknowledges, and routes the events to the partitions.
+//!
+//! When a write or fsync fails (disk full, descriptors exhausted, a failing device) the log
+//! discards the whole group, so a refused request leaves none of its events behind and a
+//! retry duplicates nothing; the committer answers 503 and tries to bring the log back
+//! (backing off up to `MAX_RETRY`) until the cause is gone, then `/readyz` is green again.
 
 use super::durable::Watermark;
 use super::inflight::Inflight;
@@ -20,6 +25,9 @@ const MAX_GROUP_EVENTS: usize = 64 * 1024;
 const RETENTION_EVERY: Duration = Duration::from_secs(10);
 /// Replay reads the log in batches of this many events.
 const REPLAY_BATCH: usize = 4096;
+/// First and longest pause between two attempts to bring a failed log back.
+const FIRST_RETRY: Duration = Duration::from_millis(250);
+const MAX_RETRY: Duration = Duration::from_secs(5);
 
 /// Remembers idempotency ids for a window, bounded in count (oldest forgotten first).
 /// Ids are kept as 128-bit keyed hashes of `(tenant, id)`: ~55 bytes each instead of two
@@ -113,6 +121,8 @@ pub(crate) struct Committer {
     dispatched: u64,
     /// Advanced after each fsync; workers publish outputs only below it.
     durable: Arc<Watermark>,
+    /// While the log is failed: when to try it again, and the pause after that.
+    retry: (Instant, Duration),
 }
 
 impl Committer {
@@ -143,6 +153,7 @@ impl Committer {
             health,
             dispatched: start,
             durable: partitions.durable,
+            retry: (Instant::now(), FIRST_RETRY),
         }
     }
 
@@ -158,6 +169,10 @@ impl Committer {
         let mut replayed = 0u64;
         for rec in self.log.read_from(first)? {
             let (offset, ts, payload) = rec?;
+            // An empty record fills an offset whose event was lost to a failed fsync.
+            if payload.is_empty() {
+                continue;
+            }
             // Before the snapshot only ids inside the dedupe window matter: skip decoding the
             // rest (the frame's own timestamp says), which is most of a large retained log.
             if offset < start && now - ts > self.dedupe.window_ms {
@@ -239,6 +254,12 @@ impl Committer {
     }
 
     fn commit(&mut self, group: &mut Vec<IngestRequest>) {
+        if self.log.is_poisoned() {
+            self.bring_back_log();
+            if self.log.is_poisoned() {
+                return self.refuse(group, Vec::new());
+            }
+        }
         let now = self.clock.now_ms();
         self.encoded.clear();
         self.bounds.clear();
@@ -276,7 +297,7 @@ impl Committer {
         };
         let range = match appended {
             Ok(r) => r,
-            Err(e) => return self.refuse(group, dup_ids, &e),
+            Err(e) => return self.log_failed(group, dup_ids, &e),
         };
         // The engine runs on the batch while the log syncs; workers publish what they derive
         // only once the watermark passes it (see `durable.rs`).
@@ -294,8 +315,8 @@ impl Committer {
         let synced = self.log.sync();
         self.metrics.log_sync_latency.observe(started.elapsed());
         if let Err(e) = synced {
-            self.durable.fail();
-            return self.refuse(group, dup_ids, &e);
+            self.durable.lose(range);
+            return self.log_failed(group, dup_ids, &e);
         }
         self.durable.advance(range.end);
         let mut accepted = 0u64;
@@ -313,22 +334,65 @@ impl Committer {
         self.publish_log_metrics();
     }
 
-    /// The log could not take the group: fail loudly and refuse every request in it.
-    fn refuse(
+    /// The log could not take the group (and discarded all of it): say so on `/readyz`,
+    /// refuse every request in it, and retry the log soon.
+    fn log_failed(
         &mut self,
         group: &mut Vec<IngestRequest>,
         dup_ids: Vec<(TenantId, String)>,
         e: &antibody_log::LogError,
     ) {
-        tracing::error!(error = %e, "durable log write failed; refusing the batch");
-        self.health.fail("the durable log cannot be written");
+        self.health.log_down(format!(
+            "the durable log cannot be written ({e}); ingest resumes by itself once the \
+             cause is gone (free disk space or file descriptors)"
+        ));
+        self.retry = (Instant::now() + FIRST_RETRY, FIRST_RETRY);
+        self.refuse(group, dup_ids);
+    }
+
+    /// Answers 503 to every request of the group; none of its events was stored, so their
+    /// ids may come again.
+    fn refuse(&mut self, group: &mut Vec<IngestRequest>, dup_ids: Vec<(TenantId, String)>) {
         for (t, id) in dup_ids {
             self.dedupe.forget(&t, &id);
         }
         for req in group.drain(..) {
-            let _ = req
-                .ack
-                .send(Err(format!("the durable log could not be written: {e}")));
+            let _ = req.ack.send(Err(
+                "the durable log cannot be written right now and stored none of this \
+                 request's events; retry later (GET /readyz says why)"
+                    .to_owned(),
+            ));
+        }
+    }
+
+    /// Tries to make the failed log usable again, at most once per back-off pause. Offsets
+    /// the engine already saw (events whose fsync failed after they were dispatched) are
+    /// filled with empty records, so offsets stay those the engine and its ids count on.
+    fn bring_back_log(&mut self) {
+        let (at, pause) = self.retry;
+        if Instant::now() < at {
+            return;
+        }
+        let restored = self.log.recover().and_then(|()| {
+            let gap = self.dispatched.saturating_sub(self.log.next_offset());
+            if gap > 0 {
+                let voids: Vec<&[u8]> = vec![&[]; gap as usize];
+                self.log.append(self.clock.now_ms(), &voids)?;
+                self.log.sync()?;
+            }
+            Ok(())
+        });
+        match restored {
+            Ok(()) => {
+                self.durable.advance(self.log.next_offset());
+                self.health.log_up();
+                self.publish_log_metrics();
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "the durable log is still failing");
+                let next = (pause * 2).min(MAX_RETRY);
+                self.retry = (Instant::now() + pause, next);
+            }
         }
     }
 
@@ -366,6 +430,9 @@ impl Committer {
     }
 
     fn housekeeping(&mut self) {
+        if self.log.is_poisoned() {
+            self.bring_back_log();
+        }
         let (at, off) = self.last_checkpoint;
         let next = self.dispatched;
         if next > off
@@ -373,7 +440,7 @@ impl Committer {
         {
             self.request_checkpoint();
         }
-        if self.last_retention.elapsed() >= RETENTION_EVERY {
+        if self.last_retention.elapsed() >= RETENTION_EVERY && !self.log.is_poisoned() {
             self.last_retention = Instant::now();
             let keep_from = self.checkpoint.load(Relaxed);
             match self.log.enforce_retention(self.clock.now_ms(), keep_from) {

@@ -162,13 +162,16 @@ pub(crate) enum Work {
 }
 
 /// Readiness shared by the pipeline threads: a stage that finds another stage gone (a bug
-/// killed its thread) or the log unwritable marks the service not ready, so `/readyz` fails
-/// and orchestration can restart it; the log replay then recovers every acknowledged event.
+/// killed its thread) marks the service not ready for good, so `/readyz` fails and
+/// orchestration can restart it; the log replay then recovers every acknowledged event. A
+/// log that cannot be written is not ready only until the committer has brought it back.
 #[derive(Debug)]
 pub(crate) struct Health {
     ok: AtomicBool,
     /// The first failure, shown by `/readyz`.
     why: std::sync::OnceLock<String>,
+    /// Why the log is down while the committer retries it; `None` when it is up.
+    log_down: std::sync::Mutex<Option<String>>,
 }
 
 impl Health {
@@ -176,11 +179,12 @@ impl Health {
         Self {
             ok: AtomicBool::new(true),
             why: std::sync::OnceLock::new(),
+            log_down: std::sync::Mutex::new(None),
         }
     }
 
     pub(crate) fn is_ok(&self) -> bool {
-        self.ok.load(Ordering::Relaxed)
+        self.ok.load(Ordering::Relaxed) && self.log_failure().is_none()
     }
 
     pub(crate) fn fail(&self, why: &str) {
@@ -190,6 +194,38 @@ impl Health {
                 why,
                 "pipeline degraded: /readyz now fails; restart the service"
             );
+        }
+    }
+
+    fn log_failure(&self) -> Option<String> {
+        self.log_down
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The log failed; the committer retries it (`/readyz` says why meanwhile).
+    pub(crate) fn log_down(&self, why: String) {
+        let mut down = self
+            .log_down
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if down.is_none() {
+            tracing::error!(
+                why,
+                "the durable log failed: ingest answers 503 until it is back; retrying"
+            );
+        }
+        *down = Some(why);
+    }
+
+    pub(crate) fn log_up(&self) {
+        let mut down = self
+            .log_down
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if down.take().is_some() {
+            tracing::info!("the durable log is writable again: ready");
         }
     }
 }
@@ -640,9 +676,14 @@ impl Pipeline {
         self.ready.is_ok()
     }
 
-    /// Why the service is not ready, when a stage failed (rather than recovery or shutdown).
-    pub fn failure(&self) -> Option<&str> {
-        self.ready.why.get().map(String::as_str)
+    /// Why the service is not ready, when a stage or the log failed (rather than recovery
+    /// or shutdown).
+    pub fn failure(&self) -> Option<String> {
+        self.ready
+            .why
+            .get()
+            .cloned()
+            .or_else(|| self.ready.log_failure())
     }
 
     /// Stops accepting events, drains every queue, writes a final snapshot and joins the threads.

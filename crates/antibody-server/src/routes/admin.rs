@@ -51,16 +51,7 @@ pub async fn create_tenant(
             Ok(created)
         })
         .await?;
-    let note = AuditNote::new(
-        "tenant_create",
-        tenant.id.as_str(),
-        format!(
-            "tenant `{}` created with admin key {}",
-            tenant.name, key.info.id
-        ),
-    )
-    .with("name", tenant.name.clone())
-    .with("admin_key", key.info.id.clone());
+    let note = crate::audit::tenant_created(&tenant, &key.info.id);
     record(&st.pipeline, &auth.0.tenant, &auth.0.id, note).await;
     Ok((
         StatusCode::CREATED,
@@ -112,6 +103,41 @@ pub async fn list_tenants(State(st): State<AppState>, auth: Auth) -> Result<Json
 #[serde(deny_unknown_fields)]
 struct NewKeyReq {
     role: String,
+    /// `30d`, `12h`, … (up to a year); absent: the key does not expire.
+    #[serde(default)]
+    expires_in: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RotateReq {
+    /// How long the old key keeps working (default 24 h).
+    #[serde(default)]
+    grace: Option<String>,
+    /// The new key's lifetime; absent: it does not expire.
+    #[serde(default)]
+    expires_in: Option<String>,
+}
+
+const DEFAULT_GRACE: &str = "24h";
+
+/// `now + text` as a timestamp, for `field`; `None` when absent.
+fn expiry(field: &str, text: Option<&str>, now: i64) -> Result<Option<i64>, ApiError> {
+    text.map(|t| {
+        antibody_respond::duration::parse_ms(t)
+            .map(|ms| now.saturating_add(ms))
+            .ok_or_else(|| {
+                ApiError::BadRequest(format!(
+                    "`{field}` must be a duration such as `30d`, `12h` or `90m` (at most a year); got `{t}`"
+                ))
+            })
+    })
+    .transpose()
+}
+
+fn key_json(key: &antibody_store::NewKey) -> Value {
+    json!({"id": key.info.id, "key": key.secret, "role": key.info.role.as_str(),
+           "tenant": key.info.tenant, "expires_ms": key.info.expires_ms})
 }
 
 pub async fn create_key(
@@ -129,26 +155,79 @@ pub async fn create_key(
     })?;
     let tenant = auth.0.tenant.clone();
     let now = st.clock.now_ms();
+    let expires = expiry("expires_in", req.expires_in.as_deref(), now)?;
     let key = st
         .db(move |s| {
-            let key = s.create_key(&tenant, role, false, now)?;
+            let key = s.create_key(&tenant, role, false, now, expires)?;
             s.make_durable()?;
             Ok(key)
         })
         .await?;
-    let note = AuditNote::new(
-        "key_create",
-        &key.info.id,
-        format!("{} key {} created", role.as_str(), key.info.id),
+    record(
+        &st.pipeline,
+        &auth.0.tenant,
+        &auth.0.id,
+        crate::audit::key_created(&key.info),
     )
-    .with("role", role.as_str());
-    record(&st.pipeline, &auth.0.tenant, &auth.0.id, note).await;
-    Ok((
-        StatusCode::CREATED,
-        Json(
-            json!({"id": key.info.id, "key": key.secret, "role": role.as_str(), "tenant": key.info.tenant}),
+    .await;
+    Ok((StatusCode::CREATED, Json(key_json(&key))))
+}
+
+pub async fn rotate_key(
+    State(st): State<AppState>,
+    auth: Auth,
+    id: Result<Path<String>, PathRejection>,
+    body: Body,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    auth.require(Role::Admin, "rotate keys")?;
+    let Path(id) = id.map_err(bad_path)?;
+    let req: RotateReq = super::json_body_or_default(body, MAX_ADMIN_BODY).await?;
+    let now = st.clock.now_ms();
+    let grace = expiry(
+        "grace",
+        Some(req.grace.as_deref().unwrap_or(DEFAULT_GRACE)),
+        0,
+    )?
+    .unwrap_or(0);
+    let expires = expiry("expires_in", req.expires_in.as_deref(), now)?;
+    let (tenant, key) = (auth.0.tenant.clone(), id.clone());
+    let target = st
+        .db(move |s| Ok(s.list_keys(&tenant)?.into_iter().find(|k| k.id == key)))
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("key `{id}`")))?;
+    if target.bootstrap {
+        super::require_bootstrap(&auth, "rotate the bootstrap admin key")?;
+    }
+    let (tenant, key) = (auth.0.tenant.clone(), id.clone());
+    let rotated = st
+        .db(move |s| {
+            let r = s.rotate_key(&tenant, &key, now, grace, expires)?;
+            s.make_durable()?;
+            Ok(r)
+        })
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("key `{id}` (or it has expired)")))?;
+    st.keys.clear();
+    let old_until = rotated
+        .old
+        .expires_ms
+        .map(antibody_core::clock::format_rfc3339)
+        .unwrap_or_default();
+    let note = AuditNote::new(
+        "key_rotate",
+        &id,
+        format!(
+            "{} key {id} rotated to {}; {id} works until {old_until}",
+            rotated.old.role, rotated.new.info.id
         ),
-    ))
+    )
+    .with("role", rotated.old.role.as_str())
+    .with("new_key", rotated.new.info.id.clone())
+    .with("old_expires", old_until.clone());
+    record(&st.pipeline, &auth.0.tenant, &auth.0.id, note).await;
+    let mut out = key_json(&rotated.new);
+    out["replaces"] = json!({"id": id, "expires_ms": rotated.old.expires_ms});
+    Ok((StatusCode::CREATED, Json(out)))
 }
 
 pub async fn list_keys(State(st): State<AppState>, auth: Auth) -> Result<Json<Value>, ApiError> {
@@ -165,25 +244,29 @@ pub async fn delete_key(
 ) -> Result<StatusCode, ApiError> {
     auth.require(Role::Admin, "delete keys")?;
     let Path(id) = id.map_err(bad_path)?;
-    let tenant = auth.0.tenant.clone();
-    let key = id.clone();
-    // The role is read first, for the audit record.
+    let (tenant, key) = (auth.0.tenant.clone(), id.clone());
+    let target = st
+        .db(move |s| Ok(s.list_keys(&tenant)?.into_iter().find(|k| k.id == key)))
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("key `{id}`")))?;
+    // The bootstrap key owns what every tenant shares: only it may give itself up.
+    if target.bootstrap {
+        super::require_bootstrap(&auth, "delete the bootstrap admin key")?;
+    }
+    let (tenant, key) = (auth.0.tenant.clone(), id.clone());
+    let now = st.clock.now_ms();
     let deleted = st
         .db(move |s| {
-            let role = s
-                .list_keys(&tenant)?
-                .into_iter()
-                .find(|k| k.id == key)
-                .map(|k| k.role);
-            let deleted = s.delete_key(&tenant, &key)?;
+            let deleted = s.delete_key(&tenant, &key, now)?;
             s.make_durable()?;
-            Ok(role.filter(|_| deleted))
+            Ok(deleted)
         })
         .await?;
-    let Some(role) = deleted else {
+    let Some(deleted) = deleted else {
         return Err(ApiError::NotFound(format!("key `{id}`")));
     };
     st.keys.clear();
+    let role = deleted.role;
     let note = AuditNote::new("key_delete", &id, format!("{role} key {id} deleted"))
         .with("role", role.as_str());
     record(&st.pipeline, &auth.0.tenant, &auth.0.id, note).await;

@@ -155,7 +155,7 @@ pub fn endpoints() -> Vec<Endpoint> {
         ep(
             "post",
             "/v1/keys",
-            "Create a key in the caller's tenant",
+            "Create a key in the caller's tenant, optionally expiring (`expires_in`)",
             Some("admin"),
             post(admin::create_key),
         ),
@@ -169,9 +169,16 @@ pub fn endpoints() -> Vec<Endpoint> {
         ep(
             "delete",
             "/v1/keys/{id}",
-            "Delete a key of the caller's tenant",
+            "Delete a key of the caller's tenant (never its last working admin key; the bootstrap key only by itself)",
             Some("admin"),
             delete(admin::delete_key),
+        ),
+        ep(
+            "post",
+            "/v1/keys/{id}/rotate",
+            "Replace a key without downtime: a new key with the same role, the old one working until the grace period ends",
+            Some("admin"),
+            post(admin::rotate_key),
         ),
         ep("get", "/healthz", "Liveness", None, get(ops::healthz)),
         ep(
@@ -283,6 +290,19 @@ pub(crate) async fn json_body<T: serde::de::DeserializeOwned>(
     limit: usize,
 ) -> Result<T, ApiError> {
     let bytes = read_body(body, limit, SMALL_BODY_TIMEOUT).await?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))
+}
+
+/// [`json_body`], where an empty body means every field's default.
+pub(crate) async fn json_body_or_default<T: serde::de::DeserializeOwned + Default>(
+    body: axum::body::Body,
+    limit: usize,
+) -> Result<T, ApiError> {
+    let bytes = read_body(body, limit, SMALL_BODY_TIMEOUT).await?;
+    if bytes.trim_ascii().is_empty() {
+        return Ok(T::default());
+    }
     serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))
 }

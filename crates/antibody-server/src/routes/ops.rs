@@ -19,7 +19,7 @@ pub async fn readyz(State(st): State<AppState>) -> Result<Json<Value>, ApiError>
         let why = st
             .pipeline
             .failure()
-            .unwrap_or("recovering or shutting down");
+            .unwrap_or_else(|| "recovering or shutting down".to_owned());
         return Err(ApiError::Unavailable(format!("not ready: {why}")));
     }
     Ok(Json(

@@ -75,6 +75,11 @@ impl TestServer {
         }
     }
 
+    /// The server process's id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// SIGKILL: no shutdown hook runs, exactly like a crash.
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {
