@@ -42,6 +42,14 @@ impl KeyCache {
     }
 }
 
+/// The key in an `Authorization` value. The scheme is case-insensitive (RFC 9110 §11.1).
+fn bearer_secret(value: &str) -> Option<&str> {
+    let (scheme, secret) = value.trim_start().split_once(' ')?;
+    let secret = secret.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !secret.is_empty() && secret.len() <= 256)
+        .then_some(secret)
+}
+
 /// The authenticated caller.
 #[derive(Clone, Debug)]
 pub struct Auth(pub KeyInfo);
@@ -73,12 +81,7 @@ impl FromRequestParts<AppState> for Auth {
             .get(axum::http::header::AUTHORIZATION)
             .ok_or(ApiError::Unauthorized)?;
         let value = header.to_str().map_err(|_| ApiError::Unauthorized)?;
-        let secret = value
-            .strip_prefix("Bearer ")
-            .or_else(|| value.strip_prefix("bearer "))
-            .map(str::trim)
-            .filter(|s| !s.is_empty() && s.len() <= 256)
-            .ok_or(ApiError::Unauthorized)?;
+        let secret = bearer_secret(value).ok_or(ApiError::Unauthorized)?;
         if let Some(info) = state.keys.get(secret) {
             return Ok(Auth(info));
         }
@@ -90,5 +93,21 @@ impl FromRequestParts<AppState> for Auth {
         let info = found.ok_or(ApiError::Unauthorized)?;
         state.keys.put(secret, &info);
         Ok(Auth(info))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bearer_secret;
+
+    #[test]
+    fn the_scheme_is_case_insensitive() {
+        for v in ["Bearer k1", "bearer k1", "BEARER k1", "BeArEr   k1 ", " Bearer k1"] {
+            assert_eq!(bearer_secret(v), Some("k1"), "{v:?}");
+        }
+        for v in ["Basic k1", "Bearer", "Bearer ", "Bearerk1", "", "k1"] {
+            assert_eq!(bearer_secret(v), None, "{v:?}");
+        }
+        assert_eq!(bearer_secret(&format!("Bearer {}", "x".repeat(257))), None);
     }
 }
