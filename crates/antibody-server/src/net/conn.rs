@@ -40,6 +40,8 @@ pub(crate) struct ConnState {
     in_flight: AtomicU32,
     /// Set once the connection is closing (lingering has its own deadline).
     closing: std::sync::atomic::AtomicBool,
+    /// Wakes the watchdog when a head starts (its deadline is sooner than the idle one).
+    head_started: tokio::sync::Notify,
 }
 
 impl ConnState {
@@ -50,6 +52,7 @@ impl ConnState {
             head_since: AtomicU64::new(NONE),
             in_flight: AtomicU32::new(0),
             closing: Default::default(),
+            head_started: tokio::sync::Notify::new(),
         })
     }
 
@@ -62,9 +65,13 @@ impl ConnState {
         self.last_io.store(now, Relaxed);
         if self.in_flight.load(Relaxed) == 0 {
             // Only the first byte of a head starts its clock.
-            let _ = self
+            if self
                 .head_since
-                .compare_exchange(NONE, now, Relaxed, Relaxed);
+                .compare_exchange(NONE, now, Relaxed, Relaxed)
+                .is_ok()
+            {
+                self.head_started.notify_one();
+            }
         }
     }
 
@@ -106,7 +113,12 @@ impl ConnState {
         loop {
             match self.check(self.now(), limits) {
                 Ok(why) => return why,
-                Err(wait) => tokio::time::sleep(wait).await,
+                Err(wait) => {
+                    tokio::select! {
+                        () = tokio::time::sleep(wait) => {}
+                        () = self.head_started.notified() => {}
+                    }
+                }
             }
         }
     }

@@ -75,6 +75,11 @@ impl TestServer {
         }
     }
 
+    /// The server's process id (for signals).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
     /// SIGKILL: no shutdown hook runs, exactly like a crash.
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {
