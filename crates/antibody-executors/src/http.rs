@@ -70,9 +70,7 @@ impl Endpoint {
         Ok(Self {
             tls,
             host: host.to_owned(),
-            port: authority
-                .port_u16()
-                .unwrap_or(if tls { 443 } else { 80 }),
+            port: authority.port_u16().unwrap_or(if tls { 443 } else { 80 }),
             authority: authority.as_str().to_owned(),
             path: uri
                 .path_and_query()
@@ -367,8 +365,14 @@ mod tests {
         assert_eq!((v6.host.as_str(), v6.port), ("::1", 80));
         assert_eq!(Endpoint::parse("http://example.com").unwrap().path, "/");
         let tls = Endpoint::parse("https://x/").unwrap();
-        assert_eq!((tls.tls, tls.port, tls.url()), (true, 443, "https://x/".into()));
-        assert_eq!(Endpoint::parse("https://x:8443/a").unwrap().origin(), "https://x:8443");
+        assert_eq!(
+            (tls.tls, tls.port, tls.url()),
+            (true, 443, "https://x/".into())
+        );
+        assert_eq!(
+            Endpoint::parse("https://x:8443/a").unwrap().origin(),
+            "https://x:8443"
+        );
         assert_eq!(
             Endpoint::parse("ftp://x/"),
             Err(UrlError::Scheme("ftp".into()))
@@ -492,12 +496,17 @@ mod tests {
         let endpoint = Endpoint::parse(&server.url("/hook")).unwrap();
         assert!(endpoint.url().starts_with("https://localhost:"));
         let trusted = HttpClient::new(Some(&bundle)).unwrap();
-        let got = rt.block_on(trusted.post_json(&endpoint, Bytes::from_static(b"{}"), &[], policy(0)));
+        let got =
+            rt.block_on(trusted.post_json(&endpoint, Bytes::from_static(b"{}"), &[], policy(0)));
         assert!(got.ok, "{got:?}");
         assert_eq!(server.requests()[0].body, b"{}");
         let got = rt.block_on(client().post_json(&endpoint, Bytes::new(), &[], policy(0)));
         assert!(!got.ok);
-        assert!(got.last.starts_with("TLS with https://localhost"), "{}", got.last);
+        assert!(
+            got.last.starts_with("TLS with https://localhost"),
+            "{}",
+            got.last
+        );
         assert_eq!(server.requests().len(), 1);
     }
 

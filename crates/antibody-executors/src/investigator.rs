@@ -278,7 +278,8 @@ impl Investigator {
         let limit = self.cfg.max_reply_bytes;
         let exchanged = tokio::time::timeout(
             self.cfg.timeout,
-            self.http.exchange(&self.cfg.endpoint, body, &headers, limit),
+            self.http
+                .exchange(&self.cfg.endpoint, body, &headers, limit),
         )
         .await
         .map_err(|_| AskError::Timeout(self.cfg.timeout.as_millis()))?;

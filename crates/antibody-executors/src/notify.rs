@@ -231,7 +231,12 @@ mod tests {
             Some(UrlSource::Secret(SecretRef::Env("SLACK".into()))),
             NotifyFormat::Slack,
         );
-        let exec = NotifyExecutor::new(cfg, rt.handle().clone(), crate::testkit::http_client(), secrets);
+        let exec = NotifyExecutor::new(
+            cfg,
+            rt.handle().clone(),
+            crate::testkit::http_client(),
+            secrets,
+        );
         let r = execute(&exec, req(Params::new()));
         assert!(r.ok, "{r:?}");
         assert!(
@@ -261,8 +266,12 @@ mod tests {
             "secops".into(),
             UrlSource::Url(Endpoint::parse(&server.url("/secops")).unwrap()),
         );
-        let exec =
-            NotifyExecutor::new(cfg, rt.handle().clone(), crate::testkit::http_client(), Arc::new(UrlSecret(String::new())));
+        let exec = NotifyExecutor::new(
+            cfg,
+            rt.handle().clone(),
+            crate::testkit::http_client(),
+            Arc::new(UrlSecret(String::new())),
+        );
         let params = Params::from([
             ("channel".to_owned(), ParamValue::Str("secops".into())),
             ("message".to_owned(), ParamValue::Str("look".into())),

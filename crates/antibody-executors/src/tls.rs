@@ -114,10 +114,9 @@ pub(crate) mod testing {
         ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
         let ca_cert = ca.self_signed(&ca_key).unwrap();
         let key = rcgen::KeyPair::generate().unwrap();
-        let params = rcgen::CertificateParams::new(
-            names.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
-        )
-        .unwrap();
+        let params =
+            rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .unwrap();
         let cert = params.signed_by(&key, &ca_cert, &ca_key).unwrap();
         TestPki {
             ca_pem: ca_cert.pem(),
@@ -143,9 +142,15 @@ mod tests {
         assert!(load_key(&key).is_ok());
         // Swapped files: each error names the file and what is missing.
         let e = load_certs(&key).unwrap_err().to_string();
-        assert!(e.contains("key.pem") && e.contains("no PEM certificate"), "{e}");
+        assert!(
+            e.contains("key.pem") && e.contains("no PEM certificate"),
+            "{e}"
+        );
         let e = load_key(&cert).unwrap_err().to_string();
-        assert!(e.contains("cert.pem") && e.contains("no PEM private key"), "{e}");
+        assert!(
+            e.contains("cert.pem") && e.contains("no PEM private key"),
+            "{e}"
+        );
         let e = load_certs(&dir.path().join("missing.pem")).unwrap_err();
         assert!(matches!(e, TlsError::Read { .. }), "{e}");
     }

@@ -102,12 +102,39 @@ mod tests {
 
     #[test]
     fn the_scheme_is_case_insensitive() {
-        for v in ["Bearer k1", "bearer k1", "BEARER k1", "BeArEr   k1 ", " Bearer k1"] {
+        for v in [
+            "Bearer k1",
+            "bearer k1",
+            "BEARER k1",
+            "BeArEr   k1 ",
+            " Bearer k1",
+        ] {
             assert_eq!(bearer_secret(v), Some("k1"), "{v:?}");
         }
         for v in ["Basic k1", "Bearer", "Bearer ", "Bearerk1", "", "k1"] {
             assert_eq!(bearer_secret(v), None, "{v:?}");
         }
         assert_eq!(bearer_secret(&format!("Bearer {}", "x".repeat(257))), None);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_value_parses_without_panic(v in ".{0,300}") {
+            let _ = bearer_secret(&v);
+        }
+
+        #[test]
+        fn any_casing_of_the_scheme_finds_the_key(
+            mask in proptest::collection::vec(proptest::bool::ANY, 6),
+            key in "[A-Za-z0-9_]{1,64}",
+        ) {
+            let scheme: String = "bearer"
+                .chars()
+                .zip(mask)
+                .map(|(c, up)| if up { c.to_ascii_uppercase() } else { c })
+                .collect();
+            let value = format!("{scheme} {key}");
+            proptest::prop_assert_eq!(bearer_secret(&value), Some(key.as_str()));
+        }
     }
 }

@@ -251,7 +251,10 @@ mod tests {
         let mut text = m.render();
         assert!(text.contains("antibody_events_accepted_total 3"));
         assert!(text.contains("antibody_findings_total 3\n"));
-        assert!(!text.contains("sqli") && !text.contains("their_own_rule"), "{text}");
+        assert!(
+            !text.contains("sqli") && !text.contains("their_own_rule"),
+            "{text}"
+        );
         m.render_findings(&mut text, |t| *t == a);
         assert!(text.contains("antibody_tenant_findings_total{tenant=\"a\",kind=\"sqli\"} 2"));
         assert!(!text.contains("their_own_rule"), "{text}");

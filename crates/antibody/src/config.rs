@@ -212,7 +212,11 @@ fn apply_limits(cfg: &mut ServerConfig, l: &LimitsFile) -> Result<()> {
         cfg.pipeline.max_queued_events = q.max(1);
     }
     let net = &mut cfg.net;
-    set(&mut net.max_connections, l.max_connections, "max_connections")?;
+    set(
+        &mut net.max_connections,
+        l.max_connections,
+        "max_connections",
+    )?;
     set(
         &mut net.max_connections_per_ip,
         l.max_connections_per_ip,
@@ -271,7 +275,9 @@ fn tls_files(file: &TlsFile, flags: TlsFile) -> Result<Option<antibody_server::n
             client_ca,
         })),
         (None, None) if client_ca.is_none() => Ok(None),
-        (None, None) => bail!("--tls-client-ca needs --tls-cert and --tls-key (the server's own certificate)"),
+        (None, None) => {
+            bail!("--tls-client-ca needs --tls-cert and --tls-key (the server's own certificate)")
+        }
         (Some(_), None) => bail!("--tls-cert needs --tls-key (the certificate's private key)"),
         (None, Some(_)) => bail!("--tls-key needs --tls-cert (the certificate it belongs to)"),
     }

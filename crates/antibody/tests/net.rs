@@ -42,7 +42,9 @@ fn json_error(response: &str) -> (u16, String) {
     let body = response.split("\r\n\r\n").nth(1).unwrap_or("");
     let v: serde_json::Value =
         serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {response:?}"));
-    assert!(v["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
+    assert!(v["error"]["message"]
+        .as_str()
+        .is_some_and(|m| !m.is_empty()));
     (status, v["error"]["code"].as_str().unwrap().to_owned())
 }
 
@@ -90,7 +92,8 @@ fn slow_heads_and_idle_connections_are_closed() {
     assert!(took < Duration::from_millis(1200), "closed after {took:?}");
     // A socket that never sends: closed after the idle timeout.
     let mut idle = TcpStream::connect(s.addr).unwrap();
-    idle.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    idle.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     let t = Instant::now();
     assert_eq!(idle.read(&mut buf).unwrap_or(0), 0);
     let took = t.elapsed();
@@ -113,7 +116,9 @@ fn slow_heads_and_idle_connections_are_closed() {
 #[test]
 fn connection_caps_answer_in_json_and_free_their_slot() {
     let (s, _tmp) = start_with("[limits]\nmax_connections = 4\nmax_connections_per_ip = 3\n");
-    let held: Vec<TcpStream> = (0..3).map(|_| TcpStream::connect(s.addr).unwrap()).collect();
+    let held: Vec<TcpStream> = (0..3)
+        .map(|_| TcpStream::connect(s.addr).unwrap())
+        .collect();
     // Every address here is 127.0.0.1, so the per-address cap is met first.
     let refused = raw(&s, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_eq!(json_error(&refused), (429, "too_many_connections".into()));
@@ -126,7 +131,9 @@ fn connection_caps_answer_in_json_and_free_their_slot() {
 #[test]
 fn the_global_connection_cap_answers_503() {
     let (s, _tmp) = start_with("[limits]\nmax_connections = 2\n");
-    let held: Vec<TcpStream> = (0..2).map(|_| TcpStream::connect(s.addr).unwrap()).collect();
+    let held: Vec<TcpStream> = (0..2)
+        .map(|_| TcpStream::connect(s.addr).unwrap())
+        .collect();
     let refused = raw(&s, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_eq!(json_error(&refused), (503, "server_busy".into()));
     drop(held);
@@ -253,7 +260,13 @@ fn the_bearer_scheme_is_case_insensitive() {
     let s = TestServer::start();
     for scheme in ["Bearer", "bearer", "BEARER", "bEaReR"] {
         let auth = format!("{scheme} {ADMIN_KEY}");
-        let r = s.request("GET", "/v1/findings", None, &[("Authorization", &auth)], b"");
+        let r = s.request(
+            "GET",
+            "/v1/findings",
+            None,
+            &[("Authorization", &auth)],
+            b"",
+        );
         assert_eq!(r.status, 200, "{scheme}: {}", r.text());
     }
     let r = s.request(
@@ -290,8 +303,13 @@ fn ingest_key(s: &TestServer, admin: &str) -> String {
 fn settle(mut socks: Vec<TcpStream>, n: usize) -> Vec<TcpStream> {
     let mut answered = vec![false; socks.len()];
     common::eventually(Duration::from_secs(20), || {
-        for (sock, done) in socks.iter_mut().zip(answered.iter_mut()).filter(|(_, d)| !**d) {
-            sock.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+        for (sock, done) in socks
+            .iter_mut()
+            .zip(answered.iter_mut())
+            .filter(|(_, d)| !**d)
+        {
+            sock.set_read_timeout(Some(Duration::from_millis(20)))
+                .unwrap();
             let mut buf = [0u8; 512];
             if let Ok(k) = sock.read(&mut buf) {
                 let text = String::from_utf8_lossy(&buf[..k]);

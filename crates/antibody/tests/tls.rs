@@ -36,7 +36,10 @@ impl Ca {
             .unwrap()
             .signed_by(&key, &self.cert, &self.key)
             .unwrap();
-        let (c, k) = (dir.join(format!("{stem}.crt")), dir.join(format!("{stem}.key")));
+        let (c, k) = (
+            dir.join(format!("{stem}.crt")),
+            dir.join(format!("{stem}.key")),
+        );
         std::fs::write(&c, cert.pem()).unwrap();
         std::fs::write(&k, key.serialize_pem()).unwrap();
         (c, k)
@@ -52,11 +55,10 @@ impl Ca {
 fn client(ca: &Ca, identity: Option<(&Path, &Path)>) -> Arc<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(ca.cert.der().clone()).unwrap();
-    let builder =
-        rustls::ClientConfig::builder_with_provider(antibody_executors::tls::provider())
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots);
+    let builder = rustls::ClientConfig::builder_with_provider(antibody_executors::tls::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
     Arc::new(match identity {
         None => builder.with_no_client_auth(),
         Some((cert, key)) => builder
@@ -188,7 +190,10 @@ fn unusable_tls_files_stop_the_start_with_the_file_named() {
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("server.crt") && err.contains("private key"), "{err}");
+    assert!(
+        err.contains("server.crt") && err.contains("private key"),
+        "{err}"
+    );
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_antibody"))
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(tmp.path().join("data"))

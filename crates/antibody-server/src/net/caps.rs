@@ -71,7 +71,10 @@ impl ConnCaps {
     }
 
     pub(crate) fn open(&self) -> usize {
-        self.open.lock().unwrap_or_else(PoisonError::into_inner).total
+        self.open
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .total
     }
 }
 
@@ -82,7 +85,11 @@ pub(crate) struct ConnPermit {
 
 impl Drop for ConnPermit {
     fn drop(&mut self) {
-        let mut open = self.caps.open.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut open = self
+            .caps
+            .open
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         open.total = open.total.saturating_sub(1);
         if let Some(n) = open.per_ip.get_mut(&self.ip) {
             *n -= 1;
@@ -113,6 +120,9 @@ mod tests {
         let _a3 = caps.try_acquire(a).unwrap();
         drop((_a2, _a3, _b1));
         assert_eq!(caps.open(), 0);
-        assert!(caps.open.lock().unwrap().per_ip.is_empty(), "no address stays counted");
+        assert!(
+            caps.open.lock().unwrap().per_ip.is_empty(),
+            "no address stays counted"
+        );
     }
 }

@@ -40,6 +40,8 @@ pub(crate) struct ConnState {
     in_flight: AtomicU32,
     /// Set once the connection is closing (lingering has its own deadline).
     closing: std::sync::atomic::AtomicBool,
+    /// The server is shutting down: close without lingering.
+    stopping: std::sync::atomic::AtomicBool,
     /// Wakes the watchdog when a head starts (its deadline is sooner than the idle one).
     head_started: tokio::sync::Notify,
 }
@@ -52,6 +54,7 @@ impl ConnState {
             head_since: AtomicU64::new(NONE),
             in_flight: AtomicU32::new(0),
             closing: Default::default(),
+            stopping: Default::default(),
             head_started: tokio::sync::Notify::new(),
         })
     }
@@ -79,6 +82,11 @@ impl ConnState {
         self.last_io.store(self.now(), Relaxed);
     }
 
+    /// The server is shutting down: a close need not wait for the client.
+    pub(crate) fn stop(&self) {
+        self.stopping.store(true, Relaxed);
+    }
+
     /// A request head was parsed: the request is in flight until the guard (held by its
     /// response body) drops.
     pub(crate) fn begin(self: &Arc<Self>) -> RequestGuard {
@@ -96,7 +104,10 @@ impl ConnState {
         }
         let head = self.head_since.load(Relaxed);
         let (deadline, why) = if head != NONE {
-            (head.saturating_add(ms(limits.header_timeout)), Expiry::HeaderTimeout)
+            (
+                head.saturating_add(ms(limits.header_timeout)),
+                Expiry::HeaderTimeout,
+            )
         } else {
             let last = self.last_io.load(Relaxed);
             (last.saturating_add(ms(limits.idle_timeout)), Expiry::Idle)
@@ -213,7 +224,8 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Watched<IO> {
             match &mut self.linger {
                 Linger::Open => {
                     self.state.closing.store(true, Relaxed);
-                    if ready!(Pin::new(&mut self.io).poll_shutdown(cx)).is_err() {
+                    let shut = ready!(Pin::new(&mut self.io).poll_shutdown(cx));
+                    if shut.is_err() || self.state.stopping.load(Relaxed) {
                         self.linger = Linger::Done;
                         continue;
                     }
@@ -334,7 +346,8 @@ mod tests {
 
     #[test]
     fn only_hypers_empty_error_answers_are_replaced() {
-        let canned = b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\ndate: x\r\n\r\n";
+        let canned =
+            b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\ndate: x\r\n\r\n";
         let json = String::from_utf8(json_for_canned(canned).unwrap()).unwrap();
         assert!(json.starts_with("HTTP/1.1 431 "), "{json}");
         assert!(json.contains("\"code\":\"headers_too_large\""), "{json}");
@@ -349,5 +362,27 @@ mod tests {
         let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n";
         assert!(json_for_canned(ok).is_none());
         assert!(json_for_canned(b"HTTP/1.1 4").is_none());
+    }
+
+    proptest::proptest! {
+        /// Whatever the application writes, the check never panics, and anything with a
+        /// body after the head is left alone.
+        #[test]
+        fn only_head_only_error_answers_are_touched(
+            status in proptest::sample::select(vec![200u16, 202, 400, 401, 413, 414, 431, 500]),
+            headers in "([a-z-]{1,12}: [ -~]{0,20}\r\n){0,4}",
+            body in proptest::collection::vec(proptest::num::u8::ANY, 1..64),
+        ) {
+            let mut buf = format!("HTTP/1.1 {status} X\r\ncontent-length: 0\r\n{headers}\r\n").into_bytes();
+            let head_only = json_for_canned(&buf);
+            proptest::prop_assert_eq!(head_only.is_some(), [400, 414, 431].contains(&status));
+            buf.extend_from_slice(&body);
+            proptest::prop_assert!(json_for_canned(&buf).is_none());
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..256)) {
+            let _ = json_for_canned(&bytes);
+        }
     }
 }

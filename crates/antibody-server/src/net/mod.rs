@@ -168,6 +168,7 @@ async fn http<IO>(
                 return;
             }
             _ = stop.wait_for(|s| *s), if !draining => {
+                state.stop();
                 conn.as_mut().graceful_shutdown();
                 draining = true;
             }

@@ -58,8 +58,9 @@ pub async fn apply(State(policy): State<Arc<HttpPolicy>>, req: Request, next: Ne
             Some(_) => preflight_ok(),
             None => ApiError::Invalid {
                 code: "origin_not_allowed",
-                message: "this origin is not on the server's CORS allow-list ([cors] allowed_origins)"
-                    .into(),
+                message:
+                    "this origin is not on the server's CORS allow-list ([cors] allowed_origins)"
+                        .into(),
             }
             .into_response(),
         };

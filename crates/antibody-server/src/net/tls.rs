@@ -117,7 +117,8 @@ impl TlsAcceptor {
 
     /// Reloads when a file's size or modification time changed since the last load.
     pub fn reload_if_changed(&self) -> Option<Result<(), TlsError>> {
-        let changed = *self.stamp.lock().unwrap_or_else(PoisonError::into_inner) != self.files.stamp();
+        let changed =
+            *self.stamp.lock().unwrap_or_else(PoisonError::into_inner) != self.files.stamp();
         changed.then(|| self.reload())
     }
 
@@ -182,7 +183,11 @@ mod tests {
         let before = acceptor.current.load_full();
         assert!(acceptor.reload_if_changed().is_none(), "nothing changed");
         std::fs::write(&files.cert, "half a file").unwrap();
-        let e = acceptor.reload_if_changed().unwrap().unwrap_err().to_string();
+        let e = acceptor
+            .reload_if_changed()
+            .unwrap()
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("cert.pem"), "{e}");
         assert!(Arc::ptr_eq(&before, &acceptor.current.load_full()));
         assert!(acceptor.reload_if_changed().is_none(), "reported once");
