@@ -405,7 +405,7 @@ mod tests {
         let err = parse(
             r#"
             [webhook]
-            url = "https://hooks.example.com/x"
+            url = "gopher://hooks.example.com/x"
             secret = "hunter2"
             timeout_ms = 0
             retries = 99
@@ -420,11 +420,11 @@ mod tests {
         )
         .unwrap_err();
         let want = [
-            "executors.webhook.url: https://",
+            "executors.webhook.url: only http:// and https://",
             "executors.webhook.secret: `hunter2` is not a secret reference",
             "executors.webhook.timeout_ms: must be 1–600000 ms, got 0",
             "executors.webhook.retries: at most 10, got 99",
-            "executors.notify.url: only http://",
+            "executors.notify.url: only http:// and https://",
             "executors.notify.format: `xml`",
             "executors.command.allow: `/usr/sbin/nft` must be a bare program name",
             "executors.block_ip.argv: program `nft` is neither",

@@ -140,6 +140,7 @@ impl WebhookSubject {
             exec: WebhookExecutor::new(
                 config,
                 rt.handle().clone(),
+                crate::testkit::http_client(),
                 Arc::new(TestSecrets),
                 Arc::new(FakeClock::new(0)),
             ),
@@ -209,7 +210,12 @@ impl NotifySubject {
             policy: quick_policy(),
         };
         Self {
-            exec: NotifyExecutor::new(config, rt.handle().clone(), Arc::new(TestSecrets)),
+            exec: NotifyExecutor::new(
+                config,
+                rt.handle().clone(),
+                crate::testkit::http_client(),
+                Arc::new(TestSecrets),
+            ),
             server,
         }
     }

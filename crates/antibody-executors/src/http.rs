@@ -1,9 +1,9 @@
-//! The HTTP sender behind `webhook` and `notify`: one JSON POST over a fresh HTTP/1.1
-//! connection (hyper over tokio), optionally signed with HMAC-SHA256 in
-//! `X-Antibody-Signature: sha256=<hex>`, bounded by a per-attempt timeout and retried with
-//! deterministic exponential backoff. 2xx is success; 408, 429, 5xx, connection errors and
-//! timeouts are retried; any other status fails at once. Plain `http://` only: this build
-//! carries no TLS stack, so `https://` targets go through a local TLS-terminating relay.
+//! The binary's one outbound HTTP client ([`HttpClient`]), behind `webhook`, `notify` and
+//! the investigator: one JSON POST over a fresh HTTP/1.1 connection (hyper over tokio;
+//! `https://` through rustls with the system roots plus an optional CA bundle), optionally
+//! signed with HMAC-SHA256 in `X-Antibody-Signature: sha256=<hex>`, bounded by a
+//! per-attempt timeout and retried with deterministic exponential backoff. 2xx is success;
+//! 408, 429, 5xx, connection errors and timeouts are retried; any other status fails at once.
 
 use bytes::Bytes;
 use hmac::{Hmac, Mac};
@@ -11,8 +11,12 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::header::{HeaderName, HeaderValue, CONTENT_TYPE, HOST, USER_AGENT};
 use hyper::{Request, Uri};
 use hyper_util::rt::TokioIo;
+use rustls::pki_types::ServerName;
 use sha2::Sha256;
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
 /// The header carrying the body's signature.
@@ -26,17 +30,16 @@ const RESPONSE_SNIPPET: usize = 256;
 pub enum UrlError {
     #[error("`{0}` is not a valid URL")]
     Invalid(String),
-    #[error("https:// is not supported by this build (no TLS stack); send through a local TLS-terminating relay")]
-    TlsUnsupported,
-    #[error("only http:// URLs are supported, got `{0}`")]
+    #[error("only http:// and https:// URLs are supported, got `{0}`")]
     Scheme(String),
     #[error("credentials in the URL are not accepted; use a signing secret")]
     Credentials,
 }
 
-/// A parsed `http://host[:port]/path` target.
+/// A parsed `http(s)://host[:port]/path` target.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Endpoint {
+    tls: bool,
     host: String,
     port: u16,
     authority: String,
@@ -47,12 +50,12 @@ impl Endpoint {
     pub fn parse(url: &str) -> Result<Self, UrlError> {
         let invalid = || UrlError::Invalid(url.to_owned());
         let uri: Uri = url.parse().map_err(|_| invalid())?;
-        match uri.scheme_str() {
-            Some("http") => {}
-            Some("https") => return Err(UrlError::TlsUnsupported),
+        let tls = match uri.scheme_str() {
+            Some("http") => false,
+            Some("https") => true,
             Some(other) => return Err(UrlError::Scheme(other.to_owned())),
             None => return Err(invalid()),
-        }
+        };
         let authority = uri.authority().ok_or_else(invalid)?;
         if authority.as_str().contains('@') {
             return Err(UrlError::Credentials);
@@ -65,8 +68,9 @@ impl Endpoint {
             return Err(invalid());
         }
         Ok(Self {
+            tls,
             host: host.to_owned(),
-            port: authority.port_u16().unwrap_or(80),
+            port: authority.port_u16().unwrap_or(if tls { 443 } else { 80 }),
             authority: authority.as_str().to_owned(),
             path: uri
                 .path_and_query()
@@ -76,13 +80,21 @@ impl Endpoint {
 
     /// The full URL.
     pub fn url(&self) -> String {
-        format!("http://{}{}", self.authority, self.path)
+        format!("{}://{}{}", self.scheme(), self.authority, self.path)
+    }
+
+    fn scheme(&self) -> &'static str {
+        if self.tls {
+            "https"
+        } else {
+            "http"
+        }
     }
 
     /// Scheme, host and port only: for URLs whose path is itself a credential (chat
     /// webhooks), so results and logs never carry it.
     pub fn origin(&self) -> String {
-        format!("http://{}", self.authority)
+        format!("{}://{}", self.scheme(), self.authority)
     }
 }
 
@@ -152,26 +164,96 @@ enum Attempt {
     Error(String),
 }
 
-/// POSTs `body` to `endpoint` under `policy`. `headers` are added as given.
-pub async fn post_json(
-    endpoint: &Endpoint,
-    body: Bytes,
-    headers: &[(HeaderName, HeaderValue)],
-    policy: RetryPolicy,
-) -> Delivered {
-    let mut attempts = 0;
-    loop {
-        attempts += 1;
-        let attempt = tokio::time::timeout(policy.timeout, once(endpoint, body.clone(), headers))
-            .await
-            .unwrap_or_else(|_| {
-                Attempt::Error(format!("timed out after {} ms", policy.timeout.as_millis()))
-            });
-        let (retryable, delivered) = judge(attempt, attempts);
-        if !retryable || attempts > policy.retries {
-            return delivered;
+/// The binary's one outbound HTTP client: built once at start (reading the trusted roots)
+/// and shared by every caller; cheap to clone.
+#[derive(Clone)]
+pub struct HttpClient {
+    tls: tokio_rustls::TlsConnector,
+}
+
+impl std::fmt::Debug for HttpClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HttpClient")
+    }
+}
+
+impl HttpClient {
+    /// Trusts the system roots plus `ca_bundle` for `https://`.
+    pub fn new(ca_bundle: Option<&Path>) -> Result<Self, crate::tls::TlsError> {
+        let roots = crate::tls::outbound_roots(ca_bundle)?;
+        let mut cfg = rustls::ClientConfig::builder_with_provider(crate::tls::provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| crate::tls::TlsError::Config(e.to_string()))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(Self {
+            tls: tokio_rustls::TlsConnector::from(Arc::new(cfg)),
+        })
+    }
+
+    /// POSTs `body` to `endpoint` under `policy`. `headers` are added as given.
+    pub async fn post_json(
+        &self,
+        endpoint: &Endpoint,
+        body: Bytes,
+        headers: &[(HeaderName, HeaderValue)],
+        policy: RetryPolicy,
+    ) -> Delivered {
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let attempt =
+                tokio::time::timeout(policy.timeout, self.once(endpoint, body.clone(), headers))
+                    .await
+                    .unwrap_or_else(|_| {
+                        Attempt::Error(format!("timed out after {} ms", policy.timeout.as_millis()))
+                    });
+            let (retryable, delivered) = judge(attempt, attempts);
+            if !retryable || attempts > policy.retries {
+                return delivered;
+            }
+            tokio::time::sleep(backoff_delay(policy.backoff, attempts - 1)).await;
         }
-        tokio::time::sleep(backoff_delay(policy.backoff, attempts - 1)).await;
+    }
+
+    async fn once(
+        &self,
+        endpoint: &Endpoint,
+        body: Bytes,
+        headers: &[(HeaderName, HeaderValue)],
+    ) -> Attempt {
+        match self.exchange(endpoint, body, headers, 64 * 1024).await {
+            Ok((status, response)) => {
+                Attempt::Status(status, response.map_or_else(String::new, |b| snippet(&b)))
+            }
+            Err(why) => Attempt::Error(why),
+        }
+    }
+
+    /// One POST; the response body is `None` when it exceeds `limit` bytes or cannot be
+    /// read.
+    pub async fn exchange(
+        &self,
+        endpoint: &Endpoint,
+        body: Bytes,
+        headers: &[(HeaderName, HeaderValue)],
+        limit: usize,
+    ) -> Result<(u16, Option<Bytes>), String> {
+        let stream = TcpStream::connect((endpoint.host.as_str(), endpoint.port))
+            .await
+            .map_err(|e| format!("cannot connect to {}: {e}", endpoint.origin()))?;
+        if !endpoint.tls {
+            return exchange_on(stream, endpoint, body, headers, limit).await;
+        }
+        let name = ServerName::try_from(endpoint.host.clone())
+            .map_err(|_| format!("`{}` is not a valid TLS server name", endpoint.host))?;
+        let stream = self
+            .tls
+            .connect(name, stream)
+            .await
+            .map_err(|e| format!("TLS with {} failed: {e}", endpoint.origin()))?;
+        exchange_on(stream, endpoint, body, headers, limit).await
     }
 }
 
@@ -208,25 +290,16 @@ fn judge(attempt: Attempt, attempts: u32) -> (bool, Delivered) {
     }
 }
 
-async fn once(endpoint: &Endpoint, body: Bytes, headers: &[(HeaderName, HeaderValue)]) -> Attempt {
-    match exchange(endpoint, body, headers, 64 * 1024).await {
-        Ok((status, response)) => {
-            Attempt::Status(status, response.map_or_else(String::new, |b| snippet(&b)))
-        }
-        Err(why) => Attempt::Error(why),
-    }
-}
-
-/// One POST; the response body is `None` when it exceeds `limit` bytes or cannot be read.
-pub(crate) async fn exchange(
+async fn exchange_on<S>(
+    stream: S,
     endpoint: &Endpoint,
     body: Bytes,
     headers: &[(HeaderName, HeaderValue)],
     limit: usize,
-) -> Result<(u16, Option<Bytes>), String> {
-    let stream = TcpStream::connect((endpoint.host.as_str(), endpoint.port))
-        .await
-        .map_err(|e| format!("cannot connect to {}: {e}", endpoint.origin()))?;
+) -> Result<(u16, Option<Bytes>), String>
+where
+    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|e| format!("HTTP handshake failed: {e}"))?;
@@ -266,6 +339,10 @@ mod tests {
     use crate::testkit::FakeServer;
     use proptest::prelude::*;
 
+    fn client() -> HttpClient {
+        crate::testkit::http_client()
+    }
+
     fn policy(retries: u32) -> RetryPolicy {
         RetryPolicy {
             timeout: Duration::from_millis(500),
@@ -275,7 +352,7 @@ mod tests {
     }
 
     #[test]
-    fn parses_http_urls_only() {
+    fn parses_http_and_https_urls() {
         let e = Endpoint::parse("http://127.0.0.1:9000/hook?x=1").unwrap();
         assert_eq!(
             (e.host.as_str(), e.port, e.path.as_str()),
@@ -287,7 +364,15 @@ mod tests {
         let v6 = Endpoint::parse("http://[::1]/").unwrap();
         assert_eq!((v6.host.as_str(), v6.port), ("::1", 80));
         assert_eq!(Endpoint::parse("http://example.com").unwrap().path, "/");
-        assert_eq!(Endpoint::parse("https://x/"), Err(UrlError::TlsUnsupported));
+        let tls = Endpoint::parse("https://x/").unwrap();
+        assert_eq!(
+            (tls.tls, tls.port, tls.url()),
+            (true, 443, "https://x/".into())
+        );
+        assert_eq!(
+            Endpoint::parse("https://x:8443/a").unwrap().origin(),
+            "https://x:8443"
+        );
         assert_eq!(
             Endpoint::parse("ftp://x/"),
             Err(UrlError::Scheme("ftp".into()))
@@ -335,7 +420,7 @@ mod tests {
             HeaderName::from_static(SIGNATURE_HEADER),
             HeaderValue::from_static("sha256=ab"),
         );
-        let got = rt.block_on(post_json(
+        let got = rt.block_on(client().post_json(
             &endpoint,
             Bytes::from_static(b"{}"),
             &[header],
@@ -357,14 +442,14 @@ mod tests {
         let server = FakeServer::start(&rt);
         let endpoint = Endpoint::parse(&server.url("/")).unwrap();
         server.fail_next(5, 404);
-        let got = rt.block_on(post_json(&endpoint, Bytes::new(), &[], policy(3)));
+        let got = rt.block_on(client().post_json(&endpoint, Bytes::new(), &[], policy(3)));
         assert_eq!((got.ok, got.attempts), (false, 1));
         assert_eq!(got.last, "HTTP 404 (not retried)");
         assert_eq!(got.response, "fake failure");
         server.fail_next(0, 200);
         for status in [408, 429] {
             server.fail_next(1, status);
-            let got = rt.block_on(post_json(&endpoint, Bytes::new(), &[], policy(3)));
+            let got = rt.block_on(client().post_json(&endpoint, Bytes::new(), &[], policy(3)));
             assert_eq!((got.ok, got.attempts), (true, 2), "{status}");
         }
     }
@@ -375,7 +460,7 @@ mod tests {
         let server = FakeServer::start(&rt);
         server.fail_next(10, 500);
         let endpoint = Endpoint::parse(&server.url("/")).unwrap();
-        let got = rt.block_on(post_json(&endpoint, Bytes::new(), &[], policy(2)));
+        let got = rt.block_on(client().post_json(&endpoint, Bytes::new(), &[], policy(2)));
         assert_eq!((got.ok, got.attempts, got.status), (false, 3, Some(500)));
         assert_eq!(server.requests().len(), 3);
     }
@@ -390,12 +475,39 @@ mod tests {
             timeout: Duration::from_millis(50),
             ..policy(1)
         };
-        let got = rt.block_on(post_json(&endpoint, Bytes::new(), &[], quick));
+        let got = rt.block_on(client().post_json(&endpoint, Bytes::new(), &[], quick));
         assert_eq!((got.ok, got.attempts), (true, 2), "{got:?}");
         let closed = Endpoint::parse(&crate::testkit::closed_port_url()).unwrap();
-        let got = rt.block_on(post_json(&closed, Bytes::new(), &[], policy(1)));
+        let got = rt.block_on(client().post_json(&closed, Bytes::new(), &[], policy(1)));
         assert_eq!((got.ok, got.attempts, got.status), (false, 2, None));
         assert!(got.last.starts_with("cannot connect"), "{}", got.last);
+    }
+
+    /// `https://` goes through rustls: a server whose certificate chains to the CA bundle is
+    /// reached; without the bundle the same server is refused (not silently trusted).
+    #[test]
+    fn https_trusts_the_ca_bundle_and_nothing_else() {
+        let rt = crate::testkit::runtime();
+        let pki = crate::tls::testing::pki(&["localhost"]);
+        let server = FakeServer::start_tls(&rt, &pki);
+        let dir = tempfile::tempdir().unwrap();
+        let bundle = dir.path().join("ca.pem");
+        std::fs::write(&bundle, &pki.ca_pem).unwrap();
+        let endpoint = Endpoint::parse(&server.url("/hook")).unwrap();
+        assert!(endpoint.url().starts_with("https://localhost:"));
+        let trusted = HttpClient::new(Some(&bundle)).unwrap();
+        let got =
+            rt.block_on(trusted.post_json(&endpoint, Bytes::from_static(b"{}"), &[], policy(0)));
+        assert!(got.ok, "{got:?}");
+        assert_eq!(server.requests()[0].body, b"{}");
+        let got = rt.block_on(client().post_json(&endpoint, Bytes::new(), &[], policy(0)));
+        assert!(!got.ok);
+        assert!(
+            got.last.starts_with("TLS with https://localhost"),
+            "{}",
+            got.last
+        );
+        assert_eq!(server.requests().len(), 1);
     }
 
     proptest! {

@@ -10,7 +10,7 @@
 //! validated into [`InvestigatorConfig`]; without `base_url` no model is asked and incidents
 //! get the deterministic template summary only.
 
-use crate::http::{exchange, Endpoint};
+use crate::http::{Endpoint, HttpClient};
 use crate::secret::{SecretRef, SecretSource};
 use antibody_respond::investigate::{Limits, Prompt};
 use bytes::Bytes;
@@ -227,14 +227,21 @@ pub enum AskError {
 /// The client. Cheap to share (`Arc`); each question runs on the runtime.
 pub struct Investigator {
     cfg: ClientConfig,
+    http: HttpClient,
     secrets: Arc<dyn SecretSource>,
     runtime: Handle,
 }
 
 impl Investigator {
-    pub fn new(cfg: ClientConfig, secrets: Arc<dyn SecretSource>, runtime: Handle) -> Self {
+    pub fn new(
+        cfg: ClientConfig,
+        http: HttpClient,
+        secrets: Arc<dyn SecretSource>,
+        runtime: Handle,
+    ) -> Self {
         Self {
             cfg,
+            http,
             secrets,
             runtime,
         }
@@ -271,7 +278,8 @@ impl Investigator {
         let limit = self.cfg.max_reply_bytes;
         let exchanged = tokio::time::timeout(
             self.cfg.timeout,
-            exchange(&self.cfg.endpoint, body, &headers, limit),
+            self.http
+                .exchange(&self.cfg.endpoint, body, &headers, limit),
         )
         .await
         .map_err(|_| AskError::Timeout(self.cfg.timeout.as_millis()))?;
@@ -401,6 +409,7 @@ mod tests {
         let cfg = InvestigatorConfig::try_from(cfg).unwrap();
         Arc::new(Investigator::new(
             cfg.client.unwrap(),
+            crate::testkit::http_client(),
             Arc::new(Keys),
             rt.handle().clone(),
         ))
@@ -433,7 +442,7 @@ mod tests {
         );
         assert_eq!(client.api_key, Some(SecretRef::Env("TEST_KEY".into())));
         let bad = RawInvestigatorConfig {
-            base_url: Some("https://api.example.com/v1".into()),
+            base_url: Some("gopher://api.example.com/v1".into()),
             api_key: Some("sk-inline-key".into()),
             timeout_ms: 0,
             max_steps: 0,

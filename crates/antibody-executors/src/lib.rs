@@ -4,7 +4,8 @@
 //! * `block_ip` runs a firewall command when one is configured. The block itself, like
 //!   `rate_limit`, `quarantine` and the other in-product effects, is served by antibody's
 //!   enforcement view (`antibody_respond::enforce`), not by an executor.
-//! * `webhook` and `notify` POST JSON (HMAC-signed, with timeout and retries).
+//! * `webhook` and `notify` POST JSON (HMAC-signed, with timeout and retries) through the
+//!   binary's one outbound [`HttpClient`] (HTTP or HTTPS).
 //! * `command` runs an argv template, never a shell; `signal` signals the asset's pid.
 //!
 //! Every executor honours dry runs (reports what it would do, changes nothing), remembers
@@ -28,6 +29,7 @@ pub mod runner;
 pub mod secret;
 pub mod signal;
 pub mod template;
+pub mod tls;
 pub mod webhook;
 
 #[cfg(test)]
@@ -39,6 +41,7 @@ pub use block_ip::{BlockIpExecutor, FirewallCommand};
 pub use command::{CommandConfig, CommandExecutor};
 pub use config::{ConfigError, ExecutorsConfig, RawExecutorsConfig};
 pub use drift::{Drift, DriftCheck};
+pub use http::HttpClient;
 pub use investigator::{
     AskError, AskPolicy, Investigator, InvestigatorConfig, InvestigatorConfigError,
     RawInvestigatorConfig,

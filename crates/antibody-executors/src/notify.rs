@@ -5,7 +5,7 @@
 //! only ever show its origin. A notification cannot be taken back, so undo does nothing.
 
 use crate::common::{self, is_dry_run};
-use crate::http::{Endpoint, RetryPolicy};
+use crate::http::{Endpoint, HttpClient, RetryPolicy};
 use crate::reply::Reply;
 use crate::secret::{SecretRef, SecretSource};
 use crate::webhook::{Outgoing, Poster};
@@ -47,8 +47,13 @@ pub struct NotifyExecutor {
 }
 
 impl NotifyExecutor {
-    pub fn new(config: NotifyConfig, runtime: Handle, secrets: Arc<dyn SecretSource>) -> Self {
-        let poster = Poster::new(runtime, secrets.clone(), config.policy);
+    pub fn new(
+        config: NotifyConfig,
+        runtime: Handle,
+        client: HttpClient,
+        secrets: Arc<dyn SecretSource>,
+    ) -> Self {
+        let poster = Poster::new(runtime, client, secrets.clone(), config.policy);
         Self {
             config,
             secrets,
@@ -226,7 +231,12 @@ mod tests {
             Some(UrlSource::Secret(SecretRef::Env("SLACK".into()))),
             NotifyFormat::Slack,
         );
-        let exec = NotifyExecutor::new(cfg, rt.handle().clone(), secrets);
+        let exec = NotifyExecutor::new(
+            cfg,
+            rt.handle().clone(),
+            crate::testkit::http_client(),
+            secrets,
+        );
         let r = execute(&exec, req(Params::new()));
         assert!(r.ok, "{r:?}");
         assert!(
@@ -256,8 +266,12 @@ mod tests {
             "secops".into(),
             UrlSource::Url(Endpoint::parse(&server.url("/secops")).unwrap()),
         );
-        let exec =
-            NotifyExecutor::new(cfg, rt.handle().clone(), Arc::new(UrlSecret(String::new())));
+        let exec = NotifyExecutor::new(
+            cfg,
+            rt.handle().clone(),
+            crate::testkit::http_client(),
+            Arc::new(UrlSecret(String::new())),
+        );
         let params = Params::from([
             ("channel".to_owned(), ParamValue::Str("secops".into())),
             ("message".to_owned(), ParamValue::Str("look".into())),

@@ -40,6 +40,8 @@ fn list(kinds: &[ActionKind]) -> String {
 pub struct Context {
     /// Where HTTP deliveries run.
     pub runtime: Handle,
+    /// The binary's one outbound HTTP client.
+    pub http: crate::http::HttpClient,
     pub clock: Arc<dyn Clock>,
     pub secrets: Arc<dyn SecretSource>,
 }
@@ -72,13 +74,19 @@ impl Registry {
             let e = WebhookExecutor::new(
                 webhook,
                 ctx.runtime.clone(),
+                ctx.http.clone(),
                 ctx.secrets.clone(),
                 clock.clone(),
             );
             r.add(Arc::new(e), None);
         }
         if let Some(notify) = config.notify {
-            let e = NotifyExecutor::new(notify, ctx.runtime.clone(), ctx.secrets.clone());
+            let e = NotifyExecutor::new(
+                notify,
+                ctx.runtime.clone(),
+                ctx.http.clone(),
+                ctx.secrets.clone(),
+            );
             r.add(Arc::new(e), None);
         }
         if let Some(command) = config.command {
@@ -153,6 +161,7 @@ mod tests {
 
     fn context(rt: &tokio::runtime::Runtime) -> Context {
         Context {
+            http: crate::testkit::http_client(),
             runtime: rt.handle().clone(),
             clock: Arc::new(FakeClock::new(0)),
             secrets: Arc::new(NoSecrets),

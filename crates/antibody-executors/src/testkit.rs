@@ -9,9 +9,17 @@ use std::net::SocketAddr;
 use std::process::{Child, Command};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
 use tokio::runtime::Runtime;
+
+/// One client per test process, as the binary has one.
+pub fn http_client() -> crate::http::HttpClient {
+    static CLIENT: std::sync::OnceLock<crate::http::HttpClient> = std::sync::OnceLock::new();
+    CLIENT
+        .get_or_init(|| crate::http::HttpClient::new(None).unwrap())
+        .clone()
+}
 
 pub fn runtime() -> Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -56,6 +64,7 @@ struct State {
 pub struct FakeServer {
     addr: SocketAddr,
     state: Arc<Mutex<State>>,
+    tls: bool,
 }
 
 impl FakeServer {
@@ -64,6 +73,7 @@ impl FakeServer {
         let server = Self {
             addr: listener.local_addr().unwrap(),
             state: Arc::default(),
+            tls: false,
         };
         let state = server.state.clone();
         rt.spawn(async move {
@@ -74,8 +84,46 @@ impl FakeServer {
         server
     }
 
+    /// The same receiver behind TLS with `pki`'s leaf certificate (named `localhost`).
+    pub fn start_tls(rt: &Runtime, pki: &crate::tls::testing::TestPki) -> Self {
+        use rustls::pki_types::pem::PemObject;
+        let certs = rustls::pki_types::CertificateDer::pem_slice_iter(pki.cert_pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(pki.key_pem.as_bytes()).unwrap();
+        let cfg = rustls::ServerConfig::builder_with_provider(crate::tls::provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+        let listener = rt.block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
+        let server = Self {
+            addr: listener.local_addr().unwrap(),
+            state: Arc::default(),
+            tls: true,
+        };
+        let state = server.state.clone();
+        rt.spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let (acceptor, state) = (acceptor.clone(), state.clone());
+                tokio::spawn(async move {
+                    if let Ok(tls) = acceptor.accept(stream).await {
+                        serve(tls, state).await;
+                    }
+                });
+            }
+        });
+        server
+    }
+
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
+        if self.tls {
+            format!("https://localhost:{}{path}", self.addr.port())
+        } else {
+            format!("http://{}{path}", self.addr)
+        }
     }
 
     /// The next `n` requests get `status`.
@@ -104,7 +152,7 @@ impl FakeServer {
     }
 }
 
-async fn serve(mut stream: TcpStream, state: Arc<Mutex<State>>) {
+async fn serve<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, state: Arc<Mutex<State>>) {
     let Some(recorded) = read_request(&mut stream).await else {
         return;
     };
@@ -132,9 +180,10 @@ async fn serve(mut stream: TcpStream, state: Arc<Mutex<State>>) {
         body.len()
     );
     let _ = stream.write_all(response.as_bytes()).await;
+    let _ = stream.shutdown().await;
 }
 
-async fn read_request(stream: &mut TcpStream) -> Option<Recorded> {
+async fn read_request<S: AsyncRead + Unpin>(stream: &mut S) -> Option<Recorded> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
     let head_end = loop {

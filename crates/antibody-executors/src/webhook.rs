@@ -5,7 +5,7 @@
 //! sending half `notify` shares.
 
 use crate::common::{self, claim, is_dry_run, op_word};
-use crate::http::{post_json, sign, Delivered, Endpoint, RetryPolicy, SIGNATURE_HEADER};
+use crate::http::{sign, Delivered, Endpoint, HttpClient, RetryPolicy, SIGNATURE_HEADER};
 use crate::ledger::Ledger;
 use crate::reply::Reply;
 use crate::secret::{SecretRef, SecretSource};
@@ -40,15 +40,22 @@ pub struct Outgoing {
 /// Sends [`Outgoing`] requests on the runtime and answers with the delivery's outcome.
 pub struct Poster {
     runtime: Handle,
+    client: HttpClient,
     secrets: Arc<dyn SecretSource>,
     policy: RetryPolicy,
     ledger: Arc<Ledger>,
 }
 
 impl Poster {
-    pub fn new(runtime: Handle, secrets: Arc<dyn SecretSource>, policy: RetryPolicy) -> Self {
+    pub fn new(
+        runtime: Handle,
+        client: HttpClient,
+        secrets: Arc<dyn SecretSource>,
+        policy: RetryPolicy,
+    ) -> Self {
         Self {
             runtime,
+            client,
             secrets,
             policy,
             ledger: Arc::default(),
@@ -85,9 +92,11 @@ impl Poster {
             Ok(headers) => headers,
             Err(e) => return common::finish(&self.ledger, &request, reply, ExecResult::failed(e)),
         };
-        let (ledger, policy) = (self.ledger.clone(), self.policy);
+        let (ledger, policy, client) = (self.ledger.clone(), self.policy, self.client.clone());
         self.runtime.spawn(async move {
-            let delivered = post_json(&out.endpoint, Bytes::from(out.body), &headers, policy).await;
+            let delivered = client
+                .post_json(&out.endpoint, Bytes::from(out.body), &headers, policy)
+                .await;
             let result = describe(&request, &out.shown, &delivered);
             common::finish(&ledger, &request, reply, result);
         });
@@ -151,10 +160,11 @@ impl WebhookExecutor {
     pub fn new(
         config: WebhookConfig,
         runtime: Handle,
+        client: HttpClient,
         secrets: Arc<dyn SecretSource>,
         clock: Arc<dyn Clock>,
     ) -> Self {
-        let poster = Poster::new(runtime, secrets, config.policy);
+        let poster = Poster::new(runtime, client, secrets, config.policy);
         Self {
             config,
             clock,
@@ -268,6 +278,7 @@ mod tests {
         WebhookExecutor::new(
             config,
             rt.handle().clone(),
+            crate::testkit::http_client(),
             Arc::new(OneSecret),
             Arc::new(FakeClock::new(7)),
         )

@@ -43,6 +43,14 @@ impl KeyCache {
     }
 }
 
+/// The key in an `Authorization` value. The scheme is case-insensitive (RFC 9110 §11.1).
+fn bearer_secret(value: &str) -> Option<&str> {
+    let (scheme, secret) = value.trim_start().split_once(' ')?;
+    let secret = secret.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !secret.is_empty() && secret.len() <= 256)
+        .then_some(secret)
+}
+
 /// The authenticated caller.
 #[derive(Clone, Debug)]
 pub struct Auth(pub KeyInfo);
@@ -85,12 +93,7 @@ impl FromRequestParts<AppState> for Auth {
             .get(axum::http::header::AUTHORIZATION)
             .ok_or(ApiError::Unauthorized)?;
         let value = header.to_str().map_err(|_| ApiError::Unauthorized)?;
-        let secret = value
-            .strip_prefix("Bearer ")
-            .or_else(|| value.strip_prefix("bearer "))
-            .map(str::trim)
-            .filter(|s| !s.is_empty() && s.len() <= 256)
-            .ok_or(ApiError::Unauthorized)?;
+        let secret = bearer_secret(value).ok_or(ApiError::Unauthorized)?;
         let now = state.clock.now_ms();
         if let Some(info) = state.keys.get(secret) {
             return usable(info, now);
@@ -109,5 +112,48 @@ impl FromRequestParts<AppState> for Auth {
         let info = found.ok_or(ApiError::UnknownKey)?;
         state.keys.put(secret, &info);
         usable(info, now)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bearer_secret;
+
+    #[test]
+    fn the_scheme_is_case_insensitive() {
+        for v in [
+            "Bearer k1",
+            "bearer k1",
+            "BEARER k1",
+            "BeArEr   k1 ",
+            " Bearer k1",
+        ] {
+            assert_eq!(bearer_secret(v), Some("k1"), "{v:?}");
+        }
+        for v in ["Basic k1", "Bearer", "Bearer ", "Bearerk1", "", "k1"] {
+            assert_eq!(bearer_secret(v), None, "{v:?}");
+        }
+        assert_eq!(bearer_secret(&format!("Bearer {}", "x".repeat(257))), None);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_value_parses_without_panic(v in ".{0,300}") {
+            let _ = bearer_secret(&v);
+        }
+
+        #[test]
+        fn any_casing_of_the_scheme_finds_the_key(
+            mask in proptest::collection::vec(proptest::bool::ANY, 6),
+            key in "[A-Za-z0-9_]{1,64}",
+        ) {
+            let scheme: String = "bearer"
+                .chars()
+                .zip(mask)
+                .map(|(c, up)| if up { c.to_ascii_uppercase() } else { c })
+                .collect();
+            let value = format!("{scheme} {key}");
+            proptest::prop_assert_eq!(bearer_secret(&value), Some(key.as_str()));
+        }
     }
 }

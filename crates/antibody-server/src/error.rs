@@ -41,8 +41,11 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
-    #[error("the ingest queue is full; retry after {retry_after_s} s")]
-    Overloaded { retry_after_s: u64 },
+    #[error("{why}; retry after {retry_after_s} s")]
+    Overloaded {
+        why: &'static str,
+        retry_after_s: u64,
+    },
     #[error("{0}")]
     Unavailable(String),
     #[error("internal error: {0}")]
@@ -68,13 +71,18 @@ pub const CODES: &[(&str, u16)] = &[
     ("request_timeout", 408),
     ("conflict", 409),
     ("duplicate_approver", 409),
+    ("origin_not_allowed", 403),
     ("payload_too_large", 413),
+    ("uri_too_long", 414),
+    ("headers_too_large", 431),
     ("too_many_events", 413),
     ("unsupported_encoding", 415),
     ("unsupported_media_type", 415),
+    ("too_many_connections", 429),
     ("overloaded", 429),
     ("internal", 500),
     ("unavailable", 503),
+    ("server_busy", 503),
     ("snapshot", 503),
 ];
 
@@ -144,7 +152,7 @@ impl IntoResponse for ApiError {
         let (status, code) = self.status_code();
         let body = json!({"error": {"code": code, "message": self.to_string()}});
         let mut resp = (status, axum::Json(body)).into_response();
-        if let Self::Overloaded { retry_after_s } = self {
+        if let Self::Overloaded { retry_after_s, .. } = self {
             if let Ok(v) = HeaderValue::from_str(&retry_after_s.to_string()) {
                 resp.headers_mut().insert(header::RETRY_AFTER, v);
             }

@@ -8,9 +8,11 @@ pub mod demo;
 mod durable_file;
 pub mod entities;
 pub mod error;
+pub mod fair;
 pub mod layers;
 pub mod metrics;
 pub mod models;
+pub mod net;
 pub mod openapi;
 pub mod pipeline;
 pub mod respond;
@@ -105,6 +107,8 @@ pub fn yaml_files(dir: &Path) -> Result<Vec<(PathBuf, String)>, ServerError> {
 
 /// How long open requests may run on after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// How often the TLS files are checked for a new certificate.
+const TLS_RELOAD_CHECK: Duration = Duration::from_secs(2);
 
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
@@ -122,8 +126,18 @@ pub struct ServerConfig {
     pub investigator: antibody_executors::RawInvestigatorConfig,
     /// Ingest requests read and parsed at once; more get 429 before their body is read.
     pub max_concurrent_ingest: usize,
-    /// Time allowed to receive one request body.
+    /// What one tenant and one key may hold of the ingest capacity.
+    pub fair: fair::Shares,
+    /// Time allowed to receive one ingest body (`[limits] body_timeout_ms`).
     pub body_timeout: Duration,
+    /// The API listener's connection caps and timeouts (`[limits]`).
+    pub net: net::NetLimits,
+    /// `[tls]`: the API listener's certificate; plain HTTP without.
+    pub tls: Option<net::TlsFiles>,
+    /// Roots trusted for outbound HTTPS on top of the system's (`[tls] ca_bundle`).
+    pub outbound_ca: Option<PathBuf>,
+    /// `[cors] allowed_origins`.
+    pub cors_origins: Vec<String>,
     /// Run the built-in fleet simulator (`--demo`).
     pub demo: bool,
     /// `[models]`: the model registry's limits and retraining.
@@ -143,7 +157,16 @@ impl ServerConfig {
             executors: antibody_executors::RawExecutorsConfig::default(),
             investigator: antibody_executors::RawInvestigatorConfig::default(),
             max_concurrent_ingest: 32,
-            body_timeout: Duration::from_secs(30),
+            fair: fair::Shares {
+                bodies_per_tenant: 16,
+                bodies_per_key: 8,
+                events_per_tenant: 1_000_000,
+            },
+            body_timeout: Duration::from_secs(10),
+            net: net::NetLimits::default(),
+            tls: None,
+            outbound_ca: None,
+            cors_origins: Vec::new(),
             demo: false,
             models: models::ModelsConfig::default(),
         }
@@ -155,6 +178,9 @@ pub struct Server {
     stop: tokio::sync::watch::Sender<bool>,
     tick_interval: Duration,
     demo: bool,
+    net: net::NetLimits,
+    tls: Option<Arc<net::TlsAcceptor>>,
+    http: antibody_executors::HttpClient,
     /// The bootstrap admin key when this start created it (to print once).
     pub new_admin_key: Option<String>,
     /// Released when the server is dropped, after the pipeline's final checkpoint.
@@ -208,11 +234,24 @@ impl Server {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
             ServerError::Config("the server must be opened inside a tokio runtime".into())
         })?;
-        let executors =
-            respond::Executors::from_config(cfg.executors.clone(), runtime.clone(), clock.clone())
-                .map_err(|e| ServerError::Config(e.to_string()))?
-                .with_investigator(cfg.investigator.clone(), runtime)
-                .map_err(|e| ServerError::Config(e.to_string()))?;
+        let tls = cfg
+            .tls
+            .clone()
+            .map(net::TlsAcceptor::load)
+            .transpose()
+            .map_err(|e| ServerError::Config(format!("[tls]: {e}")))?;
+        // The binary's one outbound HTTP client: every executor and the investigator share it.
+        let http = antibody_executors::HttpClient::new(cfg.outbound_ca.as_deref())
+            .map_err(|e| ServerError::Config(format!("[tls] ca_bundle: {e}")))?;
+        let executors = respond::Executors::from_config(
+            cfg.executors.clone(),
+            runtime.clone(),
+            http.clone(),
+            clock.clone(),
+        )
+        .map_err(|e| ServerError::Config(e.to_string()))?
+        .with_investigator(cfg.investigator.clone(), runtime, http.clone())
+        .map_err(|e| ServerError::Config(e.to_string()))?;
         let mut responder = respond::load_responder(
             &cfg.data_dir.join("snapshots").join("responder.snap"),
             responder_cfg,
@@ -253,14 +292,22 @@ impl Server {
             ingest_permits: Arc::new(tokio::sync::Semaphore::new(
                 cfg.max_concurrent_ingest.max(1),
             )),
+            fair: fair::Budgets::new(cfg.fair),
             body_timeout: cfg.body_timeout,
             models: Arc::new(models::ModelsState::new(cfg.models.clone())),
+            http: Arc::new(net::policy::HttpPolicy {
+                cors_origins: cfg.cors_origins.clone(),
+                tls: tls.is_some(),
+            }),
         };
         Ok(Server {
             stop: stop_tx,
             state,
             tick_interval: cfg.tick_interval,
             demo: cfg.demo,
+            net: cfg.net.clone(),
+            tls,
+            http,
             new_admin_key,
             _lock: lock,
         })
@@ -274,8 +321,18 @@ impl Server {
         &self.state
     }
 
-    /// Serves HTTP until `shutdown` resolves, then drains the pipeline and writes a final
-    /// checkpoint.
+    /// The API listener's TLS, for reloading on SIGHUP; `None` for plain HTTP.
+    pub fn tls(&self) -> Option<Arc<net::TlsAcceptor>> {
+        self.tls.clone()
+    }
+
+    /// The binary's one outbound HTTP client, for any other part that calls out.
+    pub fn http_client(&self) -> &antibody_executors::HttpClient {
+        &self.http
+    }
+
+    /// Serves HTTP (HTTPS with `[tls]`) until `shutdown` resolves, then drains the pipeline
+    /// and writes a final checkpoint.
     pub async fn serve(
         self,
         listener: tokio::net::TcpListener,
@@ -303,12 +360,15 @@ impl Server {
         let app = self.router();
         let stop = self.stop;
         let mut stopping = stop.subscribe();
+        // Checks the certificate files for changes (SIGHUP reloads at once).
+        let tls_watch = self.tls.as_ref().map(|t| t.watch(TLS_RELOAD_CHECK));
+        let server = net::serve(listener, app, self.net, self.tls, stop.subscribe());
         let signal = async move {
             shutdown.await;
-            // Ends the live streams, so graceful shutdown does not wait on them forever.
+            // Ends the live streams and starts the listener's graceful shutdown.
             let _ = stop.send(true);
+            std::future::pending::<()>().await
         };
-        let server = axum::serve(listener, app).with_graceful_shutdown(signal);
         // Requests in flight get a grace period; a client that never finishes does not
         // keep the pipeline from draining.
         let deadline = async move {
@@ -316,18 +376,21 @@ impl Server {
             tokio::time::sleep(SHUTDOWN_GRACE).await;
             tracing::warn!("shutdown grace period over; closing remaining connections");
         };
-        let result = tokio::select! {
-            r = server => r,
-            () = deadline => Ok(()),
-        };
+        tokio::select! {
+            () = server => {},
+            () = signal => {},
+            () = deadline => {},
+        }
         tick_task.abort();
+        if let Some(t) = tls_watch {
+            t.abort();
+        }
         if let Some(t) = demo_task {
             t.abort();
         }
         tokio::task::spawn_blocking(move || pipeline.shutdown())
             .await
-            .map_err(std::io::Error::other)?;
-        result
+            .map_err(std::io::Error::other)
     }
 }
 
@@ -336,9 +399,14 @@ pub fn router(state: AppState) -> Router {
     for ep in routes::endpoints() {
         r = r.route(ep.path, ep.route);
     }
+    let policy = state.http.clone();
     r.fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(
+            policy,
+            net::policy::apply,
+        ))
 }
 
 async fn not_found(uri: axum::http::Uri) -> error::ApiError {

@@ -1,6 +1,7 @@
 //! Prometheus metrics. Hand-rolled on atomics: the set is small and fixed, the hot path
 //! only does relaxed adds, and the exporter crates pull in a second HTTP stack.
 
+use antibody_core::TenantId;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -85,17 +86,36 @@ pub struct Metrics {
     pub store_write_latency: Histogram,
     /// From an incident update being stored to the action it caused being applied.
     pub action_latency: Histogram,
-    findings_by_kind: Mutex<BTreeMap<String, u64>>,
+    /// Per tenant and kind: shown only to a key that may see the tenant (kinds name a
+    /// tenant's own rules).
+    findings_by_kind: Mutex<BTreeMap<(TenantId, String), u64>>,
+    findings: AtomicU64,
 }
 
 impl Metrics {
-    pub fn count_finding(&self, kind: &str) {
+    pub fn count_finding(&self, tenant: &TenantId, kind: &str) {
+        self.findings.fetch_add(1, Relaxed);
         if let Ok(mut m) = self.findings_by_kind.lock() {
-            match m.get_mut(kind) {
+            match m.get_mut(&(tenant.clone(), kind.to_owned())) {
                 Some(n) => *n += 1,
                 None => {
-                    m.insert(kind.to_owned(), 1);
+                    m.insert((tenant.clone(), kind.to_owned()), 1);
                 }
+            }
+        }
+    }
+
+    /// Findings by tenant and kind, for the tenants `visible` admits.
+    pub fn render_findings(&self, out: &mut String, visible: impl Fn(&TenantId) -> bool) {
+        let _ = writeln!(out, "# HELP antibody_tenant_findings_total Findings by tenant and kind.\n# TYPE antibody_tenant_findings_total counter");
+        if let Ok(m) = self.findings_by_kind.lock() {
+            for ((tenant, kind), n) in m.iter().filter(|((t, _), _)| visible(t)) {
+                let _ = writeln!(
+                    out,
+                    "antibody_tenant_findings_total{{tenant=\"{}\",kind=\"{}\"}} {n}",
+                    escape_label(tenant.as_str()),
+                    escape_label(kind)
+                );
             }
         }
     }
@@ -170,16 +190,11 @@ impl Metrics {
                 v.load(Relaxed)
             );
         }
-        let _ = writeln!(out, "# HELP antibody_findings_total Findings by kind.\n# TYPE antibody_findings_total counter");
-        if let Ok(m) = self.findings_by_kind.lock() {
-            for (kind, n) in m.iter() {
-                let _ = writeln!(
-                    out,
-                    "antibody_findings_total{{kind=\"{}\"}} {n}",
-                    escape_label(kind)
-                );
-            }
-        }
+        let _ = writeln!(
+            out,
+            "# HELP antibody_findings_total Findings, all tenants (by tenant and kind: antibody_tenant_findings_total, with a key).\n# TYPE antibody_findings_total counter\nantibody_findings_total {}",
+            self.findings.load(Relaxed)
+        );
         self.detect_latency.render(
             &mut out,
             "antibody_detect_latency_seconds",
@@ -228,12 +243,21 @@ mod tests {
     fn renders_counters_and_histograms() {
         let m = Metrics::default();
         m.events_accepted.fetch_add(3, Relaxed);
-        m.count_finding("sqli");
-        m.count_finding("sqli");
+        let (a, b) = (TenantId::new("a"), TenantId::new("b"));
+        m.count_finding(&a, "sqli");
+        m.count_finding(&a, "sqli");
+        m.count_finding(&b, "their_own_rule");
         m.detect_latency.observe(Duration::from_micros(300));
-        let text = m.render();
+        let mut text = m.render();
         assert!(text.contains("antibody_events_accepted_total 3"));
-        assert!(text.contains("antibody_findings_total{kind=\"sqli\"} 2"));
+        assert!(text.contains("antibody_findings_total 3\n"));
+        assert!(
+            !text.contains("sqli") && !text.contains("their_own_rule"),
+            "{text}"
+        );
+        m.render_findings(&mut text, |t| *t == a);
+        assert!(text.contains("antibody_tenant_findings_total{tenant=\"a\",kind=\"sqli\"} 2"));
+        assert!(!text.contains("their_own_rule"), "{text}");
         assert!(text.contains("antibody_detect_latency_seconds_bucket{le=\"0.0005\"} 1"));
         assert!(text.contains("antibody_detect_latency_seconds_count 1"));
     }

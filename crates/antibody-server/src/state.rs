@@ -23,8 +23,12 @@ pub struct AppState {
     pub ingest_permits: Arc<tokio::sync::Semaphore>,
     /// Rules, playbooks and policies in force, global and per tenant.
     pub catalog: Arc<crate::layers::Catalog>,
+    /// What each tenant and key holds of the ingest capacity.
+    pub fair: Arc<crate::fair::Budgets>,
     pub body_timeout: std::time::Duration,
     pub models: Arc<crate::models::ModelsState>,
+    /// Security headers, CORS.
+    pub http: Arc<crate::net::policy::HttpPolicy>,
 }
 
 impl AppState {

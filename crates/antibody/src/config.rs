@@ -39,6 +39,28 @@ pub struct FileConfig {
     pub limits: LimitsFile,
     #[serde(default)]
     pub log: LogFile,
+    /// TLS of the API listener, and extra roots for outbound HTTPS.
+    #[serde(default)]
+    pub tls: TlsFile,
+    /// Origins whose browsers may call the API.
+    #[serde(default)]
+    pub cors: CorsFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFile {
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    pub client_ca: Option<PathBuf>,
+    pub ca_bundle: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CorsFile {
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -50,6 +72,15 @@ pub struct LimitsFile {
     pub max_fields: Option<usize>,
     pub max_depth: Option<usize>,
     pub max_queued_events: Option<u64>,
+    pub max_connections: Option<usize>,
+    pub max_connections_per_ip: Option<usize>,
+    pub header_timeout_ms: Option<u64>,
+    pub idle_timeout_ms: Option<u64>,
+    pub body_timeout_ms: Option<u64>,
+    pub max_ingest_bodies: Option<usize>,
+    pub max_ingest_bodies_per_tenant: Option<usize>,
+    pub max_ingest_bodies_per_key: Option<usize>,
+    pub max_queued_events_per_tenant: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -78,6 +109,10 @@ pub struct Overrides {
     pub data_dir: Option<PathBuf>,
     pub workers: Option<usize>,
     pub admin_key: Option<String>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub tls_client_ca: Option<PathBuf>,
+    pub tls_ca_bundle: Option<PathBuf>,
 }
 
 pub struct Resolved {
@@ -127,6 +162,17 @@ pub fn resolve(file: FileConfig, o: Overrides) -> Result<Resolved> {
         cfg.pipeline.drift_check_ticks = secs.max(1);
     }
     apply_limits(&mut cfg, &file.limits)?;
+    cfg.tls = tls_files(
+        &file.tls,
+        TlsFile {
+            cert: o.tls_cert,
+            key: o.tls_key,
+            client_ca: o.tls_client_ca,
+            ca_bundle: None,
+        },
+    )?;
+    cfg.outbound_ca = o.tls_ca_bundle.or(file.tls.ca_bundle);
+    cfg.cors_origins = cors_origins(file.cors.allowed_origins)?;
     let log = &file.log;
     if let Some(mb) = log.segment_mb {
         cfg.pipeline.log.segment_bytes = mb.max(1) << 20;
@@ -165,7 +211,91 @@ fn apply_limits(cfg: &mut ServerConfig, l: &LimitsFile) -> Result<()> {
     if let Some(q) = l.max_queued_events {
         cfg.pipeline.max_queued_events = q.max(1);
     }
+    let net = &mut cfg.net;
+    set(
+        &mut net.max_connections,
+        l.max_connections,
+        "max_connections",
+    )?;
+    set(
+        &mut net.max_connections_per_ip,
+        l.max_connections_per_ip,
+        "max_connections_per_ip",
+    )?;
+    let ms = |v: Option<u64>, name: &str| -> Result<Option<Duration>> {
+        match v {
+            Some(0) => bail!("limits.{name} must be positive"),
+            v => Ok(v.map(Duration::from_millis)),
+        }
+    };
+    if let Some(d) = ms(l.header_timeout_ms, "header_timeout_ms")? {
+        net.header_timeout = d;
+    }
+    if let Some(d) = ms(l.idle_timeout_ms, "idle_timeout_ms")? {
+        net.idle_timeout = d;
+    }
+    if let Some(d) = ms(l.body_timeout_ms, "body_timeout_ms")? {
+        cfg.body_timeout = d;
+    }
+    set(
+        &mut cfg.max_concurrent_ingest,
+        l.max_ingest_bodies,
+        "max_ingest_bodies",
+    )?;
+    let fair = &mut cfg.fair;
+    set(
+        &mut fair.bodies_per_tenant,
+        l.max_ingest_bodies_per_tenant,
+        "max_ingest_bodies_per_tenant",
+    )?;
+    set(
+        &mut fair.bodies_per_key,
+        l.max_ingest_bodies_per_key,
+        "max_ingest_bodies_per_key",
+    )?;
+    // By default one tenant may fill half the queue: the other half stays for the rest.
+    fair.events_per_tenant = match l.max_queued_events_per_tenant {
+        Some(0) => bail!("limits.max_queued_events_per_tenant must be positive"),
+        Some(n) => n,
+        None => (cfg.pipeline.max_queued_events / 2).max(1),
+    };
     Ok(())
+}
+
+/// `[tls]` under the flags: a certificate needs its key (and the reverse), and client
+/// certificates need a certificate of the server's own.
+fn tls_files(file: &TlsFile, flags: TlsFile) -> Result<Option<antibody_server::net::TlsFiles>> {
+    let cert = flags.cert.or(file.cert.clone());
+    let key = flags.key.or(file.key.clone());
+    let client_ca = flags.client_ca.or(file.client_ca.clone());
+    match (cert, key) {
+        (Some(cert), Some(key)) => Ok(Some(antibody_server::net::TlsFiles {
+            cert,
+            key,
+            client_ca,
+        })),
+        (None, None) if client_ca.is_none() => Ok(None),
+        (None, None) => {
+            bail!("--tls-client-ca needs --tls-cert and --tls-key (the server's own certificate)")
+        }
+        (Some(_), None) => bail!("--tls-cert needs --tls-key (the certificate's private key)"),
+        (None, Some(_)) => bail!("--tls-key needs --tls-cert (the certificate it belongs to)"),
+    }
+}
+
+/// Exact origins only (`https://host[:port]`): a wildcard would let any page use a key a
+/// browser holds.
+fn cors_origins(origins: Vec<String>) -> Result<Vec<String>> {
+    for o in &origins {
+        let rest = o
+            .strip_prefix("https://")
+            .or_else(|| o.strip_prefix("http://"));
+        let ok = rest.is_some_and(|r| !r.is_empty() && !r.contains(['/', '*', ' ']));
+        if !ok {
+            bail!("[cors] allowed_origins: `{o}` is not an origin such as https://console.example.com (no path, no wildcard)");
+        }
+    }
+    Ok(origins)
 }
 
 #[cfg(test)]
@@ -178,7 +308,52 @@ mod tests {
             data_dir: None,
             workers: None,
             admin_key: None,
+            tls_cert: None,
+            tls_key: None,
+            tls_client_ca: None,
+            tls_ca_bundle: None,
         }
+    }
+
+    #[test]
+    fn tls_limits_and_cors_resolve_and_validate() {
+        let file: FileConfig = toml::from_str(
+            "[tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\nca_bundle = \"ca.pem\"\n\
+             [limits]\nmax_connections = 50\nmax_connections_per_ip = 5\nheader_timeout_ms = 300\n\
+             idle_timeout_ms = 900\nbody_timeout_ms = 2000\nmax_queued_events = 1000\n\
+             [cors]\nallowed_origins = [\"https://console.example.com\"]\n",
+        )
+        .unwrap();
+        let r = resolve(
+            file,
+            Overrides {
+                tls_client_ca: Some("clients.pem".into()),
+                ..none()
+            },
+        )
+        .unwrap();
+        let tls = r.server.tls.unwrap();
+        assert_eq!(tls.cert, PathBuf::from("c.pem"));
+        assert_eq!(tls.client_ca, Some(PathBuf::from("clients.pem")));
+        assert_eq!(r.server.outbound_ca, Some(PathBuf::from("ca.pem")));
+        assert_eq!(r.server.net.max_connections_per_ip, 5);
+        assert_eq!(r.server.net.header_timeout, Duration::from_millis(300));
+        assert_eq!(r.server.net.idle_timeout, Duration::from_millis(900));
+        assert_eq!(r.server.body_timeout, Duration::from_secs(2));
+        assert_eq!(r.server.fair.events_per_tenant, 500);
+        assert_eq!(r.server.cors_origins, ["https://console.example.com"]);
+        let only_cert = Overrides {
+            tls_cert: Some("c.pem".into()),
+            ..none()
+        };
+        assert!(resolve(FileConfig::default(), only_cert).is_err());
+        for bad in ["*", "https://x.com/app", "console.example.com"] {
+            let file: FileConfig =
+                toml::from_str(&format!("[cors]\nallowed_origins = [\"{bad}\"]\n")).unwrap();
+            assert!(resolve(file, none()).is_err(), "{bad}");
+        }
+        let file: FileConfig = toml::from_str("[limits]\nidle_timeout_ms = 0\n").unwrap();
+        assert!(resolve(file, none()).is_err());
     }
 
     #[test]

@@ -93,6 +93,18 @@ struct ServeArgs {
     /// Log format: `human` or `json`.
     #[arg(long, env = "ANTIBODY_LOG_FORMAT", value_parser = ["human", "json"])]
     log_format: Option<String>,
+    /// Serve HTTPS with this PEM certificate chain (reloaded on change or SIGHUP).
+    #[arg(long, env = "ANTIBODY_TLS_CERT")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, env = "ANTIBODY_TLS_KEY")]
+    tls_key: Option<PathBuf>,
+    /// Require client certificates signed by these PEM CA certificates.
+    #[arg(long, env = "ANTIBODY_TLS_CLIENT_CA")]
+    tls_client_ca: Option<PathBuf>,
+    /// Also trust these PEM CA certificates for outbound HTTPS (webhook, notify, investigator).
+    #[arg(long, env = "ANTIBODY_TLS_CA_BUNDLE")]
+    tls_ca_bundle: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -219,9 +231,14 @@ fn serve(args: ServeArgs) -> Result<()> {
         data_dir: args.data_dir,
         workers: args.workers,
         admin_key: std::env::var("ANTIBODY_ADMIN_KEY").ok(),
+        tls_cert: args.tls_cert,
+        tls_key: args.tls_key,
+        tls_client_ca: args.tls_client_ca,
+        tls_ca_bundle: args.tls_ca_bundle,
     };
     let mut resolved = config::resolve(file, overrides)?;
     resolved.server.demo = args.demo.or(demo_in_file).unwrap_or(false);
+    fit_connections_to_descriptors(&mut resolved.server.net);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -242,13 +259,72 @@ fn serve(args: ServeArgs) -> Result<()> {
             .await
             .with_context(|| format!("cannot listen on {}; is another server running? pick another with --listen", resolved.listen))?;
         let addr = listener.local_addr()?;
+        if let Some(tls) = server.tls() {
+            tokio::spawn(reload_on_sighup(tls));
+        }
+        let scheme = if server.tls().is_some() { "https" } else { "http" };
         // A stable line scripts and tests wait for (the port may have been chosen by the OS).
-        eprintln!("antibody: listening on {addr}");
+        eprintln!("antibody: listening on {addr} ({scheme})");
         tracing::info!(%addr, data_dir = %data_dir.display(), "antibody is serving");
         server.serve(listener, shutdown_signal()).await?;
         tracing::info!("stopped cleanly");
         Ok(())
     })
+}
+
+/// SIGHUP reloads the TLS certificate and key (the files are also watched for changes).
+async fn reload_on_sighup(tls: Arc<antibody_server::net::TlsAcceptor>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            if let Err(e) = tls.reload() {
+                tracing::error!(error = %e, "SIGHUP: the TLS files cannot be used; the previous certificate stays in force");
+            }
+        }
+    }
+}
+
+/// Raises the open-file limit to its hard maximum and keeps the connection cap below it, with
+/// room for the log, the database and outbound calls: with every descriptor taken by
+/// sockets the log cannot open a segment.
+fn fit_connections_to_descriptors(net: &mut antibody_server::net::NetLimits) {
+    const RESERVED: usize = 256;
+    #[cfg(target_os = "linux")]
+    {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit/setrlimit read and write the one struct passed.
+        let available = unsafe {
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+                return;
+            }
+            if lim.rlim_cur < lim.rlim_max {
+                let raised = libc::rlimit {
+                    rlim_cur: lim.rlim_max,
+                    rlim_max: lim.rlim_max,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                    lim.rlim_cur = lim.rlim_max;
+                }
+            }
+            usize::try_from(lim.rlim_cur).unwrap_or(usize::MAX)
+        };
+        let room = available.saturating_sub(RESERVED).max(1);
+        if net.max_connections > room {
+            tracing::warn!(
+                configured = net.max_connections,
+                allowed = room,
+                "limits.max_connections is above what the open-file limit leaves room for; lowered"
+            );
+            net.max_connections = room;
+        }
+    }
 }
 
 async fn shutdown_signal() {

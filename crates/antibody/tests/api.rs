@@ -327,11 +327,19 @@ fn operational_endpoints() {
         "antibody_events_accepted_total 21",
         "antibody_log_bytes",
         "antibody_queue_depth_events",
-        "antibody_findings_total{kind=\"token_spike\"}",
+        "antibody_findings_total ",
         "antibody_detect_latency_seconds_count",
     ] {
         assert!(m.contains(needle), "metrics lack {needle}:\n{m}");
     }
+    // Anonymous: nothing that names a tenant or its kinds of findings (kinds name a
+    // tenant's own rules).
+    assert!(!m.contains("tenant=") && !m.contains("kind="), "{m}");
+    let keyed = s.get("/metrics", ADMIN_KEY).text();
+    assert!(
+        keyed.contains("antibody_tenant_findings_total{tenant=\"default\",kind=\"token_spike\"}"),
+        "{keyed}"
+    );
     let api = s.request("GET", "/openapi.json", None, &[], b"").json();
     assert_eq!(api["openapi"], "3.1.0");
     for path in [

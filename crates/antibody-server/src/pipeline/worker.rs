@@ -189,7 +189,7 @@ impl Worker {
             self.metrics.finding_visible_latency.observe(at.elapsed());
         }
         for f in findings.iter() {
-            self.metrics.count_finding(&f.kind);
+            self.metrics.count_finding(&f.tenant, &f.kind);
         }
         if self.stream.receiver_count() == 0 {
             return;

@@ -83,11 +83,13 @@ impl Executors {
     pub fn from_config(
         raw: antibody_executors::RawExecutorsConfig,
         runtime: tokio::runtime::Handle,
+        http: antibody_executors::HttpClient,
         clock: Arc<dyn antibody_core::Clock>,
     ) -> Result<Self, antibody_executors::ConfigError> {
         let config = antibody_executors::ExecutorsConfig::try_from(raw)?;
         let ctx = antibody_executors::Context {
             runtime,
+            http,
             clock,
             secrets: Arc::new(EnvOrFile),
         };
@@ -116,12 +118,14 @@ impl Executors {
         mut self,
         raw: antibody_executors::RawInvestigatorConfig,
         runtime: tokio::runtime::Handle,
+        http: antibody_executors::HttpClient,
     ) -> Result<Self, antibody_executors::InvestigatorConfigError> {
         let cfg = antibody_executors::InvestigatorConfig::try_from(raw)?;
         let client = cfg.client.map(|c| {
             tracing::info!(endpoint = ?c.endpoint, model = %c.model, "investigator configured");
             Arc::new(antibody_executors::Investigator::new(
                 c,
+                http.clone(),
                 Arc::new(EnvOrFile),
                 runtime,
             ))

@@ -14,6 +14,8 @@ use serde_json::{json, Value};
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
 
+const QUEUE_FULL: &str = "the ingest queue is full";
+
 /// Bodies above this size are parsed on the blocking pool so no async worker stalls.
 const INLINE_PARSE_BYTES: usize = 256 * 1024;
 
@@ -27,19 +29,28 @@ pub async fn post_events(
     let arrived = Instant::now();
     auth.require(Role::Ingest, "send events")?;
     // Refuse before reading a byte when the queue is full or too many bodies are in flight:
-    // the limits bound memory only if nothing is spent before they are checked.
-    let overloaded = || {
+    // the limits bound memory only if nothing is spent before they are checked. The
+    // tenant's and the key's shares come first, so one tenant's slow or heavy senders are
+    // refused before they can take the slots every tenant shares.
+    let overloaded = |why| {
         st.metrics.requests_overloaded.fetch_add(1, Relaxed);
-        ApiError::Overloaded { retry_after_s: 1 }
+        ApiError::Overloaded {
+            why,
+            retry_after_s: 1,
+        }
     };
     if st.pipeline.is_full() {
-        return Err(overloaded());
+        return Err(overloaded(QUEUE_FULL));
     }
+    let mut share = st
+        .fair
+        .admit(&auth.0.tenant, &auth.0.id)
+        .map_err(|over| overloaded(over.message()))?;
     let _permit = st
         .ingest_permits
         .clone()
         .try_acquire_owned()
-        .map_err(|_| overloaded())?;
+        .map_err(|_| overloaded("the server is reading as many ingest bodies as it may"))?;
     let limits = st.limits.clone();
     let raw = super::read_body(body, limits.max_body_bytes, st.body_timeout).await?;
     let encoding = header_str(&headers, header::CONTENT_ENCODING);
@@ -70,14 +81,14 @@ pub async fn post_events(
         .iter()
         .map(|r| json!({"index": r.index, "error": r.error}))
         .collect();
+    share
+        .reserve_events(parsed.events.len() as u64)
+        .map_err(|over| overloaded(over.message()))?;
     let rx = st
         .pipeline
         .submit(parsed.events, arrived)
         .map_err(|e| match e {
-            SubmitError::Overloaded => {
-                st.metrics.requests_overloaded.fetch_add(1, Relaxed);
-                ApiError::Overloaded { retry_after_s: 1 }
-            }
+            SubmitError::Overloaded => overloaded(QUEUE_FULL),
             SubmitError::Stopped => ApiError::Unavailable("the server is shutting down".into()),
         })?;
     let outcome = rx

@@ -27,8 +27,9 @@ pub async fn readyz(State(st): State<AppState>) -> Result<Json<Value>, ApiError>
     ))
 }
 
-/// Prometheus text. The service-wide series are open to any scraper; the per-model series
-/// name tenants and models, so they are shown only to a key that may see them: the bootstrap
+/// Prometheus text. The service-wide series are open to any scraper; the per-tenant series
+/// (findings by kind, models) name tenants, their rules and models, so they are shown only
+/// to a key that may see them: the bootstrap
 /// admin sees every tenant's, any other key its own tenant's, an anonymous scrape none
 /// (API.md: another tenant's objects are never revealed). A key that does not authenticate
 /// is refused rather than silently served less.
@@ -47,6 +48,8 @@ pub async fn metrics(
         .store(st.pipeline.queued_events(), Relaxed);
     let mut text = st.metrics.render();
     if let Some(key) = caller {
+        st.metrics
+            .render_findings(&mut text, |t| key.bootstrap || *t == key.tenant);
         if let Ok(mut stats) = st.pipeline.model_stats().await {
             if !key.bootstrap {
                 stats.retain(|(tenant, _), _| *tenant == key.tenant);

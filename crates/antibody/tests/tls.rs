@@ -1,0 +1,205 @@
+//! HTTPS on the API listener against the real binary: served with the certificate given by
+//! flags, reloaded on SIGHUP and on change without a restart, and client certificates
+//! required when a client CA is configured. Certificates are made per test (rcgen).
+
+mod common;
+
+use common::{TestServer, ADMIN_KEY};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+struct Ca {
+    cert: rcgen::Certificate,
+    key: rcgen::KeyPair,
+}
+
+impl Ca {
+    fn new() -> Ca {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        Ca {
+            cert: params.self_signed(&key).unwrap(),
+            key,
+        }
+    }
+
+    /// A leaf for `name`, written as `<stem>.crt` and `<stem>.key` in `dir`.
+    fn issue(&self, dir: &Path, stem: &str, name: &str) -> (PathBuf, PathBuf) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec![name.to_owned()])
+            .unwrap()
+            .signed_by(&key, &self.cert, &self.key)
+            .unwrap();
+        let (c, k) = (
+            dir.join(format!("{stem}.crt")),
+            dir.join(format!("{stem}.key")),
+        );
+        std::fs::write(&c, cert.pem()).unwrap();
+        std::fs::write(&k, key.serialize_pem()).unwrap();
+        (c, k)
+    }
+
+    fn write(&self, path: &Path) -> PathBuf {
+        std::fs::write(path, self.cert.pem()).unwrap();
+        path.to_owned()
+    }
+}
+
+/// A rustls client trusting `ca`, optionally presenting a client certificate.
+fn client(ca: &Ca, identity: Option<(&Path, &Path)>) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.cert.der().clone()).unwrap();
+    let builder = rustls::ClientConfig::builder_with_provider(antibody_executors::tls::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+    Arc::new(match identity {
+        None => builder.with_no_client_auth(),
+        Some((cert, key)) => builder
+            .with_client_auth_cert(
+                CertificateDer::pem_file_iter(cert)
+                    .unwrap()
+                    .collect::<Result<Vec<_>, _>>()
+                    .unwrap(),
+                PrivateKeyDer::from_pem_file(key).unwrap(),
+            )
+            .unwrap(),
+    })
+}
+
+/// GET `path` over HTTPS; the status, or the TLS/IO error.
+fn https_get(s: &TestServer, cfg: Arc<rustls::ClientConfig>, path: &str) -> Result<u16, String> {
+    let name = ServerName::try_from("localhost").unwrap();
+    let conn = rustls::ClientConnection::new(cfg, name).map_err(|e| e.to_string())?;
+    let tcp = TcpStream::connect(s.addr).map_err(|e| e.to_string())?;
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    let req = format!(
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {ADMIN_KEY}\r\nConnection: close\r\n\r\n"
+    );
+    tls.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    // A peer that closes without close_notify after a whole response is fine here.
+    let _ = tls.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out);
+    text.split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| format!("no HTTP response: {text:?}"))
+}
+
+fn start(dir: &Path, cert: &Path, key: &Path, extra: &[&str]) -> TestServer {
+    let mut args = vec![
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    TestServer::start_in(&dir.join("data"), &args)
+}
+
+#[test]
+fn https_is_served_and_the_certificate_reloads_without_a_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (first, second) = (Ca::new(), Ca::new());
+    let (cert, key) = first.issue(tmp.path(), "server", "localhost");
+    let s = start(tmp.path(), &cert, &key, &[]);
+    assert_eq!(https_get(&s, client(&first, None), "/v1/findings"), Ok(200));
+    // Plain HTTP on the TLS port gets no HTTP answer.
+    let mut plain = TcpStream::connect(s.addr).unwrap();
+    plain
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    plain
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = plain.read_to_end(&mut answer);
+    assert!(!answer.starts_with(b"HTTP/"), "{answer:?}");
+    // A new certificate from another CA: SIGHUP puts it in force at once.
+    let (new_cert, new_key) = second.issue(tmp.path(), "next", "localhost");
+    std::fs::copy(&new_cert, &cert).unwrap();
+    std::fs::copy(&new_key, &key).unwrap();
+    let pid = s.pid().expect("running").to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap()
+        .success());
+    common::eventually(Duration::from_secs(10), || {
+        https_get(&s, client(&second, None), "/healthz")
+            .ok()
+            .filter(|st| *st == 200)
+    });
+    assert!(https_get(&s, client(&first, None), "/healthz").is_err());
+    // Changed files are picked up without a signal too.
+    let (third_cert, third_key) = first.issue(tmp.path(), "third", "localhost");
+    std::fs::copy(&third_key, &key).unwrap();
+    std::fs::copy(&third_cert, &cert).unwrap();
+    common::eventually(Duration::from_secs(15), || {
+        https_get(&s, client(&first, None), "/healthz")
+            .ok()
+            .filter(|st| *st == 200)
+    });
+    // The process served all along: still the same one.
+    assert_eq!(s.pid().expect("running").to_string(), pid);
+}
+
+#[test]
+fn a_client_ca_requires_client_certificates() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (servers, clients) = (Ca::new(), Ca::new());
+    let (cert, key) = servers.issue(tmp.path(), "server", "localhost");
+    let client_ca = clients.write(&tmp.path().join("clients.pem"));
+    let s = start(
+        tmp.path(),
+        &cert,
+        &key,
+        &["--tls-client-ca", client_ca.to_str().unwrap()],
+    );
+    assert!(https_get(&s, client(&servers, None), "/healthz").is_err());
+    let (ccert, ckey) = clients.issue(tmp.path(), "agent", "agent-1");
+    assert_eq!(
+        https_get(&s, client(&servers, Some((&ccert, &ckey))), "/healthz"),
+        Ok(200)
+    );
+    // A certificate from a CA the server does not trust is refused.
+    let (other, okey) = servers.issue(tmp.path(), "stranger", "agent-2");
+    assert!(https_get(&s, client(&servers, Some((&other, &okey))), "/healthz").is_err());
+}
+
+#[test]
+fn unusable_tls_files_stop_the_start_with_the_file_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ca = Ca::new();
+    let (cert, _key) = ca.issue(tmp.path(), "server", "localhost");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_antibody"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(tmp.path().join("data"))
+        .args(["--tls-cert", cert.to_str().unwrap(), "--tls-key"])
+        .arg(&cert)
+        .env("ANTIBODY_ADMIN_KEY", ADMIN_KEY)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("server.crt") && err.contains("private key"),
+        "{err}"
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_antibody"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(tmp.path().join("data"))
+        .args(["--tls-cert", cert.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--tls-key"));
+}
