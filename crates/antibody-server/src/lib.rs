@@ -246,6 +246,7 @@ impl Server {
             )),
             body_timeout: cfg.body_timeout,
             models: Arc::new(models::ModelsState::new(cfg.models.clone())),
+            otlp_tasks: Arc::default(),
         };
         Ok(Server {
             stop: stop_tx,

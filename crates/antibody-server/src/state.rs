@@ -25,6 +25,8 @@ pub struct AppState {
     pub catalog: Arc<crate::layers::Catalog>,
     pub body_timeout: std::time::Duration,
     pub models: Arc<crate::models::ModelsState>,
+    /// OTLP spans of agent tasks that have not ended yet (`routes/otlp.rs`).
+    pub otlp_tasks: Arc<std::sync::Mutex<antibody_formats::otlp::TaskTable>>,
 }
 
 impl AppState {

@@ -258,7 +258,10 @@ mod tests {
     fn new_names_win_over_old_ones_in_any_order() {
         let old_first = [
             kv("gen_ai.system", Value::String("openai".into())),
-            kv("gen_ai.provider.name", Value::String("azure.ai.openai".into())),
+            kv(
+                "gen_ai.provider.name",
+                Value::String("azure.ai.openai".into()),
+            ),
             kv("gen_ai.usage.prompt_tokens", Value::Int(9)),
             kv("gen_ai.usage.input_tokens", Value::Int(10)),
             kv("gen_ai.usage.cache_creation_input_tokens", Value::Int(1)),

@@ -361,7 +361,10 @@ fn span_event(
     future(ts, ctx)?;
     let duration_ms = (span.start_time_unix_nano != 0 && span.end_time_unix_nano != 0)
         .then(|| (span.end_time_unix_nano - span.start_time_unix_nano) as f64 / 1e6);
-    let error = span.status.as_ref().is_some_and(|s| s.code == proto::STATUS_ERROR);
+    let error = span
+        .status
+        .as_ref()
+        .is_some_and(|s| s.code == proto::STATUS_ERROR);
     let trace_root = span.parent_span_id.is_empty();
     let op = call.effective_operation();
     let mut task = TaskSpan {
@@ -402,7 +405,11 @@ fn span_event(
         }
     }
     b.str("conversation", call.conversation.as_deref())?;
-    b.error(error, call, span.status.as_ref().map(|s| s.message.as_str()))?;
+    b.error(
+        error,
+        call,
+        span.status.as_ref().map(|s| s.message.as_str()),
+    )?;
     b.ids(&trace_id, &span_id);
     let id = format!("otlp:{}:{}", hex::encode(trace_id), hex::encode(span_id));
     Ok((Some(b.finish(ts, Some(id))), task))
@@ -490,12 +497,22 @@ fn ids(trace: &[u8], span: &[u8]) -> Result<([u8; 16], [u8; 8]), String> {
         .try_into()
         .ok()
         .filter(|t: &[u8; 16]| t.iter().any(|b| *b != 0))
-        .ok_or_else(|| format!("trace_id must be 16 bytes, not all zero; got {} bytes", trace.len()))?;
+        .ok_or_else(|| {
+            format!(
+                "trace_id must be 16 bytes (32 hex digits), not all zero; got {} bytes",
+                trace.len()
+            )
+        })?;
     let span: [u8; 8] = span
         .try_into()
         .ok()
         .filter(|s: &[u8; 8]| s.iter().any(|b| *b != 0))
-        .ok_or_else(|| format!("span_id must be 8 bytes, not all zero; got {} bytes", span.len()))?;
+        .ok_or_else(|| {
+            format!(
+                "span_id must be 8 bytes (16 hex digits), not all zero; got {} bytes",
+                span.len()
+            )
+        })?;
     Ok((trace, span))
 }
 
@@ -571,9 +588,13 @@ impl<'a> Builder<'a> {
         let Some(v) = v else { return Ok(()) };
         let max = self.ctx.limits.max_string_bytes;
         if v.len() > max {
-            return Err(format!("attr `{name}` is {} bytes; the limit is {max}", v.len()));
+            return Err(format!(
+                "attr `{name}` is {} bytes; the limit is {max}",
+                v.len()
+            ));
         }
-        self.attrs.push((name.to_owned(), AttrValue::Str(v.to_owned())));
+        self.attrs
+            .push((name.to_owned(), AttrValue::Str(v.to_owned())));
         Ok(())
     }
 
@@ -595,7 +616,8 @@ impl<'a> Builder<'a> {
         if let Some(system) = &call.system {
             let digest = sha2::Sha256::digest(system.as_bytes());
             let hash = hex::encode(&digest[..8]);
-            self.attrs.push(("prompt_hash".into(), AttrValue::Str(hash)));
+            self.attrs
+                .push(("prompt_hash".into(), AttrValue::Str(hash)));
         }
     }
 

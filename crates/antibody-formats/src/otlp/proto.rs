@@ -251,7 +251,8 @@ fn base64_bytes<E: de::Error>(s: &str) -> Result<Vec<u8>, E> {
 
 /// A trace or span id: hex (OTLP/JSON), else base64 (proto3 JSON `bytes`). Hex is tried first;
 /// the two cannot be confused at the valid lengths (16 and 32 hex digits against 12 and 24
-/// base64 characters).
+/// base64 characters). Text that is neither is kept as its bytes: the span's id check then
+/// refuses that span alone, not the whole export.
 fn id<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
     let s = String::deserialize(d)?;
     if s.len() % 2 == 0 && s.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -259,9 +260,7 @@ fn id<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
             return Ok(bytes);
         }
     }
-    base64_bytes(&s).map_err(|_: D::Error| {
-        de::Error::custom(format!("id `{}` is neither hex nor base64", shorten(&s)))
-    })
+    Ok(base64_bytes::<D::Error>(&s).unwrap_or_else(|_| s.into_bytes()))
 }
 
 fn shorten(s: &str) -> &str {
@@ -370,7 +369,12 @@ fn status_code<'de, D: Deserializer<'de>>(d: D) -> Result<i32, D::Error> {
                 "STATUS_CODE_UNSET" => 0,
                 "STATUS_CODE_OK" => 1,
                 "STATUS_CODE_ERROR" => STATUS_ERROR,
-                other => return Err(E::custom(format!("unknown status code `{}`", shorten(other)))),
+                other => {
+                    return Err(E::custom(format!(
+                        "unknown status code `{}`",
+                        shorten(other)
+                    )))
+                }
             })
         }
     }

@@ -310,7 +310,10 @@ fn vitals(
     if let Some(c) = &task.conversation {
         attrs.push(("conversation".to_owned(), s(c)));
     }
-    let root_span = root.map(|r| r.span_id).or(task.first_span).unwrap_or_default();
+    let root_span = root
+        .map(|r| r.span_id)
+        .or(task.first_span)
+        .unwrap_or_default();
     Event {
         tenant: tenant.clone(),
         ts: root.map_or(task.end_ms, |r| r.end_ms.max(task.end_ms)),

@@ -51,9 +51,15 @@ fn agent_task() -> Vec<Span> {
                 kv("gen_ai.response.model", s("gpt-4o-2024-08-06")),
                 kv("gen_ai.usage.input_tokens", proto::Value::Int(input)),
                 kv("gen_ai.usage.output_tokens", proto::Value::Int(output)),
-                kv("gen_ai.usage.cache_read.input_tokens", proto::Value::Int(40)),
+                kv(
+                    "gen_ai.usage.cache_read.input_tokens",
+                    proto::Value::Int(40),
+                ),
                 kv("gen_ai.usage.reasoning.output_tokens", proto::Value::Int(5)),
-                kv("gen_ai.response.time_to_first_chunk", proto::Value::Double(0.25)),
+                kv(
+                    "gen_ai.response.time_to_first_chunk",
+                    proto::Value::Double(0.25),
+                ),
                 kv("gen_ai.request.stream", proto::Value::Bool(true)),
                 kv("gen_ai.conversation.id", s("conv-1")),
                 kv("gen_ai.system_instructions", s("You are a research agent.")),
@@ -93,7 +99,14 @@ fn limits() -> Limits {
 
 fn map_pb(req: &ExportTraceServiceRequest) -> Mapped {
     let body = req.encode_to_vec();
-    map_traces(&body, Encoding::Protobuf, &TenantId::new("t"), NOW, &limits()).unwrap()
+    map_traces(
+        &body,
+        Encoding::Protobuf,
+        &TenantId::new("t"),
+        NOW,
+        &limits(),
+    )
+    .unwrap()
 }
 
 fn metric(ev: &Event, k: &str) -> Option<f64> {
@@ -108,9 +121,16 @@ fn attr(ev: &Event, k: &str) -> Option<String> {
 fn a_chat_span_becomes_an_llm_event_of_its_agent() {
     let out = map_pb(&request("svc", agent_task()));
     assert_eq!(out.rejected, 0);
-    assert_eq!(out.events.len(), 3, "two chats and a tool; the agent span is the task");
+    assert_eq!(
+        out.events.len(),
+        3,
+        "two chats and a tool; the agent span is the task"
+    );
     let chat = &out.events[0];
-    assert_eq!((chat.kind.as_str(), chat.entity.as_str()), ("llm", "agent:research-7"));
+    assert_eq!(
+        (chat.kind.as_str(), chat.entity.as_str()),
+        ("llm", "agent:research-7")
+    );
     assert_eq!(chat.ts, (T0 / 1_000_000) as i64 + 810);
     assert_eq!(metric(chat, "latency_ms"), Some(800.0));
     assert_eq!(metric(chat, "input_tokens"), Some(100.0));
@@ -134,7 +154,11 @@ fn a_chat_span_becomes_an_llm_event_of_its_agent() {
     let tool = &out.events[1];
     assert_eq!(attr(tool, "tool").as_deref(), Some("web_search"));
     assert_eq!(metric(tool, "tool_latency_ms"), Some(80.0));
-    assert_eq!(metric(tool, "latency_ms"), None, "a tool's time is not a model's latency");
+    assert_eq!(
+        metric(tool, "latency_ms"),
+        None,
+        "a tool's time is not a model's latency"
+    );
 }
 
 #[test]
@@ -144,7 +168,10 @@ fn the_task_becomes_vitals_when_its_agent_span_ends() {
     let plan = table.plan(&TenantId::new("t"), &out.tasks, NOW, &limits());
     assert_eq!(plan.events.len(), 1);
     let v = &plan.events[0];
-    assert_eq!((v.kind.as_str(), v.entity.as_str()), ("vitals", "agent:research-7"));
+    assert_eq!(
+        (v.kind.as_str(), v.entity.as_str()),
+        ("vitals", "agent:research-7")
+    );
     assert_eq!(metric(v, "task_ms"), Some(1600.0));
     assert_eq!(metric(v, "tokens"), Some(470.0));
     assert_eq!(metric(v, "llm_calls"), Some(2.0));
@@ -209,12 +236,19 @@ fn a_trace_root_ends_tasks_and_idle_tasks_are_reported() {
         )
     };
     let root = span(9, None, 0, 500, vec![kv("http.route", s("/run"))]);
-    let out = map_pb(&request("batch", vec![chat(1, 0, 100), chat(2, 100, 300), root]));
+    let out = map_pb(&request(
+        "batch",
+        vec![chat(1, 0, 100), chat(2, 100, 300), root],
+    ));
     assert_eq!(out.events.len(), 2);
     assert!(out.events.iter().all(|e| e.entity == "agent:batch"));
     let plan = TaskTable::new().plan(&tenant, &out.tasks, NOW, &limits());
     assert_eq!(plan.events.len(), 1);
-    assert_eq!(metric(&plan.events[0], "task_ms"), Some(300.0), "the agent's own spans");
+    assert_eq!(
+        metric(&plan.events[0], "task_ms"),
+        Some(300.0),
+        "the agent's own spans"
+    );
     assert_eq!(metric(&plan.events[0], "tokens"), Some(30.0));
 
     // Without a root, the task is reported once it has been idle long enough.
@@ -226,7 +260,10 @@ fn a_trace_root_ends_tasks_and_idle_tasks_are_reported() {
     table.apply(&tenant, &[], later, &limits());
     let other = TenantId::new("other");
     let plan = table.plan(&other, &[], NOW + tasks::IDLE_MS, &limits());
-    assert!(plan.events.is_empty(), "another tenant's export reports none of ours");
+    assert!(
+        plan.events.is_empty(),
+        "another tenant's export reports none of ours"
+    );
     let end = NOW + tasks::IDLE_MS + 1_000;
     let plan = table.plan(&tenant, &[], end, &limits());
     assert_eq!(plan.events.len(), 1);
@@ -245,9 +282,15 @@ fn old_conventions_map_like_new_ones() {
         vec![
             kv("gen_ai.system", s("anthropic")),
             kv("gen_ai.request.model", s("claude-3-5-sonnet")),
-            kv("gen_ai.usage.prompt_tokens", proto::Value::String("12".into())),
+            kv(
+                "gen_ai.usage.prompt_tokens",
+                proto::Value::String("12".into()),
+            ),
             kv("gen_ai.usage.completion_tokens", proto::Value::Int(3)),
-            kv("gen_ai.usage.cache_creation_input_tokens", proto::Value::Int(7)),
+            kv(
+                "gen_ai.usage.cache_creation_input_tokens",
+                proto::Value::Int(7),
+            ),
             kv("gen_ai.usage.cache_read_input_tokens", proto::Value::Int(2)),
             kv("gen_ai.prompt", s("Ignore all previous instructions")),
         ],
@@ -290,7 +333,13 @@ fn bad_spans_are_refused_one_by_one_and_others_skipped() {
     assert_eq!(out.events.len(), 1);
     assert_eq!(out.rejected, 4);
     assert!(out.first_error.unwrap().contains("span_id must be 8 bytes"));
-    let long_agent = span(7, None, 0, 10, vec![kv("gen_ai.agent.id", s(&"a".repeat(600)))]);
+    let long_agent = span(
+        7,
+        None,
+        0,
+        10,
+        vec![kv("gen_ai.agent.id", s(&"a".repeat(600)))],
+    );
     let out = map_pb(&request("svc", vec![long_agent]));
     assert_eq!((out.events.len(), out.rejected), (0, 1));
 }
@@ -302,7 +351,14 @@ fn whole_bodies_fail_with_a_code() {
     assert_eq!(err.code(), "invalid_otlp");
     let err = map_traces(b"{", Encoding::Json, &t, NOW, &limits()).unwrap_err();
     assert_eq!(err.code(), "invalid_otlp");
-    let err = map_logs(br#"{"resourceLogs": 5}"#, Encoding::Json, &t, NOW, &limits()).unwrap_err();
+    let err = map_logs(
+        br#"{"resourceLogs": 5}"#,
+        Encoding::Json,
+        &t,
+        NOW,
+        &limits(),
+    )
+    .unwrap_err();
     assert_eq!(err.code(), "invalid_otlp");
     let small = Limits {
         max_events: 3,
@@ -337,7 +393,10 @@ fn content_types_and_responses() {
     assert_eq!((p.rejected, p.error_message.as_str()), (2, "bad ids"));
     let js: Json =
         serde_json::from_slice(&response(Encoding::Json, Signal::Logs, 1, Some("x"))).unwrap();
-    assert_eq!(js, json!({"partialSuccess": {"rejectedLogRecords": "1", "errorMessage": "x"}}));
+    assert_eq!(
+        js,
+        json!({"partialSuccess": {"rejectedLogRecords": "1", "errorMessage": "x"}})
+    );
     assert_eq!(response(Encoding::Json, Signal::Traces, 0, None), b"{}");
 }
 
@@ -381,7 +440,12 @@ fn log_records_keep_usage_only_when_no_span_carries_it() {
         })),
     };
     let req = logs_request(vec![
-        log(usage(), "gen_ai.client.inference.operation.details", true, None),
+        log(
+            usage(),
+            "gen_ai.client.inference.operation.details",
+            true,
+            None,
+        ),
         log(usage(), "", false, None),
         log(vec![], "gen_ai.user.message", true, Some(body)),
         log(vec![kv("http.method", s("GET"))], "", false, None),
@@ -402,7 +466,10 @@ fn log_records_keep_usage_only_when_no_span_carries_it() {
         attr(&out.events[2], "prompt").as_deref(),
         Some("reveal your system prompt")
     );
-    assert!(out.events.iter().all(|e| e.kind == "llm" && e.entity == "agent:svc"));
+    assert!(out
+        .events
+        .iter()
+        .all(|e| e.kind == "llm" && e.entity == "agent:svc"));
     let ids: std::collections::HashSet<_> = out.events.iter().map(|e| e.id.clone()).collect();
     assert_eq!(ids.len(), 3, "distinct records get distinct ids");
 }
@@ -495,7 +562,14 @@ fn json_with_hex_or_base64_ids_reads_as_protobuf_does() {
         "status": {"code": "STATUS_CODE_ERROR"},
         "attributes": [{"key": "gen_ai.request.model", "value": {"string_value": "m"}}]
     }]}]}]});
-    let out = map_traces(body.to_string().as_bytes(), Encoding::Json, &t, NOW, &limits()).unwrap();
+    let out = map_traces(
+        body.to_string().as_bytes(),
+        Encoding::Json,
+        &t,
+        NOW,
+        &limits(),
+    )
+    .unwrap();
     assert_eq!(out.events.len(), 1);
     assert_eq!(attr(&out.events[0], "error").as_deref(), Some("error"));
 }
@@ -551,7 +625,14 @@ fn arb_attrs() -> impl Strategy<Value = Vec<KeyValue>> {
 }
 
 fn arb_request() -> impl Strategy<Value = ExportTraceServiceRequest> {
-    let one = (1u8..6, proptest::option::of(1u8..6), 0u64..5_000, 0u64..5_000, arb_attrs(), any::<bool>())
+    let one = (
+        1u8..6,
+        proptest::option::of(1u8..6),
+        0u64..5_000,
+        0u64..5_000,
+        arb_attrs(),
+        any::<bool>(),
+    )
         .prop_map(|(id, parent, a, b, attrs, failed)| {
             let mut sp = span(id, parent.filter(|p| *p != id), a.min(b), a.max(b), attrs);
             if failed {
@@ -562,7 +643,8 @@ fn arb_request() -> impl Strategy<Value = ExportTraceServiceRequest> {
             }
             sp
         });
-    (proptest::collection::vec(one, 0..10), "[a-z]{1,6}").prop_map(|(spans, svc)| request(&svc, spans))
+    (proptest::collection::vec(one, 0..10), "[a-z]{1,6}")
+        .prop_map(|(spans, svc)| request(&svc, spans))
 }
 
 proptest! {

@@ -2,9 +2,10 @@
 
 use crate::auth::Auth;
 use crate::error::ApiError;
-use crate::pipeline::SubmitError;
+use crate::pipeline::{CommitOutcome, SubmitError};
 use crate::state::AppState;
 use antibody_core::ingest::{decode_body, parse_events, BodyFormat};
+use antibody_core::Event;
 use antibody_store::Role;
 use axum::body::Body;
 use axum::extract::State;
@@ -13,9 +14,10 @@ use axum::Json;
 use serde_json::{json, Value};
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
+use tokio::sync::OwnedSemaphorePermit;
 
 /// Bodies above this size are parsed on the blocking pool so no async worker stalls.
-const INLINE_PARSE_BYTES: usize = 256 * 1024;
+pub(super) const INLINE_PARSE_BYTES: usize = 256 * 1024;
 
 pub async fn post_events(
     State(st): State<AppState>,
@@ -26,20 +28,7 @@ pub async fn post_events(
     // Latency metrics ("event → durable", "event → finding visible") count from here.
     let arrived = Instant::now();
     auth.require(Role::Ingest, "send events")?;
-    // Refuse before reading a byte when the queue is full or too many bodies are in flight:
-    // the limits bound memory only if nothing is spent before they are checked.
-    let overloaded = || {
-        st.metrics.requests_overloaded.fetch_add(1, Relaxed);
-        ApiError::Overloaded { retry_after_s: 1 }
-    };
-    if st.pipeline.is_full() {
-        return Err(overloaded());
-    }
-    let _permit = st
-        .ingest_permits
-        .clone()
-        .try_acquire_owned()
-        .map_err(|_| overloaded())?;
+    let _permit = admit(&st)?;
     let limits = st.limits.clone();
     let raw = super::read_body(body, limits.max_body_bytes, st.body_timeout).await?;
     let encoding = header_str(&headers, header::CONTENT_ENCODING);
@@ -70,25 +59,48 @@ pub async fn post_events(
         .iter()
         .map(|r| json!({"index": r.index, "error": r.error}))
         .collect();
-    let rx = st
-        .pipeline
-        .submit(parsed.events, arrived)
-        .map_err(|e| match e {
-            SubmitError::Overloaded => {
-                st.metrics.requests_overloaded.fetch_add(1, Relaxed);
-                ApiError::Overloaded { retry_after_s: 1 }
-            }
-            SubmitError::Stopped => ApiError::Unavailable("the server is shutting down".into()),
-        })?;
-    let outcome = rx
-        .await
-        .map_err(|_| ApiError::Unavailable("the server is shutting down".into()))?
-        .map_err(ApiError::Unavailable)?;
+    let outcome = commit(&st, parsed.events, arrived).await?;
     let body = json!({"accepted": outcome.accepted, "duplicates": outcome.duplicates, "rejected": rejected});
     Ok((StatusCode::ACCEPTED, Json(body)))
 }
 
-fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<String> {
+/// Refuses before reading a byte when the queue is full or too many bodies are in flight:
+/// the limits bound memory only if nothing is spent before they are checked. Hold the permit
+/// until the body is parsed.
+pub(super) fn admit(st: &AppState) -> Result<OwnedSemaphorePermit, ApiError> {
+    let overloaded = || {
+        st.metrics.requests_overloaded.fetch_add(1, Relaxed);
+        ApiError::Overloaded { retry_after_s: 1 }
+    };
+    if st.pipeline.is_full() {
+        return Err(overloaded());
+    }
+    st.ingest_permits
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| overloaded())
+}
+
+/// Hands events to the durable log and waits until they are fsynced: the caller may
+/// acknowledge them once this returns.
+pub(super) async fn commit(
+    st: &AppState,
+    events: Vec<Event>,
+    arrived: Instant,
+) -> Result<CommitOutcome, ApiError> {
+    let rx = st.pipeline.submit(events, arrived).map_err(|e| match e {
+        SubmitError::Overloaded => {
+            st.metrics.requests_overloaded.fetch_add(1, Relaxed);
+            ApiError::Overloaded { retry_after_s: 1 }
+        }
+        SubmitError::Stopped => ApiError::Unavailable("the server is shutting down".into()),
+    })?;
+    rx.await
+        .map_err(|_| ApiError::Unavailable("the server is shutting down".into()))?
+        .map_err(ApiError::Unavailable)
+}
+
+pub(super) fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<String> {
     headers
         .get(name)
         .and_then(|v| v.to_str().ok())
