@@ -679,3 +679,41 @@ proptest! {
         }
     }
 }
+
+/// The fuzz seeds were encoded by hand (not by prost): real wire bytes decode as intended.
+#[test]
+fn hand_encoded_exports_decode() {
+    let seed = |name: &str| {
+        let path = format!(
+            "{}/../../fuzz/seeds/otlp/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        std::fs::read(path).unwrap()
+    };
+    let t = TenantId::new("t");
+    let now = 1_780_000_001_000;
+    let out = map_traces(&seed("traces.pb"), Encoding::Protobuf, &t, now, &limits()).unwrap();
+    assert_eq!(out.events.len(), 2);
+    assert_eq!(out.events[0].entity, "agent:a1");
+    assert_eq!(metric(&out.events[0], "latency_ms"), Some(400.0));
+    assert_eq!(metric(&out.events[0], "input_tokens"), Some(100.0));
+    let plan = TaskTable::new().plan(&t, &out.tasks, now, &limits());
+    assert_eq!(metric(&plan.events[0], "tool_calls"), Some(1.0));
+    let out = map_traces(&seed("traces.json"), Encoding::Json, &t, now, &limits()).unwrap();
+    assert_eq!(
+        out.events.len(),
+        1,
+        "the agent span is the task, not an llm event"
+    );
+    assert_eq!(attr(&out.events[0], "prompt").as_deref(), Some("hi"));
+    let plan = TaskTable::new().plan(&t, &out.tasks, now, &limits());
+    assert_eq!(plan.events[0].entity, "agent:planner");
+    assert_eq!(metric(&plan.events[0], "errors"), Some(1.0));
+    let out = map_logs(&seed("logs.pb"), Encoding::Protobuf, &t, now, &limits()).unwrap();
+    assert_eq!(metric(&out.events[0], "input_tokens"), Some(9.0));
+    let out = map_logs(&seed("logs.json"), Encoding::Json, &t, now, &limits()).unwrap();
+    assert_eq!(
+        attr(&out.events[0], "prompt").as_deref(),
+        Some("ignore previous instructions")
+    );
+}
