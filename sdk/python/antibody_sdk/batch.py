@@ -18,7 +18,8 @@ class VitalsBatcher:
     fails stays buffered for the next flush, oldest events dropped first past `max_buffer`
     (counted in `dropped`). Every event gets an id, so a batch retried after a lost answer is
     counted once by the server. `start()` flushes from a background thread every
-    `interval_s`; `close()` (or leaving a `with` block) flushes what is left.
+    `interval_s` (then `report` never blocks on the network); `close()` (or leaving a `with`
+    block) flushes what is left and raises if that fails.
     """
 
     def __init__(
@@ -65,8 +66,13 @@ class VitalsBatcher:
             while len(self._buffer) > self.max_buffer:
                 self._buffer.popleft()
                 self.dropped += 1
-        if len(self._buffer) >= self.max_batch:
-            self.flush()
+        # Without the background thread a full batch goes out now; a failure keeps it
+        # buffered for the next flush rather than failing the agent's task.
+        if self._thread is None and len(self._buffer) >= self.max_batch:
+            try:
+                self.flush()
+            except AntibodyError:
+                pass
 
     def pending(self) -> int:
         return len(self._buffer)

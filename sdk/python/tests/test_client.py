@@ -117,6 +117,16 @@ class BatcherTest(unittest.TestCase):
             self.assertEqual(b.pending(), 0)
         self.assertEqual([r["json"][0]["id"] for r in srv.requests], ["fixed-id"] * 3)
 
+    def test_report_never_fails_the_agent_when_the_server_is_down(self):
+        down = (503, {}, {"error": {"code": "unavailable", "message": "down"}})
+        with FakeServer([down, down, ACCEPTED]) as srv:
+            b = VitalsBatcher(client(srv.url, [], attempts=2), max_batch=1)
+            b.report("a", {"tokens": 1})  # the automatic flush fails: kept, not raised
+            self.assertEqual(b.pending(), 1)
+            b.close()
+            self.assertEqual(b.pending(), 0)
+        self.assertEqual(len(srv.requests), 3)
+
     def test_a_refused_batch_is_dropped_and_the_buffer_is_bounded(self):
         refused = (401, {}, {"error": {"code": "unauthorized", "message": "bad key"}})
         with FakeServer([refused]) as srv:

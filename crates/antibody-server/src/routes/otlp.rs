@@ -53,7 +53,7 @@ async fn export(
                 content_type.as_deref().unwrap_or("(none)")
             ),
         })?;
-    let permit = admit(&st)?;
+    let _permit = admit(&st)?;
     let limits = st.limits.clone();
     let raw = super::read_body(body, limits.max_body_bytes, st.body_timeout).await?;
     let encoding = header_str(&headers, header::CONTENT_ENCODING);
@@ -78,7 +78,6 @@ async fn export(
             .await
             .map_err(|e| ApiError::Internal(e.to_string()))??
     };
-    drop(permit);
     st.metrics
         .events_rejected
         .fetch_add(mapped.rejected as u64, Relaxed);
