@@ -11,6 +11,10 @@ use antibody_formats::otlp::{kv, map_traces, Encoding, TaskTable};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use prost::Message as _;
 
+/// The server runs on mimalloc; measure with the allocator it will have.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const T0: u64 = 1_780_000_000_000_000_000;
 const NOW: i64 = 1_780_000_100_000;
 

@@ -2,6 +2,7 @@
 //! conventions preferred over the older names they replaced.
 
 use super::proto::{AnyValue, KeyValue, Value};
+use std::borrow::Cow;
 
 /// What a GenAI span does (`gen_ai.operation.name`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -37,16 +38,17 @@ impl Operation {
     }
 }
 
-/// The GenAI facts of one span or log record. Token counts are whole numbers ≥ 0.
+/// The GenAI facts of one span or log record, borrowed from the decoded request. Token
+/// counts are whole numbers ≥ 0.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct Call {
+pub struct Call<'a> {
     /// True when any `gen_ai.*` attribute was present.
     pub is_gen_ai: bool,
     pub operation: Option<Operation>,
     /// `gen_ai.provider.name`, else the older `gen_ai.system`.
-    pub provider: Option<String>,
-    pub request_model: Option<String>,
-    pub response_model: Option<String>,
+    pub provider: Option<&'a str>,
+    pub request_model: Option<&'a str>,
+    pub response_model: Option<&'a str>,
     pub input_tokens: Option<f64>,
     pub output_tokens: Option<f64>,
     pub cache_read_tokens: Option<f64>,
@@ -55,17 +57,17 @@ pub struct Call {
     /// `gen_ai.response.time_to_first_chunk`, seconds.
     pub ttft_s: Option<f64>,
     pub stream: Option<bool>,
-    pub tool: Option<String>,
-    pub agent_id: Option<String>,
-    pub agent_name: Option<String>,
-    pub conversation: Option<String>,
+    pub tool: Option<&'a str>,
+    pub agent_id: Option<&'a str>,
+    pub agent_name: Option<&'a str>,
+    pub conversation: Option<&'a str>,
     /// `gen_ai.usage.cost` (USD), only when the sender priced the call itself.
     pub cost_usd: Option<f64>,
-    pub error_type: Option<String>,
+    pub error_type: Option<&'a str>,
     /// Text of `gen_ai.input.messages` (or the older `gen_ai.prompt`), opt-in content.
-    pub prompt: Option<String>,
+    pub prompt: Option<Cow<'a, str>>,
     /// Text of `gen_ai.system_instructions`, opt-in content.
-    pub system: Option<String>,
+    pub system: Option<Cow<'a, str>>,
 }
 
 /// Newer name first: an attribute from the list is taken only when no earlier one was seen.
@@ -87,20 +89,20 @@ impl<T> Ranked<T> {
 }
 
 #[derive(Default)]
-struct Draft {
-    provider: Ranked<String>,
+struct Draft<'a> {
+    provider: Ranked<&'a str>,
     input: Ranked<f64>,
     output: Ranked<f64>,
     cache_read: Ranked<f64>,
     cache_write: Ranked<f64>,
     reasoning: Ranked<f64>,
     ttft: Ranked<f64>,
-    prompt: Ranked<String>,
+    prompt: Ranked<Cow<'a, str>>,
 }
 
-impl Call {
+impl<'a> Call<'a> {
     /// Reads the attributes; unrelated ones are skipped, badly typed ones ignored.
-    pub fn read(attrs: &[KeyValue]) -> Call {
+    pub fn read(attrs: &'a [KeyValue]) -> Call<'a> {
         let mut call = Call::default();
         let mut d = Draft::default();
         for kv in attrs {
@@ -113,7 +115,7 @@ impl Call {
             call.is_gen_ai = true;
             let v = kv.value.as_ref();
             match rest {
-                "operation.name" => call.operation = text(v).map(|s| Operation::parse(&s)),
+                "operation.name" => call.operation = text(v).map(Operation::parse),
                 "provider.name" => d.provider.offer(0, text(v)),
                 "system" => d.provider.offer(1, text(v)),
                 "request.model" => call.request_model = text(v),
@@ -159,9 +161,7 @@ impl Call {
 
     /// The model that answered, else the one asked for.
     pub fn model(&self) -> Option<&str> {
-        self.response_model
-            .as_deref()
-            .or(self.request_model.as_deref())
+        self.response_model.or(self.request_model)
     }
 
     pub fn has_usage(&self) -> bool {
@@ -183,14 +183,14 @@ impl Call {
 
     /// The agent this record names itself: `gen_ai.agent.id`, else `gen_ai.agent.name`.
     pub fn agent(&self) -> Option<&str> {
-        self.agent_id.as_deref().or(self.agent_name.as_deref())
+        self.agent_id.or(self.agent_name)
     }
 }
 
-pub fn text(v: Option<&AnyValue>) -> Option<String> {
+/// A non-empty string value (numbers are not names: a model or agent id is a string).
+pub fn text(v: Option<&AnyValue>) -> Option<&str> {
     match v?.value.as_ref()? {
-        Value::String(s) if !s.is_empty() => Some(s.clone()),
-        Value::Int(i) => Some(i.to_string()),
+        Value::String(s) if !s.is_empty() => Some(s),
         _ => None,
     }
 }
@@ -220,7 +220,7 @@ fn boolean(v: Option<&AnyValue>) -> Option<bool> {
 
 /// The text in a value: a string as it is, the strings of a structured value (messages as
 /// arrays of parts) joined by newlines. Depth is bounded by the decoders already.
-pub fn flat_text(v: Option<&AnyValue>) -> Option<String> {
+pub fn flat_text(v: Option<&AnyValue>) -> Option<Cow<'_, str>> {
     fn walk(v: &AnyValue, out: &mut String) {
         match &v.value {
             Some(Value::String(s)) => {
@@ -238,9 +238,13 @@ pub fn flat_text(v: Option<&AnyValue>) -> Option<String> {
             _ => {}
         }
     }
+    let v = v?;
+    if let Some(Value::String(s)) = &v.value {
+        return (!s.is_empty()).then_some(Cow::Borrowed(s.as_str()));
+    }
     let mut out = String::new();
-    walk(v?, &mut out);
-    (!out.is_empty()).then_some(out)
+    walk(v, &mut out);
+    (!out.is_empty()).then_some(Cow::Owned(out))
 }
 
 #[cfg(test)]
@@ -271,35 +275,39 @@ mod tests {
         new_first.reverse();
         for attrs in [&old_first[..], &new_first[..]] {
             let c = Call::read(attrs);
-            assert_eq!(c.provider.as_deref(), Some("azure.ai.openai"));
+            assert_eq!(c.provider, Some("azure.ai.openai"));
             assert_eq!(c.input_tokens, Some(10.0));
             assert_eq!(c.cache_write_tokens, Some(2.0));
         }
-        let old_only = Call::read(&[
+        let attrs = [
             kv("gen_ai.system", Value::String("anthropic".into())),
             kv("gen_ai.usage.completion_tokens", Value::String("7".into())),
             kv("gen_ai.usage.cache_creation.input_tokens", Value::Int(3)),
-        ]);
-        assert_eq!(old_only.provider.as_deref(), Some("anthropic"));
+        ];
+        let old_only = Call::read(&attrs);
+        assert_eq!(old_only.provider, Some("anthropic"));
         assert_eq!(old_only.output_tokens, Some(7.0));
         assert_eq!(old_only.cache_write_tokens, Some(3.0));
     }
 
     #[test]
     fn bad_counts_are_ignored_and_operations_inferred() {
-        let c = Call::read(&[
+        let attrs = [
             kv("gen_ai.usage.input_tokens", Value::Double(-1.0)),
             kv("gen_ai.usage.output_tokens", Value::Double(1.5)),
             kv("gen_ai.request.model", Value::String("m".into())),
-        ]);
+        ];
+        let c = Call::read(&attrs);
         assert_eq!((c.input_tokens, c.output_tokens), (None, None));
         assert!(matches!(
             c.effective_operation(),
             Some(Operation::ModelCall(_))
         ));
-        let t = Call::read(&[kv("gen_ai.tool.name", Value::String("search".into()))]);
+        let attrs = [kv("gen_ai.tool.name", Value::String("search".into()))];
+        let t = Call::read(&attrs);
         assert_eq!(t.effective_operation(), Some(Operation::Tool));
-        let none = Call::read(&[kv("http.method", Value::String("GET".into()))]);
+        let attrs = [kv("http.method", Value::String("GET".into()))];
+        let none = Call::read(&attrs);
         assert!(!none.is_gen_ai);
         assert_eq!(none.effective_operation(), None);
     }

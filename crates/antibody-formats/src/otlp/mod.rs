@@ -290,6 +290,7 @@ fn service(resource: Option<&Resource>) -> Option<String> {
         .iter()
         .find(|kv| kv.key == "service.name")
         .and_then(|kv| text(kv.value.as_ref()))
+        .map(str::to_owned)
 }
 
 /// The spans of one resource (one process): agents are inherited from ancestors among them.
@@ -343,10 +344,7 @@ fn span_event(
 ) -> Result<(Option<Event>, TaskSpan), String> {
     let (trace_id, span_id) = ids(&span.trace_id, &span.span_id)?;
     if span.end_time_unix_nano != 0 && span.end_time_unix_nano < span.start_time_unix_nano {
-        return Err(format!(
-            "span {} ends before it starts",
-            hex::encode(span_id)
-        ));
+        return Err(format!("span {} ends before it starts", to_hex(&span_id)));
     }
     let end = if span.end_time_unix_nano != 0 {
         span.end_time_unix_nano
@@ -379,14 +377,14 @@ fn span_event(
         tokens: tokens(call),
         tool: None,
         model: call.model().map(str::to_owned),
-        conversation: call.conversation.clone(),
+        conversation: call.conversation.map(str::to_owned),
     };
     if !call.is_gen_ai {
         return Ok((None, task));
     }
     let entity = entity(agent, ctx.limits)?;
     task.entity = Some(entity.clone());
-    task.tool = call.tool.clone();
+    task.tool = call.tool.map(str::to_owned);
     let Some(op) = op.filter(|op| *op != Operation::InvokeAgent) else {
         // An agent span is its task's root: the task's vitals stand for it.
         return Ok((None, task));
@@ -396,22 +394,23 @@ fn span_event(
     match &op {
         Operation::ModelCall(_) => model_call(&mut b, call, duration_ms)?,
         Operation::Tool => {
-            b.str("tool", call.tool.as_deref())?;
+            b.str("tool", call.tool)?;
             b.metric("tool_latency_ms", duration_ms);
         }
         Operation::InvokeAgent | Operation::Other(_) => {
             b.str("model", call.model())?;
-            b.str("provider", call.provider.as_deref())?;
+            b.str("provider", call.provider)?;
         }
     }
-    b.str("conversation", call.conversation.as_deref())?;
+    b.str("conversation", call.conversation)?;
     b.error(
         error,
         call,
         span.status.as_ref().map(|s| s.message.as_str()),
     )?;
-    b.ids(&trace_id, &span_id);
-    let id = format!("otlp:{}:{}", hex::encode(trace_id), hex::encode(span_id));
+    let (trace_hex, span_hex) = (to_hex(&trace_id), to_hex(&span_id));
+    let id = format!("otlp:{trace_hex}:{span_hex}");
+    b.ids(trace_hex, span_hex);
     Ok((Some(b.finish(ts, Some(id))), task))
 }
 
@@ -420,7 +419,7 @@ fn model_call(b: &mut Builder<'_>, call: &Call, duration_ms: Option<f64>) -> Res
     usage(b, call);
     b.metric("ttft_ms", call.ttft_s.map(|s| s * 1000.0));
     b.str("model", call.model())?;
-    b.str("provider", call.provider.as_deref())?;
+    b.str("provider", call.provider)?;
     if let Some(stream) = call.stream {
         b.attrs.push(("stream".into(), AttrValue::Bool(stream)));
     }
@@ -476,16 +475,16 @@ fn log_event(
         b.str("event_name", Some(&rec.event_name))?;
     }
     b.str("model", call.model())?;
-    b.str("provider", call.provider.as_deref())?;
-    b.str("tool", call.tool.as_deref())?;
-    b.str("conversation", call.conversation.as_deref())?;
+    b.str("provider", call.provider)?;
+    b.str("tool", call.tool)?;
+    b.str("conversation", call.conversation)?;
     b.prompt(&call);
     b.error(false, &call, None)?;
     if rec.span_id.is_empty() {
         usage(&mut b, &call);
     }
     if rec.trace_id.len() == 16 && rec.span_id.len() == 8 {
-        b.ids(&rec.trace_id, &rec.span_id);
+        b.ids(to_hex(&rec.trace_id), to_hex(&rec.span_id));
     }
     // Same record, same id: a retried export adds it once.
     let id = format!("otlp-log:{:016x}", fnv1a(&rec.encode_to_vec()));
@@ -546,6 +545,19 @@ fn entity(agent: Option<&str>, limits: &Limits) -> Result<String, String> {
         return Err("the agent name must not contain control characters".into());
     }
     Ok(e)
+}
+
+/// Lower-case hex (`hex::encode` goes through a `char` iterator: several times slower on
+/// this path, where every event carries two ids).
+pub(crate) fn to_hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = Vec::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(DIGITS[usize::from(b >> 4)]);
+        out.push(DIGITS[usize::from(b & 0xf)]);
+    }
+    // Only ASCII digits were pushed.
+    String::from_utf8(out).unwrap_or_default()
 }
 
 /// FNV-1a, 64-bit: a stable id for a record that has no ids of its own.
@@ -615,7 +627,7 @@ impl<'a> Builder<'a> {
         }
         if let Some(system) = &call.system {
             let digest = sha2::Sha256::digest(system.as_bytes());
-            let hash = hex::encode(&digest[..8]);
+            let hash = to_hex(&digest[..8]);
             self.attrs
                 .push(("prompt_hash".into(), AttrValue::Str(hash)));
         }
@@ -624,17 +636,16 @@ impl<'a> Builder<'a> {
     fn error(&mut self, failed: bool, call: &Call, message: Option<&str>) -> Result<(), String> {
         let why = call
             .error_type
-            .as_deref()
             .or(message.filter(|m| !m.is_empty()))
             .or(failed.then_some("error"));
         self.str("error", why)
     }
 
-    fn ids(&mut self, trace: &[u8], span: &[u8]) {
+    fn ids(&mut self, trace_hex: String, span_hex: String) {
         self.attrs
-            .push(("trace_id".into(), AttrValue::Str(hex::encode(trace))));
+            .push(("trace_id".into(), AttrValue::Str(trace_hex)));
         self.attrs
-            .push(("span_id".into(), AttrValue::Str(hex::encode(span))));
+            .push(("span_id".into(), AttrValue::Str(span_hex)));
     }
 
     fn finish(self, ts: TimestampMs, id: Option<String>) -> Event {

@@ -298,7 +298,7 @@ fn vitals(
             "agent".to_owned(),
             s(entity.strip_prefix("agent:").unwrap_or(entity)),
         ),
-        ("trace_id".to_owned(), s(&hex::encode(trace))),
+        ("trace_id".to_owned(), s(&super::to_hex(trace))),
     ];
     let tools = joined(&task.tools, limits.max_string_bytes);
     if !tools.is_empty() {
@@ -323,8 +323,8 @@ fn vitals(
         attrs,
         id: Some(format!(
             "otlp:{}:{}:task",
-            hex::encode(trace),
-            hex::encode(root_span)
+            super::to_hex(trace),
+            super::to_hex(&root_span)
         )),
     }
 }

@@ -717,3 +717,10 @@ fn hand_encoded_exports_decode() {
         Some("ignore previous instructions")
     );
 }
+
+proptest! {
+    #[test]
+    fn to_hex_is_hex(bytes in proptest::collection::vec(any::<u8>(), 0..40)) {
+        prop_assert_eq!(to_hex(&bytes), hex::encode(&bytes));
+    }
+}
