@@ -75,11 +75,12 @@ class Server:
                     found.append(line.split("listening on ", 1)[1].split()[0])
                 log.append(line)
 
-        threading.Thread(target=read, daemon=True).start()
+        self.reader = threading.Thread(target=read, daemon=True)
+        self.reader.start()
         deadline = time.monotonic() + 60
         while not found:
             if time.monotonic() > deadline or self.proc.poll() is not None:
-                self.close()
+                self.proc.kill()
                 raise RuntimeError("antibody did not start:\n" + "".join(log))
             time.sleep(0.05)
         return "http://" + found[0]
@@ -97,6 +98,8 @@ class Server:
     def close(self):
         self.proc.kill()
         self.proc.wait()
+        self.reader.join(timeout=10)
+        self.proc.stderr.close()
         self.tmp.cleanup()
 
 
