@@ -30,10 +30,12 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 /// A task with no new span for this long is reported without its root.
 pub const IDLE_MS: i64 = 60_000;
-/// Unfinished traces kept across all tenants; past it new ones are not tracked.
-pub const MAX_TRACES: usize = 50_000;
-/// Span ids remembered per task to skip re-counting a retried export.
-const MAX_SPAN_IDS: usize = 10_000;
+/// Unfinished tasks kept across all tenants; past it new ones are not tracked. With
+/// [`MAX_SPAN_IDS`] this bounds the table to tens of MB whatever is sent.
+pub const MAX_TASKS: usize = 20_000;
+/// Span ids remembered per task to skip re-counting a retried export (a bigger task's
+/// further spans are counted without it).
+pub const MAX_SPAN_IDS: usize = 256;
 /// Distinct tool names listed per task.
 const MAX_TOOLS: usize = 32;
 /// How often a tenant's idle tasks are looked for.
@@ -131,6 +133,8 @@ type Trace = BTreeMap<String, Task>;
 pub struct TaskTable {
     traces: HashMap<TraceKey, Trace>,
     last_sweep: HashMap<TenantId, TimestampMs>,
+    /// Tasks in `traces`, all traces together.
+    held: usize,
 }
 
 /// What one request does to the table: the vitals of the tasks it finishes, and the new
@@ -147,13 +151,13 @@ impl TaskTable {
         Self::default()
     }
 
-    /// Unfinished traces held.
+    /// Unfinished tasks held.
     pub fn len(&self) -> usize {
-        self.traces.len()
+        self.held
     }
 
     pub fn is_empty(&self) -> bool {
-        self.traces.is_empty()
+        self.held == 0
     }
 
     /// The vitals `spans` finish, and the table after them; nothing changes until [`apply`].
@@ -232,8 +236,8 @@ impl TaskTable {
 
     /// Folds `spans` in for good, once the events of their [`plan`](TaskTable::plan) are
     /// durable. It plans again against the table as it is now, so two requests of one trace
-    /// that overlapped both count; returns how many new traces did not fit under
-    /// [`MAX_TRACES`] (their spans' `llm` events are kept all the same).
+    /// that overlapped both count; returns how many new tasks did not fit under
+    /// [`MAX_TASKS`] (their spans' `llm` events are kept all the same).
     pub fn apply(
         &mut self,
         tenant: &TenantId,
@@ -248,21 +252,34 @@ impl TaskTable {
     fn keep(&mut self, plan: Plan) -> usize {
         let mut dropped = 0;
         if let Some((tenant, now)) = plan.swept {
+            let held = &mut self.held;
             self.traces.retain(|key, tasks| {
                 if key.0 == tenant {
+                    let before = tasks.len();
                     tasks.retain(|_, t| now.saturating_sub(t.touched_ms) < IDLE_MS);
+                    *held -= before - tasks.len();
                 }
                 !tasks.is_empty()
             });
             self.last_sweep.insert(tenant, now);
         }
-        for (key, tasks) in plan.touched {
-            if tasks.is_empty() {
-                self.traces.remove(&key);
-            } else if self.traces.contains_key(&key) || self.traces.len() < MAX_TRACES {
+        for (key, mut tasks) in plan.touched {
+            let old = self.traces.remove(&key).unwrap_or_default();
+            self.held -= old.len();
+            // Tasks already held keep their place; new ones only while there is room.
+            let kept = tasks.keys().filter(|e| old.contains_key(*e)).count();
+            let mut room = MAX_TASKS.saturating_sub(self.held + kept);
+            tasks.retain(|entity, _| {
+                let keep = old.contains_key(entity) || room > 0;
+                if !old.contains_key(entity) {
+                    room = room.saturating_sub(1);
+                }
+                dropped += usize::from(!keep);
+                keep
+            });
+            self.held += tasks.len();
+            if !tasks.is_empty() {
                 self.traces.insert(key, tasks);
-            } else {
-                dropped += 1;
             }
         }
         dropped

@@ -724,3 +724,38 @@ proptest! {
         prop_assert_eq!(to_hex(&bytes), hex::encode(&bytes));
     }
 }
+
+#[test]
+fn the_task_table_is_bounded_and_keeps_what_it_holds() {
+    let tenant = TenantId::new("t");
+    let task_span = |agent: usize, id: u8| TaskSpan {
+        trace_id: TRACE,
+        span_id: [id; 8],
+        entity: Some(format!("agent:a{agent}")),
+        operation: Some(Operation::ModelCall("chat".into())),
+        trace_root: false,
+        end_ms: NOW,
+        duration_ms: Some(1.0),
+        error: false,
+        tokens: Some(1.0),
+        tool: None,
+        model: None,
+        conversation: None,
+    };
+    let over = tasks::MAX_TASKS + 10;
+    let spans: Vec<TaskSpan> = (0..over).map(|a| task_span(a, 1)).collect();
+    let mut table = TaskTable::new();
+    assert_eq!(table.apply(&tenant, &spans, NOW, &limits()), 10);
+    assert_eq!(table.len(), tasks::MAX_TASKS);
+    // A task already held still counts its spans; a new one still does not fit.
+    let more = [task_span(0, 2), task_span(over + 1, 2)];
+    assert_eq!(table.apply(&tenant, &more, NOW, &limits()), 1);
+    let mut root = task_span(0, 3);
+    root.trace_root = true;
+    let plan = table.plan(&tenant, &[root.clone()], NOW, &limits());
+    let a0 = plan.events.iter().find(|e| e.entity == "agent:a0").unwrap();
+    assert_eq!(metric(a0, "llm_calls"), Some(3.0));
+    assert_eq!(plan.events.len(), tasks::MAX_TASKS);
+    table.apply(&tenant, &[root], NOW, &limits());
+    assert!(table.is_empty());
+}

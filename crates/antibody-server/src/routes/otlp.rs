@@ -96,7 +96,7 @@ async fn export(
         if dropped > 0 {
             tracing::warn!(
                 dropped,
-                "OTLP task table full: new traces are not grouped into tasks"
+                "OTLP task table full: spans of new tasks are not grouped into vitals"
             );
         }
     }
