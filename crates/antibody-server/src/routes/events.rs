@@ -65,8 +65,8 @@ pub async fn post_events(
 }
 
 /// Refuses before reading a byte when the queue is full or too many bodies are in flight:
-/// the limits bound memory only if nothing is spent before they are checked. Hold the permit
-/// until the body is parsed.
+/// the limits bound memory only if nothing is spent before they are checked. The permit is
+/// held for the rest of the request.
 pub(super) fn admit(st: &AppState) -> Result<OwnedSemaphorePermit, ApiError> {
     let overloaded = || {
         st.metrics.requests_overloaded.fetch_add(1, Relaxed);
