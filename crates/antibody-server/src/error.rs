@@ -210,6 +210,7 @@ mod tests {
                 limit: 1,
                 items: "spans",
             },
+            OtlpError::TooLarge { budget: 1 },
         ]
         .into_iter()
         .map(|e| e.code())

@@ -41,9 +41,11 @@
 //! **Refused** (counted in the response's `partial_success`, the rest is kept): a span
 //! without a 16-byte trace id and an 8-byte span id, one that ends before it starts or too far
 //! in the future (`max_future_ms`), an entity over `max_entity_bytes` or with control
-//! characters, an attribute string over `max_string_bytes`. A body that does not decode
-//! fails whole ([`OtlpError`]).
+//! characters, an attribute string over `max_string_bytes`. A body that does not decode,
+//! holds more than `max_events` spans or records, or would take more than 4× `max_body_bytes`
+//! once decoded (measured before decoding: [`budget`]) fails whole ([`OtlpError`]).
 
+mod budget;
 mod genai;
 pub mod proto;
 pub mod tasks;
@@ -97,6 +99,13 @@ pub enum Signal {
 }
 
 impl Signal {
+    fn name(self) -> &'static str {
+        match self {
+            Signal::Traces => "traces",
+            Signal::Logs => "logs",
+        }
+    }
+
     fn items(self) -> &'static str {
         match self {
             Signal::Traces => "spans",
@@ -120,6 +129,10 @@ pub enum OtlpError {
     },
     #[error("the request holds more than {limit} {items}")]
     TooMany { limit: usize, items: &'static str },
+    #[error(
+        "the body would take more than {budget} bytes once decoded; split it into smaller exports"
+    )]
+    TooLarge { budget: usize },
 }
 
 impl OtlpError {
@@ -128,6 +141,7 @@ impl OtlpError {
         match self {
             OtlpError::Protobuf { .. } | OtlpError::Json { .. } => "invalid_otlp",
             OtlpError::TooMany { .. } => "too_many_events",
+            OtlpError::TooLarge { .. } => "payload_too_large",
         }
     }
 }
@@ -158,15 +172,15 @@ struct Ctx<'a> {
     limits: &'a Limits,
 }
 
+/// Decodes a body after checking what it would cost ([`budget`]).
 fn decode<M: prost::Message + Default + serde::de::DeserializeOwned>(
     body: &[u8],
     enc: Encoding,
     signal: Signal,
+    limits: &Limits,
 ) -> Result<M, OtlpError> {
-    let signal_name = match signal {
-        Signal::Traces => "traces",
-        Signal::Logs => "logs",
-    };
+    budget::check(body, enc == Encoding::Json, signal, limits.max_body_bytes)?;
+    let signal_name = signal.name();
     match enc {
         Encoding::Protobuf => M::decode(body).map_err(|e| OtlpError::Protobuf {
             signal: signal_name,
@@ -197,7 +211,7 @@ pub fn map_traces(
     now_ms: TimestampMs,
     limits: &Limits,
 ) -> Result<Mapped, OtlpError> {
-    let req: proto::ExportTraceServiceRequest = decode(body, enc, Signal::Traces)?;
+    let req: proto::ExportTraceServiceRequest = decode(body, enc, Signal::Traces, limits)?;
     let n = req
         .resource_spans
         .iter()
@@ -226,7 +240,7 @@ pub fn map_logs(
     now_ms: TimestampMs,
     limits: &Limits,
 ) -> Result<Mapped, OtlpError> {
-    let req: proto::ExportLogsServiceRequest = decode(body, enc, Signal::Logs)?;
+    let req: proto::ExportLogsServiceRequest = decode(body, enc, Signal::Logs, limits)?;
     let n = req
         .resource_logs
         .iter()

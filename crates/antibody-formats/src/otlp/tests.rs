@@ -759,3 +759,57 @@ fn the_task_table_is_bounded_and_keeps_what_it_holds() {
     table.apply(&tenant, &[root], NOW, &limits());
     assert!(table.is_empty());
 }
+
+#[test]
+fn bodies_that_would_decode_too_large_are_refused_before_decoding() {
+    let t = TenantId::new("t");
+    let small = Limits {
+        max_body_bytes: 64 << 10,
+        ..Limits::default()
+    };
+    // 20,000 empty spans: 40 kB on the wire, over 3 MB once decoded.
+    let mut body = Vec::new();
+    let mut scope = Vec::new();
+    for _ in 0..20_000 {
+        scope.extend_from_slice(&[0x12, 0x00]);
+    }
+    let mut rs = vec![0x12];
+    push_varint(&mut rs, scope.len() as u64);
+    rs.extend_from_slice(&scope);
+    body.push(0x0a);
+    push_varint(&mut body, rs.len() as u64);
+    body.extend_from_slice(&rs);
+    let err = map_traces(&body, Encoding::Protobuf, &t, NOW, &small).unwrap_err();
+    assert_eq!(err.code(), "payload_too_large");
+    // The same in JSON.
+    let spans = vec!["{}"; 20_000].join(",");
+    let js = format!(r#"{{"resourceSpans":[{{"scopeSpans":[{{"spans":[{spans}]}}]}}]}}"#);
+    let err = map_traces(js.as_bytes(), Encoding::Json, &t, NOW, &small).unwrap_err();
+    assert_eq!(err.code(), "payload_too_large");
+    // A group field (wire type 3) cannot hide anything from the walk.
+    let err = map_traces(&[0x0b, 0x0c], Encoding::Protobuf, &t, NOW, &small).unwrap_err();
+    assert_eq!(err.code(), "invalid_otlp");
+    // Real exports are far below the budget: the benchmark-sized one passes a limit of its
+    // own size.
+    let req = request("svc", (0..40).flat_map(|_| agent_task()).collect());
+    let pb = req.encode_to_vec();
+    let own = Limits {
+        max_body_bytes: pb.len(),
+        ..Limits::default()
+    };
+    assert!(map_traces(&pb, Encoding::Protobuf, &t, NOW, &own).is_ok());
+    let js = traces_json(&req, Ids::Hex);
+    let own = Limits {
+        max_body_bytes: js.len(),
+        ..Limits::default()
+    };
+    assert!(map_traces(&js, Encoding::Json, &t, NOW, &own).is_ok());
+}
+
+fn push_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
