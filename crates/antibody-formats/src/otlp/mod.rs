@@ -50,7 +50,8 @@ mod genai;
 pub mod proto;
 pub mod tasks;
 
-pub use genai::{Call, Operation};
+use genai::Call;
+pub use genai::Operation;
 pub use tasks::{TaskSpan, TaskTable};
 
 use antibody_core::ingest::Limits;
