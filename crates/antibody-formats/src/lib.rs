@@ -1,16 +1,20 @@
-//! Parsers for external log formats, turning one line of someone else's log into antibody
+//! Parsers for external formats, turning someone else's logs and telemetry into antibody
 //! [`Event`](antibody_core::Event)s:
 //!
 //! - [`authlog`]: syslog auth lines (OpenSSH `sshd`, PAM, `su`, `login`, `ftpd`, …) → `auth`
 //!   events of entity `host:<hostname>`;
 //! - [`eve`]: Suricata EVE JSON lines → `alert`, `net`, `http` and `dns` events of entity
-//!   `ip:<src_ip>`.
+//!   `ip:<src_ip>`;
+//! - [`otlp`]: OTLP/HTTP trace and log exports (protobuf or JSON) → `llm` events of entity
+//!   `agent:<id>` and task `vitals`.
 //!
-//! Every parser is line-at-a-time and never panics, whatever the input: a line is either an
-//! event, a well-formed line that carries nothing to detect on (skipped), or a [`ParseError`].
+//! Every parser never panics, whatever the input. The line parsers take a line at a time: a
+//! line is either an event, a well-formed line that carries nothing to detect on (skipped), or
+//! a [`ParseError`]. OTLP takes a whole export request (its own [`otlp::OtlpError`]).
 
 pub mod authlog;
 pub mod eve;
+pub mod otlp;
 mod syslog;
 
 pub use authlog::{AuthLogParser, AuthRecord};

@@ -59,6 +59,7 @@ pub const CODES: &[(&str, u16)] = &[
     ("invalid_json", 400),
     ("no_valid_events", 400),
     ("invalid_gzip", 400),
+    ("invalid_otlp", 400),
     ("invalid_asset", 400),
     ("invalid_yaml", 400),
     ("invalid_policy", 400),
@@ -208,7 +209,8 @@ mod tests {
             .iter()
             .map(IngestError::code)
             .chain(respond.iter().map(RespondError::code))
-            .chain(["invalid_yaml", "invalid_policy"]);
+            .chain(["invalid_yaml", "invalid_policy"])
+            .chain(otlp_codes());
         for code in codes {
             assert!(
                 CODES.iter().any(|(c, _)| *c == code),
@@ -218,6 +220,23 @@ mod tests {
         assert_eq!(status_of("too_many_events"), StatusCode::PAYLOAD_TOO_LARGE);
         assert_eq!(status_of("duplicate_approver"), StatusCode::CONFLICT);
         assert_eq!(status_of("no_such_code"), StatusCode::INTERNAL_SERVER_ERROR);
+    }
+
+    fn otlp_codes() -> impl Iterator<Item = &'static str> {
+        use antibody_formats::otlp::OtlpError;
+        [
+            OtlpError::Protobuf {
+                signal: "traces",
+                reason: String::new(),
+            },
+            OtlpError::TooMany {
+                limit: 1,
+                items: "spans",
+            },
+            OtlpError::TooLarge { budget: 1 },
+        ]
+        .into_iter()
+        .map(|e| e.code())
     }
 
     #[test]

@@ -299,6 +299,7 @@ impl Server {
                 cors_origins: cfg.cors_origins.clone(),
                 tls: tls.is_some(),
             }),
+            otlp_tasks: Arc::default(),
         };
         Ok(Server {
             stop: stop_tx,

@@ -29,6 +29,8 @@ pub struct AppState {
     pub models: Arc<crate::models::ModelsState>,
     /// Security headers, CORS.
     pub http: Arc<crate::net::policy::HttpPolicy>,
+    /// OTLP spans of agent tasks that have not ended yet (`routes/otlp.rs`).
+    pub otlp_tasks: Arc<std::sync::Mutex<antibody_formats::otlp::TaskTable>>,
 }
 
 impl AppState {

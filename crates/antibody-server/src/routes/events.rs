@@ -2,9 +2,10 @@
 
 use crate::auth::Auth;
 use crate::error::ApiError;
-use crate::pipeline::SubmitError;
+use crate::pipeline::{CommitOutcome, SubmitError};
 use crate::state::AppState;
 use antibody_core::ingest::{decode_body, parse_events, BodyFormat};
+use antibody_core::Event;
 use antibody_store::Role;
 use axum::body::Body;
 use axum::extract::State;
@@ -13,11 +14,12 @@ use axum::Json;
 use serde_json::{json, Value};
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
+use tokio::sync::OwnedSemaphorePermit;
 
 const QUEUE_FULL: &str = "the ingest queue is full";
 
 /// Bodies above this size are parsed on the blocking pool so no async worker stalls.
-const INLINE_PARSE_BYTES: usize = 256 * 1024;
+pub(super) const INLINE_PARSE_BYTES: usize = 256 * 1024;
 
 pub async fn post_events(
     State(st): State<AppState>,
@@ -28,29 +30,7 @@ pub async fn post_events(
     // Latency metrics ("event → durable", "event → finding visible") count from here.
     let arrived = Instant::now();
     auth.require(Role::Ingest, "send events")?;
-    // Refuse before reading a byte when the queue is full or too many bodies are in flight:
-    // the limits bound memory only if nothing is spent before they are checked. The
-    // tenant's and the key's shares come first, so one tenant's slow or heavy senders are
-    // refused before they can take the slots every tenant shares.
-    let overloaded = |why| {
-        st.metrics.requests_overloaded.fetch_add(1, Relaxed);
-        ApiError::Overloaded {
-            why,
-            retry_after_s: 1,
-        }
-    };
-    if st.pipeline.is_full() {
-        return Err(overloaded(QUEUE_FULL));
-    }
-    let mut share = st
-        .fair
-        .admit(&auth.0.tenant, &auth.0.id)
-        .map_err(|over| overloaded(over.message()))?;
-    let _permit = st
-        .ingest_permits
-        .clone()
-        .try_acquire_owned()
-        .map_err(|_| overloaded("the server is reading as many ingest bodies as it may"))?;
+    let mut admitted = admit(&st, &auth)?;
     let limits = st.limits.clone();
     let raw = super::read_body(body, limits.max_body_bytes, st.body_timeout).await?;
     let encoding = header_str(&headers, header::CONTENT_ENCODING);
@@ -81,25 +61,68 @@ pub async fn post_events(
         .iter()
         .map(|r| json!({"index": r.index, "error": r.error}))
         .collect();
-    share
-        .reserve_events(parsed.events.len() as u64)
-        .map_err(|over| overloaded(over.message()))?;
-    let rx = st
-        .pipeline
-        .submit(parsed.events, arrived)
-        .map_err(|e| match e {
-            SubmitError::Overloaded => overloaded(QUEUE_FULL),
-            SubmitError::Stopped => ApiError::Unavailable("the server is shutting down".into()),
-        })?;
-    let outcome = rx
-        .await
-        .map_err(|_| ApiError::Unavailable("the server is shutting down".into()))?
-        .map_err(ApiError::Unavailable)?;
+    let outcome = commit(&st, &mut admitted, parsed.events, arrived).await?;
     let body = json!({"accepted": outcome.accepted, "duplicates": outcome.duplicates, "rejected": rejected});
     Ok((StatusCode::ACCEPTED, Json(body)))
 }
 
-fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<String> {
+/// An admitted ingest request: its tenant's and key's share, and one of the body slots
+/// every tenant shares, held for the rest of the request.
+pub(super) struct Admitted {
+    share: crate::fair::Permit,
+    _slot: OwnedSemaphorePermit,
+}
+
+/// Refuses before reading a byte when the queue is full or too many bodies are in flight:
+/// the limits bound memory only if nothing is spent before they are checked. The tenant's
+/// and the key's shares come first, so one tenant's slow or heavy senders are refused
+/// before they can take the slots every tenant shares.
+pub(super) fn admit(st: &AppState, auth: &Auth) -> Result<Admitted, ApiError> {
+    if st.pipeline.is_full() {
+        return Err(overloaded(st, QUEUE_FULL));
+    }
+    let share = st
+        .fair
+        .admit(&auth.0.tenant, &auth.0.id)
+        .map_err(|over| overloaded(st, over.message()))?;
+    let slot = st
+        .ingest_permits
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| overloaded(st, "the server is reading as many ingest bodies as it may"))?;
+    Ok(Admitted { share, _slot: slot })
+}
+
+/// Hands events to the durable log, within the tenant's share of queued events, and waits
+/// until they are fsynced: the caller may acknowledge them once this returns.
+pub(super) async fn commit(
+    st: &AppState,
+    admitted: &mut Admitted,
+    events: Vec<Event>,
+    arrived: Instant,
+) -> Result<CommitOutcome, ApiError> {
+    admitted
+        .share
+        .reserve_events(events.len() as u64)
+        .map_err(|over| overloaded(st, over.message()))?;
+    let rx = st.pipeline.submit(events, arrived).map_err(|e| match e {
+        SubmitError::Overloaded => overloaded(st, QUEUE_FULL),
+        SubmitError::Stopped => ApiError::Unavailable("the server is shutting down".into()),
+    })?;
+    rx.await
+        .map_err(|_| ApiError::Unavailable("the server is shutting down".into()))?
+        .map_err(ApiError::Unavailable)
+}
+
+fn overloaded(st: &AppState, why: &'static str) -> ApiError {
+    st.metrics.requests_overloaded.fetch_add(1, Relaxed);
+    ApiError::Overloaded {
+        why,
+        retry_after_s: 1,
+    }
+}
+
+pub(super) fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<String> {
     headers
         .get(name)
         .and_then(|v| v.to_str().ok())

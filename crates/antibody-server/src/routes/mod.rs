@@ -11,6 +11,7 @@ mod incidents;
 mod models;
 mod notifications;
 mod ops;
+mod otlp;
 mod respond;
 mod stream;
 
@@ -46,6 +47,20 @@ pub fn endpoints() -> Vec<Endpoint> {
             "Send events (JSON object, array or NDJSON; gzip allowed)",
             Some("ingest"),
             post(events::post_events),
+        ),
+        ep(
+            "post",
+            "/v1/otlp/v1/traces",
+            "OTLP/HTTP trace export (protobuf or JSON; gzip allowed): gen_ai.* spans become llm events, an agent's spans task vitals; answered once durable",
+            Some("ingest"),
+            post(otlp::traces),
+        ),
+        ep(
+            "post",
+            "/v1/otlp/v1/logs",
+            "OTLP/HTTP log export (protobuf or JSON; gzip allowed): gen_ai.* records become llm events; answered once durable",
+            Some("ingest"),
+            post(otlp::logs),
         ),
         ep(
             "get",
