@@ -1289,6 +1289,26 @@ mod tests {
         );
     }
 
+    /// The state behind `tests/fixtures/partition-v5.snap`: entities with baselines and an
+    /// open incident, global and tenant rule windows mid-count, a re-converging entity.
+    fn v5_state() -> Partition {
+        let cfg = Arc::new(EngineConfig::default());
+        let mut p = Partition::new(cfg, book_with_own_rules_for_t2());
+        run(&mut p, &history()[..32], 0);
+        run(&mut p, &failures_of("t1", 4, "203.0.113.1"), 40);
+        run(&mut p, &failures_of("t2", 2, "198.51.100.9"), 50);
+        p.reconverge(&TenantId::new("t1"), "agent:a", 900_000);
+        p
+    }
+
+    /// Writes the fixture (run once, with the code that wrote five sections).
+    #[test]
+    #[ignore]
+    fn write_v5_fixture() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/partition-v5.snap");
+        std::fs::write(path, v5_state().snapshot().unwrap()).unwrap();
+    }
+
     #[test]
     fn quiet_incidents_close_on_tick_as_quiet_resolutions() {
         let mut p = part();
