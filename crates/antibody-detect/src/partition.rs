@@ -11,7 +11,7 @@ use crate::config::EngineConfig;
 use crate::correlate::OpenIncident;
 use crate::models::{EventOut, History, ModelRuntime, ModelSet, ModelStats, ReviewBudgets};
 use crate::rulebook::RuleBook;
-use crate::webprof::{self, Method, TenantProfiles, WebProfiles};
+use crate::webprof::{self, Method, TemplateId, TenantProfiles, WebProfiles};
 use antibody_core::{
     Detector, Event, Explanation, Finding, Incident, Severity, TenantId, TimestampMs,
 };
@@ -542,7 +542,7 @@ impl Partition {
         host: Option<&str>,
         method: Option<Method>,
         template: Option<&str>,
-    ) -> usize {
+    ) -> Vec<TemplateId> {
         self.web.reset(tenant, host, method, template)
     }
 
@@ -1462,7 +1462,7 @@ mod tests {
         let t = TenantId::new("t1");
         assert!(r.learn_web_finding(&t, &out.findings[1].evidence));
         assert_eq!(r.web_profiles(&t).unwrap().template_count(), 1);
-        assert_eq!(r.reset_web_profiles(&t, None, None, None), 1);
+        assert_eq!(r.reset_web_profiles(&t, None, None, None).len(), 1);
         assert!(r.web_profiles(&t).is_none());
     }
 

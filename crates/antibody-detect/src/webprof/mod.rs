@@ -175,6 +175,9 @@ mod pairs {
     }
 }
 
+/// `(host, method, template)`.
+pub type TemplateId = (String, Method, String);
+
 /// One reason a request does not fit its profile.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Anomaly {
@@ -228,9 +231,9 @@ impl TenantProfiles {
         host: Option<&str>,
         method: Option<Method>,
         template: Option<&str>,
-    ) -> usize {
+    ) -> Vec<TemplateId> {
         let whole_hosts = method.is_none() && template.is_none();
-        let mut gone = 0;
+        let mut gone = Vec::new();
         for (name, h) in &mut self.hosts {
             if host.is_some_and(|x| x != name) {
                 continue;
@@ -238,7 +241,7 @@ impl TenantProfiles {
             for ((m, t), p) in &mut h.templates {
                 if method.is_none_or(|x| x == *m) && template.is_none_or(|x| x == t) {
                     *p = Arc::default();
-                    gone += 1;
+                    gone.push((name.clone(), *m, t.clone()));
                 }
             }
             if whole_hosts {
@@ -533,9 +536,9 @@ impl WebProfiles {
         host: Option<&str>,
         method: Option<Method>,
         template: Option<&str>,
-    ) -> usize {
+    ) -> Vec<TemplateId> {
         let Some(tp) = self.tenants.get_mut(tenant) else {
-            return 0;
+            return Vec::new();
         };
         let gone = tp.reset(host, method, template);
         if tp.hosts.is_empty() {

@@ -10,7 +10,10 @@ use antibody_detect::partition_of;
 use antibody_log::SegmentLog;
 use std::collections::{HashMap, VecDeque};
 use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{
+    AtomicU64,
+    Ordering::{Relaxed, Release},
+};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -91,6 +94,8 @@ pub(crate) struct Partitions {
     pub queues: Vec<SyncSender<Work>>,
     pub budgets: Vec<Arc<Inflight>>,
     pub durable: Arc<Watermark>,
+    /// Published [`Committer::dispatched`], for web-profile changes (`crate::webprof`).
+    pub dispatched: Arc<AtomicU64>,
 }
 
 pub(crate) struct Committer {
@@ -113,6 +118,7 @@ pub(crate) struct Committer {
     dispatched: u64,
     /// Advanced after each fsync; workers publish outputs only below it.
     durable: Arc<Watermark>,
+    published: Arc<AtomicU64>,
 }
 
 impl Committer {
@@ -143,6 +149,7 @@ impl Committer {
             health,
             dispatched: start,
             durable: partitions.durable,
+            published: partitions.dispatched,
         }
     }
 
@@ -341,6 +348,7 @@ impl Committer {
         }
         if let Some((last, _)) = batch.last() {
             self.dispatched = self.dispatched.max(last + 1);
+            self.published.store(self.dispatched, Release);
         }
         let n = self.workers.len();
         let mut parts: Vec<Vec<(u64, Event)>> = (0..n)
