@@ -8,9 +8,10 @@
 //! fsynced) with the log offset the committer had dispatched once every partition applied
 //! it. A checkpoint at offset `C > offset` was requested after that moment, behind the
 //! change in every partition's queue, so it holds the change; at start the changes at or
-//! past the restored checkpoint are applied again before the log tail is replayed (in front
-//! of the events that followed them, the one difference from the first run). Entries a
-//! written checkpoint holds are pruned at the next change.
+//! past the restored checkpoint are applied again as the log tail is replayed, once the
+//! events before their offset are dispatched (events that raced the change in its first run
+//! may now fall on the other side of it). Entries a written checkpoint holds are pruned at
+//! the next change.
 
 use antibody_core::TenantId;
 use antibody_detect::webprof::{Method, TemplateId};
@@ -186,12 +187,13 @@ impl Journal {
         })
     }
 
-    /// The changes a checkpoint at `from` does not hold, in the order they were made.
-    pub fn pending(&self, from: u64) -> Vec<(TenantId, WebChange)> {
+    /// The changes a checkpoint at `from` does not hold, in the order they were made, with
+    /// the offset each was made at.
+    pub fn pending(&self, from: u64) -> Vec<(u64, TenantId, WebChange)> {
         self.lock()
             .iter()
             .filter(|e| e.offset >= from)
-            .map(|e| (e.tenant.clone(), e.change.clone()))
+            .map(|e| (e.offset, e.tenant.clone(), e.change.clone()))
             .collect()
     }
 
@@ -247,7 +249,7 @@ mod tests {
         j.record(10, &t, &reset("a"), 0).unwrap();
         j.record(20, &t, &reset("b"), 0).unwrap();
         let j = Journal::open(&path).unwrap();
-        assert_eq!(j.pending(15), vec![(t.clone(), reset("b"))]);
+        assert_eq!(j.pending(15), vec![(20, t.clone(), reset("b"))]);
         assert_eq!(j.pending(10).len(), 2);
         // A written checkpoint at 15 holds the first: the next record prunes it.
         j.record(30, &t, &reset("c"), 15).unwrap();

@@ -155,7 +155,16 @@ impl Committer {
 
     /// Rebuilds the idempotency set from the retained log and replays every event from
     /// `start` through the partitions, so the engine is where it was before the stop.
-    pub(crate) fn recover(&mut self, start: u64) -> Result<(), PipelineError> {
+    /// Replays the log from `start` through the partitions. `controls` are messages for
+    /// every partition (one per worker, in worker order) to send once the events before
+    /// their offset are dispatched, in offset order: changes made while those events were
+    /// live (see `crate::webprof`) land where they did.
+    pub(crate) fn recover(
+        &mut self,
+        start: u64,
+        controls: Vec<(u64, Vec<Work>)>,
+    ) -> Result<(), PipelineError> {
+        let mut controls: VecDeque<(u64, Vec<Work>)> = controls.into();
         let first = self.log.first_offset();
         if start < first {
             tracing::warn!(start, first, "the log no longer holds every event after the snapshot; replaying what is retained");
@@ -183,6 +192,14 @@ impl Committer {
                 }
             }
             if offset >= start {
+                if controls.front().is_some_and(|(at, _)| *at <= offset) {
+                    self.dispatch(std::mem::take(&mut batch), Instant::now());
+                    while controls.front().is_some_and(|(at, _)| *at <= offset) {
+                        if let Some((_, works)) = controls.pop_front() {
+                            self.send_all(works);
+                        }
+                    }
+                }
                 batch.push((offset, ev));
                 replayed += 1;
                 if batch.len() >= REPLAY_BATCH {
@@ -191,6 +208,9 @@ impl Committer {
             }
         }
         self.dispatch(batch, Instant::now());
+        for (_, works) in controls {
+            self.send_all(works);
+        }
         self.publish_log_metrics();
         if replayed > 0 {
             tracing::info!(
@@ -400,6 +420,15 @@ impl Committer {
             let _ = w.send(Work::Checkpoint { next_offset: next });
         }
         self.last_checkpoint = (Instant::now(), next);
+    }
+
+    /// One message to each worker.
+    fn send_all(&self, works: Vec<Work>) {
+        for (w, work) in self.workers.iter().zip(works) {
+            if w.send(work).is_err() {
+                self.health.fail("a partition worker is gone");
+            }
+        }
     }
 
     fn publish_log_metrics(&self) {

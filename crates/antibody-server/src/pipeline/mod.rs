@@ -447,16 +447,23 @@ impl Pipeline {
             checkpoint,
             ready.clone(),
         );
-        // Web-profile changes the checkpoint does not hold, ahead of the events after it.
-        for (tenant, change) in web_journal.pending(start_offset) {
-            let cmd = crate::webprof::WebCmd::Change(Arc::new(change));
-            for w in &workers {
-                let (reply, _) = oneshot::channel();
-                let (tenant, cmd) = (tenant.clone(), cmd.clone());
-                let _ = w.send(Work::WebProfiles { tenant, cmd, reply });
-            }
-        }
-        committer.recover(start_offset)?;
+        // Web-profile changes the checkpoint does not hold, where they were made.
+        let controls = web_journal
+            .pending(start_offset)
+            .into_iter()
+            .map(|(offset, tenant, change)| {
+                let cmd = crate::webprof::WebCmd::Change(Arc::new(change));
+                let works = (0..workers.len())
+                    .map(|_| Work::WebProfiles {
+                        tenant: tenant.clone(),
+                        cmd: cmd.clone(),
+                        reply: oneshot::channel().0,
+                    })
+                    .collect();
+                (offset, works)
+            })
+            .collect();
+        committer.recover(start_offset, controls)?;
         for (tenant, entity) in sampled {
             let p = partition_of(&tenant, &entity, workers.len());
             let _ = workers[p].send(Work::Watch {
