@@ -51,13 +51,15 @@ impl std::fmt::Display for Severity {
     }
 }
 
-/// Which detector produced a finding. On the wire a string: `baseline`, `rule:<id>` or
-/// `model:<name>`; a name this build does not know is kept as written (`Other`), so findings
+/// Which detector produced a finding. On the wire a string: `baseline`, `profile`,
+/// `rule:<id>` or `model:<name>`; a name this build does not know is kept as written (`Other`), so findings
 /// stored by a newer build still load.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Detector {
     /// Per-entity baselines and tracked attributes.
     Baseline,
+    /// Learned web-application profiles (`web_anomaly`).
+    Profile,
     /// A signature or threshold rule, by id.
     Rule(String),
     /// A served model, by name.
@@ -69,6 +71,8 @@ impl Detector {
     pub fn parse(s: &str) -> Self {
         if s == "baseline" {
             Self::Baseline
+        } else if s == "profile" {
+            Self::Profile
         } else if let Some(id) = s.strip_prefix("rule:") {
             Self::Rule(id.to_owned())
         } else if let Some(name) = s.strip_prefix("model:") {
@@ -91,6 +95,7 @@ impl std::fmt::Display for Detector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Baseline => f.write_str("baseline"),
+            Self::Profile => f.write_str("profile"),
             Self::Rule(id) => write!(f, "rule:{id}"),
             Self::Model(name) => write!(f, "model:{name}"),
             Self::Other(s) => f.write_str(s),
@@ -103,6 +108,7 @@ impl PartialEq<str> for Detector {
     fn eq(&self, other: &str) -> bool {
         match self {
             Self::Baseline => other == "baseline",
+            Self::Profile => other == "profile",
             Self::Rule(id) => other.strip_prefix("rule:") == Some(id.as_str()),
             Self::Model(name) => other.strip_prefix("model:") == Some(name.as_str()),
             Self::Other(s) => other == s,
@@ -193,6 +199,7 @@ mod tests {
     fn detectors_round_trip_as_their_strings() {
         for (s, d) in [
             ("baseline", Detector::Baseline),
+            ("profile", Detector::Profile),
             (
                 "rule:ssh-brute-force",
                 Detector::Rule("ssh-brute-force".into()),

@@ -168,6 +168,114 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
+/// Shop traffic: 12 endpoints (GET with a query, POST with a form body), parameters of
+/// several shapes (ids, quantities, names with non-ASCII, e-mails, free text), 2,000 clients.
+fn shop_requests(n: usize, seed: u64) -> Vec<Event> {
+    let tenant = TenantId::new("bench");
+    let mut rng = SplitMix64::new(seed);
+    let names = [
+        "Vino+Rioja",
+        "Queso+Manchego",
+        "Jam%F3n+Ib%E9rico",
+        "Aceite+de+oliva",
+    ];
+    let words = [
+        "Calle+Mayor+12",
+        "Avda.+del+Puerto+3%2C+2B",
+        "C%2F+Gregal+56",
+        "Paseo+Mir+141",
+    ];
+    (0..n)
+        .map(|i| {
+            let r = rng.next_u64();
+            let e = r % 2000;
+            let page = (r >> 12) % 12;
+            let item = (r >> 20) % 40 + 1;
+            let body = match page % 4 {
+                0 => format!("id={item}&nombre={}&precio={}&cantidad={}&B1=A%F1adir", names[(r >> 28) as usize % 4], (r >> 30) % 900 + 10, (r >> 40) % 99 + 1),
+                1 => format!("modo=entrar&login=user{e}&pwd=p{}x{}&remember=on&B1=Entrar", r % 97, r % 13),
+                2 => format!("modo=registro&login=u{e}&email=u{e}%40mail{}.example&direccion={}&cp={:05}&B1=Registrar", r % 50, words[(r >> 33) as usize % 4], r % 52_000),
+                _ => format!("id={item}"),
+            };
+            let post = page >= 6;
+            let mut attrs = vec![
+                ("src_ip".to_string(), AttrValue::Str(format!("10.2.{}.{}", e / 250, e % 250))),
+                ("method".to_string(), AttrValue::Str(if post { "POST" } else { "GET" }.into())),
+                ("path".to_string(), AttrValue::Str(format!("/tienda/p{}/page{}.jsp", page % 3, page))),
+                ("host".to_string(), AttrValue::Str("shop.example".into())),
+                ("user_agent".to_string(), AttrValue::Str("Mozilla/5.0 (X11; Linux x86_64)".into())),
+            ];
+            if post {
+                attrs.push(("content_type".into(), AttrValue::Str("application/x-www-form-urlencoded".into())));
+                attrs.push(("body".into(), AttrValue::Str(body)));
+            } else {
+                attrs.push(("query".into(), AttrValue::Str(body)));
+            }
+            Event {
+                tenant: tenant.clone(),
+                ts: 1_700_000_000_000 + i as i64,
+                entity: format!("ip:10.2.{}.{}", e / 250, e % 250),
+                kind: "http".into(),
+                metrics: vec![("latency_ms".to_string(), 20.0 + rng.unit())],
+                attrs,
+                id: None,
+            }
+        })
+        .collect()
+}
+
+/// The whole engine (rules, baselines, correlation) on `http` events with web profiles on
+/// (learned, judging every request) and off: the profiles' cost side by side.
+fn bench_web_profiles(c: &mut Criterion) {
+    let evs = shop_requests(EVENTS, 9);
+    let rules = Arc::new(RuleSet::default_pack());
+    let mut g = c.benchmark_group("web_profiles");
+    g.throughput(Throughput::Elements(EVENTS as u64));
+    g.sample_size(10);
+    for enabled in [true, false] {
+        let mut cfg = EngineConfig::default();
+        cfg.web_profiles.enabled = enabled;
+        let cfg = Arc::new(cfg);
+        let mut warm = Partition::new(cfg.clone(), rules.clone());
+        let mut out = Outputs::default();
+        for (i, ev) in shop_requests(EVENTS, 1).iter().enumerate() {
+            warm.on_event(i as u64, ev, &mut out);
+            out.clear();
+        }
+        let snapshot = warm.snapshot().expect("snapshot");
+        let name = if enabled {
+            "http_100k_profiles_on"
+        } else {
+            "http_100k_profiles_off"
+        };
+        g.bench_function(name, |b| {
+            b.iter_batched_ref(
+                || Partition::restore(cfg.clone(), rules.clone(), &snapshot).expect("restore"),
+                |p| {
+                    let mut out = Outputs::default();
+                    for (i, ev) in evs.iter().enumerate() {
+                        p.on_event(i as u64, ev, &mut out);
+                        out.clear();
+                    }
+                },
+                BatchSize::LargeInput,
+            )
+        });
+        if enabled {
+            let t = TenantId::new("bench");
+            let profiles = warm.web_profiles(&t).expect("learned");
+            eprintln!(
+                "web profiles: {} templates, {} bytes ({} per template), snapshot {} bytes",
+                profiles.template_count(),
+                profiles.memory_bytes(),
+                profiles.memory_bytes() / profiles.template_count().max(1),
+                snapshot.len()
+            );
+        }
+    }
+    g.finish();
+}
+
 /// A production-size model (default training config: 200 trees, 5 folds) on generated agent
 /// data, bound to `vitals` events whose metrics carry the 11 raw columns. With `sessions`, the
 /// data are per-agent sessions in time order (`--mixed`) and the model also has its sequence
@@ -307,5 +415,5 @@ fn bench_served(c: &mut Criterion, sessions: bool, name: &str) {
     g.finish();
 }
 
-criterion_group!(benches, bench, bench_model);
+criterion_group!(benches, bench, bench_model, bench_web_profiles);
 criterion_main!(benches);

@@ -22,6 +22,8 @@ pub struct EngineConfig {
     pub entity_idle_ms: i64,
     /// Distinct metric names one tenant may use in one partition; further names are ignored.
     pub max_metric_names_per_tenant: usize,
+    /// Learned web-application profiles over `http` events (`[engine.web_profiles]`).
+    pub web_profiles: crate::webprof::WebProfilesConfig,
 }
 
 impl Default for EngineConfig {
@@ -34,6 +36,7 @@ impl Default for EngineConfig {
             max_entities_per_tenant: 2_000_000,
             entity_idle_ms: 7 * 24 * 3600 * 1000,
             max_metric_names_per_tenant: 1000,
+            web_profiles: crate::webprof::WebProfilesConfig::default(),
         }
     }
 }
@@ -41,6 +44,7 @@ impl Default for EngineConfig {
 impl EngineConfig {
     pub fn validate(&self) -> Result<(), String> {
         self.baseline.validate()?;
+        self.web_profiles.validate()?;
         if self.correlation_window_ms <= 0 {
             return Err("engine.correlation_window_ms must be positive".into());
         }

@@ -1,7 +1,7 @@
 //! The finding kinds the engine emits, named in one place: baselines give each known metric
 //! its kind ([`METRIC_KINDS`], [`OTHER_METRIC`] for any other), a tracked attr that changes
 //! after a stable streak gives [`change_kind`], rules the kind each rule declares, models
-//! [`model_kind`] and [`MODEL_DRIFT`]. [`emitted`] lists them for one configuration, so the
+//! [`model_kind`] and [`MODEL_DRIFT`], web profiles [`WEB_ANOMALY`]. [`emitted`] lists them for one configuration, so the
 //! response engine's default playbooks can be checked against what detection really says.
 
 use crate::EngineConfig;
@@ -26,6 +26,9 @@ pub const OTHER_METRIC: &str = "metric_spike";
 
 /// A model's inputs drifted from its training data.
 pub const MODEL_DRIFT: &str = "model_drift";
+
+/// A request that departs from its endpoint's learned profile (detector `profile`).
+pub const WEB_ANOMALY: &str = crate::webprof::KIND;
 
 /// The kind of a baseline spike in `metric`, before any configured mapping.
 pub fn metric_kind(metric: &str) -> &'static str {
@@ -55,6 +58,7 @@ pub fn emitted(cfg: &EngineConfig, rules: &RuleSet) -> BTreeSet<String> {
     let mapped = cfg.metric_kinds.values().cloned();
     let changes = cfg.tracked_attrs.iter().map(|a| change_kind(a));
     let rule_kinds = rules.rules().map(|r| r.kind.to_string());
+    let profiles = cfg.web_profiles.enabled.then(|| WEB_ANOMALY.to_owned());
     metrics
         .chain([
             OTHER_METRIC.to_owned(),
@@ -64,6 +68,7 @@ pub fn emitted(cfg: &EngineConfig, rules: &RuleSet) -> BTreeSet<String> {
         .chain(mapped)
         .chain(changes)
         .chain(rule_kinds)
+        .chain(profiles)
         .collect()
 }
 
@@ -94,6 +99,7 @@ mod tests {
             "request_flood",
             "model:*",
             "model_drift",
+            "web_anomaly",
         ] {
             assert!(kinds.contains(want), "{want} missing from {kinds:?}");
         }

@@ -11,6 +11,7 @@ use crate::config::EngineConfig;
 use crate::correlate::OpenIncident;
 use crate::models::{EventOut, History, ModelRuntime, ModelSet, ModelStats, ReviewBudgets};
 use crate::rulebook::RuleBook;
+use crate::webprof::{self, Method, TemplateId, TenantProfiles, WebProfiles};
 use antibody_core::{
     Detector, Event, Explanation, Finding, Incident, Severity, TenantId, TimestampMs,
 };
@@ -171,6 +172,9 @@ type OwnedReconverging = Vec<(TenantId, String, TimestampMs)>;
 /// The snapshot's fourth section: the windows of tenants' own rule sets, by tenant.
 type TenantRuleStates = Vec<(TenantId, RuleState)>;
 
+/// The sixth: every tenant's web profiles, by tenant.
+type WebSection = Vec<(TenantId, TenantProfiles)>;
+
 /// [`SnapshotV1`] borrowed from a live partition, for writing.
 #[derive(Serialize)]
 struct SnapshotRef<'a> {
@@ -195,6 +199,8 @@ pub struct SnapshotImage {
     budgets: ReviewBudgets,
     /// Tenants' own rule windows, in tenant order: the fourth section.
     tenant_rules: TenantRuleStates,
+    /// Web profiles, in tenant order (templates shared copy-on-write): the sixth section.
+    web: WebSection,
     hint: Arc<AtomicUsize>,
 }
 
@@ -226,7 +232,8 @@ impl SnapshotImage {
         let bytes = postcard::to_extend(&snap, buf)
             .map_err(|e| crate::EngineError::Snapshot(e.to_string()))?;
         // Entity histories follow as a second section, review budgets as a third and
-        // re-converging entities as a fourth, tenants' own rule windows as a fifth: a snapshot
+        // re-converging entities as a fourth, tenants' own rule windows as a fifth, web
+        // profiles as a sixth: a snapshot
         // written before they existed simply ends early, and trailing empty sections are
         // left out.
         let histories: Histories<'_> = snap
@@ -253,6 +260,7 @@ impl SnapshotImage {
             !self.budgets.is_empty(),
             !reconverging.is_empty(),
             !self.tenant_rules.is_empty(),
+            !self.web.is_empty(),
         ];
         let count = sections.iter().rposition(|&s| s).map_or(0, |i| i + 1);
         let mut bytes = bytes;
@@ -267,6 +275,9 @@ impl SnapshotImage {
         }
         if count > 3 {
             bytes = postcard::to_extend(&self.tenant_rules, bytes).map_err(bad)?;
+        }
+        if count > 4 {
+            bytes = postcard::to_extend(&self.web, bytes).map_err(bad)?;
         }
         self.hint.store(bytes.len(), Relaxed);
         Ok(bytes)
@@ -305,6 +316,8 @@ pub struct Partition {
     models: ModelRuntime,
     /// Low-confidence model findings that join no incident (see [`crate::models`]).
     review: Vec<Finding>,
+    /// Learned web-application profiles of the `http` events routed here.
+    web: WebProfiles,
     /// The last snapshot's size, to size the next one's buffer.
     snapshot_hint: Arc<AtomicUsize>,
 }
@@ -331,6 +344,7 @@ impl Partition {
             hits: Vec::new(),
             models: ModelRuntime::default(),
             review: Vec::new(),
+            web: WebProfiles::default(),
             snapshot_hint: Arc::default(),
         };
         p.set_rules(book);
@@ -420,6 +434,7 @@ impl Partition {
         if !self.admits(&ev.tenant, &ev.entity) {
             self.entities_refused += 1;
             self.evaluate_rules(offset, ev, first_finding, out);
+            self.evaluate_profiles(offset, ev, first_finding, out);
             self.model_findings(index, offset, ev, first_finding, out);
             out.findings.append(&mut self.review);
             return;
@@ -443,6 +458,7 @@ impl Partition {
             });
         }
         self.evaluate_rules(offset, ev, first_finding, out);
+        self.evaluate_profiles(offset, ev, first_finding, out);
         self.model_findings(index, offset, ev, first_finding, out);
         if out.findings.len() > first_finding {
             self.correlate(offset, ev, first_finding, out);
@@ -496,6 +512,49 @@ impl Partition {
             out.findings.push(rule_finding(id, ev, hit));
         }
         self.hits = hits;
+    }
+
+    /// Judges and learns `http` requests against their endpoint's profile.
+    fn evaluate_profiles(&mut self, offset: u64, ev: &Event, first: usize, out: &mut Outputs) {
+        if ev.kind != "http" {
+            return;
+        }
+        if let Some(v) = self.web.on_event(&self.cfg.web_profiles, ev) {
+            let id = finding_id(offset, out.findings.len() - first);
+            out.findings.push(webprof::finding(id, ev, &v));
+        }
+    }
+
+    /// The tenant's web profiles in this partition (a copy: templates are shared).
+    pub fn web_profiles(&self, tenant: &TenantId) -> Option<TenantProfiles> {
+        self.web.tenant(tenant).cloned()
+    }
+
+    /// Replaces the tenant's profiles of the hosts `profiles` names.
+    pub fn import_web_profiles(&mut self, tenant: &TenantId, profiles: &TenantProfiles) {
+        self.web.import(&self.cfg.web_profiles, tenant, profiles);
+    }
+
+    /// Forgets the tenant's templates that match; returns how many.
+    pub fn reset_web_profiles(
+        &mut self,
+        tenant: &TenantId,
+        host: Option<&str>,
+        method: Option<Method>,
+        template: Option<&str>,
+    ) -> Vec<TemplateId> {
+        self.web.reset(tenant, host, method, template)
+    }
+
+    /// Learns the request of a `web_anomaly` finding a person marked false positive.
+    pub fn learn_web_finding(&mut self, tenant: &TenantId, evidence: &Map<String, Value>) -> bool {
+        self.web
+            .learn_finding(&self.cfg.web_profiles, tenant, evidence)
+    }
+
+    /// Requests not profiled because their tenant had `max_hosts_per_tenant` hosts.
+    pub fn web_hosts_refused(&self) -> u64 {
+        self.web.hosts_refused
     }
 
     /// Whether the entity is tracked or there is room to track it.
@@ -816,6 +875,12 @@ impl Partition {
                 own.sort_unstable_by(|a, b| a.0.cmp(&b.0));
                 own
             },
+            web: self
+                .web
+                .to_section()
+                .into_iter()
+                .map(|(t, p)| (t.clone(), p.clone()))
+                .collect(),
             hint: Arc::clone(&self.snapshot_hint),
         }
     }
@@ -857,7 +922,12 @@ impl Partition {
         } else {
             postcard::take_from_bytes(rest).map_err(bad)?
         };
-        let own: TenantRuleStates = if rest.is_empty() {
+        let (own, rest): (TenantRuleStates, &[u8]) = if rest.is_empty() {
+            (Vec::new(), rest)
+        } else {
+            postcard::take_from_bytes(rest).map_err(bad)?
+        };
+        let web: WebSection = if rest.is_empty() {
             Vec::new()
         } else {
             postcard::from_bytes(rest).map_err(bad)?
@@ -869,6 +939,7 @@ impl Partition {
             }
         }
         p.models.restore_review_budgets(budgets);
+        p.web = WebProfiles::from_section(web);
         p.metrics = snap.metrics;
         p.metrics.rebuild();
         p.attrs = snap.attrs;
@@ -1287,6 +1358,112 @@ mod tests {
             restore(&r.snapshot().unwrap()).unwrap().tenant_rules.len(),
             0
         );
+    }
+
+    /// The state behind `tests/fixtures/partition-v5.snap`: entities with baselines and an
+    /// open incident, global and tenant rule windows mid-count, a re-converging entity.
+    fn v5_state() -> Partition {
+        let cfg = Arc::new(EngineConfig::default());
+        let mut p = Partition::new(cfg, book_with_own_rules_for_t2());
+        run(&mut p, &history()[..32], 0);
+        run(&mut p, &failures_of("t1", 4, "203.0.113.1"), 40);
+        run(&mut p, &failures_of("t2", 2, "198.51.100.9"), 50);
+        p.reconverge(&TenantId::new("t1"), "agent:a", 900_000);
+        p
+    }
+
+    /// Writes the fixture (run once, with the code that wrote five sections).
+    #[test]
+    #[ignore]
+    fn write_v5_fixture() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/partition-v5.snap"
+        );
+        std::fs::write(path, v5_state().snapshot().unwrap()).unwrap();
+    }
+
+    /// A snapshot written before web profiles (five sections) still restores, to the same
+    /// state: re-encoding gives the same bytes, and the tenant's rule window carries on.
+    #[test]
+    fn a_five_section_snapshot_restores_without_profiles() {
+        let bytes = include_bytes!("../tests/fixtures/partition-v5.snap");
+        let cfg = Arc::new(EngineConfig::default());
+        let mut r = Partition::restore(cfg, book_with_own_rules_for_t2(), bytes).unwrap();
+        assert!(r.web.is_empty());
+        assert_eq!(r.snapshot().unwrap(), bytes.to_vec(), "restore is lossless");
+        assert_eq!(r.snapshot().unwrap(), v5_state().snapshot().unwrap());
+        let out = run(&mut r, &failures_of("t2", 1, "198.51.100.9"), 60);
+        assert_eq!(kinds(&out), vec!["brute_force"], "the window survived");
+    }
+
+    fn request(ts: i64, query: &str) -> Event {
+        let attrs = [
+            ("method", "GET"),
+            ("path", "/shop/item.jsp"),
+            ("query", query),
+            ("host", "shop.example"),
+            ("src_ip", "198.51.100.4"),
+        ];
+        Event {
+            tenant: TenantId::new("t1"),
+            ts,
+            entity: "ip:198.51.100.4".into(),
+            kind: "http".into(),
+            metrics: vec![],
+            attrs: attrs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), AttrValue::Str((*v).to_owned())))
+                .collect(),
+            id: None,
+        }
+    }
+
+    fn normal_requests(n: i64) -> Vec<Event> {
+        (0..n)
+            .map(|i| request(i * 10, &format!("id={}&q=red+wine", i % 9 + 1)))
+            .collect()
+    }
+
+    /// Profiles learn in the partition, survive a snapshot (the sixth section), and a
+    /// request both the rules and the profile flag is one incident with both findings.
+    #[test]
+    fn web_profiles_judge_after_learning_and_survive_a_snapshot() {
+        let mut p = part();
+        let learn = p.cfg.web_profiles.learn_requests as i64;
+        assert!(run(&mut p, &normal_requests(learn), 0).findings.is_empty());
+        let bytes = p.snapshot().unwrap();
+        let mut r = restore(&bytes).unwrap();
+        assert_eq!(r.snapshot().unwrap(), bytes, "restore is lossless");
+        let attack = request(
+            1_000_000,
+            "id=1%27+union+select+password+from+users--&q=red",
+        );
+        let out = run(&mut r, &[attack.clone()], 10_000);
+        let got: Vec<(String, String)> = out
+            .findings
+            .iter()
+            .map(|f| (f.kind.clone(), f.detector.to_string()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("sqli".to_owned(), "rule:sqli".to_owned()),
+                ("web_anomaly".to_owned(), "profile".to_owned())
+            ]
+        );
+        assert_eq!(out.findings[0].incident, out.findings[1].incident);
+        assert_eq!(out.incidents.len(), 1);
+        // Same input, same output, and the uninterrupted partition agrees.
+        let whole = run(&mut p, &[attack], 10_000);
+        let json = |o: &Outputs| serde_json::to_string(&(&o.findings, &o.incidents)).unwrap();
+        assert_eq!(json(&whole), json(&out));
+        // A false positive is learned.
+        let t = TenantId::new("t1");
+        assert!(r.learn_web_finding(&t, &out.findings[1].evidence));
+        assert_eq!(r.web_profiles(&t).unwrap().template_count(), 1);
+        assert_eq!(r.reset_web_profiles(&t, None, None, None).len(), 1);
+        assert!(r.web_profiles(&t).is_none());
     }
 
     #[test]

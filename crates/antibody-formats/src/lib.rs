@@ -7,6 +7,7 @@
 //!   `ip:<src_ip>`;
 //! - [`otlp`]: OTLP/HTTP trace and log exports (protobuf or JSON) → `llm` events of entity
 //!   `agent:<id>` and task `vitals`.
+//! - [`rawhttp`]: raw HTTP/1.x requests one after another → `http` events.
 //!
 //! Every parser never panics, whatever the input. The line parsers take a line at a time: a
 //! line is either an event, a well-formed line that carries nothing to detect on (skipped), or
@@ -15,10 +16,12 @@
 pub mod authlog;
 pub mod eve;
 pub mod otlp;
+pub mod rawhttp;
 mod syslog;
 
 pub use authlog::{AuthLogParser, AuthRecord};
 pub use eve::EveParser;
+pub use rawhttp::{RawHttpReader, RawRequest};
 
 /// Why a line could not be read in the format it was given as.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -29,6 +32,8 @@ pub enum ParseError {
     Json(String),
     #[error("not an EVE record: {0}")]
     Eve(&'static str),
+    #[error("not an HTTP request: {0}")]
+    Http(&'static str),
     #[error("invalid timestamp {0:?}")]
     Timestamp(String),
 }

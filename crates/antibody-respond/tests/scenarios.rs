@@ -1280,6 +1280,7 @@ const ANSWERS: &[(&str, &str)] = &[
     ("model:agents", "model-threat"),
     ("model_drift", "model-drift"),
     ("threat_intel", "threat-intel"),
+    ("web_anomaly", "web-anomaly"),
 ];
 
 /// A finding of `kind` as its detector would report it, with an attacking address in the

@@ -57,6 +57,11 @@ pub struct ReplayArgs {
     #[arg(long, value_name = "DIR")]
     pub rules: Option<PathBuf>,
 
+    /// The `antibody.toml` whose `[engine]` section (baselines, web profiles, …) the replay
+    /// runs with, as `serve` does; the file's other sections are checked and not used.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
     /// Tenant the events are attributed to (engine state is kept per tenant, as in `serve`).
     #[arg(long, default_value = "default")]
     pub tenant: String,
@@ -108,7 +113,7 @@ pub fn run(args: ReplayArgs) -> Result<()> {
             .with_context(|| format!("invalid rules in {}", dir.display()))?,
         None => RuleSet::default_pack(),
     };
-    let cfg = EngineConfig::default();
+    let cfg = engine_config(args.config.as_deref())?;
     let opts = Options {
         tenant: TenantId::new(&args.tenant),
         year: args.year,
@@ -146,6 +151,17 @@ pub fn run(args: ReplayArgs) -> Result<()> {
     };
     stats.print_summary(started.elapsed().as_secs_f64());
     Ok(())
+}
+
+/// The `[engine]` section of `--config`, validated as `serve` validates it.
+fn engine_config(path: Option<&Path>) -> Result<EngineConfig> {
+    let Some(path) = path else {
+        return Ok(EngineConfig::default());
+    };
+    let cfg = crate::config::FileConfig::load(Some(path))?.engine;
+    cfg.validate()
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    Ok(cfg)
 }
 
 /// What the replay needs besides the engine.

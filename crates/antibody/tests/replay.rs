@@ -284,3 +284,64 @@ fn a_missing_playbooks_or_rules_dir_is_refused() {
         assert!(out.stdout.is_empty(), "{flag}: nothing replayed");
     }
 }
+
+/// `n` ordinary product views then one injection, as NDJSON.
+fn shop_traffic(n: usize) -> Vec<u8> {
+    let mut out = String::new();
+    let line = |ts: usize, q: &str| {
+        serde_json::json!({"ts": ts as i64 * 1000, "entity": format!("ip:10.0.0.{}", ts % 7),
+            "kind": "http", "attrs": {"method": "GET", "path": "/shop/item.jsp", "query": q,
+            "host": "shop.example", "src_ip": format!("10.0.0.{}", ts % 7)}})
+        .to_string()
+    };
+    for i in 0..n {
+        out.push_str(&line(i, &format!("id={}&q=red+wine", i % 9 + 1)));
+        out.push('\n');
+    }
+    out.push_str(&line(n, "id=1+AND+1%3D1&q=red"));
+    out.push('\n');
+    out.into_bytes()
+}
+
+/// Replay runs the profiles as `serve` does, with the `[engine]` section of `--config`:
+/// it learns the normal requests and judges the new one with what it learned.
+#[test]
+fn replay_learns_web_profiles_with_the_engine_section_of_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("antibody.toml");
+    let input = shop_traffic(30);
+    std::fs::write(&cfg, "[engine.web_profiles]\nlearn_requests = 20\n").unwrap();
+    let out = replay(&["--config", cfg.to_str().unwrap(), "-"], Some(&input));
+    let found: Vec<Value> = lines(&out)
+        .into_iter()
+        .filter(|v| v["type"] == "finding" && v["kind"] == "web_anomaly")
+        .collect();
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0]["detector"], "profile");
+    assert_eq!(found[0]["entity"], "ip:10.0.0.2");
+    assert_eq!(found[0]["evidence"]["template"], "/shop/item.jsp");
+    assert!(found[0]["explanation"]["text"]
+        .as_str()
+        .unwrap()
+        .contains("parameter `id` expected digits"));
+
+    // The default (200 requests to learn) judges nothing yet; `enabled = false` nothing ever.
+    let out = replay(&["-"], Some(&input));
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("web_anomaly"));
+    std::fs::write(
+        &cfg,
+        "[engine.web_profiles]\nenabled = false\nlearn_requests = 20\n",
+    )
+    .unwrap();
+    let out = replay(&["--config", cfg.to_str().unwrap(), "-"], Some(&input));
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("web_anomaly"));
+
+    std::fs::write(&cfg, "[engine.web_profiles]\nthreshold = 2.0\n").unwrap();
+    let bad = Command::new(env!("CARGO_BIN_EXE_antibody"))
+        .args(["replay", "--config", cfg.to_str().unwrap(), "-"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("threshold"));
+}

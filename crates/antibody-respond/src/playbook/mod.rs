@@ -202,6 +202,10 @@ const DEFAULT_PACK: &[(&str, &str)] = &[
         include_str!("../../playbooks/default/metric_spike.yml"),
     ),
     (
+        "default/web_anomaly.yml",
+        include_str!("../../playbooks/default/web_anomaly.yml"),
+    ),
+    (
         "default/model_threat.yml",
         include_str!("../../playbooks/default/model_threat.yml"),
     ),

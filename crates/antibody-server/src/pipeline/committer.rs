@@ -15,7 +15,10 @@ use antibody_detect::partition_of;
 use antibody_log::SegmentLog;
 use std::collections::{HashMap, VecDeque};
 use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{
+    AtomicU64,
+    Ordering::{Relaxed, Release},
+};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -99,6 +102,8 @@ pub(crate) struct Partitions {
     pub queues: Vec<SyncSender<Work>>,
     pub budgets: Vec<Arc<Inflight>>,
     pub durable: Arc<Watermark>,
+    /// Published [`Committer::dispatched`], for web-profile changes (`crate::webprof`).
+    pub dispatched: Arc<AtomicU64>,
 }
 
 pub(crate) struct Committer {
@@ -123,6 +128,7 @@ pub(crate) struct Committer {
     durable: Arc<Watermark>,
     /// While the log is failed: when to try it again, and the pause after that.
     retry: (Instant, Duration),
+    published: Arc<AtomicU64>,
 }
 
 impl Committer {
@@ -154,12 +160,22 @@ impl Committer {
             dispatched: start,
             durable: partitions.durable,
             retry: (Instant::now(), FIRST_RETRY),
+            published: partitions.dispatched,
         }
     }
 
     /// Rebuilds the idempotency set from the retained log and replays every event from
     /// `start` through the partitions, so the engine is where it was before the stop.
-    pub(crate) fn recover(&mut self, start: u64) -> Result<(), PipelineError> {
+    /// Replays the log from `start` through the partitions. `controls` are messages for
+    /// every partition (one per worker, in worker order) to send once the events before
+    /// their offset are dispatched, in offset order: changes made while those events were
+    /// live (see `crate::webprof`) land where they did.
+    pub(crate) fn recover(
+        &mut self,
+        start: u64,
+        controls: Vec<(u64, Vec<Work>)>,
+    ) -> Result<(), PipelineError> {
+        let mut controls: VecDeque<(u64, Vec<Work>)> = controls.into();
         let first = self.log.first_offset();
         if start < first {
             tracing::warn!(start, first, "the log no longer holds every event after the snapshot; replaying what is retained");
@@ -191,6 +207,14 @@ impl Committer {
                 }
             }
             if offset >= start {
+                if controls.front().is_some_and(|(at, _)| *at <= offset) {
+                    self.dispatch(std::mem::take(&mut batch), Instant::now());
+                    while controls.front().is_some_and(|(at, _)| *at <= offset) {
+                        if let Some((_, works)) = controls.pop_front() {
+                            self.send_all(works);
+                        }
+                    }
+                }
                 batch.push((offset, ev));
                 replayed += 1;
                 if batch.len() >= REPLAY_BATCH {
@@ -199,6 +223,9 @@ impl Committer {
             }
         }
         self.dispatch(batch, Instant::now());
+        for (_, works) in controls {
+            self.send_all(works);
+        }
         self.publish_log_metrics();
         if replayed > 0 {
             tracing::info!(
@@ -405,6 +432,7 @@ impl Committer {
         }
         if let Some((last, _)) = batch.last() {
             self.dispatched = self.dispatched.max(last + 1);
+            self.published.store(self.dispatched, Release);
         }
         let n = self.workers.len();
         let mut parts: Vec<Vec<(u64, Event)>> = (0..n)
@@ -459,6 +487,15 @@ impl Committer {
             let _ = w.send(Work::Checkpoint { next_offset: next });
         }
         self.last_checkpoint = (Instant::now(), next);
+    }
+
+    /// One message to each worker.
+    fn send_all(&self, works: Vec<Work>) {
+        for (w, work) in self.workers.iter().zip(works) {
+            if w.send(work).is_err() {
+                self.health.fail("a partition worker is gone");
+            }
+        }
     }
 
     fn publish_log_metrics(&self) {

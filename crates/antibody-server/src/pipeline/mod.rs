@@ -87,6 +87,18 @@ pub enum PipelineError {
     Io(#[from] std::io::Error),
     #[error("the pipeline has stopped")]
     Stopped,
+    #[error(transparent)]
+    WebJournal(#[from] crate::webprof::JournalError),
+}
+
+/// Why a web-profile command did not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum WebError {
+    #[error("the engine is not running")]
+    Stopped,
+    /// Applied in memory, but not written: a crash before the next checkpoint loses it.
+    #[error(transparent)]
+    Journal(#[from] crate::webprof::JournalError),
 }
 
 /// What the committer reports back for one request.
@@ -151,6 +163,12 @@ pub(crate) enum Work {
         entity: String,
         incident: String,
         now: i64,
+    },
+    /// A read or a change of a tenant's web profiles (see `crate::webprof`).
+    WebProfiles {
+        tenant: TenantId,
+        cmd: crate::webprof::WebCmd,
+        reply: oneshot::Sender<crate::webprof::WebReply>,
     },
     /// One partition's part of an entity list page (see `crate::entities`).
     Entities {
@@ -251,6 +269,14 @@ pub struct Pipeline {
     pub visible: Arc<visible::Uncommitted>,
     /// What the response stage has in force: verdicts and blocklists, read without a lock.
     pub enforcement: Arc<antibody_respond::Enforcement>,
+    /// Events the committer has handed to the partitions (the next offset).
+    dispatched: Arc<AtomicU64>,
+    /// The offset of the newest written engine checkpoint.
+    checkpoint: Arc<AtomicU64>,
+    /// Web-profile changes no written checkpoint holds yet.
+    web_journal: Arc<crate::webprof::Journal>,
+    /// `[engine.web_profiles]`, for what the API shows.
+    pub web_profiles: antibody_detect::WebProfilesConfig,
 }
 
 pub struct PipelineParts {
@@ -274,6 +300,9 @@ impl Pipeline {
         parts: PipelineParts,
     ) -> Result<Arc<Pipeline>, PipelineError> {
         std::fs::create_dir_all(&cfg.data_dir)?;
+        let web_journal = Arc::new(crate::webprof::Journal::open(
+            &cfg.data_dir.join("web_profiles.journal"),
+        )?);
         let log = SegmentLog::open(&cfg.data_dir.join("log"), cfg.log)?;
         let snapshots = snapshot::SnapshotDir::new(cfg.data_dir.join("snapshots"))?;
         let restored = snapshots.load_latest(cfg.partitions)?;
@@ -438,6 +467,8 @@ impl Pipeline {
         })
         .map_err(|e| PipelineError::Snapshot(format!("response stage: {e}")))?;
         let respond_thread = spawn("antibody-respond", move || stage.run(respond_rx))?;
+        let dispatched = Arc::new(AtomicU64::new(start_offset));
+        let checkpoint_written = checkpoint.clone();
         let mut committer = committer::Committer::new(
             log,
             &cfg,
@@ -445,13 +476,30 @@ impl Pipeline {
                 queues: workers.clone(),
                 budgets,
                 durable,
+                dispatched: dispatched.clone(),
             },
             parts.metrics.clone(),
             parts.clock.clone(),
             checkpoint,
             ready.clone(),
         );
-        committer.recover(start_offset)?;
+        // Web-profile changes the checkpoint does not hold, where they were made.
+        let controls = web_journal
+            .pending(start_offset)
+            .into_iter()
+            .map(|(offset, tenant, change)| {
+                let cmd = crate::webprof::WebCmd::Change(Arc::new(change));
+                let works = (0..workers.len())
+                    .map(|_| Work::WebProfiles {
+                        tenant: tenant.clone(),
+                        cmd: cmd.clone(),
+                        reply: oneshot::channel().0,
+                    })
+                    .collect();
+                (offset, works)
+            })
+            .collect();
+        committer.recover(start_offset, controls)?;
         for (tenant, entity) in sampled {
             let p = partition_of(&tenant, &entity, workers.len());
             let _ = workers[p].send(Work::Watch {
@@ -486,7 +534,51 @@ impl Pipeline {
             respond_thread: std::sync::Mutex::new(Some(respond_thread)),
             visible,
             enforcement,
+            dispatched,
+            checkpoint: checkpoint_written,
+            web_journal,
+            web_profiles: parts.engine.web_profiles.clone(),
         }))
+    }
+
+    /// Runs `cmd` on the tenant's web profiles in every partition (in order with their
+    /// events); a change is journaled before this returns (see `crate::webprof`).
+    pub async fn web_profiles(
+        &self,
+        tenant: &TenantId,
+        cmd: crate::webprof::WebCmd,
+    ) -> Result<Vec<crate::webprof::WebReply>, WebError> {
+        let mut waiting = Vec::with_capacity(self.workers.len());
+        for w in &self.workers {
+            let (reply, rx) = oneshot::channel();
+            let work = Work::WebProfiles {
+                tenant: tenant.clone(),
+                cmd: cmd.clone(),
+                reply,
+            };
+            let tx = w.clone();
+            tokio::task::spawn_blocking(move || tx.send(work))
+                .await
+                .map_err(|_| WebError::Stopped)?
+                .map_err(|_| WebError::Stopped)?;
+            waiting.push(rx);
+        }
+        let mut replies = Vec::with_capacity(waiting.len());
+        for rx in waiting {
+            replies.push(rx.await.map_err(|_| WebError::Stopped)?);
+        }
+        if let crate::webprof::WebCmd::Change(change) = cmd {
+            // Read after every partition applied it: see the module doc of `webprof`.
+            let offset = self.dispatched.load(Ordering::Acquire);
+            let checkpoint = self.checkpoint.load(Ordering::Acquire);
+            let (journal, tenant) = (self.web_journal.clone(), tenant.clone());
+            tokio::task::spawn_blocking(move || {
+                journal.record(offset, &tenant, &change, checkpoint)
+            })
+            .await
+            .map_err(|_| WebError::Stopped)??;
+        }
+        Ok(replies)
     }
 
     /// Queues parsed events for the durable log; the receiver resolves after the fsync.

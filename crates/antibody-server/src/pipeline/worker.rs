@@ -133,6 +133,9 @@ impl Worker {
                         .seal(&tenant, &entity, &incident, now, &mut out);
                     self.flush(&mut out, None);
                 }
+                Work::WebProfiles { tenant, cmd, reply } => {
+                    let _ = reply.send(crate::webprof::apply(&mut self.partition, &tenant, &cmd));
+                }
                 Work::Entities {
                     tenant,
                     listing,

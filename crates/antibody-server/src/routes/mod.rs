@@ -14,6 +14,7 @@ mod ops;
 mod otlp;
 mod respond;
 mod stream;
+mod webprof;
 
 pub(crate) use models::reload as reload_models;
 
@@ -119,6 +120,10 @@ pub fn endpoints() -> Vec<Endpoint> {
         ep("get", "/v1/entities/{entity}/verdict", "Pull-based enforcement: allow, throttle, block or quarantine, until when, why (incident), the rate, revoked tools and budget", Some("any"), get(respond::verdict)),
         ep("get", "/v1/blocklist", "Blocked IPs and CIDRs: plain text, one per line; ?format=json with TTLs", Some("any"), get(respond::blocklist)),
         ep("post", "/v1/feedback", "Label a finding or incident; a root_cause re-ranks diagnoses for the tenant", Some("analyst"), post(respond::feedback)),
+        ep("get", "/v1/web-profiles", "The learned web profiles: the tenant's mode and every template with its parameters (filters: host, method, template)", Some("analyst"), get(webprof::list)),
+        ep("delete", "/v1/web-profiles", "Reset web profiles: matching templates learn afresh (filters: host, method, template; none: every profile of the tenant); audited", Some("admin"), delete(webprof::reset)),
+        ep("get", "/v1/web-profiles/export", "The tenant's web profiles as one document, for import elsewhere", Some("admin"), get(webprof::export)),
+        ep("post", "/v1/web-profiles/import", "Import an export document: its hosts' profiles replace the tenant's; audited", Some("admin"), post(webprof::import)),
         ep("get", "/v1/audit", "The tenant's audit chain, oldest first (filters: after, subject, actor, kind, limit; format=ndjson)", Some("analyst"), get(respond::audit)),
         ep("get", "/v1/rules", "The rules in force for the tenant, each with its `layer` (tenant or global); ?scope=global: the global rules", Some("analyst"), get(catalog::list_rules)),
         ep("get", "/v1/rules/{name}", "The tenant's rule document (newest version), else the global file of that name; ?scope=global: the global file", Some("analyst"), get(catalog::get_doc::<catalog::Rules>)),

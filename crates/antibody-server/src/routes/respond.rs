@@ -348,12 +348,23 @@ pub async fn feedback(
     let kinds = kinds.ok_or_else(|| ApiError::NotFound("the finding or incident".into()))?;
     // A label on a model finding also feeds that model's retraining (active learning).
     let mut retraining = false;
-    if let Some(f) = model_finding.filter(|f| f.kind.starts_with("model:")) {
+    if let Some(f) = model_finding
+        .as_ref()
+        .filter(|f| f.kind.starts_with("model:"))
+    {
         let threat = req.label == "true_positive";
         let threat_type = req.root_cause.clone().filter(|_| threat);
         retraining =
             crate::models::on_label(&st, &auth.0.tenant, &auth.0.id, &f, threat, threat_type)
                 .await?;
+    }
+    // A false positive of a web profile teaches the profile the request it flagged.
+    let mut learned = false;
+    if let Some(f) = &model_finding {
+        if f.detector == antibody_core::Detector::Profile && req.label == "false_positive" {
+            super::webprof::learn_false_positive(&st, &auth, f).await?;
+            learned = true;
+        }
     }
     if let Some(root_cause) = req.root_cause.clone() {
         human(
@@ -373,6 +384,7 @@ pub async fn feedback(
             "kinds": kinds,
             "root_cause": req.root_cause,
             "retraining": retraining,
+            "learned": learned,
         })),
     ))
 }

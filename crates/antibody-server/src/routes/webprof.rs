@@ -1,0 +1,203 @@
+//! `/v1/web-profiles`: what the learned web profiles hold, reset, export and import. The
+//! logic (merging partitions, the journal) lives in [`crate::webprof`].
+
+use super::bad_query;
+use crate::auth::Auth;
+use crate::error::ApiError;
+use crate::pipeline::WebError;
+use crate::state::AppState;
+use crate::webprof::{merge, reset_templates, Document, WebChange, WebCmd};
+use antibody_detect::webprof::Method;
+use antibody_detect::TenantProfiles;
+use antibody_store::Role;
+use axum::body::Body;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+/// An import document may hold many templates.
+const MAX_IMPORT_BYTES: usize = 32 << 20;
+
+fn web_error(e: WebError) -> ApiError {
+    match e {
+        WebError::Stopped => ApiError::Unavailable("the engine is not running".into()),
+        WebError::Journal(e) => ApiError::Unavailable(format!(
+            "the change is in force but could not be written ({e}); a restart before the next \
+             engine checkpoint would undo it: send it again"
+        )),
+    }
+}
+
+async fn read(st: &AppState, auth: &Auth) -> Result<TenantProfiles, ApiError> {
+    let replies = st
+        .pipeline
+        .web_profiles(&auth.0.tenant, WebCmd::Read)
+        .await
+        .map_err(web_error)?;
+    Ok(merge(replies))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Filter {
+    host: Option<String>,
+    method: Option<String>,
+    template: Option<String>,
+}
+
+impl Filter {
+    fn method(&self) -> Result<Option<Method>, ApiError> {
+        match self.method.as_deref() {
+            None => Ok(None),
+            Some(m) if Method::parse(m) != Method::Other => Ok(Some(Method::parse(m))),
+            Some(m) => Err(ApiError::BadRequest(format!(
+                "`method` must be an HTTP method (GET, POST, …), not `{m}`"
+            ))),
+        }
+    }
+}
+
+/// `GET /v1/web-profiles`: the tenant's mode and every learned template, with what each
+/// knows (filters: host, method, template).
+pub async fn list(
+    State(st): State<AppState>,
+    auth: Auth,
+    q: Result<Query<Filter>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    auth.require(Role::Analyst, "read web profiles")?;
+    let Query(f) = q.map_err(bad_query)?;
+    let method = f.method()?;
+    let cfg = &st.pipeline.web_profiles;
+    let profiles = read(&st, &auth).await?;
+    let mut items = Vec::new();
+    for (host, h) in &profiles.hosts {
+        if f.host.as_ref().is_some_and(|x| x != host) {
+            continue;
+        }
+        for ((m, template), t) in &h.templates {
+            if method.is_some_and(|x| x != *m) || f.template.as_ref().is_some_and(|x| x != template)
+            {
+                continue;
+            }
+            let params: Vec<Value> = t
+                .params
+                .iter()
+                .map(|(name, p)| json!({"name": name, "seen": p.n, "expected": p.expected()}))
+                .collect();
+            let types: Vec<&str> = t.content_types.iter().map(|(c, _)| c.as_str()).collect();
+            items.push(json!({
+                "host": host, "method": m.as_str(), "template": template,
+                "requests": t.requests, "learning": t.requests < cfg.learn_requests,
+                "params": params, "content_types": types,
+            }));
+        }
+    }
+    Ok(Json(json!({
+        "mode": cfg.mode_for(&auth.0.tenant),
+        "learn_requests": cfg.learn_requests,
+        "threshold": cfg.threshold,
+        "items": items,
+    })))
+}
+
+/// `DELETE /v1/web-profiles`: matching templates learn afresh (a host's whole profile with
+/// only `host`; every profile of the tenant without filters).
+pub async fn reset(
+    State(st): State<AppState>,
+    auth: Auth,
+    q: Result<Query<Filter>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    auth.require(Role::Admin, "reset web profiles")?;
+    let Query(f) = q.map_err(bad_query)?;
+    let change = WebChange::Reset {
+        method: f.method()?,
+        host: f.host,
+        template: f.template,
+    };
+    let subject = serde_json::to_string(&change).unwrap_or_default();
+    let replies = st
+        .pipeline
+        .web_profiles(&auth.0.tenant, WebCmd::Change(Arc::new(change)))
+        .await
+        .map_err(web_error)?;
+    let reset: Vec<Value> = reset_templates(replies)
+        .into_iter()
+        .map(
+            |(host, m, template)| json!({"host": host, "method": m.as_str(), "template": template}),
+        )
+        .collect();
+    let detail = format!("{} web profile templates learn afresh", reset.len());
+    crate::models::audit(
+        &st,
+        &auth.0.tenant,
+        &auth.0.id,
+        "web_profiles_reset",
+        &subject,
+        &detail,
+    )
+    .await;
+    Ok(Json(json!({"reset": reset})))
+}
+
+/// `GET /v1/web-profiles/export`: the tenant's profiles as one document for import elsewhere.
+pub async fn export(State(st): State<AppState>, auth: Auth) -> Result<Json<Document>, ApiError> {
+    auth.require(Role::Admin, "export web profiles")?;
+    Ok(Json(Document::new(read(&st, &auth).await?)))
+}
+
+/// `POST /v1/web-profiles/import`: an export document; its hosts replace the tenant's.
+pub async fn import(
+    State(st): State<AppState>,
+    auth: Auth,
+    body: Body,
+) -> Result<Json<Value>, ApiError> {
+    auth.require(Role::Admin, "import web profiles")?;
+    let doc: Document = super::json_body(body, MAX_IMPORT_BYTES).await?;
+    let profiles = doc.into_profiles().map_err(ApiError::BadRequest)?;
+    let (hosts, templates) = (profiles.hosts.len(), profiles.template_count());
+    let change = WebChange::Import { profiles };
+    st.pipeline
+        .web_profiles(&auth.0.tenant, WebCmd::Change(Arc::new(change)))
+        .await
+        .map_err(web_error)?;
+    let detail = format!("imported {templates} web profile templates of {hosts} hosts");
+    crate::models::audit(
+        &st,
+        &auth.0.tenant,
+        &auth.0.id,
+        "web_profiles_import",
+        "web-profiles",
+        &detail,
+    )
+    .await;
+    Ok(Json(json!({"hosts": hosts, "templates": templates})))
+}
+
+/// A `web_anomaly` finding labelled false positive: every partition learns its request.
+pub async fn learn_false_positive(
+    st: &AppState,
+    auth: &Auth,
+    finding: &antibody_core::Finding,
+) -> Result<(), ApiError> {
+    let change = WebChange::LearnFinding {
+        evidence: finding.evidence.clone(),
+    };
+    st.pipeline
+        .web_profiles(&auth.0.tenant, WebCmd::Change(Arc::new(change)))
+        .await
+        .map_err(web_error)?;
+    let detail = "a false positive's request is learned as normal".to_owned();
+    crate::models::audit(
+        &st,
+        &auth.0.tenant,
+        &auth.0.id,
+        "web_profiles_learn",
+        &finding.id,
+        &detail,
+    )
+    .await;
+    Ok(())
+}
