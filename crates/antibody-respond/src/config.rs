@@ -3,7 +3,7 @@
 //! A tenant's admin may also set its policy at run time (`PUT /v1/policy`); that document
 //! is read over the configured policy and handed to [`crate::Responder::set_tenant_policy`].
 
-use crate::action::Mode;
+use crate::action::{ActionKind, ActionStatus, Mode};
 use crate::fleet::FleetConfig;
 use crate::guard::GuardConfig;
 use crate::playbook::AllowList;
@@ -138,6 +138,66 @@ impl TenantPolicy {
             .copied()
             .or(self.mode)
             .unwrap_or(own)
+    }
+
+    /// The status an action of `kind` from playbook `playbook` (own mode `own`) starts in
+    /// when something other than the blast-radius guard holds it back, and why; `None` when
+    /// it may run automatically (the guard decides last). Shared by the responder and the
+    /// simulator's learned policy, so both are held back by exactly the same rules.
+    pub fn hold(
+        &self,
+        playbook: &str,
+        own: Mode,
+        kind: ActionKind,
+        max_sigma: f64,
+        risk: f64,
+    ) -> Option<(ActionStatus, String)> {
+        let mode = self.mode_for(playbook, own);
+        // A mode the tenant's policy forced says so in the reason shown with the action.
+        let forced = if mode == own {
+            String::new()
+        } else {
+            format!(
+                " (the tenant policy sets mode {} for `{playbook}`)",
+                mode.as_str()
+            )
+        };
+        // The σ and risk thresholds hold back automatic enforcement; telling people is what a
+        // person would be waiting on, so a notify step is not held by them.
+        let enforces = kind != ActionKind::Notify;
+        Some(match mode {
+            Mode::DryRun => (
+                ActionStatus::DryRun,
+                format!("dry run: recorded, never executed{forced}"),
+            ),
+            Mode::Notify => (
+                ActionStatus::Proposed,
+                format!("mode notify: proposed to people, not run{forced}"),
+            ),
+            Mode::Approval if forced.is_empty() => (
+                ActionStatus::PendingApproval,
+                format!("playbook `{playbook}` requires approval"),
+            ),
+            Mode::Approval => (
+                ActionStatus::PendingApproval,
+                format!("approval required{forced}"),
+            ),
+            Mode::Auto if enforces && max_sigma >= self.approval_sigma => (
+                ActionStatus::PendingApproval,
+                format!(
+                    "deviation {max_sigma:.1}σ ≥ the {}σ approval threshold",
+                    self.approval_sigma
+                ),
+            ),
+            Mode::Auto if enforces && risk >= self.approval_risk => (
+                ActionStatus::PendingApproval,
+                format!(
+                    "risk {risk} ≥ the {} approval threshold",
+                    self.approval_risk
+                ),
+            ),
+            Mode::Auto => return None,
+        })
     }
 }
 

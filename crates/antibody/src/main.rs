@@ -9,6 +9,7 @@ mod ml;
 mod models_cli;
 mod replay;
 mod respond_replay;
+mod sim_cli;
 
 use antibody_core::SystemClock;
 use anyhow::{Context, Result};
@@ -63,6 +64,8 @@ enum Command {
     Rules(layers_cli::DocsArgs),
     /// The key's tenant's response policy on a running server: get, put, versions, rollback.
     Policy(layers_cli::PolicyArgs),
+    /// The incident-response simulator: train a learned response policy, evaluate it against the static ladders.
+    Sim(sim_cli::SimArgs),
 }
 
 #[derive(Args)]
@@ -157,6 +160,7 @@ fn main() -> Result<()> {
         Command::Playbooks(args) => layers_cli::run_docs("playbooks", args),
         Command::Rules(args) => layers_cli::run_docs("rules", args),
         Command::Policy(args) => layers_cli::run_policy(args),
+        Command::Sim(args) => sim_cli::run(args),
         Command::Tenants(TenantsCmd::Create { name, dir }) => {
             admin_cli::create_tenant(&name, &dir.data_dir)
         }

@@ -352,63 +352,32 @@ impl Responder {
         tenant: &TenantId,
         now: TimestampMs,
     ) -> (ActionStatus, String) {
-        let mode = policy.mode_for(&pb.id, pb.mode);
-        // A mode the tenant's policy forced says so in the reason shown with the action.
-        let forced = if mode == pb.mode {
-            String::new()
-        } else {
-            format!(
-                " (the tenant policy sets mode {} for `{}`)",
-                mode.as_str(),
-                pb.id
-            )
-        };
-        // The σ and risk thresholds hold back automatic enforcement; telling people is what a
-        // person would be waiting on, so a notify step is not held by them.
-        let enforces = kind != ActionKind::Notify;
-        match mode {
-            Mode::DryRun => (ActionStatus::DryRun, format!("dry run: recorded, never executed{forced}")),
-            Mode::Notify => (ActionStatus::Proposed, format!("mode notify: proposed to people, not run{forced}")),
-            Mode::Approval if forced.is_empty() => (
-                ActionStatus::PendingApproval,
-                format!("playbook `{}` requires approval", pb.id),
-            ),
-            Mode::Approval => (
-                ActionStatus::PendingApproval,
-                format!("approval required{forced}"),
-            ),
-            Mode::Auto if enforces && rec.case.max_sigma >= policy.approval_sigma => (
+        if let Some(held) = policy.hold(
+            &pb.id,
+            pb.mode,
+            kind,
+            rec.case.max_sigma,
+            rec.assessment.risk,
+        ) {
+            return held;
+        }
+        match self.st.guard.check(
+            policy.guard.as_ref().unwrap_or(&self.cfg.guard),
+            tenant,
+            kind,
+            now,
+        ) {
+            Ok(()) => {
+                self.st.guard.record(tenant, kind, now);
+                (ActionStatus::Approved, "automatic within policy".into())
+            }
+            Err(trip) => (
                 ActionStatus::PendingApproval,
                 format!(
-                    "deviation {:.1}σ ≥ the {}σ approval threshold",
-                    rec.case.max_sigma, policy.approval_sigma
+                    "blast-radius guard: {} automatic actions per {} in the last minute (cap {})",
+                    trip.count, trip.scope, trip.cap
                 ),
             ),
-            Mode::Auto if enforces && rec.assessment.risk >= policy.approval_risk => (
-                ActionStatus::PendingApproval,
-                format!(
-                    "risk {} ≥ the {} approval threshold",
-                    rec.assessment.risk, policy.approval_risk
-                ),
-            ),
-            Mode::Auto => match self.st.guard.check(
-                policy.guard.as_ref().unwrap_or(&self.cfg.guard),
-                tenant,
-                kind,
-                now,
-            ) {
-                Ok(()) => {
-                    self.st.guard.record(tenant, kind, now);
-                    (ActionStatus::Approved, "automatic within policy".into())
-                }
-                Err(trip) => (
-                    ActionStatus::PendingApproval,
-                    format!(
-                        "blast-radius guard: {} automatic actions per {} in the last minute (cap {})",
-                        trip.count, trip.scope, trip.cap
-                    ),
-                ),
-            },
         }
     }
 
