@@ -150,6 +150,8 @@ impl OtlpError {
 /// What one export request turned into.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Mapped {
+    /// Spans or log records in the body, GenAI or not.
+    pub received: usize,
     pub events: Vec<Event>,
     /// The request's GenAI spans (and trace roots), for [`TaskTable`].
     pub tasks: Vec<TaskSpan>,
@@ -225,7 +227,10 @@ pub fn map_traces(
         now_ms,
         limits,
     };
-    let mut out = Mapped::default();
+    let mut out = Mapped {
+        received: n,
+        ..Mapped::default()
+    };
     for rs in &req.resource_spans {
         let spans: Vec<&Span> = rs.scope_spans.iter().flat_map(|s| &s.spans).collect();
         map_resource_spans(&spans, service(rs.resource.as_ref()), ctx, &mut out);
@@ -254,7 +259,10 @@ pub fn map_logs(
         now_ms,
         limits,
     };
-    let mut out = Mapped::default();
+    let mut out = Mapped {
+        received: n,
+        ..Mapped::default()
+    };
     for rl in &req.resource_logs {
         let svc = service(rl.resource.as_ref());
         for rec in rl.scope_logs.iter().flat_map(|s| &s.log_records) {
