@@ -74,6 +74,10 @@ pub struct Metrics {
     pub events_processed: AtomicU64,
     pub checkpoint_offset: AtomicU64,
     pub store_errors: AtomicU64,
+    /// OTLP spans and log records received (GenAI or not).
+    pub otlp_items: AtomicU64,
+    /// OTLP tasks not grouped into vitals because the task table was full.
+    pub otlp_tasks_untracked: AtomicU64,
     /// Engine time per event batch.
     pub detect_latency: Histogram,
     /// From the request's arrival to its findings being queryable and streamed.
@@ -152,6 +156,16 @@ impl Metrics {
                 "antibody_store_errors_total",
                 "Failed store writes (retried).",
                 &self.store_errors,
+            ),
+            (
+                "antibody_otlp_items_total",
+                "OTLP spans and log records received.",
+                &self.otlp_items,
+            ),
+            (
+                "antibody_otlp_tasks_untracked_total",
+                "OTLP agent tasks not grouped into vitals: the task table was full.",
+                &self.otlp_tasks_untracked,
             ),
         ];
         for (name, help, v) in counters {

@@ -139,6 +139,11 @@ fn protobuf_export_becomes_llm_events_and_task_vitals_counted_once_and_durable()
     assert_eq!(r.status, 200);
     wait_n(&srv, "agent:research-7", "latency_ms", 4);
     wait_n(&srv, "agent:research-7", "task_ms", 2);
+    let metrics = srv.get("/metrics", ADMIN_KEY).text();
+    assert!(
+        metrics.contains("\nantibody_otlp_items_total 12\n"),
+        "three exports of four spans: {metrics}"
+    );
     // Acknowledged means durable: kill -9 and the events are still there.
     srv.kill9();
     srv.restart();

@@ -150,6 +150,8 @@ impl OtlpError {
 /// What one export request turned into.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Mapped {
+    /// Spans or log records in the body, GenAI or not.
+    pub received: usize,
     pub events: Vec<Event>,
     /// The request's GenAI spans (and trace roots), for [`TaskTable`].
     pub tasks: Vec<TaskSpan>,
@@ -225,7 +227,10 @@ pub fn map_traces(
         now_ms,
         limits,
     };
-    let mut out = Mapped::default();
+    let mut out = Mapped {
+        received: n,
+        ..Mapped::default()
+    };
     for rs in &req.resource_spans {
         let spans: Vec<&Span> = rs.scope_spans.iter().flat_map(|s| &s.spans).collect();
         map_resource_spans(&spans, service(rs.resource.as_ref()), ctx, &mut out);
@@ -254,11 +259,14 @@ pub fn map_logs(
         now_ms,
         limits,
     };
-    let mut out = Mapped::default();
+    let mut out = Mapped {
+        received: n,
+        ..Mapped::default()
+    };
     for rl in &req.resource_logs {
         let svc = service(rl.resource.as_ref());
         for rec in rl.scope_logs.iter().flat_map(|s| &s.log_records) {
-            match log_event(rec, svc.as_deref(), ctx) {
+            match log_event(rec, svc, ctx) {
                 Ok(Some(ev)) => out.events.push(ev),
                 Ok(None) => {}
                 Err(why) => out.reject(why),
@@ -299,17 +307,16 @@ pub fn response(enc: Encoding, signal: Signal, rejected: usize, message: Option<
     }
 }
 
-fn service(resource: Option<&Resource>) -> Option<String> {
+fn service(resource: Option<&Resource>) -> Option<&str> {
     resource?
         .attributes
         .iter()
         .find(|kv| kv.key == "service.name")
         .and_then(|kv| text(kv.value.as_ref()))
-        .map(str::to_owned)
 }
 
 /// The spans of one resource (one process): agents are inherited from ancestors among them.
-fn map_resource_spans(spans: &[&Span], service: Option<String>, ctx: Ctx<'_>, out: &mut Mapped) {
+fn map_resource_spans(spans: &[&Span], service: Option<&str>, ctx: Ctx<'_>, out: &mut Mapped) {
     let calls: Vec<Call> = spans.iter().map(|s| Call::read(&s.attributes)).collect();
     let by_id: HashMap<&[u8], usize> = spans
         .iter()
@@ -321,7 +328,7 @@ fn map_resource_spans(spans: &[&Span], service: Option<String>, ctx: Ctx<'_>, ou
         if !call.is_gen_ai && !span.parent_span_id.is_empty() {
             continue;
         }
-        let agent = agent_of(i, spans, &calls, &by_id).or(service.as_deref());
+        let agent = agent_of(i, spans, &calls, &by_id).or(service);
         match span_event(span, call, agent, ctx) {
             Ok((ev, task)) => {
                 out.events.extend(ev);

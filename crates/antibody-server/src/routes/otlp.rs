@@ -79,6 +79,9 @@ async fn export(
             .map_err(|e| ApiError::Internal(e.to_string()))??
     };
     st.metrics
+        .otlp_items
+        .fetch_add(mapped.received as u64, Relaxed);
+    st.metrics
         .events_rejected
         .fetch_add(mapped.rejected as u64, Relaxed);
     let tenant = &auth.0.tenant;
@@ -94,6 +97,9 @@ async fn export(
         let mut table = st.otlp_tasks.lock().map_err(|_| poisoned())?;
         let dropped = table.apply(tenant, &mapped.tasks, now, &st.limits);
         if dropped > 0 {
+            st.metrics
+                .otlp_tasks_untracked
+                .fetch_add(dropped as u64, Relaxed);
             tracing::warn!(
                 dropped,
                 "OTLP task table full: spans of new tasks are not grouped into vitals"
