@@ -340,14 +340,33 @@ fn the_cli_is_locked_out_while_a_server_runs_and_audits_its_own_changes() {
     let err = String::from_utf8_lossy(&busy.stderr);
     assert!(err.contains(&format!("pid {pid}")), "{err}");
     assert!(err.contains("POST /v1/keys"), "{err}");
-    // A second server on the same data dir is refused the same way.
-    let second = antibody(&["serve", "--listen", "127.0.0.1:0", "--data-dir", &dir]);
-    assert!(!second.status.success());
+    // A second server on the same data dir is refused the same way (and must not run on:
+    // it is stopped after a deadline either way).
+    let mut second = std::process::Command::new(env!("CARGO_BIN_EXE_antibody"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir", &dir])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let exited = loop {
+        if let Some(status) = second.try_wait().unwrap() {
+            break Some(status);
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = second.kill();
+            let _ = second.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut second.stderr.take().unwrap(), &mut err).unwrap();
     assert!(
-        String::from_utf8_lossy(&second.stderr).contains(&format!("pid {pid}")),
-        "{}",
-        String::from_utf8_lossy(&second.stderr)
+        exited.is_some_and(|st| !st.success()),
+        "a second server started on a held data dir"
     );
+    assert!(err.contains(&format!("pid {pid}")), "{err}");
 
     s.stop();
     let made = antibody(&[
