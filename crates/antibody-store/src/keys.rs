@@ -199,9 +199,15 @@ impl Store {
         if let Some(key) = self.read(|conn| key_by_hash(conn, &hash))? {
             if !looks_generated(secret) {
                 // Stored by an older build as a fast hash: move it to a slow one now.
-                let stored = Stored::chosen(secret)?;
-                self.write(|tx| set_secret(tx, &key.id, &stored))?;
-                tracing::info!(key = %key.id, "re-hashed a chosen key with Argon2id");
+                // The key is valid either way: a failed re-hash is tried again next time.
+                match Stored::chosen(secret)
+                    .and_then(|stored| self.write(|tx| set_secret(tx, &key.id, &stored)))
+                {
+                    Ok(()) => tracing::info!(key = %key.id, "re-hashed a chosen key with Argon2id"),
+                    Err(e) => {
+                        tracing::warn!(key = %key.id, error = %e, "could not re-hash a chosen key")
+                    }
+                }
             }
             return Ok(Some(key));
         }
