@@ -323,6 +323,12 @@ impl Store {
     }
 }
 
+/// When a key given a lifetime of `text` (`30d`, `12h`, `90m`, at most a year) at `now_ms`
+/// expires; `None` for anything else. One reading for the API and the CLI.
+pub fn expiry_after(now_ms: TimestampMs, text: &str) -> Option<TimestampMs> {
+    antibody_respond::duration::parse_ms(text).map(|ms| now_ms.saturating_add(ms))
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
