@@ -103,7 +103,11 @@ impl FromRequestParts<AppState> for Auth {
         let found = tokio::task::spawn_blocking(move || {
             let found = store.authenticate(&owned)?;
             if let Some(k) = found.as_ref().filter(|k| !k.is_expired(now)) {
-                store.touch_key(&k.id, now)?;
+                // A hint, not an audit: a store that cannot write (disk full) must not
+                // refuse a valid key.
+                if let Err(e) = store.touch_key(&k.id, now) {
+                    tracing::warn!(key = %k.id, error = %e, "could not record a key's last use");
+                }
             }
             Ok::<_, antibody_store::StoreError>(found)
         })

@@ -199,9 +199,15 @@ impl Store {
         if let Some(key) = self.read(|conn| key_by_hash(conn, &hash))? {
             if !looks_generated(secret) {
                 // Stored by an older build as a fast hash: move it to a slow one now.
-                let stored = Stored::chosen(secret)?;
-                self.write(|tx| set_secret(tx, &key.id, &stored))?;
-                tracing::info!(key = %key.id, "re-hashed a chosen key with Argon2id");
+                // The key is valid either way: a failed re-hash is tried again next time.
+                match Stored::chosen(secret)
+                    .and_then(|stored| self.write(|tx| set_secret(tx, &key.id, &stored)))
+                {
+                    Ok(()) => tracing::info!(key = %key.id, "re-hashed a chosen key with Argon2id"),
+                    Err(e) => {
+                        tracing::warn!(key = %key.id, error = %e, "could not re-hash a chosen key")
+                    }
+                }
             }
             return Ok(Some(key));
         }
@@ -315,6 +321,12 @@ impl Store {
             }))
         })
     }
+}
+
+/// When a key given a lifetime of `text` (`30d`, `12h`, `90m`, at most a year) at `now_ms`
+/// expires; `None` for anything else. One reading for the API and the CLI.
+pub fn expiry_after(now_ms: TimestampMs, text: &str) -> Option<TimestampMs> {
+    antibody_respond::duration::parse_ms(text).map(|ms| now_ms.saturating_add(ms))
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

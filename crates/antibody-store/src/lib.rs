@@ -28,7 +28,7 @@ pub use docs::{doc_sha256, Doc, DocFormat, DocKind, DocVersion, NewDoc};
 pub use error::StoreError;
 pub use findings::{newest_first, FindingCursor, FindingQuery, DEFAULT_LIMIT, MAX_LIMIT};
 pub use incidents::{IncidentQuery, IncidentResponse};
-pub use keys::{KeyInfo, NewKey, Role, Rotated};
+pub use keys::{expiry_after, KeyInfo, NewKey, Role, Rotated};
 pub use models::{ModelFormat, ModelLabel, ModelRecord, ModelSlot, MAX_REVIEW_ITEMS};
 pub use notifications::{Notification, NotificationKind, NotificationQuery};
 pub use postmortems::{StoredPostmortem, MAX_POSTMORTEM_AUDIT};

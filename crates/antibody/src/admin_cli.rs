@@ -63,11 +63,12 @@ pub fn create_key(
     let now = SystemClock.now_ms();
     let expires = expires_in
         .map(|t| {
-            antibody_respond::duration::parse_ms(t)
-                .map(|ms| now.saturating_add(ms))
-                .with_context(|| {
-                    format!("--expires-in must be a duration such as 30d, 12h or 90m (at most a year); got `{t}`")
-                })
+            antibody_store::expiry_after(now, t).with_context(|| {
+                format!(
+                    "--expires-in must be a duration such as 30d, 12h or 90m (at most a \
+                     year); got `{t}`"
+                )
+            })
         })
         .transpose()?;
     let (_lock, store) = open(data_dir, "antibody keys create", "POST /v1/keys")?;

@@ -1,6 +1,7 @@
 //! Production hardening of the data path and keys (issue 17, part B): a log that fails
-//! (file size limit standing in for a full disk) refuses whole batches and comes back by
-//! itself; keys that expire, rotate and are hashed slowly when chosen; every key and tenant
+//! (a file-size limit standing in for a full disk, a descriptor limit for exhausted
+//! descriptors, both set on the running server with prlimit) refuses whole batches and
+//! comes back by itself; keys that expire, rotate and are hashed slowly when chosen; every key and tenant
 //! change audited; a private, locked data dir; errors that say what to do.
 
 mod common;
@@ -106,6 +107,100 @@ fn a_full_disk_refuses_whole_batches_and_ingest_resumes_once_space_is_back() {
     assert_eq!(metric(&s, "antibody_log_next_offset"), 2500);
     let again = s.post_ndjson(ADMIN_KEY, &padded("batch", 1000));
     assert_eq!(again.json()["duplicates"], 1000, "{}", again.text());
+}
+
+/// One request on a connection kept open, so it needs no new descriptor in the server.
+fn keep_alive_request(conn: &mut std::net::TcpStream, body: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    write!(
+        conn,
+        "POST /v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {ADMIN_KEY}\r\n\
+         Content-Type: application/x-ndjson\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        conn.read_exact(&mut byte).unwrap();
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).into_owned();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    let len: usize = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse().ok())?
+        })
+        .unwrap_or(0);
+    let mut body = vec![0u8; len];
+    conn.read_exact(&mut body).unwrap();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+fn limit_descriptors(s: &TestServer, n: Option<u64>) {
+    let pid = s.pid().expect("running") as libc::pid_t;
+    let mut old = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain prlimit(2) calls on our own child, with valid pointers.
+    unsafe {
+        assert_eq!(
+            libc::prlimit(pid, libc::RLIMIT_NOFILE, std::ptr::null(), &mut old),
+            0
+        );
+        let new = libc::rlimit {
+            rlim_cur: n.unwrap_or(old.rlim_max),
+            rlim_max: old.rlim_max,
+        };
+        assert_eq!(
+            libc::prlimit(pid, libc::RLIMIT_NOFILE, &new, std::ptr::null_mut()),
+            0
+        );
+    }
+}
+
+#[test]
+fn without_descriptors_a_batch_that_needs_a_new_segment_is_refused_whole_and_ingest_comes_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("antibody.toml");
+    // Small segments, so the next batch needs a new file; no checkpoint during the test.
+    std::fs::write(&config, "[log]\nsegment_mb = 1\ncheckpoint_secs = 3600\n").unwrap();
+    let dir = tmp.path().join("data");
+    let s = TestServer::start_in(&dir, &["--config", config.to_str().unwrap()]);
+    let mut conn = std::net::TcpStream::connect(s.addr).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let (status, _) = keep_alive_request(&mut conn, &padded("warm", 100));
+    assert_eq!(status, 202);
+    // (The metric is published just after the acknowledgement.)
+    let before = eventually(Duration::from_secs(10), || {
+        let n = metric(&s, "antibody_log_next_offset");
+        (n == 100).then_some(n)
+    });
+    // No new descriptor at all (the open connection keeps its own): the roll to a new
+    // segment cannot open its file.
+    limit_descriptors(&s, Some(0));
+    let (status, body) = keep_alive_request(&mut conn, &padded("big", 600));
+    limit_descriptors(&s, None);
+    assert_eq!(status, 503, "{body}");
+    eventually(Duration::from_secs(20), || {
+        (s.request("GET", "/readyz", None, &[], b"").status == 200).then_some(())
+    });
+    assert_eq!(
+        metric(&s, "antibody_log_next_offset"),
+        before,
+        "nothing of the refused batch"
+    );
+    let again = s.post_ndjson(ADMIN_KEY, &padded("big", 600));
+    assert_eq!(again.status, 202, "{}", again.text());
+    assert_eq!(again.json()["accepted"], 600);
+    eventually(Duration::from_secs(10), || {
+        (metric(&s, "antibody_log_next_offset") == before + 600).then_some(())
+    });
 }
 
 fn antibody(args: &[&str]) -> std::process::Output {
@@ -245,14 +340,33 @@ fn the_cli_is_locked_out_while_a_server_runs_and_audits_its_own_changes() {
     let err = String::from_utf8_lossy(&busy.stderr);
     assert!(err.contains(&format!("pid {pid}")), "{err}");
     assert!(err.contains("POST /v1/keys"), "{err}");
-    // A second server on the same data dir is refused the same way.
-    let second = antibody(&["serve", "--listen", "127.0.0.1:0", "--data-dir", &dir]);
-    assert!(!second.status.success());
+    // A second server on the same data dir is refused the same way (and must not run on:
+    // it is stopped after a deadline either way).
+    let mut second = std::process::Command::new(env!("CARGO_BIN_EXE_antibody"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir", &dir])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let exited = loop {
+        if let Some(status) = second.try_wait().unwrap() {
+            break Some(status);
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = second.kill();
+            let _ = second.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut second.stderr.take().unwrap(), &mut err).unwrap();
     assert!(
-        String::from_utf8_lossy(&second.stderr).contains(&format!("pid {pid}")),
-        "{}",
-        String::from_utf8_lossy(&second.stderr)
+        exited.is_some_and(|st| !st.success()),
+        "a second server started on a held data dir"
     );
+    assert!(err.contains(&format!("pid {pid}")), "{err}");
 
     s.stop();
     let made = antibody(&[

@@ -124,13 +124,12 @@ const DEFAULT_GRACE: &str = "24h";
 /// `now + text` as a timestamp, for `field`; `None` when absent.
 fn expiry(field: &str, text: Option<&str>, now: i64) -> Result<Option<i64>, ApiError> {
     text.map(|t| {
-        antibody_respond::duration::parse_ms(t)
-            .map(|ms| now.saturating_add(ms))
-            .ok_or_else(|| {
-                ApiError::BadRequest(format!(
-                    "`{field}` must be a duration such as `30d`, `12h` or `90m` (at most a year); got `{t}`"
-                ))
-            })
+        antibody_store::expiry_after(now, t).ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "`{field}` must be a duration such as `30d`, `12h` or `90m` (at most a year); \
+                 got `{t}`"
+            ))
+        })
     })
     .transpose()
 }
