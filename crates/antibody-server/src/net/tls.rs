@@ -97,10 +97,6 @@ impl TlsAcceptor {
         }))
     }
 
-    pub fn files(&self) -> &TlsFiles {
-        &self.files
-    }
-
     /// Reads the files again and uses them for new connections. On error the loaded
     /// configuration stays in force (a half-written certificate never takes a listener down).
     pub fn reload(&self) -> Result<(), TlsError> {
