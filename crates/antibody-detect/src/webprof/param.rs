@@ -489,9 +489,7 @@ fn widen(range: Option<(f64, f64)>, lo: f64, hi: f64) -> (f64, f64) {
 fn range_weight((lo, hi): (f64, f64), x: f64) -> f64 {
     let span = (hi - lo).abs().max(1.0);
     let beyond = (x - hi).max(lo - x);
-    if x < 0.0 && lo >= 0.0 {
-        0.65
-    } else if beyond > 10.0 * span {
+    if (x < 0.0 && lo >= 0.0) || beyond > 10.0 * span {
         0.65
     } else if beyond > span {
         0.35
@@ -514,7 +512,7 @@ const META: u128 = {
 };
 
 /// Control bytes (0x00–0x1f, 0x7f).
-const CONTROL: u128 = (1u128 << 32) - 1 | 1u128 << 0x7f;
+const CONTROL: u128 = ((1u128 << 32) - 1) | (1u128 << 0x7f);
 
 fn list_symbols(mask: u128) -> String {
     let mut out = Vec::new();
@@ -535,7 +533,7 @@ pub fn thousands(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::with_capacity(s.len() + s.len() / 3);
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);

@@ -348,7 +348,7 @@ fn template_into(path: &str, out: &mut String) {
         out.push('/');
         out.push_str(placeholder(seg).unwrap_or(seg));
         if out.len() > MAX_TEMPLATE {
-            let cut = cut_str(&out, MAX_TEMPLATE).len();
+            let cut = cut_str(out, MAX_TEMPLATE).len();
             out.truncate(cut);
             out.push('…');
             break;
