@@ -264,8 +264,20 @@ fn bench_web_profiles(c: &mut Criterion) {
         if enabled {
             let t = TenantId::new("bench");
             let profiles = warm.web_profiles(&t).expect("learned");
+            // How many of the measured requests the profiles report (each costs a finding).
+            let mut p = Partition::restore(cfg.clone(), rules.clone(), &snapshot).expect("restore");
+            let mut reported = 0;
+            for (i, ev) in evs.iter().enumerate() {
+                p.on_event(i as u64, ev, &mut out);
+                reported += out
+                    .findings
+                    .iter()
+                    .filter(|f| f.kind == "web_anomaly")
+                    .count();
+                out.clear();
+            }
             eprintln!(
-                "web profiles: {} templates, {} bytes ({} per template), snapshot {} bytes",
+                "web profiles: {} templates, {} bytes ({} per template), snapshot {} bytes, {reported} of {EVENTS} measured requests reported",
                 profiles.template_count(),
                 profiles.memory_bytes(),
                 profiles.memory_bytes() / profiles.template_count().max(1),

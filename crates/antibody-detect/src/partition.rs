@@ -1439,7 +1439,7 @@ mod tests {
             1_000_000,
             "id=1%27+union+select+password+from+users--&q=red",
         );
-        let out = run(&mut r, &[attack.clone()], 10_000);
+        let out = run(&mut r, std::slice::from_ref(&attack), 10_000);
         let got: Vec<(String, String)> = out
             .findings
             .iter()

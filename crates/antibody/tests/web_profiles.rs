@@ -120,7 +120,9 @@ fn profiles_learn_judge_and_take_controls_over_http() {
         .filter(|f| f["kind"] == "web_anomaly")
         .collect();
     assert_eq!(marker.len(), 1);
-    assert!(marker[0]["evidence"]["request"].to_string().contains("script"));
+    assert!(marker[0]["evidence"]["request"]
+        .to_string()
+        .contains("script"));
 
     // Export, reset, bad documents, import.
     let r = s.get("/v1/web-profiles/export", ADMIN_KEY);

@@ -19,7 +19,7 @@
 pub mod param;
 pub mod request;
 
-use crate::webprof::param::{strength, thousands, Deviation, ParamProfile, Shape};
+use crate::webprof::param::{strength, thousands, Deviation, ParamProfile};
 pub use crate::webprof::request::{Method, Request};
 use antibody_core::{Detector, Event, Explanation, Finding, Severity, TenantId};
 use serde::{Deserialize, Serialize};
@@ -312,18 +312,17 @@ impl TemplateProfile {
     fn learn(&mut self, req: &Request, max_params: usize, clock: u64) {
         self.requests += 1;
         self.last_used = clock;
-        if let Some(ct) = &req.content_type {
+        if let Some(ct) = req.content_type() {
             count_label(&mut self.content_types, ct, 1);
         }
-        for (name, value) in &req.params {
-            let shape = Shape::of(value);
+        for ((name, value), shape) in req.params().zip(&req.shapes) {
             let room = self.params.len() < max_params;
             match self.params.get_mut(name) {
-                Some(p) => p.learn(value, &shape),
+                Some(p) => p.learn(value, shape),
                 None if room => {
                     let mut p = ParamProfile::default();
-                    p.learn(value, &shape);
-                    self.params.insert(name.clone(), p);
+                    p.learn(value, shape);
+                    self.params.insert(name.to_owned(), p);
                 }
                 None => self.params_refused += 1,
             }
@@ -341,24 +340,26 @@ impl TemplateProfile {
     fn judge(&self, host: &HostProfile, req: &Request, out: &mut Vec<Anomaly>) {
         let k = strength(self.requests);
         let mut dev = Vec::new();
-        let mut seen: Vec<&str> = Vec::with_capacity(req.params.len());
-        for (name, value) in &req.params {
-            seen.push(name);
+        for ((name, value), shape) in req.params().zip(&req.shapes) {
             match self.params.get(name) {
                 Some(p) => {
                     dev.clear();
-                    let elsewhere = host
-                        .param_symbols
-                        .get(name)
-                        .map_or(0, |m| u128::from(m[0]) | u128::from(m[1]) << 64);
-                    p.judge(value, &Shape::of(value), elsewhere, &mut dev);
+                    // The host's other paths only matter for symbols new to this one.
+                    let elsewhere = if shape.symbols & !p.symbol_mask() != 0 {
+                        host.param_symbols
+                            .get(name)
+                            .map_or(0, |m| u128::from(m[0]) | u128::from(m[1]) << 64)
+                    } else {
+                        0
+                    };
+                    p.judge(value, shape, elsewhere, &mut dev);
                     for d in dev.drain(..) {
                         out.push(from_deviation(name, d, p));
                     }
                 }
                 // A template at its cap refused names it never profiled: not evidence.
                 None if self.params_refused == 0 => out.push(Anomaly {
-                    param: Some(name.clone()),
+                    param: Some(name.to_owned()),
                     what: "unseen_param",
                     weight: 0.7 * k,
                     expected: format!("parameters {}", self.names()),
@@ -370,7 +371,7 @@ impl TemplateProfile {
         let mut missing = 0;
         for (name, p) in &self.params {
             // Always present (allowing one in a thousand for merges and learned fixes).
-            if p.n * 1000 >= self.requests * 999 && !seen.contains(&name.as_str()) {
+            if p.n * 1000 >= self.requests * 999 && !req.params().any(|(n, _)| n == name) {
                 missing += 1;
                 if missing <= 4 {
                     out.push(Anomaly {
@@ -384,7 +385,7 @@ impl TemplateProfile {
             }
         }
         if let Some(combos) = &self.combos {
-            let all_known = req.params.iter().all(|(n, _)| self.params.contains_key(n));
+            let all_known = req.params().all(|(n, _)| self.params.contains_key(n));
             if all_known && missing == 0 && !combos.iter().any(|(h, _)| *h == combo(req)) {
                 out.push(Anomaly {
                     param: None,
@@ -395,7 +396,7 @@ impl TemplateProfile {
                 });
             }
         }
-        if let Some(ct) = &req.content_type {
+        if let Some(ct) = req.content_type() {
             if !self.content_types.iter().any(|(x, _)| x == ct) {
                 let known: Vec<&str> = self.content_types.iter().map(|(x, _)| x.as_str()).collect();
                 out.push(Anomaly {
@@ -407,7 +408,7 @@ impl TemplateProfile {
                     } else {
                         known.join(", ")
                     },
-                    came: ct.clone(),
+                    came: ct.to_owned(),
                 });
             }
         }
@@ -436,19 +437,17 @@ fn from_deviation(name: &str, d: Deviation, p: &ParamProfile) -> Anomaly {
     }
 }
 
-/// FNV-1a of the sorted distinct parameter names.
+/// The multiset of parameter names, order left out: the sum of each name's FNV-1a (a name
+/// sent twice is another combination, as parameter pollution is).
 fn combo(req: &Request) -> u64 {
-    let mut names: Vec<&str> = req.params.iter().map(|(n, _)| n.as_str()).collect();
-    names.sort_unstable();
-    names.dedup();
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for n in names {
-        for &b in n.as_bytes().iter().chain(&[0xff]) {
+    req.params().fold(0u64, |sum, (n, _)| {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for &b in n.as_bytes() {
             h ^= u64::from(b);
             h = h.wrapping_mul(0x0100_0000_01b3);
         }
-    }
-    h
+        sum.wrapping_add(h)
+    })
 }
 
 fn count_label(labels: &mut Vec<(String, u64)>, label: &str, c: u64) {
@@ -473,6 +472,8 @@ pub struct WebProfiles {
     tenants: BTreeMap<TenantId, TenantProfiles>,
     /// Requests not profiled: their host was over `max_hosts_per_tenant`.
     pub hosts_refused: u64,
+    /// The request being judged, refilled for each event (its buffers are reused).
+    scratch: Request,
 }
 
 impl WebProfiles {
@@ -482,7 +483,10 @@ impl WebProfiles {
         if mode == Mode::Off {
             return None;
         }
-        let req = Request::from_event(ev)?;
+        let req = &mut self.scratch;
+        if !req.read(ev) {
+            return None;
+        }
         let tp = match self.tenants.get_mut(&ev.tenant) {
             Some(tp) => tp,
             None => self.tenants.entry(ev.tenant.clone()).or_default(),
@@ -493,12 +497,12 @@ impl WebProfiles {
         }
         tp.clock += 1;
         let anomalies = match mode {
-            Mode::On => judge(tp, cfg, &req),
+            Mode::On => judge(tp, cfg, req),
             _ => Vec::new(),
         };
         let score = combine(&anomalies);
         if score < cfg.threshold {
-            learn(tp, cfg, &req);
+            learn(tp, cfg, req);
             return None;
         }
         if let Some(h) = tp.hosts.get_mut(&req.host) {
@@ -507,7 +511,7 @@ impl WebProfiles {
         Some(Verdict {
             score,
             anomalies,
-            request: req,
+            request: req.clone(),
         })
     }
 
@@ -572,7 +576,7 @@ impl WebProfiles {
     pub fn from_section(section: Vec<(TenantId, TenantProfiles)>) -> Self {
         Self {
             tenants: section.into_iter().collect(),
-            hosts_refused: 0,
+            ..Self::default()
         }
     }
 
@@ -586,14 +590,13 @@ fn judge(tp: &TenantProfiles, cfg: &WebProfilesConfig, req: &Request) -> Vec<Ano
     let Some(host) = tp.hosts.get(&req.host) else {
         return out;
     };
-    let method = req.method.unwrap_or(Method::Get);
-    let key = (method, req.template.clone());
-    match host.templates.get(&key) {
+    let method = req.method();
+    match host.templates.get(&req.key) {
         Some(t) if t.requests >= cfg.learn_requests => t.judge(host, req, &mut out),
         Some(_) => {}
         None if host.requests >= cfg.learn_requests => {
             let k = strength(host.requests);
-            let other = host.templates.keys().find(|(_, t)| *t == req.template);
+            let other = host.templates.keys().find(|(_, t)| t == req.template());
             let (what, weight, expected) = match other {
                 Some((m, _)) => (
                     "unseen_method",
@@ -611,13 +614,13 @@ fn judge(tp: &TenantProfiles, cfg: &WebProfilesConfig, req: &Request) -> Vec<Ano
                 what,
                 weight: weight * k,
                 expected,
-                came: format!("{} {}", method.as_str(), req.template),
+                came: format!("{} {}", method.as_str(), req.template()),
             });
         }
         None => {}
     }
     if host.requests >= cfg.learn_requests {
-        if let Some(ua) = &req.ua_family {
+        if let Some(ua) = req.ua_family() {
             if !host.user_agents.iter().any(|(x, _)| x == ua) {
                 let known: Vec<&str> = host.user_agents.iter().map(|(x, _)| x.as_str()).collect();
                 out.push(Anomaly {
@@ -625,7 +628,7 @@ fn judge(tp: &TenantProfiles, cfg: &WebProfilesConfig, req: &Request) -> Vec<Ano
                     what: "user_agent",
                     weight: 0.3 * strength(host.requests),
                     expected: known.join(", "),
-                    came: ua.clone(),
+                    came: ua.to_owned(),
                 });
             }
         }
@@ -635,28 +638,42 @@ fn judge(tp: &TenantProfiles, cfg: &WebProfilesConfig, req: &Request) -> Vec<Ano
 
 fn learn(tp: &mut TenantProfiles, cfg: &WebProfilesConfig, req: &Request) {
     let clock = tp.clock;
-    let host = tp.hosts.entry(req.host.clone()).or_default();
+    // Look up before inserting: the hot path (a known host and template) allocates nothing.
+    if !tp.hosts.contains_key(&req.host) {
+        tp.hosts.insert(req.host.clone(), HostProfile::default());
+    }
+    let Some(host) = tp.hosts.get_mut(&req.host) else {
+        return;
+    };
     host.requests += 1;
-    if let Some(ua) = &req.ua_family {
+    if let Some(ua) = req.ua_family() {
         count_label(&mut host.user_agents, ua, 1);
     }
-    for (name, value) in &req.params {
-        let symbols = Shape::of(value).symbols;
-        if symbols != 0 || host.param_symbols.contains_key(name) {
-            let bound = host.param_symbols.len() < MAX_HOST_PARAMS;
-            if let Some(m) = host.param_symbols.get_mut(name) {
+    for ((name, _), shape) in req.params().zip(&req.shapes) {
+        let symbols = shape.symbols;
+        if symbols == 0 {
+            continue;
+        }
+        let room = host.param_symbols.len() < MAX_HOST_PARAMS;
+        match host.param_symbols.get_mut(name) {
+            Some(m) => {
                 m[0] |= symbols as u64;
                 m[1] |= (symbols >> 64) as u64;
-            } else if bound {
-                host.param_symbols
-                    .insert(name.clone(), [symbols as u64, (symbols >> 64) as u64]);
             }
+            None if room => {
+                let m = [symbols as u64, (symbols >> 64) as u64];
+                host.param_symbols.insert(name.to_owned(), m);
+            }
+            None => {}
         }
     }
-    let key = (req.method.unwrap_or(Method::Get), req.template.clone());
-    let new = !host.templates.contains_key(&key);
-    let t = host.templates.entry(key).or_default();
-    Arc::make_mut(t).learn(req, cfg.max_params_per_template, clock);
+    let new = !host.templates.contains_key(&req.key);
+    if new {
+        host.templates.insert(req.key.clone(), Arc::default());
+    }
+    if let Some(t) = host.templates.get_mut(&req.key) {
+        Arc::make_mut(t).learn(req, cfg.max_params_per_template, clock);
+    }
     if new {
         evict(tp, cfg.max_templates_per_tenant);
     }
@@ -690,7 +707,7 @@ pub fn finding(id: String, ev: &Event, v: &Verdict) -> Finding {
         Severity::Low
     };
     let req = &v.request;
-    let method = req.method.unwrap_or(Method::Get).as_str();
+    let method = req.method().as_str();
     let mut ranked: Vec<&Anomaly> = v.anomalies.iter().collect();
     ranked.sort_by(|a, b| b.weight.total_cmp(&a.weight));
     let lines: Vec<String> = ranked
@@ -732,7 +749,7 @@ pub fn finding(id: String, ev: &Event, v: &Verdict) -> Finding {
     evidence.insert("host".into(), json!(req.host));
     evidence.insert("method".into(), json!(method));
     evidence.insert("path".into(), json!(req.path));
-    evidence.insert("template".into(), json!(req.template));
+    evidence.insert("template".into(), json!(req.template()));
     evidence.insert("score".into(), json!(round4(v.score)));
     let anomalies: Vec<Value> = ranked
         .iter()
@@ -743,8 +760,7 @@ pub fn finding(id: String, ev: &Event, v: &Verdict) -> Finding {
         .collect();
     evidence.insert("anomalies".into(), Value::Array(anomalies));
     let params: Vec<Value> = req
-        .params
-        .iter()
+        .params()
         .map(|(n, val)| {
             let text = String::from_utf8_lossy(val);
             json!([n, request::cut_str(&text, EVIDENCE_VALUE)])
@@ -752,7 +768,7 @@ pub fn finding(id: String, ev: &Event, v: &Verdict) -> Finding {
         .collect();
     evidence.insert(
         "request".into(),
-        json!({"params": params, "content_type": req.content_type, "user_agent": req.ua_family}),
+        json!({"params": params, "content_type": req.content_type(), "user_agent": req.ua_family()}),
     );
     for attr in ["src_ip", "user", "user_agent"] {
         if let Some(v) = ev.attr(attr) {
@@ -784,29 +800,17 @@ fn request_from_evidence(e: &Map<String, Value>) -> Option<Request> {
         .get("params")?
         .as_array()?
         .iter()
-        .filter_map(|p| {
-            let name = p.get(0)?.as_str()?;
-            let value = p.get(1)?.as_str()?;
-            Some((name.to_owned(), value.as_bytes().to_vec()))
-        })
-        .take(request::MAX_PARAMS)
-        .collect();
-    Some(Request {
-        host: s("host")?.to_owned(),
-        method: Some(Method::parse(s("method")?)),
-        path: s("path").unwrap_or_default().to_owned(),
-        template: s("template")?.to_owned(),
+        .filter_map(|p| Some((p.get(0)?.as_str()?, p.get(1)?.as_str()?.as_bytes())))
+        .take(request::MAX_PARAMS);
+    let key = (Method::parse(s("method")?), s("template")?.to_owned());
+    Some(Request::from_parts(
+        s("host")?,
+        key,
+        s("path").unwrap_or_default(),
         params,
-        truncated: false,
-        content_type: r
-            .get("content_type")
-            .and_then(Value::as_str)
-            .map(str::to_owned),
-        ua_family: r
-            .get("user_agent")
-            .and_then(Value::as_str)
-            .map(str::to_owned),
-    })
+        r.get("content_type").and_then(Value::as_str),
+        r.get("user_agent").and_then(Value::as_str),
+    ))
 }
 
 fn round4(x: f64) -> f64 {

@@ -43,15 +43,13 @@ impl Class {
 }
 
 /// One value, summarised once and judged or learned from the summary.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Shape {
     pub len: u32,
     pub classes: [bool; 5],
     /// ASCII symbols and control bytes present (bit = byte value).
     pub symbols: u128,
     pub symbol_count: u32,
-    /// Pairs of consecutive character shapes (see [`bigram`]), deduplicated.
-    pub bigrams: Vec<(u8, u8)>,
     pub number: Option<f64>,
 }
 
@@ -61,51 +59,52 @@ impl Shape {
             len: u32::try_from(v.len()).unwrap_or(u32::MAX),
             ..Shape::default()
         };
-        let mut prev = 0u8;
         for &b in v {
-            let shape = match b {
-                b'a'..=b'z' => {
-                    s.classes[Class::Lower as usize] = true;
-                    1
-                }
-                b'A'..=b'Z' => {
-                    s.classes[Class::Upper as usize] = true;
-                    2
-                }
-                b'0'..=b'9' => {
-                    s.classes[Class::Digit as usize] = true;
-                    3
-                }
-                b' ' => {
-                    s.classes[Class::Space as usize] = true;
-                    b' '
-                }
-                0x80..=0xff => {
-                    s.classes[Class::NonAscii as usize] = true;
-                    4
-                }
+            match b {
+                b'a'..=b'z' => s.classes[Class::Lower as usize] = true,
+                b'A'..=b'Z' => s.classes[Class::Upper as usize] = true,
+                b'0'..=b'9' => s.classes[Class::Digit as usize] = true,
+                b' ' => s.classes[Class::Space as usize] = true,
+                0x80..=0xff => s.classes[Class::NonAscii as usize] = true,
                 _ => {
                     s.symbols |= 1u128 << b;
                     s.symbol_count += 1;
-                    b
                 }
-            };
-            s.bigrams.push((prev, shape));
-            prev = shape;
+            }
         }
-        if !v.is_empty() {
-            s.bigrams.push((prev, 0));
-        }
-        s.bigrams.sort_unstable();
-        s.bigrams.dedup();
         s.number = number(v);
         s
     }
 }
 
+/// A byte's shape: 1 lower, 2 upper, 3 digit, 4 non-ASCII, else the byte itself.
+fn shape(b: u8) -> u8 {
+    match b {
+        b'a'..=b'z' => 1,
+        b'A'..=b'Z' => 2,
+        b'0'..=b'9' => 3,
+        0x80..=0xff => 4,
+        _ => b,
+    }
+}
+
+/// Every pair of consecutive shapes of `v`, with 0 for its start and end (`ab` → (0, 1),
+/// (1, 1), (1, 0)); repeats included. Scanned again where needed: cheaper than keeping them.
+fn for_each_pair(v: &[u8], mut f: impl FnMut(u8, u8)) {
+    let mut prev = 0u8;
+    for &b in v {
+        let s = shape(b);
+        f(prev, s);
+        prev = s;
+    }
+    if !v.is_empty() {
+        f(prev, 0);
+    }
+}
+
 /// The bit of a pair of shapes: 0 = start/end, 1 lower, 2 upper, 3 digit, 4 non-ASCII,
 /// else the byte itself.
-fn bigram((a, b): (u8, u8)) -> u16 {
+fn bigram(a: u8, b: u8) -> u16 {
     let x = (u32::from(a) << 8 | u32::from(b)).wrapping_mul(0x9E37_79B1);
     (x >> 22) as u16 % BIGRAM_BITS as u16
 }
@@ -194,10 +193,11 @@ impl ParamProfile {
         }
         self.symbols[0] |= s.symbols as u64;
         self.symbols[1] |= (s.symbols >> 64) as u64;
-        for &pair in &s.bigrams {
-            let b = bigram(pair);
-            self.bigrams[usize::from(b) / 64] |= 1 << (b % 64);
-        }
+        let bits = &mut self.bigrams;
+        for_each_pair(v, |a, b| {
+            let i = bigram(a, b);
+            bits[usize::from(i) / 64] |= 1 << (i % 64);
+        });
         if let Some(x) = s.number {
             self.numeric += 1;
             self.num_range = Some(widen(self.num_range, x, x));
@@ -213,15 +213,17 @@ impl ParamProfile {
             self.values = None;
             return;
         }
-        let text = String::from_utf8_lossy(v);
-        match values.iter().position(|(x, _)| *x == text) {
+        let text = Text::of(v);
+        match values.iter().position(|(x, _)| text.is(x)) {
             Some(i) => values[i].1 += count,
-            None if values.len() < MAX_VALUES => values.push((text.into_owned(), count)),
+            None if values.len() < MAX_VALUES => {
+                values.push((String::from_utf8_lossy(v).into_owned(), count))
+            }
             None => self.values = None,
         }
     }
 
-    fn symbol_mask(&self) -> u128 {
+    pub fn symbol_mask(&self) -> u128 {
         u128::from(self.symbols[0]) | u128::from(self.symbols[1]) << 64
     }
 
@@ -306,8 +308,8 @@ impl ParamProfile {
                 _ => {}
             }
         } else if let Some(values) = self.closed_set() {
-            let text = String::from_utf8_lossy(v);
-            if !values.iter().any(|(x, _)| *x == text) {
+            let text = Text::of(v);
+            if !values.iter().any(|(x, _)| text.is(x)) {
                 out.push(Deviation {
                     what: "value",
                     weight: 0.55 * k,
@@ -315,7 +317,7 @@ impl ParamProfile {
                 });
             }
         }
-        self.judge_bigrams(s, new_symbols, k, out);
+        self.judge_bigrams(v, new_symbols, k, out);
     }
 
     fn judge_length(&self, s: &Shape, k: f64, out: &mut Vec<Deviation>) {
@@ -343,8 +345,8 @@ impl ParamProfile {
 
     /// Structure among known characters: pairs that hold a new symbol or class were
     /// judged above already and are not counted twice.
-    fn judge_bigrams(&self, s: &Shape, new_symbols: u128, k: f64, out: &mut Vec<Deviation>) {
-        if s.bigrams.len() < 3 {
+    fn judge_bigrams(&self, v: &[u8], new_symbols: u128, k: f64, out: &mut Vec<Deviation>) {
+        if v.len() < 2 {
             return;
         }
         let known = |c: u8| match c {
@@ -356,22 +358,29 @@ impl ParamProfile {
             b' ' => self.classes[Class::Space as usize] > 0,
             c => c < 128 && new_symbols & (1u128 << c) == 0,
         };
-        let unseen = s
-            .bigrams
-            .iter()
-            .filter(|&&(a, b)| known(a) && known(b))
-            .map(|&pair| bigram(pair))
-            .filter(|&b| self.bigrams[usize::from(b) / 64] & (1 << (b % 64)) == 0)
-            .count();
-        let share = unseen as f64 / s.bigrams.len() as f64;
+        // Distinct pairs, and distinct pairs of known characters never seen together.
+        let (mut seen_here, mut total, mut unseen) = ([0u64; BIGRAM_BITS / 64], 0usize, 0usize);
+        for_each_pair(v, |a, b| {
+            let i = bigram(a, b);
+            let (word, bit) = (usize::from(i) / 64, 1u64 << (i % 64));
+            if seen_here[word] & bit != 0 {
+                return;
+            }
+            seen_here[word] |= bit;
+            total += 1;
+            if known(a) && known(b) && self.bigrams[word] & bit == 0 {
+                unseen += 1;
+            }
+        });
+        if total < 3 {
+            return;
+        }
+        let share = unseen as f64 / total as f64;
         if unseen >= 2 && share >= 0.2 {
             out.push(Deviation {
                 what: "ngrams",
                 weight: (0.2 + 0.6 * share).min(0.7) * k,
-                came: format!(
-                    "{unseen} of {} character pairs never seen here",
-                    s.bigrams.len()
-                ),
+                came: format!("{unseen} of {total} character pairs never seen here"),
             });
         }
     }
@@ -456,6 +465,18 @@ impl ParamProfile {
     }
 }
 
+/// A value as the (lossy) text enumerations store, checked once per value.
+struct Text<'a>(std::borrow::Cow<'a, str>);
+
+impl<'a> Text<'a> {
+    fn of(v: &'a [u8]) -> Self {
+        Self(String::from_utf8_lossy(v))
+    }
+    fn is(&self, x: &str) -> bool {
+        *self.0 == *x
+    }
+}
+
 fn widen(range: Option<(f64, f64)>, lo: f64, hi: f64) -> (f64, f64) {
     match range {
         Some((a, b)) => (a.min(lo), b.max(hi)),
@@ -468,9 +489,7 @@ fn widen(range: Option<(f64, f64)>, lo: f64, hi: f64) -> (f64, f64) {
 fn range_weight((lo, hi): (f64, f64), x: f64) -> f64 {
     let span = (hi - lo).abs().max(1.0);
     let beyond = (x - hi).max(lo - x);
-    if x < 0.0 && lo >= 0.0 {
-        0.65
-    } else if beyond > 10.0 * span {
+    if (x < 0.0 && lo >= 0.0) || beyond > 10.0 * span {
         0.65
     } else if beyond > span {
         0.35
@@ -493,7 +512,7 @@ const META: u128 = {
 };
 
 /// Control bytes (0x00–0x1f, 0x7f).
-const CONTROL: u128 = (1u128 << 32) - 1 | 1u128 << 0x7f;
+const CONTROL: u128 = ((1u128 << 32) - 1) | (1u128 << 0x7f);
 
 fn list_symbols(mask: u128) -> String {
     let mut out = Vec::new();
@@ -514,7 +533,7 @@ pub fn thousands(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::with_capacity(s.len() + s.len() / 3);
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);

@@ -4,6 +4,7 @@
 //! at most [`MAX_PARAMS`] parameters, names of at most [`MAX_NAME`] bytes, and bodies are
 //! read up to [`MAX_BODY`] bytes.
 
+use crate::webprof::param::Shape;
 use antibody_core::Event;
 use serde::{Deserialize, Serialize};
 
@@ -22,9 +23,12 @@ const MAX_JSON_DEPTH: usize = 8;
 
 /// HTTP methods; every other token is one `Other`, so a sender cannot grow state by
 /// inventing method names.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum Method {
+    #[default]
     Get,
     Head,
     Post,
@@ -39,18 +43,24 @@ pub enum Method {
 
 impl Method {
     pub fn parse(s: &str) -> Self {
-        match s.trim().to_ascii_uppercase().as_str() {
-            "GET" | "" => Self::Get,
-            "HEAD" => Self::Head,
-            "POST" => Self::Post,
-            "PUT" => Self::Put,
-            "PATCH" => Self::Patch,
-            "DELETE" => Self::Delete,
-            "OPTIONS" => Self::Options,
-            "TRACE" => Self::Trace,
-            "CONNECT" => Self::Connect,
-            _ => Self::Other,
+        let s = s.trim();
+        if s.is_empty() {
+            return Self::Get;
         }
+        const ALL: [Method; 9] = [
+            Method::Get,
+            Method::Head,
+            Method::Post,
+            Method::Put,
+            Method::Patch,
+            Method::Delete,
+            Method::Options,
+            Method::Trace,
+            Method::Connect,
+        ];
+        ALL.into_iter()
+            .find(|m| m.as_str().eq_ignore_ascii_case(s))
+            .unwrap_or(Self::Other)
     }
 
     pub fn as_str(self) -> &'static str {
@@ -69,83 +79,206 @@ impl Method {
     }
 }
 
-/// One request as the profiles see it.
+/// One request as the profiles see it. Names and values are decoded into one buffer the
+/// request keeps: a partition refills the same `Request` for every event ([`Request::read`]),
+/// so the steady state allocates nothing.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Request {
     pub host: String,
-    pub method: Option<Method>,
+    /// `(method, path template)`: the profile's key.
+    pub key: (Method, String),
     /// The path as sent (no query), for explanations.
     pub path: String,
-    pub template: String,
-    /// `(name, decoded value)` in request order; a name may repeat.
-    pub params: Vec<(String, Vec<u8>)>,
+    /// Decoded names, back to back (UTF-8, so slicing them needs no check).
+    names: String,
+    /// Decoded values, back to back.
+    buf: Vec<u8>,
+    /// Per parameter: its name's span in `names`, its value's in `buf`.
+    spans: Vec<(u32, u32, u32, u32)>,
+    /// Each value's [`Shape`], in parameter order (see [`Request::finish`]).
+    pub shapes: Vec<Shape>,
     /// More parameters than [`MAX_PARAMS`] were sent.
     pub truncated: bool,
-    /// The media type, lowercased, without parameters (`application/json`).
-    pub content_type: Option<String>,
-    /// The user agent's first product token (`Mozilla`, `curl`, `sqlmap`).
-    pub ua_family: Option<String>,
+    /// The media type, lowercased, without parameters (`application/json`); empty: none.
+    content_type: String,
+    /// The user agent's first product token (`Mozilla`, `curl`, `sqlmap`); empty: none.
+    ua_family: String,
 }
 
 impl Request {
     /// Reads `ev` (kind `http`); `None` when it names no path.
     pub fn from_event(ev: &Event) -> Option<Self> {
-        let raw_path = ev.attr_str("path")?;
-        let mut req = Request {
-            method: Some(Method::parse(ev.attr_str("method").unwrap_or("GET"))),
-            content_type: ev.attr_str("content_type").map(media_type),
-            ua_family: ev.attr_str("user_agent").map(ua_family),
-            ..Request::default()
+        let mut req = Request::default();
+        req.read(ev).then_some(req)
+    }
+
+    /// Refills this request from `ev`, keeping its buffers; false when `ev` names no path.
+    pub fn read(&mut self, ev: &Event) -> bool {
+        let Some(raw_path) = ev.attr_str("path") else {
+            return false;
         };
         let (authority, path, inline_query) = split_target(raw_path);
         let host = ev.attr_str("host").or(authority).unwrap_or("");
-        req.host = host.trim().to_ascii_lowercase();
-        req.path = path.to_owned();
-        req.template = template(path);
+        self.host.clear();
+        self.host.push_str(host.trim());
+        self.host.make_ascii_lowercase();
+        self.key.0 = Method::parse(ev.attr_str("method").unwrap_or("GET"));
+        template_into(path, &mut self.key.1);
+        self.path.clear();
+        self.path.push_str(path);
+        self.names.clear();
+        self.buf.clear();
+        self.spans.clear();
+        self.truncated = false;
+        self.content_type.clear();
+        if let Some(ct) = ev.attr_str("content_type") {
+            let t = ct.split(';').next().unwrap_or("").trim();
+            self.content_type.push_str(cut_str(t, 64));
+            self.content_type.make_ascii_lowercase();
+        }
+        self.ua_family.clear();
+        if let Some(ua) = ev.attr_str("user_agent") {
+            let first = ua.trim().split([' ', '/', '(']).next().unwrap_or("");
+            self.ua_family.push_str(cut_str(first, 32));
+        }
         if let Some(q) = inline_query {
-            req.read_form(q);
+            self.read_form(q);
         }
         if let Some(q) = ev.attr_str("query") {
-            req.read_form(q.strip_prefix('?').unwrap_or(q));
+            self.read_form(q.strip_prefix('?').unwrap_or(q));
         }
         if let Some(body) = ev.attr_str("body") {
-            req.read_body(body);
+            self.read_body(body);
         }
-        Some(req)
+        self.finish();
+        true
     }
 
-    fn push(&mut self, name: String, value: Vec<u8>) {
-        if self.params.len() >= MAX_PARAMS {
+    /// A request from its parts (a finding's evidence), shapes included.
+    pub fn from_parts<'a>(
+        host: &str,
+        key: (Method, String),
+        path: &str,
+        params: impl Iterator<Item = (&'a str, &'a [u8])>,
+        content_type: Option<&str>,
+        ua_family: Option<&str>,
+    ) -> Self {
+        let mut req = Request {
+            host: host.to_owned(),
+            key,
+            path: path.to_owned(),
+            content_type: content_type.unwrap_or("").to_owned(),
+            ua_family: ua_family.unwrap_or("").to_owned(),
+            ..Request::default()
+        };
+        for (name, value) in params {
+            req.push(name.as_bytes(), value, false);
+        }
+        req.finish();
+        req
+    }
+
+    /// Summarises every value once: judging and learning both read the shapes.
+    fn finish(&mut self) {
+        self.shapes.clear();
+        for &(_, _, v, end) in &self.spans {
+            self.shapes
+                .push(Shape::of(&self.buf[v as usize..end as usize]));
+        }
+    }
+
+    pub fn method(&self) -> Method {
+        self.key.0
+    }
+
+    pub fn template(&self) -> &str {
+        &self.key.1
+    }
+
+    pub fn content_type(&self) -> Option<&str> {
+        (!self.content_type.is_empty()).then_some(self.content_type.as_str())
+    }
+
+    pub fn ua_family(&self) -> Option<&str> {
+        (!self.ua_family.is_empty()).then_some(self.ua_family.as_str())
+    }
+
+    /// `(name, decoded value)` in request order; a name may repeat.
+    pub fn params(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        self.spans.iter().map(|&(n, n_end, v, end)| {
+            let name = self.names.get(n as usize..n_end as usize).unwrap_or("");
+            (name, &self.buf[v as usize..end as usize])
+        })
+    }
+
+    pub fn param_count(&self) -> usize {
+        self.spans.len()
+    }
+
+    /// Appends one parameter, percent-decoding name and value when `encoded`. Names are
+    /// kept as UTF-8 (lossily) and cut at [`MAX_NAME`] bytes.
+    fn push(&mut self, name: &[u8], value: &[u8], encoded: bool) {
+        if self.spans.len() >= MAX_PARAMS {
             self.truncated = true;
             return;
         }
-        self.params.push((name, value));
+        // Names are decoded through the value buffer, then kept as (lossy) UTF-8.
+        let start = self.buf.len();
+        if encoded {
+            decode_into(name, &mut self.buf);
+        } else {
+            self.buf.extend_from_slice(name);
+        }
+        let name_start = self.names.len();
+        match std::str::from_utf8(&self.buf[start..]) {
+            Ok(n) => self.names.push_str(cut_str(n, MAX_NAME)),
+            Err(_) => {
+                let fixed = String::from_utf8_lossy(&self.buf[start..]);
+                self.names.push_str(cut_str(&fixed, MAX_NAME));
+            }
+        }
+        self.buf.truncate(start);
+        if encoded {
+            decode_into(value, &mut self.buf);
+        } else {
+            self.buf.extend_from_slice(value);
+        }
+        let span = |x: usize| u32::try_from(x).unwrap_or(u32::MAX);
+        self.spans.push((
+            span(name_start),
+            span(self.names.len()),
+            span(start),
+            span(self.buf.len()),
+        ));
     }
 
     /// `a=1&b=2`, `+` as space, percent-decoded.
     fn read_form(&mut self, text: &str) {
         for pair in text.split('&').filter(|p| !p.is_empty()) {
             let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-            let name = String::from_utf8_lossy(&decode(name.as_bytes())).into_owned();
-            self.push(cut_name(name), decode(value.as_bytes()));
+            self.push(name.as_bytes(), value.as_bytes(), true);
         }
     }
 
     fn read_body(&mut self, body: &str) {
         let body = cut_str(body, MAX_BODY);
-        let ct = self.content_type.as_deref().unwrap_or("");
         let trimmed = body.trim_start();
         let looks_json = trimmed.starts_with('{') || trimmed.starts_with('[');
-        if ct.contains("json") || (ct.is_empty() && looks_json) {
+        let ct = &self.content_type;
+        let (json, form) = (
+            ct.contains("json") || (ct.is_empty() && looks_json),
+            ct.contains("x-www-form-urlencoded") || (ct.is_empty() && body.contains('=')),
+        );
+        if json {
             match serde_json::from_str::<serde_json::Value>(body) {
                 Ok(v) => self.flatten("", &v, 0),
                 // Not JSON after all: the whole body is one value.
-                Err(_) => self.push("(body)".into(), body.as_bytes().to_vec()),
+                Err(_) => self.push(b"(body)", body.as_bytes(), false),
             }
-        } else if ct.contains("x-www-form-urlencoded") || (ct.is_empty() && body.contains('=')) {
+        } else if form {
             self.read_form(body.trim_end_matches(['\r', '\n']));
         } else if !body.is_empty() {
-            self.push("(body)".into(), body.as_bytes().to_vec());
+            self.push(b"(body)", body.as_bytes(), false);
         }
     }
 
@@ -153,7 +286,7 @@ impl Request {
     fn flatten(&mut self, name: &str, v: &serde_json::Value, depth: usize) {
         use serde_json::Value;
         if depth > MAX_JSON_DEPTH {
-            self.push(cut_name(name.to_owned()), v.to_string().into_bytes());
+            self.push(name.as_bytes(), v.to_string().as_bytes(), false);
             return;
         }
         match v {
@@ -164,7 +297,7 @@ impl Request {
                     } else {
                         format!("{name}.{k}")
                     };
-                    self.flatten(&cut_name(child), v, depth + 1);
+                    self.flatten(cut_str(&child, MAX_NAME), v, depth + 1);
                 }
             }
             Value::Array(items) => {
@@ -173,9 +306,9 @@ impl Request {
                     self.flatten(&child, item, depth + 1);
                 }
             }
-            Value::String(s) => self.push(name.to_owned(), s.as_bytes().to_vec()),
-            Value::Null => self.push(name.to_owned(), b"null".to_vec()),
-            other => self.push(name.to_owned(), other.to_string().into_bytes()),
+            Value::String(s) => self.push(name.as_bytes(), s.as_bytes(), false),
+            Value::Null => self.push(name.as_bytes(), b"null", false),
+            other => self.push(name.as_bytes(), other.to_string().as_bytes(), false),
         }
     }
 }
@@ -199,7 +332,14 @@ fn split_target(raw: &str) -> (Option<&str>, &str, Option<&str>) {
 /// The path with identifiers collapsed: all-digit segments to `{n}`, UUIDs to `{uuid}`,
 /// long hex strings (hashes) to `{hex}`, long tokens mixing letters and digits to `{token}`.
 pub fn template(path: &str) -> String {
-    let mut out = String::with_capacity(path.len().min(MAX_TEMPLATE));
+    let mut out = String::new();
+    template_into(path, &mut out);
+    out
+}
+
+/// [`template`] into a reused string.
+fn template_into(path: &str, out: &mut String) {
+    out.clear();
     for (i, seg) in path.split('/').skip(1).enumerate() {
         if i == MAX_SEGMENTS {
             out.push_str("/…");
@@ -208,7 +348,7 @@ pub fn template(path: &str) -> String {
         out.push('/');
         out.push_str(placeholder(seg).unwrap_or(seg));
         if out.len() > MAX_TEMPLATE {
-            let cut = cut_str(&out, MAX_TEMPLATE).len();
+            let cut = cut_str(out, MAX_TEMPLATE).len();
             out.truncate(cut);
             out.push('…');
             break;
@@ -217,7 +357,6 @@ pub fn template(path: &str) -> String {
     if out.is_empty() {
         out.push('/');
     }
-    out
 }
 
 fn placeholder(seg: &str) -> Option<&'static str> {
@@ -251,6 +390,12 @@ fn placeholder(seg: &str) -> Option<&'static str> {
 /// Percent-decoding to bytes, `+` as space; a `%` not followed by two hex digits stays.
 pub fn decode(s: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(s.len());
+    decode_into(s, &mut out);
+    out
+}
+
+/// [`decode`], appended to `out`.
+fn decode_into(s: &[u8], out: &mut Vec<u8>) {
     let mut i = 0;
     while i < s.len() {
         match s[i] {
@@ -266,7 +411,6 @@ pub fn decode(s: &[u8]) -> Vec<u8> {
         }
         i += 1;
     }
-    out
 }
 
 fn hexval(c: u8) -> Option<u8> {
@@ -276,22 +420,6 @@ fn hexval(c: u8) -> Option<u8> {
         b'A'..=b'F' => Some(c - b'A' + 10),
         _ => None,
     }
-}
-
-fn media_type(ct: &str) -> String {
-    let t = ct.split(';').next().unwrap_or("").trim();
-    cut_str(t, 64).to_ascii_lowercase()
-}
-
-fn ua_family(ua: &str) -> String {
-    let first = ua.trim().split([' ', '/', '(']).next().unwrap_or("");
-    cut_str(first, 32).to_owned()
-}
-
-fn cut_name(mut name: String) -> String {
-    let cut = cut_str(&name, MAX_NAME).len();
-    name.truncate(cut);
-    name
 }
 
 /// The longest prefix of `s` of at most `max` bytes that ends on a char boundary.
@@ -361,17 +489,23 @@ mod tests {
         ]);
         let r = Request::from_event(&ev).unwrap();
         assert_eq!(r.host, "shop.example:8080");
-        assert_eq!(r.method, Some(Method::Post));
-        assert_eq!(r.template, "/tienda1/publico/anadir.jsp");
-        let names: Vec<&str> = r.params.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(r.method(), Method::Post);
+        assert_eq!(r.template(), "/tienda1/publico/anadir.jsp");
+        let params: Vec<(&str, &[u8])> = r.params().collect();
+        let names: Vec<&str> = params.iter().map(|(n, _)| *n).collect();
         assert_eq!(names, ["x", "id", "nombre", "B1"]);
-        assert_eq!(r.params[0].1, b"'a b");
-        assert_eq!(r.params[3].1, b"A\xf1adir");
+        assert_eq!(params[0].1, b"'a b");
+        assert_eq!(params[3].1, b"A\xf1adir");
+        assert_eq!(r.content_type(), Some("application/x-www-form-urlencoded"));
+        assert_eq!(r.ua_family(), Some("Mozilla"));
+        // Refilled from another event, nothing of the first stays.
+        let mut again = r.clone();
+        assert!(again.read(&http(&[("path", "/a/1")])));
+        assert_eq!((again.template(), again.param_count()), ("/a/{n}", 0));
         assert_eq!(
-            r.content_type.as_deref(),
-            Some("application/x-www-form-urlencoded")
+            (again.content_type(), again.ua_family(), again.host.as_str()),
+            (None, None, "")
         );
-        assert_eq!(r.ua_family.as_deref(), Some("Mozilla"));
     }
 
     #[test]
@@ -382,12 +516,8 @@ mod tests {
             ("body", r#"{"a":{"b":1,"c":["x","y"]},"d":null,"e":true}"#),
         ]);
         let r = Request::from_event(&ev).unwrap();
-        assert_eq!(r.template, "/api/v1/items/{n}");
-        let got: Vec<(&str, &[u8])> = r
-            .params
-            .iter()
-            .map(|(n, v)| (n.as_str(), v.as_slice()))
-            .collect();
+        assert_eq!(r.template(), "/api/v1/items/{n}");
+        let got: Vec<(&str, &[u8])> = r.params().collect();
         assert_eq!(
             got,
             [
@@ -412,7 +542,7 @@ mod tests {
         let q: Vec<String> = (0..500).map(|i| format!("p{i}=1")).collect();
         let ev = http(&[("path", "/x"), ("query", &q.join("&"))]);
         let r = Request::from_event(&ev).unwrap();
-        assert_eq!(r.params.len(), MAX_PARAMS);
+        assert_eq!(r.param_count(), MAX_PARAMS);
         assert!(r.truncated);
         assert!(Request::from_event(&http(&[("method", "GET")])).is_none());
     }
@@ -424,8 +554,9 @@ mod tests {
         ) {
             let ev = http(&[("path", &path), ("query", &query), ("body", &body), ("content_type", &ct)]);
             if let Some(r) = Request::from_event(&ev) {
-                proptest::prop_assert!(r.params.len() <= MAX_PARAMS);
-                proptest::prop_assert!(r.template.starts_with('/'));
+                proptest::prop_assert!(r.param_count() <= MAX_PARAMS);
+                proptest::prop_assert_eq!(r.shapes.len(), r.param_count());
+                proptest::prop_assert!(r.template().starts_with('/'));
             }
         }
     }

@@ -312,3 +312,31 @@ fn config_is_validated() {
     assert_eq!(parsed.mode, Mode::LearnOnly);
     assert_eq!(parsed.mode_for(&TenantId::new("a")), Mode::Off);
 }
+
+proptest::proptest! {
+    /// What the fuzz target `web_requests` does: raw requests through the profiles, learned,
+    /// judged, and any finding's evidence learned back, without a panic.
+    #[test]
+    fn raw_requests_through_the_profiles_never_panic(
+        lines in proptest::collection::vec("(GET|POST|PUT) /[a-z0-9/]{0,12}(\\?[a-z=&%'<>0-9]{0,30})? HTTP/1.1", 1..12),
+        body in "[a-z=&%'<>{}\\[\\]\":,0-9]{0,40}",
+    ) {
+        let mut raw = String::new();
+        for l in &lines {
+            raw.push_str(&format!("{l}\r\nHost: h\r\nContent-Length: {}\r\n\r\n{body}\r\n", body.len()));
+        }
+        let c = WebProfilesConfig { learn_requests: 2, ..cfg() };
+        let t = TenantId::new("t");
+        let mut p = WebProfiles::default();
+        for (i, r) in antibody_formats::RawHttpReader::new(raw.as_bytes()).enumerate() {
+            let ev = r.unwrap().to_event(t.clone(), i as i64);
+            for _ in 0..3 {
+                if let Some(v) = p.on_event(&c, &ev) {
+                    let f = finding(format!("f-{i}"), &ev, &v);
+                    proptest::prop_assert!((0.0..=1.0).contains(&f.score));
+                    proptest::prop_assert!(p.learn_finding(&c, &t, &f.evidence));
+                }
+            }
+        }
+    }
+}

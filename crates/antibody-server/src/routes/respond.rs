@@ -355,7 +355,7 @@ pub async fn feedback(
         let threat = req.label == "true_positive";
         let threat_type = req.root_cause.clone().filter(|_| threat);
         retraining =
-            crate::models::on_label(&st, &auth.0.tenant, &auth.0.id, &f, threat, threat_type)
+            crate::models::on_label(&st, &auth.0.tenant, &auth.0.id, f, threat, threat_type)
                 .await?;
     }
     // A false positive of a web profile teaches the profile the request it flagged.

@@ -191,7 +191,7 @@ pub async fn learn_false_positive(
         .map_err(web_error)?;
     let detail = "a false positive's request is learned as normal".to_owned();
     crate::models::audit(
-        &st,
+        st,
         &auth.0.tenant,
         &auth.0.id,
         "web_profiles_learn",
