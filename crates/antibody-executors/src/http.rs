@@ -9,6 +9,7 @@ use bytes::Bytes;
 use hmac::{Hmac, Mac};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::header::{HeaderName, HeaderValue, CONTENT_TYPE, HOST, USER_AGENT};
+use hyper::client::conn::http1::SendRequest;
 use hyper::{Request, Uri};
 use hyper_util::rt::TokioIo;
 use sha2::Sha256;
@@ -72,6 +73,16 @@ impl Endpoint {
                 .path_and_query()
                 .map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned()),
         })
+    }
+
+    /// `host[:port]` as written (the `Host` header).
+    pub fn authority(&self) -> &str {
+        &self.authority
+    }
+
+    /// Path and query, `/` at least.
+    pub fn path(&self) -> &str {
+        &self.path
     }
 
     /// The full URL.
@@ -224,14 +235,7 @@ pub(crate) async fn exchange(
     headers: &[(HeaderName, HeaderValue)],
     limit: usize,
 ) -> Result<(u16, Option<Bytes>), String> {
-    let stream = TcpStream::connect((endpoint.host.as_str(), endpoint.port))
-        .await
-        .map_err(|e| format!("cannot connect to {}: {e}", endpoint.origin()))?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| format!("HTTP handshake failed: {e}"))?;
-    // The connection task ends when the response is read and the sender dropped.
-    tokio::spawn(conn);
+    let mut sender = connect(endpoint).await?;
     let mut builder = Request::post(endpoint.path.as_str())
         .header(HOST, endpoint.authority.as_str())
         .header(CONTENT_TYPE, "application/json")
@@ -253,6 +257,28 @@ pub(crate) async fn exchange(
         .ok()
         .map(|collected| collected.to_bytes());
     Ok((status, body))
+}
+
+/// Opens one HTTP/1.1 connection to `endpoint` (`TCP_NODELAY`: requests and streamed
+/// chunks leave at once) and returns its sender. The connection runs on a task of its own
+/// until the sender is dropped and the last response read. Every outbound connection of
+/// the binary is made here (webhooks, notify, the investigator, the gateway's upstreams).
+pub async fn connect<B>(endpoint: &Endpoint) -> Result<SendRequest<B>, String>
+where
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let stream = TcpStream::connect((endpoint.host.as_str(), endpoint.port))
+        .await
+        .map_err(|e| format!("cannot connect to {}: {e}", endpoint.origin()))?;
+    // Best effort: a socket that refuses it still works, only slower.
+    let _ = stream.set_nodelay(true);
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| format!("HTTP handshake failed: {e}"))?;
+    tokio::spawn(conn);
+    Ok(sender)
 }
 
 fn snippet(bytes: &[u8]) -> String {

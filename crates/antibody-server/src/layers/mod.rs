@@ -240,6 +240,16 @@ impl Catalog {
         }
     }
 
+    /// The tenant's own policy, shared, without copying the catalog: for readers on a
+    /// request path (the gateway). `None`: the configured policy is in force.
+    pub fn own_policy(&self, tenant: &TenantId) -> Option<Arc<TenantPolicy>> {
+        let sets = match self.sets.read() {
+            Ok(s) => s,
+            Err(p) => p.into_inner(),
+        };
+        sets.policies.get(tenant).cloned()
+    }
+
     /// The tenant's document `name`, else the global file of that name.
     pub fn doc(
         &self,
