@@ -50,7 +50,7 @@ pub struct TenantPolicy {
     /// Blast-radius caps for the tenant; `[respond.guard]` when absent.
     pub guard: Option<GuardConfig>,
     /// What the LLM gateway lets the tenant's agents spend (rates, tokens, budgets, models).
-    pub gateway: GatewayPolicy,
+    pub gateway: std::sync::Arc<GatewayPolicy>,
 }
 
 impl Default for TenantPolicy {
@@ -69,7 +69,7 @@ impl Default for TenantPolicy {
             modes: BTreeMap::new(),
             allow: AllowList::default(),
             guard: None,
-            gateway: GatewayPolicy::default(),
+            gateway: Default::default(),
         }
     }
 }

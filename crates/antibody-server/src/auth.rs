@@ -79,16 +79,22 @@ impl FromRequestParts<AppState> for Auth {
             .map(str::trim)
             .filter(|s| !s.is_empty() && s.len() <= 256)
             .ok_or(ApiError::Unauthorized)?;
-        if let Some(info) = state.keys.get(secret) {
-            return Ok(Auth(info));
-        }
-        let store = state.store.clone();
-        let owned = secret.to_owned();
-        let found = tokio::task::spawn_blocking(move || store.authenticate(&owned))
-            .await
-            .map_err(|e| ApiError::Internal(e.to_string()))??;
-        let info = found.ok_or(ApiError::Unauthorized)?;
-        state.keys.put(secret, &info);
-        Ok(Auth(info))
+        authenticate(state, secret).await.map(Auth)
     }
+}
+
+/// The key behind `secret`, from the cache or the store: for every listener that takes
+/// antibody keys (the API here, the gateway through the binary's wiring).
+pub async fn authenticate(state: &AppState, secret: &str) -> Result<KeyInfo, ApiError> {
+    if let Some(info) = state.keys.get(secret) {
+        return Ok(info);
+    }
+    let store = state.store.clone();
+    let owned = secret.to_owned();
+    let found = tokio::task::spawn_blocking(move || store.authenticate(&owned))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))??;
+    let info = found.ok_or(ApiError::Unauthorized)?;
+    state.keys.put(secret, &info);
+    Ok(info)
 }

@@ -3,6 +3,7 @@
 mod bench;
 mod bench_respond;
 mod config;
+mod gateway;
 mod layers_cli;
 mod ml;
 mod models_cli;
@@ -92,6 +93,10 @@ struct ServeArgs {
     /// Log format: `human` or `json`.
     #[arg(long, env = "ANTIBODY_LOG_FORMAT", value_parser = ["human", "json"])]
     log_format: Option<String>,
+    /// The LLM gateway's address (default 127.0.0.1:4000; runs when `[gateway]` names a
+    /// provider).
+    #[arg(long, env = "ANTIBODY_GATEWAY_LISTEN")]
+    gateway_listen: Option<String>,
 }
 
 #[derive(Args)]
@@ -228,6 +233,7 @@ fn serve(args: ServeArgs) -> Result<()> {
         data_dir: args.data_dir,
         workers: args.workers,
         admin_key: std::env::var("ANTIBODY_ADMIN_KEY").ok(),
+        gateway_listen: args.gateway_listen,
     };
     let mut resolved = config::resolve(file, overrides)?;
     resolved.server.demo = args.demo.or(demo_in_file).unwrap_or(false);
@@ -242,6 +248,17 @@ fn serve(args: ServeArgs) -> Result<()> {
         if let Some(key) = &server.new_admin_key {
             eprintln!("antibody: created tenant `default` and its admin key (shown once, also in {}/admin.key):\n{key}", data_dir.display());
         }
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let stopped = move || {
+            let mut rx = stop_rx.clone();
+            async move {
+                let _ = rx.wait_for(|s| *s).await;
+            }
+        };
+        let gateway_task = match resolved.gateway {
+            Some(cfg) => Some(start_gateway(cfg, server.state().clone(), stopped()).await?),
+            None => None,
+        };
         let listener = tokio::net::TcpListener::bind(resolved.listen)
             .await
             .with_context(|| format!("cannot listen on {}; is another server running? pick another with --listen", resolved.listen))?;
@@ -249,10 +266,38 @@ fn serve(args: ServeArgs) -> Result<()> {
         // A stable line scripts and tests wait for (the port may have been chosen by the OS).
         eprintln!("antibody: listening on {addr}");
         tracing::info!(%addr, data_dir = %data_dir.display(), "antibody is serving");
-        server.serve(listener, shutdown_signal()).await?;
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            let _ = stop_tx.send(true);
+        });
+        server.serve(listener, stopped()).await?;
+        if let Some(t) = gateway_task {
+            t.abort();
+        }
         tracing::info!("stopped cleanly");
         Ok(())
     })
+}
+
+/// Binds the gateway's listener and serves it on a task until `stop`. Its line comes before
+/// the API's `listening on`, which scripts and tests wait for.
+async fn start_gateway(
+    cfg: antibody_gateway::GatewayConfig,
+    state: antibody_server::state::AppState,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<tokio::task::JoinHandle<()>> {
+    let listener = tokio::net::TcpListener::bind(cfg.listen).await.with_context(|| {
+        format!("cannot listen on {} for the gateway; pick another with --gateway-listen", cfg.listen)
+    })?;
+    let addr = listener.local_addr()?;
+    eprintln!("antibody: gateway serving on {addr}");
+    tracing::info!(%addr, providers = cfg.providers.len(), "the LLM gateway is serving");
+    let gw = antibody_gateway::Gateway::new(cfg, Arc::new(gateway::ServerBackend(state)));
+    Ok(tokio::spawn(async move {
+        if let Err(e) = antibody_gateway::http::serve(gw, listener, stop).await {
+            tracing::error!(error = %e, "the gateway listener failed");
+        }
+    }))
 }
 
 async fn shutdown_signal() {

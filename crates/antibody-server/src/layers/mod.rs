@@ -240,14 +240,17 @@ impl Catalog {
         }
     }
 
-    /// The tenant's own policy, shared, without copying the catalog: for readers on a
-    /// request path (the gateway). `None`: the configured policy is in force.
-    pub fn own_policy(&self, tenant: &TenantId) -> Option<Arc<TenantPolicy>> {
+    /// The tenant's gateway policy in force (its own document's, else the configured
+    /// one), shared, without copying the catalog: for the gateway's request path.
+    pub fn gateway_policy(&self, tenant: &TenantId) -> Arc<antibody_respond::GatewayPolicy> {
         let sets = match self.sets.read() {
             Ok(s) => s,
             Err(p) => p.into_inner(),
         };
-        sets.policies.get(tenant).cloned()
+        match sets.policies.get(tenant) {
+            Some(p) => p.gateway.clone(),
+            None => self.responder.policy(tenant.as_str()).gateway.clone(),
+        }
     }
 
     /// The tenant's document `name`, else the global file of that name.
