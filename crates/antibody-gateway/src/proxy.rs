@@ -418,6 +418,16 @@ impl Metered {
         }
     }
 
+    /// The upstream body ended well: what the scanner still held, and the call finished.
+    fn complete(&mut self) -> Vec<u8> {
+        let mut tail = Vec::new();
+        if let Mode::Sse(s) = &mut self.mode {
+            s.finish(&mut tail);
+        }
+        self.end(None);
+        tail
+    }
+
     /// What the client gets of one upstream chunk (`None`: nothing yet).
     fn pass(&mut self, data: Bytes) -> Option<Bytes> {
         if self.first.is_none() {
@@ -460,11 +470,7 @@ impl hyper::body::Body for Metered {
             match Pin::new(&mut this.inner).poll_frame(cx) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(None) => {
-                    let mut tail = Vec::new();
-                    if let Mode::Sse(s) = &mut this.mode {
-                        s.finish(&mut tail);
-                    }
-                    this.end(None);
+                    let tail = this.complete();
                     if !tail.is_empty() {
                         return Poll::Ready(Some(Ok(Frame::data(Bytes::from(tail)))));
                     }
@@ -476,8 +482,21 @@ impl hyper::body::Body for Metered {
                 }
                 Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
                     Ok(data) => {
-                        if let Some(out) = this.pass(data) {
-                            return Poll::Ready(Some(Ok(Frame::data(out))));
+                        let mut out = this.pass(data);
+                        // A body of known length may not be polled past its last byte:
+                        // the call ends with that byte.
+                        if this.inner.is_end_stream() {
+                            let tail = this.complete();
+                            if !tail.is_empty() {
+                                let mut joined = out.map(Vec::from).unwrap_or_default();
+                                joined.extend_from_slice(&tail);
+                                out = Some(Bytes::from(joined));
+                            }
+                        }
+                        match out {
+                            Some(out) => return Poll::Ready(Some(Ok(Frame::data(out)))),
+                            None if this.record.is_none() => return Poll::Ready(None),
+                            None => {}
                         }
                     }
                     Err(frame) => return Poll::Ready(Some(Ok(frame))),
@@ -487,7 +506,7 @@ impl hyper::body::Body for Metered {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.record.is_none() && self.inner.is_end_stream()
+        self.record.is_none()
     }
 
     fn size_hint(&self) -> SizeHint {
