@@ -286,6 +286,13 @@ async fn start_gateway(
     state: antibody_server::state::AppState,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<tokio::task::JoinHandle<()>> {
+    // After a crash the response stage re-derives from the replayed log what was in force;
+    // until it has, the view would wave through an agent quarantined before the crash.
+    let settled = state.pipeline.settled();
+    tokio::time::timeout(std::time::Duration::from_secs(300), settled)
+        .await
+        .context("the replayed log took over 5 minutes to reach the response stage")?
+        .context("the pipeline stopped before the replayed log reached the response stage")?;
     let listener = tokio::net::TcpListener::bind(cfg.listen).await.with_context(|| {
         format!("cannot listen on {} for the gateway; pick another with --gateway-listen", cfg.listen)
     })?;

@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -38,9 +39,12 @@ impl Seen {
     }
 }
 
+#[derive(Clone)]
 struct Fake {
     addr: SocketAddr,
     seen: Arc<Mutex<Vec<Seen>>>,
+    /// A dripping stream found its reader gone.
+    cancelled: Arc<AtomicBool>,
 }
 
 impl Fake {
@@ -48,14 +52,19 @@ impl Fake {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
-        let log = seen.clone();
+        let cancelled: Arc<AtomicBool> = Arc::default();
+        let (log, gone) = (seen.clone(), cancelled.clone());
         std::thread::spawn(move || {
             for stream in listener.incoming().map_while(Result::ok) {
-                let log = log.clone();
-                std::thread::spawn(move || serve_connection(stream, &log));
+                let (log, gone) = (log.clone(), gone.clone());
+                std::thread::spawn(move || serve_connection(stream, &log, &gone));
             }
         });
-        Fake { addr, seen }
+        Fake {
+            addr,
+            seen,
+            cancelled,
+        }
     }
 
     fn requests(&self) -> Vec<Seen> {
@@ -63,13 +72,28 @@ impl Fake {
     }
 }
 
-fn serve_connection(stream: TcpStream, log: &Mutex<Vec<Seen>>) {
+fn serve_connection(stream: TcpStream, log: &Mutex<Vec<Seen>>, cancelled: &AtomicBool) {
     let _ = stream.set_nodelay(true);
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     let mut out = stream;
     while let Some(req) = read_request(&mut reader) {
         log.lock().unwrap().push(req.clone());
         let close = req.header("connection").is_some_and(|c| c.eq_ignore_ascii_case("close"));
+        if req.body.windows(10).any(|w| w == b"fake-drip\"") {
+            // 100 chunks, 50 ms apart: a reader that stays gets them all in 5 s.
+            let one = chunks(false).remove(1);
+            let events = vec![one; 100];
+            let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n";
+            let _ = out.write_all(head.as_bytes());
+            for e in &events {
+                std::thread::sleep(Duration::from_millis(50));
+                if out.write_all(format!("{:x}\r\n{e}\r\n", e.len()).as_bytes()).and_then(|()| out.flush()).is_err() {
+                    cancelled.store(true, Ordering::SeqCst);
+                    return;
+                }
+            }
+            return;
+        }
         if !answer(&req, &mut out) || close {
             return;
         }
@@ -190,6 +214,48 @@ fn stream(out: &mut TcpStream, events: &[String], cut: bool) -> bool {
     out.write_all(b"0\r\n\r\n").is_ok()
 }
 
+/// One `tool` event with a `command` puts an effect on its agent at once.
+const RULES: &str = "\
+- id: gw-q
+  kind: gw_quarantine
+  severity: high
+  events: {kinds: [tool]}
+  signature: {fields: [command], literals: [quarantine-me]}
+- id: gw-t
+  kind: gw_throttle
+  severity: high
+  events: {kinds: [tool]}
+  signature: {fields: [command], literals: [throttle-me]}
+- id: gw-c
+  kind: gw_cap
+  severity: high
+  events: {kinds: [tool]}
+  signature: {fields: [command], literals: [cap-me]}
+";
+
+const PLAYBOOKS: &str = "\
+- id: gw-quarantine
+  trigger: {kinds: [gw_quarantine]}
+  mode: auto
+  steps:
+    - action: quarantine
+      ttl: 1h
+- id: gw-throttle
+  trigger: {kinds: [gw_throttle]}
+  mode: auto
+  steps:
+    - action: rate_limit
+      params: {rate: 2, per: minute}
+      ttl: 1h
+- id: gw-cap
+  trigger: {kinds: [gw_cap]}
+  mode: auto
+  steps:
+    - action: budget_cap
+      params: {usd: 0.0005, period: day}
+      ttl: 1h
+";
+
 struct Gw {
     server: TestServer,
     gateway: SocketAddr,
@@ -224,10 +290,14 @@ cached_input_per_mtok = 0.075
 }
 
 fn start_in(dir: &Path, extra_config: &str, fake: Fake) -> Gw {
+    let data = dir.join("data");
+    std::fs::create_dir_all(data.join("rules")).unwrap();
+    std::fs::create_dir_all(data.join("playbooks")).unwrap();
+    std::fs::write(data.join("rules/gw.yml"), RULES).unwrap();
+    std::fs::write(data.join("playbooks/gw.yml"), PLAYBOOKS).unwrap();
     let cfg = dir.join("antibody.toml");
     std::fs::write(&cfg, config(&fake, extra_config)).unwrap();
     std::env::set_var("GW_TEST_UPSTREAM_KEY", UPSTREAM_KEY);
-    let data = dir.join("data");
     let server = TestServer::start_in(&data, &["--config", cfg.to_str().unwrap()]);
     let gateway = server
         .startup
@@ -435,4 +505,92 @@ tokens_per_minute = 1000000
     let r = gw.server.request("PUT", "/v1/policy", Some(ADMIN_KEY), &[("Content-Type", "application/toml")], bad.as_bytes());
     assert_eq!((r.status, r.error_code()), (400, "invalid_policy".into()), "{}", r.text());
     assert!(r.text().contains("gateway.tenant.requests_per_minute"), "{}", r.text());
+}
+
+fn effect(gw: &Gw, agent: &str, command: &str, verdict: &str) -> Value {
+    let line = json!({"entity": agent, "kind": "tool", "attrs": {"command": command}});
+    assert_eq!(gw.server.post_ndjson(ADMIN_KEY, &format!("{line}\n")).status, 202);
+    eventually(Duration::from_secs(15), || {
+        let v = gw.server.get(&format!("/v1/entities/{agent}/verdict"), ADMIN_KEY).json();
+        (v["verdict"] == verdict).then_some(v)
+    })
+}
+
+#[test]
+fn verdicts_are_enforced_from_the_first_request_and_survive_a_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fake = Fake::start();
+    let mut gw = start_in(tmp.path(), "", fake.clone());
+    let code = |r: &Resp| r.json()["error"]["code"].as_str().unwrap_or_default().to_owned();
+    assert_eq!(gw.call("q", &chat("fake-model", false)).status, 200);
+
+    // Quarantine: refused from the first request after the verdict, naming the incident.
+    let v = effect(&gw, "agent:q", "quarantine-me", "quarantine");
+    let r = gw.call("q", &chat("fake-model", false));
+    assert_eq!((r.status, code(&r)), (403, "agent_quarantined".into()), "{}", r.text());
+    let incident = v["incident"].as_str().unwrap();
+    assert!(r.json()["error"]["message"].as_str().unwrap().contains(incident), "{}", r.text());
+    // Dropping the header or changing the user agent does not shed it.
+    let body = chat("fake-model", false).to_string();
+    for ua in ["python-openai/1.0", "curl/8"] {
+        let r = request(gw.gateway, "POST", "/v1/chat/completions", Some(ADMIN_KEY), &[("User-Agent", ua)], body.as_bytes());
+        assert_eq!(r.status, 403, "{ua}: {}", r.text());
+    }
+
+    // Throttle: the rate, then 429 with it.
+    effect(&gw, "agent:t", "throttle-me", "throttle");
+    for _ in 0..2 {
+        assert_eq!(gw.call("t", &chat("fake-model", false)).status, 200);
+    }
+    let r = gw.call("t", &chat("fake-model", false));
+    assert_eq!((r.status, code(&r)), (429, "agent_throttled".into()), "{}", r.text());
+    assert!(r.text().contains("2 requests per minute"), "{}", r.text());
+    assert!(r.header("retry-after").is_some());
+
+    // A budget cap counts the cost of the agent's own calls through the gateway.
+    effect(&gw, "agent:b", "cap-me", "throttle");
+    for _ in 0..2 {
+        assert_eq!(gw.call("b", &chat("fake-model", false)).status, 200);
+    }
+    let v = eventually(Duration::from_secs(15), || {
+        let v = gw.server.get("/v1/entities/agent:b/verdict", ADMIN_KEY).json();
+        (v["verdict"] == "block").then_some(v)
+    });
+    assert!((v["budget"]["spent_usd"].as_f64().unwrap() - 2.0 * COST).abs() < 1e-12, "{v}");
+    let r = gw.call("b", &chat("fake-model", false));
+    assert_eq!((r.status, code(&r)), (429, "budget_exceeded".into()), "{}", r.text());
+
+    // A crash and a restart keep the verdicts in force at the gateway.
+    gw.server.kill9();
+    drop(gw);
+    gw = start_in(tmp.path(), "", fake);
+    let r = gw.call("q", &chat("fake-model", false));
+    assert_eq!((r.status, code(&r)), (403, "agent_quarantined".into()), "{}", r.text());
+    let v = gw.server.get("/v1/entities/agent:b/verdict", ADMIN_KEY).json();
+    assert!(v["budget"]["limit_usd"].as_f64().is_some(), "the cap itself is kept: {v}");
+}
+
+#[test]
+fn a_client_that_goes_away_cancels_the_upstream_call() {
+    let tmp = tempfile::tempdir().unwrap();
+    let gw = start_in(tmp.path(), "", Fake::start());
+    let body = chat("fake-drip", true).to_string();
+    let mut s = TcpStream::connect(gw.gateway).unwrap();
+    let head = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {ADMIN_KEY}\r\nX-Agent-Id: drip\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !got.windows(5).any(|w| w == b"data:") {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "the stream ended early");
+        got.extend_from_slice(&buf[..n]);
+    }
+    drop(s);
+    // The upstream notices well before its 5 s stream would end.
+    eventually(Duration::from_secs(3), || gw.fake.cancelled.load(Ordering::SeqCst).then_some(()));
+    let errors = gw.baselines("agent:drip", "errors", 1);
+    assert_eq!(errors["mean"], 1.0, "{errors}");
 }
