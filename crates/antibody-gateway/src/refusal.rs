@@ -85,4 +85,30 @@ mod tests {
         assert_eq!(v["error"]["code"], "budget_exceeded");
         assert_eq!(status_of("nope").0, 500);
     }
+
+    /// docs/API.md's gateway error table and [`CODES`] say the same.
+    #[test]
+    fn the_documented_table_is_this_table() {
+        let api = include_str!("../../../docs/API.md");
+        let section = api
+            .split("## LLM gateway")
+            .nth(1)
+            .and_then(|s| s.split("\n## ").next())
+            .unwrap_or_default();
+        let documented: Vec<(String, u16, String)> = section
+            .lines()
+            .filter_map(|l| {
+                let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+                let code = cells.get(1)?.strip_prefix('`')?.strip_suffix('`')?;
+                let status = cells.get(2)?.parse().ok()?;
+                let kind = cells.get(3)?.trim_matches('`');
+                Some((code.to_owned(), status, kind.to_owned()))
+            })
+            .collect();
+        let ours: Vec<(String, u16, String)> = CODES
+            .iter()
+            .map(|(c, s, t)| ((*c).to_owned(), *s, (*t).to_owned()))
+            .collect();
+        assert_eq!(documented, ours);
+    }
 }
