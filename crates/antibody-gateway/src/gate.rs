@@ -61,6 +61,26 @@ pub fn gate_of(entity: &str, v: &Verdict, now: TimestampMs) -> Gate {
     }
 }
 
+/// A tool the call offers to the model that the verdict revoked (`*`: every tool), as a
+/// refusal naming it.
+pub fn revoked_tool(entity: &str, v: &Verdict, offered: &[String]) -> Option<Refusal> {
+    if v.revoked_tools.is_empty() || offered.is_empty() {
+        return None;
+    }
+    let all = v.revoked_tools.iter().any(|t| &**t == "*");
+    let hit = offered
+        .iter()
+        .find(|o| all || v.revoked_tools.iter().any(|t| &**t == o.as_str()))?;
+    let incident = v
+        .incident
+        .as_deref()
+        .map_or_else(String::new, |i| format!(" (incident {i})"));
+    Some(Refusal::new(
+        "tool_revoked",
+        format!("tool `{hit}` is revoked for {entity}{incident}; call without it"),
+    ))
+}
+
 /// The strongest of several gates: the first refusal, else the tightest throttle, else pass.
 pub fn strongest(gates: impl IntoIterator<Item = Gate>) -> Gate {
     let mut best = Gate::Pass;
@@ -137,6 +157,25 @@ mod tests {
         );
         assert_eq!(gate_of("agent:a", &v(VerdictKind::Throttle), 0), Gate::Pass);
         assert_eq!(gate_of("agent:a", &Verdict::allow(), 0), Gate::Pass);
+    }
+
+    #[test]
+    fn offered_tools_that_were_revoked_are_refused() {
+        let v = Verdict {
+            revoked_tools: vec![Arc::from("shell")],
+            ..v(VerdictKind::Allow)
+        };
+        let offered = |names: &[&str]| names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>();
+        let r = revoked_tool("agent:a", &v, &offered(&["search", "shell"])).unwrap();
+        assert_eq!((r.code, r.status()), ("tool_revoked", 403));
+        assert!(r.message.contains("`shell`") && r.message.contains("i-1"));
+        assert!(revoked_tool("agent:a", &v, &offered(&["search"])).is_none());
+        let all = Verdict {
+            revoked_tools: vec![Arc::from("*")],
+            ..v.clone()
+        };
+        assert!(revoked_tool("agent:a", &all, &offered(&["search"])).is_some());
+        assert!(revoked_tool("agent:a", &all, &[]).is_none(), "a call without tools passes");
     }
 
     #[test]

@@ -8,7 +8,7 @@ use crate::backend::{Backend, KeyRefusal};
 use crate::bindings::Bindings;
 use crate::config::GatewayConfig;
 use crate::emitter::Emitter;
-use crate::gate::{gate_of, strongest, Gate};
+use crate::gate::{gate_of, revoked_tool, strongest, Gate};
 use crate::identity::{fingerprint, identify, Identity, Source};
 use crate::limits::{Ask, Meter, Ticket};
 use crate::refusal::Refusal;
@@ -100,7 +100,7 @@ impl Gateway {
         } else {
             (Facts::default(), body)
         };
-        self.judge(&tenant, &id, key.as_deref(), call.peer, now)?;
+        self.judge(&tenant, &id, key.as_deref(), call.peer, &facts.tools, now)?;
         let policy = self.backend.policy(&tenant);
         let ask = Ask {
             agent: &id.entity,
@@ -154,6 +154,7 @@ impl Gateway {
         id: &Identity,
         key: Option<&str>,
         peer: IpAddr,
+        tools: &[String],
         now: i64,
     ) -> Result<(), Refusal> {
         let address = format!("ip:{peer}");
@@ -168,15 +169,23 @@ impl Gateway {
         } else {
             entities.extend(self.bindings.agents(tenant, &handles));
         }
-        let gate = strongest(
-            entities
-                .iter()
-                .map(|e| gate_of(e, &self.backend.verdict(tenant, e, now), now)),
-        );
+        let verdicts: Vec<_> = entities
+            .iter()
+            .map(|e| (e, self.backend.verdict(tenant, e, now)))
+            .collect();
+        let gate = strongest(verdicts.iter().map(|(e, v)| gate_of(e, v, now)));
+        if let Gate::Refuse(r) = gate {
+            return Err(r);
+        }
+        if let Some(r) = verdicts
+            .iter()
+            .find_map(|(e, v)| revoked_tool(e, v, tools))
+        {
+            return Err(r);
+        }
         match gate {
-            Gate::Pass => Ok(()),
-            Gate::Refuse(r) => Err(r),
             Gate::Throttle { entity, rate } => self.meter.throttle(tenant, &entity, rate, now),
+            Gate::Pass | Gate::Refuse(_) => Ok(()),
         }
     }
 

@@ -64,6 +64,9 @@ pub struct Facts {
     /// First 16 hex digits of the SHA-256 of the system / developer prompt (`instructions`
     /// for responses).
     pub prompt_hash: Option<String>,
+    /// Names of the tools offered to the model (`tools[].function.name`, `tools[].name`,
+    /// `functions[].name`).
+    pub tools: Vec<String>,
 }
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -104,6 +107,7 @@ pub fn inspect(route: Route, body: &[u8]) -> Result<(Facts, Option<Vec<u8>>), Ba
         client_usage,
         max_tokens,
         prompt_hash,
+        tools: tool_names(obj),
     };
     let rewritten = if stream && !client_usage && route.takes_stream_options() {
         let opts = obj
@@ -120,6 +124,19 @@ pub fn inspect(route: Route, body: &[u8]) -> Result<(Facts, Option<Vec<u8>>), Ba
         None
     };
     Ok((facts, rewritten))
+}
+
+fn tool_names(obj: &serde_json::Map<String, Value>) -> Vec<String> {
+    let listed = |key: &str| obj.get(key).and_then(Value::as_array).into_iter().flatten();
+    listed("tools")
+        .chain(listed("functions"))
+        .filter_map(|t| {
+            t.pointer("/function/name")
+                .or_else(|| t.get("name"))
+                .and_then(Value::as_str)
+        })
+        .map(str::to_owned)
+        .collect()
 }
 
 /// The system prompt's text (system and developer messages joined, in order).
@@ -174,6 +191,9 @@ mod tests {
         let (g, none) = inspect(Route::ChatCompletions, same_prompt).unwrap();
         assert_eq!(g.prompt_hash, f.prompt_hash);
         assert!(none.is_none(), "a buffered call is sent as it came");
+        let tools = br#"{"model":"m","tools":[{"type":"function","function":{"name":"shell"}},{"type":"function","name":"browser"}],"functions":[{"name":"old"}]}"#;
+        let (t, _) = inspect(Route::Responses, tools).unwrap();
+        assert_eq!(t.tools, ["shell", "browser", "old"]);
     }
 
     #[test]

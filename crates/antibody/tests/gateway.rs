@@ -143,6 +143,15 @@ fn answer(req: &Seen, out: &mut TcpStream) -> bool {
             stream(out, &chunks(usage), false)
         }
         "fake-model" => plain(out, 200, &buffered()),
+        "fake-explode" => {
+            let big = r#"{"prompt_tokens":120000,"completion_tokens":34500}"#;
+            plain(out, 200, &buffered().replace(USAGE, big))
+        }
+        "fake-toolstorm" => {
+            let call = r#"{"id":"call_1","type":"function","function":{"name":"search","arguments":"{}"}}"#;
+            let calls = vec![call; 40].join(",");
+            plain(out, 200, &buffered().replace(&format!("[{call}]"), &format!("[{calls}]")))
+        }
         "fake-error" => plain(out, 503, r#"{"error":{"message":"overloaded","type":"server_error"}}"#),
         "fake-bad-request" => plain(out, 400, r#"{"error":{"message":"bad","type":"invalid_request_error"}}"#),
         "fake-malformed" => plain(out, 200, "{not json at all"),
@@ -593,4 +602,49 @@ fn a_client_that_goes_away_cancels_the_upstream_call() {
     eventually(Duration::from_secs(3), || gw.fake.cancelled.load(Ordering::SeqCst).then_some(()));
     let errors = gw.baselines("agent:drip", "errors", 1);
     assert_eq!(errors["mean"], 1.0, "{errors}");
+}
+
+/// Item 5: the default token-explosion and tool-loop playbooks act through the gateway, fed by
+/// the gateway's own vitals.
+#[test]
+fn default_playbooks_act_through_the_gateway_on_its_own_vitals() {
+    let tmp = tempfile::tempdir().unwrap();
+    let gw = start_in(tmp.path(), "", Fake::start());
+    // Act at once: no approval for large deviations in this test.
+    let policy = "approval_sigma = 1000000.0\napproval_risk = 10.0\n";
+    let r = gw.server.request("PUT", "/v1/policy", Some(ADMIN_KEY), &[("Content-Type", "application/toml")], policy.as_bytes());
+    assert_eq!(r.status, 200, "{}", r.text());
+    let code = |r: &Resp| r.json()["error"]["code"].as_str().unwrap_or_default().to_owned();
+    for agent in ["boom", "looper"] {
+        for _ in 0..20 {
+            assert_eq!(gw.call(agent, &chat("fake-model", false)).status, 200);
+        }
+    }
+    assert_eq!(gw.call("boom", &chat("fake-explode", false)).status, 200);
+    assert_eq!(gw.call("looper", &chat("fake-toolstorm", false)).status, 200);
+
+    // Token explosion → rate limit 10 per minute, enforced by the gateway.
+    let v = eventually(Duration::from_secs(20), || {
+        let v = gw.server.get("/v1/entities/agent:boom/verdict", ADMIN_KEY).json();
+        (v["rate"]["rate"] == 10.0).then_some(v)
+    });
+    assert_eq!(v["verdict"], "throttle", "{v}");
+    let passed = (0..12)
+        .map(|_| gw.call("boom", &chat("fake-model", false)))
+        .take_while(|r| r.status == 200)
+        .count();
+    assert!(passed <= 10, "{passed} calls passed a 10/minute limit");
+    let r = gw.call("boom", &chat("fake-model", false));
+    assert_eq!((r.status, code(&r)), (429, "agent_throttled".into()), "{}", r.text());
+
+    // Tool loop → tools revoked: a call offering a tool is refused, one without passes.
+    eventually(Duration::from_secs(20), || {
+        let v = gw.server.get("/v1/entities/agent:looper/verdict", ADMIN_KEY).json();
+        (!v["revoked_tools"].as_array()?.is_empty()).then_some(v)
+    });
+    let mut with_tools = chat("fake-model", false);
+    with_tools["tools"] = json!([{"type": "function", "function": {"name": "search", "parameters": {}}}]);
+    let r = gw.call("looper", &with_tools);
+    assert_eq!((r.status, code(&r)), (403, "tool_revoked".into()), "{}", r.text());
+    assert_eq!(gw.call("looper", &chat("fake-model", false)).status, 200);
 }
