@@ -648,3 +648,69 @@ fn default_playbooks_act_through_the_gateway_on_its_own_vitals() {
     assert_eq!((r.status, code(&r)), (403, "tool_revoked".into()), "{}", r.text());
     assert_eq!(gw.call("looper", &chat("fake-model", false)).status, 200);
 }
+
+/// The pinned `openai` client version the gateway is tested with.
+const OPENAI_PY: &str = "openai==1.109.1";
+
+/// A Python with `openai` importable: the system one, else a venv under the test target dir
+/// with it installed from PyPI. Fails loudly (never skips) when neither works.
+fn python_with_openai() -> std::path::PathBuf {
+    let works = |py: &Path| {
+        std::process::Command::new(py)
+            .args(["-c", "import openai"])
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    let system = Path::new("python3");
+    if works(system) {
+        return system.to_path_buf();
+    }
+    let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("py-openai");
+    let py = venv.join("bin/python");
+    if works(&py) {
+        return py;
+    }
+    let run = |cmd: &mut std::process::Command| {
+        let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+        assert!(
+            out.status.success(),
+            "{cmd:?} failed; the openai client test needs Python 3 and PyPI:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(std::process::Command::new("python3").args(["-m", "venv"]).arg(&venv));
+    run(std::process::Command::new(&py).args(["-m", "pip", "install", "--quiet", OPENAI_PY]));
+    assert!(works(&py), "openai still not importable in {}", venv.display());
+    py
+}
+
+#[test]
+fn the_real_openai_python_client_works_through_the_gateway() {
+    let py = python_with_openai();
+    let tmp = tempfile::tempdir().unwrap();
+    let gw = start_in(tmp.path(), "", Fake::start());
+    effect(&gw, "agent:q", "quarantine-me", "quarantine");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/gateway_openai.py");
+    let out = std::process::Command::new(py)
+        .arg(script)
+        .env("GW_BASE_URL", format!("http://{}/v1", gw.gateway))
+        .env("GW_KEY", ADMIN_KEY)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let got: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(got["buffered"]["usage"]["prompt_tokens"], 1200, "{got}");
+    assert_eq!(got["buffered"]["tool_calls"], 1, "{got}");
+    assert_eq!(got["stream"]["content"], "Hello", "{got}");
+    assert_eq!(got["stream"]["usage_chunk"], false, "not asked for, not seen: {got}");
+    assert_eq!(got["stream_usage"], json!([1200]), "{got}");
+    assert_eq!(got["models"], json!(["fake-model"]), "{got}");
+    assert_eq!(got["upstream_error"], 503, "{got}");
+    assert_eq!(got["quarantined"]["status"], 403, "{got}");
+    assert_eq!(got["quarantined"]["code"], "agent_quarantined", "{got}");
+    // Both streamed calls were metered like the buffered one (the failed call has no cost).
+    let cost = gw.baselines("agent:py-agent", "cost_usd", 3);
+    assert!((cost["mean"].as_f64().unwrap() - COST).abs() < 1e-12, "{cost}");
+    assert_eq!(cost["std"], 0.0, "{cost}");
+}
