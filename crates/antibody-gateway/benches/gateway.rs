@@ -30,7 +30,14 @@ fn benches(c: &mut Criterion) {
         b.iter(|| identify(Some(black_box(b"research-7")), Some("ab_key"), ip, None))
     });
     c.bench_function("identify_key_fingerprint", |b| {
-        b.iter(|| identify(None, Some(black_box("ab_0123456789abcdef0123456789")), ip, None))
+        b.iter(|| {
+            identify(
+                None,
+                Some(black_box("ab_0123456789abcdef0123456789")),
+                ip,
+                None,
+            )
+        })
     });
     let policy: GatewayPolicy = serde_json::from_str(
         r#"{"tenant":{"requests_per_minute":100000000,"tokens_per_minute":1000000000000},"teams":{"r":{"agents":["agent:research-*"],"limits":{"requests_per_minute":100000000}}},"agents":{"agent:research-7":{"models":["gpt-4o-mini"],"max_tokens":4096}}}"#,

@@ -75,7 +75,10 @@ mod tests {
         b.bind(&t, &["key:1", "ip:10.0.0.1"], "agent:a");
         b.bind(&t, &["key:2", "ip:10.0.0.1"], "agent:b");
         assert_eq!(b.agents(&t, &["key:1"]), ["agent:a"]);
-        assert_eq!(b.agents(&t, &["key:9", "ip:10.0.0.1"]), ["agent:a", "agent:b"]);
+        assert_eq!(
+            b.agents(&t, &["key:9", "ip:10.0.0.1"]),
+            ["agent:a", "agent:b"]
+        );
         assert!(b.agents(&TenantId::new("u"), &["key:1"]).is_empty());
         for i in 0..40 {
             b.bind(&t, &["key:3"], &format!("agent:{i}"));

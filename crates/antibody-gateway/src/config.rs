@@ -129,7 +129,10 @@ impl RawGatewayConfig {
         let mut providers = Vec::new();
         for (i, raw) in self.providers.iter().enumerate() {
             if names[..i].contains(&raw.name.as_str()) {
-                errors.push(format!("[[gateway.providers]] `{}` is named twice", raw.name));
+                errors.push(format!(
+                    "[[gateway.providers]] `{}` is named twice",
+                    raw.name
+                ));
             }
             if let Some(p) = provider(raw, &names, secrets, &mut errors) {
                 providers.push(p);
@@ -322,8 +325,14 @@ mod tests {
         assert_eq!(cfg.default, 0);
         assert_eq!(cfg.providers[1].base_path, "");
         assert_eq!(cfg.providers[1].fallback, Some(0));
-        assert_eq!(cfg.providers[0].key.as_ref().unwrap().expose(), b"sk-live-123");
-        assert!(!format!("{cfg:?}").contains("sk-live"), "Debug never shows a key");
+        assert_eq!(
+            cfg.providers[0].key.as_ref().unwrap().expose(),
+            b"sk-live-123"
+        );
+        assert!(
+            !format!("{cfg:?}").contains("sk-live"),
+            "Debug never shows a key"
+        );
         assert_eq!(cfg.mcp_servers[0].name, "tools");
     }
 
@@ -360,7 +369,10 @@ mod tests {
         ] {
             assert!(all.contains(want), "missing {want}: {all}");
         }
-        assert!(!all.contains("sk-plain-text"), "a key is never echoed: {all}");
+        assert!(
+            !all.contains("sk-plain-text"),
+            "a key is never echoed: {all}"
+        );
     }
 
     #[test]

@@ -79,7 +79,10 @@ mod tests {
             ..Usage::default()
         };
         let c = mini().cost(&u);
-        assert!((c - (0.6 * 0.15 + 0.4 * 0.075 + 0.5 * 0.60)).abs() < 1e-12, "{c}");
+        assert!(
+            (c - (0.6 * 0.15 + 0.4 * 0.075 + 0.5 * 0.60)).abs() < 1e-12,
+            "{c}"
+        );
         let prices = Prices::new([("gpt-4o-mini".to_owned(), mini())].into());
         assert_eq!(prices.cost(["gpt-4o-mini-2024-07-18"], &u), None);
         assert_eq!(prices.cost(["nope", "gpt-4o-mini"], &u), Some(c));

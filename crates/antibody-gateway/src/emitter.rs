@@ -44,7 +44,10 @@ impl Emitter {
             Err(_) => {
                 let n = self.stats.dropped.fetch_add(1, Ordering::Relaxed) + 1;
                 if n.is_power_of_two() {
-                    tracing::warn!(dropped = n, "gateway events dropped: the pipeline is not keeping up");
+                    tracing::warn!(
+                        dropped = n,
+                        "gateway events dropped: the pipeline is not keeping up"
+                    );
                 }
             }
         }

@@ -13,7 +13,10 @@ use std::sync::Arc;
 pub enum Gate {
     Pass,
     /// Let it through only within `rate` (counted per entity by the meter).
-    Throttle { entity: String, rate: Rate },
+    Throttle {
+        entity: String,
+        rate: Rate,
+    },
     Refuse(Refusal),
 }
 
@@ -139,7 +142,10 @@ mod tests {
         let Gate::Refuse(b) = gate_of("agent:a", &spent, 1_000) else {
             panic!()
         };
-        assert_eq!((b.code, b.status(), b.retry_after_s), ("budget_exceeded", 429, Some(4)));
+        assert_eq!(
+            (b.code, b.status(), b.retry_after_s),
+            ("budget_exceeded", 429, Some(4))
+        );
         let rate = Rate {
             rate: 5.0,
             per: Period::Minute,
@@ -175,7 +181,10 @@ mod tests {
             ..v.clone()
         };
         assert!(revoked_tool("agent:a", &all, &offered(&["search"])).is_some());
-        assert!(revoked_tool("agent:a", &all, &[]).is_none(), "a call without tools passes");
+        assert!(
+            revoked_tool("agent:a", &all, &[]).is_none(),
+            "a call without tools passes"
+        );
     }
 
     #[test]
@@ -192,9 +201,15 @@ mod tests {
             entity: e.into(),
             rate,
         };
-        assert_eq!(strongest([t("a", fast), t("b", slow), Gate::Pass]), t("b", slow));
+        assert_eq!(
+            strongest([t("a", fast), t("b", slow), Gate::Pass]),
+            t("b", slow)
+        );
         let refuse = Gate::Refuse(Refusal::new("agent_blocked", "x"));
-        assert!(matches!(strongest([t("a", fast), refuse, Gate::Pass]), Gate::Refuse(_)));
+        assert!(matches!(
+            strongest([t("a", fast), refuse, Gate::Pass]),
+            Gate::Refuse(_)
+        ));
         assert_eq!(strongest([]), Gate::Pass);
     }
 }

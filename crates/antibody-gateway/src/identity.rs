@@ -76,13 +76,19 @@ mod tests {
     #[test]
     fn header_then_key_then_address() {
         let h = identify(Some(b" research-7 "), Some("k"), IP, None).unwrap();
-        assert_eq!((h.entity.as_str(), h.source), ("agent:research-7", Source::Header));
+        assert_eq!(
+            (h.entity.as_str(), h.source),
+            ("agent:research-7", Source::Header)
+        );
         let same = identify(Some(b"agent:research-7"), None, IP, None).unwrap();
         assert_eq!(same.entity, h.entity);
         let k = identify(None, Some("ab_secret"), IP, Some(b"curl")).unwrap();
         assert_eq!(k.source, Source::Key);
         assert!(!k.entity.contains("secret"));
-        assert_eq!(k, identify(None, Some("ab_secret"), IP, Some(b"other")).unwrap());
+        assert_eq!(
+            k,
+            identify(None, Some("ab_secret"), IP, Some(b"other")).unwrap()
+        );
         let a = identify(None, None, IP, Some(b"curl")).unwrap();
         let b = identify(None, None, IP, Some(b"wget")).unwrap();
         assert_eq!(a.source, Source::Address);

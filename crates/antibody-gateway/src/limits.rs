@@ -255,14 +255,22 @@ fn check_static(scope: &Scope, l: &Limits, ask: &Ask<'_>) -> Result<(), Refusal>
     Ok(())
 }
 
-fn check_window(scope: &Scope, l: &Limits, c: &mut Counter, now: TimestampMs) -> Result<(), Refusal> {
+fn check_window(
+    scope: &Scope,
+    l: &Limits,
+    c: &mut Counter,
+    now: TimestampMs,
+) -> Result<(), Refusal> {
     c.roll(now, MINUTE);
     let to_minute = MINUTE - now.rem_euclid(MINUTE);
     if let Some(rpm) = l.requests_per_minute {
         if c.requests >= rpm {
             return Err(Refusal::new(
                 "rate_limit_exceeded",
-                format!("{} is limited to {rpm} requests per minute", scope.describe()),
+                format!(
+                    "{} is limited to {rpm} requests per minute",
+                    scope.describe()
+                ),
             )
             .retry_after(to_minute));
         }
@@ -321,18 +329,29 @@ mod tests {
         let t = TenantId::new("t");
         assert!(m.admit(&t, &p, &ask("agent:r-1", "m"), T0).is_ok());
         assert!(m.admit(&t, &p, &ask("agent:r-2", "m"), T0).is_ok());
-        let e = m.admit(&t, &p, &ask("agent:r-1", "m"), T0 + 10).unwrap_err();
+        let e = m
+            .admit(&t, &p, &ask("agent:r-1", "m"), T0 + 10)
+            .unwrap_err();
         assert_eq!(e.code, "rate_limit_exceeded");
         assert!(e.message.contains("team `r`"), "{}", e.message);
         assert_eq!(e.retry_after_s, Some(60));
         // The refused call was not charged to the tenant: one more fits there.
         assert!(m.admit(&t, &p, &ask("agent:x", "m"), T0 + 20).is_ok());
         assert_eq!(
-            m.admit(&t, &p, &ask("agent:x", "m"), T0 + 30).unwrap_err().code,
+            m.admit(&t, &p, &ask("agent:x", "m"), T0 + 30)
+                .unwrap_err()
+                .code,
             "rate_limit_exceeded"
         );
-        assert!(m.admit(&t, &p, &ask("agent:r-1", "m"), T0 + MINUTE).is_ok(), "a new minute");
-        assert!(m.admit(&TenantId::new("u"), &p, &ask("agent:x", "m"), T0).is_ok(), "per tenant");
+        assert!(
+            m.admit(&t, &p, &ask("agent:r-1", "m"), T0 + MINUTE).is_ok(),
+            "a new minute"
+        );
+        assert!(
+            m.admit(&TenantId::new("u"), &p, &ask("agent:x", "m"), T0)
+                .is_ok(),
+            "per tenant"
+        );
     }
 
     #[test]
@@ -344,30 +363,54 @@ mod tests {
         let t = TenantId::new("t");
         let e = m.admit(&t, &p, &ask("agent:a", "big"), T0).unwrap_err();
         assert_eq!(e.code, "model_not_allowed");
-        let over = Ask { max_tokens: Some(51), ..ask("agent:a", "small") };
-        assert_eq!(m.admit(&t, &p, &over, T0).unwrap_err().code, "max_tokens_exceeded");
+        let over = Ask {
+            max_tokens: Some(51),
+            ..ask("agent:a", "small")
+        };
+        assert_eq!(
+            m.admit(&t, &p, &over, T0).unwrap_err().code,
+            "max_tokens_exceeded"
+        );
         let ticket = m.admit(&t, &p, &ask("agent:b", "big"), T0).unwrap();
         m.charge(&ticket, 100, 1.5, T0 + 5);
-        assert_eq!(m.admit(&t, &p, &ask("agent:b", "big"), T0 + 6).unwrap_err().code, "tokens_limit_exceeded");
-        let e = m.admit(&t, &p, &ask("agent:b", "big"), T0 + MINUTE).unwrap_err();
+        assert_eq!(
+            m.admit(&t, &p, &ask("agent:b", "big"), T0 + 6)
+                .unwrap_err()
+                .code,
+            "tokens_limit_exceeded"
+        );
+        let e = m
+            .admit(&t, &p, &ask("agent:b", "big"), T0 + MINUTE)
+            .unwrap_err();
         assert_eq!(e.code, "budget_exceeded");
         assert_eq!(e.retry_after_s, Some((DAY - MINUTE) as u64 / 1000));
-        assert!(m.admit(&t, &p, &ask("agent:b", "other"), T0 + MINUTE).is_ok());
-        assert!(m.admit(&t, &p, &ask("agent:b", "big"), T0 + DAY).is_ok(), "a new day");
+        assert!(m
+            .admit(&t, &p, &ask("agent:b", "other"), T0 + MINUTE)
+            .is_ok());
+        assert!(
+            m.admit(&t, &p, &ask("agent:b", "big"), T0 + DAY).is_ok(),
+            "a new day"
+        );
     }
 
     #[test]
     fn throttle_lets_rate_calls_through_per_window() {
         let m = Meter::default();
         let t = TenantId::new("t");
-        let rate = Rate { rate: 2.0, per: Period::Second };
+        let rate = Rate {
+            rate: 2.0,
+            per: Period::Second,
+        };
         assert!(m.throttle(&t, "agent:a", rate, T0).is_ok());
         assert!(m.throttle(&t, "agent:a", rate, T0 + 1).is_ok());
         let e = m.throttle(&t, "agent:a", rate, T0 + 2).unwrap_err();
         assert_eq!((e.code, e.retry_after_s), ("agent_throttled", Some(1)));
         assert!(e.message.contains("2 requests per second"), "{}", e.message);
         assert!(m.throttle(&t, "agent:a", rate, T0 + 1000).is_ok());
-        let slow = Rate { rate: 0.5, per: Period::Second };
+        let slow = Rate {
+            rate: 0.5,
+            per: Period::Second,
+        };
         assert!(m.throttle(&t, "agent:b", slow, T0).is_ok());
         assert!(m.throttle(&t, "agent:b", slow, T0 + 1500).is_err());
         assert!(m.throttle(&t, "agent:b", slow, T0 + 2000).is_ok());

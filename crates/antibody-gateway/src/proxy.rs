@@ -81,21 +81,24 @@ impl Gateway {
         let started = Instant::now();
         let now = self.backend.now_ms();
         let path = call.path_and_query.split('?').next().unwrap_or("");
-        let route = Route::of(path)
-            .ok_or_else(|| Refusal::new("not_found", format!("the gateway serves no route `{path}`")))?;
+        let route = Route::of(path).ok_or_else(|| {
+            Refusal::new("not_found", format!("the gateway serves no route `{path}`"))
+        })?;
         let key = client_key(&call.headers);
         let tenant = self.tenant(key.as_deref()).await?;
         let id = identify(
             call.headers.get("x-agent-id").map(HeaderValue::as_bytes),
             key.as_deref(),
             call.peer,
-            call.headers.get(hyper::header::USER_AGENT).map(HeaderValue::as_bytes),
+            call.headers
+                .get(hyper::header::USER_AGENT)
+                .map(HeaderValue::as_bytes),
         )
         .map_err(|e| Refusal::new("invalid_request", e.to_string()))?;
         let body = read_body(call.body, self.cfg.max_body_bytes).await?;
         let (facts, body) = if route.is_call() && call.method == Method::POST {
-            let (facts, rewritten) =
-                inspect(route, &body).map_err(|e| Refusal::new("invalid_request", e.to_string()))?;
+            let (facts, rewritten) = inspect(route, &body)
+                .map_err(|e| Refusal::new("invalid_request", e.to_string()))?;
             (facts, rewritten.map_or(body, Bytes::from))
         } else {
             (Facts::default(), body)
@@ -125,7 +128,9 @@ impl Gateway {
             headers: call.headers,
             body,
         };
-        Ok(self.forward(sent, record, ticket, route, strip, started).await)
+        Ok(self
+            .forward(sent, record, ticket, route, strip, started)
+            .await)
     }
 
     async fn tenant(&self, key: Option<&str>) -> Result<TenantId, Refusal> {
@@ -141,9 +146,10 @@ impl Gateway {
                 "permission_denied",
                 "this key's role cannot use the gateway (it needs ingest or above)",
             ),
-            KeyRefusal::Unavailable(why) => {
-                Refusal::new("upstream_unavailable", format!("the key store is unavailable: {why}"))
-            }
+            KeyRefusal::Unavailable(why) => Refusal::new(
+                "upstream_unavailable",
+                format!("the key store is unavailable: {why}"),
+            ),
         })
     }
 
@@ -177,10 +183,7 @@ impl Gateway {
         if let Gate::Refuse(r) = gate {
             return Err(r);
         }
-        if let Some(r) = verdicts
-            .iter()
-            .find_map(|(e, v)| revoked_tool(e, v, tools))
-        {
+        if let Some(r) = verdicts.iter().find_map(|(e, v)| revoked_tool(e, v, tools)) {
             return Err(r);
         }
         match gate {
@@ -210,11 +213,15 @@ impl Gateway {
                     let status = response.status();
                     if status.is_server_error() && !is_last {
                         tracing::warn!(provider = %provider.name, %status, "upstream failed; trying the fallback");
-                        last = Some(Refusal::new("upstream_unavailable", format!("provider `{}` answered {status}", provider.name)));
+                        last = Some(Refusal::new(
+                            "upstream_unavailable",
+                            format!("provider `{}` answered {status}", provider.name),
+                        ));
                         continue;
                     }
                     record.status = status.as_u16();
-                    return self.respond(response, sender, pi, record, ticket, route, strip, started);
+                    return self
+                        .respond(response, sender, pi, record, ticket, route, strip, started);
                 }
                 Err(refusal) => {
                     tracing::warn!(provider = %provider.name, error = %refusal.message, "upstream unreachable");
@@ -225,7 +232,7 @@ impl Gateway {
         let refusal = last.unwrap_or_else(|| Refusal::new("upstream_unavailable", "no provider"));
         record.error = Some(refusal.code);
         record.latency_ms = ms(started.elapsed());
-        self.finish(record, &ticket, 0, None);
+        self.finish(record, &ticket, None);
         refusal_response(&refusal)
     }
 
@@ -236,10 +243,18 @@ impl Gateway {
             .method(sent.method.clone())
             .uri(upstream_path(p, &sent.path_and_query))
             .body(Full::new(sent.body.clone()))
-            .map_err(|e| Refusal::new("invalid_request", format!("cannot forward the request: {e}")))?;
+            .map_err(|e| {
+                Refusal::new(
+                    "invalid_request",
+                    format!("cannot forward the request: {e}"),
+                )
+            })?;
         *request.headers_mut() = upstream_headers(p, &sent.headers, sent.body.len());
         let unavailable = |why: String| {
-            Refusal::new("upstream_unavailable", format!("provider `{}`: {why}", p.name))
+            Refusal::new(
+                "upstream_unavailable",
+                format!("provider `{}`: {why}", p.name),
+            )
         };
         let attempt = async {
             let mut sender = self.pools[pi].checkout(p).await.map_err(unavailable)?;
@@ -249,12 +264,18 @@ impl Gateway {
                 .map_err(|e| unavailable(e.to_string()))?;
             Ok::<_, Refusal>((response, sender))
         };
-        tokio::time::timeout(p.timeout, attempt).await.unwrap_or_else(|_| {
-            Err(Refusal::new(
-                "upstream_timeout",
-                format!("provider `{}` did not answer within {} ms", p.name, p.timeout.as_millis()),
-            ))
-        })
+        tokio::time::timeout(p.timeout, attempt)
+            .await
+            .unwrap_or_else(|_| {
+                Err(Refusal::new(
+                    "upstream_timeout",
+                    format!(
+                        "provider `{}` did not answer within {} ms",
+                        p.name,
+                        p.timeout.as_millis()
+                    ),
+                ))
+            })
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -307,13 +328,13 @@ impl Gateway {
             started,
             first: None,
         };
-        builder
-            .body(Body::new(metered))
-            .unwrap_or_else(|_| refusal_response(&Refusal::new("upstream_unavailable", "bad upstream head")))
+        builder.body(Body::new(metered)).unwrap_or_else(|_| {
+            refusal_response(&Refusal::new("upstream_unavailable", "bad upstream head"))
+        })
     }
 
     /// A call ended: charge the policy, emit the event.
-    fn finish(&self, mut record: CallRecord, ticket: &Ticket, _bytes: u64, observed: Option<Observed>) {
+    fn finish(&self, mut record: CallRecord, ticket: &Ticket, observed: Option<Observed>) {
         if let Some(o) = observed {
             record.observed = o;
         }
@@ -324,7 +345,8 @@ impl Gateway {
         }
         let tokens = usage.map_or(0, |u| u.input + u.output);
         let now = self.backend.now_ms();
-        self.meter.charge(ticket, tokens, record.cost_usd.unwrap_or(0.0), now);
+        self.meter
+            .charge(ticket, tokens, record.cost_usd.unwrap_or(0.0), now);
         self.emitter.emit(record.to_event());
     }
 }
@@ -354,12 +376,24 @@ fn client_key(h: &HeaderMap) -> Option<String> {
 async fn read_body(body: Body, limit: usize) -> Result<Bytes, Refusal> {
     let read = Limited::new(body, limit).collect();
     match tokio::time::timeout(BODY_TIMEOUT, read).await {
-        Err(_) => Err(Refusal::new("invalid_request", "the request body did not arrive in time")),
+        Err(_) => Err(Refusal::new(
+            "invalid_request",
+            "the request body did not arrive in time",
+        )),
         Ok(Ok(c)) => Ok(c.to_bytes()),
-        Ok(Err(e)) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(
-            Refusal::new("request_too_large", format!("the request body is over {limit} bytes")),
-        ),
-        Ok(Err(e)) => Err(Refusal::new("invalid_request", format!("cannot read the request body: {e}"))),
+        Ok(Err(e))
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            Err(Refusal::new(
+                "request_too_large",
+                format!("the request body is over {limit} bytes"),
+            ))
+        }
+        Ok(Err(e)) => Err(Refusal::new(
+            "invalid_request",
+            format!("cannot read the request body: {e}"),
+        )),
     }
 }
 
@@ -403,10 +437,10 @@ impl Metered {
         let Some(mut record) = self.record.take() else {
             return;
         };
-        let mut tail = Vec::new();
         let observed = match &mut self.mode {
             Mode::Sse(s) => {
-                s.finish(&mut tail);
+                // A cut stream's last partial event is read too (what it holds is dropped).
+                s.finish(&mut Vec::new());
                 Some(std::mem::take(&mut s.observed))
             }
             Mode::Json(buf) => Some(from_body(buf)),
@@ -419,7 +453,7 @@ impl Metered {
         if record.stream {
             record.ttft_ms = self.first.map(|f| ms(f - self.started));
         }
-        self.gw.finish(record, &self.ticket, 0, observed);
+        self.gw.finish(record, &self.ticket, observed);
         if error.is_none() {
             if let Some(s) = self.sender.take() {
                 self.gw.pools[self.pool].checkin(s);

@@ -170,7 +170,10 @@ mod tests {
 
     #[test]
     fn routes() {
-        assert_eq!(Route::of("/v1/chat/completions"), Some(Route::ChatCompletions));
+        assert_eq!(
+            Route::of("/v1/chat/completions"),
+            Some(Route::ChatCompletions)
+        );
         assert_eq!(Route::of("/v1/models/gpt-4o"), Some(Route::Models));
         assert_eq!(Route::of("/v1/models/"), None);
         assert_eq!(Route::of("/v1/files"), None);
@@ -207,9 +210,18 @@ mod tests {
 
     #[test]
     fn bad_bodies_are_named() {
-        assert!(matches!(inspect(Route::Embeddings, b"[1]"), Err(BadRequest::NotJson(_))));
-        assert!(matches!(inspect(Route::Embeddings, b"{"), Err(BadRequest::NotJson(_))));
-        assert_eq!(inspect(Route::Embeddings, br#"{"model":3}"#), Err(BadRequest::Model));
+        assert!(matches!(
+            inspect(Route::Embeddings, b"[1]"),
+            Err(BadRequest::NotJson(_))
+        ));
+        assert!(matches!(
+            inspect(Route::Embeddings, b"{"),
+            Err(BadRequest::NotJson(_))
+        ));
+        assert_eq!(
+            inspect(Route::Embeddings, br#"{"model":3}"#),
+            Err(BadRequest::Model)
+        );
     }
 
     proptest! {

@@ -48,7 +48,13 @@ const HOP_BY_HOP: &[&str] = &[
 ];
 
 /// Request headers the gateway consumes (identity, the antibody key) or replaces.
-const CONSUMED: &[&str] = &["x-agent-id", "x-antibody-key", "api-key", "host", "content-length"];
+const CONSUMED: &[&str] = &[
+    "x-agent-id",
+    "x-antibody-key",
+    "api-key",
+    "host",
+    "content-length",
+];
 
 pub fn is_hop_by_hop(name: &HeaderName, connection: Option<&HeaderValue>) -> bool {
     let n = name.as_str();
@@ -191,16 +197,25 @@ mod tests {
         let c = cfg();
         assert_eq!(chain(&c, "agent:x"), [0, 1]);
         assert_eq!(chain(&c, "agent:cheap-1"), [2]);
-        assert_eq!(upstream_path(&c.providers[0], "/v1/chat/completions?api-version=1"), "/base/v1/chat/completions?api-version=1");
+        assert_eq!(
+            upstream_path(&c.providers[0], "/v1/chat/completions?api-version=1"),
+            "/base/v1/chat/completions?api-version=1"
+        );
     }
 
     #[test]
     fn the_client_key_never_goes_upstream_unless_passthrough() {
         let c = cfg();
         let mut h = HeaderMap::new();
-        h.insert(AUTHORIZATION, HeaderValue::from_static("Bearer ab_client_key"));
+        h.insert(
+            AUTHORIZATION,
+            HeaderValue::from_static("Bearer ab_client_key"),
+        );
         h.insert("x-agent-id", HeaderValue::from_static("a"));
-        h.insert("connection", HeaderValue::from_static("keep-alive, x-private"));
+        h.insert(
+            "connection",
+            HeaderValue::from_static("keep-alive, x-private"),
+        );
         h.insert("x-private", HeaderValue::from_static("1"));
         h.insert("openai-organization", HeaderValue::from_static("org"));
         h.insert("transfer-encoding", HeaderValue::from_static("chunked"));

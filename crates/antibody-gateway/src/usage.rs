@@ -97,7 +97,9 @@ pub fn from_body(body: &[u8]) -> Observed {
     let response_calls = v
         .get("output")
         .and_then(Value::as_array)
-        .map_or(0, |items| items.iter().filter(|i| is_function_call(i)).count());
+        .map_or(0, |items| {
+            items.iter().filter(|i| is_function_call(i)).count()
+        });
     out.tool_calls = (chat_calls + response_calls) as u64;
     out
 }
@@ -207,9 +209,10 @@ impl SseScanner {
 
     fn observe(&mut self, v: &Value) {
         // Responses API: the final event carries the whole response.
-        if let Some(resp) = v.get("response").filter(|_| {
-            v.get("type").and_then(Value::as_str) == Some("response.completed")
-        }) {
+        if let Some(resp) = v
+            .get("response")
+            .filter(|_| v.get("type").and_then(Value::as_str) == Some("response.completed"))
+        {
             self.observed.absorb(resp);
             return;
         }
@@ -224,7 +227,9 @@ impl SseScanner {
             for c in choices {
                 if let Some(calls) = c.pointer("/delta/tool_calls").and_then(Value::as_array) {
                     // A tool call's first delta carries its id; later ones only arguments.
-                    let new = calls.iter().filter(|t| t.get("id").is_some_and(|id| !id.is_null()));
+                    let new = calls
+                        .iter()
+                        .filter(|t| t.get("id").is_some_and(|id| !id.is_null()));
                     self.observed.tool_calls += new.count() as u64;
                 }
             }

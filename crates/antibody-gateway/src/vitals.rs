@@ -71,7 +71,10 @@ impl CallRecord {
             attrs.push(("error".into(), s(e)));
         }
         Event {
-            tenant: self.tenant.clone().unwrap_or_else(|| TenantId::new("default")),
+            tenant: self
+                .tenant
+                .clone()
+                .unwrap_or_else(|| TenantId::new("default")),
             ts: self.ts,
             entity: self.agent.clone(),
             kind: "llm".into(),
@@ -116,7 +119,10 @@ mod tests {
             error: None,
         };
         let e = r.to_event();
-        assert_eq!((e.kind.as_str(), e.entity.as_str(), e.tenant.as_str()), ("llm", "agent:a", "t"));
+        assert_eq!(
+            (e.kind.as_str(), e.entity.as_str(), e.tenant.as_str()),
+            ("llm", "agent:a", "t")
+        );
         for (k, v) in [
             ("latency_ms", 12.5),
             ("ttft_ms", 3.0),
@@ -142,6 +148,10 @@ mod tests {
         }
         .to_event();
         assert_eq!(failed.metric("errors"), Some(1.0));
-        assert_eq!(failed.metric("input_tokens"), None, "no usage: no token counts");
+        assert_eq!(
+            failed.metric("input_tokens"),
+            None,
+            "no usage: no token counts"
+        );
     }
 }

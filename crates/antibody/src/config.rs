@@ -226,18 +226,27 @@ mod tests {
         )
         .unwrap();
         assert_eq!(r.gateway.map(|g| g.listen.port()), Some(4002));
-        assert!(resolve(FileConfig::default(), none()).unwrap().gateway.is_none());
+        assert!(resolve(FileConfig::default(), none())
+            .unwrap()
+            .gateway
+            .is_none());
         let flag_only = Overrides {
             gateway_listen: Some("127.0.0.1:4002".into()),
             ..none()
         };
-        assert!(resolve(FileConfig::default(), flag_only).is_err(), "nowhere to send calls");
+        assert!(
+            resolve(FileConfig::default(), flag_only).is_err(),
+            "nowhere to send calls"
+        );
         let bad: FileConfig = toml::from_str(
             "[[gateway.providers]]\nname = \"x\"\nurl = \"http://h\"\napi_key = \"sk-oops\"\n",
         )
         .unwrap();
         let e = format!("{:#}", resolve(bad, none()).err().unwrap());
-        assert!(e.contains("must be a reference") && !e.contains("sk-oops"), "{e}");
+        assert!(
+            e.contains("must be a reference") && !e.contains("sk-oops"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -41,7 +41,9 @@ impl Backend for ServerBackend {
         Box::pin(async move {
             let rx = queued.map_err(|e| match e {
                 SubmitError::Overloaded => SubmitRefusal::Overloaded,
-                SubmitError::Stopped => SubmitRefusal::Stopped("the server is shutting down".into()),
+                SubmitError::Stopped => {
+                    SubmitRefusal::Stopped("the server is shutting down".into())
+                }
             })?;
             match rx.await {
                 Ok(Ok(_)) => Ok(()),

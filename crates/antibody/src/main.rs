@@ -293,9 +293,14 @@ async fn start_gateway(
         .await
         .context("the replayed log took over 5 minutes to reach the response stage")?
         .context("the pipeline stopped before the replayed log reached the response stage")?;
-    let listener = tokio::net::TcpListener::bind(cfg.listen).await.with_context(|| {
-        format!("cannot listen on {} for the gateway; pick another with --gateway-listen", cfg.listen)
-    })?;
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {} for the gateway; pick another with --gateway-listen",
+                cfg.listen
+            )
+        })?;
     let addr = listener.local_addr()?;
     eprintln!("antibody: gateway serving on {addr}");
     tracing::info!(%addr, providers = cfg.providers.len(), "the LLM gateway is serving");

@@ -78,7 +78,9 @@ fn serve_connection(stream: TcpStream, log: &Mutex<Vec<Seen>>, cancelled: &Atomi
     let mut out = stream;
     while let Some(req) = read_request(&mut reader) {
         log.lock().unwrap().push(req.clone());
-        let close = req.header("connection").is_some_and(|c| c.eq_ignore_ascii_case("close"));
+        let close = req
+            .header("connection")
+            .is_some_and(|c| c.eq_ignore_ascii_case("close"));
         if req.body.windows(10).any(|w| w == b"fake-drip\"") {
             // 100 chunks, 50 ms apart: a reader that stays gets them all in 5 s.
             let one = chunks(false).remove(1);
@@ -87,7 +89,11 @@ fn serve_connection(stream: TcpStream, log: &Mutex<Vec<Seen>>, cancelled: &Atomi
             let _ = out.write_all(head.as_bytes());
             for e in &events {
                 std::thread::sleep(Duration::from_millis(50));
-                if out.write_all(format!("{:x}\r\n{e}\r\n", e.len()).as_bytes()).and_then(|()| out.flush()).is_err() {
+                if out
+                    .write_all(format!("{:x}\r\n{e}\r\n", e.len()).as_bytes())
+                    .and_then(|()| out.flush())
+                    .is_err()
+                {
                     cancelled.store(true, Ordering::SeqCst);
                     return;
                 }
@@ -121,7 +127,10 @@ fn read_request(r: &mut BufReader<TcpStream>) -> Option<Seen> {
         headers,
         body: Vec::new(),
     };
-    let len: usize = seen.header("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
+    let len: usize = seen
+        .header("content-length")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
     let mut body = vec![0; len];
     r.read_exact(&mut body).ok()?;
     Some(Seen { body, ..seen })
@@ -132,10 +141,18 @@ fn answer(req: &Seen, out: &mut TcpStream) -> bool {
     let body: Value = serde_json::from_slice(&req.body).unwrap_or(Value::Null);
     let model = body["model"].as_str().unwrap_or("");
     if req.path.starts_with("/down/") {
-        return plain(out, 500, r#"{"error":{"message":"primary down","type":"server_error"}}"#);
+        return plain(
+            out,
+            500,
+            r#"{"error":{"message":"primary down","type":"server_error"}}"#,
+        );
     }
     if req.path.starts_with("/v1/models") {
-        return plain(out, 200, r#"{"object":"list","data":[{"id":"fake-model","object":"model"}]}"#);
+        return plain(
+            out,
+            200,
+            r#"{"object":"list","data":[{"id":"fake-model","object":"model"}]}"#,
+        );
     }
     match model {
         "fake-model" if body["stream"] == true => {
@@ -150,14 +167,30 @@ fn answer(req: &Seen, out: &mut TcpStream) -> bool {
         "fake-toolstorm" => {
             let call = r#"{"id":"call_1","type":"function","function":{"name":"search","arguments":"{}"}}"#;
             let calls = vec![call; 40].join(",");
-            plain(out, 200, &buffered().replace(&format!("[{call}]"), &format!("[{calls}]")))
+            plain(
+                out,
+                200,
+                &buffered().replace(&format!("[{call}]"), &format!("[{calls}]")),
+            )
         }
-        "fake-error" => plain(out, 503, r#"{"error":{"message":"overloaded","type":"server_error"}}"#),
-        "fake-bad-request" => plain(out, 400, r#"{"error":{"message":"bad","type":"invalid_request_error"}}"#),
+        "fake-error" => plain(
+            out,
+            503,
+            r#"{"error":{"message":"overloaded","type":"server_error"}}"#,
+        ),
+        "fake-bad-request" => plain(
+            out,
+            400,
+            r#"{"error":{"message":"bad","type":"invalid_request_error"}}"#,
+        ),
         "fake-malformed" => plain(out, 200, "{not json at all"),
         "fake-huge" => {
             let filler = "x".repeat(10 << 20);
-            plain(out, 200, &format!(r#"{{"filler":"{filler}","usage":{USAGE}}}"#))
+            plain(
+                out,
+                200,
+                &format!(r#"{{"filler":"{filler}","usage":{USAGE}}}"#),
+            )
         }
         "fake-cut" => stream(out, &chunks(true)[..2], true),
         "fake-slow" => {
@@ -182,7 +215,9 @@ fn chunks(usage: bool) -> Vec<String> {
     let mut out = vec![
         c(r#"{"role":"assistant","content":""}"#),
         c(r#"{"content":"Hello"}"#),
-        c(r#"{"tool_calls":[{"index":0,"id":"call_1","type":"function","function":{"name":"search","arguments":""}}]}"#),
+        c(
+            r#"{"tool_calls":[{"index":0,"id":"call_1","type":"function","function":{"name":"search","arguments":""}}]}"#,
+        ),
         c(r#"{"tool_calls":[{"index":0,"function":{"arguments":"{}"}}]}"#),
     ];
     if usage {
@@ -205,7 +240,8 @@ fn plain(out: &mut TcpStream, status: u16, body: &str) -> bool {
 /// A chunked event stream, one chunk per event (each flushed on its own); `cut` closes the
 /// connection without the final chunk.
 fn stream(out: &mut TcpStream, events: &[String], cut: bool) -> bool {
-    let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n";
+    let head =
+        "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n";
     if out.write_all(head.as_bytes()).is_err() {
         return false;
     }
@@ -329,12 +365,21 @@ impl Gw {
     fn call_path(&self, path: &str, agent: &str, key: &str, body: &Value) -> Resp {
         let text = body.to_string();
         let headers = [("X-Agent-Id", agent), ("Content-Type", "application/json")];
-        request(self.gateway, "POST", path, Some(key), &headers, text.as_bytes())
+        request(
+            self.gateway,
+            "POST",
+            path,
+            Some(key),
+            &headers,
+            text.as_bytes(),
+        )
     }
 
     fn baselines(&self, entity: &str, metric: &str, n: u64) -> Value {
         eventually(Duration::from_secs(15), || {
-            let r = self.server.get(&format!("/v1/entities/{entity}"), ADMIN_KEY);
+            let r = self
+                .server
+                .get(&format!("/v1/entities/{entity}"), ADMIN_KEY);
             let b = r.json()["baselines"][metric].clone();
             (b["n"].as_u64() == Some(n)).then_some(b)
         })
@@ -355,7 +400,11 @@ fn streamed_and_buffered_calls_cost_the_same_and_become_llm_events() {
 
     let buffered = gw.call(agent, &chat("fake-model", false));
     assert_eq!(buffered.status, 200, "{}", buffered.text());
-    assert_eq!(buffered.body, buffered_direct(&gw.fake).body, "buffered body passes untouched");
+    assert_eq!(
+        buffered.body,
+        buffered_direct(&gw.fake).body,
+        "buffered body passes untouched"
+    );
 
     let streamed = gw.call(agent, &chat("fake-model", true));
     assert_eq!(streamed.status, 200, "{}", streamed.text());
@@ -368,15 +417,25 @@ fn streamed_and_buffered_calls_cost_the_same_and_become_llm_events() {
         &[],
         chat("fake-model", true).to_string().as_bytes(),
     );
-    assert_eq!(streamed.text(), direct.text(), "byte-identical minus the injected usage chunk");
+    assert_eq!(
+        streamed.text(),
+        direct.text(),
+        "byte-identical minus the injected usage chunk"
+    );
     assert!(!streamed.text().contains("\"usage\""));
 
     // Upstream: the provider key, never the client's; usage was asked for; no agent header.
     let seen = gw.fake.requests();
-    let via_gateway: Vec<&Seen> = seen.iter().filter(|s| s.header("authorization").is_some()).collect();
+    let via_gateway: Vec<&Seen> = seen
+        .iter()
+        .filter(|s| s.header("authorization").is_some())
+        .collect();
     assert_eq!(via_gateway.len(), 2, "{seen:?}");
     for s in &via_gateway {
-        assert_eq!(s.header("authorization"), Some(&*format!("Bearer {UPSTREAM_KEY}")));
+        assert_eq!(
+            s.header("authorization"),
+            Some(&*format!("Bearer {UPSTREAM_KEY}"))
+        );
         assert!(s.header("x-agent-id").is_none());
         assert!(!s.headers.iter().any(|(_, v)| v.contains(ADMIN_KEY)));
     }
@@ -387,11 +446,18 @@ fn streamed_and_buffered_calls_cost_the_same_and_become_llm_events() {
     let mut asked = chat("fake-model", true);
     asked["stream_options"] = json!({"include_usage": true});
     let with_usage = gw.call(agent, &asked);
-    assert!(with_usage.text().contains("\"usage\""), "{}", with_usage.text());
+    assert!(
+        with_usage.text().contains("\"usage\""),
+        "{}",
+        with_usage.text()
+    );
 
     // Three calls, each priced exactly the same; one event per call on the agent.
     let cost = gw.baselines("agent:research-7", "cost_usd", 3);
-    assert!((cost["mean"].as_f64().unwrap() - COST).abs() < 1e-12, "{cost}");
+    assert!(
+        (cost["mean"].as_f64().unwrap() - COST).abs() < 1e-12,
+        "{cost}"
+    );
     assert_eq!(cost["std"].as_f64().unwrap_or(1.0), 0.0, "{cost}");
     for (metric, want) in [
         ("input_tokens", 1200.0),
@@ -406,32 +472,63 @@ fn streamed_and_buffered_calls_cost_the_same_and_become_llm_events() {
     gw.baselines("agent:research-7", "ttft_ms", 2);
     // The agent appeared as an entity by itself.
     let list = gw.server.get("/v1/entities?kind=agent", ADMIN_KEY).json();
-    assert!(list["items"].as_array().unwrap().iter().any(|e| e["entity"] == "agent:research-7"), "{list}");
+    assert!(
+        list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["entity"] == "agent:research-7"),
+        "{list}"
+    );
 }
 
 fn buffered_direct(fake: &Fake) -> Resp {
     let body = chat("fake-model", false).to_string();
-    request(fake.addr, "POST", "/v1/chat/completions", None, &[], body.as_bytes())
+    request(
+        fake.addr,
+        "POST",
+        "/v1/chat/completions",
+        None,
+        &[],
+        body.as_bytes(),
+    )
 }
 
 #[test]
 fn upstream_failures_pass_through_or_fall_back_and_bad_calls_get_openai_errors() {
     let tmp = tempfile::tempdir().unwrap();
     let gw = start_in(tmp.path(), "", Fake::start());
-    let code = |r: &Resp| r.json()["error"]["code"].as_str().unwrap_or_default().to_owned();
+    let code = |r: &Resp| {
+        r.json()["error"]["code"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
 
     let r = gw.call("a", &chat("fake-error", false));
-    assert_eq!((r.status, r.json()["error"]["message"].clone()), (503, json!("overloaded")));
+    assert_eq!(
+        (r.status, r.json()["error"]["message"].clone()),
+        (503, json!("overloaded"))
+    );
     assert_eq!(gw.call("a", &chat("fake-bad-request", false)).status, 400);
 
     // The flaky provider answers 500: the call falls back and succeeds.
     let r = gw.call("fb-1", &chat("fake-model", false));
     assert_eq!(r.status, 200, "{}", r.text());
-    assert!(gw.fake.requests().iter().any(|s| s.path == "/down/v1/chat/completions"));
+    assert!(gw
+        .fake
+        .requests()
+        .iter()
+        .any(|s| s.path == "/down/v1/chat/completions"));
     gw.baselines("agent:fb-1", "retries", 1);
 
     let r = gw.call("a", &chat("fake-slow", false));
-    assert_eq!((r.status, code(&r)), (504, "upstream_timeout".into()), "{}", r.text());
+    assert_eq!(
+        (r.status, code(&r)),
+        (504, "upstream_timeout".into()),
+        "{}",
+        r.text()
+    );
     assert!(!r.text().contains(UPSTREAM_KEY));
 
     let r = gw.call("a", &chat("fake-malformed", false));
@@ -440,12 +537,25 @@ fn upstream_failures_pass_through_or_fall_back_and_bad_calls_get_openai_errors()
     assert_eq!((r.status, r.body.len() > 10 << 20), (200, true));
     // Cut midway: the client sees the stream end early (no `[DONE]`), never a made-up end.
     let r = gw.call("a", &chat("fake-cut", true));
-    assert!(r.text().contains("\"role\":\"assistant\"") && !r.text().contains("[DONE]"), "{}", r.text());
+    assert!(
+        r.text().contains("\"role\":\"assistant\"") && !r.text().contains("[DONE]"),
+        "{}",
+        r.text()
+    );
 
     // Query strings are kept (Azure's api-version).
-    let r = gw.call_path("/v1/chat/completions?api-version=2024-10-21", "a", ADMIN_KEY, &chat("fake-model", false));
+    let r = gw.call_path(
+        "/v1/chat/completions?api-version=2024-10-21",
+        "a",
+        ADMIN_KEY,
+        &chat("fake-model", false),
+    );
     assert_eq!(r.status, 200);
-    assert!(gw.fake.requests().iter().any(|s| s.path == "/v1/chat/completions?api-version=2024-10-21"));
+    assert!(gw
+        .fake
+        .requests()
+        .iter()
+        .any(|s| s.path == "/v1/chat/completions?api-version=2024-10-21"));
     let r = request(gw.gateway, "GET", "/v1/models", Some(ADMIN_KEY), &[], b"");
     assert_eq!(r.status, 200, "{}", r.text());
 
@@ -455,25 +565,62 @@ fn upstream_failures_pass_through_or_fall_back_and_bad_calls_get_openai_errors()
     let r = request(gw.gateway, "POST", "/v1/chat/completions", None, &[], b"{}");
     assert_eq!((r.status, code(&r)), (401, "invalid_api_key".into()));
     assert_eq!(r.json()["error"]["type"], "authentication_error");
-    let r = gw.call_path("/v1/chat/completions", "a", "ab_not_a_key_at_all_000000", &json!({}));
+    let r = gw.call_path(
+        "/v1/chat/completions",
+        "a",
+        "ab_not_a_key_at_all_000000",
+        &json!({}),
+    );
     assert_eq!(r.status, 401);
-    let r = request(gw.gateway, "POST", "/v1/chat/completions", Some(ADMIN_KEY), &[], b"{oops");
+    let r = request(
+        gw.gateway,
+        "POST",
+        "/v1/chat/completions",
+        Some(ADMIN_KEY),
+        &[],
+        b"{oops",
+    );
     assert_eq!((r.status, code(&r)), (400, "invalid_request".into()));
-    let r = request(gw.gateway, "POST", "/v1/chat/completions", Some(ADMIN_KEY), &[("X-Agent-Id", "a b")], b"{}");
+    let r = request(
+        gw.gateway,
+        "POST",
+        "/v1/chat/completions",
+        Some(ADMIN_KEY),
+        &[("X-Agent-Id", "a b")],
+        b"{}",
+    );
     assert_eq!(r.status, 400);
-    let analyst = gw.server.post_json("/v1/keys", ADMIN_KEY, r#"{"role":"analyst"}"#).json()["key"]
+    let analyst = gw
+        .server
+        .post_json("/v1/keys", ADMIN_KEY, r#"{"role":"analyst"}"#)
+        .json()["key"]
         .as_str()
         .unwrap()
         .to_owned();
-    let r = gw.call_path("/v1/chat/completions", "a", &analyst, &chat("fake-model", false));
+    let r = gw.call_path(
+        "/v1/chat/completions",
+        "a",
+        &analyst,
+        &chat("fake-model", false),
+    );
     assert_eq!((r.status, code(&r)), (403, "permission_denied".into()));
     let huge = vec![b' '; 17 << 20];
-    let r = request(gw.gateway, "POST", "/v1/embeddings", Some(ADMIN_KEY), &[], &huge);
+    let r = request(
+        gw.gateway,
+        "POST",
+        "/v1/embeddings",
+        Some(ADMIN_KEY),
+        &[],
+        &huge,
+    );
     assert_eq!((r.status, code(&r)), (413, "request_too_large".into()));
     // Every call that went upstream was recorded on the agent, failures included (the
     // gateway's own refusals above are not calls).
     let errors = gw.baselines("agent:a", "errors", 7);
-    assert!((errors["mean"].as_f64().unwrap() - 4.0 / 7.0).abs() < 1e-9, "{errors}");
+    assert!(
+        (errors["mean"].as_f64().unwrap() - 4.0 / 7.0).abs() < 1e-9,
+        "{errors}"
+    );
 }
 
 #[test]
@@ -489,7 +636,13 @@ max_tokens = 100
 [gateway.models."fake-model"]
 tokens_per_minute = 1000000
 "#;
-    let r = gw.server.request("PUT", "/v1/policy", Some(ADMIN_KEY), &[("Content-Type", "application/toml")], policy.as_bytes());
+    let r = gw.server.request(
+        "PUT",
+        "/v1/policy",
+        Some(ADMIN_KEY),
+        &[("Content-Type", "application/toml")],
+        policy.as_bytes(),
+    );
     assert_eq!(r.status, 200, "{}", r.text());
     for _ in 0..2 {
         assert_eq!(gw.call("capped", &chat("fake-model", false)).status, 200);
@@ -499,28 +652,66 @@ tokens_per_minute = 1000000
     assert_eq!(r.json()["error"]["code"], "rate_limit_exceeded");
     let retry: u64 = r.header("retry-after").unwrap().parse().unwrap();
     assert!((1..=60).contains(&retry));
-    assert_eq!(gw.call("other", &chat("fake-model", false)).status, 200, "others are not limited");
+    assert_eq!(
+        gw.call("other", &chat("fake-model", false)).status,
+        200,
+        "others are not limited"
+    );
     let r = gw.call("picky", &chat("fake-model", false));
-    assert_eq!((r.status, r.json()["error"]["code"].clone()), (403, json!("model_not_allowed")));
+    assert_eq!(
+        (r.status, r.json()["error"]["code"].clone()),
+        (403, json!("model_not_allowed"))
+    );
     let mut big = chat("other-model", false);
     big["max_tokens"] = json!(500);
     let r = gw.call("picky", &big);
-    assert_eq!((r.status, r.json()["error"]["code"].clone()), (403, json!("max_tokens_exceeded")));
+    assert_eq!(
+        (r.status, r.json()["error"]["code"].clone()),
+        (403, json!("max_tokens_exceeded"))
+    );
     // Refused calls never reached the upstream.
-    let upstream_calls = gw.fake.requests().iter().filter(|s| s.header("authorization").is_some()).count();
+    let upstream_calls = gw
+        .fake
+        .requests()
+        .iter()
+        .filter(|s| s.header("authorization").is_some())
+        .count();
     assert_eq!(upstream_calls, 3);
     // A bad gateway section is refused with every problem named.
     let bad = "[gateway.tenant]\nrequests_per_minute = 0\n";
-    let r = gw.server.request("PUT", "/v1/policy", Some(ADMIN_KEY), &[("Content-Type", "application/toml")], bad.as_bytes());
-    assert_eq!((r.status, r.error_code()), (400, "invalid_policy".into()), "{}", r.text());
-    assert!(r.text().contains("gateway.tenant.requests_per_minute"), "{}", r.text());
+    let r = gw.server.request(
+        "PUT",
+        "/v1/policy",
+        Some(ADMIN_KEY),
+        &[("Content-Type", "application/toml")],
+        bad.as_bytes(),
+    );
+    assert_eq!(
+        (r.status, r.error_code()),
+        (400, "invalid_policy".into()),
+        "{}",
+        r.text()
+    );
+    assert!(
+        r.text().contains("gateway.tenant.requests_per_minute"),
+        "{}",
+        r.text()
+    );
 }
 
 fn effect(gw: &Gw, agent: &str, command: &str, verdict: &str) -> Value {
     let line = json!({"entity": agent, "kind": "tool", "attrs": {"command": command}});
-    assert_eq!(gw.server.post_ndjson(ADMIN_KEY, &format!("{line}\n")).status, 202);
+    assert_eq!(
+        gw.server
+            .post_ndjson(ADMIN_KEY, &format!("{line}\n"))
+            .status,
+        202
+    );
     eventually(Duration::from_secs(15), || {
-        let v = gw.server.get(&format!("/v1/entities/{agent}/verdict"), ADMIN_KEY).json();
+        let v = gw
+            .server
+            .get(&format!("/v1/entities/{agent}/verdict"), ADMIN_KEY)
+            .json();
         (v["verdict"] == verdict).then_some(v)
     })
 }
@@ -530,19 +721,43 @@ fn verdicts_are_enforced_from_the_first_request_and_survive_a_restart() {
     let tmp = tempfile::tempdir().unwrap();
     let fake = Fake::start();
     let mut gw = start_in(tmp.path(), "", fake.clone());
-    let code = |r: &Resp| r.json()["error"]["code"].as_str().unwrap_or_default().to_owned();
+    let code = |r: &Resp| {
+        r.json()["error"]["code"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
     assert_eq!(gw.call("q", &chat("fake-model", false)).status, 200);
 
     // Quarantine: refused from the first request after the verdict, naming the incident.
     let v = effect(&gw, "agent:q", "quarantine-me", "quarantine");
     let r = gw.call("q", &chat("fake-model", false));
-    assert_eq!((r.status, code(&r)), (403, "agent_quarantined".into()), "{}", r.text());
+    assert_eq!(
+        (r.status, code(&r)),
+        (403, "agent_quarantined".into()),
+        "{}",
+        r.text()
+    );
     let incident = v["incident"].as_str().unwrap();
-    assert!(r.json()["error"]["message"].as_str().unwrap().contains(incident), "{}", r.text());
+    assert!(
+        r.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains(incident),
+        "{}",
+        r.text()
+    );
     // Dropping the header or changing the user agent does not shed it.
     let body = chat("fake-model", false).to_string();
     for ua in ["python-openai/1.0", "curl/8"] {
-        let r = request(gw.gateway, "POST", "/v1/chat/completions", Some(ADMIN_KEY), &[("User-Agent", ua)], body.as_bytes());
+        let r = request(
+            gw.gateway,
+            "POST",
+            "/v1/chat/completions",
+            Some(ADMIN_KEY),
+            &[("User-Agent", ua)],
+            body.as_bytes(),
+        );
         assert_eq!(r.status, 403, "{ua}: {}", r.text());
     }
 
@@ -552,7 +767,12 @@ fn verdicts_are_enforced_from_the_first_request_and_survive_a_restart() {
         assert_eq!(gw.call("t", &chat("fake-model", false)).status, 200);
     }
     let r = gw.call("t", &chat("fake-model", false));
-    assert_eq!((r.status, code(&r)), (429, "agent_throttled".into()), "{}", r.text());
+    assert_eq!(
+        (r.status, code(&r)),
+        (429, "agent_throttled".into()),
+        "{}",
+        r.text()
+    );
     assert!(r.text().contains("2 requests per minute"), "{}", r.text());
     assert!(r.header("retry-after").is_some());
 
@@ -562,21 +782,43 @@ fn verdicts_are_enforced_from_the_first_request_and_survive_a_restart() {
         assert_eq!(gw.call("b", &chat("fake-model", false)).status, 200);
     }
     let v = eventually(Duration::from_secs(15), || {
-        let v = gw.server.get("/v1/entities/agent:b/verdict", ADMIN_KEY).json();
+        let v = gw
+            .server
+            .get("/v1/entities/agent:b/verdict", ADMIN_KEY)
+            .json();
         (v["verdict"] == "block").then_some(v)
     });
-    assert!((v["budget"]["spent_usd"].as_f64().unwrap() - 2.0 * COST).abs() < 1e-12, "{v}");
+    assert!(
+        (v["budget"]["spent_usd"].as_f64().unwrap() - 2.0 * COST).abs() < 1e-12,
+        "{v}"
+    );
     let r = gw.call("b", &chat("fake-model", false));
-    assert_eq!((r.status, code(&r)), (429, "budget_exceeded".into()), "{}", r.text());
+    assert_eq!(
+        (r.status, code(&r)),
+        (429, "budget_exceeded".into()),
+        "{}",
+        r.text()
+    );
 
     // A crash and a restart keep the verdicts in force at the gateway.
     gw.server.kill9();
     drop(gw);
     gw = start_in(tmp.path(), "", fake);
     let r = gw.call("q", &chat("fake-model", false));
-    assert_eq!((r.status, code(&r)), (403, "agent_quarantined".into()), "{}", r.text());
-    let v = gw.server.get("/v1/entities/agent:b/verdict", ADMIN_KEY).json();
-    assert!(v["budget"]["limit_usd"].as_f64().is_some(), "the cap itself is kept: {v}");
+    assert_eq!(
+        (r.status, code(&r)),
+        (403, "agent_quarantined".into()),
+        "{}",
+        r.text()
+    );
+    let v = gw
+        .server
+        .get("/v1/entities/agent:b/verdict", ADMIN_KEY)
+        .json();
+    assert!(
+        v["budget"]["limit_usd"].as_f64().is_some(),
+        "the cap itself is kept: {v}"
+    );
 }
 
 #[test]
@@ -599,7 +841,9 @@ fn a_client_that_goes_away_cancels_the_upstream_call() {
     }
     drop(s);
     // The upstream notices well before its 5 s stream would end.
-    eventually(Duration::from_secs(3), || gw.fake.cancelled.load(Ordering::SeqCst).then_some(()));
+    eventually(Duration::from_secs(3), || {
+        gw.fake.cancelled.load(Ordering::SeqCst).then_some(())
+    });
     let errors = gw.baselines("agent:drip", "errors", 1);
     assert_eq!(errors["mean"], 1.0, "{errors}");
 }
@@ -612,20 +856,37 @@ fn default_playbooks_act_through_the_gateway_on_its_own_vitals() {
     let gw = start_in(tmp.path(), "", Fake::start());
     // Act at once: no approval for large deviations in this test.
     let policy = "approval_sigma = 1000000.0\napproval_risk = 10.0\n";
-    let r = gw.server.request("PUT", "/v1/policy", Some(ADMIN_KEY), &[("Content-Type", "application/toml")], policy.as_bytes());
+    let r = gw.server.request(
+        "PUT",
+        "/v1/policy",
+        Some(ADMIN_KEY),
+        &[("Content-Type", "application/toml")],
+        policy.as_bytes(),
+    );
     assert_eq!(r.status, 200, "{}", r.text());
-    let code = |r: &Resp| r.json()["error"]["code"].as_str().unwrap_or_default().to_owned();
+    let code = |r: &Resp| {
+        r.json()["error"]["code"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
     for agent in ["boom", "looper"] {
         for _ in 0..20 {
             assert_eq!(gw.call(agent, &chat("fake-model", false)).status, 200);
         }
     }
     assert_eq!(gw.call("boom", &chat("fake-explode", false)).status, 200);
-    assert_eq!(gw.call("looper", &chat("fake-toolstorm", false)).status, 200);
+    assert_eq!(
+        gw.call("looper", &chat("fake-toolstorm", false)).status,
+        200
+    );
 
     // Token explosion → rate limit 10 per minute, enforced by the gateway.
     let v = eventually(Duration::from_secs(20), || {
-        let v = gw.server.get("/v1/entities/agent:boom/verdict", ADMIN_KEY).json();
+        let v = gw
+            .server
+            .get("/v1/entities/agent:boom/verdict", ADMIN_KEY)
+            .json();
         (v["rate"]["rate"] == 10.0).then_some(v)
     });
     assert_eq!(v["verdict"], "throttle", "{v}");
@@ -635,17 +896,31 @@ fn default_playbooks_act_through_the_gateway_on_its_own_vitals() {
         .count();
     assert!(passed <= 10, "{passed} calls passed a 10/minute limit");
     let r = gw.call("boom", &chat("fake-model", false));
-    assert_eq!((r.status, code(&r)), (429, "agent_throttled".into()), "{}", r.text());
+    assert_eq!(
+        (r.status, code(&r)),
+        (429, "agent_throttled".into()),
+        "{}",
+        r.text()
+    );
 
     // Tool loop → tools revoked: a call offering a tool is refused, one without passes.
     eventually(Duration::from_secs(20), || {
-        let v = gw.server.get("/v1/entities/agent:looper/verdict", ADMIN_KEY).json();
+        let v = gw
+            .server
+            .get("/v1/entities/agent:looper/verdict", ADMIN_KEY)
+            .json();
         (!v["revoked_tools"].as_array()?.is_empty()).then_some(v)
     });
     let mut with_tools = chat("fake-model", false);
-    with_tools["tools"] = json!([{"type": "function", "function": {"name": "search", "parameters": {}}}]);
+    with_tools["tools"] =
+        json!([{"type": "function", "function": {"name": "search", "parameters": {}}}]);
     let r = gw.call("looper", &with_tools);
-    assert_eq!((r.status, code(&r)), (403, "tool_revoked".into()), "{}", r.text());
+    assert_eq!(
+        (r.status, code(&r)),
+        (403, "tool_revoked".into()),
+        "{}",
+        r.text()
+    );
     assert_eq!(gw.call("looper", &chat("fake-model", false)).status, 200);
 }
 
@@ -672,16 +947,24 @@ fn python_with_openai() -> std::path::PathBuf {
         return py;
     }
     let run = |cmd: &mut std::process::Command| {
-        let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+        let out = cmd
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
         assert!(
             out.status.success(),
             "{cmd:?} failed; the openai client test needs Python 3 and PyPI:\n{}",
             String::from_utf8_lossy(&out.stderr)
         );
     };
-    run(std::process::Command::new("python3").args(["-m", "venv"]).arg(&venv));
+    run(std::process::Command::new("python3")
+        .args(["-m", "venv"])
+        .arg(&venv));
     run(std::process::Command::new(&py).args(["-m", "pip", "install", "--quiet", OPENAI_PY]));
-    assert!(works(&py), "openai still not importable in {}", venv.display());
+    assert!(
+        works(&py),
+        "openai still not importable in {}",
+        venv.display()
+    );
     py
 }
 
@@ -698,12 +981,19 @@ fn the_real_openai_python_client_works_through_the_gateway() {
         .env("GW_KEY", ADMIN_KEY)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let got: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(got["buffered"]["usage"]["prompt_tokens"], 1200, "{got}");
     assert_eq!(got["buffered"]["tool_calls"], 1, "{got}");
     assert_eq!(got["stream"]["content"], "Hello", "{got}");
-    assert_eq!(got["stream"]["usage_chunk"], false, "not asked for, not seen: {got}");
+    assert_eq!(
+        got["stream"]["usage_chunk"], false,
+        "not asked for, not seen: {got}"
+    );
     assert_eq!(got["stream_usage"], json!([1200]), "{got}");
     assert_eq!(got["models"], json!(["fake-model"]), "{got}");
     assert_eq!(got["upstream_error"], 503, "{got}");
@@ -711,6 +1001,9 @@ fn the_real_openai_python_client_works_through_the_gateway() {
     assert_eq!(got["quarantined"]["code"], "agent_quarantined", "{got}");
     // Both streamed calls were metered like the buffered one (the failed call has no cost).
     let cost = gw.baselines("agent:py-agent", "cost_usd", 3);
-    assert!((cost["mean"].as_f64().unwrap() - COST).abs() < 1e-12, "{cost}");
+    assert!(
+        (cost["mean"].as_f64().unwrap() - COST).abs() < 1e-12,
+        "{cost}"
+    );
     assert_eq!(cost["std"], 0.0, "{cost}");
 }
