@@ -25,6 +25,22 @@ pub struct RawGatewayConfig {
     pub mcp_servers: Vec<RawMcpServer>,
     /// The largest request body read for inspection (default 16 MiB).
     pub max_body_bytes: Option<usize>,
+    /// Prompt-injection scanning of what calls send.
+    pub scan: ScanMode,
+}
+
+/// What the gateway does with the prompt text of a call (`[gateway] scan`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScanMode {
+    /// Nothing: prompts stay out of events.
+    Off,
+    /// The newest 8 KiB go into the call's event as `attrs.prompt`, where the rule pack's
+    /// prompt-injection rules find them like any other event's.
+    #[default]
+    Detect,
+    /// As `detect`, and a call whose text the rules flag is refused (403 `prompt_injection`).
+    Block,
 }
 
 /// How a provider wants its key.
@@ -107,6 +123,7 @@ pub struct GatewayConfig {
     pub prices: Prices,
     pub mcp_servers: Vec<McpServer>,
     pub max_body_bytes: usize,
+    pub scan: ScanMode,
 }
 
 impl RawGatewayConfig {
@@ -192,6 +209,7 @@ impl RawGatewayConfig {
             prices: Prices::new(self.prices.clone()),
             mcp_servers,
             max_body_bytes,
+            scan: self.scan,
         })
     }
 }

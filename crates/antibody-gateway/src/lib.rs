@@ -23,6 +23,7 @@ pub mod limits;
 pub mod proxy;
 pub mod refusal;
 pub mod request;
+pub mod scan;
 pub mod upstream;
 pub mod usage;
 pub mod vitals;

@@ -6,7 +6,8 @@
 
 use crate::backend::{Backend, KeyRefusal};
 use crate::bindings::Bindings;
-use crate::config::GatewayConfig;
+use crate::config::{GatewayConfig, ScanMode};
+use crate::scan::injection;
 use crate::emitter::Emitter;
 use crate::gate::{gate_of, revoked_tool, strongest, Gate};
 use crate::identity::{fingerprint, identify, Identity, Source};
@@ -37,6 +38,8 @@ const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub struct Gateway {
     pub(crate) cfg: GatewayConfig,
+    /// Rules run on prompts in `block` mode (the global layer at start).
+    rules: Option<Arc<antibody_rules::RuleSet>>,
     pools: Vec<Pool>,
     backend: Arc<dyn Backend>,
     meter: Meter,
@@ -54,9 +57,15 @@ pub struct Call {
 }
 
 impl Gateway {
-    /// Must be called inside a tokio runtime (the event emitter starts a task).
-    pub fn new(cfg: GatewayConfig, backend: Arc<dyn Backend>) -> Arc<Gateway> {
+    /// Must be called inside a tokio runtime (the event emitter starts a task). `rules`
+    /// are needed in `block` scan mode only.
+    pub fn new(
+        cfg: GatewayConfig,
+        backend: Arc<dyn Backend>,
+        rules: Option<Arc<antibody_rules::RuleSet>>,
+    ) -> Arc<Gateway> {
         Arc::new(Gateway {
+            rules,
             pools: cfg.providers.iter().map(|_| Pool::default()).collect(),
             cfg,
             emitter: Emitter::spawn(backend.clone()),
@@ -110,17 +119,29 @@ impl Gateway {
             model: facts.model.as_deref(),
             max_tokens: facts.max_tokens,
         };
-        let ticket = self.meter.admit(&tenant, &policy, &ask, now)?;
         let record = CallRecord {
-            tenant: Some(tenant),
-            agent: id.entity,
+            tenant: Some(tenant.clone()),
+            agent: id.entity.clone(),
             ts: now,
             route: route.as_str(),
             model: facts.model.clone(),
             stream: facts.stream,
             prompt_hash: facts.prompt_hash.clone(),
+            prompt: facts.scan.clone().filter(|_| self.cfg.scan != ScanMode::Off),
             ..CallRecord::default()
         };
+        if let (ScanMode::Block, Some(rules), Some(text)) = (self.cfg.scan, &self.rules, &facts.scan) {
+            if let Some(refusal) = injection(rules, &tenant, &id.entity, text) {
+                // Refused, and still reported: the engine makes the finding from the event.
+                let mut record = record;
+                record.status = refusal.status();
+                record.error = Some(refusal.code);
+                record.latency_ms = ms(started.elapsed());
+                self.emitter.emit(record.to_event());
+                return Err(refusal);
+            }
+        }
+        let ticket = self.meter.admit(&tenant, &policy, &ask, now)?;
         let strip = facts.stream && !facts.client_usage;
         let sent = Sent {
             method: call.method,

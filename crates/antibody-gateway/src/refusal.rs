@@ -13,6 +13,7 @@ pub const CODES: &[(&str, u16, &str)] = &[
     ("model_not_allowed", 403, "permission_error"),
     ("max_tokens_exceeded", 403, "permission_error"),
     ("tool_revoked", 403, "permission_error"),
+    ("prompt_injection", 403, "permission_error"),
     ("not_found", 404, "invalid_request_error"),
     ("request_too_large", 413, "invalid_request_error"),
     ("agent_throttled", 429, "rate_limit_error"),

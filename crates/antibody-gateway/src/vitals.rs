@@ -20,6 +20,8 @@ pub struct CallRecord {
     pub model: Option<String>,
     pub stream: bool,
     pub prompt_hash: Option<String>,
+    /// The scanned prompt text (`[gateway] scan` not `off`).
+    pub prompt: Option<String>,
     pub latency_ms: f64,
     pub ttft_ms: Option<f64>,
     pub observed: Observed,
@@ -67,6 +69,9 @@ impl CallRecord {
         if let Some(h) = &self.prompt_hash {
             attrs.push(("prompt_hash".into(), s(h)));
         }
+        if let Some(p) = &self.prompt {
+            attrs.push(("prompt".into(), s(p)));
+        }
         if let Some(e) = self.error {
             attrs.push(("error".into(), s(e)));
         }
@@ -101,6 +106,7 @@ mod tests {
             model: Some("gpt-4o-mini".into()),
             stream: true,
             prompt_hash: Some("ab".into()),
+            prompt: Some("hi".into()),
             latency_ms: 12.5,
             ttft_ms: Some(3.0),
             observed: Observed {
@@ -141,6 +147,7 @@ mod tests {
         assert_eq!(e.attr_str("model"), Some("gpt-4o-mini"));
         assert_eq!(e.attr_str("provider"), Some("openai"));
         assert_eq!(e.attr_str("prompt_hash"), Some("ab"));
+        assert_eq!(e.attr_str("prompt"), Some("hi"));
         assert_eq!(e.attr("stream"), Some(&AttrValue::Bool(true)));
         let failed = CallRecord {
             error: Some("upstream_timeout"),
