@@ -5,7 +5,7 @@
 //!   ending with a usage chunk when asked.
 //! * `gw_loadgen measure ADDR N CONCURRENCY [stream]` — N calls over CONCURRENCY kept-alive
 //!   connections; prints latency percentiles (for streams also time to first chunk) and
-//!   calls per second.
+//!   calls per second. Agents are `GW_AGENT-0..7` (default `bench`).
 //!
 //! `cargo run --release -p antibody-gateway --example gw_loadgen -- …`
 
@@ -137,8 +137,10 @@ async fn measure(addr: &str, n: usize, c: usize, stream: bool) {
     let addr: Arc<str> = Arc::from(addr);
     let started = Instant::now();
     let mut tasks = Vec::new();
+    let prefix: Arc<str> = Arc::from(std::env::var("GW_AGENT").unwrap_or_else(|_| "bench".into()));
     for w in 0..c {
         let addr = addr.clone();
+        let prefix = prefix.clone();
         tasks.push(tokio::spawn(async move {
             let tcp = tokio::net::TcpStream::connect(&*addr)
                 .await
@@ -153,7 +155,7 @@ async fn measure(addr: &str, n: usize, c: usize, stream: bool) {
                 let req = Request::post("/v1/chat/completions")
                     .header("host", &*addr)
                     .header("authorization", format!("Bearer {KEY}"))
-                    .header("x-agent-id", format!("bench-{}", w % 8))
+                    .header("x-agent-id", format!("{prefix}-{}", w % 8))
                     .header("content-type", "application/json")
                     .body(Full::new(Bytes::from_static(body.as_bytes())))
                     .expect("request");
