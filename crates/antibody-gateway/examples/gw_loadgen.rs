@@ -68,7 +68,10 @@ async fn answer(req: Request<Incoming>) -> Result<Response<Out>, Infallible> {
     let text = String::from_utf8_lossy(&body);
     if !text.contains("\"stream\":true") {
         let full = Full::new(Bytes::from_static(BUFFERED.as_bytes()));
-        return Ok(with_type(http_body_util::Either::Left(full), "application/json"));
+        return Ok(with_type(
+            http_body_util::Either::Left(full),
+            "application/json",
+        ));
     }
     let usage = text.contains("include_usage");
     let gap = std::env::var("GW_CHUNK_GAP_MS")
@@ -92,7 +95,10 @@ async fn answer(req: Request<Incoming>) -> Result<Response<Out>, Infallible> {
         }
         let _ = tx.send(Bytes::from_static(b"data: [DONE]\n\n")).await;
     });
-    Ok(with_type(http_body_util::Either::Right(ChanBody(rx)), "text/event-stream"))
+    Ok(with_type(
+        http_body_util::Either::Right(ChanBody(rx)),
+        "text/event-stream",
+    ))
 }
 
 fn with_type(body: Out, content_type: &'static str) -> Response<Out> {

@@ -7,13 +7,13 @@
 use crate::backend::{Backend, KeyRefusal};
 use crate::bindings::Bindings;
 use crate::config::{GatewayConfig, ScanMode};
-use crate::scan::injection;
 use crate::emitter::Emitter;
 use crate::gate::{gate_of, revoked_tool, strongest, Gate};
 use crate::identity::{fingerprint, identify, Identity, Source};
 use crate::limits::{Ask, Meter, Ticket};
 use crate::refusal::Refusal;
 use crate::request::{inspect, Facts, Route};
+use crate::scan::injection;
 use crate::upstream::{chain, is_hop_by_hop, upstream_headers, upstream_path, Pool, Sender};
 use crate::usage::{from_body, Observed, SseScanner};
 use crate::vitals::CallRecord;
@@ -127,10 +127,15 @@ impl Gateway {
             model: facts.model.clone(),
             stream: facts.stream,
             prompt_hash: facts.prompt_hash.clone(),
-            prompt: facts.scan.clone().filter(|_| self.cfg.scan != ScanMode::Off),
+            prompt: facts
+                .scan
+                .clone()
+                .filter(|_| self.cfg.scan != ScanMode::Off),
             ..CallRecord::default()
         };
-        if let (ScanMode::Block, Some(rules), Some(text)) = (self.cfg.scan, &self.rules, &facts.scan) {
+        if let (ScanMode::Block, Some(rules), Some(text)) =
+            (self.cfg.scan, &self.rules, &facts.scan)
+        {
             if let Some(refusal) = injection(rules, &tenant, &id.entity, text) {
                 // Refused, and still reported: the engine makes the finding from the event.
                 let mut record = record;

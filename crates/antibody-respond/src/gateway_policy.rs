@@ -82,7 +82,9 @@ impl GatewayPolicy {
         for (name, team) in &self.teams {
             let at = format!("gateway.teams.{name}");
             if team.agents.is_empty() || team.agents.iter().any(|p| p.trim().is_empty()) {
-                out.push(format!("{at}.agents must name at least one non-empty pattern"));
+                out.push(format!(
+                    "{at}.agents must name at least one non-empty pattern"
+                ));
             }
             team.limits.check(&format!("{at}.limits"), &mut out);
         }
@@ -181,7 +183,9 @@ mod tests {
         let problems = p.problems();
         assert_eq!(problems.len(), 5, "{problems:#?}");
         assert!(problems[0].starts_with("gateway.tenant.requests_per_minute"));
-        assert!(problems.iter().any(|e| e.contains("gateway.teams.empty.agents")));
+        assert!(problems
+            .iter()
+            .any(|e| e.contains("gateway.teams.empty.agents")));
         assert!(toml::from_str::<GatewayPolicy>("[tenant]\nrpm = 3\n").is_err());
     }
 

@@ -304,7 +304,11 @@ async fn start_gateway(
     let addr = listener.local_addr()?;
     eprintln!("antibody: gateway serving on {addr}");
     tracing::info!(%addr, providers = cfg.providers.len(), "the LLM gateway is serving");
-    let gw = antibody_gateway::Gateway::new(cfg, Arc::new(gateway::ServerBackend(state.clone())), Some(state.catalog.rule_book().global().clone()));
+    let gw = antibody_gateway::Gateway::new(
+        cfg,
+        Arc::new(gateway::ServerBackend(state.clone())),
+        Some(state.catalog.rule_book().global().clone()),
+    );
     Ok(tokio::spawn(async move {
         if let Err(e) = antibody_gateway::http::serve(gw, listener, stop).await {
             tracing::error!(error = %e, "the gateway listener failed");
