@@ -131,6 +131,7 @@ impl Gateway {
                 .scan
                 .clone()
                 .filter(|_| self.cfg.scan != ScanMode::Off),
+            scanned: self.cfg.scan != ScanMode::Off,
             ..CallRecord::default()
         };
         if let (ScanMode::Block, Some(rules), Some(text)) =
@@ -328,7 +329,14 @@ impl Gateway {
             record.error = Some("upstream_5xx");
         }
         let mode = match (sse, route.is_call()) {
-            (true, _) => Mode::Sse(Box::new(SseScanner::new(strip))),
+            (true, _) => {
+                let scanner = SseScanner::new(strip);
+                Mode::Sse(Box::new(if record.scanned {
+                    scanner.with_text()
+                } else {
+                    scanner
+                }))
+            }
             (false, true) => Mode::Json(Vec::new()),
             (false, false) => Mode::Plain,
         };

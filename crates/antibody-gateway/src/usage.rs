@@ -37,6 +37,23 @@ pub struct Observed {
     pub tool_calls: u64,
     /// The model the upstream says answered.
     pub model: Option<String>,
+    /// The start of the answer's text (at most [`TEXT_BYTES`]), when asked for.
+    pub text: String,
+}
+
+/// The most completion text kept for scanning.
+pub const TEXT_BYTES: usize = 8 * 1024;
+
+fn keep_text(out: &mut String, piece: &str) {
+    let room = TEXT_BYTES.saturating_sub(out.len());
+    if room == 0 {
+        return;
+    }
+    let mut end = piece.len().min(room);
+    while !piece.is_char_boundary(end) {
+        end -= 1;
+    }
+    out.push_str(&piece[..end]);
 }
 
 impl Observed {
@@ -101,6 +118,34 @@ pub fn from_body(body: &[u8]) -> Observed {
             items.iter().filter(|i| is_function_call(i)).count()
         });
     out.tool_calls = (chat_calls + response_calls) as u64;
+    for c in v
+        .get("choices")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let text = c.pointer("/message/content").or_else(|| c.get("text"));
+        if let Some(t) = text.and_then(Value::as_str) {
+            keep_text(&mut out.text, t);
+        }
+    }
+    for item in v
+        .get("output")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        for part in item
+            .get("content")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            if let Some(t) = part.get("text").and_then(Value::as_str) {
+                keep_text(&mut out.text, t);
+            }
+        }
+    }
     out
 }
 
@@ -115,6 +160,8 @@ pub struct SseScanner {
     pending: Vec<u8>,
     /// Drop the usage-only chunk (the client did not ask for it).
     strip: bool,
+    /// Keep the answer's text (for scanning): every content delta is read.
+    collect_text: bool,
     pub observed: Observed,
     /// Data events seen (the first one is the first token).
     pub events: u64,
@@ -130,6 +177,12 @@ impl SseScanner {
             strip,
             ..Self::default()
         }
+    }
+
+    /// Also keeps the start of the answer's text in `observed.text`.
+    pub fn with_text(mut self) -> Self {
+        self.collect_text = true;
+        self
     }
 
     /// Takes the next chunk; appends to `out` what the client should receive now. Without
@@ -192,7 +245,9 @@ impl SseScanner {
         let interesting = has("usage")
             || has("tool_calls")
             || has("function_call")
-            || (self.observed.model.is_none() && has("model"));
+            || (self.observed.model.is_none() && has("model"))
+            || (self.collect_text && self.observed.text.len() < TEXT_BYTES && has("content"))
+            || (self.collect_text && has("output_text.delta"));
         if !interesting {
             return true;
         }
@@ -222,9 +277,23 @@ impl SseScanner {
             self.observed.tool_calls += 1;
             return;
         }
+        if self.collect_text
+            && v.get("type").and_then(Value::as_str) == Some("response.output_text.delta")
+        {
+            if let Some(t) = v.get("delta").and_then(Value::as_str) {
+                keep_text(&mut self.observed.text, t);
+            }
+            return;
+        }
         self.observed.absorb(v);
         if let Some(choices) = v.get("choices").and_then(Value::as_array) {
             for c in choices {
+                if self.collect_text {
+                    let text = c.pointer("/delta/content").or_else(|| c.get("text"));
+                    if let Some(t) = text.and_then(Value::as_str) {
+                        keep_text(&mut self.observed.text, t);
+                    }
+                }
                 if let Some(calls) = c.pointer("/delta/tool_calls").and_then(Value::as_array) {
                     // A tool call's first delta carries its id; later ones only arguments.
                     let new = calls
@@ -321,6 +390,23 @@ mod tests {
         assert_eq!(from_body(b"not json"), Observed::default());
         let emb = from_body(br#"{"usage":{"prompt_tokens":5,"total_tokens":5}}"#);
         assert_eq!(emb.usage.map(|u| (u.input, u.output)), Some((5, 0)));
+    }
+
+    #[test]
+    fn the_answers_text_is_kept_when_asked_and_bounded() {
+        let mut s = SseScanner::new(false).with_text();
+        s.push(STREAM.as_bytes(), &mut Vec::new());
+        assert_eq!(s.observed.text, "Hel");
+        let (_, plain) = run(&[STREAM.as_bytes()], false);
+        assert!(plain.observed.text.is_empty(), "not kept unless asked");
+        let long = "é".repeat(TEXT_BYTES);
+        let body = serde_json::json!({"choices": [{"message": {"content": long}}]});
+        let o = from_body(body.to_string().as_bytes());
+        assert!(o.text.len() <= TEXT_BYTES && o.text.len() > TEXT_BYTES - 2);
+        let r = from_body(
+            br#"{"output":[{"type":"message","content":[{"type":"output_text","text":"hi"}]}]}"#,
+        );
+        assert_eq!(r.text, "hi");
     }
 
     #[test]

@@ -22,6 +22,8 @@ pub struct CallRecord {
     pub prompt_hash: Option<String>,
     /// The scanned prompt text (`[gateway] scan` not `off`).
     pub prompt: Option<String>,
+    /// Scanning is on: the start of the answer (`observed.text`) goes in as `completion`.
+    pub scanned: bool,
     pub latency_ms: f64,
     pub ttft_ms: Option<f64>,
     pub observed: Observed,
@@ -72,6 +74,9 @@ impl CallRecord {
         if let Some(p) = &self.prompt {
             attrs.push(("prompt".into(), s(p)));
         }
+        if self.scanned && !self.observed.text.is_empty() {
+            attrs.push(("completion".into(), s(&self.observed.text)));
+        }
         if let Some(e) = self.error {
             attrs.push(("error".into(), s(e)));
         }
@@ -107,6 +112,7 @@ mod tests {
             stream: true,
             prompt_hash: Some("ab".into()),
             prompt: Some("hi".into()),
+            scanned: true,
             latency_ms: 12.5,
             ttft_ms: Some(3.0),
             observed: Observed {
@@ -118,6 +124,7 @@ mod tests {
                 }),
                 tool_calls: 2,
                 model: Some("gpt-4o-mini-2024".into()),
+                text: "the answer".into(),
             },
             cost_usd: Some(0.25),
             status: 200,
@@ -148,6 +155,7 @@ mod tests {
         assert_eq!(e.attr_str("provider"), Some("openai"));
         assert_eq!(e.attr_str("prompt_hash"), Some("ab"));
         assert_eq!(e.attr_str("prompt"), Some("hi"));
+        assert_eq!(e.attr_str("completion"), Some("the answer"));
         assert_eq!(e.attr("stream"), Some(&AttrValue::Bool(true)));
         let failed = CallRecord {
             error: Some("upstream_timeout"),

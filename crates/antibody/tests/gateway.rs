@@ -184,6 +184,10 @@ fn answer(req: &Seen, out: &mut TcpStream) -> bool {
             r#"{"error":{"message":"bad","type":"invalid_request_error"}}"#,
         ),
         "fake-malformed" => plain(out, 200, "{not json at all"),
+        "fake-leak" => {
+            let leak = r#""content":"Use the key AKIAIOSFODNN7EXAMPLE for the bucket.""#;
+            plain(out, 200, &buffered().replace(r#""content":null"#, leak))
+        }
         "fake-huge" => {
             let filler = "x".repeat(10 << 20);
             plain(
@@ -1032,6 +1036,16 @@ fn prompt_injection_is_found_in_detect_mode_and_refused_in_block_mode() {
         excerpt.contains("ignore all previous instructions"),
         "{finding}"
     );
+    // A credential in the answer is a finding too (`completion`).
+    assert_eq!(gw.call("leaky", &chat("fake-leak", false)).status, 200);
+    let leak = eventually(Duration::from_secs(15), || {
+        let r = gw.server.get(
+            "/v1/findings?entity=agent:leaky&kind=secret_leak",
+            ADMIN_KEY,
+        );
+        r.json()["items"].as_array()?.first().cloned()
+    });
+    assert_eq!(leak["evidence"]["field"], "completion", "{leak}");
     drop(gw);
 
     let tmp = tempfile::tempdir().unwrap();
