@@ -164,6 +164,13 @@ impl Meter {
         Ok(Ticket { keys })
     }
 
+    /// Takes back an admitted call's request count (a later check refused it).
+    pub fn refund(&self, ticket: &Ticket) {
+        for key in &ticket.keys {
+            self.with(key, |c| c.requests = c.requests.saturating_sub(1));
+        }
+    }
+
     /// Adds a finished call's tokens and dollars at every level it was admitted at.
     pub fn charge(&self, ticket: &Ticket, tokens: u64, usd: f64, now: TimestampMs) {
         let usd = if usd.is_finite() { usd.max(0.0) } else { 0.0 };
@@ -335,7 +342,10 @@ mod tests {
         assert_eq!(e.code, "rate_limit_exceeded");
         assert!(e.message.contains("team `r`"), "{}", e.message);
         assert_eq!(e.retry_after_s, Some(60));
-        // The refused call was not charged to the tenant: one more fits there.
+        // The refused call was not charged to the tenant: one more fits there, and a refund
+        // gives one back.
+        let t2 = m.admit(&t, &p, &ask("agent:y", "m"), T0 + 15).unwrap();
+        m.refund(&t2);
         assert!(m.admit(&t, &p, &ask("agent:x", "m"), T0 + 20).is_ok());
         assert_eq!(
             m.admit(&t, &p, &ask("agent:x", "m"), T0 + 30)

@@ -18,6 +18,7 @@ use crate::upstream::{chain, is_hop_by_hop, upstream_headers, upstream_path, Poo
 use crate::usage::{from_body, Observed, SseScanner};
 use crate::vitals::CallRecord;
 use antibody_core::TenantId;
+use antibody_respond::enforce::Rate;
 use axum::body::Body;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
@@ -112,7 +113,7 @@ impl Gateway {
         } else {
             (Facts::default(), body)
         };
-        self.judge(&tenant, &id, key.as_deref(), call.peer, &facts.tools, now)?;
+        let throttle = self.judge(&tenant, &id, key.as_deref(), call.peer, &facts.tools, now)?;
         let policy = self.backend.policy(&tenant);
         let ask = Ask {
             agent: &id.entity,
@@ -148,6 +149,13 @@ impl Gateway {
             }
         }
         let ticket = self.meter.admit(&tenant, &policy, &ask, now)?;
+        // Last, so a call another check refuses does not use up the throttle's allowance.
+        if let Some((entity, rate)) = throttle {
+            if let Err(refusal) = self.meter.throttle(&tenant, &entity, rate, now) {
+                self.meter.refund(&ticket);
+                return Err(refusal);
+            }
+        }
         let strip = facts.stream && !facts.client_usage;
         let sent = Sent {
             method: call.method,
@@ -174,13 +182,14 @@ impl Gateway {
                 "this key's role cannot use the gateway (it needs ingest or above)",
             ),
             KeyRefusal::Unavailable(why) => Refusal::new(
-                "upstream_unavailable",
+                "unavailable",
                 format!("the key store is unavailable: {why}"),
             ),
         })
     }
 
-    /// Verdicts of every entity the call is tied to; a throttle is counted here.
+    /// Verdicts of every entity the call is tied to: a refusal, or the throttle to count
+    /// the call against once every other check passed.
     fn judge(
         &self,
         tenant: &TenantId,
@@ -189,7 +198,7 @@ impl Gateway {
         peer: IpAddr,
         tools: &[String],
         now: i64,
-    ) -> Result<(), Refusal> {
+    ) -> Result<Option<(String, Rate)>, Refusal> {
         let address = format!("ip:{peer}");
         let key_handle = key.map(|k| format!("key:{}", fingerprint(k.as_bytes())));
         let mut handles: Vec<&str> = vec![&address];
@@ -214,8 +223,8 @@ impl Gateway {
             return Err(r);
         }
         match gate {
-            Gate::Throttle { entity, rate } => self.meter.throttle(tenant, &entity, rate, now),
-            Gate::Pass | Gate::Refuse(_) => Ok(()),
+            Gate::Throttle { entity, rate } => Ok(Some((entity, rate))),
+            Gate::Pass | Gate::Refuse(_) => Ok(None),
         }
     }
 

@@ -21,6 +21,7 @@ pub const CODES: &[(&str, u16, &str)] = &[
     ("tokens_limit_exceeded", 429, "rate_limit_error"),
     ("budget_exceeded", 429, "rate_limit_error"),
     ("upstream_unavailable", 502, "api_error"),
+    ("unavailable", 503, "api_error"),
     ("upstream_timeout", 504, "api_error"),
 ];
 
