@@ -8,6 +8,7 @@
 use bytes::Bytes;
 use hmac::{Hmac, Mac};
 use http_body_util::{BodyExt, Full, Limited};
+use hyper::client::conn::http1::SendRequest;
 use hyper::header::{HeaderName, HeaderValue, CONTENT_TYPE, HOST, USER_AGENT};
 use hyper::{Request, Uri};
 use hyper_util::rt::TokioIo;
@@ -76,6 +77,16 @@ impl Endpoint {
                 .path_and_query()
                 .map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned()),
         })
+    }
+
+    /// `host[:port]` as written (the `Host` header).
+    pub fn authority(&self) -> &str {
+        &self.authority
+    }
+
+    /// Path and query, `/` at least.
+    pub fn path(&self) -> &str {
+        &self.path
     }
 
     /// The full URL.
@@ -240,11 +251,28 @@ impl HttpClient {
         headers: &[(HeaderName, HeaderValue)],
         limit: usize,
     ) -> Result<(u16, Option<Bytes>), String> {
+        let sender = self.connect(endpoint).await?;
+        exchange_on(sender, endpoint, body, headers, limit).await
+    }
+
+    /// Opens one HTTP/1.1 connection to `endpoint` (TLS for `https://`; `TCP_NODELAY`, so
+    /// requests and streamed chunks leave at once) and returns its sender. The connection
+    /// runs on a task of its own until the sender is dropped and the last response read.
+    /// Every outbound connection of the binary is made here (webhooks, notify, the
+    /// investigator, the gateway's upstreams).
+    pub async fn connect<B>(&self, endpoint: &Endpoint) -> Result<SendRequest<B>, String>
+    where
+        B: hyper::body::Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
         let stream = TcpStream::connect((endpoint.host.as_str(), endpoint.port))
             .await
             .map_err(|e| format!("cannot connect to {}: {e}", endpoint.origin()))?;
+        // Best effort: a socket that refuses it still works, only slower.
+        let _ = stream.set_nodelay(true);
         if !endpoint.tls {
-            return exchange_on(stream, endpoint, body, headers, limit).await;
+            return handshake(stream).await;
         }
         let name = ServerName::try_from(endpoint.host.clone())
             .map_err(|_| format!("`{}` is not a valid TLS server name", endpoint.host))?;
@@ -253,8 +281,23 @@ impl HttpClient {
             .connect(name, stream)
             .await
             .map_err(|e| format!("TLS with {} failed: {e}", endpoint.origin()))?;
-        exchange_on(stream, endpoint, body, headers, limit).await
+        handshake(stream).await
     }
+}
+
+async fn handshake<S, B>(stream: S) -> Result<SendRequest<B>, String>
+where
+    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| format!("HTTP handshake failed: {e}"))?;
+    // The connection task ends when the response is read and the sender dropped.
+    tokio::spawn(conn);
+    Ok(sender)
 }
 
 /// Whether to retry, and the outcome if this was the last attempt.
@@ -290,21 +333,13 @@ fn judge(attempt: Attempt, attempts: u32) -> (bool, Delivered) {
     }
 }
 
-async fn exchange_on<S>(
-    stream: S,
+async fn exchange_on(
+    mut sender: SendRequest<Full<Bytes>>,
     endpoint: &Endpoint,
     body: Bytes,
     headers: &[(HeaderName, HeaderValue)],
     limit: usize,
-) -> Result<(u16, Option<Bytes>), String>
-where
-    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
-{
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| format!("HTTP handshake failed: {e}"))?;
-    // The connection task ends when the response is read and the sender dropped.
-    tokio::spawn(conn);
+) -> Result<(u16, Option<Bytes>), String> {
     let mut builder = Request::post(endpoint.path.as_str())
         .header(HOST, endpoint.authority.as_str())
         .header(CONTENT_TYPE, "application/json")

@@ -48,6 +48,6 @@ pub use investigator::{
 };
 pub use notify::{NotifyConfig, NotifyExecutor, NotifyFormat, UrlSource};
 pub use registry::{Context, Registry, RegistryError};
-pub use secret::{Secret, SecretError, SecretRef, SecretSource};
+pub use secret::{EnvOrFile, Secret, SecretError, SecretRef, SecretSource};
 pub use signal::SignalExecutor;
 pub use webhook::{WebhookConfig, WebhookExecutor};

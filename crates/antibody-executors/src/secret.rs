@@ -75,6 +75,32 @@ pub trait SecretSource: Send + Sync {
     fn resolve(&self, reference: &SecretRef) -> Result<Secret, SecretError>;
 }
 
+/// Resolves `env:VAR` from the process environment and `file:PATH` from the file (trailing
+/// whitespace trimmed): what the server and the gateway use.
+pub struct EnvOrFile;
+
+impl SecretSource for EnvOrFile {
+    fn resolve(&self, r: &SecretRef) -> Result<Secret, SecretError> {
+        let unresolved = |why: String| SecretError::Unresolved {
+            reference: r.to_string(),
+            why,
+        };
+        match r {
+            SecretRef::Env(var) => std::env::var(var)
+                .map(Secret::new)
+                .map_err(|e| unresolved(e.to_string())),
+            SecretRef::File(path) => std::fs::read(path)
+                .map(|mut b| {
+                    while b.last().is_some_and(|c| c.is_ascii_whitespace()) {
+                        b.pop();
+                    }
+                    Secret::new(b)
+                })
+                .map_err(|e| unresolved(e.to_string())),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

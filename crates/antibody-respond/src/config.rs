@@ -5,6 +5,7 @@
 
 use crate::action::{ActionKind, ActionStatus, Mode};
 use crate::fleet::FleetConfig;
+use crate::gateway_policy::GatewayPolicy;
 use crate::guard::GuardConfig;
 use crate::playbook::AllowList;
 use serde::{Deserialize, Serialize};
@@ -48,6 +49,8 @@ pub struct TenantPolicy {
     pub allow: AllowList,
     /// Blast-radius caps for the tenant; `[respond.guard]` when absent.
     pub guard: Option<GuardConfig>,
+    /// What the LLM gateway lets the tenant's agents spend (rates, tokens, budgets, models).
+    pub gateway: std::sync::Arc<GatewayPolicy>,
 }
 
 impl Default for TenantPolicy {
@@ -66,6 +69,7 @@ impl Default for TenantPolicy {
             modes: BTreeMap::new(),
             allow: AllowList::default(),
             guard: None,
+            gateway: Default::default(),
         }
     }
 }
@@ -73,8 +77,11 @@ impl Default for TenantPolicy {
 impl TenantPolicy {
     /// The first problem, for configuration errors.
     pub fn validate(&self) -> Result<(), String> {
-        match self.problems().into_iter().next() {
-            Some((_, msg)) => Err(msg.to_owned()),
+        if let Some((_, msg)) = self.problems().into_iter().next() {
+            return Err(msg.to_owned());
+        }
+        match self.gateway.problems().into_iter().next() {
+            Some(msg) => Err(msg),
             None => Ok(()),
         }
     }

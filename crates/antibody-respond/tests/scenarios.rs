@@ -1272,6 +1272,7 @@ const ANSWERS: &[(&str, &str)] = &[
     ("path_traversal", "web-attack"),
     ("cmd_injection", "web-attack"),
     ("prompt_injection", "prompt-injection"),
+    ("secret_leak", "secret-leak"),
     ("jailbreak", "prompt-injection"),
     ("brute_force", "brute-force"),
     ("port_scan", "port-scan"),

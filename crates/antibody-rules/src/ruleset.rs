@@ -37,6 +37,10 @@ const DEFAULT_PACK: &[(&str, &str)] = &[
         include_str!("../rules/default/prompt_injection.yml"),
     ),
     (
+        "default/secret_leak.yml",
+        include_str!("../rules/default/secret_leak.yml"),
+    ),
+    (
         "default/brute_force.yml",
         include_str!("../rules/default/brute_force.yml"),
     ),

@@ -81,6 +81,33 @@ fn usable(info: KeyInfo, now: i64) -> Result<Auth, ApiError> {
     }
 }
 
+/// The usable key behind `secret`, from the cache or the store: for every listener that
+/// takes antibody keys (the API here, the gateway through the binary's wiring).
+pub async fn authenticate(state: &AppState, secret: &str) -> Result<KeyInfo, ApiError> {
+    let now = state.clock.now_ms();
+    if let Some(info) = state.keys.get(secret) {
+        return usable(info, now).map(|a| a.0);
+    }
+    let store = state.store.clone();
+    let owned = secret.to_owned();
+    let found = tokio::task::spawn_blocking(move || {
+        let found = store.authenticate(&owned)?;
+        if let Some(k) = found.as_ref().filter(|k| !k.is_expired(now)) {
+            // A hint, not an audit: a store that cannot write (disk full) must not
+            // refuse a valid key.
+            if let Err(e) = store.touch_key(&k.id, now) {
+                tracing::warn!(key = %k.id, error = %e, "could not record a key's last use");
+            }
+        }
+        Ok::<_, antibody_store::StoreError>(found)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))??;
+    let info = found.ok_or(ApiError::UnknownKey)?;
+    state.keys.put(secret, &info);
+    usable(info, now).map(|a| a.0)
+}
+
 impl FromRequestParts<AppState> for Auth {
     type Rejection = ApiError;
 
@@ -94,28 +121,7 @@ impl FromRequestParts<AppState> for Auth {
             .ok_or(ApiError::Unauthorized)?;
         let value = header.to_str().map_err(|_| ApiError::Unauthorized)?;
         let secret = bearer_secret(value).ok_or(ApiError::Unauthorized)?;
-        let now = state.clock.now_ms();
-        if let Some(info) = state.keys.get(secret) {
-            return usable(info, now);
-        }
-        let store = state.store.clone();
-        let owned = secret.to_owned();
-        let found = tokio::task::spawn_blocking(move || {
-            let found = store.authenticate(&owned)?;
-            if let Some(k) = found.as_ref().filter(|k| !k.is_expired(now)) {
-                // A hint, not an audit: a store that cannot write (disk full) must not
-                // refuse a valid key.
-                if let Err(e) = store.touch_key(&k.id, now) {
-                    tracing::warn!(key = %k.id, error = %e, "could not record a key's last use");
-                }
-            }
-            Ok::<_, antibody_store::StoreError>(found)
-        })
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))??;
-        let info = found.ok_or(ApiError::UnknownKey)?;
-        state.keys.put(secret, &info);
-        usable(info, now)
+        authenticate(state, secret).await.map(Auth)
     }
 }
 
@@ -161,3 +167,4 @@ mod tests {
         }
     }
 }
+

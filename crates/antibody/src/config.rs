@@ -61,6 +61,10 @@ pub struct TlsFile {
 pub struct CorsFile {
     #[serde(default)]
     pub allowed_origins: Vec<String>,
+    /// The LLM gateway's own listener, providers, prices (and MCP servers, accepted ahead
+    /// of the MCP proxy).
+    #[serde(default)]
+    pub gateway: antibody_gateway::RawGatewayConfig,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -113,11 +117,15 @@ pub struct Overrides {
     pub tls_key: Option<PathBuf>,
     pub tls_client_ca: Option<PathBuf>,
     pub tls_ca_bundle: Option<PathBuf>,
+    /// `--gateway-listen` / `ANTIBODY_GATEWAY_LISTEN` over `[gateway] listen`.
+    pub gateway_listen: Option<String>,
 }
 
 pub struct Resolved {
     pub listen: SocketAddr,
     pub server: ServerConfig,
+    /// The gateway, when `[gateway]` names at least one provider.
+    pub gateway: Option<antibody_gateway::GatewayConfig>,
 }
 
 pub fn resolve(file: FileConfig, o: Overrides) -> Result<Resolved> {
@@ -186,10 +194,31 @@ pub fn resolve(file: FileConfig, o: Overrides) -> Result<Resolved> {
     if let Some(s) = log.checkpoint_secs {
         cfg.pipeline.checkpoint_interval = Duration::from_secs(s.max(1));
     }
+    let gateway = resolve_gateway(file.gateway, o.gateway_listen)?;
     Ok(Resolved {
         listen,
         server: cfg,
+        gateway,
     })
+}
+
+/// `[gateway]` under the flag, validated with its keys resolved; off without providers.
+fn resolve_gateway(
+    mut raw: antibody_gateway::RawGatewayConfig,
+    listen: Option<String>,
+) -> Result<Option<antibody_gateway::GatewayConfig>> {
+    if listen.is_some() {
+        raw.listen = listen;
+    }
+    if !raw.enabled() {
+        if raw.listen.is_some() || !raw.mcp_servers.is_empty() {
+            bail!("[gateway] needs at least one [[gateway.providers]] to run");
+        }
+        return Ok(None);
+    }
+    raw.validate(&antibody_executors::EnvOrFile)
+        .map(Some)
+        .map_err(|errors| anyhow::anyhow!("invalid [gateway]:\n{}", errors.join("\n")))
 }
 
 fn apply_limits(cfg: &mut ServerConfig, l: &LimitsFile) -> Result<()> {
@@ -312,7 +341,46 @@ mod tests {
             tls_key: None,
             tls_client_ca: None,
             tls_ca_bundle: None,
+            gateway_listen: None,
         }
+    }
+
+    #[test]
+    fn the_gateway_runs_with_providers_and_its_flag_wins() {
+        let file: FileConfig = toml::from_str(
+            "[gateway]\nlisten = \"127.0.0.1:4001\"\n[[gateway.providers]]\nname = \"local\"\nurl = \"http://127.0.0.1:11434\"\n[gateway.prices.\"m\"]\ninput_per_mtok = 1.0\noutput_per_mtok = 2.0\n",
+        )
+        .unwrap();
+        let r = resolve(
+            file,
+            Overrides {
+                gateway_listen: Some("127.0.0.1:4002".into()),
+                ..none()
+            },
+        )
+        .unwrap();
+        assert_eq!(r.gateway.map(|g| g.listen.port()), Some(4002));
+        assert!(resolve(FileConfig::default(), none())
+            .unwrap()
+            .gateway
+            .is_none());
+        let flag_only = Overrides {
+            gateway_listen: Some("127.0.0.1:4002".into()),
+            ..none()
+        };
+        assert!(
+            resolve(FileConfig::default(), flag_only).is_err(),
+            "nowhere to send calls"
+        );
+        let bad: FileConfig = toml::from_str(
+            "[[gateway.providers]]\nname = \"x\"\nurl = \"http://h\"\napi_key = \"sk-oops\"\n",
+        )
+        .unwrap();
+        let e = format!("{:#}", resolve(bad, none()).err().unwrap());
+        assert!(
+            e.contains("must be a reference") && !e.contains("sk-oops"),
+            "{e}"
+        );
     }
 
     #[test]

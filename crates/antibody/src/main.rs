@@ -4,6 +4,7 @@ mod admin_cli;
 mod bench;
 mod bench_respond;
 mod config;
+mod gateway;
 mod layers_cli;
 mod ml;
 mod models_cli;
@@ -108,6 +109,10 @@ struct ServeArgs {
     /// Also trust these PEM CA certificates for outbound HTTPS (webhook, notify, investigator).
     #[arg(long, env = "ANTIBODY_TLS_CA_BUNDLE")]
     tls_ca_bundle: Option<PathBuf>,
+    /// The LLM gateway's address (default 127.0.0.1:4000; runs when `[gateway]` names a
+    /// provider).
+    #[arg(long, env = "ANTIBODY_GATEWAY_LISTEN")]
+    gateway_listen: Option<String>,
 }
 
 #[derive(Args)]
@@ -239,6 +244,7 @@ fn serve(args: ServeArgs) -> Result<()> {
         tls_key: args.tls_key,
         tls_client_ca: args.tls_client_ca,
         tls_ca_bundle: args.tls_ca_bundle,
+        gateway_listen: args.gateway_listen,
     };
     let mut resolved = config::resolve(file, overrides)?;
     resolved.server.demo = args.demo.or(demo_in_file).unwrap_or(false);
@@ -259,6 +265,20 @@ fn serve(args: ServeArgs) -> Result<()> {
         if let Some(key) = &server.new_admin_key {
             eprintln!("antibody: created tenant `default` and its admin key (shown once, also in {}/admin.key):\n{key}", data_dir.display());
         }
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let stopped = move || {
+            let mut rx = stop_rx.clone();
+            async move {
+                let _ = rx.wait_for(|s| *s).await;
+            }
+        };
+        let gateway_task = match resolved.gateway {
+            Some(cfg) => {
+                let http = server.http_client().clone();
+                Some(start_gateway(cfg, server.state().clone(), http, stopped()).await?)
+            }
+            None => None,
+        };
         let listener = tokio::net::TcpListener::bind(resolved.listen)
             .await
             .with_context(|| format!("cannot listen on {}; is another server running? pick another with --listen", resolved.listen))?;
@@ -270,7 +290,14 @@ fn serve(args: ServeArgs) -> Result<()> {
         // A stable line scripts and tests wait for (the port may have been chosen by the OS).
         eprintln!("antibody: listening on {addr} ({scheme})");
         tracing::info!(%addr, data_dir = %data_dir.display(), "antibody is serving");
-        server.serve(listener, shutdown_signal()).await?;
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            let _ = stop_tx.send(true);
+        });
+        server.serve(listener, stopped()).await?;
+        if let Some(t) = gateway_task {
+            t.abort();
+        }
         tracing::info!("stopped cleanly");
         Ok(())
     })
@@ -329,6 +356,43 @@ fn fit_connections_to_descriptors(net: &mut antibody_server::net::NetLimits) {
             net.max_connections = room;
         }
     }
+/// Binds the gateway's listener and serves it on a task until `stop`. Its line comes before
+/// the API's `listening on`, which scripts and tests wait for.
+async fn start_gateway(
+    cfg: antibody_gateway::GatewayConfig,
+    state: antibody_server::state::AppState,
+    http: antibody_executors::HttpClient,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<tokio::task::JoinHandle<()>> {
+    // After a crash the response stage re-derives from the replayed log what was in force;
+    // until it has, the view would wave through an agent quarantined before the crash.
+    let settled = state.pipeline.settled();
+    tokio::time::timeout(std::time::Duration::from_secs(300), settled)
+        .await
+        .context("the replayed log took over 5 minutes to reach the response stage")?
+        .context("the pipeline stopped before the replayed log reached the response stage")?;
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {} for the gateway; pick another with --gateway-listen",
+                cfg.listen
+            )
+        })?;
+    let addr = listener.local_addr()?;
+    eprintln!("antibody: gateway serving on {addr}");
+    tracing::info!(%addr, providers = cfg.providers.len(), "the LLM gateway is serving");
+    let gw = antibody_gateway::Gateway::new(
+        cfg,
+        Arc::new(gateway::ServerBackend(state.clone())),
+        Some(state.catalog.rule_book().global().clone()),
+        http,
+    );
+    Ok(tokio::spawn(async move {
+        if let Err(e) = antibody_gateway::http::serve(gw, listener, stop).await {
+            tracing::error!(error = %e, "the gateway listener failed");
+        }
+    }))
 }
 
 async fn shutdown_signal() {

@@ -242,6 +242,10 @@ const DEFAULT_PACK: &[(&str, &str)] = &[
         include_str!("../../playbooks/default/prompt_injection.yml"),
     ),
     (
+        "default/secret_leak.yml",
+        include_str!("../../playbooks/default/secret_leak.yml"),
+    ),
+    (
         "default/exfiltration.yml",
         include_str!("../../playbooks/default/exfiltration.yml"),
     ),

@@ -240,6 +240,19 @@ impl Catalog {
         }
     }
 
+    /// The tenant's gateway policy in force (its own document's, else the configured
+    /// one), shared, without copying the catalog: for the gateway's request path.
+    pub fn gateway_policy(&self, tenant: &TenantId) -> Arc<antibody_respond::GatewayPolicy> {
+        let sets = match self.sets.read() {
+            Ok(s) => s,
+            Err(p) => p.into_inner(),
+        };
+        match sets.policies.get(tenant) {
+            Some(p) => p.gateway.clone(),
+            None => self.responder.policy(tenant.as_str()).gateway.clone(),
+        }
+    }
+
     /// The tenant's document `name`, else the global file of that name.
     pub fn doc(
         &self,

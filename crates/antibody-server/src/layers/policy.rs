@@ -66,6 +66,9 @@ pub fn parse(
     for (field, reason) in policy.problems() {
         errors.push(at(field, reason));
     }
+    for reason in policy.gateway.problems() {
+        errors.push(at("gateway", &reason));
+    }
     if let Some(set) = playbooks {
         for id in policy.modes.keys().filter(|id| set.get(id).is_none()) {
             errors.push(at(

@@ -121,6 +121,25 @@ pub(crate) enum Ingest {
     Stop,
 }
 
+/// A barrier through every partition, the sink and the response stage (in that order, as
+/// outputs flow): it resolves once each has handled everything queued before it. After a
+/// restart this is when the decisions re-derived from the replayed log are in force.
+pub(crate) struct Settle {
+    left: std::sync::atomic::AtomicUsize,
+    done: std::sync::Mutex<Option<oneshot::Sender<()>>>,
+}
+
+impl Settle {
+    /// One partition's barrier reached the end of the line.
+    pub(crate) fn arrive(&self) {
+        if self.left.fetch_sub(1, Ordering::AcqRel) == 1 {
+            if let Some(tx) = self.done.lock().ok().and_then(|mut d| d.take()) {
+                let _ = tx.send(());
+            }
+        }
+    }
+}
+
 /// Messages waiting per partition worker (events are bounded separately, in events).
 const WORKER_QUEUE: usize = 256;
 /// Unprocessed events per partition worker: ~5 s at 50,000 events/s, ~100 MB at most.
@@ -176,6 +195,8 @@ pub(crate) enum Work {
         listing: Arc<crate::entities::Listing>,
         reply: oneshot::Sender<crate::entities::Page>,
     },
+    /// A barrier: handed on to the sink once everything queued before it is done.
+    Settle(Arc<Settle>),
     Stop,
 }
 
@@ -579,6 +600,22 @@ impl Pipeline {
             .map_err(|_| WebError::Stopped)??;
         }
         Ok(replies)
+    /// Resolves once the response stage has absorbed everything the partitions had queued
+    /// when it was called: at start, the replayed log tail, so the enforcement view holds
+    /// again what it held before a crash. Enforcement points wait for it before serving.
+    pub fn settled(&self) -> oneshot::Receiver<()> {
+        let (tx, rx) = oneshot::channel();
+        let settle = Arc::new(Settle {
+            left: std::sync::atomic::AtomicUsize::new(self.workers.len()),
+            done: std::sync::Mutex::new(Some(tx)),
+        });
+        for w in &self.workers {
+            if w.send(Work::Settle(settle.clone())).is_err() {
+                // A partition is gone: the pipeline is failing and /readyz says so.
+                settle.arrive();
+            }
+        }
+        rx
     }
 
     /// Queues parsed events for the durable log; the receiver resolves after the fsync.

@@ -38,6 +38,9 @@ pub(crate) enum SinkMsg {
         next_offset: u64,
         bytes: Result<Vec<u8>, String>,
     },
+    /// A partition's barrier (`Pipeline::settled`): on to the response stage after the
+    /// outputs before it.
+    Settle(Arc<super::Settle>),
 }
 
 /// One item of the live stream, already serialised once for every subscriber.
@@ -84,6 +87,7 @@ struct Drained {
     index: HashMap<String, usize>,
     samples: Vec<Sample>,
     parts: Vec<(usize, u64, Result<Vec<u8>, String>)>,
+    settles: Vec<Arc<super::Settle>>,
 }
 
 impl Drained {
@@ -114,6 +118,7 @@ impl Drained {
                 next_offset,
                 bytes,
             } => self.parts.push((partition, next_offset, bytes)),
+            SinkMsg::Settle(s) => self.settles.push(s),
         }
     }
 
@@ -124,6 +129,7 @@ impl Drained {
         self.index.clear();
         self.samples.clear();
         self.parts.clear();
+        self.settles.clear();
     }
 }
 
@@ -171,6 +177,18 @@ impl Sink {
         self.visible.committed(&b.shown);
         self.publish(&b.incidents);
         self.to_responder(&mut findings, &mut b.incidents, &mut b.samples);
+        for s in b.settles.drain(..) {
+            match &self.respond {
+                Some(tx) => {
+                    if let Err(e) = tx.send(RespondMsg::Settle(s)) {
+                        if let RespondMsg::Settle(s) = e.0 {
+                            s.arrive();
+                        }
+                    }
+                }
+                None => s.arrive(),
+            }
+        }
         for (p, off, bytes) in std::mem::take(&mut b.parts) {
             self.add_snapshot_part(p, off, bytes);
         }

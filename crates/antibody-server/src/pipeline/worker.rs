@@ -144,6 +144,7 @@ impl Worker {
                     let page = crate::entities::scan(self.partition.entities(&tenant), &listing);
                     let _ = reply.send(page);
                 }
+                Work::Settle(barrier) => self.to_sink(SinkMsg::Settle(barrier)),
                 Work::Stop => break,
             }
         }

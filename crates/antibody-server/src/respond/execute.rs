@@ -91,7 +91,7 @@ impl Executors {
             runtime,
             http,
             clock,
-            secrets: Arc::new(EnvOrFile),
+            secrets: Arc::new(antibody_executors::EnvOrFile),
         };
         let registry = antibody_executors::Registry::build(config, &ctx);
         let external: Vec<Arc<dyn Executor>> = registry
@@ -264,34 +264,5 @@ impl Executors {
                 }
             }),
         );
-    }
-}
-
-/// Resolves `env:VAR` and `file:PATH` secret references.
-struct EnvOrFile;
-
-impl antibody_executors::SecretSource for EnvOrFile {
-    fn resolve(
-        &self,
-        r: &antibody_executors::SecretRef,
-    ) -> Result<antibody_executors::Secret, antibody_executors::SecretError> {
-        use antibody_executors::{Secret, SecretError, SecretRef};
-        let unresolved = |why: String| SecretError::Unresolved {
-            reference: r.to_string(),
-            why,
-        };
-        match r {
-            SecretRef::Env(var) => std::env::var(var)
-                .map(Secret::new)
-                .map_err(|e| unresolved(e.to_string())),
-            SecretRef::File(path) => std::fs::read(path)
-                .map(|mut b| {
-                    while b.last().is_some_and(|c| c.is_ascii_whitespace()) {
-                        b.pop();
-                    }
-                    Secret::new(b)
-                })
-                .map_err(|e| unresolved(e.to_string())),
-        }
     }
 }

@@ -148,6 +148,8 @@ pub(crate) enum RespondMsg {
     },
     /// The investigator answered (or failed) about an incident.
     Investigated(investigate::Answer),
+    /// A barrier from the partitions through the sink (`Pipeline::settled`).
+    Settle(std::sync::Arc<crate::pipeline::Settle>),
     Checkpoint,
     Playbooks(Arc<antibody_respond::PlaybookSet>),
     /// A tenant's own playbook set (`None`: back to the global one).
@@ -386,6 +388,7 @@ impl RespondStage {
                 RespondMsg::Playbooks(p) => self.responder.set_playbooks(p),
                 RespondMsg::TenantPlaybooks(t, p) => self.responder.set_tenant_playbooks(t, p),
                 RespondMsg::TenantPolicy(t, p) => self.responder.set_tenant_policy(t, p),
+                RespondMsg::Settle(s) => s.arrive(),
                 RespondMsg::Stop => break,
             }
         }

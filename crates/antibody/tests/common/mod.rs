@@ -16,6 +16,8 @@ pub struct TestServer {
     child: Option<Child>,
     pub addr: SocketAddr,
     pub dir: PathBuf,
+    /// What the server printed before its `listening on` line (the gateway's address).
+    pub startup: Vec<String>,
     _tmp: Option<tempfile::TempDir>,
 }
 
@@ -71,6 +73,7 @@ impl TestServer {
             child: Some(child),
             addr,
             dir: dir.to_path_buf(),
+            startup: log,
             _tmp: None,
         }
     }

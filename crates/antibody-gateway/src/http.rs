@@ -1,0 +1,56 @@
+//! The gateway's listener: every request goes to [`Gateway::handle`]; this module only
+//! adapts axum to it. The MCP proxy mounts beside it at `/mcp/{name}` when it lands.
+
+use crate::proxy::{Call, Gateway};
+use axum::extract::{ConnectInfo, Request, State};
+use axum::response::Response;
+use axum::Router;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+pub fn router(gw: Arc<Gateway>) -> Router {
+    Router::new().fallback(forward).with_state(gw)
+}
+
+async fn forward(
+    State(gw): State<Arc<Gateway>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    req: Request,
+) -> Response {
+    let (parts, body) = req.into_parts();
+    let call = Call {
+        method: parts.method,
+        path_and_query: parts
+            .uri
+            .path_and_query()
+            .map_or_else(|| parts.uri.path().to_owned(), |p| p.as_str().to_owned()),
+        headers: parts.headers,
+        peer: peer.ip(),
+        body,
+    };
+    gw.handle(call).await
+}
+
+/// Serves until `shutdown` resolves. Sockets get `TCP_NODELAY`: streamed chunks leave at
+/// once instead of waiting for the next.
+pub async fn serve(
+    gw: Arc<Gateway>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use axum::serve::ListenerExt;
+    if !gw.cfg.mcp_servers.is_empty() {
+        let names: Vec<&str> = gw.cfg.mcp_servers.iter().map(|m| m.name.as_str()).collect();
+        tracing::warn!(servers = ?names, "[[gateway.mcp_servers]] configured, but MCP is not yet proxied: /mcp/{{name}} answers 404");
+    }
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    axum::serve(
+        listener,
+        router(gw).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}
