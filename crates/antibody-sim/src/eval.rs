@@ -49,6 +49,35 @@ pub fn train(setup: &Setup, episodes: u64, seed: u64, scenarios: &[Scenario]) ->
     policy
 }
 
+/// Records `episodes` per scenario of `behaviour` acting ε-greedily (the live policy with
+/// its exploration), then estimates `candidate` on those decisions.
+pub fn offpolicy(
+    setup: &Setup,
+    behaviour: &Policy,
+    candidate: &Policy,
+    episodes: u64,
+    seed: u64,
+    epsilon: f64,
+    scenarios: &[Scenario],
+) -> crate::offpolicy::Estimate {
+    let mut rng = SplitMix64::new(seed ^ 0x0ff);
+    let mut logged = Vec::new();
+    for i in 0..episodes {
+        for &s in scenarios {
+            let run = learned::episode(
+                setup,
+                s,
+                eval_seed(seed, i),
+                behaviour,
+                Some((epsilon, &mut rng)),
+                false,
+            );
+            logged.extend(run.logged());
+        }
+    }
+    crate::offpolicy::estimate(candidate, &logged)
+}
+
 /// A mean with its 95 % confidence half-width.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
 pub struct Interval {
