@@ -105,6 +105,9 @@ impl Interval {
     }
 }
 
+/// An episode's outcome with its count of unsafe actions.
+type Scored = (Outcome, u32);
+
 /// The metrics of one arm (the issue's `M`).
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Metrics {
@@ -117,7 +120,7 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    fn of(runs: &[(Outcome, u32)]) -> Self {
+    fn of(runs: &[Scored]) -> Self {
         let f = |g: fn(&Outcome) -> f64| {
             Interval::of(&runs.iter().map(|(o, _)| g(o)).collect::<Vec<_>>())
         };
@@ -155,7 +158,7 @@ pub fn evaluate(
     scenarios: &[Scenario],
     mut log: Option<&mut dyn FnMut(&serde_json::Value)>,
 ) -> Report {
-    let mut all: (Vec<(Outcome, u32)>, Vec<(Outcome, u32)>) = (Vec::new(), Vec::new());
+    let mut all: (Vec<Scored>, Vec<Scored>) = (Vec::new(), Vec::new());
     let mut report = Report {
         episodes,
         ..Report::default()
@@ -168,7 +171,7 @@ pub fn evaluate(
             let a = ladder::episode(setup, s, es, want);
             let b = learned::episode(setup, s, es, policy, None, want);
             if let Some(w) = log.as_mut() {
-                a.log.iter().chain(&b.log).for_each(|l| w(l));
+                a.log.iter().chain(&b.log).for_each(&mut **w);
             }
             let take = |r: Run| (r.outcome, r.unsafe_actions);
             st.push(take(a));

@@ -106,7 +106,7 @@ enum Pending {
 }
 
 /// Joins each incident update with the findings of the step that joined it.
-pub(crate) fn joined<'a>(inc: &Incident, findings: &'a [Finding]) -> Vec<Finding> {
+pub(crate) fn joined(inc: &Incident, findings: &[Finding]) -> Vec<Finding> {
     findings
         .iter()
         .filter(|f| f.incident.as_deref() == Some(inc.id.as_str()))
