@@ -60,7 +60,7 @@ fn bench(c: &mut Criterion) {
         }
     }
     c.bench_function("policy_choose", |b| {
-        b.iter(|| black_box(p.choose(black_box(&f), black_box(&cands))))
+        b.iter(|| black_box(p.choose(black_box(&f), black_box(&cands), true)))
     });
 }
 

@@ -9,10 +9,13 @@
 //!
 //! Reward: minus the step's cost, the sum of
 //! * damage — while the cause acts: scenario rate × remaining intensity × criticality / 3;
-//! * downtime — per entity out of service: 0.5 × criticality / 3;
+//! * downtime — per entity out of service: 0.5 × criticality / 3; plus 0.5 per step the
+//!   world has not recovered (so time to recover is paid for directly);
 //! * collateral — per step of a side effect in force (1.5 for good users blocked behind the
-//!   shared NAT, 0.3 for a healthy agent limited), plus 3 once for a task a reset lost;
-//! * analyst time — 2 per approval request, 4 per request for a human to investigate.
+//!   shared NAT, 0.3 for a healthy agent limited), plus 3 once for a task a reset lost and
+//!   5 once per action aimed at something that was not the cause;
+//! * analyst time — 6 per approval request, 12 per request for a human to investigate
+//!   (minutes of a person, priced against minutes of damage).
 //!
 //! The episode ends once the world has recovered (cause gone, nothing healthy held out of
 //! service or blocked) and ran [`MIN_STEPS`], or after [`HORIZON_STEPS`]. Time to recover
@@ -41,8 +44,11 @@ pub const HUMAN_FIX_STEPS: u32 = 30;
 pub const MIN_STEPS: u32 = 30;
 /// The provider outage lasts this many steps.
 const OUTAGE_STEPS: u32 = 30;
-const APPROVAL_COST: f64 = 2.0;
-const ASK_COST: f64 = 4.0;
+/// An analyst's time: about five minutes to answer an approval, more to investigate.
+const APPROVAL_COST: f64 = 6.0;
+const COLLATERAL_ACTION_COST: f64 = 5.0;
+const UNRECOVERED_COST: f64 = 0.5;
+const ASK_COST: f64 = 12.0;
 /// An analyst approves a right action this often, and a collateral one this often.
 const APPROVE_RIGHT: f64 = 0.9;
 const APPROVE_WRONG: f64 = 0.3;
@@ -280,6 +286,9 @@ impl Env {
         }
         let obs = self.advance();
         self.running_costs(&mut cost);
+        if !self.recovered() {
+            cost.downtime += UNRECOVERED_COST;
+        }
         // Recovery counts from the last time the world became healthy: a wrong action
         // after an early recovery undoes it.
         if !self.recovered() {
@@ -343,6 +352,7 @@ impl Env {
                 self.out.actions += 1;
                 if *kind != ActionKind::Notify && role.collateral() {
                     self.out.collateral += 1;
+                    cost.collateral += COLLATERAL_ACTION_COST;
                 }
                 let ok = self.rng.unit() >= scenario::failure_rate(*kind);
                 let due = Due::Effect {

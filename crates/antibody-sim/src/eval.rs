@@ -49,6 +49,35 @@ pub fn train(setup: &Setup, episodes: u64, seed: u64, scenarios: &[Scenario]) ->
     policy
 }
 
+/// Records `episodes` per scenario of `behaviour` acting ε-greedily (the live policy with
+/// its exploration), then estimates `candidate` on those decisions.
+pub fn offpolicy(
+    setup: &Setup,
+    behaviour: &Policy,
+    candidate: &Policy,
+    episodes: u64,
+    seed: u64,
+    epsilon: f64,
+    scenarios: &[Scenario],
+) -> crate::offpolicy::Estimate {
+    let mut rng = SplitMix64::new(seed ^ 0x0ff);
+    let mut logged = Vec::new();
+    for i in 0..episodes {
+        for &s in scenarios {
+            let run = learned::episode(
+                setup,
+                s,
+                eval_seed(seed, i),
+                behaviour,
+                Some((epsilon, &mut rng)),
+                false,
+            );
+            logged.extend(run.logged());
+        }
+    }
+    crate::offpolicy::estimate(candidate, &logged)
+}
+
 /// A mean with its 95 % confidence half-width.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
 pub struct Interval {
@@ -76,6 +105,9 @@ impl Interval {
     }
 }
 
+/// An episode's outcome with its count of unsafe actions.
+type Scored = (Outcome, u32);
+
 /// The metrics of one arm (the issue's `M`).
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Metrics {
@@ -88,7 +120,7 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    fn of(runs: &[(Outcome, u32)]) -> Self {
+    fn of(runs: &[Scored]) -> Self {
         let f = |g: fn(&Outcome) -> f64| {
             Interval::of(&runs.iter().map(|(o, _)| g(o)).collect::<Vec<_>>())
         };
@@ -126,7 +158,7 @@ pub fn evaluate(
     scenarios: &[Scenario],
     mut log: Option<&mut dyn FnMut(&serde_json::Value)>,
 ) -> Report {
-    let mut all: (Vec<(Outcome, u32)>, Vec<(Outcome, u32)>) = (Vec::new(), Vec::new());
+    let mut all: (Vec<Scored>, Vec<Scored>) = (Vec::new(), Vec::new());
     let mut report = Report {
         episodes,
         ..Report::default()
@@ -139,7 +171,7 @@ pub fn evaluate(
             let a = ladder::episode(setup, s, es, want);
             let b = learned::episode(setup, s, es, policy, None, want);
             if let Some(w) = log.as_mut() {
-                a.log.iter().chain(&b.log).for_each(|l| w(l));
+                a.log.iter().chain(&b.log).for_each(&mut **w);
             }
             let take = |r: Run| (r.outcome, r.unsafe_actions);
             st.push(take(a));

@@ -204,3 +204,42 @@ fn replies(
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::eval;
+    use crate::Policy;
+
+    #[test]
+    fn the_real_responder_acts_within_what_is_permitted() {
+        let setup = Setup::new().unwrap();
+        for s in [
+            Scenario::ToolLoop,
+            Scenario::BruteForce,
+            Scenario::PromptInjection,
+        ] {
+            let run = episode(&setup, s, 4, false);
+            assert!(run.outcome.actions > 0, "{s:?}: {:?}", run.outcome);
+            assert_eq!(run.unsafe_actions, 0, "{s:?}");
+        }
+    }
+
+    #[test]
+    fn an_untrained_policy_takes_the_ladders_first_step_and_training_changes_choices() {
+        let setup = Setup::new().unwrap();
+        let fresh = Policy::new("fresh");
+        let run = crate::learned::episode(&setup, Scenario::ToolLoop, 4, &fresh, None, true);
+        assert!(run.outcome.actions > 0);
+        assert_eq!(run.unsafe_actions, 0);
+        assert!(!run.log.is_empty());
+        let trained = eval::train(&setup, 20, 3, &[Scenario::ReleaseShift]);
+        assert!(!trained.is_empty());
+        assert_ne!(
+            crate::learned::episode(&setup, Scenario::ReleaseShift, 4, &trained, None, false)
+                .decisions
+                .len(),
+            0
+        );
+    }
+}

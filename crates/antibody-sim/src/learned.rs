@@ -3,6 +3,7 @@
 //! explores (ε-greedy) and every decision is credited with the cost that followed it.
 
 use crate::env::{Choice, Env, Outcome, Step, World};
+use crate::offpolicy::Logged;
 use crate::permit::{self, asset_of, Candidate, Tracker};
 use crate::policy::{options, Arm, Context, Features, Policy};
 use crate::scenario::{Member, Scenario};
@@ -45,23 +46,46 @@ pub struct Run {
     pub outcome: Outcome,
     /// Actions that ran although not permitted (must stay 0).
     pub unsafe_actions: u32,
-    /// `(context, arm, step)` of each decision, for training.
-    pub decisions: Vec<(Context, Arm, usize)>,
+    /// Each decision: context, arms offered, arm taken, its probability, step.
+    pub decisions: Vec<Decided>,
     /// Cost of each step.
     pub costs: Vec<f64>,
     /// JSON lines, when asked for.
     pub log: Vec<serde_json::Value>,
 }
 
+#[derive(Clone, Debug)]
+pub struct Decided {
+    pub context: Context,
+    pub options: Vec<Arm>,
+    pub taken: Arm,
+    pub propensity: f64,
+    pub step: usize,
+}
+
 impl Run {
-    /// Credits each decision with minus the cost from its step to the end.
-    pub fn credit(&self, policy: &mut Policy) {
+    /// The decisions with their returns: minus the cost from the step to the end.
+    pub fn logged(&self) -> Vec<Logged> {
         let mut to_go = vec![0.0; self.costs.len() + 1];
         for i in (0..self.costs.len()).rev() {
             to_go[i] = to_go[i + 1] + self.costs[i];
         }
-        for (ctx, arm, step) in &self.decisions {
-            policy.update(*ctx, *arm, -to_go[(*step).min(self.costs.len())]);
+        self.decisions
+            .iter()
+            .map(|d| Logged {
+                context: d.context,
+                options: d.options.clone(),
+                taken: d.taken,
+                propensity: d.propensity,
+                ret: -to_go[d.step.min(self.costs.len())],
+            })
+            .collect()
+    }
+
+    /// Credits each decision with its return.
+    pub fn credit(&self, policy: &mut Policy) {
+        for l in self.logged() {
+            policy.update(l.context, l.taken, l.ret);
         }
     }
 }
@@ -71,6 +95,8 @@ struct IncState {
     attempts: u32,
     last_failed: bool,
     pending: Option<Pending>,
+    /// Actions that ran or were refused here: not offered again.
+    done: Vec<(antibody_respond::ActionKind, String)>,
 }
 
 enum Pending {
@@ -80,7 +106,7 @@ enum Pending {
 }
 
 /// Joins each incident update with the findings of the step that joined it.
-pub(crate) fn joined<'a>(inc: &Incident, findings: &'a [Finding]) -> Vec<Finding> {
+pub(crate) fn joined(inc: &Incident, findings: &[Finding]) -> Vec<Finding> {
     findings
         .iter()
         .filter(|f| f.incident.as_deref() == Some(inc.id.as_str()))
@@ -146,6 +172,8 @@ pub fn episode(
     let mut run = Run::default();
     let mut approved: Vec<(String, Candidate)> = Vec::new();
     let mut ticket = 0u64;
+    // One human investigates the whole episode; asking twice buys nothing.
+    let mut asked = false;
     for step in 0.. {
         for inc in &obs.incidents {
             tracker.absorb(inc, &joined(inc, &obs.findings), env.fleet());
@@ -174,27 +202,39 @@ pub fn episode(
                 continue;
             }
             let asset = asset_of(env.fleet(), &t.case.entity);
-            let cands = permitted(setup, &mut guard, &env, t, asset.as_ref(), now);
+            let mut cands = permitted(setup, &mut guard, &env, t, asset.as_ref(), now);
+            cands.retain(|c| !s.done.iter().any(|(k, tg)| *k == c.kind && *tg == c.target));
             let share = group_share(env.fleet(), &tracker, &t.case.entity);
             let f = features(t, share, s.attempts, s.last_failed, now);
-            let why = policy.choose(&f, &cands);
-            let opts = options(&cands);
+            let why = policy.choose(&f, &cands, !asked);
+            let opts = options(&cands, !asked);
             let mut pick = why.chosen;
+            let mut propensity = 1.0;
             if let Some((eps, rng)) = explore.as_mut() {
                 if rng.unit() < *eps {
                     pick = rng.below(opts.len() as u64) as usize;
                 }
+                let greedy = if pick == why.chosen { 1.0 - *eps } else { 0.0 };
+                propensity = *eps / opts.len() as f64 + greedy;
             }
             let (arm, cand) = opts[pick];
-            run.decisions.push((why.context, arm, step));
+            run.decisions.push(Decided {
+                context: why.context,
+                options: opts.iter().map(|(a, _)| *a).collect(),
+                taken: arm,
+                propensity,
+                step,
+            });
             match (arm, cand) {
                 (Arm::Ask, _) => {
+                    asked = true;
                     s.pending = Some(Pending::Human);
                     choices.push(Choice::AskHuman);
                 }
                 (Arm::Act(..), Some(c)) if c.approval.is_some() => {
                     ticket += 1;
                     s.pending = Some(Pending::Approval(ticket, c.clone()));
+                    s.done.push((c.kind, c.target.clone()));
                     choices.push(Choice::Request {
                         ticket,
                         kind: c.kind,
@@ -206,6 +246,7 @@ pub fn episode(
                         run.unsafe_actions += 1;
                     }
                     guard.record(env.tenant(), c.kind, now);
+                    s.done.push((c.kind, c.target.clone()));
                     ticket += 1;
                     s.pending = Some(Pending::Running(ticket));
                     choices.push(act(ticket, c));

@@ -12,6 +12,8 @@
 //! * [`policy`] — the learned policy: a tabular Monte-Carlo Q over a small context, which
 //!   only orders permitted choices (or waits, or asks a human), and explains each choice.
 //! * [`eval`] — seeded episodes per scenario, both arms, means with 95 % intervals.
+//! * [`offpolicy`] — a candidate's value on recorded decisions (IPS, doubly robust) and its
+//!   agreement with them, before a promote.
 //!
 //! Pure and deterministic: no I/O, no clock, randomness from seeds.
 
@@ -19,6 +21,7 @@ pub mod env;
 pub mod eval;
 pub mod ladder;
 pub mod learned;
+pub mod offpolicy;
 pub mod permit;
 pub mod policy;
 pub mod scenario;

@@ -193,9 +193,13 @@ pub struct Policy {
     table: BTreeMap<(Context, Arm), Stat>,
 }
 
-/// What the policy may pick from: wait, ask, and each permitted candidate.
-pub fn options(cands: &[Candidate]) -> Vec<(Arm, Option<&Candidate>)> {
-    let mut v: Vec<(Arm, Option<&Candidate>)> = vec![(Arm::Wait, None), (Arm::Ask, None)];
+/// What the policy may pick from: wait, ask (when `ask` — nobody was asked yet), and each
+/// permitted candidate.
+pub fn options(cands: &[Candidate], ask: bool) -> Vec<(Arm, Option<&Candidate>)> {
+    let mut v: Vec<(Arm, Option<&Candidate>)> = vec![(Arm::Wait, None)];
+    if ask {
+        v.push((Arm::Ask, None));
+    }
     for c in cands {
         let arm = Arm::of(c);
         if !v.iter().any(|(a, _)| *a == arm) {
@@ -233,9 +237,9 @@ impl Policy {
 
     /// Picks among wait, ask and the permitted candidates; returns the index into
     /// [`options`] and the explanation.
-    pub fn choose(&self, f: &Features, cands: &[Candidate]) -> Why {
+    pub fn choose(&self, f: &Features, cands: &[Candidate], ask: bool) -> Why {
         let ctx = Context::of(f);
-        let opts = options(cands);
+        let opts = options(cands, ask);
         let alternatives: Vec<Alternative> = opts
             .iter()
             .map(|(arm, c)| {
@@ -248,16 +252,8 @@ impl Policy {
                 }
             })
             .collect();
-        let best = alternatives
-            .iter()
-            .enumerate()
-            .filter_map(|(i, a)| a.value.map(|v| (i, v)))
-            .max_by(|a, b| a.1.total_cmp(&b.1).then(b.0.cmp(&a.0)));
-        let (chosen, fallback) = match best {
-            Some((i, _)) => (i, false),
-            // The ladder's first step when it exists, else wait.
-            None => (usize::from(opts.len() > 2) * 2, true),
-        };
+        let arms: Vec<Arm> = opts.iter().map(|(a, _)| *a).collect();
+        let (chosen, fallback) = self.pick(&ctx, &arms);
         Why {
             policy: self.id.clone(),
             features: *f,
@@ -265,6 +261,29 @@ impl Policy {
             alternatives,
             chosen,
             fallback,
+        }
+    }
+
+    /// The greedy pick among `arms` (wait first, then ask when offered, then actions in
+    /// ladder order): the best arm with an estimate, else the first action, else wait.
+    /// Returns the index and whether it fell back.
+    pub fn pick(&self, ctx: &Context, arms: &[Arm]) -> (usize, bool) {
+        let best = arms
+            .iter()
+            .enumerate()
+            .filter_map(|(i, a)| {
+                let s = self.stat(ctx, *a);
+                (s.n >= MIN_VISITS).then_some((i, s.value))
+            })
+            .max_by(|a, b| a.1.total_cmp(&b.1).then(b.0.cmp(&a.0)));
+        match best {
+            Some((i, _)) => (i, false),
+            None => (
+                arms.iter()
+                    .position(|a| matches!(a, Arm::Act(..)))
+                    .unwrap_or(0),
+                true,
+            ),
         }
     }
 
@@ -353,14 +372,14 @@ mod tests {
             cand(ActionKind::RevokeTools, false),
             cand(ActionKind::Quarantine, true),
         ];
-        let why = p.choose(&features(), &c);
+        let why = p.choose(&features(), &c, true);
         assert!(why.fallback);
         assert_eq!(
             why.alternatives[why.chosen].arm,
             Arm::Act(ActionKind::RevokeTools, Aim::Entity)
         );
         assert_eq!(
-            p.choose(&features(), &[]).chosen,
+            p.choose(&features(), &[], true).chosen,
             0,
             "nothing permitted: wait"
         );
@@ -379,7 +398,7 @@ mod tests {
             cand(ActionKind::RevokeTools, false),
             cand(ActionKind::Quarantine, true),
         ];
-        let why = p.choose(&features(), &c);
+        let why = p.choose(&features(), &c, true);
         // Reset is the best arm overall but not permitted here.
         assert_eq!(
             why.alternatives[why.chosen].arm,

@@ -48,6 +48,31 @@ enum SimCmd {
         #[arg(long)]
         log: Option<PathBuf>,
     },
+    /// Before a promote: estimate a candidate policy's value on decisions recorded from the
+    /// policy in force (IPS and doubly robust), and how often it agrees with them (shadow).
+    Offpolicy {
+        /// The candidate policy file.
+        #[arg(long)]
+        policy: PathBuf,
+        /// The policy in force whose decisions are recorded; without one, an untrained
+        /// policy (the static ladder's first step) is.
+        #[arg(long)]
+        behaviour: Option<PathBuf>,
+        /// Episodes per scenario recorded.
+        #[arg(long, default_value_t = 200)]
+        episodes: u64,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// The recorded policy's exploration rate (propensities follow from it).
+        #[arg(long, default_value_t = 0.1)]
+        epsilon: f64,
+    },
+}
+
+fn read_policy(path: &PathBuf) -> Result<Policy> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    Policy::from_json(&text).with_context(|| format!("{}", path.display()))
 }
 
 fn scenarios(name: Option<&str>) -> Result<Vec<Scenario>> {
@@ -92,11 +117,7 @@ pub fn run(args: SimArgs) -> Result<()> {
         } => {
             let which = scenarios(scenario.as_deref())?;
             let p = match policy {
-                Some(path) => {
-                    let text = std::fs::read_to_string(&path)
-                        .with_context(|| format!("reading {}", path.display()))?;
-                    Policy::from_json(&text).with_context(|| format!("{}", path.display()))?
-                }
+                Some(path) => read_policy(&path)?,
                 None => eval::train(&setup, episodes, seed, &Scenario::ALL),
             };
             let report = evaluate(&setup, &p, episodes, seed, &which, log)?;
@@ -105,6 +126,33 @@ pub fn run(args: SimArgs) -> Result<()> {
             } else {
                 print!("{}", eval::table(&report));
             }
+            Ok(())
+        }
+        SimCmd::Offpolicy {
+            policy,
+            behaviour,
+            episodes,
+            seed,
+            epsilon,
+        } => {
+            if !(epsilon > 0.0 && epsilon <= 1.0) {
+                bail!("--epsilon must be in (0, 1], got {epsilon}");
+            }
+            let candidate = read_policy(&policy)?;
+            let live = match behaviour {
+                Some(p) => read_policy(&p)?,
+                None => Policy::new("ladder"),
+            };
+            let e = eval::offpolicy(
+                &setup,
+                &live,
+                &candidate,
+                episodes,
+                seed,
+                epsilon,
+                &Scenario::ALL,
+            );
+            println!("{}", serde_json::to_string(&e)?);
             Ok(())
         }
     }

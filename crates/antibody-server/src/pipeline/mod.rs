@@ -600,6 +600,8 @@ impl Pipeline {
             .map_err(|_| WebError::Stopped)??;
         }
         Ok(replies)
+    }
+
     /// Resolves once the response stage has absorbed everything the partitions had queued
     /// when it was called: at start, the replayed log tail, so the enforcement view holds
     /// again what it held before a crash. Enforcement points wait for it before serving.
