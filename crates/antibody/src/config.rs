@@ -45,6 +45,10 @@ pub struct FileConfig {
     /// Origins whose browsers may call the API.
     #[serde(default)]
     pub cors: CorsFile,
+    /// The LLM gateway's own listener, providers, prices (and MCP servers, accepted ahead
+    /// of the MCP proxy).
+    #[serde(default)]
+    pub gateway: antibody_gateway::RawGatewayConfig,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -61,10 +65,6 @@ pub struct TlsFile {
 pub struct CorsFile {
     #[serde(default)]
     pub allowed_origins: Vec<String>,
-    /// The LLM gateway's own listener, providers, prices (and MCP servers, accepted ahead
-    /// of the MCP proxy).
-    #[serde(default)]
-    pub gateway: antibody_gateway::RawGatewayConfig,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -356,6 +356,8 @@ fn fit_connections_to_descriptors(net: &mut antibody_server::net::NetLimits) {
             net.max_connections = room;
         }
     }
+}
+
 /// Binds the gateway's listener and serves it on a task until `stop`. Its line comes before
 /// the API's `listening on`, which scripts and tests wait for.
 async fn start_gateway(

@@ -126,7 +126,7 @@ impl Executors {
             Arc::new(antibody_executors::Investigator::new(
                 c,
                 http.clone(),
-                Arc::new(EnvOrFile),
+                Arc::new(antibody_executors::EnvOrFile),
                 runtime,
             ))
         });
