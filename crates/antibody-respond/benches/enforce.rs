@@ -126,6 +126,7 @@ fn bench(c: &mut Criterion) {
         .iter()
         .all(|e| enf.verdict(&tenant, e, now).verdict == VerdictKind::Block));
     assert_eq!(enf.blocklist(&tenant, now).len(), ADDRESSES);
+    assert_eq!(agent_name(&mut [0; 32], 90_210), agents[90_210]);
 
     let mut g = c.benchmark_group("enforce");
     for (name, entities) in [
@@ -146,6 +147,17 @@ fn bench(c: &mut Criterion) {
     g.bench_function("verdict_same_throttled_agent", |b| {
         b.iter(|| black_box(enf.verdict(&tenant, &agents[42], now).kind()))
     });
+    // The gateway's case: the entity's name was just read from the request (in cache), the
+    // view's entry for it is cold. The name is written into a stack buffer each time.
+    let mut i = 0;
+    g.bench_function("verdict_throttled_agent_of_100k_name_in_cache", |b| {
+        let mut buf = [0u8; 32];
+        b.iter(|| {
+            i = (i + 7_919) % ENTITIES;
+            let name = agent_name(&mut buf, i);
+            black_box(enf.verdict(&tenant, name, now).kind())
+        })
+    });
     // What the verdict route and the gateway's refusals read: the lookup, then the details.
     let mut i = 0;
     g.bench_function("verdict_details_throttled_agent_of_100k", |b| {
@@ -156,6 +168,26 @@ fn bench(c: &mut Criterion) {
         })
     });
     g.finish();
+}
+
+/// `agent:bench-{i}` written into `buf`, without touching the heap.
+fn agent_name(buf: &mut [u8; 32], mut i: usize) -> &str {
+    const PREFIX: &[u8] = b"agent:bench-";
+    buf[..PREFIX.len()].copy_from_slice(PREFIX);
+    let mut digits = [0u8; 20];
+    let mut n = 0;
+    loop {
+        digits[n] = b'0' + (i % 10) as u8;
+        n += 1;
+        i /= 10;
+        if i == 0 {
+            break;
+        }
+    }
+    for (k, d) in digits[..n].iter().rev().enumerate() {
+        buf[PREFIX.len() + k] = *d;
+    }
+    std::str::from_utf8(&buf[..PREFIX.len() + n]).unwrap_or("")
 }
 
 criterion_group!(benches, bench);
