@@ -298,7 +298,10 @@ impl Gateway {
             )
         };
         let attempt = async {
-            let mut sender = self.pools[pi].checkout(&self.http, p).await.map_err(unavailable)?;
+            let mut sender = self.pools[pi]
+                .checkout(&self.http, p)
+                .await
+                .map_err(unavailable)?;
             let response = sender
                 .send_request(request)
                 .await

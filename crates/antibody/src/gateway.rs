@@ -22,9 +22,9 @@ impl Backend for ServerBackend {
             match antibody_server::auth::authenticate(&self.0, key).await {
                 Ok(info) if info.role.allows(Role::Ingest) => Ok(info.tenant),
                 Ok(_) => Err(KeyRefusal::Role),
-                Err(ApiError::Unauthorized | ApiError::UnknownKey | ApiError::KeyExpired { .. }) => {
-                    Err(KeyRefusal::Unknown)
-                }
+                Err(
+                    ApiError::Unauthorized | ApiError::UnknownKey | ApiError::KeyExpired { .. },
+                ) => Err(KeyRefusal::Unknown),
                 Err(e) => Err(KeyRefusal::Unavailable(e.to_string())),
             }
         })
