@@ -14,7 +14,7 @@
 
 use crate::syslog::{self, YearTracker};
 use crate::ParseError;
-use antibody_core::{AttrValue, Event, TenantId};
+use antibody_core::{AttrValue, Event, TenantId, TimestampMs};
 use std::net::IpAddr;
 
 /// `message repeated N times` expands to at most this many events: enough for any rule
@@ -63,16 +63,37 @@ impl AuthLogParser {
         }
     }
 
+    /// For a live source (the syslog listener): timestamps without a year get the one
+    /// nearest to `now`, and RFC 5424 messages without a timestamp get `now`.
+    pub fn live(tenant: TenantId, now: TimestampMs) -> Self {
+        Self {
+            tenant,
+            years: YearTracker::live(now),
+        }
+    }
+
+    /// Moves a [`live`](Self::live) parser's "now" on.
+    pub fn set_now(&mut self, now: TimestampMs) {
+        self.years.set_now(now);
+    }
+
     /// `Ok(None)` for a well-formed syslog line that is not an authentication event.
     pub fn parse_line(&mut self, line: &str) -> Result<Option<AuthRecord>, ParseError> {
         let line = syslog::parse(line, &mut self.years)?;
+        Ok(self.record(&line))
+    }
+
+    /// One message as a syslog sender transmits it (`<PRI>` then RFC 3164 or RFC 5424),
+    /// mapped exactly as [`parse_line`](Self::parse_line) maps a line of a file.
+    pub fn parse_message(&mut self, msg: &str) -> Result<Option<AuthRecord>, ParseError> {
+        let line = syslog::parse_network(msg, &mut self.years)?;
+        Ok(self.record(&line))
+    }
+
+    fn record(&self, line: &syslog::SyslogLine<'_>) -> Option<AuthRecord> {
         let (repeat, inner) = unwrap_repeated(line.message);
-        let Some(facts) = classify(inner) else {
-            return Ok(None);
-        };
-        let Some(outcome) = facts.outcome else {
-            return Ok(None);
-        };
+        let facts = classify(inner)?;
+        let outcome = facts.outcome?;
         let service = service_name(facts.pam_service.unwrap_or(line.program));
         let mut attrs: Vec<(String, AttrValue)> = Vec::with_capacity(10);
         let mut put = |k: &str, v: AttrValue| attrs.push((k.to_owned(), v));
@@ -110,7 +131,7 @@ impl AuthLogParser {
             attrs,
             id: None,
         };
-        Ok(Some(AuthRecord { event, repeat }))
+        Some(AuthRecord { event, repeat })
     }
 }
 

@@ -8,6 +8,8 @@
 //! - [`otlp`]: OTLP/HTTP trace and log exports (protobuf or JSON) → `llm` events of entity
 //!   `agent:<id>` and task `vitals`.
 //! - [`rawhttp`]: raw HTTP/1.x requests one after another → `http` events.
+//! - [`syslog_frame`]: syslog messages out of a TCP / TLS byte stream (RFC 6587 framing),
+//!   each then read by [`AuthLogParser::parse_message`] (RFC 3164 or RFC 5424).
 //!
 //! Every parser never panics, whatever the input. The line parsers take a line at a time: a
 //! line is either an event, a well-formed line that carries nothing to detect on (skipped), or
@@ -18,6 +20,7 @@ pub mod eve;
 pub mod otlp;
 pub mod rawhttp;
 mod syslog;
+pub mod syslog_frame;
 
 pub use authlog::{AuthLogParser, AuthRecord};
 pub use eve::EveParser;

@@ -1,6 +1,8 @@
 //! The syslog line header: timestamp, hostname and program tag, in the BSD form most
 //! `auth.log` / `secure` files use (`Dec 10 06:55:46 LabSZ sshd[24200]: …`) and the RFC 3339
-//! form of current rsyslog defaults (`2026-01-05T10:00:00.123456+00:00 web1 sshd[7]: …`).
+//! form of current rsyslog defaults (`2026-01-05T10:00:00.123456+00:00 web1 sshd[7]: …`);
+//! and a message as it arrives over the network ([`parse_network`]): a `<PRI>` and then
+//! either the same BSD form (RFC 3164) or RFC 5424's `1 TIMESTAMP HOST APP PROCID MSGID SD MSG`.
 
 use crate::ParseError;
 use antibody_core::clock::parse_rfc3339;
@@ -21,10 +23,15 @@ pub(crate) struct SyslogLine<'a> {
 /// same file always yields the same timestamps) and moves to the next year when the month
 /// jumps back by half a year or more, as a log crossing New Year does (Dec → Jan). Smaller
 /// backward jumps are out-of-order lines and keep the year.
+///
+/// A live source ([`YearTracker::live`]) has "now" instead: a BSD timestamp gets the year
+/// that puts it nearest to now (a December line read in January is last year's), and an
+/// RFC 5424 message without a timestamp gets now.
 #[derive(Debug, Clone)]
 pub(crate) struct YearTracker {
     year: i64,
     last_month: Option<u8>,
+    now: Option<(TimestampMs, u8)>,
 }
 
 impl YearTracker {
@@ -32,10 +39,34 @@ impl YearTracker {
         Self {
             year,
             last_month: None,
+            now: None,
         }
     }
 
+    /// For lines arriving as they are written, `now` being their arrival.
+    pub fn live(now: TimestampMs) -> Self {
+        let mut t = Self::new(0);
+        t.set_now(now);
+        t
+    }
+
+    /// Moves a live tracker's "now" on.
+    pub fn set_now(&mut self, now: TimestampMs) {
+        let text = antibody_core::clock::format_rfc3339(now);
+        let year = text.get(..4).and_then(|y| y.parse().ok()).unwrap_or(1970);
+        let month = text.get(5..7).and_then(|m| m.parse().ok()).unwrap_or(1);
+        self.year = year;
+        self.now = Some((now, month));
+    }
+
     fn year_for(&mut self, month: u8) -> i64 {
+        if let Some((_, now_month)) = self.now {
+            return match i16::from(month) - i16::from(now_month) {
+                d if d > 6 => self.year - 1,
+                d if d < -6 => self.year + 1,
+                _ => self.year,
+            };
+        }
         if let Some(last) = self.last_month {
             if month + 6 <= last {
                 self.year += 1;
@@ -72,6 +103,105 @@ pub(crate) fn parse<'a>(
         pid,
         message,
     })
+}
+
+/// A message received over the network: `<PRI>` (optional: some relays drop it), then
+/// RFC 5424 when the version `1 ` follows, else the BSD / RFC 3339 line form of [`parse`].
+pub(crate) fn parse_network<'a>(
+    msg: &'a str,
+    years: &mut YearTracker,
+) -> Result<SyslogLine<'a>, ParseError> {
+    let msg = msg.trim_end_matches(['\r', '\n', '\0']);
+    let rest = match msg.strip_prefix('<') {
+        Some(r) => {
+            let end = r
+                .bytes()
+                .take(4)
+                .position(|b| b == b'>')
+                .ok_or(ParseError::Syslog("bad PRI"))?;
+            let pri: u8 = r[..end]
+                .parse()
+                .map_err(|_| ParseError::Syslog("bad PRI"))?;
+            if pri > 191 {
+                return Err(ParseError::Syslog("bad PRI"));
+            }
+            &r[end + 1..]
+        }
+        None => msg,
+    };
+    match rest.strip_prefix("1 ") {
+        Some(r) => rfc5424(r, years),
+        None => parse(rest, years),
+    }
+}
+
+/// `TIMESTAMP HOSTNAME APP-NAME PROCID MSGID STRUCTURED-DATA [MSG]` (after `<PRI>1 `);
+/// `-` is the nil value of each header field.
+fn rfc5424<'a>(rest: &'a str, years: &mut YearTracker) -> Result<SyslogLine<'a>, ParseError> {
+    let mut fields = rest.splitn(6, ' ');
+    let mut next = |what| fields.next().ok_or(ParseError::Syslog(what));
+    let stamp = next("missing timestamp")?;
+    let host = next("missing hostname")?;
+    let app = next("missing app name")?;
+    let procid = next("missing procid")?;
+    let _msgid = next("missing msgid")?;
+    let rest = fields
+        .next()
+        .ok_or(ParseError::Syslog("missing structured data"))?;
+    let ts = match stamp {
+        "-" => years
+            .now
+            .map(|(now, _)| now)
+            .ok_or(ParseError::Syslog("no timestamp"))?,
+        s => parse_rfc3339(s).ok_or_else(|| ParseError::Timestamp(s.to_owned()))?,
+    };
+    let message = skip_structured_data(rest)?;
+    // A UTF-8 message starts with a byte-order mark.
+    let message = message.strip_prefix('\u{feff}').unwrap_or(message);
+    Ok(SyslogLine {
+        ts,
+        host,
+        program: if app == "-" { "" } else { app },
+        pid: procid.parse().ok(),
+        message,
+    })
+}
+
+/// The message after `-` or `[id k="v" …]…` (values may hold `\"`, `\]` and spaces).
+fn skip_structured_data(s: &str) -> Result<&str, ParseError> {
+    let bad = ParseError::Syslog("bad structured data");
+    let b = s.as_bytes();
+    let mut i = match b.first() {
+        Some(b'-') => 1,
+        Some(b'[') => {
+            let mut i = 0;
+            while b.get(i) == Some(&b'[') {
+                let (mut quoted, mut escaped) = (false, false);
+                i += 1;
+                loop {
+                    let c = *b.get(i).ok_or(bad.clone())?;
+                    i += 1;
+                    match c {
+                        _ if escaped => escaped = false,
+                        b'\\' if quoted => escaped = true,
+                        b'"' => quoted = !quoted,
+                        b']' if !quoted => break,
+                        _ => {}
+                    }
+                }
+            }
+            i
+        }
+        _ => return Err(bad),
+    };
+    match b.get(i) {
+        None => Ok(""),
+        Some(b' ') => {
+            i += 1;
+            Ok(&s[i..])
+        }
+        Some(_) => Err(bad),
+    }
 }
 
 fn iso_timestamp(line: &str) -> Result<(TimestampMs, &str), ParseError> {
@@ -218,7 +348,64 @@ mod tests {
         }
     }
 
+    #[test]
+    fn network_messages_rfc3164_and_rfc5424() {
+        let now = ts("2026-01-03T12:00:00Z");
+        let mut y = YearTracker::live(now);
+        let l = parse_network(
+            "<38>Dec 31 23:59:58 gw sshd[9]: Failed password for root from 10.0.0.1 port 2 ssh2\n",
+            &mut y,
+        )
+        .unwrap();
+        assert_eq!(
+            l.ts,
+            ts("2025-12-31T23:59:58Z"),
+            "nearest to now: last year"
+        );
+        assert_eq!((l.host, l.program, l.pid), ("gw", "sshd", Some(9)));
+        let l = parse_network(
+            "<86>1 2026-01-03T11:59:00.5Z web1 sshd 4242 - [meta x=\"a \\\"]b\"][o k=\"v\"] \u{feff}Invalid user bob from 10.0.0.2",
+            &mut y,
+        )
+        .unwrap();
+        assert_eq!(l.ts, ts("2026-01-03T11:59:00.500Z"));
+        assert_eq!((l.host, l.program, l.pid), ("web1", "sshd", Some(4242)));
+        assert_eq!(l.message, "Invalid user bob from 10.0.0.2");
+        let l = parse_network("<13>1 - h - - - -", &mut y).unwrap();
+        assert_eq!((l.ts, l.program, l.pid, l.message), (now, "", None, ""));
+        for bad in [
+            "<>1 - h - - - - x",
+            "<999>Dec 31 23:59:58 gw sshd: x",
+            "<13>1 2026-01-03T11:59:00Z h a p m [unterminated",
+            "<13>1 2026-01-03T11:59:00Z h a p m -x",
+            "<13>1 nope h a p m - x",
+            "<13>1 - h a",
+        ] {
+            assert!(parse_network(bad, &mut y).is_err(), "{bad:?}");
+        }
+        assert!(
+            parse_network("<13>1 - h - - - -", &mut YearTracker::new(2026)).is_err(),
+            "no 'now' offline"
+        );
+    }
+
+    #[test]
+    fn live_years_follow_now() {
+        let mut y = YearTracker::live(ts("2026-07-01T00:00:00Z"));
+        assert_eq!(y.year_for(1), 2026);
+        assert_eq!(y.year_for(12), 2026);
+        y.set_now(ts("2026-01-01T00:00:00Z"));
+        assert_eq!(y.year_for(12), 2025);
+        y.set_now(ts("2026-12-31T00:00:00Z"));
+        assert_eq!(y.year_for(1), 2027);
+    }
+
     proptest! {
+        #[test]
+        fn network_never_panics(msg in "(<[0-9]{1,4}>)?(1 )?\\PC{0,80}") {
+            let _ = parse_network(&msg, &mut YearTracker::live(0));
+        }
+
         #[test]
         fn never_panics(line in "\\PC{0,80}", year in 0i64..20000) {
             let _ = parse(&line, &mut YearTracker::new(year));

@@ -1,15 +1,21 @@
-//! The gateway's listener: every request goes to [`Gateway::handle`]; this module only
-//! adapts axum to it. The MCP proxy mounts beside it at `/mcp/{name}` when it lands.
+//! The gateway's routes: every request goes to [`Gateway::handle`]; this module only adapts
+//! axum to it. The binary serves the router on the listener every HTTP port of antibody
+//! shares (`antibody_server::net::serve`: TLS, connection caps, timeouts, `TCP_NODELAY` so
+//! streamed chunks leave at once), which hands the peer's address in as `ConnectInfo`. The
+//! MCP proxy mounts beside it at `/mcp/{name}` when it lands.
 
 use crate::proxy::{Call, Gateway};
 use axum::extract::{ConnectInfo, Request, State};
 use axum::response::Response;
 use axum::Router;
-use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 pub fn router(gw: Arc<Gateway>) -> Router {
+    if !gw.cfg.mcp_servers.is_empty() {
+        let names: Vec<&str> = gw.cfg.mcp_servers.iter().map(|m| m.name.as_str()).collect();
+        tracing::warn!(servers = ?names, "[[gateway.mcp_servers]] configured, but MCP is not yet proxied: /mcp/{{name}} answers 404");
+    }
     Router::new().fallback(forward).with_state(gw)
 }
 
@@ -30,27 +36,4 @@ async fn forward(
         body,
     };
     gw.handle(call).await
-}
-
-/// Serves until `shutdown` resolves. Sockets get `TCP_NODELAY`: streamed chunks leave at
-/// once instead of waiting for the next.
-pub async fn serve(
-    gw: Arc<Gateway>,
-    listener: tokio::net::TcpListener,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    use axum::serve::ListenerExt;
-    if !gw.cfg.mcp_servers.is_empty() {
-        let names: Vec<&str> = gw.cfg.mcp_servers.iter().map(|m| m.name.as_str()).collect();
-        tracing::warn!(servers = ?names, "[[gateway.mcp_servers]] configured, but MCP is not yet proxied: /mcp/{{name}} answers 404");
-    }
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    axum::serve(
-        listener,
-        router(gw).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
 }

@@ -18,6 +18,7 @@ pub mod pipeline;
 pub mod respond;
 pub mod routes;
 pub mod state;
+pub mod syslog;
 pub mod webprof;
 
 use antibody_core::ingest::Limits;

@@ -78,6 +78,12 @@ pub struct Metrics {
     pub otlp_items: AtomicU64,
     /// OTLP tasks not grouped into vitals because the task table was full.
     pub otlp_tasks_untracked: AtomicU64,
+    /// Syslog messages received (UDP datagrams and stream frames) and read.
+    pub syslog_messages: AtomicU64,
+    /// Syslog messages that could not be read (bad framing, header or values).
+    pub syslog_malformed: AtomicU64,
+    /// Syslog events not logged: UDP under overload, or the server stopping.
+    pub syslog_dropped: AtomicU64,
     /// Engine time per event batch.
     pub detect_latency: Histogram,
     /// From the request's arrival to its findings being queryable and streamed.
@@ -166,6 +172,21 @@ impl Metrics {
                 "antibody_otlp_tasks_untracked_total",
                 "OTLP agent tasks not grouped into vitals: the task table was full.",
                 &self.otlp_tasks_untracked,
+            ),
+            (
+                "antibody_syslog_messages_total",
+                "Syslog messages received by the listener (UDP and TCP).",
+                &self.syslog_messages,
+            ),
+            (
+                "antibody_syslog_malformed_total",
+                "Syslog messages or frames that could not be read.",
+                &self.syslog_malformed,
+            ),
+            (
+                "antibody_syslog_dropped_total",
+                "Syslog events not logged (UDP under overload, or the server stopping).",
+                &self.syslog_dropped,
             ),
         ];
         for (name, help, v) in counters {

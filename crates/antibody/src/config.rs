@@ -46,9 +46,75 @@ pub struct FileConfig {
     #[serde(default)]
     pub cors: CorsFile,
     /// The LLM gateway's own listener, providers, prices (and MCP servers, accepted ahead
-    /// of the MCP proxy).
+    /// of the MCP proxy), with its listener's `[gateway.tls]` and `[gateway.limits]`.
     #[serde(default)]
+    pub gateway: GatewayFile,
+    /// The syslog listener (UDP and TCP): off unless `listen` (or `--syslog-listen`) is set.
+    #[serde(default)]
+    pub syslog: SyslogFile,
+}
+
+/// `[gateway]`: the gateway's own settings (`antibody_gateway`), and `tls` and `limits`,
+/// which configure the listener the binary serves it on (`antibody_server::net`) and so
+/// are split off here rather than known to the gateway crate.
+#[derive(Debug, Default)]
+pub struct GatewayFile {
     pub gateway: antibody_gateway::RawGatewayConfig,
+    pub tls: TlsFile,
+    pub limits: ListenerLimitsFile,
+}
+
+impl<'de> Deserialize<'de> for GatewayFile {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        use serde::de::Error;
+        fn part<T: serde::de::DeserializeOwned + Default, E: Error>(
+            table: &mut toml::Table,
+            name: &str,
+        ) -> std::result::Result<T, E> {
+            match table.remove(name) {
+                None => Ok(T::default()),
+                Some(v) => v
+                    .try_into()
+                    .map_err(|e| E::custom(format!("[gateway.{name}]: {e}"))),
+            }
+        }
+        let mut table = toml::Table::deserialize(d)?;
+        let tls = part(&mut table, "tls")?;
+        let limits = part(&mut table, "limits")?;
+        let gateway = toml::Value::Table(table)
+            .try_into()
+            .map_err(D::Error::custom)?;
+        Ok(Self {
+            gateway,
+            tls,
+            limits,
+        })
+    }
+}
+
+/// `[syslog]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyslogFile {
+    pub listen: Option<String>,
+    /// The tenant every message belongs to (default `default`).
+    pub tenant: Option<String>,
+    #[serde(default)]
+    pub tls: TlsFile,
+    #[serde(default)]
+    pub limits: ListenerLimitsFile,
+}
+
+/// `[gateway.limits]` and `[syslog.limits]`: a listener's connection caps and timeouts; a
+/// key not set keeps the value of `[limits]` (except the syslog listener's idle timeout,
+/// an hour by default).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerLimitsFile {
+    pub max_connections: Option<usize>,
+    pub max_connections_per_ip: Option<usize>,
+    pub header_timeout_ms: Option<u64>,
+    pub idle_timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -119,13 +185,25 @@ pub struct Overrides {
     pub tls_ca_bundle: Option<PathBuf>,
     /// `--gateway-listen` / `ANTIBODY_GATEWAY_LISTEN` over `[gateway] listen`.
     pub gateway_listen: Option<String>,
+    /// `--syslog-listen` / `ANTIBODY_SYSLOG_LISTEN` over `[syslog] listen`.
+    pub syslog_listen: Option<String>,
 }
 
 pub struct Resolved {
     pub listen: SocketAddr,
     pub server: ServerConfig,
     /// The gateway, when `[gateway]` names at least one provider.
-    pub gateway: Option<antibody_gateway::GatewayConfig>,
+    pub gateway: Option<GatewayListener>,
+    /// The syslog listener, when an address is given.
+    pub syslog: Option<antibody_server::syslog::SyslogConfig>,
+}
+
+/// The gateway and the listener it is served on.
+pub struct GatewayListener {
+    pub gateway: antibody_gateway::GatewayConfig,
+    /// `[gateway.tls]`: HTTPS on the gateway's port; plain HTTP without.
+    pub tls: Option<antibody_server::net::TlsFiles>,
+    pub net: antibody_server::net::NetLimits,
 }
 
 pub fn resolve(file: FileConfig, o: Overrides) -> Result<Resolved> {
@@ -194,12 +272,125 @@ pub fn resolve(file: FileConfig, o: Overrides) -> Result<Resolved> {
     if let Some(s) = log.checkpoint_secs {
         cfg.pipeline.checkpoint_interval = Duration::from_secs(s.max(1));
     }
-    let gateway = resolve_gateway(file.gateway, o.gateway_listen)?;
+    let gateway = resolve_gateway(file.gateway.gateway, o.gateway_listen)?
+        .map(|gateway| -> Result<GatewayListener> {
+            let mut net = cfg.net.clone();
+            listener_limits(&mut net, &file.gateway.limits, "gateway.limits")?;
+            Ok(GatewayListener {
+                gateway,
+                tls: listener_tls(&file.gateway.tls, "gateway.tls")?,
+                net,
+            })
+        })
+        .transpose()?;
+    if gateway.is_none() && file.gateway.tls.cert.is_some() {
+        bail!("[gateway.tls] is set but the gateway does not run (it needs [[gateway.providers]])");
+    }
+    let syslog = resolve_syslog(file.syslog, o.syslog_listen, &cfg.net)?;
     Ok(Resolved {
         listen,
         server: cfg,
         gateway,
+        syslog,
     })
+}
+
+/// `[syslog]` under `--syslog-listen`; off without an address.
+fn resolve_syslog(
+    file: SyslogFile,
+    flag: Option<String>,
+    api_net: &antibody_server::net::NetLimits,
+) -> Result<Option<antibody_server::syslog::SyslogConfig>> {
+    let Some(text) = flag.or(file.listen) else {
+        if file.tenant.is_some() || file.tls.cert.is_some() {
+            bail!("[syslog] needs `listen` (or --syslog-listen) to run");
+        }
+        return Ok(None);
+    };
+    let addr: SocketAddr = text.parse().with_context(|| {
+        format!("--syslog-listen `{text}` is not an address such as 0.0.0.0:5514")
+    })?;
+    let mut cfg = antibody_server::syslog::SyslogConfig::new(addr);
+    cfg.net = antibody_server::net::NetLimits {
+        idle_timeout: cfg.net.idle_timeout,
+        ..api_net.clone()
+    };
+    listener_limits(&mut cfg.net, &file.limits, "syslog.limits")?;
+    // Whether the tenant exists is checked when the listener starts (the store is open then).
+    if let Some(t) = file.tenant {
+        cfg.tenant = antibody_core::TenantId::new(&t);
+    }
+    cfg.tls = listener_tls(&file.tls, "syslog.tls")?;
+    Ok(Some(cfg))
+}
+
+/// A listener's own `[…limits]` over what it inherits.
+fn listener_limits(
+    net: &mut antibody_server::net::NetLimits,
+    l: &ListenerLimitsFile,
+    section: &str,
+) -> Result<()> {
+    apply_net(
+        net,
+        [l.max_connections, l.max_connections_per_ip],
+        [l.header_timeout_ms, l.idle_timeout_ms],
+        section,
+    )
+}
+
+/// The connection caps and timeouts of one listener.
+fn apply_net(
+    net: &mut antibody_server::net::NetLimits,
+    [max, per_ip]: [Option<usize>; 2],
+    [header_ms, idle_ms]: [Option<u64>; 2],
+    section: &str,
+) -> Result<()> {
+    for (slot, v, name) in [
+        (&mut net.max_connections, max, "max_connections"),
+        (
+            &mut net.max_connections_per_ip,
+            per_ip,
+            "max_connections_per_ip",
+        ),
+    ] {
+        match v {
+            Some(0) => bail!("{section}.{name} must be positive"),
+            Some(v) => *slot = v,
+            None => {}
+        }
+    }
+    for (slot, v, name) in [
+        (&mut net.header_timeout, header_ms, "header_timeout_ms"),
+        (&mut net.idle_timeout, idle_ms, "idle_timeout_ms"),
+    ] {
+        match v {
+            Some(0) => bail!("{section}.{name} must be positive"),
+            Some(v) => *slot = Duration::from_millis(v),
+            None => {}
+        }
+    }
+    Ok(())
+}
+
+/// A listener's own `[…tls]` (`cert`, `key`, `client_ca`): none is inherited from `[tls]`,
+/// as each port may face other clients under another name.
+fn listener_tls(f: &TlsFile, section: &str) -> Result<Option<antibody_server::net::TlsFiles>> {
+    if f.ca_bundle.is_some() {
+        bail!("[{section}] ca_bundle: extra roots for outbound HTTPS belong in [tls]");
+    }
+    match (&f.cert, &f.key) {
+        (Some(cert), Some(key)) => Ok(Some(antibody_server::net::TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+            client_ca: f.client_ca.clone(),
+        })),
+        (None, None) if f.client_ca.is_none() => Ok(None),
+        (None, None) => {
+            bail!("[{section}] client_ca needs cert and key (the listener's own certificate)")
+        }
+        (Some(_), None) => bail!("[{section}] cert needs key (the certificate's private key)"),
+        (None, Some(_)) => bail!("[{section}] key needs cert (the certificate it belongs to)"),
+    }
 }
 
 /// `[gateway]` under the flag, validated with its keys resolved; off without providers.
@@ -240,16 +431,11 @@ fn apply_limits(cfg: &mut ServerConfig, l: &LimitsFile) -> Result<()> {
     if let Some(q) = l.max_queued_events {
         cfg.pipeline.max_queued_events = q.max(1);
     }
-    let net = &mut cfg.net;
-    set(
-        &mut net.max_connections,
-        l.max_connections,
-        "max_connections",
-    )?;
-    set(
-        &mut net.max_connections_per_ip,
-        l.max_connections_per_ip,
-        "max_connections_per_ip",
+    apply_net(
+        &mut cfg.net,
+        [l.max_connections, l.max_connections_per_ip],
+        [l.header_timeout_ms, l.idle_timeout_ms],
+        "limits",
     )?;
     let ms = |v: Option<u64>, name: &str| -> Result<Option<Duration>> {
         match v {
@@ -257,12 +443,6 @@ fn apply_limits(cfg: &mut ServerConfig, l: &LimitsFile) -> Result<()> {
             v => Ok(v.map(Duration::from_millis)),
         }
     };
-    if let Some(d) = ms(l.header_timeout_ms, "header_timeout_ms")? {
-        net.header_timeout = d;
-    }
-    if let Some(d) = ms(l.idle_timeout_ms, "idle_timeout_ms")? {
-        net.idle_timeout = d;
-    }
     if let Some(d) = ms(l.body_timeout_ms, "body_timeout_ms")? {
         cfg.body_timeout = d;
     }
@@ -342,6 +522,7 @@ mod tests {
             tls_client_ca: None,
             tls_ca_bundle: None,
             gateway_listen: None,
+            syslog_listen: None,
         }
     }
 
@@ -359,7 +540,7 @@ mod tests {
             },
         )
         .unwrap();
-        assert_eq!(r.gateway.map(|g| g.listen.port()), Some(4002));
+        assert_eq!(r.gateway.map(|g| g.gateway.listen.port()), Some(4002));
         assert!(resolve(FileConfig::default(), none())
             .unwrap()
             .gateway

@@ -113,6 +113,10 @@ struct ServeArgs {
     /// provider).
     #[arg(long, env = "ANTIBODY_GATEWAY_LISTEN")]
     gateway_listen: Option<String>,
+    /// Receive syslog on this address, UDP and TCP (octet-counted or newline-framed; TLS
+    /// only with `[syslog.tls]`): sshd, PAM, su… lines become `auth` events of `[syslog] tenant`.
+    #[arg(long, env = "ANTIBODY_SYSLOG_LISTEN")]
+    syslog_listen: Option<String>,
 }
 
 #[derive(Args)]
@@ -245,10 +249,17 @@ fn serve(args: ServeArgs) -> Result<()> {
         tls_client_ca: args.tls_client_ca,
         tls_ca_bundle: args.tls_ca_bundle,
         gateway_listen: args.gateway_listen,
+        syslog_listen: args.syslog_listen,
     };
     let mut resolved = config::resolve(file, overrides)?;
     resolved.server.demo = args.demo.or(demo_in_file).unwrap_or(false);
     fit_connections_to_descriptors(&mut resolved.server.net);
+    if let Some(g) = &mut resolved.gateway {
+        fit_connections_to_descriptors(&mut g.net);
+    }
+    if let Some(s) = &mut resolved.syslog {
+        fit_connections_to_descriptors(&mut s.net);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -266,16 +277,32 @@ fn serve(args: ServeArgs) -> Result<()> {
             eprintln!("antibody: created tenant `default` and its admin key (shown once, also in {}/admin.key):\n{key}", data_dir.display());
         }
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let stopped = move || {
-            let mut rx = stop_rx.clone();
-            async move {
-                let _ = rx.wait_for(|s| *s).await;
+        let stopped = {
+            let stop_rx = stop_rx.clone();
+            move || {
+                let mut rx = stop_rx.clone();
+                async move {
+                    let _ = rx.wait_for(|s| *s).await;
+                }
             }
         };
+        // Every listener's certificate, for SIGHUP.
+        let mut certificates: Vec<_> = server.tls().into_iter().collect();
         let gateway_task = match resolved.gateway {
-            Some(cfg) => {
+            Some(gw) => {
                 let http = server.http_client().clone();
-                Some(start_gateway(cfg, server.state().clone(), http, stopped()).await?)
+                let (task, tls) =
+                    start_gateway(gw, server.state().clone(), http, stop_rx.clone()).await?;
+                certificates.extend(tls);
+                Some(task)
+            }
+            None => None,
+        };
+        let syslog_task = match resolved.syslog {
+            Some(cfg) => {
+                let (task, tls) = start_syslog(cfg, server.state().clone(), stop_rx.clone()).await?;
+                certificates.extend(tls);
+                Some(task)
             }
             None => None,
         };
@@ -283,8 +310,8 @@ fn serve(args: ServeArgs) -> Result<()> {
             .await
             .with_context(|| format!("cannot listen on {}; is another server running? pick another with --listen", resolved.listen))?;
         let addr = listener.local_addr()?;
-        if let Some(tls) = server.tls() {
-            tokio::spawn(reload_on_sighup(tls));
+        if !certificates.is_empty() {
+            tokio::spawn(reload_on_sighup(certificates));
         }
         let scheme = if server.tls().is_some() { "https" } else { "http" };
         // A stable line scripts and tests wait for (the port may have been chosen by the OS).
@@ -295,7 +322,7 @@ fn serve(args: ServeArgs) -> Result<()> {
             let _ = stop_tx.send(true);
         });
         server.serve(listener, stopped()).await?;
-        if let Some(t) = gateway_task {
+        for t in [gateway_task, syslog_task].into_iter().flatten() {
             t.abort();
         }
         tracing::info!("stopped cleanly");
@@ -303,8 +330,9 @@ fn serve(args: ServeArgs) -> Result<()> {
     })
 }
 
-/// SIGHUP reloads the TLS certificate and key (the files are also watched for changes).
-async fn reload_on_sighup(tls: Arc<antibody_server::net::TlsAcceptor>) {
+/// SIGHUP reloads every listener's TLS certificate and key (the files are also watched for
+/// changes).
+async fn reload_on_sighup(certificates: Vec<Arc<antibody_server::net::TlsAcceptor>>) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
@@ -312,8 +340,10 @@ async fn reload_on_sighup(tls: Arc<antibody_server::net::TlsAcceptor>) {
             return;
         };
         while hup.recv().await.is_some() {
-            if let Err(e) = tls.reload() {
-                tracing::error!(error = %e, "SIGHUP: the TLS files cannot be used; the previous certificate stays in force");
+            for tls in &certificates {
+                if let Err(e) = tls.reload() {
+                    tracing::error!(error = %e, "SIGHUP: the TLS files cannot be used; the previous certificate stays in force");
+                }
             }
         }
     }
@@ -358,14 +388,30 @@ fn fit_connections_to_descriptors(net: &mut antibody_server::net::NetLimits) {
     }
 }
 
-/// Binds the gateway's listener and serves it on a task until `stop`. Its line comes before
-/// the API's `listening on`, which scripts and tests wait for.
+/// How often a listener's TLS files are checked for a new certificate.
+const TLS_RELOAD_CHECK: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Binds the gateway's listener and serves it on a task until `stop`, on the listener the
+/// API uses (`net::serve`: TLS, connection caps, timeouts). Its line comes before the API's
+/// `listening on`, which scripts and tests wait for. Returns the task and the certificate.
 async fn start_gateway(
-    cfg: antibody_gateway::GatewayConfig,
+    gw: config::GatewayListener,
     state: antibody_server::state::AppState,
     http: antibody_executors::HttpClient,
-    stop: impl std::future::Future<Output = ()> + Send + 'static,
-) -> Result<tokio::task::JoinHandle<()>> {
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<(
+    tokio::task::JoinHandle<()>,
+    Option<Arc<antibody_server::net::TlsAcceptor>>,
+)> {
+    let config::GatewayListener {
+        gateway: cfg,
+        tls,
+        net,
+    } = gw;
+    let tls = tls
+        .map(antibody_server::net::TlsAcceptor::load)
+        .transpose()
+        .context("[gateway.tls]")?;
     // After a crash the response stage re-derives from the replayed log what was in force;
     // until it has, the view would wave through an agent quarantined before the crash.
     let settled = state.pipeline.settled();
@@ -382,7 +428,8 @@ async fn start_gateway(
             )
         })?;
     let addr = listener.local_addr()?;
-    eprintln!("antibody: gateway serving on {addr}");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    eprintln!("antibody: gateway serving on {addr} ({scheme})");
     tracing::info!(%addr, providers = cfg.providers.len(), "the LLM gateway is serving");
     let gw = antibody_gateway::Gateway::new(
         cfg,
@@ -390,11 +437,44 @@ async fn start_gateway(
         Some(state.catalog.rule_book().global().clone()),
         http,
     );
-    Ok(tokio::spawn(async move {
-        if let Err(e) = antibody_gateway::http::serve(gw, listener, stop).await {
-            tracing::error!(error = %e, "the gateway listener failed");
+    let app = antibody_gateway::http::router(gw);
+    let watch = tls.as_ref().map(|t| t.watch(TLS_RELOAD_CHECK));
+    let serving = tls.clone();
+    let task = tokio::spawn(async move {
+        antibody_server::net::serve(listener, app, net, serving, stop).await;
+        if let Some(w) = watch {
+            w.abort();
         }
-    }))
+    });
+    Ok((task, tls))
+}
+
+/// Binds the syslog listener (UDP and TCP) and serves it on a task until `stop`; its line
+/// comes before the API's `listening on`.
+async fn start_syslog(
+    cfg: antibody_server::syslog::SyslogConfig,
+    state: antibody_server::state::AppState,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<(
+    tokio::task::JoinHandle<()>,
+    Option<Arc<antibody_server::net::TlsAcceptor>>,
+)> {
+    let tenant = cfg.tenant.clone();
+    let listener = antibody_server::syslog::SyslogListener::bind(cfg).await?;
+    listener.check_tenant(&state)?;
+    let addr = listener.local_addr()?;
+    let tls = listener.tls();
+    let transports = if tls.is_some() { "tcp+tls" } else { "udp, tcp" };
+    eprintln!("antibody: syslog listening on {addr} ({transports})");
+    tracing::info!(%addr, tenant = tenant.as_str(), "the syslog listener is serving");
+    let watch = tls.as_ref().map(|t| t.watch(TLS_RELOAD_CHECK));
+    let task = tokio::spawn(async move {
+        listener.serve(state, stop).await;
+        if let Some(w) = watch {
+            w.abort();
+        }
+    });
+    Ok((task, tls))
 }
 
 async fn shutdown_signal() {

@@ -1,9 +1,11 @@
 //! The listener: accepts TCP (optionally TLS), caps connections in all and per address,
 //! closes connections whose request head is too slow or that sit idle, answers every
 //! protocol error in the API's JSON shape and lingers on close so a client still sending
-//! reads its answer. Any HTTP listener of the binary runs [`serve`] (the API; the gateway).
+//! reads its answer. Any HTTP listener of the binary runs [`serve`] (the API; the gateway,
+//! whose router the composition root hands in). Handlers find the peer's address as
+//! `ConnectInfo<SocketAddr>`, as under `axum::serve`.
 
-mod caps;
+pub(crate) mod caps;
 mod conn;
 pub mod policy;
 pub mod tls;
@@ -65,7 +67,7 @@ pub async fn serve(
     let mut stopping = stop.clone();
     loop {
         tokio::select! {
-            _ = stopping.wait_for(|s| *s) => break,
+            () = stopped(&mut stopping) => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => match caps.try_acquire(peer.ip()) {
                     Ok(permit) => {
@@ -85,6 +87,13 @@ pub async fn serve(
     }
     drop(listener);
     while conns.join_next().await.is_some() {}
+}
+
+/// Resolves once `stop` turns true (or its sender is gone). Unlike `wait_for` it holds no
+/// borrow of the value, so a `select!` around it may await in its other arms and still be
+/// spawned.
+pub(crate) async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
 }
 
 struct Shared {
@@ -114,12 +123,28 @@ async fn connection(
     let _ = stream.set_nodelay(true);
     let state = ConnState::new();
     let Some(tls) = &shared.tls else {
-        return http(Watched::new(stream, state.clone()), state, &shared, stop).await;
+        return http(
+            Watched::new(stream, state.clone()),
+            state,
+            peer,
+            &shared,
+            stop,
+        )
+        .await;
     };
     // The handshake counts as reading the head: a client that opens TLS and stalls is a
     // slow loris too.
     match tokio::time::timeout(shared.limits.header_timeout, tls.accept(stream)).await {
-        Ok(Ok(stream)) => http(Watched::new(stream, state.clone()), state, &shared, stop).await,
+        Ok(Ok(stream)) => {
+            http(
+                Watched::new(stream, state.clone()),
+                state,
+                peer,
+                &shared,
+                stop,
+            )
+            .await;
+        }
         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
     }
@@ -128,6 +153,7 @@ async fn connection(
 async fn http<IO>(
     io: Watched<IO>,
     state: Arc<ConnState>,
+    peer: SocketAddr,
     shared: &Shared,
     mut stop: watch::Receiver<bool>,
 ) where
@@ -136,7 +162,9 @@ async fn http<IO>(
     let service = {
         let app = hyper_util::service::TowerToHyperService::new(shared.app.clone());
         let state = state.clone();
-        hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+        hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+            req.extensions_mut()
+                .insert(axum::extract::ConnectInfo(peer));
             // In flight from the parsed head until its response body is dropped.
             let guard = state.begin();
             let answer = hyper::service::Service::call(&app, req);

@@ -627,11 +627,22 @@ impl Pipeline {
         events: Vec<Event>,
         received: Instant,
     ) -> Result<oneshot::Receiver<Result<CommitOutcome, String>>, SubmitError> {
+        self.try_submit(events, received).map_err(|(e, _)| e)
+    }
+
+    /// [`submit`](Self::submit) that hands the events back when refused, for a sender
+    /// that waits and retries rather than answering an error (the syslog listener).
+    #[allow(clippy::type_complexity)]
+    pub fn try_submit(
+        &self,
+        events: Vec<Event>,
+        received: Instant,
+    ) -> Result<oneshot::Receiver<Result<CommitOutcome, String>>, (SubmitError, Vec<Event>)> {
         let n = events.len() as u64;
         let prev = self.queued.fetch_add(n, Ordering::AcqRel);
         if prev + n > self.max_queued && prev > 0 {
             self.queued.fetch_sub(n, Ordering::AcqRel);
-            return Err(SubmitError::Overloaded);
+            return Err((SubmitError::Overloaded, events));
         }
         let (ack, rx) = oneshot::channel();
         let req = IngestRequest {
@@ -643,10 +654,15 @@ impl Pipeline {
             Ok(()) => Ok(rx),
             Err(e) => {
                 self.queued.fetch_sub(n, Ordering::AcqRel);
-                Err(match e {
-                    TrySendError::Full(_) => SubmitError::Overloaded,
-                    TrySendError::Disconnected(_) => SubmitError::Stopped,
-                })
+                let (why, req) = match e {
+                    TrySendError::Full(r) => (SubmitError::Overloaded, r),
+                    TrySendError::Disconnected(r) => (SubmitError::Stopped, r),
+                };
+                let events = match req {
+                    Ingest::Events(r) => r.events,
+                    _ => Vec::new(),
+                };
+                Err((why, events))
             }
         }
     }

@@ -68,8 +68,8 @@ pub async fn post_events(
 
 /// An admitted ingest request: its tenant's and key's share, and one of the body slots
 /// every tenant shares, held for the rest of the request.
-pub(super) struct Admitted {
-    share: crate::fair::Permit,
+pub(crate) struct Admitted {
+    pub(crate) share: crate::fair::Permit,
     _slot: OwnedSemaphorePermit,
 }
 
@@ -78,18 +78,25 @@ pub(super) struct Admitted {
 /// and the key's shares come first, so one tenant's slow or heavy senders are refused
 /// before they can take the slots every tenant shares.
 pub(super) fn admit(st: &AppState, auth: &Auth) -> Result<Admitted, ApiError> {
+    try_admit(st, &auth.0.tenant, &auth.0.id).map_err(|why| overloaded(st, why))
+}
+
+/// [`admit`] for any ingest source (`key` names the sender in the per-key share: a key
+/// id, or a listener's own name); the error says which limit is reached.
+pub(crate) fn try_admit(
+    st: &AppState,
+    tenant: &antibody_core::TenantId,
+    key: &str,
+) -> Result<Admitted, &'static str> {
     if st.pipeline.is_full() {
-        return Err(overloaded(st, QUEUE_FULL));
+        return Err(QUEUE_FULL);
     }
-    let share = st
-        .fair
-        .admit(&auth.0.tenant, &auth.0.id)
-        .map_err(|over| overloaded(st, over.message()))?;
+    let share = st.fair.admit(tenant, key).map_err(|over| over.message())?;
     let slot = st
         .ingest_permits
         .clone()
         .try_acquire_owned()
-        .map_err(|_| overloaded(st, "the server is reading as many ingest bodies as it may"))?;
+        .map_err(|_| "the server is reading as many ingest bodies as it may")?;
     Ok(Admitted { share, _slot: slot })
 }
 

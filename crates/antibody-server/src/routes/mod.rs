@@ -5,7 +5,7 @@
 mod admin;
 mod catalog;
 mod entities;
-mod events;
+pub(crate) mod events;
 mod findings;
 mod incidents;
 mod models;
