@@ -20,7 +20,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
@@ -388,7 +388,7 @@ async fn connection(
 
 /// Reads frames until the sender closes, goes idle past the limit or the server stops;
 /// every complete frame read is handed to the log before the connection ends.
-async fn read_stream<IO: AsyncRead + Unpin>(
+async fn read_stream<IO: AsyncRead + AsyncWrite + Unpin>(
     mut io: IO,
     limits: &NetLimits,
     src: &Source,
@@ -436,6 +436,8 @@ async fn read_stream<IO: AsyncRead + Unpin>(
         }
     }
     in_flight.drain().await;
+    // A clean close (TLS: close_notify), so the sender can tell it from a cut connection.
+    let _ = tokio::time::timeout(Duration::from_secs(1), io.shutdown()).await;
 }
 
 fn take(src: &Source, parser: &mut AuthLogParser, frame: Frame<'_>, out: &mut Vec<Event>) {

@@ -606,6 +606,66 @@ mod tests {
     }
 
     #[test]
+    fn listener_sections_inherit_limits_and_name_their_own_certificates() {
+        let file: FileConfig = toml::from_str(
+            "[limits]\nmax_connections = 50\nheader_timeout_ms = 300\n\
+             [gateway]\nlisten = \"127.0.0.1:4001\"\n\
+             [gateway.tls]\ncert = \"g.pem\"\nkey = \"gk.pem\"\nclient_ca = \"agents.pem\"\n\
+             [gateway.limits]\nmax_connections_per_ip = 7\n\
+             [[gateway.providers]]\nname = \"local\"\nurl = \"http://127.0.0.1:11434\"\n\
+             [syslog]\nlisten = \"127.0.0.1:5514\"\ntenant = \"ops\"\n\
+             [syslog.limits]\nmax_connections = 9\n",
+        )
+        .unwrap();
+        let r = resolve(file, none()).unwrap();
+        let gw = r.gateway.unwrap();
+        let tls = gw.tls.unwrap();
+        assert_eq!(tls.cert, PathBuf::from("g.pem"));
+        assert_eq!(tls.client_ca, Some(PathBuf::from("agents.pem")));
+        assert_eq!(
+            (gw.net.max_connections, gw.net.max_connections_per_ip),
+            (50, 7)
+        );
+        assert_eq!(gw.net.header_timeout, Duration::from_millis(300));
+        assert!(
+            r.server.tls.is_none(),
+            "[gateway.tls] is the gateway's alone"
+        );
+        let sys = r.syslog.unwrap();
+        assert_eq!(sys.listen.port(), 5514);
+        assert_eq!(sys.tenant.as_str(), "ops");
+        assert_eq!(sys.net.max_connections, 9);
+        assert_eq!(sys.net.header_timeout, Duration::from_millis(300));
+        assert_eq!(
+            sys.net.idle_timeout,
+            antibody_server::syslog::SyslogConfig::IDLE_TIMEOUT
+        );
+        assert!(sys.tls.is_none());
+        let flag = Overrides {
+            syslog_listen: Some("127.0.0.1:6514".into()),
+            ..none()
+        };
+        let r = resolve(FileConfig::default(), flag).unwrap();
+        assert_eq!(
+            r.syslog.map(|s| s.tenant.as_str().to_owned()),
+            Some("default".into())
+        );
+        for bad in [
+            "[syslog]\ntenant = \"ops\"\n",
+            "[syslog]\nlisten = \"nope\"\n",
+            "[syslog]\nlisten = \"127.0.0.1:1\"\n[syslog.tls]\ncert = \"c.pem\"\n",
+            "[syslog]\nlisten = \"127.0.0.1:1\"\n[syslog.tls]\ncert = \"c\"\nkey = \"k\"\nca_bundle = \"x\"\n",
+            "[syslog]\nlisten = \"127.0.0.1:1\"\n[syslog.limits]\nidle_timeout_ms = 0\n",
+            "[gateway.tls]\ncert = \"c\"\nkey = \"k\"\n",
+        ] {
+            let file: FileConfig = toml::from_str(bad).unwrap();
+            assert!(resolve(file, none()).is_err(), "{bad}");
+        }
+        assert!(toml::from_str::<FileConfig>("[gateway.tls]\ncrt = \"x\"\n").is_err());
+        assert!(toml::from_str::<FileConfig>("[gateway]\nlisen = \"x\"\n").is_err());
+    }
+
+    #[test]
     fn flags_override_the_file() {
         let file: FileConfig = toml::from_str(
             "listen = \"127.0.0.1:9000\"\nworkers = 3\n[engine.baseline]\nthreshold = 4.0\n",

@@ -428,9 +428,9 @@ async fn start_gateway(
             )
         })?;
     let addr = listener.local_addr()?;
-    let scheme = if tls.is_some() { "https" } else { "http" };
-    eprintln!("antibody: gateway serving on {addr} ({scheme})");
-    tracing::info!(%addr, providers = cfg.providers.len(), "the LLM gateway is serving");
+    // The line stays the address alone: scripts and tests read it.
+    eprintln!("antibody: gateway serving on {addr}");
+    tracing::info!(%addr, providers = cfg.providers.len(), tls = tls.is_some(), "the LLM gateway is serving");
     let gw = antibody_gateway::Gateway::new(
         cfg,
         Arc::new(gateway::ServerBackend(state.clone())),

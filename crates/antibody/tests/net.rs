@@ -113,6 +113,50 @@ fn slow_heads_and_idle_connections_are_closed() {
     assert_eq!(s.get("/healthz", ADMIN_KEY).status, 200);
 }
 
+/// The gateway runs on the same listener: `[gateway.limits]` closes its slow heads and caps
+/// its connections per address, answering in JSON.
+#[test]
+fn the_gateway_port_closes_slow_heads_and_caps_connections() {
+    let (s, _tmp) = start_with(
+        "[limits]\nheader_timeout_ms = 30000\n\
+         [gateway]\nlisten = \"127.0.0.1:0\"\n\
+         [gateway.limits]\nheader_timeout_ms = 300\nmax_connections_per_ip = 2\n\
+         [[gateway.providers]]\nname = \"none\"\nurl = \"http://127.0.0.1:9\"\n",
+    );
+    let gateway: std::net::SocketAddr = s
+        .startup
+        .iter()
+        .find_map(|l| l.split("gateway serving on ").nth(1))
+        .and_then(|a| a.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no gateway line in {:?}", s.startup));
+    let mut loris = TcpStream::connect(gateway).unwrap();
+    loris
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    loris
+        .write_all(b"POST /v1/chat/completions HTTP/1.1\r\nHost:")
+        .unwrap();
+    let t = Instant::now();
+    assert_eq!(loris.read(&mut [0u8; 64]).unwrap_or(0), 0);
+    let took = t.elapsed();
+    assert!(took < Duration::from_millis(1200), "closed after {took:?}");
+    let held: Vec<TcpStream> = (0..2)
+        .map(|_| TcpStream::connect(gateway).unwrap())
+        .collect();
+    let mut c = TcpStream::connect(gateway).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let _ = c.write_all(b"GET /v1/models HTTP/1.1\r\nHost: x\r\n\r\n");
+    let mut out = Vec::new();
+    let _ = c.read_to_end(&mut out);
+    assert_eq!(
+        json_error(&String::from_utf8_lossy(&out)),
+        (429, "too_many_connections".into())
+    );
+    drop(held);
+    // The API's own limits are untouched by the gateway's.
+    assert_eq!(s.get("/healthz", ADMIN_KEY).status, 200);
+}
+
 #[test]
 fn connection_caps_answer_in_json_and_free_their_slot() {
     let (s, _tmp) = start_with("[limits]\nmax_connections = 4\nmax_connections_per_ip = 3\n");

@@ -1,6 +1,7 @@
-//! HTTPS on the API listener against the real binary: served with the certificate given by
-//! flags, reloaded on SIGHUP and on change without a restart, and client certificates
-//! required when a client CA is configured. Certificates are made per test (rcgen).
+//! HTTPS on the API listener and on the gateway's against the real binary: served with the
+//! certificate given by flags (or `[gateway.tls]`), reloaded on SIGHUP and on change without
+//! a restart, and client certificates required when a client CA is configured. Certificates
+//! are made per test (rcgen). The syslog listener's TLS: tests/syslog.rs.
 
 mod common;
 
@@ -75,9 +76,17 @@ fn client(ca: &Ca, identity: Option<(&Path, &Path)>) -> Arc<rustls::ClientConfig
 
 /// GET `path` over HTTPS; the status, or the TLS/IO error.
 fn https_get(s: &TestServer, cfg: Arc<rustls::ClientConfig>, path: &str) -> Result<u16, String> {
+    https_get_at(s.addr, cfg, path)
+}
+
+fn https_get_at(
+    addr: std::net::SocketAddr,
+    cfg: Arc<rustls::ClientConfig>,
+    path: &str,
+) -> Result<u16, String> {
     let name = ServerName::try_from("localhost").unwrap();
     let conn = rustls::ClientConnection::new(cfg, name).map_err(|e| e.to_string())?;
-    let tcp = TcpStream::connect(s.addr).map_err(|e| e.to_string())?;
+    let tcp = TcpStream::connect(addr).map_err(|e| e.to_string())?;
     tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut tls = rustls::StreamOwned::new(conn, tcp);
     let req = format!(
@@ -202,4 +211,61 @@ fn unusable_tls_files_stop_the_start_with_the_file_named() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--tls-key"));
+}
+
+/// The gateway's own `[gateway.tls]`: HTTPS with client certificates on its port while the
+/// API stays plain, and its certificate reloads on SIGHUP like the API's.
+#[test]
+fn the_gateway_serves_https_with_client_certificates_and_reloads() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (servers, clients, next) = (Ca::new(), Ca::new(), Ca::new());
+    let (cert, key) = servers.issue(tmp.path(), "gateway", "localhost");
+    let client_ca = clients.write(&tmp.path().join("agents.pem"));
+    let config = tmp.path().join("antibody.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[gateway]\nlisten = \"127.0.0.1:0\"\n\
+             [gateway.tls]\ncert = {cert:?}\nkey = {key:?}\nclient_ca = {client_ca:?}\n\
+             [[gateway.providers]]\nname = \"none\"\nurl = \"http://127.0.0.1:9\"\n"
+        ),
+    )
+    .unwrap();
+    let s = TestServer::start_in(
+        &tmp.path().join("data"),
+        &["--config", config.to_str().unwrap()],
+    );
+    let gateway: std::net::SocketAddr = s
+        .startup
+        .iter()
+        .find_map(|l| l.split("gateway serving on ").nth(1))
+        .and_then(|a| a.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no gateway line in {:?}", s.startup));
+    let (agent, agent_key) = clients.issue(tmp.path(), "agent", "agent-1");
+    let with_cert = || client(&servers, Some((&agent, &agent_key)));
+    // Any HTTP answer shows the gateway was reached through TLS.
+    let answer = https_get_at(gateway, with_cert(), "/v1/models");
+    assert!(answer.is_ok(), "{answer:?}");
+    assert!(https_get_at(gateway, client(&servers, None), "/v1/models").is_err());
+    // The API's listener is not the gateway's: still plain HTTP.
+    assert_eq!(s.get("/healthz", ADMIN_KEY).status, 200);
+    // A new certificate: SIGHUP puts it in force on the gateway's port.
+    let (new_cert, new_key) = next.issue(tmp.path(), "next", "localhost");
+    std::fs::copy(&new_cert, &cert).unwrap();
+    std::fs::copy(&new_key, &key).unwrap();
+    let pid = s.pid().expect("running").to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap()
+        .success());
+    common::eventually(Duration::from_secs(10), || {
+        https_get_at(
+            gateway,
+            client(&next, Some((&agent, &agent_key))),
+            "/v1/models",
+        )
+        .ok()
+    });
+    assert!(https_get_at(gateway, with_cert(), "/v1/models").is_err());
 }
