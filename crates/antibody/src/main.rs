@@ -465,7 +465,8 @@ async fn start_syslog(
     let addr = listener.local_addr()?;
     let tls = listener.tls();
     let transports = if tls.is_some() { "tcp+tls" } else { "udp, tcp" };
-    eprintln!("antibody: syslog listening on {addr} ({transports})");
+    // Not "listening on": scripts and tests take that line for the API's address.
+    eprintln!("antibody: syslog receiving on {addr} ({transports})");
     tracing::info!(%addr, tenant = tenant.as_str(), "the syslog listener is serving");
     let watch = tls.as_ref().map(|t| t.watch(TLS_RELOAD_CHECK));
     let task = tokio::spawn(async move {

@@ -14,7 +14,7 @@ use std::time::Duration;
 fn syslog_addr(s: &TestServer) -> SocketAddr {
     s.startup
         .iter()
-        .find_map(|l| l.split("syslog listening on ").nth(1))
+        .find_map(|l| l.split("syslog receiving on ").nth(1))
         .and_then(|a| a.split_whitespace().next()?.parse().ok())
         .unwrap_or_else(|| panic!("no syslog line in {:?}", s.startup))
 }
