@@ -86,14 +86,21 @@ pub struct BenchArgs {
     /// `ingest`: throughput and latency of `POST /v1/events`. `blocklist`: each of `--events`
     /// incidents is an SSH brute force from a fresh address (at `--rate` incidents/s, default
     /// 167 = 10,000/min); measures request sent → address served by `GET /v1/blocklist`.
+    /// `syslog`: `--events` sshd lines over `--concurrency` TCP connections to `--syslog`;
+    /// measures lines written → processed by the engine.
     #[arg(long, value_enum, default_value_t = Scenario::Ingest)]
     pub scenario: Scenario,
+
+    /// The syslog listener's address (`serve --syslog-listen`), for `--scenario syslog`.
+    #[arg(long, default_value = "127.0.0.1:5514")]
+    pub syslog: String,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Scenario {
     Ingest,
     Blocklist,
+    Syslog,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -104,6 +111,19 @@ pub enum Mix {
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
+    if args.scenario == Scenario::Syslog {
+        // Anonymous /metrics has the global counters: no key needed.
+        let api = Target::parse(&args.url, String::new(), false)?;
+        return crate::bench_syslog::SyslogBench {
+            api: &api.addr,
+            syslog: &args.syslog,
+            lines: args.events,
+            connections: args.concurrency,
+            hosts: args.entities,
+            json: args.json,
+        }
+        .run();
+    }
     let key = resolve_key(args.key.as_deref(), &args.data_dir)?;
     if args.scenario == Scenario::Blocklist {
         let target = Target::parse(&args.url, key.clone(), false)?;

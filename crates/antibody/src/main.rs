@@ -3,6 +3,7 @@
 mod admin_cli;
 mod bench;
 mod bench_respond;
+mod bench_syslog;
 mod config;
 mod gateway;
 mod layers_cli;
