@@ -22,7 +22,7 @@ fn frames(data: &[u8], cut: usize) -> Vec<Option<Vec<u8>>> {
     };
     for piece in data.chunks(cut.max(1)) {
         d.push(piece);
-        while let Some(f) = d.next() {
+        while let Some(f) = d.next_frame() {
             own(f);
         }
     }

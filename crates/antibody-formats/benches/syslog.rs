@@ -21,14 +21,28 @@ fn stream(counted: bool) -> Vec<u8> {
     for i in 0..LINES {
         let h = i % 100;
         let msg = if i % 10 == 9 {
-            format!("Failed password for invalid user u{h} from 10.0.0.{h} port {} ssh2", 1024 + i)
+            format!(
+                "Failed password for invalid user u{h} from 10.0.0.{h} port {} ssh2",
+                1024 + i
+            )
         } else {
-            format!("Accepted publickey for deploy from 10.0.0.{h} port {} ssh2: ED25519 SHA256:x", 1024 + i)
+            format!(
+                "Accepted publickey for deploy from 10.0.0.{h} port {} ssh2: ED25519 SHA256:x",
+                1024 + i
+            )
         };
         let line = if i % 2 == 0 {
-            format!("<38>Dec  8 10:00:{:02} host{h} sshd[{}]: {msg}", i % 60, 1000 + h)
+            format!(
+                "<38>Dec  8 10:00:{:02} host{h} sshd[{}]: {msg}",
+                i % 60,
+                1000 + h
+            )
         } else {
-            format!("<38>1 2026-12-08T10:00:00.{:03}Z host{h} sshd {} - - {msg}", i % 1000, 1000 + h)
+            format!(
+                "<38>1 2026-12-08T10:00:00.{:03}Z host{h} sshd {} - - {msg}",
+                i % 1000,
+                1000 + h
+            )
         };
         if counted {
             out.extend_from_slice(format!("{} {line}", line.len()).as_bytes());
@@ -46,7 +60,7 @@ fn run(bytes: &[u8], parser: &mut AuthLogParser) -> usize {
     let mut events = 0;
     for chunk in bytes.chunks(64 * 1024) {
         d.push(chunk);
-        while let Some(f) = d.next() {
+        while let Some(f) = d.next_frame() {
             if let Frame::Message(m) = f {
                 let text = std::str::from_utf8(m).unwrap();
                 if let Ok(Some(r)) = parser.parse_message(text) {
@@ -61,7 +75,10 @@ fn run(bytes: &[u8], parser: &mut AuthLogParser) -> usize {
 fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("syslog");
     g.throughput(Throughput::Elements(LINES));
-    for (name, counted) in [("newline_1000_lines", false), ("octet_counted_1000_lines", true)] {
+    for (name, counted) in [
+        ("newline_1000_lines", false),
+        ("octet_counted_1000_lines", true),
+    ] {
         let bytes = stream(counted);
         let mut parser = AuthLogParser::live(TenantId::new("bench"), NOW);
         assert_eq!(run(&bytes, &mut parser), LINES as usize);

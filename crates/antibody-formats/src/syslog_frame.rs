@@ -37,7 +37,7 @@ enum Skip {
 }
 
 /// Splits a byte stream into frames; bytes go in with [`push`](Self::push) as they are
-/// read, and [`next`](Self::next) yields every frame they complete.
+/// read, and [`next_frame`](Self::next_frame) yields every frame they complete.
 #[derive(Debug, Default)]
 pub struct Deframer {
     buf: Vec<u8>,
@@ -66,7 +66,7 @@ impl Deframer {
     }
 
     /// The next complete frame, or `None` until more bytes arrive.
-    pub fn next(&mut self) -> Option<Frame<'_>> {
+    pub fn next_frame(&mut self) -> Option<Frame<'_>> {
         loop {
             let rest = &self.buf[self.pos..];
             match self.skip {
@@ -190,7 +190,7 @@ mod tests {
         };
         for piece in input.chunks(chunk.max(1)) {
             d.push(piece);
-            while let Some(f) = d.next() {
+            while let Some(f) = d.next_frame() {
                 out.push(own(f));
             }
         }

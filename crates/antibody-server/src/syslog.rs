@@ -418,7 +418,7 @@ async fn read_stream<IO: AsyncRead + AsyncWrite + Unpin>(
         parser.set_now(src.st.clock.now_ms());
         deframer.push(&buf[..n]);
         let mut events = Vec::new();
-        while let Some(frame) = deframer.next() {
+        while let Some(frame) = deframer.next_frame() {
             take(src, &mut parser, frame, &mut events);
             if events.len() >= BATCH_EVENTS {
                 let full = std::mem::take(&mut events);

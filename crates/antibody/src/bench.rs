@@ -1081,6 +1081,7 @@ mod tests {
             json: false,
             rate: 0,
             scenario: Scenario::Ingest,
+            syslog: String::new(),
         }
     }
 

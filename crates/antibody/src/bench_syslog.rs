@@ -47,7 +47,8 @@ impl SyslogBench<'_> {
             })
             .collect();
         for w in writers {
-            w.join().map_err(|_| anyhow::anyhow!("a writer panicked"))??;
+            w.join()
+                .map_err(|_| anyhow::anyhow!("a writer panicked"))??;
         }
         let sent = started.elapsed();
         let want = before.processed + self.lines;
@@ -64,7 +65,11 @@ impl SyslogBench<'_> {
                 );
             }
             if started.elapsed() > DRAIN_TIMEOUT {
-                bail!("{} of {} events processed after {DRAIN_TIMEOUT:?}", now.processed - before.processed, self.lines);
+                bail!(
+                    "{} of {} events processed after {DRAIN_TIMEOUT:?}",
+                    now.processed - before.processed,
+                    self.lines
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         };
@@ -112,9 +117,15 @@ impl SyslogBench<'_> {
             let h = (i % u64::from(self.hosts.max(1))) as u32;
             let ip = format!("10.{}.{}.{}", (h >> 16) & 255, (h >> 8) & 255, h & 255);
             let msg = if i % 10 == 9 {
-                format!("Failed password for invalid user u{h} from {ip} port {} ssh2", 1024 + i % 60000)
+                format!(
+                    "Failed password for invalid user u{h} from {ip} port {} ssh2",
+                    1024 + i % 60000
+                )
             } else {
-                format!("Accepted publickey for deploy from {ip} port {} ssh2: ED25519 SHA256:x", 1024 + i % 60000)
+                format!(
+                    "Accepted publickey for deploy from {ip} port {} ssh2: ED25519 SHA256:x",
+                    1024 + i % 60000
+                )
             };
             let line = if i % 2 == 0 {
                 format!("<38>{bsd} host{h} sshd[{}]: {msg}\n", 1000 + h)
@@ -134,7 +145,11 @@ fn bsd_stamp(rfc3339: &str) -> String {
     ];
     let month: usize = rfc3339[5..7].parse().unwrap_or(1);
     let day: u32 = rfc3339[8..10].parse().unwrap_or(1);
-    format!("{} {day:>2} {}", MONTHS[month.clamp(1, 12) - 1], &rfc3339[11..19])
+    format!(
+        "{} {day:>2} {}",
+        MONTHS[month.clamp(1, 12) - 1],
+        &rfc3339[11..19]
+    )
 }
 
 #[derive(Default)]
@@ -148,7 +163,10 @@ struct Counters {
 fn counters(api: &str) -> Result<Counters> {
     let mut s = TcpStream::connect(api)?;
     s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(s, "GET /metrics HTTP/1.1\r\nHost: {api}\r\nConnection: close\r\n\r\n")?;
+    write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: {api}\r\nConnection: close\r\n\r\n"
+    )?;
     let mut text = String::new();
     s.read_to_string(&mut text)?;
     let mut c = Counters::default();
