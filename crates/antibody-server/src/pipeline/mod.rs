@@ -658,9 +658,10 @@ impl Pipeline {
                     TrySendError::Full(r) => (SubmitError::Overloaded, r),
                     TrySendError::Disconnected(r) => (SubmitError::Stopped, r),
                 };
+                // What was sent comes back: always the events just wrapped above.
                 let events = match req {
                     Ingest::Events(r) => r.events,
-                    _ => Vec::new(),
+                    Ingest::Stop => Vec::new(),
                 };
                 Err((why, events))
             }
