@@ -1,5 +1,5 @@
-//! The gateway's listener: every request goes to [`Gateway::handle`]; this module only
-//! adapts axum to it. The MCP proxy mounts beside it at `/mcp/{name}` when it lands.
+//! The gateway's listener: every request goes to [`Gateway::handle`] (which sends
+//! `/mcp/{name}` to the MCP proxy); this module only adapts axum to it.
 
 use crate::proxy::{Call, Gateway};
 use axum::extract::{ConnectInfo, Request, State};
@@ -40,10 +40,6 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     use axum::serve::ListenerExt;
-    if !gw.cfg.mcp_servers.is_empty() {
-        let names: Vec<&str> = gw.cfg.mcp_servers.iter().map(|m| m.name.as_str()).collect();
-        tracing::warn!(servers = ?names, "[[gateway.mcp_servers]] configured, but MCP is not yet proxied: /mcp/{{name}} answers 404");
-    }
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
     });

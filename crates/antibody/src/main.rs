@@ -383,7 +383,7 @@ async fn start_gateway(
         })?;
     let addr = listener.local_addr()?;
     eprintln!("antibody: gateway serving on {addr}");
-    tracing::info!(%addr, providers = cfg.providers.len(), "the LLM gateway is serving");
+    tracing::info!(%addr, providers = cfg.providers.len(), mcp_servers = cfg.mcp_servers.len(), "the LLM gateway is serving");
     let gw = antibody_gateway::Gateway::new(
         cfg,
         Arc::new(gateway::ServerBackend(state.clone())),
