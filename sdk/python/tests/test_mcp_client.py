@@ -5,6 +5,7 @@ listed and called, a revoked tool gone from the list and refused on call with -3
 quarantined agent refused; every call an `mcp` event of its agent."""
 
 import asyncio
+import logging
 import os
 import socket
 import sys
@@ -22,6 +23,10 @@ from mcp.shared._httpx_utils import create_mcp_http_client  # noqa: E402
 from mcp.shared.exceptions import MCPError  # noqa: E402
 
 from test_live import PLAYBOOKS, RULES, Server, eventually  # noqa: E402
+
+# The SDK and its HTTP client log every request at INFO; the test's output is its asserts.
+for noisy in ("httpx2", "mcp", "uvicorn"):
+    logging.getLogger(noisy).setLevel(logging.WARNING)
 
 MCP_RULES = RULES + """\
 - id: sdk-test-quarantine
