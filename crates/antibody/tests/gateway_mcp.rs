@@ -186,7 +186,7 @@ fn answer(req: &Seen, out: &mut TcpStream) -> bool {
     let answer = match &body {
         Value::Array(items) => {
             let all: Vec<Value> = items.iter().filter_map(reply).collect();
-            (!all.is_empty()).then(|| Value::Array(all))
+            (!all.is_empty()).then_some(Value::Array(all))
         }
         one => reply(one),
     };
