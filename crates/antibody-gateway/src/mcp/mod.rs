@@ -11,8 +11,10 @@
 //! with a JSON-RPC error (the LLM path's HTTP status), a revoked tool is removed from
 //! `tools/list` answers and a `tools/call` of it gets -32602 without reaching the server.
 //!
-//! [`message`] and [`sse`] are plain functions; [`proxy`] sequences them around the I/O.
+//! [`message`] and [`sse`] are plain functions; [`proxy`] sequences them around the I/O and
+//! `body` reads the server's answer on its way back.
 
+mod body;
 pub mod message;
 pub mod proxy;
 pub mod record;

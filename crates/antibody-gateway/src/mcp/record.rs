@@ -4,8 +4,11 @@
 //! `tools/list` answer.
 
 use super::message::{Style, Watched};
+use crate::proxy::ms;
 use antibody_core::event::AttrValue;
 use antibody_core::{Event, TenantId, TimestampMs};
+use serde_json::Value;
+use std::time::Instant;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct McpRecord {
@@ -75,6 +78,51 @@ impl McpRecord {
             metrics,
             attrs,
             id: None,
+        }
+    }
+}
+
+/// What every event of one exchange shares.
+#[derive(Clone)]
+pub(crate) struct Base {
+    pub(crate) tenant: TenantId,
+    pub(crate) agent: String,
+    pub(crate) ts: TimestampMs,
+    pub(crate) server: String,
+    pub(crate) protocol: Option<String>,
+    pub(crate) style: Style,
+    pub(crate) session: Option<String>,
+    pub(crate) status: u16,
+    pub(crate) started: Instant,
+}
+
+/// An observed request waiting for its answer.
+pub(crate) struct Watch {
+    pub(crate) id: Value,
+    pub(crate) method: Watched,
+    pub(crate) tool: Option<String>,
+    pub(crate) arg_bytes: usize,
+}
+
+impl Base {
+    pub(crate) fn record(&self, w: &Watch, error: Option<&'static str>) -> McpRecord {
+        McpRecord {
+            tenant: self.tenant.clone(),
+            agent: self.agent.clone(),
+            ts: self.ts,
+            server: self.server.clone(),
+            method: w.method,
+            tool: w.tool.clone(),
+            arg_bytes: w.arg_bytes,
+            protocol: self.protocol.clone(),
+            style: self.style,
+            session: self.session.clone(),
+            status: self.status,
+            latency_ms: ms(self.started.elapsed()),
+            error,
+            rpc_code: None,
+            tools: None,
+            hidden: 0,
         }
     }
 }
