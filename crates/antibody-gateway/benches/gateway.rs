@@ -1,10 +1,12 @@
 //! The gateway's per-call work without I/O: inspecting a request (with usage injection),
-//! identity, the policy meter, and reading a streamed response's usage chunk by chunk.
+//! identity, the policy meter, reading a streamed response's usage chunk by chunk, and the
+//! MCP proxy's reading of a `tools/call` and of a `tools/list` answer it filters.
 //! `cargo bench -p antibody-gateway --bench gateway`
 
 use antibody_core::TenantId;
 use antibody_gateway::identity::identify;
 use antibody_gateway::limits::{Ask, Meter};
+use antibody_gateway::mcp::message::{read_post, read_reply, Revoked};
 use antibody_gateway::request::{inspect, Route};
 use antibody_gateway::usage::SseScanner;
 use antibody_respond::GatewayPolicy;
@@ -76,6 +78,34 @@ fn benches(c: &mut Criterion) {
         });
     }
     group.finish();
+    c.bench_function("mcp_read_tools_call", |b| {
+        b.iter(|| read_post(black_box(MCP_CALL)))
+    });
+    let mut revoked = Revoked::default();
+    revoked.add(&[std::sync::Arc::from("shell")]);
+    let list = mcp_list(50);
+    c.bench_function("mcp_filter_tools_list_50", |b| {
+        b.iter(|| {
+            let mut v: serde_json::Value = serde_json::from_slice(black_box(&list)).unwrap();
+            let r = read_reply(&mut v, &revoked);
+            black_box((serde_json::to_vec(&v).map(|o| o.len()), r.hidden))
+        })
+    });
+}
+
+const MCP_CALL: &[u8] = br#"{"jsonrpc":"2.0","id":17,"method":"tools/call","params":{"name":"search","arguments":{"query":"quarterly report","limit":5}}}"#;
+
+/// A `tools/list` answer of `n` tools, `shell` among them.
+fn mcp_list(n: usize) -> Vec<u8> {
+    let tools: Vec<serde_json::Value> = (0..n)
+        .map(|i| {
+            let name = if i == n / 2 { "shell".to_owned() } else { format!("tool_{i}") };
+            serde_json::json!({"name": name, "description": "Does one thing well, with a sentence about it.",
+                "inputSchema": {"type": "object", "properties": {"query": {"type": "string"}}, "required": ["query"]}})
+        })
+        .collect();
+    serde_json::to_vec(&serde_json::json!({"jsonrpc": "2.0", "id": 2, "result": {"tools": tools}}))
+        .unwrap()
 }
 
 criterion_group!(gateway, benches);

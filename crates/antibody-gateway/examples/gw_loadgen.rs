@@ -3,9 +3,13 @@
 //! * `gw_loadgen upstream ADDR` — a fake OpenAI-compatible upstream: a fixed chat completion
 //!   (buffered), or for `"stream": true` 10 SSE chunks `GW_CHUNK_GAP_MS` apart (default 0)
 //!   ending with a usage chunk when asked.
-//! * `gw_loadgen measure ADDR N CONCURRENCY [stream]` — N calls over CONCURRENCY kept-alive
-//!   connections; prints latency percentiles (for streams also time to first chunk) and
-//!   calls per second. Agents are `GW_AGENT-0..7` (default `bench`).
+//! * `gw_loadgen mcp-upstream ADDR` — a fake MCP server: every POST gets a `tools/call`
+//!   result (JSON) for the request's id.
+//! * `gw_loadgen measure ADDR N CONCURRENCY [stream|mcp]` — N calls over CONCURRENCY
+//!   kept-alive connections; prints latency percentiles (for streams also time to first
+//!   chunk) and calls per second. Agents are `GW_AGENT-0..7` (default `bench`). `mcp` sends
+//!   `tools/call` to `/mcp/bench` (the gateway's MCP proxy; the fake MCP server takes any
+//!   path).
 //!
 //! `cargo run --release -p antibody-gateway --example gw_loadgen -- …`
 
@@ -31,14 +35,21 @@ fn main() {
         .build()
         .expect("runtime");
     match args.get(1).map(String::as_str) {
-        Some("upstream") => rt.block_on(upstream(&args[2])),
+        Some("upstream") => rt.block_on(upstream(&args[2], false)),
+        Some("mcp-upstream") => rt.block_on(upstream(&args[2], true)),
         Some("measure") => {
             let n: usize = args[3].parse().expect("N");
             let c: usize = args[4].parse().expect("CONCURRENCY");
-            let stream = args.get(5).is_some_and(|a| a == "stream");
-            rt.block_on(measure(&args[2], n, c, stream));
+            let kind = match args.get(5).map(String::as_str) {
+                Some("stream") => Kind::Stream,
+                Some("mcp") => Kind::Mcp,
+                _ => Kind::Buffered,
+            };
+            rt.block_on(measure(&args[2], n, c, kind));
         }
-        _ => eprintln!("usage: gw_loadgen upstream ADDR | measure ADDR N CONCURRENCY [stream]"),
+        _ => eprintln!(
+            "usage: gw_loadgen upstream ADDR | mcp-upstream ADDR | measure ADDR N CONCURRENCY [stream|mcp]"
+        ),
     }
 }
 
@@ -110,7 +121,28 @@ fn with_type(body: Out, content_type: &'static str) -> Response<Out> {
     r
 }
 
-async fn upstream(addr: &str) {
+/// A `tools/call` result for the request's id (the loadgen sends small integer ids).
+async fn mcp_answer(req: Request<Incoming>) -> Result<Response<Out>, Infallible> {
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
+    let id = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v.get("id").cloned())
+        .unwrap_or(serde_json::Value::Null);
+    let answer = format!(
+        r#"{{"jsonrpc":"2.0","id":{id},"result":{{"content":[{{"type":"text","text":"Five results for the query, each with a title and a link."}}],"isError":false}}}}"#
+    );
+    Ok(with_type(
+        http_body_util::Either::Left(Full::new(Bytes::from(answer))),
+        "application/json",
+    ))
+}
+
+async fn upstream(addr: &str, mcp: bool) {
     let listener = tokio::net::TcpListener::bind(addr).await.expect("bind");
     eprintln!("upstream on {}", listener.local_addr().expect("addr"));
     loop {
@@ -119,10 +151,15 @@ async fn upstream(addr: &str) {
         };
         let _ = tcp.set_nodelay(true);
         tokio::spawn(async move {
-            let svc = hyper::service::service_fn(answer);
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(tcp), svc)
-                .await;
+            let io = TokioIo::new(tcp);
+            let conn = hyper::server::conn::http1::Builder::new();
+            let _ = if mcp {
+                conn.serve_connection(io, hyper::service::service_fn(mcp_answer))
+                    .await
+            } else {
+                conn.serve_connection(io, hyper::service::service_fn(answer))
+                    .await
+            };
         });
     }
 }
@@ -133,11 +170,28 @@ struct Sample {
     max_gap: Duration,
 }
 
-async fn measure(addr: &str, n: usize, c: usize, stream: bool) {
-    let body = if stream {
-        r#"{"model":"fake-model","stream":true,"max_tokens":256,"messages":[{"role":"system","content":"You are terse."},{"role":"user","content":"Summarise the report."}]}"#
-    } else {
-        r#"{"model":"fake-model","max_tokens":256,"messages":[{"role":"system","content":"You are terse."},{"role":"user","content":"Summarise the report."}]}"#
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    Buffered,
+    Stream,
+    Mcp,
+}
+
+async fn measure(addr: &str, n: usize, c: usize, kind: Kind) {
+    let stream = kind == Kind::Stream;
+    let (path, body) = match kind {
+        Kind::Stream => (
+            "/v1/chat/completions",
+            r#"{"model":"fake-model","stream":true,"max_tokens":256,"messages":[{"role":"system","content":"You are terse."},{"role":"user","content":"Summarise the report."}]}"#,
+        ),
+        Kind::Buffered => (
+            "/v1/chat/completions",
+            r#"{"model":"fake-model","max_tokens":256,"messages":[{"role":"system","content":"You are terse."},{"role":"user","content":"Summarise the report."}]}"#,
+        ),
+        Kind::Mcp => (
+            "/mcp/bench",
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search","arguments":{"query":"quarterly report","limit":5}}}"#,
+        ),
     };
     let per = n.div_ceil(c);
     let addr: Arc<str> = Arc::from(addr);
@@ -158,8 +212,9 @@ async fn measure(addr: &str, n: usize, c: usize, stream: bool) {
             tokio::spawn(conn);
             let mut samples = Vec::with_capacity(per);
             for _ in 0..per {
-                let req = Request::post("/v1/chat/completions")
+                let req = Request::post(path)
                     .header("host", &*addr)
+                    .header("accept", "application/json, text/event-stream")
                     .header("authorization", format!("Bearer {KEY}"))
                     .header("x-agent-id", format!("{prefix}-{}", w % 8))
                     .header("content-type", "application/json")

@@ -6,6 +6,7 @@
 use crate::cost::{Price, Prices};
 use antibody_executors::http::Endpoint;
 use antibody_executors::{Secret, SecretRef, SecretSource};
+use hyper::header::{HeaderName, HeaderValue, AUTHORIZATION};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -79,7 +80,15 @@ pub struct RawProvider {
 #[serde(default, deny_unknown_fields)]
 pub struct RawMcpServer {
     pub name: String,
+    /// The server's Streamable HTTP endpoint (`http(s)://host:port/mcp`).
     pub url: String,
+    /// `env:VAR` or `file:PATH`, sent as `Authorization: Bearer <key>`.
+    pub api_key: Option<String>,
+    /// More headers the server needs (`X-Api-Key = "env:TOOLS_KEY"`): every value a
+    /// reference, never the value itself.
+    pub headers: BTreeMap<String, String>,
+    /// Time allowed until the response head arrives (default 300 s).
+    pub timeout_ms: Option<u64>,
 }
 
 /// A validated provider.
@@ -107,18 +116,33 @@ impl std::fmt::Debug for Provider {
     }
 }
 
-/// A validated MCP server (accepted now; served by the MCP proxy when it lands).
-#[derive(Debug)]
+/// A validated MCP server, reached at `/mcp/{name}` on the gateway's listener.
 pub struct McpServer {
     pub name: String,
     pub endpoint: Endpoint,
+    /// Headers carrying the server's credentials, resolved at start (`api_key` as
+    /// `Authorization: Bearer`, then `headers`).
+    pub credentials: Vec<(HeaderName, Secret)>,
+    pub timeout: Duration,
+}
+
+impl std::fmt::Debug for McpServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.credentials.iter().map(|(n, _)| n.as_str()).collect();
+        f.debug_struct("McpServer")
+            .field("name", &self.name)
+            .field("endpoint", &self.endpoint)
+            .field("credentials", &names)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug)]
 pub struct GatewayConfig {
     pub listen: SocketAddr,
     pub providers: Vec<Provider>,
-    /// Index of the provider an agent with no route of its own uses.
+    /// Index of the provider an agent with no route of its own uses (0, and no provider,
+    /// for an MCP-only gateway).
     pub default: usize,
     pub prices: Prices,
     pub mcp_servers: Vec<McpServer>,
@@ -127,9 +151,10 @@ pub struct GatewayConfig {
 }
 
 impl RawGatewayConfig {
-    /// Whether the gateway should run: it has somewhere to send requests.
+    /// Whether the gateway should run: it has somewhere to send requests (a provider or
+    /// an MCP server).
     pub fn enabled(&self) -> bool {
-        !self.providers.is_empty()
+        !self.providers.is_empty() || !self.mcp_servers.is_empty()
     }
 
     /// Validates everything and resolves the keys; every problem at once.
@@ -162,7 +187,12 @@ impl RawGatewayConfig {
             ([one], _) => *one,
             ([], 1) => 0,
             ([], 0) => {
-                errors.push("[gateway] needs at least one [[gateway.providers]]".into());
+                if self.mcp_servers.is_empty() {
+                    errors.push(
+                        "[gateway] needs at least one [[gateway.providers]] or [[gateway.mcp_servers]]"
+                            .into(),
+                    );
+                }
                 0
             }
             ([], _) => {
@@ -180,19 +210,15 @@ impl RawGatewayConfig {
             }
         }
         let mut mcp_servers = Vec::new();
-        for raw in &self.mcp_servers {
-            if !valid_name(&raw.name) {
+        for (i, raw) in self.mcp_servers.iter().enumerate() {
+            if self.mcp_servers[..i].iter().any(|m| m.name == raw.name) {
                 errors.push(format!(
-                    "[[gateway.mcp_servers]] name `{}` must be 1–64 of a–z, 0–9, `-`, `_`",
+                    "[[gateway.mcp_servers]] `{}` is named twice",
                     raw.name
                 ));
             }
-            match Endpoint::parse(&raw.url) {
-                Ok(endpoint) => mcp_servers.push(McpServer {
-                    name: raw.name.clone(),
-                    endpoint,
-                }),
-                Err(e) => errors.push(format!("[[gateway.mcp_servers]] `{}`: {e}", raw.name)),
+            if let Some(m) = mcp_server(raw, secrets, &mut errors) {
+                mcp_servers.push(m);
             }
         }
         let max_body_bytes = self.max_body_bytes.unwrap_or(16 << 20);
@@ -238,20 +264,7 @@ fn provider(
             ));
             None
         }
-        (Some(text), false) => match SecretRef::parse(text) {
-            // The error names the reference, never a value.
-            Ok(r) => secrets
-                .resolve(&r)
-                .map_err(|e| errors.push(format!("{at}: api_key: {e}")))
-                .ok(),
-            // Not the parser's message: it would echo a key pasted in by mistake.
-            Err(_) => {
-                errors.push(format!(
-                    "{at}: api_key must be a reference (`env:VAR` or `file:PATH`), not a key"
-                ));
-                None
-            }
-        },
+        (Some(text), false) => resolve(&at, "api_key", text, secrets, errors),
         (None, _) => None,
     };
     let fallback = raw.fallback.as_deref().and_then(|f| {
@@ -282,6 +295,82 @@ fn provider(
         passthrough: raw.passthrough,
         agents: raw.agents.clone(),
         fallback,
+        timeout: Duration::from_millis(raw.timeout_ms.unwrap_or(300_000)),
+    })
+}
+
+/// A key reference resolved, or an error naming the reference. Not the parser's message:
+/// it would echo a key pasted in by mistake.
+fn resolve(
+    at: &str,
+    field: &str,
+    text: &str,
+    secrets: &dyn SecretSource,
+    errors: &mut Vec<String>,
+) -> Option<Secret> {
+    match SecretRef::parse(text) {
+        Ok(r) => secrets
+            .resolve(&r)
+            .map_err(|e| errors.push(format!("{at}: {field}: {e}")))
+            .ok(),
+        Err(_) => {
+            errors.push(format!(
+                "{at}: {field} must be a reference (`env:VAR` or `file:PATH`), not a key"
+            ));
+            None
+        }
+    }
+}
+
+fn mcp_server(
+    raw: &RawMcpServer,
+    secrets: &dyn SecretSource,
+    errors: &mut Vec<String>,
+) -> Option<McpServer> {
+    let at = format!("[[gateway.mcp_servers]] `{}`", raw.name);
+    let before = errors.len();
+    if !valid_name(&raw.name) {
+        errors.push(format!("{at}: name must be 1–64 of a–z, 0–9, `-`, `_`"));
+    }
+    let endpoint = Endpoint::parse(&raw.url)
+        .map_err(|e| errors.push(format!("{at}: url: {e}")))
+        .ok();
+    let mut credentials = Vec::new();
+    if let Some(text) = &raw.api_key {
+        if let Some(key) = resolve(&at, "api_key", text, secrets, errors) {
+            let mut bearer = b"Bearer ".to_vec();
+            bearer.extend_from_slice(key.expose());
+            credentials.push((AUTHORIZATION, Secret::new(bearer)));
+        }
+    }
+    for (name, text) in &raw.headers {
+        let field = format!("headers.{name}");
+        match HeaderName::from_bytes(name.as_bytes()) {
+            Ok(h) if h == AUTHORIZATION && raw.api_key.is_some() => errors.push(format!(
+                "{at}: {field}: set either api_key or an Authorization header"
+            )),
+            Ok(h) => {
+                if let Some(v) = resolve(&at, &field, text, secrets, errors) {
+                    if HeaderValue::from_bytes(v.expose()).is_err() {
+                        errors.push(format!("{at}: {field}: the value is not a valid header"));
+                    }
+                    credentials.push((h, v));
+                }
+            }
+            Err(_) => errors.push(format!("{at}: `{name}` is not a header name")),
+        }
+    }
+    if raw.timeout_ms == Some(0) {
+        errors.push(format!("{at}: timeout_ms must be positive"));
+    }
+    let endpoint = endpoint?;
+    if errors.len() > before {
+        return None;
+    }
+    Some(McpServer {
+        name: raw.name.clone(),
+        endpoint,
+        credentials,
         timeout: Duration::from_millis(raw.timeout_ms.unwrap_or(300_000)),
     })
 }

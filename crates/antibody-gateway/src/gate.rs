@@ -80,7 +80,7 @@ pub fn revoked_tool(entity: &str, v: &Verdict, offered: &[String]) -> Option<Ref
         .map_or_else(String::new, |i| format!(" (incident {i})"));
     Some(Refusal::new(
         "tool_revoked",
-        format!("tool `{hit}` is revoked for {entity}{incident}; call without it"),
+        format!("tool `{hit}` is revoked for {entity}{incident}"),
     ))
 }
 

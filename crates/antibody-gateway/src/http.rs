@@ -1,8 +1,8 @@
-//! The gateway's routes: every request goes to [`Gateway::handle`]; this module only adapts
-//! axum to it. The binary serves the router on the listener every HTTP port of antibody
-//! shares (`antibody_server::net::serve`: TLS, connection caps, timeouts, `TCP_NODELAY` so
-//! streamed chunks leave at once), which hands the peer's address in as `ConnectInfo`. The
-//! MCP proxy mounts beside it at `/mcp/{name}` when it lands.
+//! The gateway's routes: every request goes to [`Gateway::handle`] (which sends
+//! `/mcp/{name}` to the MCP proxy); this module only adapts axum to it. The binary serves the
+//! router on the listener every HTTP port of antibody shares (`antibody_server::net::serve`:
+//! TLS, connection caps, timeouts, `TCP_NODELAY` so streamed chunks leave at once), which
+//! hands the peer's address in as `ConnectInfo`.
 
 use crate::proxy::{Call, Gateway};
 use axum::extract::{ConnectInfo, Request, State};

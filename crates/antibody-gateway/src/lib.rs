@@ -9,7 +9,8 @@
 //! [`usage`] (buffered and SSE usage, stripping the injected chunk), [`cost`], [`limits`]
 //! (policy charging), [`gate`] (verdicts), [`upstream`] (routing, headers) — and
 //! [`proxy`] sequences them around the I/O. [`backend::Backend`] is the seam to the
-//! service: keys, policies, verdicts, durable events.
+//! service: keys, policies, verdicts, durable events. [`mcp`] is the MCP proxy on the same
+//! listener (`/mcp/{name}`), with the same keys, agents, verdicts and emitter.
 
 pub mod backend;
 pub mod bindings;
@@ -20,6 +21,7 @@ pub mod gate;
 pub mod http;
 pub mod identity;
 pub mod limits;
+pub mod mcp;
 pub mod proxy;
 pub mod refusal;
 pub mod request;

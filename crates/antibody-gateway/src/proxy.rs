@@ -19,7 +19,7 @@ use crate::usage::{from_body, Observed, SseScanner};
 use crate::vitals::CallRecord;
 use antibody_core::TenantId;
 use antibody_executors::HttpClient;
-use antibody_respond::enforce::Rate;
+use antibody_respond::enforce::{Answer, Rate};
 use axum::body::Body;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
@@ -43,10 +43,12 @@ pub struct Gateway {
     /// Rules run on prompts in `block` mode (the global layer at start).
     rules: Option<Arc<antibody_rules::RuleSet>>,
     pools: Vec<Pool>,
+    /// Kept-alive connections to each `[[gateway.mcp_servers]]`, in its order.
+    pub(crate) mcp_pools: Vec<Pool>,
     /// The binary's one outbound client: every upstream connection is made by it.
-    http: HttpClient,
-    backend: Arc<dyn Backend>,
-    meter: Meter,
+    pub(crate) http: HttpClient,
+    pub(crate) backend: Arc<dyn Backend>,
+    pub(crate) meter: Meter,
     bindings: Bindings,
     pub(crate) emitter: Emitter,
 }
@@ -73,6 +75,7 @@ impl Gateway {
             rules,
             http,
             pools: cfg.providers.iter().map(|_| Pool::default()).collect(),
+            mcp_pools: cfg.mcp_servers.iter().map(|_| Pool::default()).collect(),
             cfg,
             emitter: Emitter::spawn(backend.clone()),
             backend,
@@ -86,6 +89,10 @@ impl Gateway {
     }
 
     pub async fn handle(self: &Arc<Self>, call: Call) -> Response<Body> {
+        if let Some(server) = crate::mcp::proxy::server_of(&call.path_and_query) {
+            let server = server.to_owned();
+            return self.mcp(&server, call).await;
+        }
         match self.run(call).await {
             Ok(r) => r,
             Err(refusal) => refusal_response(&refusal),
@@ -96,9 +103,11 @@ impl Gateway {
         let started = Instant::now();
         let now = self.backend.now_ms();
         let path = call.path_and_query.split('?').next().unwrap_or("");
-        let route = Route::of(path).ok_or_else(|| {
-            Refusal::new("not_found", format!("the gateway serves no route `{path}`"))
-        })?;
+        let route = Route::of(path)
+            .filter(|_| !self.cfg.providers.is_empty())
+            .ok_or_else(|| {
+                Refusal::new("not_found", format!("the gateway serves no route `{path}`"))
+            })?;
         let key = client_key(&call.headers);
         let tenant = self.tenant(key.as_deref()).await?;
         let id = identify(
@@ -173,7 +182,7 @@ impl Gateway {
             .await)
     }
 
-    async fn tenant(&self, key: Option<&str>) -> Result<TenantId, Refusal> {
+    pub(crate) async fn tenant(&self, key: Option<&str>) -> Result<TenantId, Refusal> {
         let key = key.ok_or_else(|| {
             Refusal::new(
                 "invalid_api_key",
@@ -204,6 +213,30 @@ impl Gateway {
         tools: &[String],
         now: i64,
     ) -> Result<Option<(String, Rate)>, Refusal> {
+        let verdicts = self.verdicts(tenant, id, key, peer, now);
+        let gate = strongest(verdicts.iter().map(|(e, v)| gate_of(e, v, now)));
+        if let Gate::Refuse(r) = gate {
+            return Err(r);
+        }
+        if let Some(r) = verdicts.iter().find_map(|(e, v)| revoked_tool(e, v, tools)) {
+            return Err(r);
+        }
+        match gate {
+            Gate::Throttle { entity, rate } => Ok(Some((entity, rate))),
+            Gate::Pass | Gate::Refuse(_) => Ok(None),
+        }
+    }
+
+    /// The verdict of every entity a call is tied to: its agent, its address, and (a call
+    /// that does not name its agent) every agent seen with its key or from its address.
+    pub(crate) fn verdicts(
+        &self,
+        tenant: &TenantId,
+        id: &Identity,
+        key: Option<&str>,
+        peer: IpAddr,
+        now: i64,
+    ) -> Vec<(String, Answer)> {
         let address = format!("ip:{peer}");
         let key_handle = key.map(|k| format!("key:{}", fingerprint(k.as_bytes())));
         let mut handles: Vec<&str> = vec![&address];
@@ -216,21 +249,13 @@ impl Gateway {
         } else {
             entities.extend(self.bindings.agents(tenant, &handles));
         }
-        let verdicts: Vec<_> = entities
-            .iter()
-            .map(|e| (e, self.backend.verdict(tenant, e, now)))
-            .collect();
-        let gate = strongest(verdicts.iter().map(|(e, v)| gate_of(e, v, now)));
-        if let Gate::Refuse(r) = gate {
-            return Err(r);
-        }
-        if let Some(r) = verdicts.iter().find_map(|(e, v)| revoked_tool(e, v, tools)) {
-            return Err(r);
-        }
-        match gate {
-            Gate::Throttle { entity, rate } => Ok(Some((entity, rate))),
-            Gate::Pass | Gate::Refuse(_) => Ok(None),
-        }
+        entities
+            .into_iter()
+            .map(|e| {
+                let v = self.backend.verdict(tenant, &e, now);
+                (e, v)
+            })
+            .collect()
     }
 
     async fn forward(
@@ -299,7 +324,7 @@ impl Gateway {
         };
         let attempt = async {
             let mut sender = self.pools[pi]
-                .checkout(&self.http, p)
+                .checkout(&self.http, &p.endpoint)
                 .await
                 .map_err(unavailable)?;
             let response = sender
@@ -410,7 +435,7 @@ struct Sent {
 }
 
 /// The antibody key: `X-Antibody-Key`, else the bearer key, else `api-key` (Azure clients).
-fn client_key(h: &HeaderMap) -> Option<String> {
+pub(crate) fn client_key(h: &HeaderMap) -> Option<String> {
     let text = |name: &str| h.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
     if let Some(k) = text("x-antibody-key").filter(|k| !k.is_empty()) {
         return Some(k.to_owned());
@@ -424,7 +449,7 @@ fn client_key(h: &HeaderMap) -> Option<String> {
     text("api-key").filter(|k| !k.is_empty()).map(str::to_owned)
 }
 
-async fn read_body(body: Body, limit: usize) -> Result<Bytes, Refusal> {
+pub(crate) async fn read_body(body: Body, limit: usize) -> Result<Bytes, Refusal> {
     let read = Limited::new(body, limit).collect();
     match tokio::time::timeout(BODY_TIMEOUT, read).await {
         Err(_) => Err(Refusal::new(
@@ -458,7 +483,7 @@ pub fn refusal_response(r: &Refusal) -> Response<Body> {
     b.body(Body::from(r.body())).unwrap_or_default()
 }
 
-fn ms(d: Duration) -> f64 {
+pub(crate) fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 

@@ -5,6 +5,7 @@
 //! request path is appended to a configured base, never taken from the client.
 
 use crate::config::{GatewayConfig, Provider, ProviderKind};
+use antibody_executors::http::Endpoint;
 use antibody_executors::HttpClient;
 use antibody_respond::gateway_policy::pattern_matches;
 use bytes::Bytes;
@@ -112,13 +113,13 @@ pub fn upstream_path(p: &Provider, path_and_query: &str) -> String {
 
 pub type Sender = SendRequest<Full<Bytes>>;
 
-/// Idle kept-alive connections of one provider.
+/// Idle kept-alive connections of one upstream (a provider or an MCP server).
 #[derive(Default)]
 pub struct Pool {
     idle: Mutex<Vec<Sender>>,
 }
 
-/// Idle connections kept per provider.
+/// Idle connections kept per upstream.
 const MAX_IDLE: usize = 256;
 
 impl Pool {
@@ -130,7 +131,7 @@ impl Pool {
     }
 
     /// A ready connection: an idle one, else a new one.
-    pub async fn checkout(&self, http: &HttpClient, p: &Provider) -> Result<Sender, String> {
+    pub async fn checkout(&self, http: &HttpClient, endpoint: &Endpoint) -> Result<Sender, String> {
         loop {
             let Some(s) = self.idle().pop() else {
                 break;
@@ -139,7 +140,7 @@ impl Pool {
                 return Ok(s);
             }
         }
-        http.connect(&p.endpoint).await
+        http.connect(endpoint).await
     }
 
     /// Gives back a connection whose response was read to the end.

@@ -402,8 +402,8 @@ fn resolve_gateway(
         raw.listen = listen;
     }
     if !raw.enabled() {
-        if raw.listen.is_some() || !raw.mcp_servers.is_empty() {
-            bail!("[gateway] needs at least one [[gateway.providers]] to run");
+        if raw.listen.is_some() {
+            bail!("[gateway] needs at least one [[gateway.providers]] or [[gateway.mcp_servers]] to run");
         }
         return Ok(None);
     }

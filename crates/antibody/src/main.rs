@@ -431,7 +431,7 @@ async fn start_gateway(
     let addr = listener.local_addr()?;
     // The line stays the address alone: scripts and tests read it.
     eprintln!("antibody: gateway serving on {addr}");
-    tracing::info!(%addr, providers = cfg.providers.len(), tls = tls.is_some(), "the LLM gateway is serving");
+    tracing::info!(%addr, providers = cfg.providers.len(), mcp_servers = cfg.mcp_servers.len(), tls = tls.is_some(), "the LLM gateway is serving");
     let gw = antibody_gateway::Gateway::new(
         cfg,
         Arc::new(gateway::ServerBackend(state.clone())),

@@ -44,20 +44,30 @@ PLAYBOOKS = """\
 
 
 class Server:
-    def __init__(self):
+    """The binary on a free port; `config` (antibody.toml text) may start its gateway, whose
+    address is then `gateway`."""
+
+    def __init__(self, config=None, rules=RULES, playbooks=PLAYBOOKS):
         binary = os.environ.get("ANTIBODY_BIN") or os.path.join(ROOT, "target", "debug", "antibody")
         if not os.path.exists(binary):
             raise RuntimeError(f"antibody binary not found at {binary}: build it (cargo build) or set ANTIBODY_BIN")
         self.tmp = tempfile.TemporaryDirectory()
         data = os.path.join(self.tmp.name, "data")
-        for sub, text in (("rules", RULES), ("playbooks", PLAYBOOKS)):
+        for sub, text in (("rules", rules), ("playbooks", playbooks)):
             os.makedirs(os.path.join(data, sub))
             with open(os.path.join(data, sub, "sdk-test.yml"), "w") as f:
                 f.write(text)
         env = {k: v for k, v in os.environ.items() if not k.startswith("ANTIBODY_")}
         env["ANTIBODY_ADMIN_KEY"] = ADMIN_KEY
+        args = [binary, "serve", "--listen", "127.0.0.1:0", "--data-dir", data]
+        if config is not None:
+            path = os.path.join(self.tmp.name, "antibody.toml")
+            with open(path, "w") as f:
+                f.write(config)
+            args += ["--config", path]
+        self.gateway = None
         self.proc = subprocess.Popen(
-            [binary, "serve", "--listen", "127.0.0.1:0", "--data-dir", data],
+            args,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             env=env,
@@ -71,6 +81,8 @@ class Server:
 
         def read():
             for line in self.proc.stderr:
+                if self.gateway is None and "gateway serving on " in line:
+                    self.gateway = line.split("gateway serving on ", 1)[1].split()[0]
                 if not found and "listening on " in line:
                     found.append(line.split("listening on ", 1)[1].split()[0])
                 log.append(line)
