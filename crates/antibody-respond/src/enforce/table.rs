@@ -86,6 +86,7 @@ impl<K> Default for Table<K> {
 }
 
 impl<K: Key> Table<K> {
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.len
     }
