@@ -7,8 +7,9 @@
 //! decisions changed), which the response stage publishes into an [`Enforcement`] after
 //! every apply that changed enforcement. Readers never lock and never ask the response
 //! thread: [`Enforcement::verdict`] loads the published views (one atomic pointer), hashes
-//! the entity once and reads its shard's tags (which stay in L2) and, if one matches, one
-//! bucket line holding the key, the verdict's kind and how long it stays true ([`table`]);
+//! the entity once and reads its shard's tags and positions (which stay in L2) and, if a tag
+//! matches, one bucket line holding the key, the verdict's kind and how long it stays true
+//! ([`table`]);
 //! the entity's entries and full verdict are read only when the answer's details are
 //! ([`Answer`] derefs to [`Verdict`]). A change rebuilds one tenant's view, and in it only
 //! the shard of the entities it touched.
@@ -311,7 +312,7 @@ struct Entry {
 }
 
 /// An address or a CIDR block, masked to its prefix.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 struct Net {
     v6: bool,
     bits: u128,
@@ -419,12 +420,6 @@ impl Name {
             }
             _ => Self::Heap(bytes.into()),
         }
-    }
-}
-
-impl Default for Name {
-    fn default() -> Self {
-        Self::Inline(0, [0; INLINE])
     }
 }
 

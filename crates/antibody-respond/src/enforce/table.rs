@@ -4,21 +4,23 @@
 //! path (every verdict, every gateway call) and its memory shape decides its cost. With 100 k
 //! entities hashbrown's buckets (a 40-byte key beside 16 bytes of facts, packed) often
 //! straddle two cache lines and its control bytes sit apart from them, so a cold lookup paid
-//! two or three trips to memory. Here a byte of tag per position (an occupied bit and seven
-//! bits of the hash; 100 k keys at load ≤ ½ are 256 KB, which stays in L2) sits in its own
-//! array, and each bucket is one 64-byte-aligned line holding the key inline beside the facts
-//! a lookup answers from: an absent key costs tag reads only, a present one a single line.
+//! two or three trips to memory. Here each position of the probe holds a byte of tag (an
+//! occupied bit and seven bits of the hash) and the number of its bucket, in two arrays that
+//! stay in L2 (100 k keys at load ≤ ½: 256 KB of tags, 1 MB of numbers); the buckets are
+//! dense, one 64-byte-aligned line each, holding the key inline beside the facts a lookup
+//! answers from. An absent key costs tag reads only, a present one a single line outside L2.
 //!
-//! Linear probing over the tags. A removal shifts the entries after it back into the hole,
-//! so there are no tombstones and a probe always ends at the first empty tag. The table
-//! keeps at least half of its positions empty, so every probe ends.
+//! Linear probing over the tags. A removal shifts the positions after it back into the hole,
+//! so there are no tombstones and a probe always ends at the first empty tag; the last bucket
+//! moves into the removed one's place. At least half of the positions stay empty, so every
+//! probe ends.
 
 use super::VerdictKind;
 use antibody_core::TimestampMs;
 use std::hash::{BuildHasher, Hash};
 
 /// A key kept inline in its bucket, looked up by a borrowed form.
-pub(super) trait Key: Clone + Default {
+pub(super) trait Key: Clone {
     type Probe: Hash + ?Sized;
     fn probe(&self) -> &Self::Probe;
     fn is(&self, probe: &Self::Probe) -> bool;
@@ -33,28 +35,18 @@ pub(super) struct Facts {
     pub kind: VerdictKind,
 }
 
-impl Default for Facts {
-    fn default() -> Self {
-        Self {
-            fresh_until: TimestampMs::MIN,
-            slot: 0,
-            kind: VerdictKind::Allow,
-        }
-    }
-}
-
-/// One position: a cache line. Empty positions hold a default key their tag disowns.
-#[derive(Clone, Default)]
+/// A key and its facts: one cache line.
+#[derive(Clone)]
 #[repr(C, align(64))]
 struct Bucket<K> {
     facts: Facts,
     key: K,
 }
 
-/// No position is taken: the tag of an empty one.
+/// No key is at this position: the tag of an empty one.
 const EMPTY: u8 = 0;
-/// The smallest table that holds anything.
-const MIN_CAPACITY: usize = 8;
+/// The fewest positions a table with keys has.
+const MIN_POSITIONS: usize = 8;
 
 /// The tag of a hash: the occupied bit and its top seven bits.
 fn tag_of(h: u64) -> u8 {
@@ -67,20 +59,22 @@ fn home_of(h: u64, mask: usize) -> usize {
     (h >> 6) as usize & mask
 }
 
-/// Keys to facts, one probe sequence over a power-of-two number of positions.
+/// Keys to facts: one probe sequence over a power-of-two number of positions, and the
+/// buckets they point to.
 #[derive(Clone)]
 pub(super) struct Table<K> {
     tags: Box<[u8]>,
-    buckets: Box<[Bucket<K>]>,
-    len: usize,
+    /// The bucket of each taken position.
+    places: Box<[u32]>,
+    buckets: Vec<Bucket<K>>,
 }
 
 impl<K> Default for Table<K> {
     fn default() -> Self {
         Self {
             tags: Box::new([]),
-            buckets: Box::new([]),
-            len: 0,
+            places: Box::new([]),
+            buckets: Vec::new(),
         }
     }
 }
@@ -88,17 +82,17 @@ impl<K> Default for Table<K> {
 impl<K: Key> Table<K> {
     #[cfg(test)]
     pub fn len(&self) -> usize {
-        self.len
+        self.buckets.len()
     }
 
-    /// Positions (a power of two, or 0 before the first insert).
+    /// Positions (a power of two, or 0 while empty).
     #[cfg(test)]
     pub fn capacity(&self) -> usize {
         self.tags.len()
     }
 
-    /// The position holding `probe` (whose hash is `h`).
-    fn position(&self, h: u64, probe: &K::Probe) -> Option<usize> {
+    /// The position whose bucket satisfies `is`, on the probe of hash `h`.
+    fn find(&self, h: u64, is: impl Fn(usize) -> bool) -> Option<usize> {
         let mask = self.tags.len().checked_sub(1)?;
         let tag = tag_of(h);
         let mut i = home_of(h, mask);
@@ -106,15 +100,21 @@ impl<K: Key> Table<K> {
         for _ in 0..self.tags.len() {
             match self.tags[i] {
                 EMPTY => return None,
-                t if t == tag && self.buckets[i].key.is(probe) => return Some(i),
+                t if t == tag && is(self.places[i] as usize) => return Some(i),
                 _ => i = (i + 1) & mask,
             }
         }
         None
     }
 
+    /// The position holding `probe` (whose hash is `h`).
+    fn position(&self, h: u64, probe: &K::Probe) -> Option<usize> {
+        self.find(h, |b| self.buckets[b].key.is(probe))
+    }
+
     pub fn get(&self, h: u64, probe: &K::Probe) -> Option<&Facts> {
-        self.position(h, probe).map(|i| &self.buckets[i].facts)
+        let i = self.position(h, probe)?;
+        Some(&self.buckets[self.places[i] as usize].facts)
     }
 
     /// Puts `key` (whose hash is `h`) with `facts`; returns the facts it replaced.
@@ -126,80 +126,81 @@ impl<K: Key> Table<K> {
         hasher: &impl BuildHasher,
     ) -> Option<Facts> {
         if let Some(i) = self.position(h, key.probe()) {
-            return Some(std::mem::replace(&mut self.buckets[i].facts, facts));
+            let b = self.places[i] as usize;
+            return Some(std::mem::replace(&mut self.buckets[b].facts, facts));
         }
-        if (self.len + 1) * 2 > self.tags.len() {
-            let grown = (self.tags.len() * 2).max(MIN_CAPACITY);
+        if (self.buckets.len() + 1) * 2 > self.tags.len() {
+            let grown = (self.tags.len() * 2).max(MIN_POSITIONS);
             self.resize(grown, hasher);
         }
-        self.place(h, Bucket { facts, key });
-        self.len += 1;
+        self.place(h, self.buckets.len());
+        self.buckets.push(Bucket { facts, key });
         None
     }
 
-    /// Puts a key known to be absent at the first empty position of its probe.
-    fn place(&mut self, h: u64, bucket: Bucket<K>) {
+    /// Points the first empty position of hash `h`'s probe at bucket `b`.
+    fn place(&mut self, h: u64, b: usize) {
         let mask = self.tags.len() - 1;
         let mut i = home_of(h, mask);
         while self.tags[i] != EMPTY {
             i = (i + 1) & mask;
         }
         self.tags[i] = tag_of(h);
-        self.buckets[i] = bucket;
+        // A shard holds a tenant's keys over SHARDS: far below u32::MAX.
+        self.places[i] = u32::try_from(b).unwrap_or(u32::MAX);
     }
 
     /// Takes `probe` (whose hash is `h`) out; returns its facts.
     pub fn remove(&mut self, h: u64, probe: &K::Probe, hasher: &impl BuildHasher) -> Option<Facts> {
         let mut hole = self.position(h, probe)?;
-        let facts = self.buckets[hole].facts;
+        let removed = self.places[hole] as usize;
         let mask = self.tags.len() - 1;
         let mut j = (hole + 1) & mask;
-        // Every entry up to the next empty tag that may sit in the hole moves there: one
+        // Every position up to the next empty tag that may sit in the hole moves there: one
         // whose probe starts at or before the hole (cyclically).
         while self.tags[j] != EMPTY {
-            let home = home_of(hasher.hash_one(self.buckets[j].key.probe()), mask);
+            let key = &self.buckets[self.places[j] as usize].key;
+            let home = home_of(hasher.hash_one(key.probe()), mask);
             if j.wrapping_sub(home) & mask >= j.wrapping_sub(hole) & mask {
                 self.tags[hole] = self.tags[j];
-                self.buckets.swap(hole, j);
+                self.places[hole] = self.places[j];
                 hole = j;
             }
             j = (j + 1) & mask;
         }
         self.tags[hole] = EMPTY;
-        // Drops the key (a long name's bytes).
-        self.buckets[hole] = Bucket::default();
-        self.len -= 1;
-        if self.len == 0 {
+        let last = self.buckets.len() - 1;
+        let facts = self.buckets.swap_remove(removed).facts;
+        if removed != last {
+            // The last bucket took the removed one's place: its position follows it.
+            let moved = hasher.hash_one(self.buckets[removed].key.probe());
+            if let Some(i) = self.find(moved, |b| b == last) {
+                self.places[i] = u32::try_from(removed).unwrap_or(u32::MAX);
+            }
+        }
+        if self.buckets.is_empty() {
             *self = Self::default();
-        } else if self.len * 8 <= self.tags.len() && self.tags.len() > MIN_CAPACITY {
+        } else if self.buckets.len() * 8 <= self.tags.len() && self.tags.len() > MIN_POSITIONS {
             self.resize(self.tags.len() / 2, hasher);
         }
         Some(facts)
     }
 
-    /// Moves every entry into a table of `capacity` positions (a power of two, more than
-    /// twice the entries).
-    fn resize(&mut self, capacity: usize, hasher: &impl BuildHasher) {
-        let tags = std::mem::replace(&mut self.tags, vec![EMPTY; capacity].into());
-        let buckets = std::mem::replace(
-            &mut self.buckets,
-            std::iter::repeat_with(Bucket::default)
-                .take(capacity)
-                .collect(),
-        );
-        for (tag, bucket) in tags.iter().zip(Vec::from(buckets)) {
-            if *tag != EMPTY {
-                self.place(hasher.hash_one(bucket.key.probe()), bucket);
-            }
+    /// Points a fresh array of `positions` (a power of two, more than twice the keys) at
+    /// the buckets.
+    fn resize(&mut self, positions: usize, hasher: &impl BuildHasher) {
+        self.tags = vec![EMPTY; positions].into();
+        self.places = vec![0; positions].into();
+        for b in 0..self.buckets.len() {
+            self.place(hasher.hash_one(self.buckets[b].key.probe()), b);
+        }
+        if self.buckets.capacity() > 2 * positions {
+            self.buckets.shrink_to(positions / 2);
         }
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&K, &Facts)> {
-        self.tags
-            .iter()
-            .zip(self.buckets.iter())
-            .filter(|(tag, _)| **tag != EMPTY)
-            .map(|(_, b)| (&b.key, &b.facts))
+        self.buckets.iter().map(|b| (&b.key, &b.facts))
     }
 }
 
