@@ -158,6 +158,23 @@ fn bench(c: &mut Criterion) {
             black_box(enf.verdict(&tenant, name, now).kind())
         })
     });
+    // The same, each lookup's name chosen by the answer before it: lookups cannot overlap
+    // in the core, so this is the latency of one, where the loops above tell the cost of
+    // many in a row (a core overlaps the cache misses of independent lookups).
+    let mut i = 0;
+    g.bench_function(
+        "verdict_throttled_agent_of_100k_name_in_cache_chained",
+        |b| {
+            let mut buf = [0u8; 32];
+            b.iter(|| {
+                let name = agent_name(&mut buf, i);
+                let kind = enf.verdict(&tenant, name, now).kind();
+                // Throttle (1) for every agent: the stride stays 7,919, a prime, so all are read.
+                i = (i + 7_918 + kind as usize) % ENTITIES;
+                kind
+            })
+        },
+    );
     // What the verdict route and the gateway's refusals read: the lookup, then the details.
     let mut i = 0;
     g.bench_function("verdict_details_throttled_agent_of_100k", |b| {

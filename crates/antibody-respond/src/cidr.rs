@@ -79,6 +79,12 @@ fn prefix_eq(a: u128, b: u128, prefix: u8) -> bool {
 pub fn target_ip(target: &str) -> Option<IpAddr> {
     let t = target.strip_prefix("ip:").unwrap_or(target);
     let t = t.trim_start_matches('[').trim_end_matches(']');
+    // Most targets are names (`agent:x`): turned away at their first letter that no address
+    // holds, before the two address parsers run (every verdict lookup asks).
+    let address = |b: &u8| b.is_ascii_hexdigit() || *b == b'.' || *b == b':';
+    if !t.as_bytes().iter().all(address) {
+        return None;
+    }
     t.parse().ok()
 }
 
@@ -129,12 +135,22 @@ mod tests {
         assert_eq!(target_ip("ip:1.2.3.4"), Some(ip("1.2.3.4")));
         assert_eq!(target_ip("[::1]"), Some(ip("::1")));
         assert_eq!(target_ip("agent:x"), None);
+        assert_eq!(target_ip("ip:::ffff:10.0.0.1"), Some(ip("::ffff:10.0.0.1")));
+        assert_eq!(target_ip("fe80::1%eth0"), None);
+        assert_eq!(target_ip("cafe"), None);
     }
 
     proptest! {
         #[test]
         fn parse_never_panics(s in ".{0,48}") {
             let _ = Cidr::parse(&s);
+        }
+
+        #[test]
+        fn target_ip_reads_what_the_address_parser_reads(s in "(ip:)?\\[?[0-9a-fA-F.:g-]{0,20}\\]?") {
+            let t = s.strip_prefix("ip:").unwrap_or(&s);
+            let t = t.trim_start_matches('[').trim_end_matches(']');
+            prop_assert_eq!(target_ip(&s), t.parse::<IpAddr>().ok());
         }
     }
 }

@@ -7,10 +7,12 @@
 //! decisions changed), which the response stage publishes into an [`Enforcement`] after
 //! every apply that changed enforcement. Readers never lock and never ask the response
 //! thread: [`Enforcement::verdict`] loads the published views (one atomic pointer), hashes
-//! the entity once and reads one index bucket, which holds the verdict's kind and how long it
-//! stays true beside the key; the entity's entries and full verdict are read only when the
-//! answer's details are ([`Answer`] derefs to [`Verdict`]). A change rebuilds one tenant's
-//! view, and in it only the shard of the entities it touched.
+//! the entity once and reads its shard's tags and positions (which stay in L2) and, if a tag
+//! matches, one bucket line holding the key, the verdict's kind and how long it stays true
+//! ([`table`]);
+//! the entity's entries and full verdict are read only when the answer's details are
+//! ([`Answer`] derefs to [`Verdict`]). A change rebuilds one tenant's view, and in it only
+//! the shard of the entities it touched.
 //!
 //! ## Effects
 //! | source | effect | verdict |
@@ -52,15 +54,18 @@ use crate::Responder;
 use antibody_core::{TenantId, TimestampMs};
 use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
-use std::borrow::Borrow;
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash};
+use std::hash::BuildHasher;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::{Arc, OnceLock};
+use table::{Facts, Table};
 
-/// Entity maps hash with foldhash: fast on short keys and seeded per process, so senders
-/// cannot precompute colliding entity names.
-type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+mod table;
+
+/// Keys hash with foldhash: fast on short keys and seeded per process, so senders cannot
+/// precompute colliding entity names.
+type Hasher = foldhash::fast::RandomState;
+type Map<K, V> = HashMap<K, V, Hasher>;
 
 /// Shards per tenant view: a change copies one shard's map, not the tenant's.
 const SHARDS: usize = 64;
@@ -381,10 +386,22 @@ impl Key {
     }
 }
 
-/// Names up to this long are kept in the map's own slot.
-const INLINE: usize = 38;
+impl table::Key for Net {
+    type Probe = Net;
 
-/// An entity name as a map key: a short one (most are) sits in the map's bucket, so a lookup
+    fn probe(&self) -> &Net {
+        self
+    }
+
+    fn is(&self, probe: &Net) -> bool {
+        self == probe
+    }
+}
+
+/// Names up to this long are kept in the table's bucket: what fills its line.
+const INLINE: usize = 46;
+
+/// An entity name as a table key: a short one (most are) sits in the bucket, so a lookup
 /// compares it without following a pointer to another cache line. Looked up by its bytes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Name {
@@ -406,20 +423,37 @@ impl Name {
     }
 }
 
-impl Borrow<[u8]> for Name {
-    fn borrow(&self) -> &[u8] {
+impl table::Key for Name {
+    type Probe = [u8];
+
+    fn probe(&self) -> &[u8] {
         match self {
             Self::Inline(len, bytes) => &bytes[..usize::from(*len)],
             Self::Heap(bytes) => bytes,
         }
     }
+
+    fn is(&self, probe: &[u8]) -> bool {
+        match self {
+            Self::Inline(len, bytes) => usize::from(*len) == probe.len() && same(bytes, probe),
+            Self::Heap(bytes) => **bytes == *probe,
+        }
+    }
 }
 
-impl Hash for Name {
-    /// As the bytes hash, so a lookup by `&[u8]` finds it.
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        Borrow::<[u8]>::borrow(self).hash(state);
+/// Whether `probe` begins `bytes`, eight bytes at a time: names are short, and a call to
+/// `memcmp` cost more than the compare (a lookup's one name compare is on its hot path).
+fn same(bytes: &[u8; INLINE], probe: &[u8]) -> bool {
+    let (mut a, mut b) = (bytes.as_slice(), probe);
+    while let (Some((x, rest_a)), Some((y, rest_b))) =
+        (a.split_first_chunk::<8>(), b.split_first_chunk::<8>())
+    {
+        if x != y {
+            return false;
+        }
+        (a, b) = (rest_a, rest_b);
     }
+    b.iter().zip(a).all(|(x, y)| x == y)
 }
 
 /// Everything held under one key, with the verdict it reads until something lapses: a
@@ -458,22 +492,12 @@ impl Slot {
     }
 }
 
-/// What a lookup needs of a slot, kept in the index bucket beside its key: a lookup of a
-/// key whose slot is fresh reads this one bucket and nothing else. With 100 k entities the
-/// index is ~6 MB and stays in the last-level cache, where the slots (~0.5 KB an entity with
-/// their entries) would not: a lookup that followed a pointer to its slot paid two or three
-/// trips to memory (310 ns against 60 ns).
-#[derive(Clone, Copy)]
-struct Facts {
-    slot: u32,
-    kind: VerdictKind,
-    fresh_until: TimestampMs,
-}
-
-/// Keys to facts, and the slots the facts point into.
+/// Keys to facts (the table), and the slots the facts point into. With 100 k entities the
+/// slots (~0.5 KB an entity with their entries) stay out of the caches, so a lookup reads
+/// them only for the details of a verdict.
 #[derive(Clone)]
 struct Shard<K> {
-    index: Map<K, Facts>,
+    table: Table<K>,
     slots: Vec<Option<Arc<Slot>>>,
     /// Slots emptied by a removal, reused before the vector grows.
     free: Vec<u32>,
@@ -482,7 +506,7 @@ struct Shard<K> {
 impl<K> Default for Shard<K> {
     fn default() -> Self {
         Self {
-            index: Map::default(),
+            table: Table::default(),
             slots: Vec::new(),
             free: Vec::new(),
         }
@@ -506,20 +530,16 @@ impl<K> Shard<K> {
     }
 }
 
-impl<K: Hash + Eq> Shard<K> {
-    fn get<Q>(&self, key: &Q) -> Option<&Slot>
-    where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-    {
-        self.index.get(key).and_then(|f| self.slot(f.slot))
+impl<K: table::Key> Shard<K> {
+    fn get(&self, h: u64, probe: &K::Probe) -> Option<&Slot> {
+        self.table.get(h, probe).and_then(|f| self.slot(f.slot))
     }
 
-    fn insert(&mut self, key: K, slot: Slot) {
+    fn insert(&mut self, h: u64, key: K, slot: Slot, hasher: &Hasher) {
         let kind = slot.verdict.verdict;
         let fresh_until = slot.fresh_until;
         let slot = Some(Arc::new(slot));
-        let i = match self.index.get(&key) {
+        let i = match self.table.get(h, key.probe()) {
             Some(f) => f.slot,
             None => self.free.pop().unwrap_or_else(|| {
                 self.slots.push(None);
@@ -535,11 +555,11 @@ impl<K: Hash + Eq> Shard<K> {
             kind,
             fresh_until,
         };
-        self.index.insert(key, facts);
+        self.table.insert(h, key, facts, hasher);
     }
 
-    fn remove(&mut self, key: &K) {
-        if let Some(f) = self.index.remove(key) {
+    fn remove(&mut self, h: u64, probe: &K::Probe, hasher: &Hasher) {
+        if let Some(f) = self.table.remove(h, probe, hasher) {
             if let Some(s) = self.slots.get_mut(f.slot as usize) {
                 *s = None;
                 self.free.push(f.slot);
@@ -611,33 +631,37 @@ impl std::fmt::Debug for Answer {
 /// Entries by key, in shards that are copied on write.
 #[derive(Clone)]
 struct Shards<K> {
-    pick: foldhash::fast::RandomState,
+    /// One hash per key: its low bits pick the shard, the rest its place in the shard.
+    hasher: Hasher,
     shards: Vec<Arc<Shard<K>>>,
 }
 
 impl<K> Default for Shards<K> {
     fn default() -> Self {
         Self {
-            pick: foldhash::fast::RandomState::default(),
+            hasher: Hasher::default(),
             shards: (0..SHARDS).map(|_| Arc::new(Shard::default())).collect(),
         }
     }
 }
 
-impl<K: Hash + Eq + Clone + Send + Sync + 'static> Shards<K> {
-    fn shard<Q: Hash + ?Sized>(&self, key: &Q) -> &Arc<Shard<K>> {
+impl<K: table::Key + Send + Sync + 'static> Shards<K> {
+    /// The key's hash and its shard.
+    fn locate(&self, probe: &K::Probe) -> (u64, &Arc<Shard<K>>) {
+        let h = self.hasher.hash_one(probe);
         // The low bits of a foldhash are well mixed; SHARDS is a power of two.
-        &self.shards[(self.pick.hash_one(key) as usize) & (SHARDS - 1)]
+        (h, &self.shards[(h as usize) & (SHARDS - 1)])
     }
 
-    /// The answer under `key` at `now`, if anything is held there.
-    fn answer<Q>(&self, key: &Q, now: TimestampMs) -> Option<Answer>
-    where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-    {
-        let shard = self.shard(key);
-        let facts = shard.index.get(key)?;
+    fn contains(&self, probe: &K::Probe) -> bool {
+        let (h, shard) = self.locate(probe);
+        shard.table.get(h, probe).is_some()
+    }
+
+    /// The answer under `probe` at `now`, if anything is held there.
+    fn answer(&self, probe: &K::Probe, now: TimestampMs) -> Option<Answer> {
+        let (h, shard) = self.locate(probe);
+        let facts = shard.table.get(h, probe)?;
         if now < facts.fresh_until {
             let held = Held::Shared {
                 shard: shard.clone(),
@@ -652,18 +676,16 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> Shards<K> {
         Some(folded(acc))
     }
 
-    fn get<Q>(&self, key: &Q) -> Option<&Slot>
-    where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-    {
-        self.shard(key).get(key)
+    fn get(&self, probe: &K::Probe) -> Option<&Slot> {
+        let (h, shard) = self.locate(probe);
+        shard.get(h, probe)
     }
 
     /// Replaces `source`'s entry under `key`; returns (key existed, key exists).
     fn put(&mut self, key: K, source: &Source, entry: Option<Entry>) -> (bool, bool) {
-        let i = (self.pick.hash_one(&key) as usize) & (SHARDS - 1);
-        let held = self.shards[i].get(&key);
+        let h = self.hasher.hash_one(key.probe());
+        let i = (h as usize) & (SHARDS - 1);
+        let held = self.shards[i].get(h, key.probe());
         let had = held.is_some();
         if !held.is_some_and(|s| s.entries.iter().any(|e| &e.source == source)) && entry.is_none() {
             return (had, had);
@@ -680,16 +702,16 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> Shards<K> {
         entries.extend(entry);
         let shard = Arc::make_mut(&mut self.shards[i]);
         if entries.is_empty() {
-            shard.remove(&key);
+            shard.remove(h, key.probe(), &self.hasher);
             return (had, false);
         }
-        shard.insert(key, Slot::new(entries));
+        shard.insert(h, key, Slot::new(entries), &self.hasher);
         (had, true)
     }
 
     fn iter(&self) -> impl Iterator<Item = (&K, &Vec<Entry>)> {
         self.shards.iter().flat_map(|s| {
-            s.index
+            s.table
                 .iter()
                 .filter_map(|(k, f)| Some((k, &s.slot(f.slot)?.entries)))
         })
@@ -794,7 +816,7 @@ impl TenantView {
             .iter()
             .filter(|p| p.0 == v6)
             .map(|&(_, len, _)| Net::new(ip, len))
-            .filter(|net| self.nets.shard(net).index.contains_key(net));
+            .filter(|net| self.nets.contains(net));
         let Some(first) = held.next() else {
             return allow();
         };
@@ -1316,7 +1338,7 @@ mod tests {
         assert!(grown < 100, "{grown} new slots for 100 keys");
         for s in &v.names.shards {
             let used = s.slots.iter().filter(|x| x.is_some()).count();
-            assert_eq!((used, s.slots.len() - s.free.len()), (s.index.len(), used));
+            assert_eq!((used, s.slots.len() - s.free.len()), (s.table.len(), used));
         }
         for (i, e) in agents.iter().enumerate() {
             let want = [VerdictKind::Allow, VerdictKind::Quarantine][i % 2];
@@ -1483,6 +1505,31 @@ mod tests {
             }
         }
         assert_eq!(slot.fresh_until, T0 + MIN);
+    }
+
+    #[test]
+    fn a_name_or_a_net_and_its_facts_fill_one_cache_line() {
+        assert_eq!(table::bucket_bytes::<Name>(), 64);
+        assert_eq!(table::bucket_bytes::<Net>(), 64);
+        let name = "n".repeat(INLINE);
+        assert!(matches!(Name::new(&name), Name::Inline(..)));
+        assert!(matches!(Name::new(&format!("{name}!")), Name::Heap(..)));
+    }
+
+    #[test]
+    fn a_name_is_only_itself_at_every_length() {
+        use table::Key;
+        for len in 1..=INLINE + 9 {
+            let name: Vec<u8> = (0..len).map(|i| b'a' + (i % 26) as u8).collect();
+            let key = Name::new(std::str::from_utf8(&name).unwrap());
+            assert!(key.is(&name), "{len}");
+            for at in [0, len / 2, len - 1] {
+                let mut other = name.clone();
+                other[at] = b'!';
+                assert!(!key.is(&other), "{len}, byte {at}");
+            }
+            assert!(!key.is(&name[..len - 1]) && !key.is(&[name.as_slice(), b"a"].concat()));
+        }
     }
 
     #[test]
