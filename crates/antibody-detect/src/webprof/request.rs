@@ -99,6 +99,8 @@ pub struct Request {
     pub shapes: Vec<Shape>,
     /// More parameters than [`MAX_PARAMS`] were sent.
     pub truncated: bool,
+    /// The multiset of parameter names, order left out (see [`Request::finish`]).
+    pub combo: u64,
     /// The media type, lowercased, without parameters (`application/json`); empty: none.
     content_type: String,
     /// The user agent's first product token (`Mozilla`, `curl`, `sqlmap`); empty: none.
@@ -178,13 +180,24 @@ impl Request {
         req
     }
 
-    /// Summarises every value once: judging and learning both read the shapes.
+    /// Summarises every value once (judging and learning both read the shapes, which keep
+    /// their buffers from request to request), and the combination of names: the sum of
+    /// each name's FNV-1a (a name sent twice is another combination, as parameter pollution
+    /// is).
     fn finish(&mut self) {
-        self.shapes.clear();
-        for &(_, _, v, end) in &self.spans {
-            self.shapes
-                .push(Shape::of(&self.buf[v as usize..end as usize]));
+        self.shapes.resize_with(self.spans.len(), Shape::default);
+        for (shape, &(_, _, v, end)) in self.shapes.iter_mut().zip(&self.spans) {
+            shape.fill(&self.buf[v as usize..end as usize]);
         }
+        let names = self.names.as_bytes();
+        self.combo = self.spans.iter().fold(0u64, |sum, &(n, n_end, _, _)| {
+            let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+            for &b in names.get(n as usize..n_end as usize).unwrap_or_default() {
+                h ^= u64::from(b);
+                h = h.wrapping_mul(0x0100_0000_01b3);
+            }
+            sum.wrapping_add(h)
+        });
     }
 
     pub fn method(&self) -> Method {
@@ -254,9 +267,14 @@ impl Request {
 
     /// `a=1&b=2`, `+` as space, percent-decoded.
     fn read_form(&mut self, text: &str) {
-        for pair in text.split('&').filter(|p| !p.is_empty()) {
-            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-            self.push(name.as_bytes(), value.as_bytes(), true);
+        for pair in text.as_bytes().split(|&b| b == b'&') {
+            if pair.is_empty() {
+                continue;
+            }
+            match pair.iter().position(|&b| b == b'=') {
+                Some(i) => self.push(&pair[..i], &pair[i + 1..], true),
+                None => self.push(pair, b"", true),
+            }
         }
     }
 
