@@ -132,37 +132,66 @@ pub struct TemplateProfile {
     combos: Option<Vec<(u64, u64)>>,
 }
 
-/// A template's parameters, sorted by name: a search gives a position, which judging hands
-/// on to learning (one search per parameter and request). Serialised as a map.
+/// A template's parameters, sorted by name, with each name's [`request::name_hash`] beside
+/// it: a request's names are found by comparing hashes (one string comparison to confirm),
+/// and the position found is handed from judging on to learning. Serialised as a map.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct Params(Vec<(String, ParamProfile)>);
+pub struct Params {
+    items: Vec<(String, ParamProfile)>,
+    hashes: Vec<u64>,
+}
 
 /// A request parameter the template does not profile (see [`resolve`]).
 const UNKNOWN: u32 = u32::MAX;
 
 impl Params {
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.items.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.items.is_empty()
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&String, &ParamProfile)> {
-        self.0.iter().map(|(n, p)| (n, p))
+        self.items.iter().map(|(n, p)| (n, p))
     }
 
     pub fn keys(&self) -> impl Iterator<Item = &String> {
-        self.0.iter().map(|(n, _)| n)
+        self.items.iter().map(|(n, _)| n)
     }
 
     fn find(&self, name: &str) -> Result<usize, usize> {
-        self.0.binary_search_by(|(n, _)| n.as_str().cmp(name))
+        self.items.binary_search_by(|(n, _)| n.as_str().cmp(name))
+    }
+
+    /// The position of `name`, whose hash is `hash`.
+    fn position(&self, name: &str, hash: u64) -> Option<usize> {
+        self.hashes
+            .iter()
+            .enumerate()
+            .find(|&(i, &h)| h == hash && self.items[i].0 == name)
+            .map(|(i, _)| i)
     }
 
     pub fn get(&self, name: &str) -> Option<&ParamProfile> {
-        self.find(name).ok().map(|i| &self.0[i].1)
+        self.find(name).ok().map(|i| &self.items[i].1)
+    }
+
+    /// Bytes held on the heap (for memory accounting).
+    fn heap_bytes(&self) -> usize {
+        self.items.capacity() * std::mem::size_of::<(String, ParamProfile)>()
+            + self.hashes.capacity() * std::mem::size_of::<u64>()
+            + self
+                .items
+                .iter()
+                .map(|(n, p)| n.capacity() + p.heap_bytes())
+                .sum::<usize>()
+    }
+
+    fn insert(&mut self, at: usize, name: &str, p: ParamProfile) {
+        self.hashes.insert(at, request::name_hash(name.as_bytes()));
+        self.items.insert(at, (name.to_owned(), p));
     }
 
     /// The profile of `name`, created empty when there is none.
@@ -170,11 +199,11 @@ impl Params {
         let i = match self.find(name) {
             Ok(i) => i,
             Err(i) => {
-                self.0.insert(i, (name.to_owned(), ParamProfile::default()));
+                self.insert(i, name, ParamProfile::default());
                 i
             }
         };
-        &mut self.0[i].1
+        &mut self.items[i].1
     }
 }
 
@@ -185,7 +214,7 @@ impl<'a> IntoIterator for &'a Params {
         fn(&'a (String, ParamProfile)) -> (&'a String, &'a ParamProfile),
     >;
     fn into_iter(self) -> Self::IntoIter {
-        self.0.iter().map(|(n, p)| (n, p))
+        self.items.iter().map(|(n, p)| (n, p))
     }
 }
 
@@ -199,15 +228,23 @@ impl<'de> Deserialize<'de> for Params {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         // Through a map: sorted, names unique, whatever order the document lists them in.
         let map = BTreeMap::<String, ParamProfile>::deserialize(d)?;
-        Ok(Self(map.into_iter().collect()))
+        let hashes = map
+            .keys()
+            .map(|n| request::name_hash(n.as_bytes()))
+            .collect();
+        Ok(Self {
+            items: map.into_iter().collect(),
+            hashes,
+        })
     }
 }
 
 /// Each parameter of `req` by its position in `t`'s parameters ([`UNKNOWN`]: none).
 fn resolve(t: Option<&TemplateProfile>, req: &Request, found: &mut Vec<u32>) {
     found.clear();
-    found.extend(req.params().map(|(name, _)| {
-        t.and_then(|t| t.params.find(name).ok())
+    let names = req.params().zip(&req.name_hashes);
+    found.extend(names.map(|((name, _), &hash)| {
+        t.and_then(|t| t.params.position(name, hash))
             .map_or(UNKNOWN, |i| i as u32)
     }));
 }
@@ -351,12 +388,12 @@ impl TenantProfiles {
                             t.capacity()
                                 + size_of::<(Method, String)>()
                                 + size_of::<TemplateProfile>()
-                                + p.params
+                                + p.params.heap_bytes()
+                                + p.content_types
                                     .iter()
-                                    .map(|(n, pp)| {
-                                        n.capacity() + size_of::<ParamProfile>() + pp.heap_bytes()
-                                    })
+                                    .map(|(c, _)| size_of::<(String, u64)>() + c.capacity())
                                     .sum::<usize>()
+                                + p.combos.as_ref().map_or(0, |c| c.capacity() * 16)
                         })
                         .sum::<usize>()
             })
@@ -402,17 +439,17 @@ impl TemplateProfile {
         // moves the positions after it, and a name sent twice finds its first insert).
         let params = || req.params().zip(&req.shapes).zip(found);
         for (((_, value), shape), &i) in params() {
-            if let Some((_, p)) = self.params.0.get_mut(i as usize) {
+            if let Some((_, p)) = self.params.items.get_mut(i as usize) {
                 p.learn(value, shape);
             }
         }
         for (((name, value), shape), _) in params().filter(|(_, &i)| i == UNKNOWN) {
             match self.params.find(name) {
-                Ok(i) => self.params.0[i].1.learn(value, shape),
+                Ok(i) => self.params.items[i].1.learn(value, shape),
                 Err(i) if self.params.len() < max_params => {
                     let mut p = ParamProfile::default();
                     p.learn(value, shape);
-                    self.params.0.insert(i, (name.to_owned(), p));
+                    self.params.insert(i, name, p);
                 }
                 Err(_) => self.params_refused += 1,
             }
@@ -444,7 +481,7 @@ impl TemplateProfile {
         present.resize(self.params.len().div_ceil(64), 0);
         let params = req.params().zip(&req.shapes).zip(found);
         for (((name, value), shape), &i) in params {
-            match self.params.0.get(i as usize) {
+            match self.params.items.get(i as usize) {
                 Some((_, p)) => {
                     present[i as usize / 64] |= 1 << (i % 64);
                     dev.clear();
@@ -479,7 +516,7 @@ impl TemplateProfile {
             }
         }
         let mut missing = 0;
-        for (i, (name, p)) in self.params.0.iter().enumerate() {
+        for (i, (name, p)) in self.params.items.iter().enumerate() {
             // Always present (allowing one in a thousand for merges and learned fixes).
             if p.n * 1000 >= self.requests * 999 && present[i / 64] & (1 << (i % 64)) == 0 {
                 missing += 1;
@@ -843,7 +880,7 @@ fn learn(tp: &mut TenantProfiles, cfg: &WebProfilesConfig, req: &Request, found:
         // The host holds every symbol its templates' parameters of that name learned: one
         // this template's parameter knows already needs no lookup.
         let known = template
-            .and_then(|t| t.params.0.get(i as usize))
+            .and_then(|t| t.params.items.get(i as usize))
             .map_or(0, |(_, p)| p.symbol_mask());
         if symbols & !known == 0 {
             continue;

@@ -725,7 +725,44 @@ mod tests {
         assert_eq!(thousands(1_000_000), "1,000,000");
     }
 
+    /// The one-pass summary holds the pairs a scan finds, and where every character is
+    /// known, counting unseen pairs from it agrees with the scan.
+    fn pairs_agree(p: &ParamProfile, v: &[u8]) -> Result<(), proptest::test_runner::TestCaseError> {
+        let s = Shape::of(v);
+        let mut scanned = [0u64; BIGRAM_WORDS];
+        for_each_pair(v, |a, b| set_bit(&mut scanned, bigram(a, b)));
+        proptest::prop_assert_eq!(s.pairs, scanned);
+        let new_class = CLASSES
+            .iter()
+            .any(|&c| s.classes[c as usize] && p.classes[c as usize] == 0);
+        let new_symbols = s.symbols & !p.symbol_mask();
+        if new_symbols == 0 && !new_class && s.symbols & SHAPE_ALIASES == 0 {
+            let total: u32 = s.pairs.iter().map(|w| w.count_ones()).sum();
+            let unseen: u32 = s
+                .pairs
+                .iter()
+                .zip(&p.bigrams)
+                .map(|(w, l)| (w & !l).count_ones())
+                .sum();
+            proptest::prop_assert_eq!(
+                p.count_unseen_pairs(v, new_symbols),
+                (total as usize, unseen as usize)
+            );
+        }
+        Ok(())
+    }
+
     proptest::proptest! {
+        #[test]
+        fn one_pass_pairs_agree_with_a_scan(
+            known in "[abc12xy -]{0,24}",
+            any in proptest::collection::vec(0u8..=255, 0..64)
+        ) {
+            let p = learned(&["abc", "12", "x-y", "ab 21"], 30);
+            pairs_agree(&p, known.as_bytes())?;
+            pairs_agree(&p, &any)?;
+        }
+
         #[test]
         fn judging_any_bytes_gives_weights_in_range(v in proptest::collection::vec(0u8..=255, 0..200)) {
             let p = learned(&["abc", "12", "x-y"], 30);

@@ -101,6 +101,8 @@ pub struct Request {
     pub truncated: bool,
     /// The multiset of parameter names, order left out (see [`Request::finish`]).
     pub combo: u64,
+    /// Each parameter name's [`name_hash`], in parameter order.
+    pub name_hashes: Vec<u64>,
     /// The media type, lowercased, without parameters (`application/json`); empty: none.
     content_type: String,
     /// The user agent's first product token (`Mozilla`, `curl`, `sqlmap`); empty: none.
@@ -190,14 +192,16 @@ impl Request {
             shape.fill(&self.buf[v as usize..end as usize]);
         }
         let names = self.names.as_bytes();
-        self.combo = self.spans.iter().fold(0u64, |sum, &(n, n_end, _, _)| {
-            let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-            for &b in names.get(n as usize..n_end as usize).unwrap_or_default() {
-                h ^= u64::from(b);
-                h = h.wrapping_mul(0x0100_0000_01b3);
-            }
-            sum.wrapping_add(h)
-        });
+        self.name_hashes.clear();
+        self.name_hashes.extend(
+            self.spans
+                .iter()
+                .map(|&(n, n_end, _, _)| name_hash(&names[n as usize..n_end as usize])),
+        );
+        self.combo = self
+            .name_hashes
+            .iter()
+            .fold(0u64, |sum, &h| sum.wrapping_add(h));
     }
 
     pub fn method(&self) -> Method {
@@ -329,6 +333,16 @@ impl Request {
             other => self.push(name.as_bytes(), other.to_string().as_bytes(), false),
         }
     }
+}
+
+/// FNV-1a of a parameter name: combinations add them up, templates find names by them.
+pub fn name_hash(name: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in name {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
 }
 
 /// `http://host:port/p?q` → (`host:port`, `/p`, `q`); `/p?q` → (none, `/p`, `q`).
