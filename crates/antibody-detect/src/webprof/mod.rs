@@ -652,14 +652,12 @@ impl WebProfiles {
             return None;
         }
         tp.clock += 1;
-        resolve(
-            host.and_then(|h| h.templates.get(&req.key)).map(|t| &**t),
-            req,
-            &mut work.found,
-        );
+        // One lookup of the template serves finding the parameters and judging.
+        let template = host.and_then(|h| h.templates.get(&req.key)).map(|t| &**t);
+        resolve(template, req, &mut work.found);
         work.anomalies.clear();
         if mode == Mode::On {
-            judge(tp, cfg, req, work, false);
+            judge(host, template, cfg, req, work, false);
         }
         let score = combine(&work.anomalies);
         if score < cfg.threshold {
@@ -668,7 +666,7 @@ impl WebProfiles {
         }
         // Reported: judged again, this time with the words a person reads.
         work.anomalies.clear();
-        judge(tp, cfg, req, work, true);
+        judge(host, template, cfg, req, work, true);
         if let Some(h) = tp.hosts.get_mut(&req.host) {
             h.requests += 1;
         }
@@ -785,21 +783,22 @@ impl WebProfiles {
     }
 }
 
-/// Every way `req` departs from the tenant's profiles, into `work.anomalies` (described
-/// for people when `explain`).
+/// Every way `req` departs from its host's profile and its template's (`template`, when the
+/// host has one for it), into `work.anomalies` (described for people when `explain`).
 fn judge(
-    tp: &TenantProfiles,
+    host: Option<&HostProfile>,
+    template: Option<&TemplateProfile>,
     cfg: &WebProfilesConfig,
     req: &Request,
     work: &mut Work,
     explain: bool,
 ) {
     let out = &mut work.anomalies;
-    let Some(host) = tp.hosts.get(&req.host) else {
+    let Some(host) = host else {
         return;
     };
     let method = req.method();
-    match host.templates.get(&req.key) {
+    match template {
         Some(t) if t.requests >= cfg.learn_requests => t.judge(
             &host.param_symbols,
             req,
@@ -864,17 +863,45 @@ fn judge(
 fn learn(tp: &mut TenantProfiles, cfg: &WebProfilesConfig, req: &Request, found: &[u32]) {
     let clock = tp.clock;
     // Look up before inserting: the hot path (a known host and template) allocates nothing.
-    if !tp.hosts.contains_key(&req.host) {
-        tp.hosts.insert(req.host.clone(), HostProfile::default());
-    }
-    let Some(host) = tp.hosts.get_mut(&req.host) else {
-        return;
+    let host = match tp.hosts.get_mut(&req.host) {
+        Some(host) => host,
+        None => tp.hosts.entry(req.host.clone()).or_default(),
     };
     host.requests += 1;
     if let Some(ua) = req.ua_family() {
         count_label(&mut host.user_agents, ua, 1);
     }
-    let template = host.templates.get(&req.key);
+    let HostProfile {
+        param_symbols,
+        templates,
+        ..
+    } = host;
+    let new = match templates.get_mut(&req.key) {
+        Some(t) => {
+            learn_symbols(param_symbols, Some(t), req, found);
+            Arc::make_mut(t).learn(req, found, cfg.max_params_per_template, clock);
+            false
+        }
+        None => {
+            learn_symbols(param_symbols, None, req, found);
+            let mut t = TemplateProfile::default();
+            t.learn(req, found, cfg.max_params_per_template, clock);
+            templates.insert(req.key.clone(), Arc::new(t));
+            true
+        }
+    };
+    if new {
+        evict(tp, cfg.max_templates_per_tenant);
+    }
+}
+
+/// Adds the symbols of `req`'s values to the host's per-name sets.
+fn learn_symbols(
+    param_symbols: &mut BTreeMap<String, [u64; 2]>,
+    template: Option<&TemplateProfile>,
+    req: &Request,
+    found: &[u32],
+) {
     for (((name, _), shape), &i) in req.params().zip(&req.shapes).zip(found) {
         let symbols = shape.symbols;
         // The host holds every symbol its templates' parameters of that name learned: one
@@ -885,28 +912,18 @@ fn learn(tp: &mut TenantProfiles, cfg: &WebProfilesConfig, req: &Request, found:
         if symbols & !known == 0 {
             continue;
         }
-        let room = host.param_symbols.len() < MAX_HOST_PARAMS;
-        match host.param_symbols.get_mut(name) {
+        let room = param_symbols.len() < MAX_HOST_PARAMS;
+        match param_symbols.get_mut(name) {
             Some(m) => {
                 m[0] |= symbols as u64;
                 m[1] |= (symbols >> 64) as u64;
             }
             None if room => {
                 let m = [symbols as u64, (symbols >> 64) as u64];
-                host.param_symbols.insert(name.to_owned(), m);
+                param_symbols.insert(name.to_owned(), m);
             }
             None => {}
         }
-    }
-    let new = !host.templates.contains_key(&req.key);
-    if new {
-        host.templates.insert(req.key.clone(), Arc::default());
-    }
-    if let Some(t) = host.templates.get_mut(&req.key) {
-        Arc::make_mut(t).learn(req, found, cfg.max_params_per_template, clock);
-    }
-    if new {
-        evict(tp, cfg.max_templates_per_tenant);
     }
 }
 

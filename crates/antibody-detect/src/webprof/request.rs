@@ -287,10 +287,15 @@ impl Request {
         let trimmed = body.trim_start();
         let looks_json = trimmed.starts_with('{') || trimmed.starts_with('[');
         let ct = &self.content_type;
-        let (json, form) = (
-            ct.contains("json") || (ct.is_empty() && looks_json),
-            ct.contains("x-www-form-urlencoded") || (ct.is_empty() && body.contains('=')),
-        );
+        // The common media type first: no substring search.
+        let (json, form) = if ct == "application/x-www-form-urlencoded" {
+            (false, true)
+        } else {
+            (
+                ct.contains("json") || (ct.is_empty() && looks_json),
+                ct.contains("x-www-form-urlencoded") || (ct.is_empty() && body.contains('=')),
+            )
+        };
         if json {
             match serde_json::from_str::<serde_json::Value>(body) {
                 Ok(v) => self.flatten("", &v, 0),
