@@ -125,6 +125,33 @@ fn bench(c: &mut Criterion) {
             BatchSize::LargeInput,
         )
     });
+    // The same events with web profiles off: what the profiles (on the 20 % `http` events)
+    // cost the mixed engine.
+    let mut off_cfg = EngineConfig::default();
+    off_cfg.web_profiles.enabled = false;
+    let off_cfg = Arc::new(off_cfg);
+    let mut off = Partition::new(off_cfg.clone(), rules.clone());
+    for _ in 0..3 {
+        for (i, ev) in evs.iter().enumerate() {
+            off.on_event(i as u64, ev, &mut out);
+            out.clear();
+        }
+    }
+    let off_snapshot = off.snapshot().expect("snapshot");
+    g.bench_function("mixed_100k_events_profiles_off", |b| {
+        b.iter_batched_ref(
+            || Partition::restore(off_cfg.clone(), rules.clone(), &off_snapshot).expect("restore"),
+            |p| {
+                let mut out = Outputs::default();
+                for (i, ev) in evs.iter().enumerate() {
+                    p.on_event(i as u64, ev, &mut out);
+                    out.clear();
+                }
+                p.flush_incidents(&mut out);
+            },
+            BatchSize::LargeInput,
+        )
+    });
     // The same events when their tenant has rules of its own (here: the pack again, as its
     // whole set): one tenant lookup per event instead of none.
     let mut book = antibody_detect::RuleBook::from(rules.clone());

@@ -174,6 +174,8 @@ type TenantRuleStates = Vec<(TenantId, RuleState)>;
 
 /// The sixth: every tenant's web profiles, by tenant.
 type WebSection = Vec<(TenantId, TenantProfiles)>;
+/// The seventh: the web-profile modes tenants set through the API, by tenant.
+type WebModes = Vec<(TenantId, webprof::Mode)>;
 
 /// [`SnapshotV1`] borrowed from a live partition, for writing.
 #[derive(Serialize)]
@@ -201,6 +203,8 @@ pub struct SnapshotImage {
     tenant_rules: TenantRuleStates,
     /// Web profiles, in tenant order (templates shared copy-on-write): the sixth section.
     web: WebSection,
+    /// Tenants' own web-profile modes: the seventh.
+    web_modes: WebModes,
     hint: Arc<AtomicUsize>,
 }
 
@@ -233,7 +237,7 @@ impl SnapshotImage {
             .map_err(|e| crate::EngineError::Snapshot(e.to_string()))?;
         // Entity histories follow as a second section, review budgets as a third and
         // re-converging entities as a fourth, tenants' own rule windows as a fifth, web
-        // profiles as a sixth: a snapshot
+        // profiles as a sixth, tenants' web-profile modes as a seventh: a snapshot
         // written before they existed simply ends early, and trailing empty sections are
         // left out.
         let histories: Histories<'_> = snap
@@ -261,6 +265,7 @@ impl SnapshotImage {
             !reconverging.is_empty(),
             !self.tenant_rules.is_empty(),
             !self.web.is_empty(),
+            !self.web_modes.is_empty(),
         ];
         let count = sections.iter().rposition(|&s| s).map_or(0, |i| i + 1);
         let mut bytes = bytes;
@@ -278,6 +283,9 @@ impl SnapshotImage {
         }
         if count > 4 {
             bytes = postcard::to_extend(&self.web, bytes).map_err(bad)?;
+        }
+        if count > 5 {
+            bytes = postcard::to_extend(&self.web_modes, bytes).map_err(bad)?;
         }
         self.hint.store(bytes.len(), Relaxed);
         Ok(bytes)
@@ -544,6 +552,16 @@ impl Partition {
         template: Option<&str>,
     ) -> Vec<TemplateId> {
         self.web.reset(tenant, host, method, template)
+    }
+
+    /// The tenant's web-profile mode in force here.
+    pub fn web_mode(&self, tenant: &TenantId) -> webprof::Mode {
+        self.web.mode(&self.cfg.web_profiles, tenant)
+    }
+
+    /// Sets the tenant's own web-profile mode (an ordered control, like a reset).
+    pub fn set_web_mode(&mut self, tenant: &TenantId, mode: webprof::Mode) {
+        self.web.set_mode(tenant, mode);
     }
 
     /// Learns the request of a `web_anomaly` finding a person marked false positive.
@@ -881,6 +899,7 @@ impl Partition {
                 .into_iter()
                 .map(|(t, p)| (t.clone(), p.clone()))
                 .collect(),
+            web_modes: self.web.modes_section(),
             hint: Arc::clone(&self.snapshot_hint),
         }
     }
@@ -927,7 +946,12 @@ impl Partition {
         } else {
             postcard::take_from_bytes(rest).map_err(bad)?
         };
-        let web: WebSection = if rest.is_empty() {
+        let (web, rest): (WebSection, &[u8]) = if rest.is_empty() {
+            (Vec::new(), rest)
+        } else {
+            postcard::take_from_bytes(rest).map_err(bad)?
+        };
+        let web_modes: WebModes = if rest.is_empty() {
             Vec::new()
         } else {
             postcard::from_bytes(rest).map_err(bad)?
@@ -939,7 +963,7 @@ impl Partition {
             }
         }
         p.models.restore_review_budgets(budgets);
-        p.web = WebProfiles::from_section(web);
+        p.web = WebProfiles::from_sections(web, web_modes);
         p.metrics = snap.metrics;
         p.metrics.rebuild();
         p.attrs = snap.attrs;
@@ -1464,6 +1488,62 @@ mod tests {
         assert_eq!(r.web_profiles(&t).unwrap().template_count(), 1);
         assert_eq!(r.reset_web_profiles(&t, None, None, None).len(), 1);
         assert!(r.web_profiles(&t).is_none());
+    }
+
+    /// A tenant's own mode: `learn_only` learns without findings, `off` learns nothing,
+    /// another tenant keeps the configured mode, and the mode survives a snapshot (the
+    /// seventh section).
+    #[test]
+    fn a_tenants_web_mode_applies_to_it_alone_and_survives_a_snapshot() {
+        use webprof::Mode;
+        let mut p = part();
+        let (t1, t2) = (TenantId::new("t1"), TenantId::new("t2"));
+        let learn = p.cfg.web_profiles.learn_requests as i64;
+        let of = |t: &str, evs: Vec<Event>| -> Vec<Event> {
+            evs.into_iter()
+                .map(|mut e| {
+                    e.tenant = TenantId::new(t);
+                    e
+                })
+                .collect()
+        };
+        run(&mut p, &normal_requests(learn), 0);
+        run(&mut p, &of("t2", normal_requests(learn)), 0);
+        p.set_web_mode(&t1, Mode::LearnOnly);
+        let bytes = p.snapshot().unwrap();
+        let mut r = restore(&bytes).unwrap();
+        assert_eq!(
+            (r.web_mode(&t1), r.web_mode(&t2)),
+            (Mode::LearnOnly, Mode::On)
+        );
+        let attack = request(1_000_000, "id=<b>x</b>&q=red");
+        let anomalies = |o: &Outputs| {
+            o.findings
+                .iter()
+                .filter(|f| f.kind == "web_anomaly")
+                .count()
+        };
+        let out = run(&mut r, std::slice::from_ref(&attack), 10_000);
+        assert_eq!(anomalies(&out), 0, "learn_only reports nothing");
+        let learned = |p: &Partition, t: &TenantId| {
+            let tp = p.web_profiles(t).unwrap();
+            tp.hosts
+                .values()
+                .flat_map(|h| h.templates.values())
+                .map(|t| t.requests)
+                .sum::<u64>()
+        };
+        assert_eq!(learned(&r, &t1), learn as u64 + 1, "and learns the request");
+        let out = run(&mut r, &of("t2", vec![attack.clone()]), 10_000);
+        assert_eq!(anomalies(&out), 1, "t2 is still on");
+        r.set_web_mode(&t2, Mode::Off);
+        run(&mut r, &of("t2", normal_requests(5)), 20_000);
+        assert_eq!(learned(&r, &t2), learn as u64, "off learns nothing");
+        let again = restore(&r.snapshot().unwrap()).unwrap();
+        assert_eq!(
+            (again.web_mode(&t1), again.web_mode(&t2)),
+            (Mode::LearnOnly, Mode::Off)
+        );
     }
 
     #[test]

@@ -14,7 +14,7 @@
 //! the next change.
 
 use antibody_core::TenantId;
-use antibody_detect::webprof::{Method, TemplateId};
+use antibody_detect::webprof::{Method, Mode, TemplateId};
 use antibody_detect::{Partition, TenantProfiles};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -42,12 +42,17 @@ pub enum WebChange {
     Import { profiles: TenantProfiles },
     /// A `web_anomaly` finding was a false positive: its request is learned.
     LearnFinding { evidence: Map<String, Value> },
+    /// The tenant's own mode (over `[engine.web_profiles]`): in order with its events, so
+    /// a restart's replay of the log tail switches at the same request.
+    Mode { mode: Mode },
 }
 
 /// A request to one partition.
 #[derive(Clone, Debug)]
 pub enum WebCmd {
     Read,
+    /// The tenant's mode in force.
+    ReadMode,
     Change(Arc<WebChange>),
 }
 
@@ -56,6 +61,7 @@ pub enum WebCmd {
 pub enum WebReply {
     Profiles(Option<TenantProfiles>),
     Reset(Vec<TemplateId>),
+    Mode(Mode),
     Done,
 }
 
@@ -63,6 +69,7 @@ pub enum WebReply {
 pub fn apply(p: &mut Partition, tenant: &TenantId, cmd: &WebCmd) -> WebReply {
     match cmd {
         WebCmd::Read => WebReply::Profiles(p.web_profiles(tenant)),
+        WebCmd::ReadMode => WebReply::Mode(p.web_mode(tenant)),
         WebCmd::Change(change) => match &**change {
             WebChange::Reset {
                 host,
@@ -82,6 +89,10 @@ pub fn apply(p: &mut Partition, tenant: &TenantId, cmd: &WebCmd) -> WebReply {
                 p.learn_web_finding(tenant, evidence);
                 WebReply::Done
             }
+            WebChange::Mode { mode } => {
+                p.set_web_mode(tenant, *mode);
+                WebReply::Done
+            }
         },
     }
 }
@@ -95,6 +106,14 @@ pub fn merge(replies: Vec<WebReply>) -> TenantProfiles {
         }
     }
     all
+}
+
+/// The mode the partitions report (every partition gets every change, so they agree).
+pub fn mode(replies: &[WebReply]) -> Option<Mode> {
+    replies.iter().find_map(|r| match r {
+        WebReply::Mode(m) => Some(*m),
+        _ => None,
+    })
 }
 
 /// The distinct templates the partitions reset.

@@ -27,29 +27,67 @@ fn request(ip: u32, query: &str) -> String {
 
 /// `n` normal requests from 16 clients (both partitions see some).
 fn learn(s: &TestServer, n: u32) {
+    learn_as(s, ADMIN_KEY, n);
+}
+
+fn learn_as(s: &TestServer, key: &str, n: u32) {
     let body: Vec<String> = (0..n)
         .map(|i| request(i % 16, &format!("id={}&q=red+wine", i % 9 + 1)))
         .collect();
-    let r = s.post_ndjson(ADMIN_KEY, &(body.join("\n") + "\n"));
+    let r = s.post_ndjson(key, &(body.join("\n") + "\n"));
     assert_eq!(r.status, 202, "{}", r.text());
 }
 
 fn findings(s: &TestServer, entity: &str) -> Vec<Value> {
-    let r = s.get(
-        &format!("/v1/findings?entity={entity}&limit=100"),
-        ADMIN_KEY,
-    );
+    findings_as(s, ADMIN_KEY, entity)
+}
+
+fn findings_as(s: &TestServer, key: &str, entity: &str) -> Vec<Value> {
+    let r = s.get(&format!("/v1/findings?entity={entity}&limit=100"), key);
     r.json()["items"].as_array().cloned().unwrap_or_default()
 }
 
 fn profiles(s: &TestServer) -> Value {
-    let r = s.get("/v1/web-profiles", ADMIN_KEY);
+    profiles_as(s, ADMIN_KEY)
+}
+
+fn profiles_as(s: &TestServer, key: &str) -> Value {
+    let r = s.get("/v1/web-profiles", key);
     assert_eq!(r.status, 200, "{}", r.text());
     r.json()
 }
 
 fn requests_learned(s: &TestServer) -> u64 {
-    profiles(s)["items"][0]["requests"].as_u64().unwrap_or(0)
+    learned_as(s, ADMIN_KEY)
+}
+
+fn learned_as(s: &TestServer, key: &str) -> u64 {
+    profiles_as(s, key)["items"][0]["requests"]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+fn put_mode(s: &TestServer, key: &str, mode: &str) -> common::Resp {
+    s.request(
+        "PUT",
+        "/v1/web-profiles/mode",
+        Some(key),
+        &[("Content-Type", "application/json")],
+        json!({ "mode": mode }).to_string().as_bytes(),
+    )
+}
+
+fn mode_of(s: &TestServer, key: &str) -> Value {
+    let r = s.get("/v1/web-profiles/mode", key);
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json()["mode"].clone()
+}
+
+fn anomalies_as(s: &TestServer, key: &str, entity: &str) -> Vec<Value> {
+    findings_as(s, key, entity)
+        .into_iter()
+        .filter(|f| f["kind"] == "web_anomaly")
+        .collect()
 }
 
 #[test]
@@ -208,5 +246,91 @@ fn controls_survive_a_crash_before_any_checkpoint() {
     eventually(Duration::from_secs(20), || {
         (requests_learned(&s3) == imported).then_some(())
     });
+    drop(s);
+}
+
+/// A tenant's mode through the API: `learn_only` reports nothing and goes on learning, `off`
+/// neither learns nor reports, another tenant keeps its own mode, and both modes survive
+/// `kill -9` before any checkpoint holds them (replayed at their place in the log).
+#[test]
+fn a_tenants_mode_is_set_over_http_and_leaves_other_tenants_alone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut s = start(tmp.path());
+    let r = s.post_json("/v1/tenants", ADMIN_KEY, r#"{"name":"beta"}"#);
+    assert_eq!(r.status, 201, "{}", r.text());
+    let beta = r.json()["admin_key"].as_str().unwrap().to_owned();
+    assert_eq!(mode_of(&s, ADMIN_KEY), "on");
+    let r = put_mode(&s, ADMIN_KEY, "learn_only");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json(), json!({"mode": "learn_only", "previous": "on"}));
+    let r = put_mode(&s, ADMIN_KEY, "sometimes");
+    assert_eq!((r.status, r.error_code()), (400, "bad_request".into()));
+    assert_eq!(mode_of(&s, ADMIN_KEY), "learn_only");
+    assert_eq!(mode_of(&s, &beta), "on", "another tenant keeps its mode");
+    assert_eq!(profiles(&s)["mode"], "learn_only");
+
+    learn_as(&s, ADMIN_KEY, 40);
+    learn_as(&s, &beta, 40);
+    eventually(Duration::from_secs(20), || {
+        (requests_learned(&s) == 40 && learned_as(&s, &beta) == 40).then_some(())
+    });
+    // The same attack: reported for beta (on); learned without a finding in learn_only.
+    let attack = request(200, "id=<script>x</script>&q=red+wine") + "\n";
+    assert_eq!(s.post_ndjson(&beta, &attack).status, 202);
+    assert_eq!(s.post_ndjson(ADMIN_KEY, &attack).status, 202);
+    eventually(Duration::from_secs(20), || {
+        (!anomalies_as(&s, &beta, "ip:10.0.0.200").is_empty()).then_some(())
+    });
+    eventually(Duration::from_secs(20), || {
+        (requests_learned(&s) == 41).then_some(())
+    });
+    // Back on, a marker from the same client (its partition, in order) is reported: the
+    // learn_only attack before it was not.
+    assert_eq!(put_mode(&s, ADMIN_KEY, "on").status, 200);
+    let marker = request(200, "id=1%27+OR+%271%27%3D%271&q=red+wine") + "\n";
+    assert_eq!(s.post_ndjson(ADMIN_KEY, &marker).status, 202);
+    let got = eventually(Duration::from_secs(20), || {
+        let got = anomalies_as(&s, ADMIN_KEY, "ip:10.0.0.200");
+        (!got.is_empty()).then_some(got)
+    });
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(got[0]["evidence"]["request"].to_string().contains("OR"));
+
+    // Off for beta: its requests are neither learned nor judged.
+    assert_eq!(put_mode(&s, &beta, "off").status, 200);
+    learn_as(&s, &beta, 10);
+    let attack = request(201, "id=<script>x</script>&q=red+wine") + "\n";
+    assert_eq!(s.post_ndjson(&beta, &attack).status, 202);
+    // A barrier: the default tenant's later requests, on every partition, are learned.
+    learn(&s, 16);
+    eventually(Duration::from_secs(20), || {
+        (requests_learned(&s) == 57).then_some(())
+    });
+    assert_eq!(learned_as(&s, &beta), 40);
+    assert!(anomalies_as(&s, &beta, "ip:10.0.0.201").is_empty());
+    let audit = s.get("/v1/audit?kind=web_profiles_mode", ADMIN_KEY).json();
+    let details: Vec<&str> = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|a| a["record"]["detail"].as_str())
+        .collect();
+    assert_eq!(
+        details,
+        [
+            "web profile mode on → learn_only",
+            "web profile mode learn_only → on"
+        ],
+        "{audit}"
+    );
+
+    s.kill9();
+    let s2 = start(tmp.path());
+    eventually(Duration::from_secs(20), || {
+        (requests_learned(&s2) == 57).then_some(())
+    });
+    assert_eq!(learned_as(&s2, &beta), 40);
+    assert_eq!(mode_of(&s2, ADMIN_KEY), "on");
+    assert_eq!(mode_of(&s2, &beta), "off");
     drop(s);
 }

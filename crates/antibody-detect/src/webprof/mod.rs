@@ -124,12 +124,129 @@ pub struct TemplateProfile {
     pub requests: u64,
     /// The tenant's request counter when last used (LRU).
     pub last_used: u64,
-    pub params: BTreeMap<String, ParamProfile>,
+    pub params: Params,
     /// Parameters not profiled because the template had `max_params_per_template`.
     pub params_refused: u64,
     pub content_types: Vec<(String, u64)>,
     /// Parameter-name combinations (hash of the sorted names) while few; `None` once many.
     combos: Option<Vec<(u64, u64)>>,
+}
+
+/// A template's parameters, sorted by name, with each name's [`request::name_hash`] beside
+/// it: a request's names are found by comparing hashes (one string comparison to confirm),
+/// and the position found is handed from judging on to learning. Serialised as a map.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Params {
+    items: Vec<(String, ParamProfile)>,
+    hashes: Vec<u64>,
+}
+
+/// A request parameter the template does not profile (see [`resolve`]).
+const UNKNOWN: u32 = u32::MAX;
+
+impl Params {
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &ParamProfile)> {
+        self.items.iter().map(|(n, p)| (n, p))
+    }
+
+    pub fn keys(&self) -> impl Iterator<Item = &String> {
+        self.items.iter().map(|(n, _)| n)
+    }
+
+    fn find(&self, name: &str) -> Result<usize, usize> {
+        self.items.binary_search_by(|(n, _)| n.as_str().cmp(name))
+    }
+
+    /// The position of `name`, whose hash is `hash`.
+    fn position(&self, name: &str, hash: u64) -> Option<usize> {
+        self.hashes
+            .iter()
+            .enumerate()
+            .find(|&(i, &h)| h == hash && self.items[i].0 == name)
+            .map(|(i, _)| i)
+    }
+
+    pub fn get(&self, name: &str) -> Option<&ParamProfile> {
+        self.find(name).ok().map(|i| &self.items[i].1)
+    }
+
+    /// Bytes held on the heap (for memory accounting).
+    fn heap_bytes(&self) -> usize {
+        self.items.capacity() * std::mem::size_of::<(String, ParamProfile)>()
+            + self.hashes.capacity() * std::mem::size_of::<u64>()
+            + self
+                .items
+                .iter()
+                .map(|(n, p)| n.capacity() + p.heap_bytes())
+                .sum::<usize>()
+    }
+
+    fn insert(&mut self, at: usize, name: &str, p: ParamProfile) {
+        self.hashes.insert(at, request::name_hash(name.as_bytes()));
+        self.items.insert(at, (name.to_owned(), p));
+    }
+
+    /// The profile of `name`, created empty when there is none.
+    fn entry(&mut self, name: &str) -> &mut ParamProfile {
+        let i = match self.find(name) {
+            Ok(i) => i,
+            Err(i) => {
+                self.insert(i, name, ParamProfile::default());
+                i
+            }
+        };
+        &mut self.items[i].1
+    }
+}
+
+impl<'a> IntoIterator for &'a Params {
+    type Item = (&'a String, &'a ParamProfile);
+    type IntoIter = std::iter::Map<
+        std::slice::Iter<'a, (String, ParamProfile)>,
+        fn(&'a (String, ParamProfile)) -> (&'a String, &'a ParamProfile),
+    >;
+    fn into_iter(self) -> Self::IntoIter {
+        self.items.iter().map(|(n, p)| (n, p))
+    }
+}
+
+impl Serialize for Params {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.iter())
+    }
+}
+
+impl<'de> Deserialize<'de> for Params {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // Through a map: sorted, names unique, whatever order the document lists them in.
+        let map = BTreeMap::<String, ParamProfile>::deserialize(d)?;
+        let hashes = map
+            .keys()
+            .map(|n| request::name_hash(n.as_bytes()))
+            .collect();
+        Ok(Self {
+            items: map.into_iter().collect(),
+            hashes,
+        })
+    }
+}
+
+/// Each parameter of `req` by its position in `t`'s parameters ([`UNKNOWN`]: none).
+fn resolve(t: Option<&TemplateProfile>, req: &Request, found: &mut Vec<u32>) {
+    found.clear();
+    let names = req.params().zip(&req.name_hashes);
+    found.extend(names.map(|((name, _), &hash)| {
+        t.and_then(|t| t.params.position(name, hash))
+            .map_or(UNKNOWN, |i| i as u32)
+    }));
 }
 
 /// One host of one tenant.
@@ -178,7 +295,9 @@ mod pairs {
 /// `(host, method, template)`.
 pub type TemplateId = (String, Method, String);
 
-/// One reason a request does not fit its profile.
+/// One reason a request does not fit its profile. Judged without explanation (the weights
+/// decide whether a request is reported), `param`, `expected` and `came` stay empty; a
+/// reported request is judged again with them.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Anomaly {
     /// The parameter, when the reason is about one.
@@ -269,12 +388,12 @@ impl TenantProfiles {
                             t.capacity()
                                 + size_of::<(Method, String)>()
                                 + size_of::<TemplateProfile>()
-                                + p.params
+                                + p.params.heap_bytes()
+                                + p.content_types
                                     .iter()
-                                    .map(|(n, pp)| {
-                                        n.capacity() + size_of::<ParamProfile>() + pp.heap_bytes()
-                                    })
+                                    .map(|(c, _)| size_of::<(String, u64)>() + c.capacity())
                                     .sum::<usize>()
+                                + p.combos.as_ref().map_or(0, |c| c.capacity() * 16)
                         })
                         .sum::<usize>()
             })
@@ -288,7 +407,7 @@ impl TemplateProfile {
         self.last_used = self.last_used.max(other.last_used);
         self.params_refused += other.params_refused;
         for (name, p) in &other.params {
-            self.params.entry(name.clone()).or_default().merge(p);
+            self.params.entry(name).merge(p);
         }
         for (ct, c) in &other.content_types {
             count_label(&mut self.content_types, ct, *c);
@@ -309,106 +428,141 @@ impl TemplateProfile {
         }
     }
 
-    fn learn(&mut self, req: &Request, max_params: usize, clock: u64) {
+    /// Learns `req`, whose parameters are at `found` ([`resolve`]d against this template).
+    fn learn(&mut self, req: &Request, found: &[u32], max_params: usize, clock: u64) {
         self.requests += 1;
         self.last_used = clock;
         if let Some(ct) = req.content_type() {
             count_label(&mut self.content_types, ct, 1);
         }
-        for ((name, value), shape) in req.params().zip(&req.shapes) {
-            let room = self.params.len() < max_params;
-            match self.params.get_mut(name) {
-                Some(p) => p.learn(value, shape),
-                None if room => {
-                    let mut p = ParamProfile::default();
-                    p.learn(value, shape);
-                    self.params.insert(name.to_owned(), p);
-                }
-                None => self.params_refused += 1,
+        // Known parameters by position first; then new names in request order (an insert
+        // moves the positions after it, and a name sent twice finds its first insert).
+        let params = || req.params().zip(&req.shapes).zip(found);
+        for (((_, value), shape), &i) in params() {
+            if let Some((_, p)) = self.params.items.get_mut(i as usize) {
+                p.learn(value, shape);
             }
         }
-        let combo = combo(req);
+        for (((name, value), shape), _) in params().filter(|(_, &i)| i == UNKNOWN) {
+            match self.params.find(name) {
+                Ok(i) => self.params.items[i].1.learn(value, shape),
+                Err(i) if self.params.len() < max_params => {
+                    let mut p = ParamProfile::default();
+                    p.learn(value, shape);
+                    self.params.insert(i, name, p);
+                }
+                Err(_) => self.params_refused += 1,
+            }
+        }
         if let Some(combos) = &mut self.combos {
-            match combos.iter().position(|(h, _)| *h == combo) {
+            match combos.iter().position(|(h, _)| *h == req.combo) {
                 Some(i) => combos[i].1 += 1,
-                None if combos.len() < MAX_COMBOS => combos.push((combo, 1)),
+                None if combos.len() < MAX_COMBOS => combos.push((req.combo, 1)),
                 None => self.combos = None,
             }
         }
     }
 
-    fn judge(&self, host: &HostProfile, req: &Request, out: &mut Vec<Anomaly>) {
+    /// Every way `req` (its parameters at `found`) departs from this template; `present`
+    /// is scratch space.
+    #[allow(clippy::too_many_arguments)]
+    fn judge(
+        &self,
+        host_symbols: &BTreeMap<String, [u64; 2]>,
+        req: &Request,
+        found: &[u32],
+        present: &mut Vec<u64>,
+        explain: bool,
+        dev: &mut Vec<Deviation>,
+        out: &mut Vec<Anomaly>,
+    ) {
         let k = strength(self.requests);
-        let mut dev = Vec::new();
-        for ((name, value), shape) in req.params().zip(&req.shapes) {
-            match self.params.get(name) {
-                Some(p) => {
+        present.clear();
+        present.resize(self.params.len().div_ceil(64), 0);
+        let params = req.params().zip(&req.shapes).zip(found);
+        for (((name, value), shape), &i) in params {
+            match self.params.items.get(i as usize) {
+                Some((_, p)) => {
+                    present[i as usize / 64] |= 1 << (i % 64);
                     dev.clear();
                     // The host's other paths only matter for symbols new to this one.
                     let elsewhere = if shape.symbols & !p.symbol_mask() != 0 {
-                        host.param_symbols
+                        host_symbols
                             .get(name)
                             .map_or(0, |m| u128::from(m[0]) | u128::from(m[1]) << 64)
                     } else {
                         0
                     };
-                    p.judge(value, shape, elsewhere, &mut dev);
+                    p.judge(value, shape, elsewhere, explain, dev);
                     for d in dev.drain(..) {
-                        out.push(from_deviation(name, d, p));
+                        out.push(Anomaly {
+                            param: explain.then(|| name.to_owned()),
+                            what: d.what,
+                            weight: d.weight,
+                            expected: if explain { p.expected() } else { String::new() },
+                            came: d.came,
+                        });
                     }
                 }
                 // A template at its cap refused names it never profiled: not evidence.
                 None if self.params_refused == 0 => out.push(Anomaly {
-                    param: Some(name.to_owned()),
+                    param: explain.then(|| name.to_owned()),
                     what: "unseen_param",
                     weight: 0.7 * k,
-                    expected: format!("parameters {}", self.names()),
-                    came: "a parameter never seen on this path".into(),
+                    expected: text(explain, || format!("parameters {}", self.names())),
+                    came: text(explain, || "a parameter never seen on this path".into()),
                 }),
                 None => {}
             }
         }
         let mut missing = 0;
-        for (name, p) in &self.params {
+        for (i, (name, p)) in self.params.items.iter().enumerate() {
             // Always present (allowing one in a thousand for merges and learned fixes).
-            if p.n * 1000 >= self.requests * 999 && !req.params().any(|(n, _)| n == name) {
+            if p.n * 1000 >= self.requests * 999 && present[i / 64] & (1 << (i % 64)) == 0 {
                 missing += 1;
                 if missing <= 4 {
                     out.push(Anomaly {
-                        param: Some(name.clone()),
+                        param: explain.then(|| name.clone()),
                         what: "missing_param",
                         weight: 0.65 * k,
-                        expected: format!("present in all {} requests", thousands(self.requests)),
-                        came: "absent".into(),
+                        expected: text(explain, || {
+                            format!("present in all {} requests", thousands(self.requests))
+                        }),
+                        came: text(explain, || "absent".into()),
                     });
                 }
             }
         }
         if let Some(combos) = &self.combos {
-            let all_known = req.params().all(|(n, _)| self.params.contains_key(n));
-            if all_known && missing == 0 && !combos.iter().any(|(h, _)| *h == combo(req)) {
+            let all_known = found.iter().all(|&i| i != UNKNOWN);
+            if all_known && missing == 0 && !combos.iter().any(|(h, _)| *h == req.combo) {
                 out.push(Anomaly {
                     param: None,
                     what: "combination",
                     weight: 0.4 * k,
-                    expected: format!("one of {} combinations of parameters", combos.len()),
-                    came: "a combination never seen".into(),
+                    expected: text(explain, || {
+                        format!("one of {} combinations of parameters", combos.len())
+                    }),
+                    came: text(explain, || "a combination never seen".into()),
                 });
             }
         }
         if let Some(ct) = req.content_type() {
             if !self.content_types.iter().any(|(x, _)| x == ct) {
-                let known: Vec<&str> = self.content_types.iter().map(|(x, _)| x.as_str()).collect();
                 out.push(Anomaly {
                     param: None,
                     what: "content_type",
                     weight: 0.4 * k,
-                    expected: if known.is_empty() {
-                        "no body".into()
-                    } else {
-                        known.join(", ")
-                    },
-                    came: ct.to_owned(),
+                    expected: text(explain, || {
+                        let known: Vec<&str> =
+                            self.content_types.iter().map(|(x, _)| x.as_str()).collect();
+                        if known.is_empty() {
+                            "no body".into()
+                        } else {
+                            known.join(", ")
+                        }
+                    }),
+                    came: text(explain, || ct.to_owned()),
                 });
             }
         }
@@ -427,27 +581,13 @@ impl TemplateProfile {
     }
 }
 
-fn from_deviation(name: &str, d: Deviation, p: &ParamProfile) -> Anomaly {
-    Anomaly {
-        param: Some(name.to_owned()),
-        what: d.what,
-        weight: d.weight,
-        expected: p.expected(),
-        came: d.came,
+/// `f()` when explaining, else nothing (no allocation).
+fn text(explain: bool, f: impl FnOnce() -> String) -> String {
+    if explain {
+        f()
+    } else {
+        String::new()
     }
-}
-
-/// The multiset of parameter names, order left out: the sum of each name's FNV-1a (a name
-/// sent twice is another combination, as parameter pollution is).
-fn combo(req: &Request) -> u64 {
-    req.params().fold(0u64, |sum, (n, _)| {
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for &b in n.as_bytes() {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-        sum.wrapping_add(h)
-    })
 }
 
 fn count_label(labels: &mut Vec<(String, u64)>, label: &str, c: u64) {
@@ -470,20 +610,35 @@ fn combine(anomalies: &[Anomaly]) -> f64 {
 #[derive(Clone, Debug, Default)]
 pub struct WebProfiles {
     tenants: BTreeMap<TenantId, TenantProfiles>,
+    /// Modes tenants set through the API, over the configured ones (`[engine.web_profiles]`).
+    modes: BTreeMap<TenantId, Mode>,
     /// Requests not profiled: their host was over `max_hosts_per_tenant`.
     pub hosts_refused: u64,
-    /// The request being judged, refilled for each event (its buffers are reused).
+    /// The request being judged, refilled for each event (its buffers are reused), and
+    /// the other buffers judging reuses.
     scratch: Request,
+    work: Work,
+}
+
+/// Buffers reused from request to request.
+#[derive(Clone, Debug, Default)]
+struct Work {
+    /// Each request parameter's position in its template ([`resolve`]).
+    found: Vec<u32>,
+    /// The template parameters the request holds (bits by position).
+    present: Vec<u64>,
+    deviations: Vec<Deviation>,
+    anomalies: Vec<Anomaly>,
 }
 
 impl WebProfiles {
     /// Judges (mode `on`) and learns the request `ev`; a verdict when it is anomalous.
     pub fn on_event(&mut self, cfg: &WebProfilesConfig, ev: &Event) -> Option<Verdict> {
-        let mode = cfg.mode_for(&ev.tenant);
+        let mode = self.mode(cfg, &ev.tenant);
         if mode == Mode::Off {
             return None;
         }
-        let req = &mut self.scratch;
+        let (req, work) = (&mut self.scratch, &mut self.work);
         if !req.read(ev) {
             return None;
         }
@@ -491,32 +646,65 @@ impl WebProfiles {
             Some(tp) => tp,
             None => self.tenants.entry(ev.tenant.clone()).or_default(),
         };
-        if !tp.hosts.contains_key(&req.host) && tp.hosts.len() >= cfg.max_hosts_per_tenant {
+        let host = tp.hosts.get(&req.host);
+        if host.is_none() && tp.hosts.len() >= cfg.max_hosts_per_tenant {
             self.hosts_refused += 1;
             return None;
         }
         tp.clock += 1;
-        let anomalies = match mode {
-            Mode::On => judge(tp, cfg, req),
-            _ => Vec::new(),
-        };
-        let score = combine(&anomalies);
+        // One lookup of the template serves finding the parameters and judging.
+        let template = host.and_then(|h| h.templates.get(&req.key)).map(|t| &**t);
+        resolve(template, req, &mut work.found);
+        work.anomalies.clear();
+        if mode == Mode::On {
+            judge(host, template, cfg, req, work, false);
+        }
+        let score = combine(&work.anomalies);
         if score < cfg.threshold {
-            learn(tp, cfg, req);
+            learn(tp, cfg, req, &work.found);
             return None;
         }
+        // Reported: judged again, this time with the words a person reads.
+        work.anomalies.clear();
+        judge(host, template, cfg, req, work, true);
         if let Some(h) = tp.hosts.get_mut(&req.host) {
             h.requests += 1;
         }
         Some(Verdict {
             score,
-            anomalies,
+            anomalies: std::mem::take(&mut work.anomalies),
             request: req.clone(),
         })
     }
 
     pub fn tenant(&self, tenant: &TenantId) -> Option<&TenantProfiles> {
         self.tenants.get(tenant)
+    }
+
+    /// The tenant's mode: its own when it set one, else the configured one; `off` for every
+    /// tenant while profiles are disabled in the configuration.
+    pub fn mode(&self, cfg: &WebProfilesConfig, tenant: &TenantId) -> Mode {
+        if !cfg.enabled {
+            return Mode::Off;
+        }
+        // No map lookup on the hot path while no tenant set a mode.
+        if self.modes.is_empty() {
+            return cfg.mode_for(tenant);
+        }
+        self.modes
+            .get(tenant)
+            .copied()
+            .unwrap_or_else(|| cfg.mode_for(tenant))
+    }
+
+    /// Sets the tenant's own mode (what it learned stays, whatever the mode).
+    pub fn set_mode(&mut self, tenant: &TenantId, mode: Mode) {
+        self.modes.insert(tenant.clone(), mode);
+    }
+
+    /// Tenants' own modes, in tenant order (the snapshot section after the profiles).
+    pub fn modes_section(&self) -> Vec<(TenantId, Mode)> {
+        self.modes.iter().map(|(t, m)| (t.clone(), *m)).collect()
     }
 
     /// Replaces the hosts `profiles` names with its profiles.
@@ -564,7 +752,13 @@ impl WebProfiles {
         };
         let tp = self.tenants.entry(tenant.clone()).or_default();
         tp.clock += 1;
-        learn(tp, cfg, &req);
+        let template = tp
+            .hosts
+            .get(&req.host)
+            .and_then(|h| h.templates.get(&req.key));
+        let mut found = Vec::new();
+        resolve(template.map(|t| &**t), &req, &mut found);
+        learn(tp, cfg, &req, &found);
         true
     }
 
@@ -573,26 +767,47 @@ impl WebProfiles {
         self.tenants.iter().collect()
     }
 
-    pub fn from_section(section: Vec<(TenantId, TenantProfiles)>) -> Self {
+    pub fn from_sections(
+        section: Vec<(TenantId, TenantProfiles)>,
+        modes: Vec<(TenantId, Mode)>,
+    ) -> Self {
         Self {
             tenants: section.into_iter().collect(),
+            modes: modes.into_iter().collect(),
             ..Self::default()
         }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.tenants.is_empty()
+        self.tenants.is_empty() && self.modes.is_empty()
     }
 }
 
-fn judge(tp: &TenantProfiles, cfg: &WebProfilesConfig, req: &Request) -> Vec<Anomaly> {
-    let mut out = Vec::new();
-    let Some(host) = tp.hosts.get(&req.host) else {
-        return out;
+/// Every way `req` departs from its host's profile and its template's (`template`, when the
+/// host has one for it), into `work.anomalies` (described for people when `explain`).
+fn judge(
+    host: Option<&HostProfile>,
+    template: Option<&TemplateProfile>,
+    cfg: &WebProfilesConfig,
+    req: &Request,
+    work: &mut Work,
+    explain: bool,
+) {
+    let out = &mut work.anomalies;
+    let Some(host) = host else {
+        return;
     };
     let method = req.method();
-    match host.templates.get(&req.key) {
-        Some(t) if t.requests >= cfg.learn_requests => t.judge(host, req, &mut out),
+    match template {
+        Some(t) if t.requests >= cfg.learn_requests => t.judge(
+            &host.param_symbols,
+            req,
+            &work.found,
+            &mut work.present,
+            explain,
+            &mut work.deviations,
+            out,
+        ),
         Some(_) => {}
         None if host.requests >= cfg.learn_requests => {
             let k = strength(host.requests);
@@ -601,12 +816,16 @@ fn judge(tp: &TenantProfiles, cfg: &WebProfilesConfig, req: &Request) -> Vec<Ano
                 Some((m, _)) => (
                     "unseen_method",
                     0.65,
-                    format!("{} (not {})", m.as_str(), method.as_str()),
+                    text(explain, || {
+                        format!("{} (not {})", m.as_str(), method.as_str())
+                    }),
                 ),
                 None => (
                     "unseen_path",
                     0.75,
-                    format!("one of {} paths of this host", host.templates.len()),
+                    text(explain, || {
+                        format!("one of {} paths of this host", host.templates.len())
+                    }),
                 ),
             };
             out.push(Anomaly {
@@ -614,7 +833,9 @@ fn judge(tp: &TenantProfiles, cfg: &WebProfilesConfig, req: &Request) -> Vec<Ano
                 what,
                 weight: weight * k,
                 expected,
-                came: format!("{} {}", method.as_str(), req.template()),
+                came: text(explain, || {
+                    format!("{} {}", method.as_str(), req.template())
+                }),
             });
         }
         None => {}
@@ -622,60 +843,87 @@ fn judge(tp: &TenantProfiles, cfg: &WebProfilesConfig, req: &Request) -> Vec<Ano
     if host.requests >= cfg.learn_requests {
         if let Some(ua) = req.ua_family() {
             if !host.user_agents.iter().any(|(x, _)| x == ua) {
-                let known: Vec<&str> = host.user_agents.iter().map(|(x, _)| x.as_str()).collect();
                 out.push(Anomaly {
                     param: None,
                     what: "user_agent",
                     weight: 0.3 * strength(host.requests),
-                    expected: known.join(", "),
-                    came: ua.to_owned(),
+                    expected: text(explain, || {
+                        let known: Vec<&str> =
+                            host.user_agents.iter().map(|(x, _)| x.as_str()).collect();
+                        known.join(", ")
+                    }),
+                    came: text(explain, || ua.to_owned()),
                 });
             }
         }
     }
-    out
 }
 
-fn learn(tp: &mut TenantProfiles, cfg: &WebProfilesConfig, req: &Request) {
+/// Learns `req`, its parameters at `found` in its template ([`resolve`]).
+fn learn(tp: &mut TenantProfiles, cfg: &WebProfilesConfig, req: &Request, found: &[u32]) {
     let clock = tp.clock;
     // Look up before inserting: the hot path (a known host and template) allocates nothing.
-    if !tp.hosts.contains_key(&req.host) {
-        tp.hosts.insert(req.host.clone(), HostProfile::default());
-    }
-    let Some(host) = tp.hosts.get_mut(&req.host) else {
-        return;
+    let host = match tp.hosts.get_mut(&req.host) {
+        Some(host) => host,
+        None => tp.hosts.entry(req.host.clone()).or_default(),
     };
     host.requests += 1;
     if let Some(ua) = req.ua_family() {
         count_label(&mut host.user_agents, ua, 1);
     }
-    for ((name, _), shape) in req.params().zip(&req.shapes) {
+    let HostProfile {
+        param_symbols,
+        templates,
+        ..
+    } = host;
+    let new = match templates.get_mut(&req.key) {
+        Some(t) => {
+            learn_symbols(param_symbols, Some(t), req, found);
+            Arc::make_mut(t).learn(req, found, cfg.max_params_per_template, clock);
+            false
+        }
+        None => {
+            learn_symbols(param_symbols, None, req, found);
+            let mut t = TemplateProfile::default();
+            t.learn(req, found, cfg.max_params_per_template, clock);
+            templates.insert(req.key.clone(), Arc::new(t));
+            true
+        }
+    };
+    if new {
+        evict(tp, cfg.max_templates_per_tenant);
+    }
+}
+
+/// Adds the symbols of `req`'s values to the host's per-name sets.
+fn learn_symbols(
+    param_symbols: &mut BTreeMap<String, [u64; 2]>,
+    template: Option<&TemplateProfile>,
+    req: &Request,
+    found: &[u32],
+) {
+    for (((name, _), shape), &i) in req.params().zip(&req.shapes).zip(found) {
         let symbols = shape.symbols;
-        if symbols == 0 {
+        // The host holds every symbol its templates' parameters of that name learned: one
+        // this template's parameter knows already needs no lookup.
+        let known = template
+            .and_then(|t| t.params.items.get(i as usize))
+            .map_or(0, |(_, p)| p.symbol_mask());
+        if symbols & !known == 0 {
             continue;
         }
-        let room = host.param_symbols.len() < MAX_HOST_PARAMS;
-        match host.param_symbols.get_mut(name) {
+        let room = param_symbols.len() < MAX_HOST_PARAMS;
+        match param_symbols.get_mut(name) {
             Some(m) => {
                 m[0] |= symbols as u64;
                 m[1] |= (symbols >> 64) as u64;
             }
             None if room => {
                 let m = [symbols as u64, (symbols >> 64) as u64];
-                host.param_symbols.insert(name.to_owned(), m);
+                param_symbols.insert(name.to_owned(), m);
             }
             None => {}
         }
-    }
-    let new = !host.templates.contains_key(&req.key);
-    if new {
-        host.templates.insert(req.key.clone(), Arc::default());
-    }
-    if let Some(t) = host.templates.get_mut(&req.key) {
-        Arc::make_mut(t).learn(req, cfg.max_params_per_template, clock);
-    }
-    if new {
-        evict(tp, cfg.max_templates_per_tenant);
     }
 }
 

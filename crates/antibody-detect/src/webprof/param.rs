@@ -12,6 +12,8 @@ pub const MAX_VALUES: usize = 16;
 const MAX_VALUE_LEN: usize = 48;
 /// Bits of the bigram presence set.
 const BIGRAM_BITS: usize = 1024;
+/// Its 64-bit words.
+const BIGRAM_WORDS: usize = BIGRAM_BITS / 64;
 
 /// Character classes counted per value (a value counts once per class it contains).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,7 +44,7 @@ impl Class {
     }
 }
 
-/// One value, summarised once and judged or learned from the summary.
+/// One value, summarised in one pass over its bytes and judged or learned from the summary.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Shape {
     pub len: u32,
@@ -51,31 +53,56 @@ pub struct Shape {
     pub symbols: u128,
     pub symbol_count: u32,
     pub number: Option<f64>,
+    /// The bigram bits of the value's consecutive character shapes (see [`for_each_pair`]),
+    /// as a profile stores them: learning ORs them in, judging compares without a rescan.
+    pub pairs: [u64; BIGRAM_WORDS],
 }
 
 impl Shape {
     pub fn of(v: &[u8]) -> Self {
-        let mut s = Shape {
-            len: u32::try_from(v.len()).unwrap_or(u32::MAX),
-            ..Shape::default()
-        };
-        for &b in v {
-            match b {
-                b'a'..=b'z' => s.classes[Class::Lower as usize] = true,
-                b'A'..=b'Z' => s.classes[Class::Upper as usize] = true,
-                b'0'..=b'9' => s.classes[Class::Digit as usize] = true,
-                b' ' => s.classes[Class::Space as usize] = true,
-                0x80..=0xff => s.classes[Class::NonAscii as usize] = true,
-                _ => {
-                    s.symbols |= 1u128 << b;
-                    s.symbol_count += 1;
-                }
-            }
-        }
-        s.number = number(v);
+        let mut s = Shape::default();
+        s.fill(v);
         s
     }
+
+    /// [`Shape::of`] into `self`, reusing it.
+    pub fn fill(&mut self, v: &[u8]) {
+        self.len = u32::try_from(v.len()).unwrap_or(u32::MAX);
+        self.classes = [false; 5];
+        self.symbols = 0;
+        self.symbol_count = 0;
+        self.pairs = [0; BIGRAM_WORDS];
+        let mut prev = 0u8;
+        for &b in v {
+            match b {
+                b'a'..=b'z' => self.classes[Class::Lower as usize] = true,
+                b'A'..=b'Z' => self.classes[Class::Upper as usize] = true,
+                b'0'..=b'9' => self.classes[Class::Digit as usize] = true,
+                b' ' => self.classes[Class::Space as usize] = true,
+                0x80..=0xff => self.classes[Class::NonAscii as usize] = true,
+                _ => {
+                    self.symbols |= 1u128 << b;
+                    self.symbol_count += 1;
+                }
+            }
+            let sh = shape(b);
+            set_bit(&mut self.pairs, bigram(prev, sh));
+            prev = sh;
+        }
+        if !v.is_empty() {
+            set_bit(&mut self.pairs, bigram(prev, 0));
+        }
+        self.number = number(v);
+    }
 }
+
+fn set_bit(bits: &mut [u64; BIGRAM_WORDS], i: u16) {
+    bits[usize::from(i) / 64] |= 1 << (i % 64);
+}
+
+/// Shapes 0–4 stand for start/end and the letter, digit and non-ASCII classes, so the raw
+/// bytes 0x00–0x04 (which [`shape`] leaves as themselves) are judged by the slow path.
+const SHAPE_ALIASES: u128 = 0b1_1111;
 
 /// A byte's shape: 1 lower, 2 upper, 3 digit, 4 non-ASCII, else the byte itself.
 fn shape(b: u8) -> u8 {
@@ -136,7 +163,7 @@ pub struct ParamProfile {
     classes: [u64; 5],
     /// ASCII symbols and control bytes ever seen, as two words (bit = byte value).
     symbols: [u64; 2],
-    bigrams: [u64; BIGRAM_BITS / 64],
+    bigrams: [u64; BIGRAM_WORDS],
     /// Values that were numbers, and their range.
     numeric: u64,
     num_range: Option<(f64, f64)>,
@@ -155,7 +182,7 @@ impl Default for ParamProfile {
             len_m2: 0.0,
             classes: [0; 5],
             symbols: [0; 2],
-            bigrams: [0; BIGRAM_BITS / 64],
+            bigrams: [0; BIGRAM_WORDS],
             numeric: 0,
             num_range: None,
             values: Some(Vec::new()),
@@ -193,11 +220,9 @@ impl ParamProfile {
         }
         self.symbols[0] |= s.symbols as u64;
         self.symbols[1] |= (s.symbols >> 64) as u64;
-        let bits = &mut self.bigrams;
-        for_each_pair(v, |a, b| {
-            let i = bigram(a, b);
-            bits[usize::from(i) / 64] |= 1 << (i % 64);
-        });
+        for (mine, theirs) in self.bigrams.iter_mut().zip(&s.pairs) {
+            *mine |= theirs;
+        }
         if let Some(x) = s.number {
             self.numeric += 1;
             self.num_range = Some(widen(self.num_range, x, x));
@@ -248,11 +273,20 @@ impl ParamProfile {
 
     /// Every way `v` departs from what was learned. `also_known`: symbols the parameter of
     /// the same name uses on the host's other paths (a name means the same thing there).
-    pub fn judge(&self, v: &[u8], s: &Shape, also_known: u128, out: &mut Vec<Deviation>) {
+    /// Without `explain` each deviation's `came` stays empty (the weights decide whether a
+    /// request is reported; only a reported one is described).
+    pub fn judge(
+        &self,
+        v: &[u8],
+        s: &Shape,
+        also_known: u128,
+        explain: bool,
+        out: &mut Vec<Deviation>,
+    ) {
         let k = strength(self.n);
+        let text = |f: &dyn Fn() -> String| if explain { f() } else { String::new() };
         let new_symbols = s.symbols & !self.symbol_mask() & !also_known;
         if new_symbols != 0 {
-            let listed = list_symbols(new_symbols);
             let count = new_symbols.count_ones();
             // One new joining mark (`.` in a login) is weak evidence on its own; one new
             // metacharacter of the injection families, or several marks, is strong.
@@ -265,14 +299,19 @@ impl ParamProfile {
             out.push(Deviation {
                 what: "symbols",
                 weight: base * k,
-                came: format!(
-                    "{count} symbol{} never seen here: {listed}",
-                    if count == 1 { "" } else { "s" }
-                ),
+                came: text(&|| {
+                    format!(
+                        "{count} symbol{} never seen here: {}",
+                        if count == 1 { "" } else { "s" },
+                        list_symbols(new_symbols)
+                    )
+                }),
             });
         }
+        let mut new_class = false;
         for c in CLASSES {
             if s.classes[c as usize] && self.classes[c as usize] == 0 {
+                new_class = true;
                 let weight = match c {
                     Class::Lower | Class::Upper if self.always_numeric() => 0.7,
                     Class::Space => 0.5,
@@ -281,17 +320,17 @@ impl ParamProfile {
                 out.push(Deviation {
                     what: "class",
                     weight: weight * k,
-                    came: format!("{} where none were seen", c.name()),
+                    came: text(&|| format!("{} where none were seen", c.name())),
                 });
             }
         }
-        self.judge_length(s, k, out);
+        self.judge_length(s, k, explain, out);
         if self.always_numeric() {
             match s.number {
                 None if !v.is_empty() && !s.classes[Class::Lower as usize] => out.push(Deviation {
                     what: "type",
                     weight: 0.6 * k,
-                    came: "a value that is not a number".into(),
+                    came: text(&|| "a value that is not a number".into()),
                 }),
                 Some(x) => {
                     if let Some((lo, hi)) = self.num_range {
@@ -300,7 +339,7 @@ impl ParamProfile {
                             out.push(Deviation {
                                 what: "range",
                                 weight: weight * k,
-                                came: format!("{x} outside {lo}–{hi}"),
+                                came: text(&|| format!("{x} outside {lo}–{hi}")),
                             })
                         }
                     }
@@ -308,19 +347,19 @@ impl ParamProfile {
                 _ => {}
             }
         } else if let Some(values) = self.closed_set() {
-            let text = Text::of(v);
-            if !values.iter().any(|(x, _)| text.is(x)) {
+            let text_v = Text::of(v);
+            if !values.iter().any(|(x, _)| text_v.is(x)) {
                 out.push(Deviation {
                     what: "value",
                     weight: 0.55 * k,
-                    came: format!("a value outside the {} ever seen", values.len()),
+                    came: text(&|| format!("a value outside the {} ever seen", values.len())),
                 });
             }
         }
-        self.judge_bigrams(v, new_symbols, k, out);
+        self.judge_bigrams(v, s, new_symbols, new_class, k, explain, out);
     }
 
-    fn judge_length(&self, s: &Shape, k: f64, out: &mut Vec<Deviation>) {
+    fn judge_length(&self, s: &Shape, k: f64, explain: bool, out: &mut Vec<Deviation>) {
         let len = f64::from(s.len);
         let (max, mean) = (f64::from(self.len_max), self.len_mean);
         // Chebyshev: a length z standard deviations out has probability ≤ 1/z² whatever the
@@ -328,27 +367,77 @@ impl ParamProfile {
         // one-byte change as infinitely rare.
         let sigma = self.std().max(1.0).max(0.1 * mean);
         let z = (len - mean) / sigma;
+        let came = || {
+            if explain {
+                format!("length {}", s.len)
+            } else {
+                String::new()
+            }
+        };
         if len > max * 1.5 + 4.0 && z > 4.0 {
             out.push(Deviation {
                 what: "length",
                 weight: (0.5 + (z - 4.0) / 40.0).min(0.85) * k,
-                came: format!("length {}", s.len),
+                came: came(),
             });
         } else if s.len < self.len_min && self.len_min > 0 && (mean - len) / sigma > 4.0 {
             out.push(Deviation {
                 what: "length",
                 weight: 0.3 * k,
-                came: format!("length {}", s.len),
+                came: came(),
             });
         }
     }
 
     /// Structure among known characters: pairs that hold a new symbol or class were
     /// judged above already and are not counted twice.
-    fn judge_bigrams(&self, v: &[u8], new_symbols: u128, k: f64, out: &mut Vec<Deviation>) {
+    #[allow(clippy::too_many_arguments)]
+    fn judge_bigrams(
+        &self,
+        v: &[u8],
+        s: &Shape,
+        new_symbols: u128,
+        new_class: bool,
+        k: f64,
+        explain: bool,
+        out: &mut Vec<Deviation>,
+    ) {
         if v.len() < 2 {
             return;
         }
+        // Distinct pairs, and distinct pairs of known characters never seen together.
+        let (total, unseen) = if new_symbols == 0 && !new_class && s.symbols & SHAPE_ALIASES == 0 {
+            // Every character is known: the value's pair bits against the learned ones.
+            let total: u32 = s.pairs.iter().map(|w| w.count_ones()).sum();
+            let unseen: u32 = s
+                .pairs
+                .iter()
+                .zip(&self.bigrams)
+                .map(|(w, l)| (w & !l).count_ones())
+                .sum();
+            (total as usize, unseen as usize)
+        } else {
+            self.count_unseen_pairs(v, new_symbols)
+        };
+        if total < 3 {
+            return;
+        }
+        let share = unseen as f64 / total as f64;
+        if unseen >= 2 && share >= 0.2 {
+            out.push(Deviation {
+                what: "ngrams",
+                weight: (0.2 + 0.6 * share).min(0.7) * k,
+                came: if explain {
+                    format!("{unseen} of {total} character pairs never seen here")
+                } else {
+                    String::new()
+                },
+            });
+        }
+    }
+
+    /// `(distinct pairs, distinct pairs of known characters never seen)`, by a scan.
+    fn count_unseen_pairs(&self, v: &[u8], new_symbols: u128) -> (usize, usize) {
         let known = |c: u8| match c {
             0 => true,
             1 => self.classes[Class::Lower as usize] > 0,
@@ -358,8 +447,7 @@ impl ParamProfile {
             b' ' => self.classes[Class::Space as usize] > 0,
             c => c < 128 && new_symbols & (1u128 << c) == 0,
         };
-        // Distinct pairs, and distinct pairs of known characters never seen together.
-        let (mut seen_here, mut total, mut unseen) = ([0u64; BIGRAM_BITS / 64], 0usize, 0usize);
+        let (mut seen_here, mut total, mut unseen) = ([0u64; BIGRAM_WORDS], 0usize, 0usize);
         for_each_pair(v, |a, b| {
             let i = bigram(a, b);
             let (word, bit) = (usize::from(i) / 64, 1u64 << (i % 64));
@@ -372,17 +460,7 @@ impl ParamProfile {
                 unseen += 1;
             }
         });
-        if total < 3 {
-            return;
-        }
-        let share = unseen as f64 / total as f64;
-        if unseen >= 2 && share >= 0.2 {
-            out.push(Deviation {
-                what: "ngrams",
-                weight: (0.2 + 0.6 * share).min(0.7) * k,
-                came: format!("{unseen} of {total} character pairs never seen here"),
-            });
-        }
+        (total, unseen)
     }
 
     /// What was learned, for people: `digits, length 1–3, seen 3,412 times`.
@@ -557,7 +635,7 @@ mod tests {
 
     fn judged(p: &ParamProfile, v: &str) -> Vec<Deviation> {
         let mut out = Vec::new();
-        p.judge(v.as_bytes(), &Shape::of(v.as_bytes()), 0, &mut out);
+        p.judge(v.as_bytes(), &Shape::of(v.as_bytes()), 0, true, &mut out);
         out
     }
 
@@ -647,12 +725,49 @@ mod tests {
         assert_eq!(thousands(1_000_000), "1,000,000");
     }
 
+    /// The one-pass summary holds the pairs a scan finds, and where every character is
+    /// known, counting unseen pairs from it agrees with the scan.
+    fn pairs_agree(p: &ParamProfile, v: &[u8]) -> Result<(), proptest::test_runner::TestCaseError> {
+        let s = Shape::of(v);
+        let mut scanned = [0u64; BIGRAM_WORDS];
+        for_each_pair(v, |a, b| set_bit(&mut scanned, bigram(a, b)));
+        proptest::prop_assert_eq!(s.pairs, scanned);
+        let new_class = CLASSES
+            .iter()
+            .any(|&c| s.classes[c as usize] && p.classes[c as usize] == 0);
+        let new_symbols = s.symbols & !p.symbol_mask();
+        if new_symbols == 0 && !new_class && s.symbols & SHAPE_ALIASES == 0 {
+            let total: u32 = s.pairs.iter().map(|w| w.count_ones()).sum();
+            let unseen: u32 = s
+                .pairs
+                .iter()
+                .zip(&p.bigrams)
+                .map(|(w, l)| (w & !l).count_ones())
+                .sum();
+            proptest::prop_assert_eq!(
+                p.count_unseen_pairs(v, new_symbols),
+                (total as usize, unseen as usize)
+            );
+        }
+        Ok(())
+    }
+
     proptest::proptest! {
+        #[test]
+        fn one_pass_pairs_agree_with_a_scan(
+            known in "[abc12xy -]{0,24}",
+            any in proptest::collection::vec(0u8..=255, 0..64)
+        ) {
+            let p = learned(&["abc", "12", "x-y", "ab 21"], 30);
+            pairs_agree(&p, known.as_bytes())?;
+            pairs_agree(&p, &any)?;
+        }
+
         #[test]
         fn judging_any_bytes_gives_weights_in_range(v in proptest::collection::vec(0u8..=255, 0..200)) {
             let p = learned(&["abc", "12", "x-y"], 30);
             let mut out = Vec::new();
-            p.judge(&v, &Shape::of(&v), 0, &mut out);
+            p.judge(&v, &Shape::of(&v), 0, true, &mut out);
             for d in out {
                 proptest::prop_assert!((0.0..=1.0).contains(&d.weight));
             }

@@ -99,6 +99,10 @@ pub struct Request {
     pub shapes: Vec<Shape>,
     /// More parameters than [`MAX_PARAMS`] were sent.
     pub truncated: bool,
+    /// The multiset of parameter names, order left out (see [`Request::finish`]).
+    pub combo: u64,
+    /// Each parameter name's [`name_hash`], in parameter order.
+    pub name_hashes: Vec<u64>,
     /// The media type, lowercased, without parameters (`application/json`); empty: none.
     content_type: String,
     /// The user agent's first product token (`Mozilla`, `curl`, `sqlmap`); empty: none.
@@ -178,13 +182,26 @@ impl Request {
         req
     }
 
-    /// Summarises every value once: judging and learning both read the shapes.
+    /// Summarises every value once (judging and learning both read the shapes, which keep
+    /// their buffers from request to request), and the combination of names: the sum of
+    /// each name's FNV-1a (a name sent twice is another combination, as parameter pollution
+    /// is).
     fn finish(&mut self) {
-        self.shapes.clear();
-        for &(_, _, v, end) in &self.spans {
-            self.shapes
-                .push(Shape::of(&self.buf[v as usize..end as usize]));
+        self.shapes.resize_with(self.spans.len(), Shape::default);
+        for (shape, &(_, _, v, end)) in self.shapes.iter_mut().zip(&self.spans) {
+            shape.fill(&self.buf[v as usize..end as usize]);
         }
+        let names = self.names.as_bytes();
+        self.name_hashes.clear();
+        self.name_hashes.extend(
+            self.spans
+                .iter()
+                .map(|&(n, n_end, _, _)| name_hash(&names[n as usize..n_end as usize])),
+        );
+        self.combo = self
+            .name_hashes
+            .iter()
+            .fold(0u64, |sum, &h| sum.wrapping_add(h));
     }
 
     pub fn method(&self) -> Method {
@@ -254,9 +271,14 @@ impl Request {
 
     /// `a=1&b=2`, `+` as space, percent-decoded.
     fn read_form(&mut self, text: &str) {
-        for pair in text.split('&').filter(|p| !p.is_empty()) {
-            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-            self.push(name.as_bytes(), value.as_bytes(), true);
+        for pair in text.as_bytes().split(|&b| b == b'&') {
+            if pair.is_empty() {
+                continue;
+            }
+            match pair.iter().position(|&b| b == b'=') {
+                Some(i) => self.push(&pair[..i], &pair[i + 1..], true),
+                None => self.push(pair, b"", true),
+            }
         }
     }
 
@@ -265,10 +287,15 @@ impl Request {
         let trimmed = body.trim_start();
         let looks_json = trimmed.starts_with('{') || trimmed.starts_with('[');
         let ct = &self.content_type;
-        let (json, form) = (
-            ct.contains("json") || (ct.is_empty() && looks_json),
-            ct.contains("x-www-form-urlencoded") || (ct.is_empty() && body.contains('=')),
-        );
+        // The common media type first: no substring search.
+        let (json, form) = if ct == "application/x-www-form-urlencoded" {
+            (false, true)
+        } else {
+            (
+                ct.contains("json") || (ct.is_empty() && looks_json),
+                ct.contains("x-www-form-urlencoded") || (ct.is_empty() && body.contains('=')),
+            )
+        };
         if json {
             match serde_json::from_str::<serde_json::Value>(body) {
                 Ok(v) => self.flatten("", &v, 0),
@@ -311,6 +338,16 @@ impl Request {
             other => self.push(name.as_bytes(), other.to_string().as_bytes(), false),
         }
     }
+}
+
+/// FNV-1a of a parameter name: combinations add them up, templates find names by them.
+pub fn name_hash(name: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in name {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
 }
 
 /// `http://host:port/p?q` → (`host:port`, `/p`, `q`); `/p?q` → (none, `/p`, `q`).

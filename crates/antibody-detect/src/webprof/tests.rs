@@ -340,3 +340,36 @@ proptest::proptest! {
         }
     }
 }
+
+/// Parameters are kept sorted with their name hashes; the document lists them as a map (the
+/// export format), and reading it back finds every name again.
+#[test]
+fn template_parameters_serialise_as_a_map_and_read_back_whole() {
+    let mut t = TemplateProfile::default();
+    let mut req = Request::from_parts(
+        "h",
+        (Method::Get, "/p".into()),
+        "/p",
+        [("zeta", &b"1"[..]), ("alpha", b"x"), ("mid", b"y y")].into_iter(),
+        None,
+        None,
+    );
+    let mut found = Vec::new();
+    resolve(None, &req, &mut found);
+    t.learn(&req, &found, 64, 1);
+    let json = serde_json::to_value(&t).unwrap();
+    let names: Vec<&String> = json["params"].as_object().unwrap().keys().collect();
+    assert_eq!(names, ["alpha", "mid", "zeta"]);
+    let back: TemplateProfile = serde_json::from_value(json).unwrap();
+    assert_eq!(back, t);
+    req = Request::from_parts(
+        "h",
+        (Method::Get, "/p".into()),
+        "/p",
+        [("mid", &b"z"[..]), ("new", b"1"), ("zeta", b"2")].into_iter(),
+        None,
+        None,
+    );
+    resolve(Some(&back), &req, &mut found);
+    assert_eq!(found, [1, UNKNOWN, 2]);
+}

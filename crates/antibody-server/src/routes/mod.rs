@@ -122,6 +122,8 @@ pub fn endpoints() -> Vec<Endpoint> {
         ep("post", "/v1/feedback", "Label a finding or incident; a root_cause re-ranks diagnoses for the tenant", Some("analyst"), post(respond::feedback)),
         ep("get", "/v1/web-profiles", "The learned web profiles: the tenant's mode and every template with its parameters (filters: host, method, template)", Some("analyst"), get(webprof::list)),
         ep("delete", "/v1/web-profiles", "Reset web profiles: matching templates learn afresh (filters: host, method, template; none: every profile of the tenant); audited", Some("admin"), delete(webprof::reset)),
+        ep("get", "/v1/web-profiles/mode", "The tenant's web profile mode in force: on, learn_only (learn, report nothing) or off", Some("analyst"), get(webprof::get_mode)),
+        ep("put", "/v1/web-profiles/mode", "Set the tenant's web profile mode {\"mode\": \"on\"|\"learn_only\"|\"off\"} over the configured one: in order with its events, survives restarts; audited", Some("admin"), axum::routing::put(webprof::put_mode)),
         ep("get", "/v1/web-profiles/export", "The tenant's web profiles as one document, for import elsewhere", Some("admin"), get(webprof::export)),
         ep("post", "/v1/web-profiles/import", "Import an export document: its hosts' profiles replace the tenant's; audited", Some("admin"), post(webprof::import)),
         ep("get", "/v1/audit", "The tenant's audit chain, oldest first (filters: after, subject, actor, kind, limit; format=ndjson)", Some("analyst"), get(respond::audit)),

@@ -6,8 +6,8 @@ use crate::auth::Auth;
 use crate::error::ApiError;
 use crate::pipeline::WebError;
 use crate::state::AppState;
-use crate::webprof::{merge, reset_templates, Document, WebChange, WebCmd};
-use antibody_detect::webprof::Method;
+use crate::webprof::{merge, mode, reset_templates, Document, WebChange, WebCmd};
+use antibody_detect::webprof::{Method, Mode};
 use antibody_detect::TenantProfiles;
 use antibody_store::Role;
 use axum::body::Body;
@@ -38,6 +38,15 @@ async fn read(st: &AppState, auth: &Auth) -> Result<TenantProfiles, ApiError> {
         .await
         .map_err(web_error)?;
     Ok(merge(replies))
+}
+
+async fn read_mode(st: &AppState, auth: &Auth) -> Result<Mode, ApiError> {
+    let replies = st
+        .pipeline
+        .web_profiles(&auth.0.tenant, WebCmd::ReadMode)
+        .await
+        .map_err(web_error)?;
+    mode(&replies).ok_or_else(|| ApiError::Unavailable("the engine is not running".into()))
 }
 
 #[derive(Deserialize)]
@@ -72,6 +81,7 @@ pub async fn list(
     let method = f.method()?;
     let cfg = &st.pipeline.web_profiles;
     let profiles = read(&st, &auth).await?;
+    let mode = read_mode(&st, &auth).await?;
     let mut items = Vec::new();
     for (host, h) in &profiles.hosts {
         if f.host.as_ref().is_some_and(|x| x != host) {
@@ -96,7 +106,7 @@ pub async fn list(
         }
     }
     Ok(Json(json!({
-        "mode": cfg.mode_for(&auth.0.tenant),
+        "mode": mode,
         "learn_requests": cfg.learn_requests,
         "threshold": cfg.threshold,
         "items": items,
@@ -140,6 +150,68 @@ pub async fn reset(
     )
     .await;
     Ok(Json(json!({"reset": reset})))
+}
+
+/// `PUT /v1/web-profiles/mode`'s body.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModeBody {
+    mode: Mode,
+}
+
+/// `GET /v1/web-profiles/mode`: the tenant's mode in force.
+pub async fn get_mode(State(st): State<AppState>, auth: Auth) -> Result<Json<Value>, ApiError> {
+    auth.require(Role::Analyst, "read the web profile mode")?;
+    let mode = read_mode(&st, &auth).await?;
+    Ok(Json(
+        json!({"mode": mode, "enabled": st.pipeline.web_profiles.enabled}),
+    ))
+}
+
+/// `PUT /v1/web-profiles/mode`: `on`, `learn_only` (learn, report nothing) or `off` (neither)
+/// for the tenant, over the configured mode; in order with its events, audited.
+pub async fn put_mode(
+    State(st): State<AppState>,
+    auth: Auth,
+    body: Body,
+) -> Result<Json<Value>, ApiError> {
+    auth.require(Role::Admin, "change the web profile mode")?;
+    let ModeBody { mode } = super::json_body(body, 1 << 10).await?;
+    if !st.pipeline.web_profiles.enabled {
+        return Err(ApiError::Conflict(
+            "web profiles are disabled in the configuration ([engine.web_profiles] enabled = \
+             false): no tenant mode applies"
+                .into(),
+        ));
+    }
+    let before = read_mode(&st, &auth).await?;
+    st.pipeline
+        .web_profiles(
+            &auth.0.tenant,
+            WebCmd::Change(Arc::new(WebChange::Mode { mode })),
+        )
+        .await
+        .map_err(web_error)?;
+    let name = |m: Mode| {
+        serde_json::to_value(m)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+    };
+    let detail = format!(
+        "web profile mode {} → {}",
+        name(before).unwrap_or_default(),
+        name(mode).unwrap_or_default()
+    );
+    crate::models::audit(
+        &st,
+        &auth.0.tenant,
+        &auth.0.id,
+        "web_profiles_mode",
+        "web-profiles",
+        &detail,
+    )
+    .await;
+    Ok(Json(json!({"mode": mode, "previous": before})))
 }
 
 /// `GET /v1/web-profiles/export`: the tenant's profiles as one document for import elsewhere.
