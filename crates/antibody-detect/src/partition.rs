@@ -736,7 +736,7 @@ impl Partition {
     pub fn on_tick(&mut self, now: TimestampMs, out: &mut Outputs) {
         // Pending updates go out before any closing, or a stale "open" would follow it.
         self.flush_incidents(out);
-        if now.saturating_sub(self.last_sweep) >= SWEEP_EVERY_MS {
+        if antibody_core::clock::is_due(now, self.last_sweep, SWEEP_EVERY_MS) {
             self.last_sweep = now;
             self.forget_idle(now);
         }

@@ -90,13 +90,8 @@ fn recent(q: Option<&mut VecDeque<TimestampMs>>, now: TimestampMs) -> u32 {
     let Some(q) = q else {
         return 0;
     };
-    while q
-        .front()
-        .is_some_and(|&t| now.saturating_sub(t) >= WINDOW_MS)
-    {
-        q.pop_front();
-    }
-    u32::try_from(q.len()).unwrap_or(u32::MAX)
+    let left = antibody_core::clock::expire_window(q, now, WINDOW_MS);
+    u32::try_from(left).unwrap_or(u32::MAX)
 }
 
 #[cfg(test)]
