@@ -125,4 +125,25 @@ mod tests {
         g.prune(120_000);
         assert_eq!(g, BlastGuard::default());
     }
+
+    #[test]
+    fn a_clock_stepped_back_holds_the_cap_for_one_window_only() {
+        let cfg = GuardConfig::default();
+        let t = TenantId::new("t");
+        let mut g = BlastGuard::default();
+        let now = 1_800_000_000_000;
+        for _ in 0..cfg.per_kind_per_minute {
+            g.record(&t, ActionKind::BlockIp, now);
+        }
+        // NTP steps the host clock back an hour.
+        let back = now - 3_600_000;
+        assert!(g.check(&cfg, &t, ActionKind::BlockIp, back).is_err());
+        assert!(
+            g.check(&cfg, &t, ActionKind::BlockIp, back + WINDOW_MS)
+                .is_ok(),
+            "automatic actions resume a minute later, not an hour and a minute"
+        );
+        g.prune(back + WINDOW_MS);
+        assert_eq!(g, BlastGuard::default());
+    }
 }

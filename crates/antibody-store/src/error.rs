@@ -56,7 +56,7 @@ impl StoreError {
 mod tests {
     use super::*;
 
-    fn sqlite(code: rusqlite::ffi::c_int) -> StoreError {
+    fn sqlite(code: std::ffi::c_int) -> StoreError {
         StoreError::Sqlite(rusqlite::Error::SqliteFailure(
             rusqlite::ffi::Error::new(code),
             None,

@@ -136,6 +136,8 @@ pub struct Sample {
     /// Seconds since the run started.
     pub t_s: f64,
     pub rss_kib: u64,
+    /// The anonymous part of the RSS (heap), without file pages.
+    pub rss_anon_kib: u64,
     pub fds: u64,
     pub threads: u64,
     pub data_dir_bytes: u64,
@@ -160,6 +162,7 @@ pub struct Sample {
 #[derive(Clone, Copy, Debug, Default)]
 struct ProcStats {
     rss_kib: u64,
+    rss_anon_kib: u64,
     threads: u64,
     fds: u64,
 }
@@ -180,6 +183,7 @@ fn proc_stats(pid: u32) -> Result<ProcStats> {
         .count() as u64;
     Ok(ProcStats {
         rss_kib: field("VmRSS:"),
+        rss_anon_kib: field("RssAnon:"),
         threads: field("Threads:"),
         fds,
     })
@@ -383,6 +387,7 @@ fn sample(t_s: f64, p: ProcStats, data_dir_bytes: u64, mut w: Window) -> Sample 
     Sample {
         t_s: (t_s * 10.0).round() / 10.0,
         rss_kib: p.rss_kib,
+        rss_anon_kib: p.rss_anon_kib,
         fds: p.fds,
         threads: p.threads,
         data_dir_bytes,
@@ -736,13 +741,14 @@ fn round3(v: f64) -> f64 {
 
 fn csv(samples: &[Sample]) -> String {
     let mut out = String::from(
-        "t_s,rss_kib,fds,threads,data_dir_bytes,load1,events_accepted,ingest_requests,ingest_p50_ms,ingest_p99_ms,read_requests,read_p99_ms,errors,throttled\n",
+        "t_s,rss_kib,rss_anon_kib,fds,threads,data_dir_bytes,load1,events_accepted,ingest_requests,ingest_p50_ms,ingest_p99_ms,read_requests,read_p99_ms,errors,throttled\n",
     );
     for s in samples {
         out.push_str(&format!(
-            "{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
             s.t_s,
             s.rss_kib,
+            s.rss_anon_kib,
             s.fds,
             s.threads,
             s.data_dir_bytes,

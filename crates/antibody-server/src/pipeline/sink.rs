@@ -441,12 +441,15 @@ mod tests {
         sink
     }
 
-    /// Breaks every incident write of the database at `db` (from another connection, as a
-    /// damaged schema would: SQLite fails the statement, not the record) until dropped.
+    /// Fails every incident write of the database at `db` until the trigger is dropped: a
+    /// runtime error of SQLite's (SQLITE_ERROR, as I/O or a damaged database give), not a
+    /// constraint on the record, set up from another connection.
     fn break_incident_writes(db: &std::path::Path) -> rusqlite::Connection {
         let c = rusqlite::Connection::open(db).unwrap();
+        // The sink's attempts hold the write lock for moments; wait for them.
+        c.busy_timeout(Duration::from_secs(5)).unwrap();
         c.execute_batch(
-            "CREATE TRIGGER broken BEFORE INSERT ON incidents BEGIN SELECT no_such_function(); END;",
+            "CREATE TRIGGER broken BEFORE INSERT ON incidents BEGIN SELECT abs(-9223372036854775807 - 1); END;",
         )
         .unwrap();
         c
@@ -464,9 +467,14 @@ mod tests {
         let breaker = break_incident_writes(&dir.path().join("antibody.db"));
         // Far more attempts than the 25 after which the sink used to drop the outputs.
         let fixer = std::thread::spawn(move || {
-            while metrics.store_errors.load(Relaxed) < 100 {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while metrics.store_errors.load(Relaxed) < 100 && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(1));
             }
+            assert!(
+                metrics.store_errors.load(Relaxed) >= 100,
+                "the write did not fail"
+            );
             let red = !health.is_ok();
             let why = health.outage();
             breaker.execute_batch("DROP TRIGGER broken").unwrap();
@@ -475,7 +483,7 @@ mod tests {
         sink.write(&[], &[incident("i-1", 1)]);
         let (red, why) = fixer.join().unwrap();
         assert!(red, "/readyz must fail while the store does");
-        assert!(why.is_some_and(|w| w.contains("no_such_function")));
+        assert!(why.is_some_and(|w| w.contains("integer overflow")));
         let t = TenantId::new("t");
         assert!(
             store.get_incident(&t, "i-1").unwrap().is_some(),
