@@ -44,6 +44,35 @@ impl Clock for FakeClock {
     }
 }
 
+/// Whether periodic work last done at `last` is due again at `now`, every `every` ms. A wall
+/// clock that stepped back past `last` makes it due at once: waiting for the clock to catch
+/// up would stop the work for as long as the step (an NTP correction, a bad RTC at boot), and
+/// a `last` kept in a snapshot would carry the stall across restarts.
+pub fn is_due(now: TimestampMs, last: TimestampMs, every: i64) -> bool {
+    now < last || now.saturating_sub(last) >= every
+}
+
+/// Drops the timestamps (oldest first) of a sliding window ending at `now` that are `window`
+/// ms old or older, and returns how many remain. Timestamps after `now` (the clock stepped
+/// back) count as made now, so they leave one window from now rather than a window plus
+/// the step, which would hold a rate limit shut for that long.
+pub fn expire_window(
+    q: &mut std::collections::VecDeque<TimestampMs>,
+    now: TimestampMs,
+    window: i64,
+) -> usize {
+    for t in q.iter_mut().rev() {
+        if *t <= now {
+            break;
+        }
+        *t = now;
+    }
+    while q.front().is_some_and(|&t| now.saturating_sub(t) >= window) {
+        q.pop_front();
+    }
+    q.len()
+}
+
 /// Formats a timestamp as RFC 3339 UTC with millisecond precision (`2026-11-21T10:00:00.000Z`).
 pub fn format_rfc3339(ts: TimestampMs) -> String {
     let secs = ts.div_euclid(1000);
@@ -166,6 +195,26 @@ mod tests {
         ] {
             assert_eq!(parse_rfc3339(s), None, "{s}");
         }
+    }
+
+    #[test]
+    fn periodic_work_is_due_after_a_step_back() {
+        assert!(!is_due(1_000, 500, 1_000));
+        assert!(is_due(1_500, 500, 1_000));
+        // The clock stepped back a day: due at once, not a day later.
+        assert!(is_due(500 - 86_400_000, 500, 1_000));
+    }
+
+    #[test]
+    fn a_window_forgets_a_step_back_after_one_window() {
+        let mut q: std::collections::VecDeque<_> = [100, 200, 300].into();
+        assert_eq!(expire_window(&mut q, 1_150, 1_000), 2);
+        // Back by an hour: the entries count as now and leave one window later.
+        let back = 300 - 3_600_000;
+        assert_eq!(expire_window(&mut q, back, 1_000), 2);
+        assert_eq!(q, [back, back]);
+        assert_eq!(expire_window(&mut q, back + 999, 1_000), 2);
+        assert_eq!(expire_window(&mut q, back + 1_000, 1_000), 0);
     }
 
     #[test]

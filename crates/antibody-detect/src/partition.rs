@@ -754,7 +754,7 @@ impl Partition {
     pub fn on_tick(&mut self, now: TimestampMs, out: &mut Outputs) {
         // Pending updates go out before any closing, or a stale "open" would follow it.
         self.flush_incidents(out);
-        if now.saturating_sub(self.last_sweep) >= SWEEP_EVERY_MS {
+        if antibody_core::clock::is_due(now, self.last_sweep, SWEEP_EVERY_MS) {
             self.last_sweep = now;
             self.forget_idle(now);
         }
@@ -1767,5 +1767,24 @@ mod tests {
             "idle entity forgotten"
         );
         assert!(p.entity_view(&t, "agent:1").is_some());
+    }
+
+    #[test]
+    fn idle_entities_are_still_forgotten_after_the_clock_steps_back() {
+        let cfg = EngineConfig {
+            entity_idle_ms: 1_000,
+            ..EngineConfig::default()
+        };
+        let mut p = Partition::new(Arc::new(cfg), rules());
+        let t = TenantId::new("t1");
+        let real = 1_800_000_000_000;
+        // The host clock ran a year ahead for a while (a bad RTC, then NTP stepped it back).
+        p.on_tick(real + 365 * 86_400_000, &mut Outputs::default());
+        run(&mut p, &[vitals("agent:1", real, 1.0, "p")], 0);
+        p.on_tick(real + 120_000, &mut Outputs::default());
+        assert!(
+            p.entity_view(&t, "agent:1").is_none(),
+            "the sweep runs on the stepped-back clock, not a year later"
+        );
     }
 }

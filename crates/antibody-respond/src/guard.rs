@@ -90,13 +90,8 @@ fn recent(q: Option<&mut VecDeque<TimestampMs>>, now: TimestampMs) -> u32 {
     let Some(q) = q else {
         return 0;
     };
-    while q
-        .front()
-        .is_some_and(|&t| now.saturating_sub(t) >= WINDOW_MS)
-    {
-        q.pop_front();
-    }
-    u32::try_from(q.len()).unwrap_or(u32::MAX)
+    let left = antibody_core::clock::expire_window(q, now, WINDOW_MS);
+    u32::try_from(left).unwrap_or(u32::MAX)
 }
 
 #[cfg(test)]
@@ -128,6 +123,27 @@ mod tests {
             .is_ok());
         assert!(g.check(&cfg, &t, ActionKind::BlockIp, 60_010).is_ok());
         g.prune(120_000);
+        assert_eq!(g, BlastGuard::default());
+    }
+
+    #[test]
+    fn a_clock_stepped_back_holds_the_cap_for_one_window_only() {
+        let cfg = GuardConfig::default();
+        let t = TenantId::new("t");
+        let mut g = BlastGuard::default();
+        let now = 1_800_000_000_000;
+        for _ in 0..cfg.per_kind_per_minute {
+            g.record(&t, ActionKind::BlockIp, now);
+        }
+        // NTP steps the host clock back an hour.
+        let back = now - 3_600_000;
+        assert!(g.check(&cfg, &t, ActionKind::BlockIp, back).is_err());
+        assert!(
+            g.check(&cfg, &t, ActionKind::BlockIp, back + WINDOW_MS)
+                .is_ok(),
+            "automatic actions resume a minute later, not an hour and a minute"
+        );
+        g.prune(back + WINDOW_MS);
         assert_eq!(g, BlastGuard::default());
     }
 }

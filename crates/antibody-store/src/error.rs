@@ -27,3 +27,59 @@ pub enum StoreError {
     #[error("operating system random source failed: {0}")]
     Random(getrandom::Error),
 }
+
+impl StoreError {
+    /// Whether the store refused these records themselves (a constraint, a type, a size):
+    /// writing them again fails again. Anything else (disk full, I/O, busy, locked,
+    /// read-only, a damaged schema) is the database's state, which can change.
+    pub fn is_about_the_record(&self) -> bool {
+        use rusqlite::ErrorCode as C;
+        match self {
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => matches!(
+                e.code,
+                C::ConstraintViolation | C::TypeMismatch | C::TooBig | C::ParameterOutOfRange
+            ),
+            // Other rusqlite errors are about binding or converting values.
+            StoreError::Sqlite(_) => true,
+            StoreError::Conflict(_)
+            | StoreError::UnknownTenant(_)
+            | StoreError::Invalid(_)
+            | StoreError::Encode { .. } => true,
+            StoreError::Corrupt { .. }
+            | StoreError::SchemaTooNew { .. }
+            | StoreError::Random(_) => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sqlite(code: std::ffi::c_int) -> StoreError {
+        StoreError::Sqlite(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(code),
+            None,
+        ))
+    }
+
+    #[test]
+    fn the_database_state_is_retried_the_record_is_not() {
+        for code in [
+            rusqlite::ffi::SQLITE_FULL,
+            rusqlite::ffi::SQLITE_IOERR,
+            rusqlite::ffi::SQLITE_BUSY,
+            rusqlite::ffi::SQLITE_READONLY,
+            rusqlite::ffi::SQLITE_ERROR,
+        ] {
+            assert!(!sqlite(code).is_about_the_record(), "{code}");
+        }
+        for code in [
+            rusqlite::ffi::SQLITE_CONSTRAINT,
+            rusqlite::ffi::SQLITE_TOOBIG,
+        ] {
+            assert!(sqlite(code).is_about_the_record(), "{code}");
+        }
+        assert!(StoreError::Invalid("x".into()).is_about_the_record());
+    }
+}

@@ -204,9 +204,9 @@ fn progress_bar(events: u64) -> ProgressBar {
 }
 
 /// Where and how requests go.
-struct Target {
+pub(crate) struct Target {
     /// `host:port` to connect to.
-    addr: String,
+    pub(crate) addr: String,
     /// The `Host` header.
     authority: String,
     path: String,
@@ -215,7 +215,7 @@ struct Target {
 }
 
 impl Target {
-    fn parse(url: &str, key: String, gzip: bool) -> Result<Self> {
+    pub(crate) fn parse(url: &str, key: String, gzip: bool) -> Result<Self> {
         let uri: Uri = url
             .parse()
             .with_context(|| format!("invalid --url {url:?}"))?;
@@ -244,6 +244,15 @@ impl Target {
             req = req.header(CONTENT_ENCODING, "gzip");
         }
         Ok(req.body(Full::new(body))?)
+    }
+
+    /// A `GET` of `path` (which starts with `/`) under the same base URL, with the key.
+    pub(crate) fn get(&self, path: &str) -> Result<Request<Full<Bytes>>> {
+        let base = self.path.strip_suffix("/v1/events").unwrap_or("");
+        Ok(Request::get(format!("{base}{path}"))
+            .header(HOST, self.authority.as_str())
+            .header(AUTHORIZATION, self.bearer.as_str())
+            .body(Full::new(Bytes::new()))?)
     }
 }
 
@@ -293,7 +302,7 @@ fn build_bodies(args: &BenchArgs, max_pool_bytes: usize) -> Result<Bodies> {
 }
 
 /// One request body of `n` generated events.
-fn body(gen: &mut Generator, n: u64, gzip_it: bool) -> Result<Bytes> {
+pub(crate) fn body(gen: &mut Generator, n: u64, gzip_it: bool) -> Result<Bytes> {
     let mut body = Vec::with_capacity(usize::try_from(n).unwrap_or(0).saturating_mul(300));
     for _ in 0..n {
         gen.write_event(&mut body)?;
@@ -497,18 +506,18 @@ impl Generator {
 
 /// What all workers saw.
 #[derive(Debug, Default)]
-struct Report {
+pub(crate) struct Report {
     elapsed: Duration,
-    events_sent: u64,
-    events_accepted: u64,
-    requests: u64,
+    pub(crate) events_sent: u64,
+    pub(crate) events_accepted: u64,
+    pub(crate) requests: u64,
     batches_ok: u64,
-    throttled: u64,
-    errors: u64,
+    pub(crate) throttled: u64,
+    pub(crate) errors: u64,
     bytes_sent: u64,
     /// Latency of each 2xx request, in milliseconds.
-    latencies_ms: Vec<f64>,
-    first_error: Option<String>,
+    pub(crate) latencies_ms: Vec<f64>,
+    pub(crate) first_error: Option<String>,
 }
 
 impl Report {
@@ -526,7 +535,7 @@ impl Report {
         }
     }
 
-    fn error(&mut self, e: impl std::fmt::Display) {
+    pub(crate) fn error(&mut self, e: impl std::fmt::Display) {
         self.errors += 1;
         if self.first_error.is_none() {
             self.first_error = Some(e.to_string());
@@ -611,13 +620,13 @@ async fn worker(
 }
 
 /// One keep-alive connection; the task driving it ends when it is dropped.
-struct Conn {
-    sender: SendRequest<Full<Bytes>>,
+pub(crate) struct Conn {
+    pub(crate) sender: SendRequest<Full<Bytes>>,
     driver: tokio::task::JoinHandle<()>,
 }
 
 impl Conn {
-    async fn open(addr: &str) -> Result<Conn> {
+    pub(crate) async fn open(addr: &str) -> Result<Conn> {
         let tcp = tokio::net::TcpStream::connect(addr).await?;
         tcp.set_nodelay(true)?;
         let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
@@ -636,14 +645,14 @@ impl Drop for Conn {
     }
 }
 
-enum Sent {
+pub(crate) enum Sent {
     /// The batch is finished with (accepted, refused or lost); the connection if reusable.
     Done(Option<Conn>),
     /// Throttled: send the same batch again after the wait.
     Retry(Option<Conn>, Duration),
 }
 
-async fn send(
+pub(crate) async fn send(
     target: &Target,
     mut conn: Conn,
     body: Bytes,

@@ -12,6 +12,7 @@ mod models_cli;
 mod replay;
 mod respond_replay;
 mod sim_cli;
+mod soak;
 
 use antibody_core::SystemClock;
 use anyhow::{Context, Result};
@@ -44,6 +45,9 @@ enum Command {
     Replay(replay::ReplayArgs),
     /// Load-generate NDJSON events against a running server and report throughput and latency.
     Bench(bench::BenchArgs),
+    /// Send at a fixed rate for a long time against a running server, sampling its memory,
+    /// descriptors, threads and latencies; fails unless they stay flat.
+    Soak(soak::SoakArgs),
     /// Manage tenants directly in a data dir no server is using (audited).
     #[command(subcommand)]
     Tenants(TenantsCmd),
@@ -162,6 +166,7 @@ fn main() -> Result<()> {
         Command::Serve(args) => serve(args),
         Command::Replay(args) => replay::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Soak(args) => soak::run(args),
         Command::Train(args) => ml::train(args),
         Command::Eval(args) => ml::eval(args),
         Command::Explain(args) => ml::explain(args),

@@ -218,7 +218,7 @@ impl TaskTable {
         events: &mut Vec<Event>,
     ) -> Option<(TenantId, TimestampMs)> {
         let last = self.last_sweep.get(tenant).copied().unwrap_or(i64::MIN);
-        if now.saturating_sub(last) < SWEEP_MS {
+        if !antibody_core::clock::is_due(now, last, SWEEP_MS) {
             return None;
         }
         for (key, tasks) in &self.traces {

@@ -25,7 +25,7 @@ impl Responder {
         for fi in self.st.fleet.expire(&self.cfg.fleet, now) {
             out.push(Decision::Fleet(fi));
         }
-        if now.saturating_sub(self.st.last_prune) >= PRUNE_EVERY_MS {
+        if antibody_core::clock::is_due(now, self.st.last_prune, PRUNE_EVERY_MS) {
             self.prune(now);
         }
         out

@@ -203,7 +203,8 @@ pub(crate) enum Work {
 /// Readiness shared by the pipeline threads: a stage that finds another stage gone (a bug
 /// killed its thread) marks the service not ready for good, so `/readyz` fails and
 /// orchestration can restart it; the log replay then recovers every acknowledged event. A
-/// log that cannot be written is not ready only until the committer has brought it back.
+/// log or a store that cannot be written is not ready only until it is back: the committer
+/// and the sink retry until then.
 #[derive(Debug)]
 pub(crate) struct Health {
     ok: AtomicBool,
@@ -211,6 +212,15 @@ pub(crate) struct Health {
     why: std::sync::OnceLock<String>,
     /// Why the log is down while the committer retries it; `None` when it is up.
     log_down: std::sync::Mutex<Option<String>>,
+    /// Why the store is down while the sink retries its write; `None` when it is up.
+    store_down: std::sync::Mutex<Option<String>>,
+    /// Set by `Pipeline::shutdown`: a stage retrying forever gives up instead (the log
+    /// replay after the restart redoes its work).
+    stopping: AtomicBool,
+}
+
+fn lock_outage(m: &std::sync::Mutex<Option<String>>) -> std::sync::MutexGuard<'_, Option<String>> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Health {
@@ -219,11 +229,13 @@ impl Health {
             ok: AtomicBool::new(true),
             why: std::sync::OnceLock::new(),
             log_down: std::sync::Mutex::new(None),
+            store_down: std::sync::Mutex::new(None),
+            stopping: AtomicBool::new(false),
         }
     }
 
     pub(crate) fn is_ok(&self) -> bool {
-        self.ok.load(Ordering::Relaxed) && self.log_failure().is_none()
+        self.ok.load(Ordering::Relaxed) && self.outage().is_none()
     }
 
     pub(crate) fn fail(&self, why: &str) {
@@ -236,19 +248,16 @@ impl Health {
         }
     }
 
-    fn log_failure(&self) -> Option<String> {
-        self.log_down
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    /// The log's or the store's current outage, if any.
+    fn outage(&self) -> Option<String> {
+        lock_outage(&self.log_down)
             .clone()
+            .or_else(|| lock_outage(&self.store_down).clone())
     }
 
     /// The log failed; the committer retries it (`/readyz` says why meanwhile).
     pub(crate) fn log_down(&self, why: String) {
-        let mut down = self
-            .log_down
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut down = lock_outage(&self.log_down);
         if down.is_none() {
             tracing::error!(
                 why,
@@ -259,13 +268,22 @@ impl Health {
     }
 
     pub(crate) fn log_up(&self) {
-        let mut down = self
-            .log_down
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if down.take().is_some() {
+        if lock_outage(&self.log_down).take().is_some() {
             tracing::info!("the durable log is writable again: ready");
         }
+    }
+
+    /// A store write failed; the sink holds the outputs and retries (`/readyz` says why).
+    pub(crate) fn store_down(&self, why: String) {
+        *lock_outage(&self.store_down) = Some(why);
+    }
+
+    pub(crate) fn store_up(&self) {
+        lock_outage(&self.store_down).take();
+    }
+
+    pub(crate) fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::Relaxed)
     }
 }
 
@@ -831,12 +849,13 @@ impl Pipeline {
             .why
             .get()
             .cloned()
-            .or_else(|| self.ready.log_failure())
+            .or_else(|| self.ready.outage())
     }
 
     /// Stops accepting events, drains every queue, writes a final snapshot and joins the threads.
     pub fn shutdown(&self) {
         self.ready.ok.store(false, Ordering::Relaxed);
+        self.ready.stopping.store(true, Ordering::Relaxed);
         let threads = match self.threads.lock() {
             Ok(mut t) => std::mem::take(&mut *t),
             Err(_) => Vec::new(),

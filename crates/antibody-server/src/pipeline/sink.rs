@@ -6,7 +6,7 @@ use crate::metrics::Metrics;
 use crate::respond::RespondMsg;
 use antibody_core::{Finding, Incident, TenantId};
 use antibody_detect::Sample;
-use antibody_store::{Store, StoreError};
+use antibody_store::Store;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::mpsc::Receiver;
@@ -62,16 +62,33 @@ pub(crate) struct Sink {
     respond: Option<std::sync::mpsc::Sender<RespondMsg>>,
     health: Arc<super::Health>,
     visible: Arc<super::visible::Uncommitted>,
-    /// Set once outputs had to be dropped: no checkpoint may claim them after that, so a
-    /// restart replays their events and produces them again.
+    /// Set once outputs had to be dropped (a shutdown while the store was failing): no
+    /// checkpoint may claim them after that, so a restart replays their events and produces
+    /// them again.
     lost_outputs: bool,
+    backoff: Backoff,
 }
+
+/// Waits between attempts at a failing store write: doubling from `first` up to `max`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Backoff {
+    pub first: Duration,
+    pub max: Duration,
+}
+
+/// A failing store is retried for as long as it fails (outputs the engine has moved past
+/// cannot be produced again without a restart); at most this long between attempts.
+const STORE_BACKOFF: Backoff = Backoff {
+    first: Duration::from_millis(10),
+    max: Duration::from_secs(5),
+};
+
+/// Besides the first failure, a failing store is logged once per this many attempts (about
+/// a minute apart once the backoff is at its maximum).
+const LOG_EVERY_ATTEMPTS: u32 = 12;
 
 /// Checkpoints being assembled at once.
 const MAX_PENDING_CHECKPOINTS: usize = 2;
-
-/// Attempts at one store write before the sink gives up on it (~20 s with backoff).
-const STORE_RETRIES: usize = 25;
 
 /// Messages drained into one store transaction at most.
 const MAX_DRAIN: usize = 512;
@@ -147,6 +164,7 @@ impl Sink {
             health: p.health,
             visible: p.visible,
             lost_outputs: false,
+            backoff: STORE_BACKOFF,
         }
     }
 
@@ -195,35 +213,62 @@ impl Sink {
         b.clear();
     }
 
-    /// Writes one batch. A transient failure (disk, lock) is retried with backoff rather than
-    /// dropping outputs the engine cannot produce again; a batch the store refuses as invalid
-    /// is written item by item so one bad record cannot hold back the rest.
+    /// Writes one batch. A failing store (disk, lock, I/O) is retried with backoff until it
+    /// takes the batch, with `/readyz` red meanwhile: the sink's queue fills and holds the
+    /// partitions, and ingest answers 429/503 instead of acknowledging events whose outputs
+    /// could not be kept. A batch the store refuses as invalid is written item by item so
+    /// one bad record cannot hold back the rest.
     fn write(&mut self, findings: &[Finding], incidents: &[Incident]) {
         if findings.is_empty() && incidents.is_empty() {
             return;
         }
-        let mut delay = Duration::from_millis(10);
-        for _ in 0..STORE_RETRIES {
+        let mut delay = self.backoff.first;
+        let started = Instant::now();
+        let mut attempts = 0u32;
+        loop {
             match self.store.write_batch(findings, incidents) {
-                Ok(()) => return,
-                Err(StoreError::Sqlite(e)) => {
+                Ok(()) => break,
+                Err(e) if !e.is_about_the_record() => {
+                    attempts += 1;
                     self.metrics.store_errors.fetch_add(1, Relaxed);
-                    tracing::error!(error = %e, retry_in_ms = delay.as_millis() as u64, "store write failed");
+                    self.health
+                        .store_down(format!("the store refuses writes ({e}); retrying"));
+                    if attempts == 1 || attempts % LOG_EVERY_ATTEMPTS == 0 {
+                        tracing::error!(
+                            error = %e,
+                            attempts,
+                            failing_for_s = started.elapsed().as_secs(),
+                            held_findings = findings.len(),
+                            held_incidents = incidents.len(),
+                            retry_in_ms = delay.as_millis() as u64,
+                            "store write failed: the outputs are held and retried until the store takes them; /readyz fails meanwhile"
+                        );
+                    }
+                    if self.health.is_stopping() {
+                        // No checkpoint will claim these outputs: the log replay after the
+                        // restart produces them again.
+                        tracing::error!(attempts, "shutting down while the store still fails; the next start replays these events");
+                        self.lost_outputs = true;
+                        return;
+                    }
                     std::thread::sleep(delay);
-                    delay = (delay * 2).min(Duration::from_secs(1));
+                    delay = (delay * 2).min(self.backoff.max);
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "store refused a batch; writing it item by item");
                     self.write_each(findings, incidents);
-                    return;
+                    break;
                 }
             }
         }
-        // The store has been failing for ~20 s: stop claiming health, and keep every later
-        // checkpoint from covering the dropped outputs (a restart regenerates them).
-        self.lost_outputs = true;
-        self.health
-            .fail("the store keeps failing; outputs were dropped");
+        if attempts > 0 {
+            self.health.store_up();
+            tracing::info!(
+                attempts,
+                failed_for_s = started.elapsed().as_secs(),
+                "the store is writable again: ready"
+            );
+        }
     }
 
     fn write_each(&self, findings: &[Finding], incidents: &[Incident]) {
@@ -374,6 +419,94 @@ mod tests {
             incidents,
             samples: Vec::new(),
         }
+    }
+
+    fn sink(dir: &std::path::Path) -> Sink {
+        let (stream, _) = broadcast::channel(16);
+        let mut sink = Sink::new(SinkParts {
+            store: Arc::new(Store::open(&dir.join("antibody.db")).unwrap()),
+            metrics: Arc::default(),
+            stream,
+            snapshots: SnapshotDir::new(dir.join("snapshots")).unwrap(),
+            partitions: 1,
+            checkpoint: Arc::default(),
+            respond: None,
+            health: Arc::new(super::super::Health::new()),
+            visible: Arc::default(),
+        });
+        sink.backoff = Backoff {
+            first: Duration::from_millis(1),
+            max: Duration::from_millis(2),
+        };
+        sink
+    }
+
+    /// Fails every incident write of the database at `db` until the trigger is dropped: a
+    /// runtime error of SQLite's (SQLITE_ERROR, as I/O or a damaged database give), not a
+    /// constraint on the record, set up from another connection.
+    fn break_incident_writes(db: &std::path::Path) -> rusqlite::Connection {
+        let c = rusqlite::Connection::open(db).unwrap();
+        // The sink's attempts hold the write lock for moments; wait for them.
+        c.busy_timeout(Duration::from_secs(5)).unwrap();
+        c.execute_batch(
+            "CREATE TRIGGER broken BEFORE INSERT ON incidents BEGIN SELECT abs(-9223372036854775807 - 1); END;",
+        )
+        .unwrap();
+        c
+    }
+
+    #[test]
+    fn a_failing_store_is_retried_until_it_takes_the_outputs() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sink = sink(dir.path());
+        let (store, health, metrics) = (
+            sink.store.clone(),
+            sink.health.clone(),
+            sink.metrics.clone(),
+        );
+        let breaker = break_incident_writes(&dir.path().join("antibody.db"));
+        // Far more attempts than the 25 after which the sink used to drop the outputs.
+        let fixer = std::thread::spawn(move || {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while metrics.store_errors.load(Relaxed) < 100 && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            assert!(
+                metrics.store_errors.load(Relaxed) >= 100,
+                "the write did not fail"
+            );
+            let red = !health.is_ok();
+            let why = health.outage();
+            breaker.execute_batch("DROP TRIGGER broken").unwrap();
+            (red, why)
+        });
+        sink.write(&[], &[incident("i-1", 1)]);
+        let (red, why) = fixer.join().unwrap();
+        assert!(red, "/readyz must fail while the store does");
+        assert!(why.is_some_and(|w| w.contains("integer overflow")));
+        let t = TenantId::new("t");
+        assert!(
+            store.get_incident(&t, "i-1").unwrap().is_some(),
+            "the held incident was written"
+        );
+        assert!(
+            sink.health.is_ok(),
+            "ready again once the store takes writes"
+        );
+        assert!(!sink.lost_outputs);
+    }
+
+    #[test]
+    fn a_shutdown_while_the_store_fails_leaves_the_outputs_to_the_replay() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sink = sink(dir.path());
+        let _breaker = break_incident_writes(&dir.path().join("antibody.db"));
+        sink.health.stopping.store(true, Relaxed);
+        sink.write(&[], &[incident("i-1", 1)]);
+        assert!(
+            sink.lost_outputs,
+            "no later checkpoint may claim the unwritten outputs"
+        );
     }
 
     #[test]

@@ -75,13 +75,7 @@ pub(crate) struct Asking {
 impl Asking {
     /// Whether a slot and the per-minute budget allow another question now.
     fn can_start(&mut self, p: &AskPolicy, now: TimestampMs) -> bool {
-        while self
-            .started
-            .front()
-            .is_some_and(|t| now.saturating_sub(*t) >= MINUTE_MS)
-        {
-            self.started.pop_front();
-        }
+        antibody_core::clock::expire_window(&mut self.started, now, MINUTE_MS);
         self.running < p.max_concurrent && self.started.len() < p.max_per_minute as usize
     }
 }
