@@ -13,7 +13,7 @@ const MAX_TAGS: usize = 32;
 
 /// The body of `PUT /v1/assets/{entity}` (with `entity` from the path). Plain fields and
 /// `Option`s only, so it round-trips through postcard snapshots.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Asset {
     #[serde(default)]
