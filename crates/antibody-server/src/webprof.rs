@@ -112,7 +112,9 @@ pub fn reset_templates(replies: Vec<WebReply>) -> BTreeSet<TemplateId> {
 #[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Document {
+    #[schemars(extend("const" = FORMAT))]
     pub format: String,
+    #[schemars(extend("const" = VERSION))]
     pub version: u32,
     /// The engine's learned state, as exported: import it unchanged.
     #[schemars(with = "serde_json::Map<String, serde_json::Value>")]

@@ -288,6 +288,7 @@ impl schemars::JsonSchema for EventItem {
 
     fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
         let kind_pattern = "^[A-Za-z0-9_.:-]+$";
+        let names = serde_json::json!({"minLength": 1, "maxLength": MAX_NAME_BYTES});
         schemars::json_schema!({
             "type": "object",
             "required": [Known::Entity.name(), Known::Kind.name()],
@@ -297,8 +298,10 @@ impl schemars::JsonSchema for EventItem {
                     "oneOf": [{"type": "string", "format": "date-time"}, {"type": "integer", "minimum": 0}, {"type": "null"}]},
                 (Known::Entity.name()): {"type": "string", "minLength": 1},
                 (Known::Kind.name()): {"type": "string", "minLength": 1, "maxLength": MAX_KIND_BYTES, "pattern": kind_pattern},
-                (Known::Metrics.name()): {"type": "object", "additionalProperties": {"type": "number"}},
-                (Known::Attrs.name()): {"type": "object", "additionalProperties": {"type": ["string", "number", "boolean"]}},
+                (Known::Metrics.name()): {"type": "object", "propertyNames": names,
+                    "additionalProperties": {"type": "number"}},
+                (Known::Attrs.name()): {"type": "object", "propertyNames": names,
+                    "additionalProperties": {"type": ["string", "number", "boolean"]}},
                 (Known::Id.name()): {"description": "idempotency id: a repeated one is stored once",
                     "type": ["string", "null"], "maxLength": MAX_ID_BYTES},
             }

@@ -782,6 +782,19 @@ fn not_stored(kind: DocKind, name: &str) -> LayerError {
 
 /// A document name: letters, digits, `-` and `_`, so `<name>.yml` cannot leave its dir; the
 /// policy has the one name `policy`.
+/// The JSON Schema of a rule or playbook document's name, as [`check_name`] takes it.
+pub struct DocName;
+
+impl schemars::JsonSchema for DocName {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "DocName".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"})
+    }
+}
+
 fn check_name(kind: DocKind, name: &str) -> Result<(), LayerError> {
     if kind == DocKind::Policy {
         return if name == POLICY {

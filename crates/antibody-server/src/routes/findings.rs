@@ -24,6 +24,7 @@ pub(super) type LimitParam = Option<u32>;
 
 /// A page, newest first; `next` is the `before` of the next page (none: the last).
 #[derive(Serialize, JsonSchema)]
+#[schemars(rename = "{T}Page")]
 pub struct Page<T> {
     pub items: Vec<T>,
     pub next: Option<String>,

@@ -235,6 +235,7 @@ pub struct Empty {}
 
 /// A list answer: `{"items": [...]}`.
 #[derive(serde::Serialize, JsonSchema)]
+#[schemars(rename = "{T}Items")]
 pub struct Items<T> {
     pub items: Vec<T>,
 }
@@ -605,6 +606,7 @@ pub fn endpoints() -> Vec<Endpoint> {
             analyst,
             get(catalog::get_doc::<catalog::Rules>),
         )
+        .path_type::<crate::layers::DocName>("name")
         .query::<catalog::ScopeQuery>()
             .ok::<crate::layers::DocView>(200),
         ep(
@@ -614,6 +616,7 @@ pub fn endpoints() -> Vec<Endpoint> {
             admin,
             put(catalog::put_doc::<catalog::Rules>),
         )
+        .path_type::<crate::layers::DocName>("name")
         .query::<catalog::ScopeQuery>()
             .body(Media::Yaml, openapi::text, true)
             .body(Media::Text, openapi::text, true)
@@ -625,6 +628,7 @@ pub fn endpoints() -> Vec<Endpoint> {
             analyst,
             get(catalog::versions::<catalog::Rules>),
         )
+        .path_type::<crate::layers::DocName>("name")
         .ok::<catalog::Versions>(200),
         ep(
             Get,
@@ -633,6 +637,7 @@ pub fn endpoints() -> Vec<Endpoint> {
             analyst,
             get(catalog::version::<catalog::Rules>),
         )
+        .path_type::<crate::layers::DocName>("name")
         .path_type::<u32>("version")
             .query::<catalog::DiffQuery>()
             .ok::<catalog::VersionView>(200),
@@ -643,6 +648,7 @@ pub fn endpoints() -> Vec<Endpoint> {
             admin,
             post(catalog::rollback::<catalog::Rules>),
         )
+        .path_type::<crate::layers::DocName>("name")
         .json::<catalog::RollbackReq>()
             .ok::<catalog::StoredDoc>(200),
         ep(
@@ -661,6 +667,7 @@ pub fn endpoints() -> Vec<Endpoint> {
             analyst,
             get(catalog::get_doc::<catalog::Playbooks>),
         )
+        .path_type::<crate::layers::DocName>("name")
         .query::<catalog::ScopeQuery>()
             .ok::<crate::layers::DocView>(200),
         ep(
@@ -670,6 +677,7 @@ pub fn endpoints() -> Vec<Endpoint> {
             admin,
             put(catalog::put_doc::<catalog::Playbooks>),
         )
+        .path_type::<crate::layers::DocName>("name")
         .query::<catalog::ScopeQuery>()
             .body(Media::Yaml, openapi::text, true)
             .body(Media::Text, openapi::text, true)
@@ -681,6 +689,7 @@ pub fn endpoints() -> Vec<Endpoint> {
             analyst,
             get(catalog::versions::<catalog::Playbooks>),
         )
+        .path_type::<crate::layers::DocName>("name")
         .ok::<catalog::Versions>(200),
         ep(
             Get,
@@ -689,6 +698,7 @@ pub fn endpoints() -> Vec<Endpoint> {
             analyst,
             get(catalog::version::<catalog::Playbooks>),
         )
+        .path_type::<crate::layers::DocName>("name")
         .path_type::<u32>("version")
             .query::<catalog::DiffQuery>()
             .ok::<catalog::VersionView>(200),
@@ -699,6 +709,7 @@ pub fn endpoints() -> Vec<Endpoint> {
             admin,
             post(catalog::rollback::<catalog::Playbooks>),
         )
+        .path_type::<crate::layers::DocName>("name")
         .json::<catalog::RollbackReq>()
             .ok::<catalog::StoredDoc>(200),
         ep(
@@ -843,7 +854,7 @@ pub fn endpoints() -> Vec<Endpoint> {
             Public,
             get(ops::healthz),
         )
-        .ok::<ops::Live>(200),
+        .ok::<ops::Health>(200),
         ep(
             Get,
             "/readyz",

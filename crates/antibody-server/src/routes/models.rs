@@ -158,12 +158,12 @@ pub struct ModelView {
     #[serde(flatten)]
     pub record: ModelRecord,
     /// None while the version is not served.
-    pub live: Option<Live>,
+    pub live: Option<LiveCounters>,
 }
 
 /// Live counters of a served version.
 #[derive(Serialize, JsonSchema)]
-pub struct Live {
+pub struct LiveCounters {
     pub scored: u64,
     pub reported: u64,
     pub review: u64,
@@ -211,9 +211,9 @@ pub async fn list(
     Ok(Items::of(items))
 }
 
-fn live(s: &ModelStats) -> Live {
+fn live(s: &ModelStats) -> LiveCounters {
     let agreement = (s.compared > 0).then(|| s.agreed as f64 / s.compared as f64);
-    Live {
+    LiveCounters {
         scored: s.scored,
         reported: s.reported,
         review: s.review,

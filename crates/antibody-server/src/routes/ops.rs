@@ -14,7 +14,7 @@ use std::sync::atomic::Ordering::Relaxed;
 
 /// `{"status": "ok"}` while the process serves.
 #[derive(Serialize, JsonSchema)]
-pub struct Live {
+pub struct Health {
     #[schemars(with = "String")]
     pub status: &'static str,
 }
@@ -27,8 +27,8 @@ pub struct Ready {
     pub queued_events: u64,
 }
 
-pub async fn healthz() -> Json<Live> {
-    Json(Live { status: "ok" })
+pub async fn healthz() -> Json<Health> {
+    Json(Health { status: "ok" })
 }
 
 pub async fn readyz(State(st): State<AppState>) -> Result<Json<Ready>, ApiError> {
