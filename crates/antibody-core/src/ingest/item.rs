@@ -296,14 +296,16 @@ impl schemars::JsonSchema for EventItem {
             "properties": {
                 (Known::Ts.name()): {"description": "RFC 3339, or epoch milliseconds; default: arrival",
                     "oneOf": [{"type": "string", "format": "date-time"}, {"type": "integer", "minimum": 0}, {"type": "null"}]},
-                (Known::Entity.name()): {"type": "string", "minLength": 1},
+                (Known::Entity.name()): {"type": "string", "minLength": 1,
+                    "maxLength": Limits::default().max_entity_bytes, "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]+$",
+                    "description": "no control characters; at most `[limits] max_entity_bytes` (512 by default)"},
                 (Known::Kind.name()): {"type": "string", "minLength": 1, "maxLength": MAX_KIND_BYTES, "pattern": kind_pattern},
                 (Known::Metrics.name()): {"type": "object", "propertyNames": names,
                     "additionalProperties": {"type": "number"}},
                 (Known::Attrs.name()): {"type": "object", "propertyNames": names,
                     "additionalProperties": {"type": ["string", "number", "boolean"]}},
                 (Known::Id.name()): {"description": "idempotency id: a repeated one is stored once",
-                    "type": ["string", "null"], "maxLength": MAX_ID_BYTES},
+                    "type": ["string", "null"], "minLength": 1, "maxLength": MAX_ID_BYTES},
             }
         })
     }
