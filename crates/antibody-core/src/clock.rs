@@ -228,6 +228,23 @@ mod tests {
 
 /// Serde adapter: timestamps travel as RFC 3339 strings and are read back from either
 /// RFC 3339 or epoch milliseconds.
+/// The JSON Schema of a timestamp written by [`rfc3339`]: `#[schemars(with = "Rfc3339")]`.
+pub struct Rfc3339;
+
+impl schemars::JsonSchema for Rfc3339 {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Rfc3339".into()
+    }
+
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({"type": "string", "format": "date-time"})
+    }
+}
+
 pub mod rfc3339 {
     use super::{format_rfc3339, parse_rfc3339, TimestampMs};
     use serde::{de, Deserialize, Deserializer, Serializer};

@@ -1,10 +1,13 @@
 //! Findings: what a detector says about one event (or a window of them).
 
 use crate::{TenantId, TimestampMs};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     Info,
@@ -134,6 +137,17 @@ impl From<String> for Detector {
     }
 }
 
+/// `baseline`, `profile`, `rule:<id>`, `model:<name>` or another detector's name.
+impl JsonSchema for Detector {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Detector".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({"type": "string", "minLength": 1})
+    }
+}
+
 /// A string in every format (JSON and the binary snapshots alike), so the encoding is the
 /// one the field had when it was a plain string.
 impl Serialize for Detector {
@@ -156,7 +170,7 @@ pub type FindingKind = String;
 pub type Evidence = serde_json::Map<String, serde_json::Value>;
 
 /// A sentence a person can read, plus per-feature shares for model findings.
-#[derive(Clone, Debug, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 pub struct Explanation {
     pub text: String,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -172,12 +186,13 @@ impl Explanation {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Finding {
     pub id: String,
     #[serde(skip_serializing, default = "crate::tenant::default_tenant")]
     pub tenant: TenantId,
     #[serde(with = "crate::clock::rfc3339")]
+    #[schemars(with = "crate::clock::Rfc3339")]
     pub ts: TimestampMs,
     pub entity: String,
     pub kind: FindingKind,

@@ -6,11 +6,14 @@
 //! so a later detection update never overwrites what people set.
 
 use crate::{Severity, TenantId, TimestampMs};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// Where an incident stands. `closed` (the name before people could work incidents) reads
 /// as `resolved`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum IncidentStatus {
     Open,
@@ -46,7 +49,9 @@ impl std::fmt::Display for IncidentStatus {
 }
 
 /// How a resolved incident ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Resolution {
     /// The entity passed probation after the response engine acted.
@@ -104,9 +109,10 @@ impl std::fmt::Display for Resolution {
 }
 
 /// One note a person left on an incident.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Note {
     #[serde(with = "crate::clock::rfc3339")]
+    #[schemars(with = "crate::clock::Rfc3339")]
     pub ts: TimestampMs,
     /// The key id of the author.
     pub actor: String,
@@ -115,12 +121,13 @@ pub struct Note {
 
 /// What people and the response engine set on an incident. Always present in the JSON
 /// (`null` / `[]` when unset) so clients see one shape.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default)]
 pub struct Workflow {
     pub assignee: Option<String>,
     pub acknowledged_by: Option<String>,
     #[serde(with = "opt_rfc3339")]
+    #[schemars(with = "Option<crate::clock::Rfc3339>")]
     pub acknowledged_at: Option<TimestampMs>,
     pub resolution: Option<Resolution>,
     /// A diagnosis cause (`brute_force`, …) or a person's free text.
@@ -128,6 +135,7 @@ pub struct Workflow {
     /// A key id, or `engine`.
     pub resolved_by: Option<String>,
     #[serde(with = "opt_rfc3339")]
+    #[schemars(with = "Option<crate::clock::Rfc3339>")]
     pub resolved_at: Option<TimestampMs>,
     pub notes: Vec<Note>,
 }
@@ -151,22 +159,23 @@ mod opt_rfc3339 {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Hypothesis {
     pub cause: String,
     pub confidence: f64,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct TimelineEntry {
     #[serde(with = "crate::clock::rfc3339")]
+    #[schemars(with = "crate::clock::Rfc3339")]
     pub ts: TimestampMs,
     pub event: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finding: Option<String>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Incident {
     pub id: String,
     #[serde(skip_serializing, default = "crate::tenant::default_tenant")]
@@ -174,8 +183,10 @@ pub struct Incident {
     pub entity: String,
     pub status: IncidentStatus,
     #[serde(with = "crate::clock::rfc3339")]
+    #[schemars(with = "crate::clock::Rfc3339")]
     pub opened: TimestampMs,
     #[serde(with = "crate::clock::rfc3339")]
+    #[schemars(with = "crate::clock::Rfc3339")]
     pub updated: TimestampMs,
     /// 0–10; see `antibody_detect::correlate::risk` for the formula.
     pub risk: f64,

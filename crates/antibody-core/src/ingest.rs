@@ -20,7 +20,7 @@ mod decode;
 mod item;
 
 pub use decode::decode_body;
-pub use item::{MAX_ID_BYTES, MAX_KIND_BYTES, MAX_NAME_BYTES};
+pub use item::{EventItem, MAX_ID_BYTES, MAX_KIND_BYTES, MAX_NAME_BYTES};
 
 use crate::{Event, TenantId, TimestampMs};
 use item::{item_seed, Ctx};
@@ -140,7 +140,7 @@ pub struct ParsedBatch {
 }
 
 /// One rejected item, as reported in the 202 response.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Rejected {
     /// 0-based position among the body's items (see the module docs for NDJSON).
     pub index: usize,

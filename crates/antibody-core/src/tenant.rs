@@ -4,9 +4,12 @@ use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
 /// A tenant's id: a short string such as `default` or `t-4f2a…`. Cheap to clone.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(transparent)]
-pub struct TenantId(Arc<str>);
+#[schemars(transparent)]
+pub struct TenantId(#[schemars(with = "String")] Arc<str>);
 
 impl TenantId {
     pub fn new(id: &str) -> Self {

@@ -9,7 +9,19 @@ use std::fmt;
 
 const HOUR_MS: i64 = 3_600_000;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum ActionKind {
     BlockIp,
@@ -331,6 +343,20 @@ enum Tagged {
     List(Vec<String>),
 }
 
+/// The plain JSON form: a string, a number, a boolean or a list of strings.
+impl schemars::JsonSchema for ParamValue {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "ParamValue".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({"oneOf": [
+            {"type": "string"}, {"type": "number"}, {"type": "boolean"},
+            {"type": "array", "items": {"type": "string"}},
+        ]})
+    }
+}
+
 impl Serialize for ParamValue {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         if s.is_human_readable() {
@@ -402,7 +428,7 @@ impl<'de> Visitor<'de> for PlainVisitor {
 
 /// How an action is carried out. On a playbook: what it asks for; on an action: what
 /// actually happens to it (an `auto` playbook's action that waits for a person is `approval`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
     /// Run without asking (within the blast-radius guard and approval thresholds).
@@ -445,7 +471,9 @@ impl Mode {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum ActionStatus {
     Proposed,
@@ -519,7 +547,7 @@ impl fmt::Display for ActionStatus {
 }
 
 /// What the executor reported.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ActionResult {
     pub ok: bool,
     pub message: String,
@@ -528,7 +556,7 @@ pub struct ActionResult {
 }
 
 /// Why an action exists and why it sits where it does in the ladder.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Why {
     pub playbook: String,
     /// The trigger that matched (kinds / diagnoses / risk) and the step.
@@ -542,7 +570,7 @@ pub struct Why {
 
 /// An action as the API shows it: `{"id", "incident", "kind", "target", "params", "mode",
 /// "status", "ttl", "executor", "result", "why"}`; `ttl` is in seconds.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Action {
     pub id: String,
     pub incident: String,

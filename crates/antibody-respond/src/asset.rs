@@ -13,23 +13,31 @@ const MAX_TAGS: usize = 32;
 
 /// The body of `PUT /v1/assets/{entity}` (with `entity` from the path). Plain fields and
 /// `Option`s only, so it round-trips through postcard snapshots.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Asset {
+    /// Taken from the path when absent.
     #[serde(default)]
+    #[schemars(length(max = MAX_TEXT))]
     pub entity: String,
+    #[schemars(range(min = 1, max = 5))]
     pub criticality: u8,
     #[serde(default)]
+    #[schemars(length(max = MAX_TEXT))]
     pub owner: String,
     #[serde(default)]
+    #[schemars(length(max = MAX_TAGS), inner(length(min = 1, max = MAX_TEXT)))]
     pub tags: Vec<String>,
     #[serde(default)]
+    #[schemars(length(min = 1, max = MAX_TEXT))]
     pub group: Option<String>,
     #[serde(default)]
     pub pid: Option<u32>,
     #[serde(default)]
+    #[schemars(length(min = 1, max = MAX_TEXT))]
     pub container: Option<String>,
     #[serde(default)]
+    #[schemars(length(min = 1, max = MAX_TEXT))]
     pub host: Option<String>,
 }
 

@@ -46,6 +46,17 @@ impl Cidr {
     }
 }
 
+/// The text form: `10.0.0.0/8`, or a bare address.
+impl schemars::JsonSchema for Cidr {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Cidr".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({"type": "string", "examples": ["10.0.0.0/8", "192.0.2.7"]})
+    }
+}
+
 impl Serialize for Cidr {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(self)

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// The limits of one level. Every field is optional: an absent one does not limit.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Limits {
     pub requests_per_minute: Option<u64>,
@@ -42,7 +42,7 @@ pub struct Limits {
 
 /// A team: agents named by pattern (`agent:research-*`: a trailing `*` matches any rest) and
 /// the limits they share.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Team {
     pub agents: Vec<String>,
@@ -50,7 +50,7 @@ pub struct Team {
 }
 
 /// The `gateway` section.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct GatewayPolicy {
     pub tenant: Limits,

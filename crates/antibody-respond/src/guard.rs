@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 const WINDOW_MS: i64 = 60_000;
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct GuardConfig {
     pub per_tenant_per_minute: u32,

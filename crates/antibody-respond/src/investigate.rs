@@ -695,7 +695,7 @@ fn echo(text: &str) -> String {
 }
 
 /// Where a summary's text comes from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SummarySource {
     /// [`template`]: deterministic, from the responder's own facts.
@@ -705,7 +705,7 @@ pub enum SummarySource {
 }
 
 /// What became of asking the investigator.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum InvestigationStatus {
     /// Waiting (for a free slot or for the model).
@@ -721,7 +721,7 @@ pub enum InvestigationStatus {
 }
 
 /// The investigator's part of a summary.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Investigation {
     pub status: InvestigationStatus,
     pub model: String,
@@ -736,7 +736,7 @@ pub struct Investigation {
 }
 
 /// The `summary` of `GET /v1/incidents/{id}`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Summary {
     pub source: SummarySource,
     pub text: String,

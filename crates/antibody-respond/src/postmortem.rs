@@ -43,13 +43,14 @@ pub struct Sources<'a> {
     pub now: TimestampMs,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Postmortem {
     pub incident: String,
     pub entity: String,
     pub title: String,
     pub summary: String,
     #[serde(with = "antibody_core::clock::rfc3339")]
+    #[schemars(with = "antibody_core::clock::Rfc3339")]
     pub generated: TimestampMs,
     pub resolution: Resolution,
     pub resolved_by: String,
@@ -62,7 +63,7 @@ pub struct Postmortem {
     pub notes: Vec<Note>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CauseSource {
     /// A person named it when resolving.
@@ -72,7 +73,7 @@ pub enum CauseSource {
     Unknown,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RootCause {
     pub cause: String,
     pub source: CauseSource,
@@ -80,7 +81,7 @@ pub struct RootCause {
     pub confidence: Option<f64>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Impact {
     /// The incident's entity and every other entity an action was aimed at.
     pub entities: Vec<String>,
@@ -96,32 +97,36 @@ pub struct Impact {
     pub duration_ms: i64,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Times {
     #[serde(with = "antibody_core::clock::rfc3339")]
+    #[schemars(with = "antibody_core::clock::Rfc3339")]
     pub started: TimestampMs,
     pub detected: Option<String>,
     pub responded: Option<String>,
     #[serde(with = "antibody_core::clock::rfc3339")]
+    #[schemars(with = "antibody_core::clock::Rfc3339")]
     pub resolved: TimestampMs,
     pub time_to_detect_ms: Option<i64>,
     pub time_to_respond_ms: Option<i64>,
     pub time_to_recover_ms: Option<i64>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Moment {
     #[serde(with = "antibody_core::clock::rfc3339")]
+    #[schemars(with = "antibody_core::clock::Rfc3339")]
     pub ts: TimestampMs,
     /// Who: a key id, `engine`, or `null` for detection's own entries.
     pub actor: Option<String>,
     pub text: String,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct EvidenceItem {
     pub finding: String,
     #[serde(with = "antibody_core::clock::rfc3339")]
+    #[schemars(with = "antibody_core::clock::Rfc3339")]
     pub ts: TimestampMs,
     pub kind: String,
     pub severity: Severity,
@@ -129,7 +134,7 @@ pub struct EvidenceItem {
     pub explanation: Explanation,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ActionOutcome {
     pub id: String,
     pub kind: String,

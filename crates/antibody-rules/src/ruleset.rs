@@ -63,7 +63,7 @@ pub fn default_pack_sources() -> Vec<RuleSource> {
 }
 
 /// How a rule detects.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Detection {
     Signature,
@@ -71,10 +71,12 @@ pub enum Detection {
 }
 
 /// What a rule is, for listings and findings.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RuleInfo {
+    #[schemars(with = "String")]
     pub id: Arc<str>,
     /// The finding kind it emits (`sqli`, `brute_force`, ...).
+    #[schemars(with = "String")]
     pub kind: Arc<str>,
     pub severity: Severity,
     pub description: Option<String>,

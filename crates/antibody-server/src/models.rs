@@ -42,7 +42,7 @@ impl Default for ModelsConfig {
 }
 
 /// How a version is bound to events; stored as the record's `binding`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BindingSpec {
     /// The event kind the model scores, e.g. `vitals`.

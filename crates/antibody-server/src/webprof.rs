@@ -128,11 +128,15 @@ pub fn reset_templates(replies: Vec<WebReply>) -> BTreeSet<TemplateId> {
 }
 
 /// The export (and import) document.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Document {
+    #[schemars(extend("const" = FORMAT))]
     pub format: String,
+    #[schemars(extend("const" = VERSION))]
     pub version: u32,
+    /// The engine's learned state, as exported: import it unchanged.
+    #[schemars(with = "serde_json::Map<String, serde_json::Value>")]
     pub profiles: TenantProfiles,
 }
 

@@ -12,7 +12,19 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 /// What a document is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum DocKind {
     Playbooks,
@@ -21,7 +33,7 @@ pub enum DocKind {
 }
 
 /// The text's language.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DocFormat {
     Yaml,
@@ -59,7 +71,7 @@ text_enum!(DocKind { Playbooks => "playbooks", Rules => "rules", Policy => "poli
 text_enum!(DocFormat { Yaml => "yaml", Toml => "toml", Json => "json" });
 
 /// One stored version, without its text.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct DocVersion {
     pub version: u32,
     pub ts: TimestampMs,
@@ -73,7 +85,7 @@ pub struct DocVersion {
 }
 
 /// One stored version with its text.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Doc {
     pub name: String,
     #[serde(flatten)]

@@ -12,7 +12,7 @@ use rusqlite::{params, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
 /// What a model version does now.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ModelSlot {
     /// Registered, its slot not yet decided (the moment between insert and placement).
@@ -43,7 +43,9 @@ impl std::fmt::Display for ModelSlot {
 }
 
 /// How a model file is encoded.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum ModelFormat {
     /// A bundle from `antibody train` (retrainable).
@@ -69,7 +71,7 @@ impl std::fmt::Display for ModelFormat {
 }
 
 /// One registered model version (its file is stored beside it, see [`Store::model_file`]).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ModelRecord {
     pub id: String,
     pub name: String,

@@ -11,7 +11,7 @@ use rusqlite::types::Value;
 use serde::{Deserialize, Serialize};
 
 /// What a notification is about.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum NotificationKind {
     /// A playbook's `notify` step.
@@ -40,10 +40,11 @@ impl NotificationKind {
 }
 
 /// One entry of the inbox, as `GET /v1/notifications` shows it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Notification {
     pub id: String,
     #[serde(with = "antibody_core::clock::rfc3339")]
+    #[schemars(with = "antibody_core::clock::Rfc3339")]
     pub ts: TimestampMs,
     pub kind: NotificationKind,
     /// The incident's severity.

@@ -8,7 +8,7 @@ use serde::Serialize;
 /// The tenant created at first start; its name is also its id.
 pub const DEFAULT_TENANT: &str = "default";
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Tenant {
     pub id: TenantId,
     pub name: String,

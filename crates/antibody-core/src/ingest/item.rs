@@ -277,6 +277,40 @@ impl<'de, R: ObjectReader<'de>> Visitor<'de> for ObjectSeed<R> {
 }
 
 /// The event's own fields.
+/// The JSON Schema of one event as this parser reads it: the fields of [`Known`]. An item
+/// that breaks it is rejected alone (listed in the 202's `rejected`), not the request.
+pub struct EventItem;
+
+impl schemars::JsonSchema for EventItem {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "EventIn".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let kind_pattern = "^[A-Za-z0-9_.:-]+$";
+        let names = serde_json::json!({"minLength": 1, "maxLength": MAX_NAME_BYTES});
+        schemars::json_schema!({
+            "type": "object",
+            "required": [Known::Entity.name(), Known::Kind.name()],
+            "additionalProperties": false,
+            "properties": {
+                (Known::Ts.name()): {"description": "RFC 3339, or epoch milliseconds; default: arrival",
+                    "oneOf": [{"type": "string", "format": "date-time"}, {"type": "integer", "minimum": 0}, {"type": "null"}]},
+                (Known::Entity.name()): {"type": "string", "minLength": 1,
+                    "maxLength": Limits::default().max_entity_bytes, "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]+$",
+                    "description": "no control characters; at most `[limits] max_entity_bytes` (512 by default)"},
+                (Known::Kind.name()): {"type": "string", "minLength": 1, "maxLength": MAX_KIND_BYTES, "pattern": kind_pattern},
+                (Known::Metrics.name()): {"type": "object", "propertyNames": names,
+                    "additionalProperties": {"type": "number"}},
+                (Known::Attrs.name()): {"type": "object", "propertyNames": names,
+                    "additionalProperties": {"type": ["string", "number", "boolean"]}},
+                (Known::Id.name()): {"description": "idempotency id: a repeated one is stored once",
+                    "type": ["string", "null"], "minLength": 1, "maxLength": MAX_ID_BYTES},
+            }
+        })
+    }
+}
+
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Known {
     Ts,

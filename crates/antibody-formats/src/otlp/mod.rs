@@ -276,6 +276,27 @@ pub fn map_logs(
     Ok(out)
 }
 
+/// The JSON form of an `Export{Trace,Logs}ServiceResponse` (OTLP/HTTP writes 64-bit
+/// counts as strings).
+#[derive(Debug, Default, serde::Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExportResponseJson {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub partial_success: Option<PartialSuccessJson>,
+}
+
+#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PartialSuccessJson {
+    /// Spans refused (traces).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rejected_spans: Option<String>,
+    /// Log records refused (logs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rejected_log_records: Option<String>,
+    pub error_message: String,
+}
+
 /// The body of the answer: an `Export{Trace,Logs}ServiceResponse` in the request's encoding,
 /// with `partial_success` when something was refused.
 pub fn response(enc: Encoding, signal: Signal, rejected: usize, message: Option<&str>) -> Vec<u8> {
@@ -289,20 +310,19 @@ pub fn response(enc: Encoding, signal: Signal, rejected: usize, message: Option<
         }
         .encode_to_vec(),
         Encoding::Json => {
-            let body = match partial {
-                None => serde_json::json!({}),
-                Some(p) => {
-                    let count = match signal {
-                        Signal::Traces => "rejectedSpans",
-                        Signal::Logs => "rejectedLogRecords",
-                    };
-                    serde_json::json!({"partialSuccess": {
-                        count: p.rejected.to_string(),
-                        "errorMessage": p.error_message,
-                    }})
+            let partial_success = partial.map(|p| {
+                let count = Some(p.rejected.to_string());
+                let (rejected_spans, rejected_log_records) = match signal {
+                    Signal::Traces => (count, None),
+                    Signal::Logs => (None, count),
+                };
+                PartialSuccessJson {
+                    rejected_spans,
+                    rejected_log_records,
+                    error_message: p.error_message,
                 }
-            };
-            body.to_string().into_bytes()
+            });
+            serde_json::to_vec(&ExportResponseJson { partial_success }).unwrap_or_default()
         }
     }
 }

@@ -71,7 +71,19 @@ type Map<K, V> = HashMap<K, V, Hasher>;
 const SHARDS: usize = 64;
 
 /// What an enforcement point should do with an entity, weakest first.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum VerdictKind {
     Allow,
@@ -81,7 +93,7 @@ pub enum VerdictKind {
 }
 
 /// The time unit of a rate or a budget window.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Period {
     Second,
@@ -113,14 +125,14 @@ impl Period {
 }
 
 /// A throttle's allowance: `rate` requests per `per`.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Rate {
     pub rate: f64,
     pub per: Period,
 }
 
 /// A budget cap as it stands now.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Budget {
     pub limit_usd: f64,
     pub spent_usd: f64,

@@ -88,7 +88,9 @@ pub struct Trigger {
 }
 
 /// Entities and addresses a playbook (or a tenant's policy) never acts on.
-#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 #[serde(default, deny_unknown_fields)]
 pub struct AllowList {
     /// Entity or target globs.

@@ -39,7 +39,7 @@ pub const MAX_DOCS: usize = 64;
 pub const POLICY: &str = "policy";
 
 /// Where something in force comes from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Layer {
     /// The default packs, the data dir and the configuration (the bootstrap admin's).
@@ -107,14 +107,16 @@ pub struct Put<'a> {
 }
 
 /// A document as `GET` shows it: the tenant's newest version, or the global file.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct DocView {
     pub name: String,
     pub layer: Layer,
-    pub format: DocFormat,
-    /// The tenant version shown (none for a global file).
+    /// The tenant version shown, with its format (none for a global file).
     #[serde(flatten)]
     pub version: Option<DocVersion>,
+    /// A global file's format (YAML); a tenant version names its own above.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub format: Option<DocFormat>,
     pub text: String,
 }
 
@@ -268,7 +270,7 @@ impl Catalog {
                 return Ok(DocView {
                     name: d.name,
                     layer: Layer::Tenant,
-                    format: d.info.format,
+                    format: None,
                     version: Some(d.info),
                     text: d.text,
                 });
@@ -280,7 +282,7 @@ impl Catalog {
         Ok(DocView {
             name: name.to_owned(),
             layer: Layer::Global,
-            format: DocFormat::Yaml,
+            format: Some(DocFormat::Yaml),
             version: None,
             text,
         })
@@ -780,6 +782,19 @@ fn not_stored(kind: DocKind, name: &str) -> LayerError {
 
 /// A document name: letters, digits, `-` and `_`, so `<name>.yml` cannot leave its dir; the
 /// policy has the one name `policy`.
+/// The JSON Schema of a rule or playbook document's name, as [`check_name`] takes it.
+pub struct DocName;
+
+impl schemars::JsonSchema for DocName {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "DocName".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"})
+    }
+}
+
 fn check_name(kind: DocKind, name: &str) -> Result<(), LayerError> {
     if kind == DocKind::Policy {
         return if name == POLICY {

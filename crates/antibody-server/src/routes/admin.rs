@@ -2,26 +2,40 @@
 //! acting key's tenant chain.
 
 use super::bad_path;
+use super::Items;
 use crate::audit::{record, AuditNote};
 use crate::auth::Auth;
 use crate::error::ApiError;
 use crate::state::AppState;
+use antibody_core::TenantId;
 use antibody_store::Role;
+use antibody_store::{KeyInfo, Tenant};
 use axum::body::Body;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
 /// Admin bodies are tiny; anything larger is a mistake.
 const MAX_ADMIN_BODY: usize = 64 * 1024;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct NewTenant {
+pub struct NewTenant {
+    /// 1–64 characters of a–z, 0–9, `-` and `_`.
+    #[schemars(length(min = 1, max = 64), regex(pattern = r"^[a-z0-9_-]+$"))]
     name: String,
+}
+
+/// A new tenant and its first admin key (the secret is shown this once).
+#[derive(Serialize, JsonSchema)]
+pub struct CreatedTenant {
+    pub id: TenantId,
+    pub name: String,
+    pub admin_key: String,
+    pub admin_key_id: String,
 }
 
 fn valid_tenant_name(name: &str) -> bool {
@@ -35,7 +49,7 @@ pub async fn create_tenant(
     State(st): State<AppState>,
     auth: Auth,
     body: Body,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<CreatedTenant>), ApiError> {
     super::require_bootstrap(&auth, "manage tenants")?;
     let req: NewTenant = super::json_body(body, MAX_ADMIN_BODY).await?;
     if !valid_tenant_name(&req.name) {
@@ -55,9 +69,12 @@ pub async fn create_tenant(
     record(&st.pipeline, &auth.0.tenant, &auth.0.id, note).await;
     Ok((
         StatusCode::CREATED,
-        Json(
-            json!({"id": tenant.id, "name": tenant.name, "admin_key": key.secret, "admin_key_id": key.info.id}),
-        ),
+        Json(CreatedTenant {
+            id: tenant.id,
+            name: tenant.name,
+            admin_key: key.secret,
+            admin_key_id: key.info.id,
+        }),
     ))
 }
 
@@ -93,24 +110,28 @@ pub async fn delete_tenant(
     Ok(StatusCode::NO_CONTENT)
 }
 
-pub async fn list_tenants(State(st): State<AppState>, auth: Auth) -> Result<Json<Value>, ApiError> {
+pub async fn list_tenants(
+    State(st): State<AppState>,
+    auth: Auth,
+) -> Result<Json<Items<Tenant>>, ApiError> {
     super::require_bootstrap(&auth, "manage tenants")?;
     let items = st.db(|s| s.list_tenants()).await?;
-    Ok(Json(json!({"items": items})))
+    Ok(Items::of(items))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct NewKeyReq {
+pub struct NewKeyReq {
+    #[schemars(with = "Role")]
     role: String,
     /// `30d`, `12h`, … (up to a year); absent: the key does not expire.
     #[serde(default)]
     expires_in: Option<String>,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct RotateReq {
+pub struct RotateReq {
     /// How long the old key keeps working (default 24 h).
     #[serde(default)]
     grace: Option<String>,
@@ -134,16 +155,43 @@ fn expiry(field: &str, text: Option<&str>, now: i64) -> Result<Option<i64>, ApiE
     .transpose()
 }
 
-fn key_json(key: &antibody_store::NewKey) -> Value {
-    json!({"id": key.info.id, "key": key.secret, "role": key.info.role.as_str(),
-           "tenant": key.info.tenant, "expires_ms": key.info.expires_ms})
+/// A new key; `key` is its secret, shown this once.
+#[derive(Serialize, JsonSchema)]
+pub struct CreatedKey {
+    pub id: String,
+    pub key: String,
+    pub role: Role,
+    pub tenant: TenantId,
+    pub expires_ms: Option<i64>,
+    /// After a rotation: the key replaced, and when it stops working.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replaces: Option<Replaced>,
+}
+
+#[derive(Serialize, JsonSchema)]
+pub struct Replaced {
+    pub id: String,
+    pub expires_ms: Option<i64>,
+}
+
+impl From<antibody_store::NewKey> for CreatedKey {
+    fn from(key: antibody_store::NewKey) -> Self {
+        Self {
+            id: key.info.id,
+            key: key.secret,
+            role: key.info.role,
+            tenant: key.info.tenant,
+            expires_ms: key.info.expires_ms,
+            replaces: None,
+        }
+    }
 }
 
 pub async fn create_key(
     State(st): State<AppState>,
     auth: Auth,
     body: Body,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<CreatedKey>), ApiError> {
     auth.require(Role::Admin, "create keys")?;
     let req: NewKeyReq = super::json_body(body, MAX_ADMIN_BODY).await?;
     let role = Role::parse(&req.role).ok_or_else(|| {
@@ -169,7 +217,7 @@ pub async fn create_key(
         crate::audit::key_created(&key.info),
     )
     .await;
-    Ok((StatusCode::CREATED, Json(key_json(&key))))
+    Ok((StatusCode::CREATED, Json(CreatedKey::from(key))))
 }
 
 pub async fn rotate_key(
@@ -177,7 +225,7 @@ pub async fn rotate_key(
     auth: Auth,
     id: Result<Path<String>, PathRejection>,
     body: Body,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<CreatedKey>), ApiError> {
     auth.require(Role::Admin, "rotate keys")?;
     let Path(id) = id.map_err(bad_path)?;
     let req: RotateReq = super::json_body_or_default(body, MAX_ADMIN_BODY).await?;
@@ -224,16 +272,22 @@ pub async fn rotate_key(
     .with("new_key", rotated.new.info.id.clone())
     .with("old_expires", old_until.clone());
     record(&st.pipeline, &auth.0.tenant, &auth.0.id, note).await;
-    let mut out = key_json(&rotated.new);
-    out["replaces"] = json!({"id": id, "expires_ms": rotated.old.expires_ms});
+    let mut out = CreatedKey::from(rotated.new);
+    out.replaces = Some(Replaced {
+        id,
+        expires_ms: rotated.old.expires_ms,
+    });
     Ok((StatusCode::CREATED, Json(out)))
 }
 
-pub async fn list_keys(State(st): State<AppState>, auth: Auth) -> Result<Json<Value>, ApiError> {
+pub async fn list_keys(
+    State(st): State<AppState>,
+    auth: Auth,
+) -> Result<Json<Items<KeyInfo>>, ApiError> {
     auth.require(Role::Admin, "list keys")?;
     let tenant = auth.0.tenant.clone();
     let items = st.db(move |s| s.list_keys(&tenant)).await?;
-    Ok(Json(json!({"items": items})))
+    Ok(Items::of(items))
 }
 
 pub async fn delete_key(

@@ -9,14 +9,17 @@ use crate::auth::Auth;
 use crate::error::ApiError;
 use crate::layers::{self, Layer, LayerError, Put, Stored};
 use crate::state::AppState;
+use antibody_respond::{Mode, TenantPolicy};
+use antibody_rules::RuleInfo;
+use antibody_store::{Doc, DocVersion};
 use antibody_store::{DocFormat, DocKind, Role};
 use axum::body::Body;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::Json;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
 /// A document kind addressed by a route (`/v1/playbooks/…`, `/v1/rules/…`).
 pub trait Kind: Send + Sync + 'static {
@@ -33,7 +36,7 @@ impl Kind for Rules {
     const KIND: DocKind = DocKind::Rules;
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Scope {
     #[default]
@@ -41,7 +44,7 @@ pub enum Scope {
     Global,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ScopeQuery {
     #[serde(default)]
@@ -57,16 +60,16 @@ impl ScopeQuery {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DiffQuery {
     /// The version to compare with (default: the one before).
     diff: Option<u32>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct RollbackReq {
+pub struct RollbackReq {
     version: u32,
 }
 
@@ -93,25 +96,80 @@ async fn blocking<T: Send + 'static>(
         .map_err(api)
 }
 
+/// A stored change: the tenant's new version, or the global file replaced.
+#[derive(Serialize, JsonSchema)]
+pub struct StoredDoc {
+    pub name: String,
+    /// Rules or playbooks in force for the tenant (or globally) now.
+    pub in_force: usize,
+    pub layer: Layer,
+    #[serde(flatten)]
+    pub version: Option<DocVersion>,
+    /// The global file replaced.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+}
+
 /// Appends the change to the caller's tenant chain and shapes the answer.
-async fn stored(st: &AppState, auth: &Auth, s: Stored, in_force: usize) -> Json<Value> {
-    let mut out = json!({"name": s.name, "in_force": in_force});
-    match &s.version {
-        Some(v) => {
-            out["layer"] = json!("tenant");
-            out["version"] = json!(v.version);
-            out["ts"] = json!(v.ts);
-            out["actor"] = json!(v.actor);
-            out["sha256"] = json!(v.sha256);
-            out["rollback_of"] = json!(v.rollback_of);
-        }
-        None => {
-            out["layer"] = json!("global");
-            out["file"] = json!(format!("{}.yml", s.name));
-        }
-    }
+async fn stored(st: &AppState, auth: &Auth, s: Stored, in_force: usize) -> Json<StoredDoc> {
+    let out = StoredDoc {
+        layer: if s.version.is_some() {
+            Layer::Tenant
+        } else {
+            Layer::Global
+        },
+        file: s.version.is_none().then(|| format!("{}.yml", s.name)),
+        name: s.name,
+        in_force,
+        version: s.version,
+    };
     crate::audit::record(&st.pipeline, &auth.0.tenant, &auth.0.id, s.note).await;
     Json(out)
+}
+
+/// A rule in force, and the layer it comes from.
+#[derive(Serialize, JsonSchema)]
+pub struct RuleInForce {
+    #[serde(flatten)]
+    pub rule: RuleInfo,
+    pub layer: Layer,
+}
+
+/// A playbook in force, in priority order.
+#[derive(Serialize, JsonSchema)]
+pub struct PlaybookInForce {
+    pub id: String,
+    pub description: String,
+    pub mode: Mode,
+    /// How many steps its ladder has.
+    pub steps: usize,
+    pub file: String,
+    pub line: Option<usize>,
+    pub layer: Layer,
+}
+
+/// Every stored version of a document, oldest first.
+#[derive(Serialize, JsonSchema)]
+pub struct Versions {
+    pub name: String,
+    pub items: Vec<DocVersion>,
+}
+
+/// One version's text, and its line diff against `against`.
+#[derive(Serialize, JsonSchema)]
+pub struct VersionView {
+    #[serde(flatten)]
+    pub doc: Doc,
+    pub against: Option<u32>,
+    pub diff: Vec<String>,
+}
+
+/// The response policy in force, where it comes from, and the tenant's document.
+#[derive(Serialize, JsonSchema)]
+pub struct PolicyView {
+    pub layer: Layer,
+    pub policy: TenantPolicy,
+    pub document: Option<Doc>,
 }
 
 fn in_force(st: &AppState, auth: &Auth, kind: DocKind, layer: Layer) -> usize {
@@ -129,42 +187,40 @@ pub async fn list_rules(
     State(st): State<AppState>,
     auth: Auth,
     q: Result<Query<ScopeQuery>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<super::Items<RuleInForce>>, ApiError> {
     auth.require(Role::Analyst, "read rules")?;
     let Query(q) = q.map_err(bad_query)?;
-    let items: Vec<Value> = st
+    let items = st
         .catalog
         .rules_in_force(&auth.0.tenant, q.layer())
         .into_iter()
-        .map(|(r, layer)| {
-            let mut v = json!(r);
-            v["layer"] = json!(layer);
-            v
-        })
+        .map(|(rule, layer)| RuleInForce { rule, layer })
         .collect();
-    Ok(Json(json!({"items": items})))
+    Ok(super::Items::of(items))
 }
 
 pub async fn list_playbooks(
     State(st): State<AppState>,
     auth: Auth,
     q: Result<Query<ScopeQuery>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<super::Items<PlaybookInForce>>, ApiError> {
     auth.require(Role::Analyst, "read playbooks")?;
     let Query(q) = q.map_err(bad_query)?;
     let set = st.catalog.playbooks_in_force(&auth.0.tenant, q.layer());
-    let items: Vec<Value> = set
+    let items = set
         .playbooks()
         .iter()
-        .map(|p| {
-            json!({
-                "id": p.id, "description": p.description, "mode": p.mode.as_str(),
-                "steps": p.steps.len(), "file": p.file, "line": p.line,
-                "layer": layers::layer_of(&p.file),
-            })
+        .map(|p| PlaybookInForce {
+            id: p.id.clone(),
+            description: p.description.clone(),
+            mode: p.mode,
+            steps: p.steps.len(),
+            file: p.file.clone(),
+            line: p.line,
+            layer: layers::layer_of(&p.file),
         })
         .collect();
-    Ok(Json(json!({"items": items})))
+    Ok(super::Items::of(items))
 }
 
 pub async fn get_doc<K: Kind>(
@@ -172,13 +228,13 @@ pub async fn get_doc<K: Kind>(
     auth: Auth,
     name: Result<Path<String>, PathRejection>,
     q: Result<Query<ScopeQuery>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<layers::DocView>, ApiError> {
     auth.require(Role::Analyst, "read playbooks, rules and policy")?;
     let Path(name) = name.map_err(bad_path)?;
     let Query(q) = q.map_err(bad_query)?;
     let (cat, store, tenant) = (st.catalog.clone(), st.store.clone(), auth.0.tenant.clone());
     let view = blocking(move || cat.doc(&store, &tenant, K::KIND, &name, q.layer())).await?;
-    Ok(Json(json!(view)))
+    Ok(Json(view))
 }
 
 pub async fn put_doc<K: Kind>(
@@ -187,7 +243,7 @@ pub async fn put_doc<K: Kind>(
     name: Result<Path<String>, PathRejection>,
     q: Result<Query<ScopeQuery>, QueryRejection>,
     body: Body,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<StoredDoc>, ApiError> {
     auth.require(Role::Admin, "change playbooks, rules and policy")?;
     let Path(name) = name.map_err(bad_path)?;
     let Query(q) = q.map_err(bad_query)?;
@@ -206,7 +262,7 @@ async fn put_text(
     format: DocFormat,
     text: String,
     layer: Layer,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<StoredDoc>, ApiError> {
     let (cat, store, pipeline) = (st.catalog.clone(), st.store.clone(), st.pipeline.clone());
     let (tenant, actor, now) = (auth.0.tenant.clone(), auth.0.id.clone(), st.clock.now_ms());
     let s = blocking(move || match layer {
@@ -233,7 +289,7 @@ pub async fn versions<K: Kind>(
     State(st): State<AppState>,
     auth: Auth,
     name: Result<Path<String>, PathRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Versions>, ApiError> {
     let Path(name) = name.map_err(bad_path)?;
     list_versions(&st, &auth, K::KIND, name).await
 }
@@ -243,12 +299,12 @@ async fn list_versions(
     auth: &Auth,
     kind: DocKind,
     name: String,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Versions>, ApiError> {
     auth.require(Role::Analyst, "read playbooks, rules and policy")?;
     let (cat, store, tenant) = (st.catalog.clone(), st.store.clone(), auth.0.tenant.clone());
     let n = name.clone();
     let items = blocking(move || cat.versions(&store, &tenant, kind, &n)).await?;
-    Ok(Json(json!({"name": name, "items": items})))
+    Ok(Json(Versions { name, items }))
 }
 
 pub async fn version<K: Kind>(
@@ -256,7 +312,7 @@ pub async fn version<K: Kind>(
     auth: Auth,
     path: Result<Path<(String, u32)>, PathRejection>,
     q: Result<Query<DiffQuery>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<VersionView>, ApiError> {
     let Path((name, v)) = path.map_err(bad_path)?;
     show_version(&st, &auth, K::KIND, name, v, q).await
 }
@@ -268,16 +324,13 @@ async fn show_version(
     name: String,
     v: u32,
     q: Result<Query<DiffQuery>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<VersionView>, ApiError> {
     auth.require(Role::Analyst, "read playbooks, rules and policy")?;
     let Query(q) = q.map_err(bad_query)?;
     let (cat, store, tenant) = (st.catalog.clone(), st.store.clone(), auth.0.tenant.clone());
     let (doc, against, diff) =
         blocking(move || cat.version(&store, &tenant, kind, &name, v, q.diff)).await?;
-    let mut out = json!(doc);
-    out["against"] = json!(against);
-    out["diff"] = json!(diff);
-    Ok(Json(out))
+    Ok(Json(VersionView { doc, against, diff }))
 }
 
 pub async fn rollback<K: Kind>(
@@ -285,7 +338,7 @@ pub async fn rollback<K: Kind>(
     auth: Auth,
     name: Result<Path<String>, PathRejection>,
     body: Body,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<StoredDoc>, ApiError> {
     let Path(name) = name.map_err(bad_path)?;
     roll_back(&st, &auth, K::KIND, name, body).await
 }
@@ -296,7 +349,7 @@ async fn roll_back(
     kind: DocKind,
     name: String,
     body: Body,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<StoredDoc>, ApiError> {
     auth.require(Role::Admin, "change playbooks, rules and policy")?;
     let req: RollbackReq = super::json_body(body, 1024).await?;
     let (cat, store, pipeline) = (st.catalog.clone(), st.store.clone(), st.pipeline.clone());
@@ -317,16 +370,21 @@ async fn roll_back(
     Ok(stored(st, auth, s, in_force(st, auth, kind, Layer::Tenant)).await)
 }
 
-pub async fn get_policy(State(st): State<AppState>, auth: Auth) -> Result<Json<Value>, ApiError> {
+pub async fn get_policy(
+    State(st): State<AppState>,
+    auth: Auth,
+) -> Result<Json<PolicyView>, ApiError> {
     auth.require(Role::Analyst, "read the response policy")?;
     let (policy, layer) = st.catalog.policy_in_force(&auth.0.tenant);
     let tenant = auth.0.tenant.clone();
     let doc = st
         .db(move |s| s.doc(&tenant, DocKind::Policy, layers::POLICY, None))
         .await?;
-    Ok(Json(
-        json!({"layer": layer, "policy": policy, "document": doc}),
-    ))
+    Ok(Json(PolicyView {
+        layer,
+        policy,
+        document: doc,
+    }))
 }
 
 pub async fn put_policy(
@@ -334,7 +392,7 @@ pub async fn put_policy(
     auth: Auth,
     headers: HeaderMap,
     body: Body,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<StoredDoc>, ApiError> {
     auth.require(Role::Admin, "change the response policy")?;
     let format = policy_format(&headers)?;
     let text = super::text_body(body, layers::MAX_DOC).await?;
@@ -354,7 +412,7 @@ pub async fn put_policy(
 pub async fn policy_versions(
     State(st): State<AppState>,
     auth: Auth,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Versions>, ApiError> {
     list_versions(&st, &auth, DocKind::Policy, layers::POLICY.to_owned()).await
 }
 
@@ -363,7 +421,7 @@ pub async fn policy_version(
     auth: Auth,
     v: Result<Path<u32>, PathRejection>,
     q: Result<Query<DiffQuery>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<VersionView>, ApiError> {
     let Path(v) = v.map_err(bad_path)?;
     show_version(&st, &auth, DocKind::Policy, layers::POLICY.to_owned(), v, q).await
 }
@@ -372,7 +430,7 @@ pub async fn rollback_policy(
     State(st): State<AppState>,
     auth: Auth,
     body: Body,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<StoredDoc>, ApiError> {
     roll_back(&st, &auth, DocKind::Policy, layers::POLICY.to_owned(), body).await
 }
 

@@ -9,22 +9,54 @@ use crate::error::ApiError;
 use crate::respond::{HumanCmd, ReadQuery, ReadReply};
 use crate::state::AppState;
 use antibody_core::clock::format_rfc3339;
+use antibody_respond::Action;
 use antibody_respond::LifecycleState;
 use antibody_store::Role;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::Json;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EntityParams {
+    #[schemars(with = "Option<LifecycleState>")]
     state: Option<String>,
+    /// The entity kind (the part before `:`).
     kind: Option<String>,
+    /// A substring of the entity.
     q: Option<String>,
+    /// 1–1000 (default 100).
+    #[schemars(with = "super::findings::LimitParam", range(min = 1, max = 1000))]
     limit: Option<String>,
+    /// The `next_cursor` of the previous page.
     cursor: Option<String>,
+}
+
+/// A page of entities, and the count of each state.
+#[derive(Serialize, JsonSchema)]
+pub struct EntityPage {
+    pub items: Vec<EntityRow>,
+    pub counts: BTreeMap<LifecycleState, u64>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Serialize, JsonSchema)]
+pub struct EntityRow {
+    pub entity: String,
+    pub state: LifecycleState,
+    #[schemars(with = "Option<antibody_core::clock::Rfc3339>")]
+    pub last_seen: Option<String>,
+    pub open_incident: Option<String>,
+}
+
+/// What heal-all did: the actions, and the entities that changed state.
+#[derive(Serialize, JsonSchema)]
+pub struct Healed {
+    pub items: Vec<Action>,
+    pub entities: Vec<String>,
 }
 
 fn parse(p: EntityParams) -> Result<Listing, ApiError> {
@@ -61,7 +93,7 @@ pub async fn list_entities(
     State(st): State<AppState>,
     auth: Auth,
     q: Result<Query<EntityParams>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<EntityPage>, ApiError> {
     auth.require(Role::Analyst, "read entities")?;
     let Query(p) = q.map_err(bad_query)?;
     let mut listing = parse(p)?;
@@ -87,31 +119,34 @@ pub async fn list_entities(
         .more
         .then(|| page.rows.last().map(|r| cursor(&r.entity)))
         .flatten();
-    let items: Vec<Value> = page
+    let items = page
         .rows
         .iter()
-        .map(|r| {
-            json!({
-                "entity": r.entity,
-                "state": r.state,
-                "last_seen": r.last_seen.map(format_rfc3339),
-                "open_incident": r.open_incident,
-            })
+        .map(|r| EntityRow {
+            entity: r.entity.clone(),
+            state: r.state,
+            last_seen: r.last_seen.map(format_rfc3339),
+            open_incident: r.open_incident.clone(),
         })
         .collect();
-    let counts: serde_json::Map<String, Value> = page
-        .counts
-        .iter()
-        .map(|(s, n)| (s.as_str().to_owned(), json!(n)))
-        .collect();
-    Ok(Json(
-        json!({"items": items, "counts": counts, "next_cursor": next}),
-    ))
+    Ok(Json(EntityPage {
+        items,
+        counts: page.counts,
+        next_cursor: next,
+    }))
 }
 
 /// `POST /v1/entities/heal-all`: heal-now for every contained or exhausted entity.
-pub async fn heal_all(State(st): State<AppState>, auth: Auth) -> Result<Json<Value>, ApiError> {
+pub async fn heal_all(
+    State(st): State<AppState>,
+    auth: Auth,
+    body: axum::body::Body,
+) -> Result<Json<Healed>, ApiError> {
     auth.require(Role::Analyst, "heal entities")?;
+    super::empty_body(body).await?;
     let c = changed(&st, &auth, HumanCmd::HealAll).await?;
-    Ok(Json(json!({"items": c.actions, "entities": c.entities})))
+    Ok(Json(Healed {
+        items: c.actions,
+        entities: c.entities,
+    }))
 }

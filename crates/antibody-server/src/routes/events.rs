@@ -4,6 +4,7 @@ use crate::auth::Auth;
 use crate::error::ApiError;
 use crate::pipeline::{CommitOutcome, SubmitError};
 use crate::state::AppState;
+use antibody_core::ingest::Rejected;
 use antibody_core::ingest::{decode_body, parse_events, BodyFormat};
 use antibody_core::Event;
 use antibody_store::Role;
@@ -11,7 +12,8 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::Json;
-use serde_json::{json, Value};
+use schemars::JsonSchema;
+use serde::Serialize;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
 use tokio::sync::OwnedSemaphorePermit;
@@ -21,12 +23,30 @@ const QUEUE_FULL: &str = "the ingest queue is full";
 /// Bodies above this size are parsed on the blocking pool so no async worker stalls.
 pub(super) const INLINE_PARSE_BYTES: usize = 256 * 1024;
 
+/// What `POST /v1/events` stored: new events, repeated idempotency ids, and the items it
+/// could not read (the rest are stored).
+#[derive(Serialize, JsonSchema)]
+pub struct Ingested {
+    pub accepted: usize,
+    pub duplicates: usize,
+    pub rejected: Vec<Rejected>,
+}
+
+/// A JSON body of `POST /v1/events`: one event or an array of them.
+#[derive(JsonSchema)]
+#[serde(untagged)]
+#[allow(dead_code)] // read by the ingest parser, not serde: this names its two shapes
+pub enum EventsIn {
+    One(antibody_core::ingest::EventItem),
+    Many(Vec<antibody_core::ingest::EventItem>),
+}
+
 pub async fn post_events(
     State(st): State<AppState>,
     auth: Auth,
     headers: HeaderMap,
     body: Body,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<Ingested>), ApiError> {
     // Latency metrics ("event → durable", "event → finding visible") count from here.
     let arrived = Instant::now();
     auth.require(Role::Ingest, "send events")?;
@@ -56,13 +76,12 @@ pub async fn post_events(
     st.metrics
         .events_rejected
         .fetch_add(parsed.rejected.len() as u64, Relaxed);
-    let rejected: Vec<Value> = parsed
-        .rejected
-        .iter()
-        .map(|r| json!({"index": r.index, "error": r.error}))
-        .collect();
     let outcome = commit(&st, &mut admitted, parsed.events, arrived).await?;
-    let body = json!({"accepted": outcome.accepted, "duplicates": outcome.duplicates, "rejected": rejected});
+    let body = Ingested {
+        accepted: outcome.accepted,
+        duplicates: outcome.duplicates,
+        rejected: parsed.rejected,
+    };
     Ok((StatusCode::ACCEPTED, Json(body)))
 }
 

@@ -9,21 +9,38 @@ use crate::pipeline::SubmitError;
 use crate::state::AppState;
 use antibody_core::clock::{format_rfc3339, parse_rfc3339};
 use antibody_core::IncidentStatus;
+use antibody_core::{Finding, Incident};
 use antibody_respond::LifecycleState;
 use antibody_store::{FindingCursor, FindingQuery, IncidentQuery, Role, DEFAULT_LIMIT, MAX_LIMIT};
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::Json;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
-#[derive(Deserialize)]
+/// `limit` as documented: the handlers read it as text to answer a clear error.
+pub(super) type LimitParam = Option<u32>;
+
+/// A page, newest first; `next` is the `before` of the next page (none: the last).
+#[derive(Serialize, JsonSchema)]
+#[schemars(rename = "{T}Page")]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next: Option<String>,
+}
+
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FindingParams {
     entity: Option<String>,
     kind: Option<String>,
+    /// RFC 3339 or epoch milliseconds.
     since: Option<String>,
+    /// 1–1000 (default 100).
+    #[schemars(with = "LimitParam", range(min = 1, max = 1000))]
     limit: Option<String>,
+    /// The `next` of the previous page.
     before: Option<String>,
 }
 
@@ -55,7 +72,7 @@ pub async fn list_findings(
     State(st): State<AppState>,
     auth: Auth,
     q: Result<Query<FindingParams>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Page<Finding>>, ApiError> {
     auth.require(Role::Analyst, "read findings")?;
     let Query(p) = q.map_err(bad_query)?;
     let query = FindingQuery {
@@ -81,14 +98,14 @@ pub async fn list_findings(
     let next = (items.len() == limit)
         .then(|| items.last().map(|f| format!("{}:{}", f.ts, f.id)))
         .flatten();
-    Ok(Json(json!({"items": items, "next": next})))
+    Ok(Json(Page { items, next }))
 }
 
 pub async fn get_finding(
     State(st): State<AppState>,
     auth: Auth,
     id: Result<Path<String>, PathRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Finding>, ApiError> {
     auth.require(Role::Analyst, "read findings")?;
     let Path(id) = id.map_err(bad_path)?;
     let tenant = auth.0.tenant.clone();
@@ -99,22 +116,53 @@ pub async fn get_finding(
         None => st.db(move |s| s.get_finding(&tenant, &key)).await?,
     };
     let f = f.ok_or_else(|| ApiError::NotFound(format!("finding `{id}`")))?;
-    Ok(Json(json!(f)))
+    Ok(Json(f))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IncidentParams {
+    /// `open`, `acknowledged` or `resolved` (`closed`: the old name of `resolved`).
+    #[schemars(with = "Option<IncidentStatus>")]
     status: Option<String>,
     entity: Option<String>,
+    /// 1–1000 (default 100).
+    #[schemars(with = "LimitParam", range(min = 1, max = 1000))]
     limit: Option<String>,
+}
+
+/// An incident, with the responder's summary once it assessed it.
+#[derive(Serialize, JsonSchema)]
+pub struct IncidentView {
+    #[serde(flatten)]
+    pub incident: Incident,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub summary: Option<antibody_respond::investigate::Summary>,
+}
+
+/// An entity: its lifecycle state and what detection learned of it.
+#[derive(Serialize, JsonSchema)]
+pub struct EntityView {
+    pub entity: String,
+    pub state: LifecycleState,
+    pub baselines: BTreeMap<String, Baseline>,
+    #[schemars(with = "Option<antibody_core::clock::Rfc3339>")]
+    pub last_seen: Option<String>,
+    pub open_incident: Option<String>,
+}
+
+#[derive(Serialize, JsonSchema)]
+pub struct Baseline {
+    pub mean: f64,
+    pub std: f64,
+    pub n: u32,
 }
 
 pub async fn list_incidents(
     State(st): State<AppState>,
     auth: Auth,
     q: Result<Query<IncidentParams>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<super::Items<Incident>>, ApiError> {
     auth.require(Role::Analyst, "read incidents")?;
     let Query(p) = q.map_err(bad_query)?;
     // `closed` is the old name of `resolved`, kept for older clients.
@@ -134,14 +182,14 @@ pub async fn list_incidents(
     let tenant = auth.0.tenant.clone();
     st.pipeline.visible.settled(&tenant).await;
     let items = st.db(move |s| s.list_incidents(&tenant, &query)).await?;
-    Ok(Json(json!({"items": items})))
+    Ok(super::Items::of(items))
 }
 
 pub async fn get_incident(
     State(st): State<AppState>,
     auth: Auth,
     id: Result<Path<String>, PathRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<IncidentView>, ApiError> {
     auth.require(Role::Analyst, "read incidents")?;
     let Path(id) = id.map_err(bad_path)?;
     let tenant = auth.0.tenant.clone();
@@ -157,19 +205,18 @@ pub async fn get_incident(
         })
         .await?;
     let inc = inc.ok_or_else(|| ApiError::NotFound(format!("incident `{id}`")))?;
-    let mut body = json!(inc);
     // The responder's summary (template or investigator), once it assessed the incident.
-    if let Some(summary) = response.and_then(|r| r.summary) {
-        body["summary"] = json!(summary);
-    }
-    Ok(Json(body))
+    Ok(Json(IncidentView {
+        incident: inc,
+        summary: response.and_then(|r| r.summary),
+    }))
 }
 
 pub async fn get_entity(
     State(st): State<AppState>,
     auth: Auth,
     entity: Result<Path<String>, PathRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<EntityView>, ApiError> {
     auth.require(Role::Analyst, "read entities")?;
     let Path(entity) = entity.map_err(bad_path)?;
     let stopped = |_| ApiError::Unavailable("the engine is not running".into());
@@ -194,21 +241,31 @@ pub async fn get_entity(
         if held == LifecycleState::Healthy {
             return Err(ApiError::NotFound(format!("entity `{entity}`")));
         }
-        return Ok(Json(json!({
-            "entity": entity, "state": held, "baselines": {}, "last_seen": null,
-            "open_incident": null,
-        })));
+        return Ok(Json(EntityView {
+            entity,
+            state: held,
+            baselines: BTreeMap::new(),
+            last_seen: None,
+            open_incident: None,
+        }));
     };
-    let baselines: serde_json::Map<String, Value> = v
+    let baselines = v
         .baselines
         .iter()
-        .map(|(m, b)| (m.clone(), json!({"mean": b.mean, "std": b.std, "n": b.n})))
+        .map(|(m, b)| {
+            let b = Baseline {
+                mean: b.mean,
+                std: b.std,
+                n: b.n,
+            };
+            (m.clone(), b)
+        })
         .collect();
-    Ok(Json(json!({
-        "entity": v.entity,
-        "state": held.shown(v.learning),
-        "baselines": baselines,
-        "last_seen": format_rfc3339(v.last_seen),
-        "open_incident": v.open_incident,
-    })))
+    Ok(Json(EntityView {
+        entity: v.entity,
+        state: held.shown(v.learning),
+        baselines,
+        last_seen: Some(format_rfc3339(v.last_seen)),
+        open_incident: v.open_incident,
+    }))
 }

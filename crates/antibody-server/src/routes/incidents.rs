@@ -8,6 +8,7 @@ use crate::auth::Auth;
 use crate::error::ApiError;
 use crate::respond::HumanCmd;
 use crate::state::AppState;
+use antibody_core::Incident;
 use antibody_core::Resolution;
 use antibody_respond::workflow::people_resolutions;
 use antibody_respond::IncidentOp;
@@ -18,27 +19,29 @@ use axum::extract::{Path, Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use schemars::JsonSchema;
 use serde::Deserialize;
-use serde_json::{json, Value};
 
 /// Bodies here are a sentence or a note.
 const MAX_BODY: usize = 64 << 10;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct AssignReq {
+pub struct AssignReq {
     to: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct NoteReq {
+pub struct NoteReq {
     text: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct ResolveReq {
+pub struct ResolveReq {
+    /// One a person may give (not `quiet`).
+    #[schemars(with = "Resolution")]
     resolution: String,
     root_cause: Option<String>,
 }
@@ -49,7 +52,7 @@ async fn work(
     auth: Auth,
     id: Result<Path<String>, PathRejection>,
     op: IncidentOp,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Incident>, ApiError> {
     let Path(id) = id.map_err(bad_path)?;
     let tenant = auth.0.tenant.clone();
     // A finding shown before its commit may name this incident: see `pipeline::visible`.
@@ -59,21 +62,7 @@ async fn work(
     let key = id.clone();
     let inc = st.db(move |s| s.get_incident(&tenant, &key)).await?;
     let inc = inc.ok_or_else(|| ApiError::NotFound(format!("incident `{id}`")))?;
-    Ok(Json(json!(inc)))
-}
-
-/// Bodies of ack and reopen are empty or `{}`.
-async fn no_body(body: Body) -> Result<(), ApiError> {
-    let bytes = super::read_body(body, MAX_BODY, super::SMALL_BODY_TIMEOUT).await?;
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(());
-    }
-    match serde_json::from_slice::<serde_json::Map<String, Value>>(&bytes) {
-        Ok(m) if m.is_empty() => Ok(()),
-        _ => Err(ApiError::BadRequest(
-            "this call takes no body (or `{}`)".into(),
-        )),
-    }
+    Ok(Json(inc))
 }
 
 pub async fn ack(
@@ -81,9 +70,9 @@ pub async fn ack(
     auth: Auth,
     id: Result<Path<String>, PathRejection>,
     body: Body,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Incident>, ApiError> {
     auth.require(Role::Analyst, "work incidents")?;
-    no_body(body).await?;
+    super::empty_body(body).await?;
     work(st, auth, id, IncidentOp::Ack).await
 }
 
@@ -92,7 +81,7 @@ pub async fn assign(
     auth: Auth,
     id: Result<Path<String>, PathRejection>,
     body: Body,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Incident>, ApiError> {
     auth.require(Role::Analyst, "work incidents")?;
     let req: AssignReq = super::json_body(body, MAX_BODY).await?;
     work(st, auth, id, IncidentOp::Assign { to: req.to }).await
@@ -103,7 +92,7 @@ pub async fn note(
     auth: Auth,
     id: Result<Path<String>, PathRejection>,
     body: Body,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Incident>, ApiError> {
     auth.require(Role::Analyst, "work incidents")?;
     let req: NoteReq = super::json_body(body, MAX_BODY).await?;
     work(st, auth, id, IncidentOp::Note { text: req.text }).await
@@ -114,7 +103,7 @@ pub async fn resolve(
     auth: Auth,
     id: Result<Path<String>, PathRejection>,
     body: Body,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Incident>, ApiError> {
     auth.require(Role::Analyst, "work incidents")?;
     let req: ResolveReq = super::json_body(body, MAX_BODY).await?;
     let resolution = Resolution::parse(&req.resolution)
@@ -139,16 +128,28 @@ pub async fn reopen(
     auth: Auth,
     id: Result<Path<String>, PathRejection>,
     body: Body,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Incident>, ApiError> {
     auth.require(Role::Analyst, "work incidents")?;
-    no_body(body).await?;
+    super::empty_body(body).await?;
     work(st, auth, id, IncidentOp::Reopen).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PostmortemParams {
+    /// `json` (default) or `md` (Markdown).
+    #[schemars(with = "Option<TextOrJson>")]
     format: Option<String>,
+}
+
+/// The `format` values of the post-mortem.
+#[derive(JsonSchema)]
+#[serde(rename_all = "lowercase")]
+#[allow(dead_code)] // the handler reads the text; this lists its values
+enum TextOrJson {
+    Json,
+    Md,
+    Markdown,
 }
 
 /// `GET /v1/incidents/{id}/postmortem`: JSON, or Markdown with `?format=md`.
@@ -199,5 +200,5 @@ pub async fn postmortem(
         let ct = [(header::CONTENT_TYPE, "text/markdown; charset=utf-8")];
         return Ok((ct, pm.markdown).into_response());
     }
-    Ok(Json(json!(pm.postmortem)).into_response())
+    Ok(Json(pm.postmortem).into_response())
 }

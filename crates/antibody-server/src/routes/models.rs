@@ -2,10 +2,12 @@
 //! drift), promote, roll back, and the review queue of low-confidence model findings.
 
 use super::bad_path;
+use super::Items;
 use crate::auth::Auth;
 use crate::error::ApiError;
 use crate::models::{self, BindingSpec, SlotChange};
 use crate::state::AppState;
+use antibody_core::Finding;
 use antibody_detect::ModelStats;
 use antibody_store::{ModelFormat, ModelRecord, ModelSlot, Role, DEFAULT_LIMIT, MAX_LIMIT};
 use axum::body::Body;
@@ -14,11 +16,11 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
 use base64::Engine as _;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UploadReq {
     name: String,
@@ -36,7 +38,7 @@ pub async fn upload(
     State(st): State<AppState>,
     auth: Auth,
     body: Body,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<ModelRecord>), ApiError> {
     auth.require(Role::Admin, "upload models")?;
     let limit = st.models.cfg.max_file_bytes / 3 * 4 + (1 << 20);
     let req: UploadReq = super::json_body(body, limit).await?;
@@ -96,7 +98,7 @@ pub async fn upload(
     let changed = models::plan(&versions, SlotChange::Enter { id: &rec.id, slot })?;
     apply(&st, &auth, "model_upload", &rec.id, changed).await?;
     let stored = get(&st, &tenant, &rec.id).await?;
-    Ok((StatusCode::CREATED, Json(json!(stored))))
+    Ok((StatusCode::CREATED, Json(stored)))
 }
 
 async fn versions_of(
@@ -150,7 +152,46 @@ pub(crate) async fn reload(st: &AppState) -> Result<(), ApiError> {
     Ok(())
 }
 
-pub async fn list(State(st): State<AppState>, auth: Auth) -> Result<Json<Value>, ApiError> {
+/// A model version with what the engine counted since it was served.
+#[derive(Serialize, JsonSchema)]
+pub struct ModelView {
+    #[serde(flatten)]
+    pub record: ModelRecord,
+    /// None while the version is not served.
+    pub live: Option<LiveCounters>,
+}
+
+/// Live counters of a served version.
+#[derive(Serialize, JsonSchema)]
+pub struct LiveCounters {
+    pub scored: u64,
+    pub reported: u64,
+    pub review: u64,
+    pub unusable: u64,
+    pub shadow_compared: u64,
+    /// Share of compared events where the shadow agreed with the active version.
+    pub shadow_agreement: Option<f64>,
+    pub drift: Drift,
+}
+
+#[derive(Serialize, JsonSchema)]
+pub struct Drift {
+    pub alarms: u64,
+    pub window_rows: u64,
+    /// Population stability index per feature over the window.
+    pub psi: std::collections::BTreeMap<String, f64>,
+}
+
+/// The versions whose slot a promotion or rollback changed.
+#[derive(Serialize, JsonSchema)]
+pub struct SlotsChanged {
+    pub changed: Vec<ModelRecord>,
+}
+
+pub async fn list(
+    State(st): State<AppState>,
+    auth: Auth,
+) -> Result<Json<Items<ModelView>>, ApiError> {
     auth.require(Role::Analyst, "read models")?;
     let tenant = auth.0.tenant.clone();
     let t = tenant.clone();
@@ -160,36 +201,40 @@ pub async fn list(State(st): State<AppState>, auth: Auth) -> Result<Json<Value>,
         .model_stats()
         .await
         .map_err(|_| ApiError::Unavailable("the engine is not running".into()))?;
-    let items: Vec<Value> = records
+    let items = records
         .into_iter()
-        .map(|r| {
-            let live = stats.get(&(tenant.clone(), r.id.clone()));
-            let mut v = json!(r);
-            v["live"] = live.map_or(Value::Null, live_json);
-            v
+        .map(|record| {
+            let live = stats.get(&(tenant.clone(), record.id.clone())).map(live);
+            ModelView { record, live }
         })
         .collect();
-    Ok(Json(json!({ "items": items })))
+    Ok(Items::of(items))
 }
 
-fn live_json(s: &ModelStats) -> Value {
+fn live(s: &ModelStats) -> LiveCounters {
     let agreement = (s.compared > 0).then(|| s.agreed as f64 / s.compared as f64);
-    json!({
-        "scored": s.scored,
-        "reported": s.reported,
-        "review": s.review,
-        "unusable": s.unusable,
-        "shadow_compared": s.compared,
-        "shadow_agreement": agreement,
-        "drift": {"alarms": s.drift_alarms, "window_rows": s.drift_rows, "psi": s.psi},
-    })
+    LiveCounters {
+        scored: s.scored,
+        reported: s.reported,
+        review: s.review,
+        unusable: s.unusable,
+        shadow_compared: s.compared,
+        shadow_agreement: agreement,
+        drift: Drift {
+            alarms: s.drift_alarms,
+            window_rows: s.drift_rows,
+            psi: s.psi.clone(),
+        },
+    }
 }
 
 pub async fn promote(
     State(st): State<AppState>,
     auth: Auth,
     id: Result<Path<String>, PathRejection>,
-) -> Result<Json<Value>, ApiError> {
+    body: Body,
+) -> Result<Json<SlotsChanged>, ApiError> {
+    super::empty_body(body).await?;
     change(st, auth, id, "model_promote", |id| SlotChange::Promote {
         id,
     })
@@ -200,7 +245,9 @@ pub async fn rollback(
     State(st): State<AppState>,
     auth: Auth,
     id: Result<Path<String>, PathRejection>,
-) -> Result<Json<Value>, ApiError> {
+    body: Body,
+) -> Result<Json<SlotsChanged>, ApiError> {
+    super::empty_body(body).await?;
     change(st, auth, id, "model_rollback", |id| SlotChange::Rollback {
         id,
     })
@@ -213,7 +260,7 @@ async fn change(
     id: Result<Path<String>, PathRejection>,
     what: &str,
     op: impl for<'a> Fn(&'a str) -> SlotChange<'a>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<SlotsChanged>, ApiError> {
     auth.require(Role::Admin, "change which model is served")?;
     let Path(id) = id.map_err(bad_path)?;
     let _guard = st.models.lock.lock().await;
@@ -221,12 +268,14 @@ async fn change(
     let versions = versions_of(&st, &auth.0.tenant, &rec.name).await?;
     let changed = models::plan(&versions, op(&id))?;
     apply(&st, &auth, what, &id, changed.clone()).await?;
-    Ok(Json(json!({ "changed": changed })))
+    Ok(Json(SlotsChanged { changed }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReviewParams {
+    /// 1–1000 (default 100).
+    #[schemars(range(min = 1, max = 1000))]
     limit: Option<usize>,
 }
 
@@ -234,7 +283,7 @@ pub async fn review_queue(
     State(st): State<AppState>,
     auth: Auth,
     q: Result<Query<ReviewParams>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Items<Finding>>, ApiError> {
     auth.require(Role::Analyst, "read the review queue")?;
     let Query(p) = q.map_err(super::bad_query)?;
     let limit = p.limit.unwrap_or(DEFAULT_LIMIT);
@@ -245,5 +294,5 @@ pub async fn review_queue(
     }
     let tenant = auth.0.tenant.clone();
     let items = st.db(move |s| s.review_queue(&tenant, limit)).await?;
-    Ok(Json(json!({ "items": items })))
+    Ok(Items::of(items))
 }

@@ -3,24 +3,31 @@
 
 use super::bad_query;
 use super::findings::{parse_limit, parse_since};
+use super::findings::{LimitParam, Page};
 use crate::auth::Auth;
 use crate::error::ApiError;
 use crate::state::AppState;
+use antibody_store::Notification;
 use antibody_store::{FindingCursor, NotificationKind, NotificationQuery, Role};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::Json;
+use schemars::JsonSchema;
 use serde::Deserialize;
-use serde_json::{json, Value};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NotificationParams {
     incident: Option<String>,
     entity: Option<String>,
+    #[schemars(with = "Option<NotificationKind>")]
     kind: Option<String>,
+    /// RFC 3339 or epoch milliseconds.
     since: Option<String>,
+    /// 1–1000 (default 100).
+    #[schemars(with = "LimitParam", range(min = 1, max = 1000))]
     limit: Option<String>,
+    /// The `next` of the previous page.
     before: Option<String>,
 }
 
@@ -28,7 +35,7 @@ pub async fn list(
     State(st): State<AppState>,
     auth: Auth,
     q: Result<Query<NotificationParams>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Page<Notification>>, ApiError> {
     auth.require(Role::Analyst, "read notifications")?;
     let Query(p) = q.map_err(bad_query)?;
     let query = NotificationQuery {
@@ -47,7 +54,7 @@ pub async fn list(
     let next = (items.len() == limit)
         .then(|| items.last().map(|n| format!("{}:{}", n.ts, n.id)))
         .flatten();
-    Ok(Json(json!({"items": items, "next": next})))
+    Ok(Json(Page { items, next }))
 }
 
 fn parse_kind(s: &str) -> Result<NotificationKind, ApiError> {

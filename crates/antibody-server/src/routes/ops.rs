@@ -7,14 +7,31 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap};
 use axum::response::IntoResponse;
 use axum::Json;
-use serde_json::{json, Value};
+use schemars::JsonSchema;
+use serde::Serialize;
+use serde_json::Value;
 use std::sync::atomic::Ordering::Relaxed;
 
-pub async fn healthz() -> Json<Value> {
-    Json(json!({"status": "ok"}))
+/// `{"status": "ok"}` while the process serves.
+#[derive(Serialize, JsonSchema)]
+pub struct Health {
+    #[schemars(with = "String")]
+    pub status: &'static str,
 }
 
-pub async fn readyz(State(st): State<AppState>) -> Result<Json<Value>, ApiError> {
+/// Ready: recovery done, the pipeline running, and what waits in its queue.
+#[derive(Serialize, JsonSchema)]
+pub struct Ready {
+    #[schemars(with = "String")]
+    pub status: &'static str,
+    pub queued_events: u64,
+}
+
+pub async fn healthz() -> Json<Health> {
+    Json(Health { status: "ok" })
+}
+
+pub async fn readyz(State(st): State<AppState>) -> Result<Json<Ready>, ApiError> {
     if !st.pipeline.is_ready() {
         let why = st
             .pipeline
@@ -22,9 +39,10 @@ pub async fn readyz(State(st): State<AppState>) -> Result<Json<Value>, ApiError>
             .unwrap_or_else(|| "recovering or shutting down".to_owned());
         return Err(ApiError::Unavailable(format!("not ready: {why}")));
     }
-    Ok(Json(
-        json!({"status": "ready", "queued_events": st.pipeline.queued_events()}),
-    ))
+    Ok(Json(Ready {
+        status: "ready",
+        queued_events: st.pipeline.queued_events(),
+    }))
 }
 
 /// Prometheus text. The service-wide series are open to any scraper; the per-tenant series

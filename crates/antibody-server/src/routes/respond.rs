@@ -1,6 +1,7 @@
 //! The response API (API.md "Response"): assets, actions and approvals, healing, the
 //! blocklist and verdicts for enforcement points, feedback, and the audit chain.
 
+use super::Items;
 use super::{bad_path, bad_query};
 use crate::auth::Auth;
 use crate::error::ApiError;
@@ -8,7 +9,9 @@ use crate::pipeline::SubmitError;
 use crate::respond::{Human, HumanCmd};
 use crate::state::AppState;
 use antibody_core::clock::format_rfc3339;
+use antibody_respond::enforce::{Budget, Rate};
 use antibody_respond::{Action, ActionStatus, Asset, Verdict};
+use antibody_respond::{AuditEntry, VerdictKind};
 use antibody_store::{ActionQuery, AuditQuery, Role, DEFAULT_LIMIT, MAX_LIMIT};
 use axum::body::Body;
 use axum::extract::rejection::{PathRejection, QueryRejection};
@@ -16,8 +19,8 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
 const MAX_BODY: usize = 4 << 20;
 
@@ -50,7 +53,7 @@ pub async fn put_asset(
     auth: Auth,
     entity: Result<Path<String>, PathRejection>,
     body: Body,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Asset>, ApiError> {
     auth.require(Role::Admin, "describe assets")?;
     let Path(entity) = entity.map_err(bad_path)?;
     let mut asset: Asset = super::json_body(body, MAX_BODY).await?;
@@ -61,7 +64,13 @@ pub async fn put_asset(
     }
     asset.entity = entity;
     store_assets(&st, &auth, vec![asset.clone()]).await?;
-    Ok(Json(json!(asset)))
+    Ok(Json(asset))
+}
+
+/// How many assets a bulk import stored.
+#[derive(Serialize, JsonSchema)]
+pub struct StoredCount {
+    pub stored: usize,
 }
 
 /// Bulk import: a JSON array of assets, all validated before any is stored.
@@ -69,7 +78,7 @@ pub async fn post_assets(
     State(st): State<AppState>,
     auth: Auth,
     body: Body,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<StoredCount>, ApiError> {
     auth.require(Role::Admin, "describe assets")?;
     let assets: Vec<Asset> = super::json_body(body, MAX_BODY).await?;
     if let Err(errors) = antibody_respond::asset::validate_bulk(&assets) {
@@ -84,7 +93,7 @@ pub async fn post_assets(
     }
     let n = assets.len();
     store_assets(&st, &auth, assets).await?;
-    Ok(Json(json!({"stored": n})))
+    Ok(Json(StoredCount { stored: n }))
 }
 
 async fn store_assets(st: &AppState, auth: &Auth, assets: Vec<Asset>) -> Result<(), ApiError> {
@@ -99,19 +108,25 @@ async fn store_assets(st: &AppState, auth: &Auth, assets: Vec<Asset>) -> Result<
     Ok(())
 }
 
-pub async fn list_assets(State(st): State<AppState>, auth: Auth) -> Result<Json<Value>, ApiError> {
+pub async fn list_assets(
+    State(st): State<AppState>,
+    auth: Auth,
+) -> Result<Json<Items<Asset>>, ApiError> {
     auth.require(Role::Analyst, "read assets")?;
     let tenant = auth.0.tenant.clone();
     let items = st.db(move |s| s.list_assets(&tenant)).await?;
-    Ok(Json(json!({"items": items})))
+    Ok(Items::of(items))
 }
 
 // ---- actions
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ActionParams {
+    #[schemars(with = "Option<ActionStatus>")]
     status: Option<String>,
+    /// 1–1000 (default 100).
+    #[schemars(range(min = 1, max = 1000))]
     limit: Option<usize>,
 }
 
@@ -126,7 +141,7 @@ pub async fn list_actions(
     State(st): State<AppState>,
     auth: Auth,
     q: Result<Query<ActionParams>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Items<Action>>, ApiError> {
     auth.require(Role::Analyst, "read actions")?;
     let Query(p) = q.map_err(bad_query)?;
     let status = p.status.as_deref().map(parse_status).transpose()?;
@@ -139,92 +154,131 @@ pub async fn list_actions(
     let tenant = auth.0.tenant.clone();
     let query = ActionQuery { status, limit };
     let items = st.db(move |s| s.list_actions(&tenant, &query)).await?;
-    Ok(Json(json!({"items": items})))
+    Ok(Items::of(items))
 }
 
 pub async fn get_action(
     State(st): State<AppState>,
     auth: Auth,
     id: Result<Path<String>, PathRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Action>, ApiError> {
     auth.require(Role::Analyst, "read actions")?;
     let Path(id) = id.map_err(bad_path)?;
     let tenant = auth.0.tenant.clone();
     let key = id.clone();
     let a = st.db(move |s| s.get_action(&tenant, &key)).await?;
-    Ok(Json(json!(a.ok_or_else(|| ApiError::NotFound(
-        format!("action `{id}`")
-    ))?)))
+    Ok(Json(a.ok_or_else(|| {
+        ApiError::NotFound(format!("action `{id}`"))
+    })?))
 }
 
 async fn on_action(
     st: AppState,
     auth: Auth,
     id: Result<Path<String>, PathRejection>,
+    body: Body,
     verb: &str,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Items<Action>>, ApiError> {
     auth.require(Role::Analyst, "answer actions")?;
     let Path(id) = id.map_err(bad_path)?;
+    super::empty_body(body).await?;
     let cmd = match verb {
         "approve" => HumanCmd::Approve { id },
         "reject" => HumanCmd::Reject { id },
         _ => HumanCmd::Undo { id },
     };
-    let changed = human(&st, &auth, cmd).await?;
-    Ok(Json(json!({"items": changed})))
+    Ok(Items::of(human(&st, &auth, cmd).await?))
 }
 
 pub async fn approve(
     State(st): State<AppState>,
     auth: Auth,
     id: Result<Path<String>, PathRejection>,
-) -> Result<Json<Value>, ApiError> {
-    on_action(st, auth, id, "approve").await
+    body: Body,
+) -> Result<Json<Items<Action>>, ApiError> {
+    on_action(st, auth, id, body, "approve").await
 }
 
 pub async fn reject(
     State(st): State<AppState>,
     auth: Auth,
     id: Result<Path<String>, PathRejection>,
-) -> Result<Json<Value>, ApiError> {
-    on_action(st, auth, id, "reject").await
+    body: Body,
+) -> Result<Json<Items<Action>>, ApiError> {
+    on_action(st, auth, id, body, "reject").await
 }
 
 pub async fn undo(
     State(st): State<AppState>,
     auth: Auth,
     id: Result<Path<String>, PathRejection>,
-) -> Result<Json<Value>, ApiError> {
-    on_action(st, auth, id, "undo").await
+    body: Body,
+) -> Result<Json<Items<Action>>, ApiError> {
+    on_action(st, auth, id, body, "undo").await
 }
 
-pub async fn approve_all(State(st): State<AppState>, auth: Auth) -> Result<Json<Value>, ApiError> {
+pub async fn approve_all(
+    State(st): State<AppState>,
+    auth: Auth,
+    body: Body,
+) -> Result<Json<Items<Action>>, ApiError> {
     auth.require(Role::Analyst, "answer actions")?;
-    Ok(Json(
-        json!({"items": human(&st, &auth, HumanCmd::ApproveAll).await?}),
-    ))
+    super::empty_body(body).await?;
+    Ok(Items::of(human(&st, &auth, HumanCmd::ApproveAll).await?))
 }
 
-pub async fn reject_all(State(st): State<AppState>, auth: Auth) -> Result<Json<Value>, ApiError> {
+pub async fn reject_all(
+    State(st): State<AppState>,
+    auth: Auth,
+    body: Body,
+) -> Result<Json<Items<Action>>, ApiError> {
     auth.require(Role::Analyst, "answer actions")?;
-    Ok(Json(
-        json!({"items": human(&st, &auth, HumanCmd::RejectAll).await?}),
-    ))
+    super::empty_body(body).await?;
+    Ok(Items::of(human(&st, &auth, HumanCmd::RejectAll).await?))
 }
 
 pub async fn heal(
     State(st): State<AppState>,
     auth: Auth,
     entity: Result<Path<String>, PathRejection>,
-) -> Result<Json<Value>, ApiError> {
+    body: Body,
+) -> Result<Json<Items<Action>>, ApiError> {
     auth.require(Role::Analyst, "heal entities")?;
     let Path(entity) = entity.map_err(bad_path)?;
-    Ok(Json(
-        json!({"items": human(&st, &auth, HumanCmd::Heal { entity }).await?}),
+    super::empty_body(body).await?;
+    Ok(Items::of(
+        human(&st, &auth, HumanCmd::Heal { entity }).await?,
     ))
 }
 
 // ---- enforcement points: any key of the tenant (bouncers and SDKs use ingest keys)
+
+/// A verdict as the API writes it (`until` as RFC 3339).
+#[derive(Serialize, JsonSchema)]
+pub struct VerdictBody {
+    pub verdict: VerdictKind,
+    #[schemars(with = "Option<antibody_core::clock::Rfc3339>")]
+    pub until: Option<String>,
+    #[schemars(with = "Option<String>")]
+    pub incident: Option<std::sync::Arc<str>>,
+    pub rate: Option<Rate>,
+    #[schemars(with = "Vec<String>")]
+    pub revoked_tools: Vec<std::sync::Arc<str>>,
+    pub budget: Option<Budget>,
+}
+
+impl From<&Verdict> for VerdictBody {
+    fn from(v: &Verdict) -> Self {
+        Self {
+            verdict: v.verdict,
+            until: v.until.map(format_rfc3339),
+            incident: v.incident.clone(),
+            rate: v.rate,
+            revoked_tools: v.revoked_tools.clone(),
+            budget: v.budget,
+        }
+    }
+}
 
 /// `{"verdict", "until", "incident", "rate", "revoked_tools", "budget"}` from the published
 /// enforcement view: no lock, no round trip to the response thread.
@@ -232,31 +286,46 @@ pub async fn verdict(
     State(st): State<AppState>,
     auth: Auth,
     entity: Result<Path<String>, PathRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<VerdictBody>, ApiError> {
     let Path(entity) = entity.map_err(bad_path)?;
     let now = st.clock.now_ms();
     let v = st
         .pipeline
         .enforcement
         .verdict(&auth.0.tenant, &entity, now);
-    Ok(Json(verdict_json(&v)))
+    Ok(Json(VerdictBody::from(&*v)))
 }
 
-fn verdict_json(v: &Verdict) -> Value {
-    json!({
-        "verdict": v.verdict,
-        "until": v.until.map(format_rfc3339),
-        "incident": v.incident,
-        "rate": v.rate,
-        "revoked_tools": v.revoked_tools,
-        "budget": v.budget,
-    })
-}
-
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BlocklistParams {
+    /// `text` (default: one target per line) or `json`.
+    #[schemars(with = "Option<TextFormat>")]
     format: Option<String>,
+}
+
+/// The `format` values of the blocklist.
+#[derive(JsonSchema)]
+#[serde(rename_all = "lowercase")]
+#[allow(dead_code)] // the handler reads the text; this lists its values
+enum TextFormat {
+    Text,
+    Json,
+}
+
+/// One blocked address or CIDR block (`?format=json`).
+#[derive(Serialize, JsonSchema)]
+pub struct BlockItem {
+    #[schemars(with = "String")]
+    pub target: std::sync::Arc<str>,
+    #[schemars(with = "Option<antibody_core::clock::Rfc3339>")]
+    pub until: Option<String>,
+    /// Seconds left; none while it holds until released.
+    pub ttl: Option<i64>,
+    #[schemars(with = "String")]
+    pub action: std::sync::Arc<str>,
+    #[schemars(with = "Option<String>")]
+    pub incident: Option<std::sync::Arc<str>>,
 }
 
 pub async fn blocklist(
@@ -277,19 +346,17 @@ pub async fn blocklist(
     let now = st.clock.now_ms();
     let entries = st.pipeline.enforcement.blocklist(&auth.0.tenant, now);
     if json_wanted {
-        let items: Vec<Value> = entries
+        let items: Vec<BlockItem> = entries
             .iter()
-            .map(|e| {
-                json!({
-                    "target": e.target,
-                    "until": e.until.map(format_rfc3339),
-                    "ttl": e.until.map(|u| ((u - now).max(0) + 999) / 1000),
-                    "action": e.action,
-                    "incident": e.incident,
-                })
+            .map(|e| BlockItem {
+                target: e.target.clone(),
+                until: e.until.map(format_rfc3339),
+                ttl: e.until.map(|u| ((u - now).max(0) + 999) / 1000),
+                action: e.action.clone(),
+                incident: e.incident.clone(),
             })
             .collect();
-        return Ok(Json(json!({"items": items})).into_response());
+        return Ok(Items::of(items).into_response());
     }
     let mut text = String::new();
     for e in &entries {
@@ -301,27 +368,45 @@ pub async fn blocklist(
 
 // ---- feedback
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FeedbackReq {
+    /// The finding labelled (or name an `incident`).
     finding: Option<String>,
     incident: Option<String>,
-    label: String,
+    label: Label,
+    /// A diagnosis cause (`brute_force`, …): re-ranks diagnoses for the tenant.
     root_cause: Option<String>,
+}
+
+/// A person's verdict on a finding or incident.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Label {
+    TruePositive,
+    FalsePositive,
+}
+
+/// What a label did.
+#[derive(Serialize, JsonSchema)]
+pub struct FeedbackDone {
+    pub label: Label,
+    /// The finding kinds the label covers.
+    pub kinds: Vec<String>,
+    pub root_cause: Option<String>,
+    /// The model of a model finding retrains with it.
+    pub retraining: bool,
+    /// A web profile learned the request a false positive flagged.
+    pub learned: bool,
 }
 
 pub async fn feedback(
     State(st): State<AppState>,
     auth: Auth,
     body: Body,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<FeedbackDone>), ApiError> {
     auth.require(Role::Analyst, "give feedback")?;
     let req: FeedbackReq = super::json_body(body, MAX_BODY).await?;
-    if !matches!(req.label.as_str(), "true_positive" | "false_positive") {
-        return Err(ApiError::BadRequest(
-            "`label` must be `true_positive` or `false_positive`".into(),
-        ));
-    }
     let tenant = auth.0.tenant.clone();
     let (finding, incident) = (req.finding.clone(), req.incident.clone());
     // The finding may have been shown before its commit: see `pipeline::visible`.
@@ -352,7 +437,7 @@ pub async fn feedback(
         .as_ref()
         .filter(|f| f.kind.starts_with("model:"))
     {
-        let threat = req.label == "true_positive";
+        let threat = req.label == Label::TruePositive;
         let threat_type = req.root_cause.clone().filter(|_| threat);
         retraining =
             crate::models::on_label(&st, &auth.0.tenant, &auth.0.id, f, threat, threat_type)
@@ -361,7 +446,7 @@ pub async fn feedback(
     // A false positive of a web profile teaches the profile the request it flagged.
     let mut learned = false;
     if let Some(f) = &model_finding {
-        if f.detector == antibody_core::Detector::Profile && req.label == "false_positive" {
+        if f.detector == antibody_core::Detector::Profile && req.label == Label::FalsePositive {
             super::webprof::learn_false_positive(&st, &auth, f).await?;
             learned = true;
         }
@@ -379,27 +464,62 @@ pub async fn feedback(
     }
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({
-            "label": req.label,
-            "kinds": kinds,
-            "root_cause": req.root_cause,
-            "retraining": retraining,
-            "learned": learned,
-        })),
+        Json(FeedbackDone {
+            label: req.label,
+            kinds,
+            root_cause: req.root_cause,
+            retraining,
+            learned,
+        }),
     ))
 }
 
 // ---- audit
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AuditParams {
+    /// The `next_after` of the previous page.
     after: Option<u64>,
     subject: Option<String>,
     actor: Option<String>,
     kind: Option<String>,
+    /// 1–100000 (default 100; 100000 for NDJSON).
+    #[schemars(range(min = 1, max = 100_000))]
     limit: Option<usize>,
+    /// `json` (default) or `ndjson` (one entry per line).
+    #[schemars(with = "Option<AuditFormat>")]
     format: Option<String>,
+}
+
+/// The `format` values of the audit chain.
+#[derive(JsonSchema)]
+#[serde(rename_all = "lowercase")]
+#[allow(dead_code)] // the handler reads the text; this lists its values
+enum AuditFormat {
+    Json,
+    Ndjson,
+}
+
+/// A page of the audit chain, oldest first.
+#[derive(Serialize, JsonSchema)]
+pub struct AuditPage {
+    pub items: Vec<AuditEntry>,
+    /// The `after` of the next page (none when this one is empty).
+    pub next_after: Option<u64>,
+}
+
+/// The result of re-hashing the chain.
+#[derive(Serialize, JsonSchema)]
+pub struct ChainCheck {
+    pub ok: bool,
+    /// Entries checked.
+    pub entries: u64,
+    /// The first entry that does not fit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub broken_at: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 pub async fn audit(
@@ -444,11 +564,18 @@ pub async fn audit(
         return Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], out).into_response());
     }
     let next = entries.last().map(|e| e.index);
-    Ok(Json(json!({"items": entries, "next_after": next})).into_response())
+    Ok(Json(AuditPage {
+        items: entries,
+        next_after: next,
+    })
+    .into_response())
 }
 
 /// Re-hashes the tenant's whole chain and reports the first entry that does not fit.
-pub async fn audit_verify(State(st): State<AppState>, auth: Auth) -> Result<Json<Value>, ApiError> {
+pub async fn audit_verify(
+    State(st): State<AppState>,
+    auth: Auth,
+) -> Result<Json<ChainCheck>, ApiError> {
     auth.require(Role::Analyst, "verify the audit log")?;
     let tenant = auth.0.tenant.clone();
     let result = st
@@ -474,7 +601,17 @@ pub async fn audit_verify(State(st): State<AppState>, auth: Auth) -> Result<Json
         })
         .await?;
     Ok(Json(match result {
-        (n, Ok(())) => json!({"ok": true, "entries": n}),
-        (n, Err(b)) => json!({"ok": false, "entries": n, "broken_at": b.index, "reason": b.reason}),
+        (entries, Ok(())) => ChainCheck {
+            ok: true,
+            entries,
+            broken_at: None,
+            reason: None,
+        },
+        (entries, Err(b)) => ChainCheck {
+            ok: false,
+            entries,
+            broken_at: Some(b.index),
+            reason: Some(b.reason),
+        },
     }))
 }

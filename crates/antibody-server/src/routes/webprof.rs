@@ -14,8 +14,8 @@ use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::Json;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
 /// An import document may hold many templates.
@@ -53,8 +53,64 @@ async fn read_mode(st: &AppState, auth: &Auth) -> Result<Mode, ApiError> {
 #[serde(deny_unknown_fields)]
 pub struct Filter {
     host: Option<String>,
+    /// An HTTP method (GET, POST, …).
     method: Option<String>,
+    /// A path template such as `/users/{id}`.
     template: Option<String>,
+}
+
+/// The tenant's web profiles: its mode and every learned template.
+#[derive(Serialize, JsonSchema)]
+pub struct WebProfiles {
+    /// `on`, `learn_only` or `off`: what profiles do for the tenant.
+    #[schemars(schema_with = "mode_schema")]
+    pub mode: Mode,
+    /// Requests a template learns from before it scores.
+    pub learn_requests: u64,
+    /// Score from which a request is a finding.
+    pub threshold: f64,
+    pub items: Vec<TemplateView>,
+}
+
+#[derive(Serialize, JsonSchema)]
+pub struct TemplateView {
+    pub host: String,
+    #[schemars(with = "String")]
+    pub method: &'static str,
+    pub template: String,
+    pub requests: u64,
+    /// Still learning (fewer than `learn_requests`).
+    pub learning: bool,
+    pub params: Vec<ParamView>,
+    pub content_types: Vec<String>,
+}
+
+#[derive(Serialize, JsonSchema)]
+pub struct ParamView {
+    pub name: String,
+    pub seen: u64,
+    /// The value classes learned.
+    pub expected: String,
+}
+
+/// One template reset: it learns afresh.
+#[derive(Serialize, JsonSchema)]
+pub struct ResetTemplate {
+    pub host: String,
+    #[schemars(with = "String")]
+    pub method: &'static str,
+    pub template: String,
+}
+
+#[derive(Serialize, JsonSchema)]
+pub struct ResetDone {
+    pub reset: Vec<ResetTemplate>,
+}
+
+#[derive(Serialize, JsonSchema)]
+pub struct Imported {
+    pub hosts: usize,
+    pub templates: usize,
 }
 
 impl Filter {
@@ -75,7 +131,7 @@ pub async fn list(
     State(st): State<AppState>,
     auth: Auth,
     q: Result<Query<Filter>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<WebProfiles>, ApiError> {
     auth.require(Role::Analyst, "read web profiles")?;
     let Query(f) = q.map_err(bad_query)?;
     let method = f.method()?;
@@ -92,25 +148,33 @@ pub async fn list(
             {
                 continue;
             }
-            let params: Vec<Value> = t
+            let params = t
                 .params
                 .iter()
-                .map(|(name, p)| json!({"name": name, "seen": p.n, "expected": p.expected()}))
+                .map(|(name, p)| ParamView {
+                    name: name.clone(),
+                    seen: p.n,
+                    expected: p.expected(),
+                })
                 .collect();
-            let types: Vec<&str> = t.content_types.iter().map(|(c, _)| c.as_str()).collect();
-            items.push(json!({
-                "host": host, "method": m.as_str(), "template": template,
-                "requests": t.requests, "learning": t.requests < cfg.learn_requests,
-                "params": params, "content_types": types,
-            }));
+            let content_types = t.content_types.iter().map(|(c, _)| c.clone()).collect();
+            items.push(TemplateView {
+                host: host.clone(),
+                method: m.as_str(),
+                template: template.clone(),
+                requests: t.requests,
+                learning: t.requests < cfg.learn_requests,
+                params,
+                content_types,
+            });
         }
     }
-    Ok(Json(json!({
-        "mode": mode,
-        "learn_requests": cfg.learn_requests,
-        "threshold": cfg.threshold,
-        "items": items,
-    })))
+    Ok(Json(WebProfiles {
+        mode,
+        learn_requests: cfg.learn_requests,
+        threshold: cfg.threshold,
+        items,
+    }))
 }
 
 /// `DELETE /v1/web-profiles`: matching templates learn afresh (a host's whole profile with
@@ -119,7 +183,7 @@ pub async fn reset(
     State(st): State<AppState>,
     auth: Auth,
     q: Result<Query<Filter>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ResetDone>, ApiError> {
     auth.require(Role::Admin, "reset web profiles")?;
     let Query(f) = q.map_err(bad_query)?;
     let change = WebChange::Reset {
@@ -133,11 +197,13 @@ pub async fn reset(
         .web_profiles(&auth.0.tenant, WebCmd::Change(Arc::new(change)))
         .await
         .map_err(web_error)?;
-    let reset: Vec<Value> = reset_templates(replies)
+    let reset: Vec<ResetTemplate> = reset_templates(replies)
         .into_iter()
-        .map(
-            |(host, m, template)| json!({"host": host, "method": m.as_str(), "template": template}),
-        )
+        .map(|(host, m, template)| ResetTemplate {
+            host,
+            method: m.as_str(),
+            template,
+        })
         .collect();
     let detail = format!("{} web profile templates learn afresh", reset.len());
     crate::models::audit(
@@ -149,23 +215,48 @@ pub async fn reset(
         &detail,
     )
     .await;
-    Ok(Json(json!({"reset": reset})))
+    Ok(Json(ResetDone { reset }))
+}
+
+/// The schema of a web profile [`Mode`] (the detect crate stays free of schema types).
+fn mode_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({"type": "string", "enum": ["on", "learn_only", "off"]})
 }
 
 /// `PUT /v1/web-profiles/mode`'s body.
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ModeBody {
+    #[schemars(schema_with = "mode_schema")]
     mode: Mode,
 }
 
+/// `GET /v1/web-profiles/mode`'s answer.
+#[derive(Serialize, JsonSchema)]
+pub struct ModeView {
+    #[schemars(schema_with = "mode_schema")]
+    mode: Mode,
+    /// `[engine.web_profiles] enabled`: false means no mode applies.
+    enabled: bool,
+}
+
+/// `PUT /v1/web-profiles/mode`'s answer.
+#[derive(Serialize, JsonSchema)]
+pub struct ModeChanged {
+    #[schemars(schema_with = "mode_schema")]
+    mode: Mode,
+    #[schemars(schema_with = "mode_schema")]
+    previous: Mode,
+}
+
 /// `GET /v1/web-profiles/mode`: the tenant's mode in force.
-pub async fn get_mode(State(st): State<AppState>, auth: Auth) -> Result<Json<Value>, ApiError> {
+pub async fn get_mode(State(st): State<AppState>, auth: Auth) -> Result<Json<ModeView>, ApiError> {
     auth.require(Role::Analyst, "read the web profile mode")?;
     let mode = read_mode(&st, &auth).await?;
-    Ok(Json(
-        json!({"mode": mode, "enabled": st.pipeline.web_profiles.enabled}),
-    ))
+    Ok(Json(ModeView {
+        mode,
+        enabled: st.pipeline.web_profiles.enabled,
+    }))
 }
 
 /// `PUT /v1/web-profiles/mode`: `on`, `learn_only` (learn, report nothing) or `off` (neither)
@@ -174,7 +265,7 @@ pub async fn put_mode(
     State(st): State<AppState>,
     auth: Auth,
     body: Body,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ModeChanged>, ApiError> {
     auth.require(Role::Admin, "change the web profile mode")?;
     let ModeBody { mode } = super::json_body(body, 1 << 10).await?;
     if !st.pipeline.web_profiles.enabled {
@@ -211,7 +302,10 @@ pub async fn put_mode(
         &detail,
     )
     .await;
-    Ok(Json(json!({"mode": mode, "previous": before})))
+    Ok(Json(ModeChanged {
+        mode,
+        previous: before,
+    }))
 }
 
 /// `GET /v1/web-profiles/export`: the tenant's profiles as one document for import elsewhere.
@@ -225,7 +319,7 @@ pub async fn import(
     State(st): State<AppState>,
     auth: Auth,
     body: Body,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Imported>, ApiError> {
     auth.require(Role::Admin, "import web profiles")?;
     let doc: Document = super::json_body(body, MAX_IMPORT_BYTES).await?;
     let profiles = doc.into_profiles().map_err(ApiError::BadRequest)?;
@@ -245,7 +339,7 @@ pub async fn import(
         &detail,
     )
     .await;
-    Ok(Json(json!({"hosts": hosts, "templates": templates})))
+    Ok(Json(Imported { hosts, templates }))
 }
 
 /// A `web_anomaly` finding labelled false positive: every partition learns its request.
