@@ -4,16 +4,16 @@
 
 mod admin;
 mod catalog;
-mod entities;
+pub(crate) mod entities;
 mod events;
-mod findings;
-mod incidents;
+pub(crate) mod findings;
+pub(crate) mod incidents;
 mod models;
-mod notifications;
+pub(crate) mod notifications;
 mod ops;
 mod otlp;
-mod respond;
-mod stream;
+pub(crate) mod respond;
+pub(crate) mod stream;
 mod webprof;
 
 pub(crate) use models::reload as reload_models;
