@@ -383,8 +383,18 @@ pub async fn incident(State(st): State<AppState>, ui: Ui, Path(id): Path<String>
             }
         }
     }
-    let aq = query_string(&[("subject", &id), ("limit", "1000")]);
-    let trail = items(api.audit(&aq).await?);
+    // The incident's audit: entries about it and about each of its actions.
+    let mut trail = Vec::new();
+    let subjects = std::iter::once(id.clone()).chain(
+        actions
+            .iter()
+            .filter_map(|a| a["id"].as_str().map(str::to_owned)),
+    );
+    for subject in subjects {
+        let aq = query_string(&[("subject", &subject), ("limit", "1000")]);
+        trail.extend(items(api.audit(&aq).await?));
+    }
+    trail.sort_by_key(|e| e["index"].as_u64());
     let resolved = inc["status"] == "resolved";
     let pm = if resolved {
         api.postmortem(&id).await.ok()
