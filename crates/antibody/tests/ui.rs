@@ -321,7 +321,7 @@ fn forms_need_the_session_token_and_act_through_the_api() {
     let inc = s.get(&back.replace("/ui/", "/v1/"), ADMIN_KEY).json();
     assert_eq!(inc["status"], "acknowledged", "{inc}");
     // The API's refusals come back as pages with its message.
-    let r = b.post(&format!("/ui/entities/agent:none/heal"), &[("csrf", &csrf)]);
+    let r = b.post("/ui/entities/agent:none/heal", &[("csrf", &csrf)]);
     assert!(r.status >= 400 && r.status < 500, "{}", r.text());
     assert_page_headers(&r);
     let note = b.post(
