@@ -25,6 +25,12 @@ static ASSETS: LazyLock<Vec<Asset>> = LazyLock::new(|| {
             include_bytes!("static/app.js").as_slice(),
         ),
         (
+            "icon",
+            "svg",
+            "image/svg+xml",
+            include_bytes!("static/icon.svg").as_slice(),
+        ),
+        (
             "app",
             "css",
             "text/css; charset=utf-8",

@@ -33,6 +33,7 @@ static ENV: LazyLock<Environment<'static>> = LazyLock::new(|| {
     env.set_auto_escape_callback(|_| AutoEscape::Html);
     env.add_global("js", assets::url("app.js"));
     env.add_global("css", assets::url("app.css"));
+    env.add_global("icon", assets::url("icon.svg"));
     env.add_filter("short", |v: f64| super::charts::short(v));
     env.add_filter("enc", |v: String| super::pages::enc(&v));
     env.add_filter("time", |ms: i64| antibody_core::clock::format_rfc3339(ms));
