@@ -7,27 +7,23 @@ const W: f64 = 600.0;
 const H: f64 = 160.0;
 const PAD: f64 = 28.0;
 
-/// A metric's observations over time against its baseline band `mean ± k·std`; points
-/// outside the band are drawn as anomalies (larger, red).
+/// A metric's observations over time against its baseline band `mean ± k·std`. The scale
+/// is the band's (with a margin), so the band stays readable: points outside the band are
+/// anomalies (red), and those beyond the scale sit on its edge with their value written.
 pub fn band(points: &[(i64, f64)], mean: f64, std: f64, k: f64) -> String {
     let fin = |v: f64| if v.is_finite() { v } else { 0.0 };
-    let (mean, std, k) = (fin(mean), fin(std), fin(k));
+    let (mean, std, k) = (fin(mean), fin(std).abs(), fin(k).abs());
     let (lo, hi) = (mean - k * std, mean + k * std);
-    let finite = points.iter().filter(|(_, v)| v.is_finite());
-    let (mut ymin, mut ymax) = (lo.min(mean), hi.max(mean));
-    let (mut tmin, mut tmax) = (i64::MAX, i64::MIN);
-    for &(t, v) in finite.clone() {
-        ymin = ymin.min(v);
-        ymax = ymax.max(v);
-        tmin = tmin.min(t);
-        tmax = tmax.max(t);
-    }
-    if !ymin.is_finite() || !ymax.is_finite() {
-        (ymin, ymax) = (0.0, 1.0);
-    }
-    let span = (ymax - ymin).max(1e-9);
-    let (ymin, ymax) = (ymin - span * 0.08, ymax + span * 0.08);
-    let y = |v: f64| H - PAD - (v - ymin) / (ymax - ymin) * (H - 2.0 * PAD);
+    let margin = (k * std).max(mean.abs() * 0.05).max(1e-6);
+    let (ymin, ymax) = (lo - margin, hi + margin);
+    let finite: Vec<(i64, f64)> = points
+        .iter()
+        .copied()
+        .filter(|(_, v)| v.is_finite())
+        .collect();
+    let tmin = finite.iter().map(|p| p.0).min().unwrap_or(0);
+    let tmax = finite.iter().map(|p| p.0).max().unwrap_or(0);
+    let y = |v: f64| H - PAD - (v.clamp(ymin, ymax) - ymin) / (ymax - ymin) * (H - 2.0 * PAD);
     let x = |t: i64| {
         if tmax <= tmin {
             W / 2.0
@@ -36,8 +32,7 @@ pub fn band(points: &[(i64, f64)], mean: f64, std: f64, k: f64) -> String {
         }
     };
     let mut s = format!(
-        "<svg class=\"chart\" viewBox=\"0 0 {W} {H}\" preserveAspectRatio=\"none\" \
-         aria-hidden=\"true\" focusable=\"false\">"
+        "<svg class=\"chart\" viewBox=\"0 0 {W} {H}\" aria-hidden=\"true\" focusable=\"false\">"
     );
     let (top, bottom) = (y(hi), y(lo));
     let _ = write!(
@@ -53,7 +48,7 @@ pub fn band(points: &[(i64, f64)], mean: f64, std: f64, k: f64) -> String {
         m = y(mean)
     );
     let line: Vec<String> = finite
-        .clone()
+        .iter()
         .map(|&(t, v)| format!("{:.1},{:.1}", x(t), y(v)))
         .collect();
     if line.len() > 1 {
@@ -63,22 +58,31 @@ pub fn band(points: &[(i64, f64)], mean: f64, std: f64, k: f64) -> String {
             line.join(" ")
         );
     }
-    for &(t, v) in finite {
+    for &(t, v) in &finite {
         let out = v > hi || v < lo;
+        let (cx, cy) = (x(t), y(v));
         let _ = write!(
             s,
-            "<circle class=\"{}\" cx=\"{:.1}\" cy=\"{:.1}\" r=\"{}\"/>",
+            "<circle class=\"{}\" cx=\"{cx:.1}\" cy=\"{cy:.1}\" r=\"{}\"/>",
             if out { "anomaly" } else { "point" },
-            x(t),
-            y(v),
             if out { 5 } else { 3 }
         );
+        if v > ymax || v < ymin {
+            let ty = if v > ymax { cy + 16.0 } else { cy - 8.0 };
+            let _ = write!(
+                s,
+                "<text class=\"axis off\" x=\"{:.1}\" y=\"{ty:.1}\">{}{}</text>",
+                cx + 8.0,
+                if v > ymax { "↑ " } else { "↓ " },
+                short(v)
+            );
+        }
     }
-    for (v, cls) in [(ymax, "top"), (ymin, "bottom")] {
+    for (v, ty) in [(hi, top), (lo, bottom)] {
         let _ = write!(
             s,
-            "<text class=\"axis {cls}\" x=\"2\" y=\"{:.1}\">{}</text>",
-            if cls == "top" { 12.0 } else { H - 4.0 },
+            "<text class=\"axis\" x=\"2\" y=\"{:.1}\">{}</text>",
+            ty + 4.0,
             short(v)
         );
     }
@@ -128,6 +132,10 @@ mod tests {
         assert_eq!(svg.matches("class=\"anomaly\"").count(), 1, "{svg}");
         assert_eq!(svg.matches("class=\"point\"").count(), 3, "{svg}");
         assert!(svg.contains("<polyline"));
+        assert!(
+            svg.contains("↑ 50"),
+            "beyond the scale, its value is written: {svg}"
+        );
         assert!(svg.starts_with("<svg") && svg.ends_with("</svg>"));
     }
 

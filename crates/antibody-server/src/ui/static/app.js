@@ -96,5 +96,6 @@
     }).catch(function () {});
   }
   sample();
+  setTimeout(sample, 1000);
   setInterval(sample, 5000);
 })();
