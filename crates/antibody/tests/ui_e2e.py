@@ -84,6 +84,47 @@ def pending(base, entity):
     )
 
 
+def first_paint(base, page, n=10_000):
+    """First contentful paint and page weight of the fleet page and the overview with `n`
+    entities: five loads each, medians printed (BENCHMARKS.md records them)."""
+    batch = []
+    for i in range(n):
+        batch.append(json.dumps({"entity": f"host:h{i:05}", "kind": "vitals", "metrics": {"cpu": i % 7}}))
+        if len(batch) == 2000 or i == n - 1:
+            api(base, "POST", "/v1/events", ("\n".join(batch) + "\n").encode(), "application/x-ndjson")
+            batch = []
+    wait_for(
+        f"{n} entities",
+        lambda: sum(api(base, "GET", "/v1/entities?limit=1")["counts"].values()) >= n,
+        timeout=120,
+    )
+    out = {}
+    for path in ["/ui/fleet", "/ui/"]:
+        paints, weight = [], 0
+        for _ in range(5):
+            page.goto(base + path)
+            page.wait_for_load_state("load")
+            fcp = page.evaluate(
+                """() => new Promise(done => {
+                    const get = () => performance.getEntriesByName('first-contentful-paint')[0];
+                    const poll = () => get() ? done(get().startTime) : setTimeout(poll, 10);
+                    poll();
+                })"""
+            )
+            paints.append(fcp)
+            weight = page.evaluate(
+                "performance.getEntriesByType('navigation')[0].decodedBodySize"
+                " + performance.getEntriesByType('resource')"
+                ".filter(r => r.initiatorType !== 'fetch' && r.initiatorType !== 'other')"
+                ".reduce((a, r) => a + r.decodedBodySize, 0)"
+            )
+        paints.sort()
+        out[path] = (paints[2], weight)
+        print(f"first paint {path} with {n} entities: median {paints[2]:.0f} ms "
+              f"(min {paints[0]:.0f}, max {paints[-1]:.0f}), {weight} bytes with script and css")
+    return out
+
+
 def shot(page, name):
     page.screenshot(path=os.path.join(SHOTS, name + ".png"), full_page=True)
 
@@ -185,6 +226,14 @@ def main():
             shot(page, "10-approvals-phone")
             page.keyboard.press("Tab")
             assert page.evaluate("document.activeElement.textContent") == "Skip to content"
+
+            # 10,000 entities: the fleet page is one server-side page, painted fast.
+            page.set_viewport_size({"width": 1280, "height": 900})
+            for path, (fcp, weight) in first_paint(base, page).items():
+                # Loose bounds: CI runs a debug build on a shared machine (release figures
+                # and the method: BENCHMARKS.md).
+                assert fcp < 1500, f"{path}: first paint {fcp:.0f} ms"
+                assert weight < 100_000, f"{path}: {weight} bytes"
 
             # Sign out.
             page.get_by_role("button", name="Sign out").click()
