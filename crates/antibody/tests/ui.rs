@@ -347,7 +347,7 @@ fn every_value_is_escaped() {
     let s = TestServer::start();
     let evil = "agent:<script>alert(1)</script>";
     // A tenant rule whose text (its literal) lands in its findings' explanation.
-    let rule = "- id: xss-canary\n  kind: xss_canary\n  severity: high\n  events: {kinds: [http]}\n  signature:\n    fields: [query]\n    literals: [\"<script>alert(2)</script>\"]\n";
+    let rule = "- id: xss-canary\n  kind: xss_canary\n  description: \"</textarea><script>alert(3)</script>\"\n  severity: high\n  events: {kinds: [http]}\n  signature:\n    fields: [query]\n    literals: [\"<script>alert(2)</script>\"]\n";
     let r = s.request(
         "PUT",
         "/v1/rules/canary",
@@ -381,6 +381,8 @@ fn every_value_is_escaped() {
         "/ui/approvals".to_owned(),
         "/ui/audit".to_owned(),
         "/ui/notifications".to_owned(),
+        "/ui/response".to_owned(),
+        "/ui/response/edit?doc=rules&name=canary".to_owned(),
     ];
     for p in &pages {
         let r = b.get(p);
@@ -488,4 +490,112 @@ fn the_fleet_page_stays_small_and_fast_with_ten_thousand_entities() {
     let fleet = b.get("/ui/fleet").text();
     assert!(fleet.contains("rel=\"next\""), "a next page link");
     assert!(fleet.contains("healthy (10000)") || fleet.contains("initializing (10000)"));
+}
+
+#[test]
+fn the_response_editor_shows_validation_errors_inline_and_rolls_back() {
+    let s = TestServer::start();
+    let mut b = Browser::new(&s);
+    b.sign_in(ADMIN_KEY);
+    let r = b.get("/ui/response");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(
+        r.text().contains("token-explosion"),
+        "the global playbooks are listed"
+    );
+    let edit = "/ui/response/edit?doc=playbooks&name=mine";
+    let page = b.get(edit);
+    assert_eq!(page.status, 200, "{}", page.text());
+    assert!(page.text().contains("No stored version."));
+    let csrf = csrf_of(&page.text());
+    let save = |b: &mut Browser, text: &str| {
+        b.post(
+            "/ui/response/edit",
+            &[
+                ("csrf", &csrf),
+                ("doc", "playbooks"),
+                ("name", "mine"),
+                ("text", text),
+            ],
+        )
+    };
+    let bad = "- id: mine\n  bogus: <b>1</b>\n";
+    let r = save(&mut b, bad);
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_page_headers(&r);
+    let html = r.text();
+    assert!(html.contains("id=\"doc-errors\""), "{html}");
+    assert!(html.contains("unknown field `bogus`"), "{html}");
+    assert!(html.contains("tenant&#x2f;mine.yml:2"), "file:line: {html}");
+    assert!(
+        html.contains("bogus: &lt;b&gt;1&lt;&#x2f;b&gt;"),
+        "the text as sent: {html}"
+    );
+    assert_eq!(s.get("/v1/playbooks/mine/versions", ADMIN_KEY).status, 404);
+
+    let good = |id: &str| {
+        format!(
+            "- id: {id}\n  trigger:\n    kinds: [token_spike]\n  steps:\n    - action: notify\n      params: {{channel: ops}}\n"
+        )
+    };
+    for id in ["mine-a", "mine-b"] {
+        let r = save(&mut b, &good(id));
+        assert_eq!(r.status, 303, "{}", r.text());
+    }
+    let page = b.get(edit).text();
+    assert!(
+        page.contains("mine-b") && page.contains("Roll back to 1"),
+        "{page}"
+    );
+    let r = b.post(
+        "/ui/response/rollback",
+        &[
+            ("csrf", &csrf),
+            ("doc", "playbooks"),
+            ("name", "mine"),
+            ("version", "1"),
+        ],
+    );
+    assert_eq!(r.status, 303, "{}", r.text());
+    let doc = s.get("/v1/playbooks/mine", ADMIN_KEY).json();
+    assert!(doc["text"].as_str().unwrap().contains("mine-a"), "{doc}");
+    assert_eq!(doc["rollback_of"], 1, "{doc}");
+
+    // The policy is TOML; its errors are inline too.
+    let r = b.post(
+        "/ui/response/edit",
+        &[
+            ("csrf", &csrf),
+            ("doc", "policy"),
+            ("text", "approvers = \"many\""),
+        ],
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.text().contains("id=\"doc-errors\""));
+
+    // An analyst reads but cannot save.
+    let analyst = s
+        .post_json("/v1/keys", ADMIN_KEY, r#"{"role":"analyst"}"#)
+        .json()["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut a = Browser::new(&s);
+    a.sign_in(&analyst);
+    let page = a.get(edit).text();
+    assert!(
+        page.contains(" readonly") && !page.contains("Save a new version"),
+        "{page}"
+    );
+    let csrf = csrf_of(&page);
+    let r = a.post(
+        "/ui/response/edit",
+        &[
+            ("csrf", &csrf),
+            ("doc", "playbooks"),
+            ("name", "mine"),
+            ("text", &good("x")),
+        ],
+    );
+    assert_eq!(r.status, 403, "{}", r.text());
 }

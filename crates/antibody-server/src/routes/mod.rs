@@ -3,7 +3,7 @@
 //! the router and `/openapi.json`, so the two cannot drift apart.
 
 mod admin;
-mod catalog;
+pub(crate) mod catalog;
 pub(crate) mod entities;
 mod events;
 pub(crate) mod findings;

@@ -4,7 +4,7 @@
 
 use crate::auth::Auth;
 use crate::error::ApiError;
-use crate::routes::{entities, findings, incidents, notifications, respond};
+use crate::routes::{catalog, entities, findings, incidents, notifications, respond};
 use crate::state::AppState;
 use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
@@ -168,11 +168,99 @@ impl Api<'_> {
         })
     }
 
+    /// `GET /v1/rules`, `GET /v1/playbooks`, `GET /v1/policy`: what is in force.
+    pub async fn in_force(&self, doc: Doc) -> Result<Value, ApiError> {
+        value(match doc {
+            Doc::Rules => catalog::list_rules(self.s(), self.a(), query("")?).await,
+            Doc::Playbooks => catalog::list_playbooks(self.s(), self.a(), query("")?).await,
+            Doc::Policy => catalog::get_policy(self.s(), self.a()).await,
+        })
+    }
+
+    /// `GET /v1/{rules|playbooks}/{name}` (the tenant's document, else the global file);
+    /// the policy's document is in [`Self::in_force`].
+    pub async fn doc(&self, doc: Doc, name: &str) -> Result<Value, ApiError> {
+        let (s, a, p) = (self.s(), self.a(), Ok(Path(name.to_owned())));
+        value(match doc {
+            Doc::Rules => catalog::get_doc::<catalog::Rules>(s, a, p, query("")?).await,
+            Doc::Playbooks => catalog::get_doc::<catalog::Playbooks>(s, a, p, query("")?).await,
+            Doc::Policy => return Err(ApiError::NotFound("policy documents by name".into())),
+        })
+    }
+
+    /// `PUT /v1/{rules|playbooks}/{name}` (YAML) or `PUT /v1/policy` (TOML).
+    pub async fn put_doc(&self, doc: Doc, name: &str, text: String) -> Result<Value, ApiError> {
+        let (s, a, p) = (self.s(), self.a(), Ok(Path(name.to_owned())));
+        let body = Body::from(text);
+        value(match doc {
+            Doc::Rules => catalog::put_doc::<catalog::Rules>(s, a, p, query("")?, body).await,
+            Doc::Playbooks => {
+                catalog::put_doc::<catalog::Playbooks>(s, a, p, query("")?, body).await
+            }
+            Doc::Policy => {
+                let mut h = axum::http::HeaderMap::new();
+                h.insert(
+                    axum::http::header::CONTENT_TYPE,
+                    axum::http::HeaderValue::from_static("application/toml"),
+                );
+                catalog::put_policy(s, a, h, body).await
+            }
+        })
+    }
+
+    /// `GET /v1/{rules|playbooks}/{name}/versions`, `GET /v1/policy/versions`
+    pub async fn versions(&self, doc: Doc, name: &str) -> Result<Value, ApiError> {
+        let (s, a, p) = (self.s(), self.a(), Ok(Path(name.to_owned())));
+        value(match doc {
+            Doc::Rules => catalog::versions::<catalog::Rules>(s, a, p).await,
+            Doc::Playbooks => catalog::versions::<catalog::Playbooks>(s, a, p).await,
+            Doc::Policy => catalog::policy_versions(s, a).await,
+        })
+    }
+
+    /// `POST /v1/{rules|playbooks}/{name}/rollback`, `POST /v1/policy/rollback`
+    pub async fn rollback(&self, doc: Doc, name: &str, version: u32) -> Result<Value, ApiError> {
+        let (s, a, p) = (self.s(), self.a(), Ok(Path(name.to_owned())));
+        let body = json_body(&serde_json::json!({ "version": version }));
+        value(match doc {
+            Doc::Rules => catalog::rollback::<catalog::Rules>(s, a, p, body).await,
+            Doc::Playbooks => catalog::rollback::<catalog::Playbooks>(s, a, p, body).await,
+            Doc::Policy => catalog::rollback_policy(s, a, body).await,
+        })
+    }
+
     /// `POST /v1/feedback` with `body`.
     pub async fn feedback(&self, body: &Value) -> Result<Value, ApiError> {
         respond::feedback(self.s(), self.a(), json_body(body))
             .await
             .map(|(_, Json(v))| v)
+    }
+}
+
+/// The tenant's response documents.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Doc {
+    Rules,
+    Playbooks,
+    Policy,
+}
+
+impl Doc {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "rules" => Some(Self::Rules),
+            "playbooks" => Some(Self::Playbooks),
+            "policy" => Some(Self::Policy),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Rules => "rules",
+            Self::Playbooks => "playbooks",
+            Self::Policy => "policy",
+        }
     }
 }
 

@@ -44,6 +44,12 @@ pub fn routes(secure: bool) -> Router<AppState> {
         .route("/ui/actions/{id}/{verb}", post(pages::answer_action))
         .route("/ui/approvals", get(pages::approvals))
         .route("/ui/approvals/{verb}", post(pages::answer_all))
+        .route("/ui/response", get(pages::response))
+        .route(
+            "/ui/response/edit",
+            get(pages::edit_doc).post(pages::save_doc),
+        )
+        .route("/ui/response/rollback", post(pages::rollback_doc))
         .route("/ui/audit", get(pages::audit))
         .route("/ui/notifications", get(pages::notifications))
         .route("/ui/stream", get(pages::stream))

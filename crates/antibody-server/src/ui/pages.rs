@@ -1,7 +1,7 @@
 //! The page and form handlers: thin. Each reads through [`Api`] (the JSON API's own
 //! handlers), shapes a little for display ([`view`] functions, no web types) and renders.
 
-use super::api::{query_string, All, Api, IncidentVerb, Verb};
+use super::api::{query_string, All, Api, Doc, IncidentVerb, Verb};
 use super::render::{error_page, page};
 use super::session::{self, Sessions};
 use super::{redirect, Ui, UiError};
@@ -568,6 +568,143 @@ pub async fn notifications(State(st): State<AppState>, ui: Ui, RawQuery(q): RawQ
     ok("notifications.html", ctx)
 }
 
+// ---- response: rules, playbooks, policy
+
+/// `GET /ui/response`: the rules, playbooks and policy in force, with their layers.
+pub async fn response(State(st): State<AppState>, ui: Ui) -> Page {
+    let api = Api {
+        st: &st,
+        auth: &ui.auth,
+    };
+    let mut ctx = frame(&ui, "response");
+    ctx["rules"] = json!(view::with_doc_names(items(api.in_force(Doc::Rules).await?)));
+    ctx["playbooks"] = json!(view::with_doc_names(items(
+        api.in_force(Doc::Playbooks).await?
+    )));
+    ctx["policy"] = api.in_force(Doc::Policy).await?;
+    ok("response.html", ctx)
+}
+
+/// The editor's `doc` and `name` (the policy has one document).
+fn doc_of(f: &HashMap<String, String>) -> Result<(Doc, String), UiError> {
+    let doc = f
+        .get("doc")
+        .and_then(|d| Doc::parse(d))
+        .ok_or_else(|| ApiError::BadRequest("`doc` must be rules, playbooks or policy".into()))?;
+    let name = match doc {
+        Doc::Policy => crate::layers::POLICY.to_owned(),
+        _ => f
+            .get("name")
+            .map(|n| n.trim().to_owned())
+            .unwrap_or_default(),
+    };
+    if name.is_empty() {
+        return Err(ApiError::BadRequest("name the document".into()).into());
+    }
+    Ok((doc, name))
+}
+
+/// The editor's page: `text` as shown (stored, or as submitted with its `errors`).
+async fn editor(
+    api: &Api<'_>,
+    ui: &Ui,
+    doc: Doc,
+    name: &str,
+    text: Option<String>,
+    errors: Option<String>,
+) -> Page {
+    let stored = match doc {
+        Doc::Policy => api.in_force(Doc::Policy).await?["document"].clone(),
+        _ => match api.doc(doc, name).await {
+            Ok(v) => v,
+            Err(ApiError::NotFound(_)) => Value::Null,
+            Err(e) => return Err(e.into()),
+        },
+    };
+    let versions = match api.versions(doc, name).await {
+        Ok(v) => items(v),
+        Err(ApiError::NotFound(_)) => Vec::new(),
+        Err(e) => return Err(e.into()),
+    };
+    let status = if errors.is_some() {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    };
+    let text = text.unwrap_or_else(|| stored["text"].as_str().unwrap_or_default().to_owned());
+    let mut ctx = frame(ui, "response");
+    ctx["doc"] = json!(doc.as_str());
+    ctx["name"] = json!(name);
+    ctx["stored"] = stored;
+    ctx["text"] = json!(text);
+    ctx["errors"] = json!(errors.map(|e| e.lines().map(str::to_owned).collect::<Vec<_>>()));
+    ctx["versions"] = json!(versions.into_iter().rev().collect::<Vec<_>>());
+    Ok(page(status, "doc.html", ctx))
+}
+
+/// `GET /ui/response/edit?doc=&name=`: a tenant document, its versions, the editor.
+pub async fn edit_doc(State(st): State<AppState>, ui: Ui, RawQuery(q): RawQuery) -> Page {
+    let f: HashMap<String, String> =
+        serde_urlencoded::from_str(q.as_deref().unwrap_or("")).unwrap_or_default();
+    let (doc, name) = doc_of(&f)?;
+    let api = Api {
+        st: &st,
+        auth: &ui.auth,
+    };
+    editor(&api, &ui, doc, &name, None, None).await
+}
+
+fn edit_url(doc: Doc, name: &str) -> String {
+    format!(
+        "/ui/response/edit?{}",
+        query_string(&[("doc", doc.as_str()), ("name", name)])
+    )
+}
+
+/// `POST /ui/response/edit`: stores a new version; its validation errors are shown in the
+/// editor beside the text as sent.
+pub async fn save_doc(State(st): State<AppState>, ui: Ui, body: Body) -> Page {
+    let f = form(body).await?;
+    ui.check(f.get("csrf").map(String::as_str))?;
+    let (doc, name) = doc_of(&f)?;
+    let text = f
+        .get("text")
+        .cloned()
+        .unwrap_or_default()
+        .replace("\r\n", "\n");
+    let api = Api {
+        st: &st,
+        auth: &ui.auth,
+    };
+    match api.put_doc(doc, &name, text.clone()).await {
+        Ok(_) => Ok(redirect(&edit_url(doc, &name))),
+        Err(e @ (ApiError::Invalid { .. } | ApiError::BadRequest(_)))
+            if crate::error::status_of(e.code()) == StatusCode::BAD_REQUEST =>
+        {
+            editor(&api, &ui, doc, &name, Some(text), Some(e.to_string())).await
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `POST /ui/response/rollback`: stores `version` again as the newest.
+pub async fn rollback_doc(State(st): State<AppState>, ui: Ui, body: Body) -> Page {
+    let f = form(body).await?;
+    ui.check(f.get("csrf").map(String::as_str))?;
+    let (doc, name) = doc_of(&f)?;
+    let version = f
+        .get("version")
+        .and_then(|v| v.parse::<u32>().ok())
+        .ok_or_else(|| ApiError::BadRequest("`version` must be a version number".into()))?;
+    Api {
+        st: &st,
+        auth: &ui.auth,
+    }
+    .rollback(doc, &name, version)
+    .await?;
+    Ok(redirect(&edit_url(doc, &name)))
+}
+
 // ---- live stream, errors
 
 /// `GET /ui/stream`: `GET /v1/stream` for the signed-in session (cookie instead of a
@@ -734,9 +871,27 @@ pub mod view {
         f
     }
 
+    /// Each item's document name (`tenant/mine.yml` → `mine`), for the editor's link.
+    pub fn with_doc_names(mut items: Vec<Value>) -> Vec<Value> {
+        for i in &mut items {
+            let file = i["file"].as_str().unwrap_or_default();
+            let base = file.rsplit('/').next().unwrap_or(file);
+            let name = base.rsplit_once('.').map_or(base, |(n, _)| n).to_owned();
+            i["doc"] = json!(name);
+        }
+        items
+    }
+
     #[cfg(test)]
     mod tests {
         use super::*;
+
+        #[test]
+        fn document_names_come_from_files() {
+            let v = with_doc_names(vec![json!({"file": "tenant/mine.yml"}), json!({})]);
+            assert_eq!(v[0]["doc"], "mine");
+            assert_eq!(v[1]["doc"], "");
+        }
 
         #[test]
         fn overview_counts_by_severity_and_hour() {

@@ -26,6 +26,8 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("templates/notifications.html"),
     ),
     ("macros.html", include_str!("templates/macros.html")),
+    ("response.html", include_str!("templates/response.html")),
+    ("doc.html", include_str!("templates/doc.html")),
 ];
 
 static ENV: LazyLock<Environment<'static>> = LazyLock::new(|| {
