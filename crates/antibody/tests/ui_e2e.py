@@ -205,6 +205,26 @@ def main():
             page.goto(base + "/ui/fleet")
             shot(page, "06-fleet")
 
+            # Edit a playbook with an error: the error is shown inline, the text kept.
+            page.goto(base + "/ui/response")
+            shot(page, "11-response")
+            page.get_by_label("Document name").fill("e2e")
+            page.get_by_role("button", name="Open the editor").click()
+            page.get_by_label("YAML").fill("- id: e2e\n  bogus: 1\n")
+            seen = len(errors)
+            page.get_by_role("button", name="Save a new version").click()
+            expect(page.locator("#doc-errors")).to_contain_text("unknown field `bogus`")
+            # The refused document comes back as a 400 page, which Chromium logs: expected.
+            errors[seen:] = [e for e in errors[seen:] if "status of 400" not in e]
+            expect(page.get_by_label("YAML")).to_have_value("- id: e2e\n  bogus: 1\n")
+            shot(page, "12-playbook-error")
+            page.get_by_label("YAML").fill(
+                "- id: e2e\n  trigger:\n    kinds: [sqli]\n  steps:\n    - action: notify\n"
+            )
+            page.get_by_role("button", name="Save a new version").click()
+            expect(page.locator("#doc-errors")).to_have_count(0)
+            expect(page.get_by_role("cell", name="1", exact=True)).to_be_visible()
+
             # The audit chain verifies.
             page.goto(base + "/ui/audit")
             page.get_by_role("button", name="Verify the chain").click()

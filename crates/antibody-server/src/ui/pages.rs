@@ -633,6 +633,8 @@ async fn editor(
     };
     let text = text.unwrap_or_else(|| stored["text"].as_str().unwrap_or_default().to_owned());
     let mut ctx = frame(ui, "response");
+    // A document being edited is not re-rendered under the person's hands.
+    ctx["editing"] = json!(true);
     ctx["doc"] = json!(doc.as_str());
     ctx["name"] = json!(name);
     ctx["stored"] = stored;
