@@ -381,6 +381,7 @@ fn every_value_is_escaped() {
         "/ui/approvals".to_owned(),
         "/ui/audit".to_owned(),
         "/ui/notifications".to_owned(),
+        "/ui/models".to_owned(),
         "/ui/response".to_owned(),
         "/ui/response/edit?doc=rules&name=canary".to_owned(),
     ];

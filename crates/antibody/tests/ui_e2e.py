@@ -126,6 +126,12 @@ def first_paint(base, page, n=10_000):
 
 
 def shot(page, name):
+    """Saves a screenshot, after checking the page's form fields all have labels."""
+    unlabeled = page.evaluate(
+        """[...document.querySelectorAll('input:not([type=hidden]), select, textarea')]
+            .filter(el => !el.labels || el.labels.length === 0).map(el => el.outerHTML)"""
+    )
+    assert not unlabeled, f"{name}: form fields without a label: {unlabeled}"
     page.screenshot(path=os.path.join(SHOTS, name + ".png"), full_page=True)
 
 
@@ -234,6 +240,8 @@ def main():
             shot(page, "08-notifications")
             page.goto(base + "/ui/incidents")
             shot(page, "09-incidents")
+            page.goto(base + "/ui/models")
+            shot(page, "13-models")
 
             # Phone width: the inbox fits without sideways scrolling; keyboard reaches Sign out.
             spike(base, "agent:e2e-3")

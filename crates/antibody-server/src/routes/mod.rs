@@ -8,7 +8,7 @@ pub(crate) mod entities;
 mod events;
 pub(crate) mod findings;
 pub(crate) mod incidents;
-mod models;
+pub(crate) mod models;
 pub(crate) mod notifications;
 mod ops;
 mod otlp;

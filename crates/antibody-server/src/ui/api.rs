@@ -4,7 +4,7 @@
 
 use crate::auth::Auth;
 use crate::error::ApiError;
-use crate::routes::{catalog, entities, findings, incidents, notifications, respond};
+use crate::routes::{catalog, entities, findings, incidents, models, notifications, respond};
 use crate::state::AppState;
 use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
@@ -226,6 +226,21 @@ impl Api<'_> {
             Doc::Rules => catalog::rollback::<catalog::Rules>(s, a, p, body).await,
             Doc::Playbooks => catalog::rollback::<catalog::Playbooks>(s, a, p, body).await,
             Doc::Policy => catalog::rollback_policy(s, a, body).await,
+        })
+    }
+
+    /// `GET /v1/models`
+    pub async fn models(&self) -> Result<Value, ApiError> {
+        value(models::list(self.s(), self.a()).await)
+    }
+
+    /// `POST /v1/models/{id}/promote`, `POST /v1/models/{id}/rollback`
+    pub async fn change_model(&self, id: &str, promote: bool) -> Result<Value, ApiError> {
+        let (s, a, p) = (self.s(), self.a(), Ok(Path(id.to_owned())));
+        value(if promote {
+            models::promote(s, a, p).await
+        } else {
+            models::rollback(s, a, p).await
         })
     }
 

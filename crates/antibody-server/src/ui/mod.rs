@@ -50,6 +50,8 @@ pub fn routes(secure: bool) -> Router<AppState> {
             get(pages::edit_doc).post(pages::save_doc),
         )
         .route("/ui/response/rollback", post(pages::rollback_doc))
+        .route("/ui/models", get(pages::models))
+        .route("/ui/models/{id}/{verb}", post(pages::change_model))
         .route("/ui/audit", get(pages::audit))
         .route("/ui/notifications", get(pages::notifications))
         .route("/ui/stream", get(pages::stream))

@@ -707,6 +707,44 @@ pub async fn rollback_doc(State(st): State<AppState>, ui: Ui, body: Body) -> Pag
     Ok(redirect(&edit_url(doc, &name)))
 }
 
+// ---- models
+
+/// `GET /ui/models`: versions, slots, live counters, shadow agreement, drift.
+pub async fn models(State(st): State<AppState>, ui: Ui) -> Page {
+    let list = Api {
+        st: &st,
+        auth: &ui.auth,
+    }
+    .models()
+    .await?;
+    let mut ctx = frame(&ui, "models");
+    ctx["items"] = json!(items(list));
+    ok("models.html", ctx)
+}
+
+/// `POST /ui/models/{id}/{promote|rollback}`
+pub async fn change_model(
+    State(st): State<AppState>,
+    ui: Ui,
+    Path((id, verb)): Path<(String, String)>,
+    body: Body,
+) -> Page {
+    let f = form(body).await?;
+    ui.check(f.get("csrf").map(String::as_str))?;
+    let promote = match verb.as_str() {
+        "promote" => true,
+        "rollback" => false,
+        _ => return Err(ApiError::NotFound(format!("route `/ui/models/{id}/{verb}`")).into()),
+    };
+    Api {
+        st: &st,
+        auth: &ui.auth,
+    }
+    .change_model(&id, promote)
+    .await?;
+    Ok(redirect("/ui/models"))
+}
+
 // ---- live stream, errors
 
 /// `GET /ui/stream`: `GET /v1/stream` for the signed-in session (cookie instead of a

@@ -28,6 +28,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("macros.html", include_str!("templates/macros.html")),
     ("response.html", include_str!("templates/response.html")),
     ("doc.html", include_str!("templates/doc.html")),
+    ("models.html", include_str!("templates/models.html")),
 ];
 
 static ENV: LazyLock<Environment<'static>> = LazyLock::new(|| {
