@@ -243,6 +243,25 @@ fn sign_in_makes_a_session_and_sign_out_ends_it() {
     );
     // Signed in, `/` goes to the overview.
     assert_eq!(b.get("/").header("location"), Some("/ui/"));
+    // Signing in again (the sign-in page is still reachable) gives a new session id and
+    // ends the old one.
+    let old = b.cookies["ab_session"].clone();
+    let mut again = Browser::new(&s);
+    again.cookies = b.cookies.clone();
+    again.cookies.remove("ab_session");
+    let form = again.get("/");
+    let csrf = csrf_of(&form.text());
+    again.cookies.insert("ab_session".into(), old.clone());
+    assert_eq!(
+        again
+            .post("/ui/signin", &[("csrf", &csrf), ("key", ADMIN_KEY)])
+            .status,
+        303
+    );
+    assert_ne!(again.cookies["ab_session"], old);
+    assert_eq!(again.get("/ui/").status, 200);
+    assert_eq!(b.get("/ui/").status, 303, "the replaced session ended");
+    assert_eq!(b.sign_in(ADMIN_KEY).status, 303);
 
     // Sign-out is a form too: without the token it is refused.
     assert_eq!(b.post("/ui/signout", &[("csrf", "nope")]).status, 403);

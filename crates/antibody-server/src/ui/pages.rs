@@ -149,6 +149,10 @@ pub async fn signin(
         );
         return signin_view(&sessions, Some(&msg), StatusCode::FORBIDDEN);
     }
+    // A fresh id at every sign-in (no fixation); the session it replaces ends.
+    if let Some(old) = cookie(&headers, session::COOKIE) {
+        sessions.end(old);
+    }
     let (sid, _) = match sessions.start(secret, st.clock.now_ms()) {
         Ok(s) => s,
         Err(e) => return UiError::Api(ApiError::Internal(e.to_string())).into_response(),
@@ -294,6 +298,8 @@ pub async fn entity(State(st): State<AppState>, ui: Ui, Path(entity): Path<Strin
     let aq = query_string(&[("subject", &entity), ("limit", "1000")]);
     let trail = items(api.audit(&aq).await?);
     let mut ctx = frame(&ui, "fleet");
+    // This page lists findings: each new one re-renders it.
+    ctx["live_on"] = json!("finding incident action state escalation notification lagged");
     ctx["charts"] = view::charts(&e, &findings);
     ctx["e"] = e;
     ctx["verdict"] = verdict;

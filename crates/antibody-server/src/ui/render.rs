@@ -38,7 +38,14 @@ static ENV: LazyLock<Environment<'static>> = LazyLock::new(|| {
     env.add_global("css", assets::url("app.css"));
     env.add_global("icon", assets::url("icon.svg"));
     env.add_filter("short", |v: f64| super::charts::short(v));
-    env.add_filter("enc", |v: String| super::pages::enc(&v));
+    // Any value (a missing one is empty) percent-encoded: a link never fails to render.
+    env.add_filter("enc", |v: minijinja::Value| {
+        if v.is_none() || v.is_undefined() {
+            String::new()
+        } else {
+            super::pages::enc(&v.to_string())
+        }
+    });
     env.add_filter("time", |ms: i64| antibody_core::clock::format_rfc3339(ms));
     for (name, src) in TEMPLATES {
         if let Err(e) = env.add_template(name, src) {
