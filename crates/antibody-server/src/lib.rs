@@ -19,6 +19,7 @@ pub mod respond;
 pub mod routes;
 pub mod state;
 pub mod syslog;
+pub mod ui;
 pub mod webprof;
 
 use antibody_core::ingest::Limits;
@@ -403,6 +404,8 @@ pub fn router(state: AppState) -> Router {
         r = r.route(ep.path, ep.route);
     }
     let policy = state.http.clone();
+    // The operator dashboard: `/` (sign-in) and `/ui/`; HTML, not part of the JSON API.
+    r = r.merge(ui::routes(policy.tls));
     r.fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

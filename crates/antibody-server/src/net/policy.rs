@@ -118,12 +118,12 @@ fn security_headers(h: &mut HeaderMap, tls: bool) {
     set(h, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
     set(h, header::X_FRAME_OPTIONS, "DENY");
     set(h, header::REFERRER_POLICY, "no-referrer");
-    // JSON and text only: nothing here may run script or be framed.
-    set(
-        h,
-        header::CONTENT_SECURITY_POLICY,
-        "default-src 'none'; frame-ancestors 'none'",
-    );
+    // JSON and text only: nothing here may run script or be framed. The dashboard's pages
+    // set their own (still no inline script: `ui::CSP`).
+    h.entry(header::CONTENT_SECURITY_POLICY)
+        .or_insert(HeaderValue::from_static(
+            "default-src 'none'; frame-ancestors 'none'",
+        ));
     if tls {
         set(h, header::STRICT_TRANSPORT_SECURITY, "max-age=31536000");
     }

@@ -3,17 +3,17 @@
 //! the router and `/openapi.json`, so the two cannot drift apart.
 
 mod admin;
-mod catalog;
-mod entities;
+pub(crate) mod catalog;
+pub(crate) mod entities;
 pub(crate) mod events;
-mod findings;
-mod incidents;
-mod models;
-mod notifications;
+pub(crate) mod findings;
+pub(crate) mod incidents;
+pub(crate) mod models;
+pub(crate) mod notifications;
 mod ops;
 mod otlp;
-mod respond;
-mod stream;
+pub(crate) mod respond;
+pub(crate) mod stream;
 mod webprof;
 
 pub(crate) use models::reload as reload_models;
