@@ -49,7 +49,7 @@ async fn read_mode(st: &AppState, auth: &Auth) -> Result<Mode, ApiError> {
     mode(&replies).ok_or_else(|| ApiError::Unavailable("the engine is not running".into()))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Filter {
     host: Option<String>,

@@ -31,8 +31,10 @@ fn query<T: DeserializeOwned>(qs: &str) -> Result<Result<Query<T>, QueryRejectio
     Ok(Query::try_from_uri(&uri))
 }
 
-fn value(r: Result<Json<Value>, ApiError>) -> Result<Value, ApiError> {
-    r.map(|Json(v)| v)
+/// A handler's typed answer as the JSON a script would read (the pages render that).
+fn value<T: serde::Serialize>(r: Result<Json<T>, ApiError>) -> Result<Value, ApiError> {
+    let Json(v) = r?;
+    serde_json::to_value(v).map_err(|e| ApiError::Internal(e.to_string()))
 }
 
 async fn body_json(r: Result<Response, ApiError>) -> Result<Value, ApiError> {
@@ -130,25 +132,34 @@ impl Api<'_> {
     /// `POST /v1/actions/{id}/{approve|reject|undo}`
     pub async fn answer_action(&self, id: &str, verb: Verb) -> Result<Value, ApiError> {
         let (s, a, p) = (self.s(), self.a(), Ok(Path(id.to_owned())));
+        let b = Body::empty();
         value(match verb {
-            Verb::Approve => respond::approve(s, a, p).await,
-            Verb::Reject => respond::reject(s, a, p).await,
-            Verb::Undo => respond::undo(s, a, p).await,
+            Verb::Approve => respond::approve(s, a, p, b).await,
+            Verb::Reject => respond::reject(s, a, p, b).await,
+            Verb::Undo => respond::undo(s, a, p, b).await,
         })
     }
 
     /// `POST /v1/actions/approve-all`, `/v1/actions/reject-all`, `/v1/entities/heal-all`
     pub async fn answer_all(&self, what: All) -> Result<Value, ApiError> {
-        value(match what {
-            All::Approve => respond::approve_all(self.s(), self.a()).await,
-            All::Reject => respond::reject_all(self.s(), self.a()).await,
-            All::Heal => entities::heal_all(self.s(), self.a()).await,
-        })
+        match what {
+            All::Approve => value(respond::approve_all(self.s(), self.a(), Body::empty()).await),
+            All::Reject => value(respond::reject_all(self.s(), self.a(), Body::empty()).await),
+            All::Heal => value(entities::heal_all(self.s(), self.a(), Body::empty()).await),
+        }
     }
 
     /// `POST /v1/entities/{entity}/heal`
     pub async fn heal(&self, entity: &str) -> Result<Value, ApiError> {
-        value(respond::heal(self.s(), self.a(), Ok(Path(entity.to_owned()))).await)
+        value(
+            respond::heal(
+                self.s(),
+                self.a(),
+                Ok(Path(entity.to_owned())),
+                Body::empty(),
+            )
+            .await,
+        )
     }
 
     /// `POST /v1/incidents/{id}/{ack|assign|notes|resolve|reopen}` with `body`.
@@ -170,11 +181,11 @@ impl Api<'_> {
 
     /// `GET /v1/rules`, `GET /v1/playbooks`, `GET /v1/policy`: what is in force.
     pub async fn in_force(&self, doc: Doc) -> Result<Value, ApiError> {
-        value(match doc {
-            Doc::Rules => catalog::list_rules(self.s(), self.a(), query("")?).await,
-            Doc::Playbooks => catalog::list_playbooks(self.s(), self.a(), query("")?).await,
-            Doc::Policy => catalog::get_policy(self.s(), self.a()).await,
-        })
+        match doc {
+            Doc::Rules => value(catalog::list_rules(self.s(), self.a(), query("")?).await),
+            Doc::Playbooks => value(catalog::list_playbooks(self.s(), self.a(), query("")?).await),
+            Doc::Policy => value(catalog::get_policy(self.s(), self.a()).await),
+        }
     }
 
     /// `GET /v1/{rules|playbooks}/{name}` (the tenant's document, else the global file);
@@ -238,17 +249,16 @@ impl Api<'_> {
     pub async fn change_model(&self, id: &str, promote: bool) -> Result<Value, ApiError> {
         let (s, a, p) = (self.s(), self.a(), Ok(Path(id.to_owned())));
         value(if promote {
-            models::promote(s, a, p).await
+            models::promote(s, a, p, Body::empty()).await
         } else {
-            models::rollback(s, a, p).await
+            models::rollback(s, a, p, Body::empty()).await
         })
     }
 
     /// `POST /v1/feedback` with `body`.
     pub async fn feedback(&self, body: &Value) -> Result<Value, ApiError> {
-        respond::feedback(self.s(), self.a(), json_body(body))
-            .await
-            .map(|(_, Json(v))| v)
+        let (_, answer) = respond::feedback(self.s(), self.a(), json_body(body)).await?;
+        value(Ok(answer))
     }
 }
 
