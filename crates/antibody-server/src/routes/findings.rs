@@ -22,6 +22,35 @@ use std::collections::BTreeMap;
 /// `limit` as documented: the handlers read it as text to answer a clear error.
 pub(super) type LimitParam = Option<u32>;
 
+/// `since` as [`parse_since`] reads it: RFC 3339 or epoch milliseconds.
+pub(super) struct SinceParam;
+
+impl JsonSchema for SinceParam {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Since".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({"anyOf": [
+            {"type": "string", "format": "date-time"},
+            {"type": "string", "pattern": "^-?[0-9]{1,18}$"},
+        ]})
+    }
+}
+
+/// A `before` cursor as `FindingCursor::parse` reads it: the `next` of a page, `<ts>:<id>`.
+pub(super) struct CursorParam;
+
+impl JsonSchema for CursorParam {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Cursor".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({"type": "string", "pattern": "^-?[0-9]{1,18}:"})
+    }
+}
+
 /// A page, newest first; `next` is the `before` of the next page (none: the last).
 #[derive(Serialize, JsonSchema)]
 #[schemars(rename = "{T}Page")]
@@ -36,11 +65,13 @@ pub struct FindingParams {
     entity: Option<String>,
     kind: Option<String>,
     /// RFC 3339 or epoch milliseconds.
+    #[schemars(with = "Option<SinceParam>")]
     since: Option<String>,
     /// 1–1000 (default 100).
     #[schemars(with = "LimitParam", range(min = 1, max = 1000))]
     limit: Option<String>,
     /// The `next` of the previous page.
+    #[schemars(with = "Option<CursorParam>")]
     before: Option<String>,
 }
 

@@ -3,7 +3,7 @@
 
 use super::bad_query;
 use super::findings::{parse_limit, parse_since};
-use super::findings::{LimitParam, Page};
+use super::findings::{CursorParam, LimitParam, Page, SinceParam};
 use crate::auth::Auth;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -23,11 +23,13 @@ pub struct NotificationParams {
     #[schemars(with = "Option<NotificationKind>")]
     kind: Option<String>,
     /// RFC 3339 or epoch milliseconds.
+    #[schemars(with = "Option<SinceParam>")]
     since: Option<String>,
     /// 1–1000 (default 100).
     #[schemars(with = "LimitParam", range(min = 1, max = 1000))]
     limit: Option<String>,
     /// The `next` of the previous page.
+    #[schemars(with = "Option<CursorParam>")]
     before: Option<String>,
 }
 
