@@ -13,6 +13,7 @@ pub mod charts;
 mod pages;
 mod render;
 pub mod session;
+mod view;
 
 use crate::auth::Auth;
 use crate::error::{status_of, ApiError};
@@ -165,6 +166,14 @@ impl FromRequestParts<AppState> for Ui {
 }
 
 impl Ui {
+    /// The JSON API's handlers, called as this person.
+    pub fn api<'a>(&'a self, st: &'a AppState) -> api::Api<'a> {
+        api::Api {
+            st,
+            auth: &self.auth,
+        }
+    }
+
     /// Refuses a form whose `csrf` field is not this session's token.
     pub fn check(&self, form_csrf: Option<&str>) -> Result<(), UiError> {
         match form_csrf {

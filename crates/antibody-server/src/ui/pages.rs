@@ -4,6 +4,7 @@
 use super::api::{query_string, All, Api, Doc, IncidentVerb, Verb};
 use super::render::{error_page, page};
 use super::session::{self, Sessions};
+use super::view;
 use super::{redirect, Ui, UiError};
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -21,7 +22,7 @@ use std::sync::Arc;
 /// Form bodies are a key, a note or a root cause.
 const MAX_FORM: usize = 64 << 10;
 /// The band drawn around each baseline: mean ± K·σ.
-const BAND_K: f64 = 3.0;
+pub const BAND_K: f64 = 3.0;
 
 type Page = Result<Response, UiError>;
 
@@ -191,10 +192,7 @@ pub async fn to_overview() -> Response {
 /// `GET /ui/`: open incidents by severity, pending approvals, recent actions, and the
 /// detect / respond / recover times of the latest resolved incidents.
 pub async fn overview(State(st): State<AppState>, ui: Ui) -> Page {
-    let api = Api {
-        st: &st,
-        auth: &ui.auth,
-    };
+    let api = ui.api(&st);
     let mut open = items(api.incidents("status=open&limit=1000").await?);
     open.extend(items(
         api.incidents("status=acknowledged&limit=1000").await?,
@@ -231,10 +229,7 @@ fn items(v: Value) -> Vec<Value> {
 
 /// `GET /ui/fleet?state=&kind=&q=&cursor=`: the query is `GET /v1/entities`'s own.
 pub async fn fleet(State(st): State<AppState>, ui: Ui, RawQuery(q): RawQuery) -> Page {
-    let api = Api {
-        st: &st,
-        auth: &ui.auth,
-    };
+    let api = ui.api(&st);
     // Empty filter fields of the form mean "any".
     let pairs: Vec<(String, String)> =
         serde_urlencoded::from_str(q.as_deref().unwrap_or("")).unwrap_or_default();
@@ -285,10 +280,7 @@ pub async fn fleet(State(st): State<AppState>, ui: Ui, RawQuery(q): RawQuery) ->
 /// `GET /ui/entities/{entity}`: state, verdict, baselines charted against the findings'
 /// observations, findings, incidents, the lifecycle's audit trail.
 pub async fn entity(State(st): State<AppState>, ui: Ui, Path(entity): Path<String>) -> Page {
-    let api = Api {
-        st: &st,
-        auth: &ui.auth,
-    };
+    let api = ui.api(&st);
     let e = api.entity(&entity).await?;
     let verdict = api.verdict(&entity).await?;
     let fq = query_string(&[("entity", &entity), ("limit", "200")]);
@@ -319,12 +311,7 @@ pub async fn heal(
 ) -> Page {
     let f = form(body).await?;
     ui.check(f.get("csrf").map(String::as_str))?;
-    Api {
-        st: &st,
-        auth: &ui.auth,
-    }
-    .heal(&entity)
-    .await?;
+    ui.api(&st).heal(&entity).await?;
     Ok(redirect(&back(
         &f,
         &format!("/ui/entities/{}", enc(&entity)),
@@ -347,12 +334,7 @@ pub async fn incidents(State(st): State<AppState>, ui: Ui, RawQuery(q): RawQuery
     } else {
         query_string(&[("status", &status), ("limit", "200")])
     };
-    let list = Api {
-        st: &st,
-        auth: &ui.auth,
-    }
-    .incidents(&qs)
-    .await?;
+    let list = ui.api(&st).incidents(&qs).await?;
     let mut ctx = frame(&ui, "incidents");
     ctx["items"] = json!(items(list));
     ctx["status"] = json!(status);
@@ -362,10 +344,7 @@ pub async fn incidents(State(st): State<AppState>, ui: Ui, RawQuery(q): RawQuery
 /// `GET /ui/incidents/{id}`: risk, diagnosis, findings with their contributions, the plan
 /// with each action's why, timeline, audit, the post-mortem once resolved.
 pub async fn incident(State(st): State<AppState>, ui: Ui, Path(id): Path<String>) -> Page {
-    let api = Api {
-        st: &st,
-        auth: &ui.auth,
-    };
+    let api = ui.api(&st);
     let mut inc = api.incident(&id).await?;
     // The incident carries its actions as planned; each one's status now is the action's.
     let mut actions = Vec::new();
@@ -429,10 +408,7 @@ pub async fn work_incident(
 ) -> Page {
     let f = form(body).await?;
     ui.check(f.get("csrf").map(String::as_str))?;
-    let api = Api {
-        st: &st,
-        auth: &ui.auth,
-    };
+    let api = ui.api(&st);
     let field = |k: &str| f.get(k).map(|s| s.trim().to_owned()).unwrap_or_default();
     if verb == "feedback" {
         let mut b = json!({"incident": id, "label": field("label")});
@@ -470,12 +446,7 @@ pub async fn answer_action(
     ui.check(f.get("csrf").map(String::as_str))?;
     let verb = Verb::parse(&verb)
         .ok_or_else(|| ApiError::NotFound(format!("route `/ui/actions/{id}/{verb}`")))?;
-    Api {
-        st: &st,
-        auth: &ui.auth,
-    }
-    .answer_action(&id, verb)
-    .await?;
+    ui.api(&st).answer_action(&id, verb).await?;
     Ok(redirect(&back(&f, "/ui/approvals")))
 }
 
@@ -483,10 +454,7 @@ pub async fn answer_action(
 
 /// `GET /ui/approvals`: every action waiting for a person, newest first.
 pub async fn approvals(State(st): State<AppState>, ui: Ui) -> Page {
-    let api = Api {
-        st: &st,
-        auth: &ui.auth,
-    };
+    let api = ui.api(&st);
     let pending = items(api.actions("status=pending_approval&limit=1000").await?);
     // Heal now ends these states (`POST /v1/entities/heal-all` heals every one of them).
     let mut healable = Vec::new();
@@ -512,12 +480,7 @@ pub async fn answer_all(
     ui.check(f.get("csrf").map(String::as_str))?;
     let what = All::parse(&verb)
         .ok_or_else(|| ApiError::NotFound(format!("route `/ui/approvals/{verb}`")))?;
-    Api {
-        st: &st,
-        auth: &ui.auth,
-    }
-    .answer_all(what)
-    .await?;
+    ui.api(&st).answer_all(what).await?;
     Ok(redirect("/ui/approvals"))
 }
 
@@ -525,10 +488,7 @@ pub async fn answer_all(
 
 /// `GET /ui/audit?after=&verify=1`: the chain, a page at a time, and its verification.
 pub async fn audit(State(st): State<AppState>, ui: Ui, RawQuery(q): RawQuery) -> Page {
-    let api = Api {
-        st: &st,
-        auth: &ui.auth,
-    };
+    let api = ui.api(&st);
     let pairs: Vec<(String, String)> =
         serde_urlencoded::from_str(q.as_deref().unwrap_or("")).unwrap_or_default();
     let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
@@ -562,12 +522,7 @@ pub async fn notifications(State(st): State<AppState>, ui: Ui, RawQuery(q): RawQ
     if let Some(b) = before {
         qs.push(("before", b));
     }
-    let page = Api {
-        st: &st,
-        auth: &ui.auth,
-    }
-    .notifications(&query_string(&qs))
-    .await?;
+    let page = ui.api(&st).notifications(&query_string(&qs)).await?;
     let mut ctx = frame(&ui, "notifications");
     ctx["next"] = page["next"].clone();
     ctx["items"] = json!(items(page));
@@ -578,10 +533,7 @@ pub async fn notifications(State(st): State<AppState>, ui: Ui, RawQuery(q): RawQ
 
 /// `GET /ui/response`: the rules, playbooks and policy in force, with their layers.
 pub async fn response(State(st): State<AppState>, ui: Ui) -> Page {
-    let api = Api {
-        st: &st,
-        auth: &ui.auth,
-    };
+    let api = ui.api(&st);
     let mut ctx = frame(&ui, "response");
     ctx["rules"] = json!(view::with_doc_names(items(api.in_force(Doc::Rules).await?)));
     ctx["playbooks"] = json!(view::with_doc_names(items(
@@ -655,10 +607,7 @@ pub async fn edit_doc(State(st): State<AppState>, ui: Ui, RawQuery(q): RawQuery)
     let f: HashMap<String, String> =
         serde_urlencoded::from_str(q.as_deref().unwrap_or("")).unwrap_or_default();
     let (doc, name) = doc_of(&f)?;
-    let api = Api {
-        st: &st,
-        auth: &ui.auth,
-    };
+    let api = ui.api(&st);
     editor(&api, &ui, doc, &name, None, None).await
 }
 
@@ -680,10 +629,7 @@ pub async fn save_doc(State(st): State<AppState>, ui: Ui, body: Body) -> Page {
         .cloned()
         .unwrap_or_default()
         .replace("\r\n", "\n");
-    let api = Api {
-        st: &st,
-        auth: &ui.auth,
-    };
+    let api = ui.api(&st);
     match api.put_doc(doc, &name, text.clone()).await {
         Ok(_) => Ok(redirect(&edit_url(doc, &name))),
         Err(e @ (ApiError::Invalid { .. } | ApiError::BadRequest(_)))
@@ -704,12 +650,7 @@ pub async fn rollback_doc(State(st): State<AppState>, ui: Ui, body: Body) -> Pag
         .get("version")
         .and_then(|v| v.parse::<u32>().ok())
         .ok_or_else(|| ApiError::BadRequest("`version` must be a version number".into()))?;
-    Api {
-        st: &st,
-        auth: &ui.auth,
-    }
-    .rollback(doc, &name, version)
-    .await?;
+    ui.api(&st).rollback(doc, &name, version).await?;
     Ok(redirect(&edit_url(doc, &name)))
 }
 
@@ -717,12 +658,7 @@ pub async fn rollback_doc(State(st): State<AppState>, ui: Ui, body: Body) -> Pag
 
 /// `GET /ui/models`: versions, slots, live counters, shadow agreement, drift.
 pub async fn models(State(st): State<AppState>, ui: Ui) -> Page {
-    let list = Api {
-        st: &st,
-        auth: &ui.auth,
-    }
-    .models()
-    .await?;
+    let list = ui.api(&st).models().await?;
     let mut ctx = frame(&ui, "models");
     ctx["items"] = json!(items(list));
     ok("models.html", ctx)
@@ -742,12 +678,7 @@ pub async fn change_model(
         "rollback" => false,
         _ => return Err(ApiError::NotFound(format!("route `/ui/models/{id}/{verb}`")).into()),
     };
-    Api {
-        st: &st,
-        auth: &ui.auth,
-    }
-    .change_model(&id, promote)
-    .await?;
+    ui.api(&st).change_model(&id, promote).await?;
     Ok(redirect("/ui/models"))
 }
 
@@ -777,218 +708,6 @@ pub fn not_found_page() -> Response {
 
 pub async fn not_found() -> Response {
     not_found_page()
-}
-
-/// Shaping for display: plain functions over the API's JSON.
-pub mod view {
-    use super::super::charts;
-    use serde_json::{json, Value};
-
-    const HOUR_MS: i64 = 3_600_000;
-
-    /// Severity order, worst first (the API's words).
-    const SEVERITIES: [&str; 5] = ["critical", "high", "medium", "low", "info"];
-
-    fn median(mut v: Vec<i64>) -> Option<i64> {
-        if v.is_empty() {
-            return None;
-        }
-        v.sort_unstable();
-        Some(v[v.len() / 2])
-    }
-
-    /// A duration in milliseconds as `1 h 5 min`, `42 s`, `350 ms`.
-    pub fn duration(ms: i64) -> String {
-        let s = ms / 1000;
-        match s {
-            _ if ms < 1000 => format!("{ms} ms"),
-            0..=119 => format!("{s} s"),
-            120..=3599 => format!("{} min {} s", s / 60, s % 60),
-            _ => format!("{} h {} min", s / 3600, s / 60 % 60),
-        }
-    }
-
-    pub fn overview(
-        open: &[Value],
-        pending: &[Value],
-        recent: &[Value],
-        postmortems: &[Value],
-        now: i64,
-    ) -> Value {
-        let by_severity: Vec<Value> = SEVERITIES
-            .iter()
-            .map(|s| {
-                let n = open.iter().filter(|i| i["severity"] == *s).count();
-                json!({"severity": s, "count": n})
-            })
-            .collect();
-        let mut top: Vec<&Value> = open.iter().collect();
-        top.sort_by(|a, b| {
-            let r = |v: &Value| v["risk"].as_f64().unwrap_or(0.0);
-            r(b).total_cmp(&r(a))
-        });
-        let last_hour = recent
-            .iter()
-            .filter(|a| {
-                a["result"]["ts"]
-                    .as_i64()
-                    .is_some_and(|ts| now - ts <= HOUR_MS)
-            })
-            .count();
-        let times = |field: &str| {
-            let v: Vec<i64> = postmortems
-                .iter()
-                .filter_map(|p| p["times"][field].as_i64())
-                .collect();
-            let n = v.len();
-            json!({"median": median(v).map(duration), "n": n})
-        };
-        json!({
-            "open": open.len(),
-            "by_severity": by_severity,
-            "top": top.into_iter().take(10).collect::<Vec<_>>(),
-            "pending": pending.len(),
-            "pending_items": pending.iter().take(5).collect::<Vec<_>>(),
-            "actions_last_hour": last_hour,
-            "ttd": times("time_to_detect_ms"),
-            "ttr": times("time_to_respond_ms"),
-            "ttrecover": times("time_to_recover_ms"),
-        })
-    }
-
-    /// One chart per baseline: the findings' observed values of that metric over time in
-    /// the band mean ± k·σ.
-    pub fn charts(entity: &Value, findings: &[Value]) -> Value {
-        let Some(baselines) = entity["baselines"].as_object() else {
-            return json!([]);
-        };
-        baselines
-            .iter()
-            .map(|(metric, b)| {
-                let mean = b["mean"].as_f64().unwrap_or(0.0);
-                let std = b["std"].as_f64().unwrap_or(0.0);
-                let mut points: Vec<(i64, f64)> = findings
-                    .iter()
-                    .filter(|f| f["evidence"]["metric"] == metric.as_str())
-                    .filter_map(|f| {
-                        let ts = antibody_core::clock::parse_rfc3339(f["ts"].as_str()?)?;
-                        Some((ts, f["evidence"]["value"].as_f64()?))
-                    })
-                    .collect();
-                points.sort_by_key(|p| p.0);
-                json!({
-                    "metric": metric,
-                    "mean": mean,
-                    "std": std,
-                    "n": b["n"],
-                    "points": points.len(),
-                    "svg": charts::band(&points, mean, std, super::BAND_K),
-                })
-            })
-            .collect()
-    }
-
-    /// A finding with its contributions as bars, largest first.
-    pub fn finding(mut f: Value) -> Value {
-        let contributions: Vec<(String, f64)> = f["explanation"]["contributions"]
-            .as_object()
-            .map(|m| {
-                m.iter()
-                    .filter_map(|(k, v)| Some((k.clone(), v.as_f64()?)))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let max = contributions
-            .iter()
-            .map(|(_, v)| v.abs())
-            .fold(0.0_f64, f64::max);
-        let mut bars: Vec<Value> = contributions
-            .iter()
-            .map(|(k, v)| {
-                let frac = if max > 0.0 { v.abs() / max } else { 0.0 };
-                json!({"feature": k, "value": v, "svg": charts::bar(frac)})
-            })
-            .collect();
-        bars.sort_by(|a, b| {
-            let m = |v: &Value| v["value"].as_f64().unwrap_or(0.0).abs();
-            m(b).total_cmp(&m(a))
-        });
-        f["bars"] = json!(bars);
-        f
-    }
-
-    /// Each item's document name (`tenant/mine.yml` → `mine`), for the editor's link.
-    pub fn with_doc_names(mut items: Vec<Value>) -> Vec<Value> {
-        for i in &mut items {
-            let file = i["file"].as_str().unwrap_or_default();
-            let base = file.rsplit('/').next().unwrap_or(file);
-            let name = base.rsplit_once('.').map_or(base, |(n, _)| n).to_owned();
-            i["doc"] = json!(name);
-        }
-        items
-    }
-
-    #[cfg(test)]
-    mod tests {
-        use super::*;
-
-        #[test]
-        fn document_names_come_from_files() {
-            let v = with_doc_names(vec![json!({"file": "tenant/mine.yml"}), json!({})]);
-            assert_eq!(v[0]["doc"], "mine");
-            assert_eq!(v[1]["doc"], "");
-        }
-
-        #[test]
-        fn overview_counts_by_severity_and_hour() {
-            let open = vec![
-                json!({"id": "a", "severity": "high", "risk": 5.0}),
-                json!({"id": "b", "severity": "high", "risk": 9.0}),
-                json!({"id": "c", "severity": "low", "risk": 1.0}),
-            ];
-            let recent = vec![
-                json!({"result": {"ts": 10_000}}),
-                json!({"result": {"ts": 10_000 - 2 * HOUR_MS}}),
-                json!({"result": null}),
-            ];
-            let pms = vec![
-                json!({"times": {"time_to_detect_ms": 2000, "time_to_respond_ms": 500}}),
-                json!({"times": {"time_to_detect_ms": 4000, "time_to_respond_ms": null}}),
-            ];
-            let v = overview(&open, &[], &recent, &pms, 10_000);
-            assert_eq!(v["open"], 3);
-            assert_eq!(v["by_severity"][1], json!({"severity": "high", "count": 2}));
-            assert_eq!(v["top"][0]["id"], "b");
-            assert_eq!(v["actions_last_hour"], 1);
-            assert_eq!(v["ttd"], json!({"median": "4 s", "n": 2}));
-            assert_eq!(v["ttr"], json!({"median": "500 ms", "n": 1}));
-            assert_eq!(v["ttrecover"], json!({"median": null, "n": 0}));
-        }
-
-        #[test]
-        fn durations_read_well() {
-            assert_eq!(duration(350), "350 ms");
-            assert_eq!(duration(42_000), "42 s");
-            assert_eq!(duration(125_000), "2 min 5 s");
-            assert_eq!(duration(3_900_000), "1 h 5 min");
-        }
-
-        #[test]
-        fn contributions_become_bars_largest_first() {
-            let f = finding(json!({"explanation": {"contributions": {"a": 0.5, "b": -2.0}}}));
-            assert_eq!(f["bars"][0]["feature"], "b");
-            assert!(f["bars"][0]["svg"]
-                .as_str()
-                .unwrap()
-                .contains("width=\"100.0\""));
-            assert!(f["bars"][1]["svg"]
-                .as_str()
-                .unwrap()
-                .contains("width=\"25.0\""));
-            let none = finding(json!({"explanation": {"text": "x"}}));
-            assert_eq!(none["bars"], json!([]));
-        }
-    }
 }
 
 #[cfg(test)]
