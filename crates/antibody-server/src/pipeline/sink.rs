@@ -233,7 +233,7 @@ impl Sink {
                     self.metrics.store_errors.fetch_add(1, Relaxed);
                     self.health
                         .store_down(format!("the store refuses writes ({e}); retrying"));
-                    if attempts == 1 || attempts % LOG_EVERY_ATTEMPTS == 0 {
+                    if attempts == 1 || attempts.is_multiple_of(LOG_EVERY_ATTEMPTS) {
                         tracing::error!(
                             error = %e,
                             attempts,
