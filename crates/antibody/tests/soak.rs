@@ -5,7 +5,8 @@
 //! What it catches: RSS is judged on the medians of the first and last 20 s of the judged
 //! minute, so a leak of 1 MiB/s (~40 MiB between them) is beyond the 16 MiB allowed; a
 //! descriptor leaked per request (~10 requests/s) is beyond the 16 allowed within seconds.
-//! `soak::tests` bends series in exactly these ways and checks the verdict.
+//! `soak::tests` bends series in exactly these ways and checks the verdict. Latency is judged
+//! loosely here (see below); a p99 that grows by whole seconds still fails.
 
 mod common;
 
@@ -33,6 +34,10 @@ fn ninety_seconds_of_steady_load_leave_the_server_flat() {
         .args(["--rate", "2000", "--batch", "200", "--concurrency", "2"])
         .args(["--entities", "2000", "--poll-every", "500ms"])
         .args(["--max-rss-growth-mib", "16", "--max-fd-growth", "16"])
+        // A debug build on a shared runner stalls for whole scheduler slices (p99 of reads
+        // went 240 → 810 ms at load 17 with nothing growing): latency gets a wide margin,
+        // memory, descriptors and threads the tight one.
+        .args(["--p99-slack-ms", "1000"])
         .arg("--report")
         .arg(&report)
         .output()
