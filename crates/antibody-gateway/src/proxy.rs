@@ -316,35 +316,10 @@ impl Gateway {
                 )
             })?;
         *request.headers_mut() = upstream_headers(p, &sent.headers, sent.body.len());
-        let unavailable = |why: String| {
-            Refusal::new(
-                "upstream_unavailable",
-                format!("provider `{}`: {why}", p.name),
-            )
-        };
-        let attempt = async {
-            let mut sender = self.pools[pi]
-                .checkout(&self.http, &p.endpoint)
-                .await
-                .map_err(unavailable)?;
-            let response = sender
-                .send_request(request)
-                .await
-                .map_err(|e| unavailable(e.to_string()))?;
-            Ok::<_, Refusal>((response, sender))
-        };
-        tokio::time::timeout(p.timeout, attempt)
+        let who = format!("provider `{}`", p.name);
+        self.pools[pi]
+            .exchange(&self.http, &p.endpoint, p.timeout, request, &who)
             .await
-            .unwrap_or_else(|_| {
-                Err(Refusal::new(
-                    "upstream_timeout",
-                    format!(
-                        "provider `{}` did not answer within {} ms",
-                        p.name,
-                        p.timeout.as_millis()
-                    ),
-                ))
-            })
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -5,14 +5,18 @@
 //! request path is appended to a configured base, never taken from the client.
 
 use crate::config::{GatewayConfig, Provider, ProviderKind};
+use crate::refusal::Refusal;
 use antibody_executors::http::Endpoint;
 use antibody_executors::HttpClient;
 use antibody_respond::gateway_policy::pattern_matches;
 use bytes::Bytes;
 use http_body_util::Full;
+use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 use hyper::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONTENT_LENGTH, HOST};
+use hyper::{Request, Response};
 use std::sync::Mutex;
+use std::time::Duration;
 
 /// The providers a call tries, in order: the agent's route (else the default), then its
 /// fallbacks (each provider once).
@@ -141,6 +145,36 @@ impl Pool {
             }
         }
         http.connect(endpoint).await
+    }
+
+    /// One exchange on a pooled connection: the request sent and the response head read
+    /// within `timeout`. `who` names the upstream in refusals ("provider `openai`").
+    pub async fn exchange(
+        &self,
+        http: &HttpClient,
+        endpoint: &Endpoint,
+        timeout: Duration,
+        request: Request<Full<Bytes>>,
+        who: &str,
+    ) -> Result<(Response<Incoming>, Sender), Refusal> {
+        let unavailable =
+            |why: String| Refusal::new("upstream_unavailable", format!("{who}: {why}"));
+        let attempt = async {
+            let mut sender = self.checkout(http, endpoint).await.map_err(unavailable)?;
+            let response = sender
+                .send_request(request)
+                .await
+                .map_err(|e| unavailable(e.to_string()))?;
+            Ok::<_, Refusal>((response, sender))
+        };
+        tokio::time::timeout(timeout, attempt)
+            .await
+            .unwrap_or_else(|_| {
+                Err(Refusal::new(
+                    "upstream_timeout",
+                    format!("{who} did not answer within {} ms", timeout.as_millis()),
+                ))
+            })
     }
 
     /// Gives back a connection whose response was read to the end.

@@ -339,42 +339,17 @@ impl Gateway {
         client: &HeaderMap,
         body: Bytes,
     ) -> Result<(Response<Incoming>, Sender), Refusal> {
-        let unavailable = |why: String| {
-            Refusal::new(
-                "upstream_unavailable",
-                format!("MCP server `{}`: {why}", m.name),
-            )
-        };
+        let who = format!("MCP server `{}`", m.name);
         let mut request = Request::builder()
             .method(method.clone())
             .uri(m.endpoint.path())
             .body(Full::new(body.clone()))
-            .map_err(|e| unavailable(e.to_string()))?;
+            .map_err(|e| Refusal::new("upstream_unavailable", format!("{who}: {e}")))?;
         *request.headers_mut() =
             mcp_headers(m, client, (method == Method::POST).then_some(body.len()));
-        let attempt = async {
-            let mut sender = self.mcp_pools[si]
-                .checkout(&self.http, &m.endpoint)
-                .await
-                .map_err(unavailable)?;
-            let response = sender
-                .send_request(request)
-                .await
-                .map_err(|e| unavailable(e.to_string()))?;
-            Ok::<_, Refusal>((response, sender))
-        };
-        tokio::time::timeout(m.timeout, attempt)
+        self.mcp_pools[si]
+            .exchange(&self.http, &m.endpoint, m.timeout, request, &who)
             .await
-            .unwrap_or_else(|_| {
-                Err(Refusal::new(
-                    "upstream_timeout",
-                    format!(
-                        "MCP server `{}` did not answer within {} ms",
-                        m.name,
-                        m.timeout.as_millis()
-                    ),
-                ))
-            })
     }
 }
 
