@@ -14,7 +14,7 @@ use crate::limits::{Ask, Meter, Ticket};
 use crate::refusal::Refusal;
 use crate::request::{inspect, Facts, Route};
 use crate::scan::injection;
-use crate::upstream::{chain, is_hop_by_hop, upstream_headers, upstream_path, Pool, Sender};
+use crate::upstream::{chain, relayed_head, upstream_headers, upstream_path, Pool, Sender};
 use crate::usage::{from_body, Observed, SseScanner};
 use crate::vitals::CallRecord;
 use antibody_core::TenantId;
@@ -24,7 +24,7 @@ use axum::body::Body;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Frame, Incoming, SizeHint};
-use hyper::header::{HeaderMap, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
+use hyper::header::{HeaderMap, HeaderValue, CONTENT_TYPE, RETRY_AFTER};
 use hyper::{Method, Request, Response, StatusCode};
 use std::net::IpAddr;
 use std::pin::Pin;
@@ -358,16 +358,7 @@ impl Gateway {
             (false, false) => Mode::Plain,
         };
         let changes_length = matches!(mode, Mode::Sse(_)) && strip;
-        let mut builder = Response::builder().status(parts.status);
-        let connection = parts.headers.get(hyper::header::CONNECTION);
-        if let Some(h) = builder.headers_mut() {
-            for (name, value) in &parts.headers {
-                if is_hop_by_hop(name, connection) || (changes_length && name == CONTENT_LENGTH) {
-                    continue;
-                }
-                h.append(name.clone(), value.clone());
-            }
-        }
+        let builder = relayed_head(&parts, changes_length);
         let metered = Metered {
             inner: incoming,
             mode,

@@ -117,6 +117,25 @@ pub fn upstream_path(p: &Provider, path_and_query: &str) -> String {
 
 pub type Sender = SendRequest<Full<Bytes>>;
 
+/// The head of the answer relayed to the client: the upstream's status and end-to-end
+/// headers, without `Content-Length` when the gateway rewrites the body on its way.
+pub fn relayed_head(
+    parts: &hyper::http::response::Parts,
+    rewrites_body: bool,
+) -> hyper::http::response::Builder {
+    let connection = parts.headers.get(hyper::header::CONNECTION);
+    let mut builder = Response::builder().status(parts.status);
+    if let Some(h) = builder.headers_mut() {
+        for (name, value) in &parts.headers {
+            if is_hop_by_hop(name, connection) || (rewrites_body && name == CONTENT_LENGTH) {
+                continue;
+            }
+            h.append(name.clone(), value.clone());
+        }
+    }
+    builder
+}
+
 /// Idle kept-alive connections of one upstream (a provider or an MCP server).
 #[derive(Default)]
 pub struct Pool {

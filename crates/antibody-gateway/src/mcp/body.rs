@@ -9,11 +9,11 @@ use super::record::{Base, Watch};
 use super::sse::{data_of, with_data, Framer};
 use crate::identity::fingerprint;
 use crate::proxy::Gateway;
-use crate::upstream::{is_hop_by_hop, Sender};
+use crate::upstream::{relayed_head, Sender};
 use axum::body::Body;
 use bytes::Bytes;
 use hyper::body::{Frame, Incoming, SizeHint};
-use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::header::CONTENT_TYPE;
 use hyper::{Response, StatusCode};
 use serde_json::Value;
 use std::pin::Pin;
@@ -86,16 +86,7 @@ impl McpBody {
         let must_filter = !revoked.is_empty()
             && !matches!(mode, Mode::Plain)
             && (filter_any || watches.iter().any(|w| w.method == Watched::ToolsList));
-        let connection = parts.headers.get(hyper::header::CONNECTION);
-        let mut builder = Response::builder().status(parts.status);
-        if let Some(h) = builder.headers_mut() {
-            for (name, value) in &parts.headers {
-                if is_hop_by_hop(name, connection) || (must_filter && name == CONTENT_LENGTH) {
-                    continue;
-                }
-                h.append(name.clone(), value.clone());
-            }
-        }
+        let builder = relayed_head(&parts, must_filter);
         let body = McpBody {
             inner: incoming,
             mode,
