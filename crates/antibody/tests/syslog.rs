@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{eventually, TestServer, ADMIN_KEY};
+use common::{eventually, Ca, TestServer, ADMIN_KEY};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::path::Path;
@@ -149,39 +149,7 @@ fn sshd_failures_over_udp_and_both_tcp_framings_become_a_brute_force_finding() {
     assert_eq!(metric(&s, "antibody_syslog_dropped_total"), 0);
 }
 
-struct Ca {
-    cert: rcgen::Certificate,
-    key: rcgen::KeyPair,
-}
-
-impl Ca {
-    fn new() -> Ca {
-        let key = rcgen::KeyPair::generate().unwrap();
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        Ca {
-            cert: params.self_signed(&key).unwrap(),
-            key,
-        }
-    }
-
-    fn issue(&self, dir: &Path, stem: &str, name: &str) -> (String, String) {
-        let key = rcgen::KeyPair::generate().unwrap();
-        let cert = rcgen::CertificateParams::new(vec![name.to_owned()])
-            .unwrap()
-            .signed_by(&key, &self.cert, &self.key)
-            .unwrap();
-        let (c, k) = (
-            dir.join(format!("{stem}.crt")),
-            dir.join(format!("{stem}.key")),
-        );
-        std::fs::write(&c, cert.pem()).unwrap();
-        std::fs::write(&k, key.serialize_pem()).unwrap();
-        (c.display().to_string(), k.display().to_string())
-    }
-}
-
-fn tls_client(ca: &Ca, identity: Option<(&str, &str)>) -> Arc<rustls::ClientConfig> {
+fn tls_client(ca: &Ca, identity: Option<(&Path, &Path)>) -> Arc<rustls::ClientConfig> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let mut roots = rustls::RootCertStore::empty();

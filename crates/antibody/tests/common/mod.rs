@@ -390,3 +390,43 @@ pub fn train_small_model_with(dir: &Path, gen: &[&str], train: &[&str]) -> PathB
     run_ok(&train_args);
     b
 }
+
+/// A test certificate authority (rcgen): issues leaves for servers and clients.
+pub struct Ca {
+    pub cert: rcgen::Certificate,
+    pub key: rcgen::KeyPair,
+}
+
+impl Ca {
+    pub fn new() -> Ca {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        Ca {
+            cert: params.self_signed(&key).unwrap(),
+            key,
+        }
+    }
+
+    /// A leaf for `name`, written as `<stem>.crt` and `<stem>.key` in `dir`.
+    pub fn issue(&self, dir: &Path, stem: &str, name: &str) -> (PathBuf, PathBuf) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec![name.to_owned()])
+            .unwrap()
+            .signed_by(&key, &self.cert, &self.key)
+            .unwrap();
+        let (c, k) = (
+            dir.join(format!("{stem}.crt")),
+            dir.join(format!("{stem}.key")),
+        );
+        std::fs::write(&c, cert.pem()).unwrap();
+        std::fs::write(&k, key.serialize_pem()).unwrap();
+        (c, k)
+    }
+
+    /// The CA's own certificate, written to `path` (a client CA bundle).
+    pub fn write(&self, path: &Path) -> PathBuf {
+        std::fs::write(path, self.cert.pem()).unwrap();
+        path.to_owned()
+    }
+}
